@@ -1,0 +1,386 @@
+//! The policy file: `raw` (as written) -> `validate` (checked, typed) -> [`Config`].
+//!
+//! [`load`] reads a file and returns either a [`Config`] or every problem found in it.
+//! Nothing in this module touches the network or the environment, so `tollgate -t` gives
+//! the same verdict on a laptop as on the edge host.
+
+mod raw;
+mod validate;
+
+use globset::GlobSet;
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use validate::parse_config;
+
+/// Hard ceiling for `server.max_body`: the patched Pingora retry buffer (vendor/README.md).
+pub const MAX_BODY_CEILING: u64 = 64 * 1024 * 1024;
+
+/// Reads and validates the policy file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        problems: vec![Problem {
+            line: None,
+            path: String::new(),
+            message: format!("cannot read file: {e}"),
+        }],
+    })?;
+    parse_config(&text, path)
+}
+
+/// Every problem found in a policy file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// 1-based line (and column) where known.
+    pub line: Option<(usize, usize)>,
+    /// Field path such as `groups[1] (grp_prod).rpm`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} problem(s) found:",
+            self.file,
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            write!(f, "  {}", self.file)?;
+            if let Some((line, col)) = p.line {
+                write!(f, ":{line}:{col}")?;
+            }
+            if p.path.is_empty() {
+                writeln!(f, ": {}", p.message)?;
+            } else {
+                writeln!(f, ": {}: {}", p.path, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A validated policy file. Runtime types only: nothing here is `Deserialize`.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+    pub orgs: Vec<Org>,
+    pub groups: Vec<Group>,
+    pub keys: Vec<KeyDef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub threads: usize,
+    pub data_dir: PathBuf,
+    pub admin_token_env: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_body: u64,
+    pub grace_period: Duration,
+    pub request_log: RequestLog,
+    pub tls: Option<TlsFiles>,
+    pub pid_file: PathBuf,
+    pub upgrade_sock: PathBuf,
+    pub default_max_tokens: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestLog {
+    Stdout,
+    Off,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Wire format spoken by a provider, and by a data-plane route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    OpenAi,
+    Anthropic,
+}
+
+impl Api {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::OpenAi => "openai",
+            Api::Anthropic => "anthropic",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub id: Arc<str>,
+    pub api: Api,
+    pub base: BaseUrl,
+    pub api_key_env: Option<String>,
+    pub connect_timeout: Duration,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `base_url` split into what a peer needs. Host names are resolved when the snapshot
+/// is built, never on the request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash ("" for none), prepended to the route path.
+    pub path_prefix: String,
+}
+
+/// Prices in micro-dollars per million tokens (integers: money never accumulates in floats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Price {
+    pub input_micros_per_mtok: u64,
+    pub output_micros_per_mtok: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: Arc<str>,
+    pub price: Price,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    pub model: Arc<str>,
+    pub weight: u32,
+    pub tags: Vec<String>,
+    pub price: Option<Price>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetPeriod {
+    Daily,
+    Weekly,
+    Monthly,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub limit_micros: u64,
+    pub period: BudgetPeriod,
+    pub soft_micros: Option<u64>,
+}
+
+/// The SPEC's limit fields for one layer (org, group or key). `None` = no limit at this layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub rpm: Option<NonZeroU64>,
+    pub rph: Option<NonZeroU64>,
+    pub rpd: Option<NonZeroU64>,
+    pub tpm: Option<NonZeroU64>,
+    pub tpd: Option<NonZeroU64>,
+    pub max_parallel: Option<NonZeroU32>,
+    pub max_tokens: Option<NonZeroU32>,
+    pub budget: Option<Budget>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Org {
+    pub id: Arc<str>,
+    pub name: Option<String>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Active,
+    Paused,
+    Quarantined,
+}
+
+impl GroupState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupState::Active => "active",
+            GroupState::Paused => "paused",
+            GroupState::Quarantined => "quarantined",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    Weighted,
+    Latency,
+    Cost,
+    Sticky,
+    Tag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Metadata,
+    Prompt,
+    Full,
+}
+
+/// Model allow/deny globs of one layer. `allow: None` = everything the layer above allows.
+#[derive(Debug, Clone)]
+pub struct ModelFilter {
+    pub allow: Option<GlobSet>,
+    pub deny: Option<GlobSet>,
+    /// The patterns as written, for display.
+    pub allow_src: Option<Vec<String>>,
+    pub deny_src: Vec<String>,
+}
+
+impl ModelFilter {
+    pub fn permits(&self, model: &str) -> bool {
+        self.allow.as_ref().is_none_or(|a| a.is_match(model))
+            && !self.deny.as_ref().is_some_and(|d| d.is_match(model))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: Arc<str>,
+    /// Index into [`Config::orgs`].
+    pub org: usize,
+    pub name: Option<String>,
+    pub state: GroupState,
+    pub limits: Limits,
+    pub models: ModelFilter,
+    /// Catalogue name (aliases already resolved).
+    pub default_model: Option<Arc<str>>,
+    /// Client name -> catalogue name.
+    pub aliases: HashMap<String, Arc<str>>,
+    pub routing: Routing,
+    /// Catalogue name -> fallback catalogue names, in order.
+    pub fallbacks: HashMap<Arc<str>, Vec<Arc<str>>>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub allowed_cidrs: Option<Vec<IpNet>>,
+    pub quarantine_cidrs: Vec<IpNet>,
+    pub quarantine_models: Option<GlobSet>,
+    pub key_ttl: Option<Duration>,
+    pub idle_disable: Option<Duration>,
+    pub tags: Vec<(String, String)>,
+    pub log_level: LogLevel,
+    pub webhook: Option<String>,
+    pub alert_thresholds: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Active,
+    Disabled,
+    Revoked,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyDef {
+    pub id: Arc<str>,
+    pub name: Option<String>,
+    /// Index into [`Config::groups`].
+    pub group: usize,
+    pub digest: [u8; 32],
+    pub expires_at: Option<SystemTime>,
+    pub state: KeyState,
+    pub models: ModelFilter,
+    pub allowed_cidrs: Option<Vec<IpNet>>,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// The one-screen summary printed by `tollgate -t`.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "{}: OK", self.path.display());
+        let listen: Vec<String> = self.server.listen.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "  listen {}  admin {}  threads {}  max_body {}  data_dir {}",
+            listen.join(","),
+            self.server
+                .admin_listen
+                .map_or_else(|| "off".to_string(), |a| a.to_string()),
+            self.server.threads,
+            bytesize::ByteSize(self.server.max_body).display().iec(),
+            self.server.data_dir.display()
+        );
+        let _ = writeln!(s, "  providers ({}):", self.providers.len());
+        for p in &self.providers {
+            let env = p.api_key_env.as_deref().unwrap_or("-");
+            let set = match &p.api_key_env {
+                Some(v) if std::env::var_os(v).is_none() => " (NOT SET in this environment)",
+                _ => "",
+            };
+            let _ = writeln!(
+                s,
+                "    {:<16} {:<9} {}://{}:{}{}  key from {env}{set}",
+                p.id,
+                p.api.as_str(),
+                if p.base.tls { "https" } else { "http" },
+                p.base.host,
+                p.base.port,
+                p.base.path_prefix
+            );
+        }
+        let _ = writeln!(s, "  models ({}):", self.models.len());
+        for m in &self.models {
+            let targets: Vec<String> = m
+                .targets
+                .iter()
+                .map(|t| format!("{}/{}@{}", self.providers[t.provider].id, t.model, t.weight))
+                .collect();
+            let _ = writeln!(s, "    {:<24} -> {}", m.name, targets.join(", "));
+        }
+        let _ = writeln!(s, "  orgs ({}):", self.orgs.len());
+        for (oi, o) in self.orgs.iter().enumerate() {
+            let groups: Vec<&Group> = self.groups.iter().filter(|g| g.org == oi).collect();
+            let _ = writeln!(s, "    {} ({} groups)", o.id, groups.len());
+            for g in groups {
+                let keys = self
+                    .keys
+                    .iter()
+                    .filter(|k| self.groups[k.group].id == g.id)
+                    .count();
+                let _ = writeln!(
+                    s,
+                    "      {:<20} {:<11} {} keys in file, routing {:?}",
+                    g.id,
+                    g.state.as_str(),
+                    keys,
+                    g.routing
+                );
+            }
+        }
+        let _ = writeln!(s, "  keys in file: {}", self.keys.len());
+        s
+    }
+}

@@ -1,0 +1,190 @@
+//! The policy file as written: serde structs that mirror SPEC §2 one to one.
+//!
+//! Nothing here is interpreted. Durations, sizes, CIDRs and globs stay strings until
+//! `validate.rs` turns them into runtime types and reports every problem at once.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Declares a raw section that accepts the SPEC's limit fields next to its own.
+///
+/// serde's `flatten` cannot be combined with `deny_unknown_fields`, so the shared fields are
+/// spliced in by this macro instead, together with an accessor that gathers them.
+macro_rules! with_limits {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident : $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            pub rpm: Option<u64>,
+            pub rph: Option<u64>,
+            pub rpd: Option<u64>,
+            pub tpm: Option<u64>,
+            pub tpd: Option<u64>,
+            pub max_parallel: Option<u64>,
+            pub max_tokens: Option<u64>,
+            pub budget_usd: Option<f64>,
+            pub budget_period: Option<String>,
+            pub soft_budget_usd: Option<f64>,
+        }
+
+        impl $name {
+            pub fn limits(&self) -> RawLimits {
+                RawLimits {
+                    rpm: self.rpm,
+                    rph: self.rph,
+                    rpd: self.rpd,
+                    tpm: self.tpm,
+                    tpd: self.tpd,
+                    max_parallel: self.max_parallel,
+                    max_tokens: self.max_tokens,
+                    budget_usd: self.budget_usd,
+                    budget_period: self.budget_period.clone(),
+                    soft_budget_usd: self.soft_budget_usd,
+                }
+            }
+        }
+    };
+}
+
+/// The limit fields shared by orgs, groups and keys (SPEC §2 "Limit fields").
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub rpm: Option<u64>,
+    pub rph: Option<u64>,
+    pub rpd: Option<u64>,
+    pub tpm: Option<u64>,
+    pub tpd: Option<u64>,
+    pub max_parallel: Option<u64>,
+    pub max_tokens: Option<u64>,
+    pub budget_usd: Option<f64>,
+    pub budget_period: Option<String>,
+    pub soft_budget_usd: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(default)]
+    pub listen: Vec<String>,
+    pub admin_listen: Option<String>,
+    pub threads: Option<u64>,
+    pub data_dir: Option<String>,
+    pub admin_token_env: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub max_body: Option<String>,
+    pub grace_period: Option<String>,
+    pub request_log: Option<String>,
+    pub tls: Option<RawTls>,
+    /// Extension: pid file written in daemon mode (`-d`).
+    pub pid_file: Option<String>,
+    /// Extension: Unix socket used to hand listeners over on `-u` upgrades.
+    pub upgrade_sock: Option<String>,
+    /// Extension: tokens reserved for a request that does not set `max_tokens`.
+    pub default_max_tokens: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub id: String,
+    pub api: String,
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+    pub connect_timeout: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Extension: PEM bundle that replaces the system roots for this provider (private CAs).
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub name: String,
+    #[serde(default)]
+    pub input_usd_per_mtok: f64,
+    #[serde(default)]
+    pub output_usd_per_mtok: f64,
+    #[serde(default)]
+    pub targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub provider: String,
+    pub model: Option<String>,
+    pub weight: Option<u64>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Per-target price overrides (used by `routing = "cost"`).
+    pub input_usd_per_mtok: Option<f64>,
+    pub output_usd_per_mtok: Option<f64>,
+}
+
+with_limits! {
+    pub struct RawOrg {
+        pub id: String,
+        pub name: Option<String>,
+    }
+}
+
+with_limits! {
+    pub struct RawGroup {
+        pub id: String,
+        pub org: String,
+        pub name: Option<String>,
+        pub state: Option<String>,
+        pub models: Option<Vec<String>>,
+        #[serde(default)]
+        pub deny_models: Vec<String>,
+        pub default_model: Option<String>,
+        #[serde(default)]
+        pub aliases: BTreeMap<String, String>,
+        pub routing: Option<String>,
+        #[serde(default)]
+        pub fallbacks: BTreeMap<String, Vec<String>>,
+        pub timeout: Option<String>,
+        pub retries: Option<u64>,
+        pub allowed_cidrs: Option<Vec<String>>,
+        #[serde(default)]
+        pub quarantine_cidrs: Vec<String>,
+        #[serde(default)]
+        pub quarantine_models: Vec<String>,
+        pub key_ttl: Option<String>,
+        pub idle_disable: Option<String>,
+        #[serde(default)]
+        pub tags: BTreeMap<String, String>,
+        pub log_level: Option<String>,
+        pub webhook: Option<String>,
+        #[serde(default)]
+        pub alert_thresholds: Vec<f64>,
+    }
+}
+
+with_limits! {
+    pub struct RawKey {
+        pub id: String,
+        pub name: Option<String>,
+        pub group: String,
+        pub sha256: String,
+        pub expires_at: Option<String>,
+        pub models: Option<Vec<String>>,
+        #[serde(default)]
+        pub deny_models: Vec<String>,
+        pub allowed_cidrs: Option<Vec<String>>,
+        /// Extension: `active` (default) or `disabled`; revocation of a file key is removal.
+        pub state: Option<String>,
+    }
+}

@@ -1,0 +1,60 @@
+//! `tollgate demo`: the mock provider and the gateway on the demo config in one process,
+//! so a newcomer can curl a working gateway without a provider account.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// The demo key; its digest is in `conf/demo.toml`. Public: demo use only.
+pub const DEMO_KEY: &str = "tg-DemoKeyForTheLocalMockProviderOnly0000000";
+const MOCK_ADDR: &str = "127.0.0.1:18081";
+
+pub fn run(conf: &Path, early_hup: Arc<AtomicBool>) -> ExitCode {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        rt.block_on(async {
+            match crate::mock::MockProvider::start(MOCK_ADDR).await {
+                Ok(_mock) => {
+                    let _ = ready_tx.send(Ok(()));
+                    std::future::pending::<()>().await;
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("mock provider on {MOCK_ADDR}: {e}")));
+                }
+            }
+        });
+    });
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("tollgate demo: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(_) => return ExitCode::FAILURE,
+    }
+    let server = match crate::server::build(conf, false, false, early_hup) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tollgate demo: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listen = crate::config::load(conf)
+        .ok()
+        .and_then(|c| c.server.listen.first().copied())
+        .map_or_else(|| "127.0.0.1:8080".to_string(), |a| a.to_string());
+    println!("mock provider on http://{MOCK_ADDR}, gateway on http://{listen}");
+    println!("demo key: {DEMO_KEY}");
+    println!(
+        "try:\n  curl -s http://{listen}/v1/chat/completions -H 'Authorization: Bearer {DEMO_KEY}' \\\n    -H 'content-type: application/json' -d '{{\"model\":\"fast\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'"
+    );
+    server.run_forever()
+}

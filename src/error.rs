@@ -1,0 +1,164 @@
+//! The one error type of the data plane: every refusal the gateway writes itself.
+//!
+//! `status()`, `code()` (also the metrics label) and `body()` follow the SPEC §4 table.
+//! Messages name the scope and limit that blocked, never a secret.
+
+use crate::config::Api;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`")]
+    MissingApiKey,
+    #[error("invalid API key")]
+    InvalidApiKey,
+    #[error("key {0} has been revoked")]
+    KeyRevoked(String),
+    #[error("key {0} has expired")]
+    KeyExpired(String),
+    #[error("key {0} is disabled")]
+    KeyDisabled(String),
+    #[error("{0}")]
+    GroupPaused(String),
+    #[error("client IP {ip} is not allowed by {scope} allowed_cidrs")]
+    IpNotAllowed { ip: IpAddr, scope: String },
+    #[error("model {model} is not allowed for {scope}")]
+    ModelNotAllowed { model: String, scope: String },
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("max_tokens {requested} exceeds {scope} max_tokens {limit}")]
+    MaxTokensExceeded {
+        requested: u64,
+        scope: String,
+        limit: u64,
+    },
+    #[error("{0}")]
+    ModelNotFound(String),
+    #[error("no route {method} {path}")]
+    UnknownRoute { method: String, path: String },
+    #[error("request body exceeds max_body {limit} bytes")]
+    RequestTooLarge { limit: u64 },
+    #[error("{scope} exceeded; retry after {retry_after}s")]
+    RateLimitExceeded { scope: String, retry_after: u64 },
+    #[error("{scope} exceeded; retry after {retry_after}s")]
+    TokenLimitExceeded { scope: String, retry_after: u64 },
+    #[error("{scope} requests already in flight")]
+    ConcurrencyLimitExceeded { scope: String },
+    #[error("{scope} exhausted")]
+    BudgetExceeded { scope: String, retry_after: Option<u64> },
+    #[error("{0}")]
+    UpstreamError(String),
+    #[error("{0}")]
+    NoHealthyTarget(String),
+    #[error("{0}")]
+    UpstreamTimeout(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        use GatewayError::*;
+        match self {
+            MissingApiKey | InvalidApiKey => 401,
+            KeyRevoked(_) | KeyExpired(_) | KeyDisabled(_) | GroupPaused(_) => 403,
+            IpNotAllowed { .. } | ModelNotAllowed { .. } => 403,
+            InvalidRequest(_) | MaxTokensExceeded { .. } => 400,
+            ModelNotFound(_) | UnknownRoute { .. } => 404,
+            RequestTooLarge { .. } => 413,
+            RateLimitExceeded { .. } | TokenLimitExceeded { .. } => 429,
+            ConcurrencyLimitExceeded { .. } | BudgetExceeded { .. } => 429,
+            UpstreamError(_) => 502,
+            NoHealthyTarget(_) => 503,
+            UpstreamTimeout(_) => 504,
+        }
+    }
+
+    /// The SPEC error code; also the `reason` label of `tollgate_rejections_total`.
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            MissingApiKey => "missing_api_key",
+            InvalidApiKey => "invalid_api_key",
+            KeyRevoked(_) => "key_revoked",
+            KeyExpired(_) => "key_expired",
+            KeyDisabled(_) => "key_disabled",
+            GroupPaused(_) => "group_paused",
+            IpNotAllowed { .. } => "ip_not_allowed",
+            ModelNotAllowed { .. } => "model_not_allowed",
+            InvalidRequest(_) => "invalid_request",
+            MaxTokensExceeded { .. } => "max_tokens_exceeded",
+            ModelNotFound(_) => "model_not_found",
+            UnknownRoute { .. } => "unknown_route",
+            RequestTooLarge { .. } => "request_too_large",
+            RateLimitExceeded { .. } => "rate_limit_exceeded",
+            TokenLimitExceeded { .. } => "token_limit_exceeded",
+            ConcurrencyLimitExceeded { .. } => "concurrency_limit_exceeded",
+            BudgetExceeded { .. } => "budget_exceeded",
+            UpstreamError(_) => "upstream_error",
+            NoHealthyTarget(_) => "no_healthy_target",
+            UpstreamTimeout(_) => "upstream_timeout",
+        }
+    }
+
+    /// The error `type` field.
+    pub fn kind(&self) -> &'static str {
+        match self.status() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            429 => "rate_limit_error",
+            s if s >= 500 => "api_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// Seconds for the `retry-after` header of a 429.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::RateLimitExceeded { retry_after, .. }
+            | GatewayError::TokenLimitExceeded { retry_after, .. } => Some(*retry_after),
+            GatewayError::BudgetExceeded { retry_after, .. } => *retry_after,
+            GatewayError::ConcurrencyLimitExceeded { .. } => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The JSON body in the shape of the route's API (OpenAI or Anthropic).
+    pub fn body(&self, api: Api) -> Vec<u8> {
+        let message = self.to_string();
+        let v = match api {
+            Api::OpenAi => serde_json::json!({
+                "error": {
+                    "message": message,
+                    "type": self.kind(),
+                    "code": self.code(),
+                    "param": serde_json::Value::Null,
+                }
+            }),
+            Api::Anthropic => serde_json::json!({
+                "type": "error",
+                "error": { "type": self.kind(), "message": message }
+            }),
+        };
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_follow_the_spec() {
+        let e = GatewayError::ModelNotAllowed {
+            model: "gpt-4o".into(),
+            scope: "group grp_prod".into(),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&e.body(Api::OpenAi)).unwrap();
+        assert_eq!(v["error"]["code"], "model_not_allowed");
+        assert_eq!(v["error"]["type"], "permission_error");
+        assert!(v["error"]["param"].is_null());
+        let v: serde_json::Value = serde_json::from_slice(&e.body(Api::Anthropic)).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "permission_error");
+        assert_eq!(e.status(), 403);
+    }
+}

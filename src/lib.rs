@@ -1,0 +1,14 @@
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod policy;
+pub mod request;
+pub mod respond;
+pub mod route;
+pub mod secret;
+pub mod snapshot;
+pub mod upstream;
+pub mod reload;
+pub mod server;
+pub mod demo;

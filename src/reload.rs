@@ -1,0 +1,105 @@
+//! SIGHUP / `POST /v1/reload`: re-read the file, validate, build a new snapshot off the
+//! request path, swap it in atomically. An invalid file changes nothing.
+
+use crate::config::{self, Config};
+use crate::snapshot::{Snapshot, SystemEnvironment};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The live policy: the snapshot every new request loads, and how to rebuild it.
+pub struct Policy {
+    pub path: PathBuf,
+    pub current: Arc<ArcSwap<Snapshot>>,
+    generation: AtomicU64,
+    /// Serialises reloads (SIGHUP and the admin endpoint may race).
+    lock: Mutex<()>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+}
+
+impl Policy {
+    pub fn new(path: PathBuf, config: &Config) -> anyhow::Result<Policy> {
+        let snapshot = Snapshot::build(config, &[], 1, &SystemEnvironment)?;
+        Ok(Policy {
+            path,
+            current: Arc::new(ArcSwap::from_pointee(snapshot)),
+            generation: AtomicU64::new(1),
+            lock: Mutex::new(()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+        })
+    }
+
+    /// Blocking: reads the file, resolves provider hosts. Returns the new generation.
+    pub fn reload(&self) -> Result<u64, String> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = config::load(&self.path)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| {
+                let old = self.current.load();
+                if cfg.server.listen != old.server.listen || cfg.server.threads != old.server.threads || cfg.server.admin_listen != old.server.admin_listen {
+                    log::warn!("reload: listen/admin_listen/threads changes take effect only after a restart or upgrade (-u)");
+                }
+                let generation = self.generation.load(Ordering::Relaxed) + 1;
+                let snapshot = Snapshot::build(&cfg, &[], generation, &SystemEnvironment).map_err(|e| e.to_string())?;
+                self.current.store(Arc::new(snapshot));
+                self.generation.store(generation, Ordering::Relaxed);
+                Ok(generation)
+            });
+        match &result {
+            Ok(g) => {
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                log::info!("policy reloaded from {} (generation {g})", self.path.display());
+            }
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                log::error!("reload failed, the previous policy stays in force: {e}");
+            }
+        }
+        result
+    }
+}
+
+/// Set by the SIGHUP handler installed first thing in `main`, so a hangup that arrives
+/// while the process is still starting is neither fatal nor lost.
+pub fn install_early_sighup_flag() -> std::io::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())?;
+    Ok(flag)
+}
+
+/// Background service (runs after daemonizing) that turns SIGHUP into reloads.
+pub struct SighupService {
+    pub policy: Arc<Policy>,
+    pub early: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl BackgroundService for SighupService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot listen for SIGHUP: {e}");
+                return;
+            }
+        };
+        let mut first = self.early.swap(false, Ordering::SeqCst);
+        loop {
+            if !first {
+                tokio::select! {
+                    _ = hup.recv() => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+            first = false;
+            let policy = self.policy.clone();
+            let _ = tokio::task::spawn_blocking(move || policy.reload()).await;
+        }
+    }
+}

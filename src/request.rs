@@ -1,0 +1,179 @@
+//! The client's request: which route it is, and the few body fields the gateway reads.
+//!
+//! The body is parsed once into its top-level fields with the values left raw (no deep
+//! parse of a 2 MiB `messages` array), and re-rendered per upstream target with that
+//! target's `model` id.
+
+use crate::config::Api;
+use crate::error::GatewayError;
+use bytes::Bytes;
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Responses,
+    Messages,
+    ListModels,
+}
+
+impl Route {
+    pub fn parse(method: &http::Method, path: &str) -> Result<Route, GatewayError> {
+        let path = path.split('?').next().unwrap_or(path);
+        let r = match (method.as_str(), path) {
+            ("POST", "/v1/chat/completions") => Route::ChatCompletions,
+            ("POST", "/v1/completions") => Route::Completions,
+            ("POST", "/v1/embeddings") => Route::Embeddings,
+            ("POST", "/v1/responses") => Route::Responses,
+            ("POST", "/v1/messages") => Route::Messages,
+            ("GET", "/v1/models") => Route::ListModels,
+            _ => {
+                return Err(GatewayError::UnknownRoute {
+                    method: method.to_string(),
+                    path: path.chars().take(200).collect(),
+                })
+            }
+        };
+        Ok(r)
+    }
+
+    pub fn api(self) -> Api {
+        match self {
+            Route::Messages => Api::Anthropic,
+            _ => Api::OpenAi,
+        }
+    }
+
+    /// The error shape for a path, even one that is not a route.
+    pub fn api_for_path(path: &str) -> Api {
+        if path.starts_with("/v1/messages") {
+            Api::Anthropic
+        } else {
+            Api::OpenAi
+        }
+    }
+}
+
+/// A JSON request body: top-level fields kept raw, in order.
+#[derive(Debug)]
+pub struct RequestBody {
+    fields: IndexMap<String, Box<RawValue>>,
+    pub model: Option<String>,
+    /// The largest of `max_tokens`, `max_completion_tokens`, `max_output_tokens`.
+    pub max_tokens: Option<u64>,
+    pub stream: bool,
+    /// Length of the body as the client sent it.
+    pub len: usize,
+}
+
+impl RequestBody {
+    pub fn parse(bytes: &[u8]) -> Result<RequestBody, GatewayError> {
+        let fields: IndexMap<String, Box<RawValue>> = serde_json::from_slice(bytes)
+            .map_err(|e| GatewayError::InvalidRequest(format!("request body is not a JSON object: {e}")))?;
+        let model = match fields.get("model") {
+            None => None,
+            Some(v) => match serde_json::from_str::<Option<String>>(v.get()) {
+                Ok(m) => m,
+                Err(_) => return Err(GatewayError::InvalidRequest("`model` must be a string".into())),
+            },
+        };
+        let mut max_tokens = None;
+        for name in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+            if let Some(v) = fields.get(name) {
+                match serde_json::from_str::<Option<u64>>(v.get()) {
+                    Ok(n) => max_tokens = max_tokens.max(n),
+                    Err(_) => {
+                        return Err(GatewayError::InvalidRequest(format!("`{name}` must be a non-negative integer")))
+                    }
+                }
+            }
+        }
+        let stream = match fields.get("stream") {
+            None => false,
+            Some(v) => serde_json::from_str::<Option<bool>>(v.get())
+                .map_err(|_| GatewayError::InvalidRequest("`stream` must be a boolean".into()))?
+                .unwrap_or(false),
+        };
+        Ok(RequestBody {
+            fields,
+            model,
+            max_tokens,
+            stream,
+            len: bytes.len(),
+        })
+    }
+
+    /// The body for one upstream target: the same fields with `model` set to `model`.
+    pub fn render(&self, model: &str) -> Bytes {
+        let mut out = Vec::with_capacity(self.len + model.len() + 16);
+        out.push(b'{');
+        let mut first = true;
+        let mut seen_model = false;
+        for (k, v) in &self.fields {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_json_string(&mut out, k);
+            out.push(b':');
+            if k == "model" {
+                seen_model = true;
+                write_json_string(&mut out, model);
+            } else {
+                out.extend_from_slice(v.get().as_bytes());
+            }
+        }
+        if !seen_model {
+            if !first {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"model\":");
+            write_json_string(&mut out, model);
+        }
+        out.push(b'}');
+        Bytes::from(out)
+    }
+}
+
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_is_rewritten_and_everything_else_kept() {
+        let b = RequestBody::parse(br#"{"model":"fast","messages":[{"role":"user","content":"hi \"x\""}],"max_tokens":5,"stream":true}"#).unwrap();
+        assert_eq!(b.model.as_deref(), Some("fast"));
+        assert_eq!(b.max_tokens, Some(5));
+        assert!(b.stream);
+        let out: serde_json::Value = serde_json::from_slice(&b.render("gpt-4o-mini")).unwrap();
+        assert_eq!(out["model"], "gpt-4o-mini");
+        assert_eq!(out["messages"][0]["content"], "hi \"x\"");
+        assert_eq!(out["max_tokens"], 5);
+    }
+
+    #[test]
+    fn missing_model_is_added_and_bad_bodies_refused() {
+        let b = RequestBody::parse(br#"{"input":"x"}"#).unwrap();
+        assert!(b.model.is_none());
+        let out: serde_json::Value = serde_json::from_slice(&b.render("m")).unwrap();
+        assert_eq!(out["model"], "m");
+        for bad in [&b"not json"[..], b"[1,2]", br#"{"model":5}"#, br#"{"max_tokens":-1}"#, b""] {
+            assert_eq!(RequestBody::parse(bad).unwrap_err().code(), "invalid_request");
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(Route::parse(&http::Method::POST, "/v1/messages").unwrap().api(), Api::Anthropic);
+        assert_eq!(Route::parse(&http::Method::GET, "/v1/models?x=1").unwrap(), Route::ListModels);
+        assert_eq!(Route::parse(&http::Method::GET, "/v1/chat/completions").unwrap_err().code(), "unknown_route");
+    }
+}

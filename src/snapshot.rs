@@ -1,0 +1,327 @@
+//! The immutable policy snapshot behind one `ArcSwap`.
+//!
+//! Inheritance is resolved here, when the snapshot is built, so a request does one map
+//! lookup (digest -> [`KeyEntry`]) and finds its group, org, effective model set and
+//! effective `max_tokens` already computed. Counters, windows and spend are not here: they
+//! are keyed by id elsewhere and survive a swap.
+
+use crate::config::{
+    Api, BaseUrl, Config, GroupState, KeyDef, KeyState, Limits, LogLevel, ModelFilter, Price,
+    Routing, ServerConfig,
+};
+use crate::secret::Secret;
+use globset::GlobSet;
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// SHA-256 of a raw API key.
+pub type Digest = [u8; 32];
+
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one on every successful reload.
+    pub generation: u64,
+    pub server: ServerConfig,
+    keys: HashMap<Digest, Arc<KeyEntry>>,
+    /// Catalogue, by name and by index (`ModelEntry::index`).
+    pub models: Vec<Arc<ModelEntry>>,
+    models_by_name: HashMap<Arc<str>, usize>,
+    pub providers: Vec<Arc<ProviderEntry>>,
+    pub groups: HashMap<Arc<str>, Arc<GroupEntry>>,
+    pub orgs: HashMap<Arc<str>, Arc<OrgEntry>>,
+}
+
+#[derive(Debug)]
+pub struct OrgEntry {
+    pub id: Arc<str>,
+    pub limits: Limits,
+}
+
+#[derive(Debug)]
+pub struct GroupEntry {
+    pub id: Arc<str>,
+    pub org: Arc<OrgEntry>,
+    pub state: GroupState,
+    pub limits: Limits,
+    /// `allowed[model.index]`: the group's allow/deny globs applied to the catalogue.
+    pub allowed: Arc<[bool]>,
+    pub default_model: Option<Arc<str>>,
+    pub aliases: HashMap<String, Arc<str>>,
+    pub routing: Routing,
+    pub fallbacks: HashMap<Arc<str>, Vec<Arc<str>>>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub allowed_cidrs: Option<Vec<IpNet>>,
+    pub quarantine_cidrs: Vec<IpNet>,
+    pub quarantine_models: Option<GlobSet>,
+    pub log_level: LogLevel,
+    /// The tightest `max_tokens` of group and org.
+    pub max_tokens: Option<(u64, String)>,
+}
+
+#[derive(Debug)]
+pub struct KeyEntry {
+    pub id: Arc<str>,
+    pub name: Option<String>,
+    pub digest: Digest,
+    pub expires_at: Option<SystemTime>,
+    pub state: KeyState,
+    pub group: Arc<GroupEntry>,
+    pub limits: Limits,
+    pub allowed_cidrs: Option<Vec<IpNet>>,
+    /// `allowed[model.index]`: key ∩ group model lists (shared with the group when the key
+    /// has no list of its own).
+    pub allowed: Arc<[bool]>,
+    /// Whether `allowed` was narrowed by the key's own lists (for error messages).
+    pub own_models: bool,
+    /// The tightest `max_tokens` of key, group and org, with the scope that set it.
+    pub max_tokens: Option<(u64, String)>,
+}
+
+#[derive(Debug)]
+pub struct ModelEntry {
+    pub index: usize,
+    pub name: Arc<str>,
+    pub price: Price,
+    pub targets: Vec<TargetEntry>,
+}
+
+#[derive(Debug)]
+pub struct TargetEntry {
+    pub provider: Arc<ProviderEntry>,
+    pub model: Arc<str>,
+    pub weight: u32,
+    pub tags: Vec<String>,
+    pub price: Price,
+    /// `provider/model`, as shown in `x-tollgate-target` and metrics.
+    pub label: Arc<str>,
+}
+
+#[derive(Debug)]
+pub struct ProviderEntry {
+    pub id: Arc<str>,
+    pub api: Api,
+    pub base: BaseUrl,
+    /// Resolved when the snapshot was built; empty if resolution failed.
+    pub addrs: Vec<SocketAddr>,
+    /// `host[:port]` for the upstream Host header.
+    pub host_header: String,
+    pub credential: Option<Secret>,
+    pub connect_timeout: Duration,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// PEM CA bundle replacing the platform roots for this provider.
+    pub ca_pem: Option<Arc<Vec<Vec<u8>>>>,
+}
+
+/// Where a snapshot's dynamic parts come from (environment, DNS); injectable for tests.
+pub trait Environment {
+    fn var(&self, name: &str) -> Option<String>;
+    fn resolve(&self, host: &str, port: u16) -> Vec<SocketAddr>;
+}
+
+/// The real process environment and system resolver.
+pub struct SystemEnvironment;
+
+impl Environment for SystemEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn resolve(&self, host: &str, port: u16) -> Vec<SocketAddr> {
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return vec![SocketAddr::new(ip, port)];
+        }
+        match (host, port).to_socket_addrs() {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                log::warn!("cannot resolve provider host {host}: {e}");
+                vec![]
+            }
+        }
+    }
+}
+
+fn allowed_vector(models: &[Arc<ModelEntry>], filter: &ModelFilter, parent: Option<&[bool]>) -> Arc<[bool]> {
+    models
+        .iter()
+        .map(|m| parent.is_none_or(|p| p[m.index]) && filter.permits(&m.name))
+        .collect()
+}
+
+fn tightest_max_tokens(layers: &[(Option<std::num::NonZeroU32>, String)]) -> Option<(u64, String)> {
+    layers
+        .iter()
+        .filter_map(|(v, scope)| v.map(|v| (u64::from(v.get()), scope.clone())))
+        .min_by_key(|(v, _)| *v)
+}
+
+impl Snapshot {
+    /// Builds a snapshot from a validated config plus keys made through the admin API.
+    /// Blocking (DNS, CA files): call it off the request path.
+    pub fn build(config: &Config, extra_keys: &[KeyDef], generation: u64, env: &dyn Environment) -> anyhow::Result<Snapshot> {
+        let providers: Vec<Arc<ProviderEntry>> = config
+            .providers
+            .iter()
+            .map(|p| {
+                let default_port = if p.base.tls { 443 } else { 80 };
+                let host_header = if p.base.port == default_port {
+                    p.base.host.clone()
+                } else if p.base.host.contains(':') {
+                    format!("[{}]:{}", p.base.host, p.base.port)
+                } else {
+                    format!("{}:{}", p.base.host, p.base.port)
+                };
+                let ca_pem = match &p.ca_file {
+                    None => None,
+                    Some(path) => Some(Arc::new(load_ca(path)?)),
+                };
+                let credential = p.api_key_env.as_ref().and_then(|v| env.var(v)).map(Secret::new);
+                if let (Some(v), None) = (&p.api_key_env, &credential) {
+                    log::warn!("provider {}: environment variable {v} is not set; requests go upstream without a provider key", p.id);
+                }
+                Ok(Arc::new(ProviderEntry {
+                    id: p.id.clone(),
+                    api: p.api,
+                    addrs: env.resolve(&p.base.host, p.base.port),
+                    base: p.base.clone(),
+                    host_header,
+                    credential,
+                    connect_timeout: p.connect_timeout,
+                    headers: p.headers.clone(),
+                    ca_pem,
+                }))
+            })
+            .collect::<anyhow::Result<_>>()?;
+
+        let models: Vec<Arc<ModelEntry>> = config
+            .models
+            .iter()
+            .enumerate()
+            .map(|(index, m)| {
+                Arc::new(ModelEntry {
+                    index,
+                    name: m.name.clone(),
+                    price: m.price,
+                    targets: m
+                        .targets
+                        .iter()
+                        .map(|t| {
+                            let provider = providers[t.provider].clone();
+                            TargetEntry {
+                                label: format!("{}/{}", provider.id, t.model).into(),
+                                provider,
+                                model: t.model.clone(),
+                                weight: t.weight,
+                                tags: t.tags.clone(),
+                                price: t.price.unwrap_or(m.price),
+                            }
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        let models_by_name = models.iter().map(|m| (m.name.clone(), m.index)).collect();
+
+        let orgs: Vec<Arc<OrgEntry>> = config
+            .orgs
+            .iter()
+            .map(|o| Arc::new(OrgEntry { id: o.id.clone(), limits: o.limits }))
+            .collect();
+
+        let groups: Vec<Arc<GroupEntry>> = config
+            .groups
+            .iter()
+            .map(|g| {
+                let org = orgs[g.org].clone();
+                Arc::new(GroupEntry {
+                    id: g.id.clone(),
+                    state: g.state,
+                    limits: g.limits,
+                    allowed: allowed_vector(&models, &g.models, None),
+                    default_model: g.default_model.clone(),
+                    aliases: g.aliases.clone(),
+                    routing: g.routing,
+                    fallbacks: g.fallbacks.clone(),
+                    timeout: g.timeout,
+                    retries: g.retries,
+                    allowed_cidrs: g.allowed_cidrs.clone(),
+                    quarantine_cidrs: g.quarantine_cidrs.clone(),
+                    quarantine_models: g.quarantine_models.clone(),
+                    log_level: g.log_level,
+                    max_tokens: tightest_max_tokens(&[
+                        (g.limits.max_tokens, format!("group {}", g.id)),
+                        (org.limits.max_tokens, format!("org {}", org.id)),
+                    ]),
+                    org,
+                })
+            })
+            .collect();
+
+        let mut keys = HashMap::with_capacity(config.keys.len() + extra_keys.len());
+        for k in config.keys.iter().chain(extra_keys) {
+            let group = groups[k.group].clone();
+            let own_models = k.models.allow.is_some() || k.models.deny.is_some();
+            let allowed = if own_models {
+                allowed_vector(&models, &k.models, Some(&group.allowed))
+            } else {
+                group.allowed.clone()
+            };
+            let entry = KeyEntry {
+                id: k.id.clone(),
+                name: k.name.clone(),
+                digest: k.digest,
+                expires_at: k.expires_at,
+                state: k.state,
+                limits: k.limits,
+                allowed_cidrs: k.allowed_cidrs.clone(),
+                allowed,
+                own_models,
+                max_tokens: tightest_max_tokens(&[
+                    (k.limits.max_tokens, format!("key {}", k.id)),
+                    (group.limits.max_tokens, format!("group {}", group.id)),
+                    (group.org.limits.max_tokens, format!("org {}", group.org.id)),
+                ]),
+                group,
+            };
+            keys.insert(k.digest, Arc::new(entry));
+        }
+
+        Ok(Snapshot {
+            generation,
+            server: config.server.clone(),
+            keys,
+            models,
+            models_by_name,
+            providers,
+            groups: groups.iter().map(|g| (g.id.clone(), g.clone())).collect(),
+            orgs: orgs.iter().map(|o| (o.id.clone(), o.clone())).collect(),
+        })
+    }
+
+    pub fn key(&self, digest: &Digest) -> Option<&Arc<KeyEntry>> {
+        self.keys.get(digest)
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn model(&self, name: &str) -> Option<&Arc<ModelEntry>> {
+        self.models_by_name.get(name).map(|&i| &self.models[i])
+    }
+}
+
+fn load_ca(path: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?;
+    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut pem.as_slice())
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("ca_file {}: no certificate found", path.display());
+    }
+    Ok(certs)
+}

@@ -1,0 +1,114 @@
+//! Step 5: provider specifics — the peer (address, TLS, SNI, timeouts) and the upstream
+//! request header (credential swap, Host, framing).
+
+use crate::config::Api;
+use crate::snapshot::{ProviderEntry, TargetEntry};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::utils::tls::WrappedX509;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::RequestHeader;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Client headers never sent upstream: credentials, hop-by-hop headers, and framing that
+/// the gateway sets itself for the rewritten body.
+const STRIP: &[&str] = &[
+    "authorization",
+    "x-api-key",
+    "proxy-authorization",
+    "cookie",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "transfer-encoding",
+    "content-length",
+    "accept-encoding",
+    "x-forwarded-for",
+    "forwarded",
+];
+
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The peer for one attempt. `read_timeout` bounds the wait for each upstream read, so it
+/// is both the time-to-first-byte limit and the idle limit of a stream.
+pub fn peer(target: &TargetEntry, timeout: Duration) -> Result<Box<HttpPeer>> {
+    let p = &target.provider;
+    let addr = *p.addrs.first().ok_or_else(|| {
+        Error::explain(
+            ErrorType::ConnectNoRoute,
+            format!("provider {}: host {} did not resolve", p.id, p.base.host),
+        )
+    })?;
+    let sni = if p.base.tls { p.base.host.clone() } else { String::new() };
+    let mut peer = HttpPeer::new(addr, p.base.tls, sni);
+    peer.options.connection_timeout = Some(p.connect_timeout);
+    peer.options.total_connection_timeout = Some(p.connect_timeout + Duration::from_secs(1));
+    peer.options.read_timeout = Some(timeout);
+    peer.options.write_timeout = Some(timeout);
+    peer.options.idle_timeout = Some(Duration::from_secs(60));
+    if p.base.tls {
+        // An empty SNI would disable verification; ours is always the host name.
+        peer.options.verify_cert = true;
+        peer.options.verify_hostname = true;
+        if let Some(ca) = &p.ca_pem {
+            let certs: Vec<WrappedX509> = ca
+                .iter()
+                .map(|der| WrappedX509::new(der.clone(), |raw| pingora_core::utils::tls::parse_x509(raw)))
+                .collect();
+            peer.options.ca = Some(Arc::from(certs.into_boxed_slice()));
+        }
+    }
+    Ok(Box::new(peer))
+}
+
+/// Rewrites the client's request header for the provider.
+pub fn rewrite_request(req: &mut RequestHeader, provider: &ProviderEntry, body_len: usize, request_id: &str) -> Result<()> {
+    for h in STRIP {
+        req.remove_header(*h);
+    }
+    let tollgate: Vec<_> = req
+        .headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-tollgate-"))
+        .cloned()
+        .collect();
+    for h in tollgate {
+        req.remove_header(&h);
+    }
+    req.insert_header(http::header::HOST, provider.host_header.as_str())?;
+    req.insert_header(http::header::CONTENT_LENGTH, body_len)?;
+    req.insert_header("x-request-id", request_id)?;
+    match provider.api {
+        Api::OpenAi => {
+            if let Some(c) = &provider.credential {
+                req.insert_header(http::header::AUTHORIZATION, format!("Bearer {}", c.expose()))?;
+            }
+        }
+        Api::Anthropic => {
+            if let Some(c) = &provider.credential {
+                req.insert_header("x-api-key", c.expose())?;
+            }
+            if req.headers.get("anthropic-version").is_none() {
+                req.insert_header("anthropic-version", DEFAULT_ANTHROPIC_VERSION)?;
+            }
+        }
+    }
+    for (k, v) in &provider.headers {
+        req.insert_header(k.clone(), v.clone())?;
+    }
+    let prefix = provider.base.path_prefix.as_str();
+    if !prefix.is_empty() {
+        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        // A base_url that already ends in /v1 is not doubled.
+        let path = if prefix.ends_with("/v1") { path.strip_prefix("/v1").unwrap_or(path) } else { path };
+        let uri: http::Uri = format!("{prefix}{path}")
+            .parse()
+            .map_err(|_| Error::explain(ErrorType::InternalError, "invalid upstream path"))?;
+        req.set_uri(uri);
+    }
+    Ok(())
+}
