@@ -37,7 +37,10 @@ pub fn digest(key: &[u8]) -> Digest {
 }
 
 /// Finds the key for a request, or the SPEC's 401.
-pub fn authenticate(snapshot: &Snapshot, req: &RequestHeader) -> Result<Arc<KeyEntry>, GatewayError> {
+pub fn authenticate(
+    snapshot: &Snapshot,
+    req: &RequestHeader,
+) -> Result<Arc<KeyEntry>, GatewayError> {
     let presented = credential(req).ok_or(GatewayError::MissingApiKey)?;
     let d = digest(presented);
     match snapshot.key(&d) {
@@ -59,7 +62,10 @@ pub fn generate_key() -> String {
 
 /// What lists show instead of a key: `tg-a1b2c3…`.
 pub fn display_prefix(key: &str) -> String {
-    let end = key.char_indices().nth(KEY_PREFIX.len() + 6).map_or(key.len(), |(i, _)| i);
+    let end = key
+        .char_indices()
+        .nth(KEY_PREFIX.len() + 6)
+        .map_or(key.len(), |(i, _)| i);
     format!("{}…", &key[..end])
 }
 
@@ -75,8 +81,14 @@ mod tests {
 
     #[test]
     fn credentials_from_either_header() {
-        assert_eq!(credential(&req("authorization", "Bearer tg-abc")), Some(&b"tg-abc"[..]));
-        assert_eq!(credential(&req("x-api-key", "tg-abc")), Some(&b"tg-abc"[..]));
+        assert_eq!(
+            credential(&req("authorization", "Bearer tg-abc")),
+            Some(&b"tg-abc"[..])
+        );
+        assert_eq!(
+            credential(&req("x-api-key", "tg-abc")),
+            Some(&b"tg-abc"[..])
+        );
         assert_eq!(credential(&req("authorization", "Basic xyz")), None);
         assert_eq!(credential(&req("authorization", "Bearer ")), None);
     }

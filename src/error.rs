@@ -45,7 +45,10 @@ pub enum GatewayError {
     #[error("{scope} requests already in flight")]
     ConcurrencyLimitExceeded { scope: String },
     #[error("{scope} exhausted")]
-    BudgetExceeded { scope: String, retry_after: Option<u64> },
+    BudgetExceeded {
+        scope: String,
+        retry_after: Option<u64>,
+    },
     #[error("{0}")]
     UpstreamError(String),
     #[error("{0}")]

@@ -8,7 +8,11 @@ use tollgate::config;
 use tollgate::reload::install_early_sighup_flag;
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "LLM API gateway: keys are identity, groups are policy")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "LLM API gateway: keys are identity, groups are policy"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     /// The policy file.
@@ -58,7 +62,10 @@ fn main() -> ExitCode {
         Some(Cmd::Keygen) => {
             let key = tollgate::auth::generate_key();
             println!("key:    {key}");
-            println!("sha256 = \"{}\"", hex::encode(tollgate::auth::digest(key.as_bytes())));
+            println!(
+                "sha256 = \"{}\"",
+                hex::encode(tollgate::auth::digest(key.as_bytes()))
+            );
             println!("# The key is shown once: store it now. Only the sha256 line goes in the policy file.");
             ExitCode::SUCCESS
         }
@@ -113,7 +120,12 @@ fn run_mock(listen: &str) -> ExitCode {
     }
 }
 
-fn run(path: &std::path::Path, daemon: bool, upgrade: bool, early_hup: Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
+fn run(
+    path: &std::path::Path,
+    daemon: bool,
+    upgrade: bool,
+    early_hup: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
     let server = tollgate::server::build(path, daemon, upgrade, early_hup)?;
     server.run_forever()
 }

@@ -20,7 +20,10 @@ pub fn check_state(key: &KeyEntry, now: SystemTime) -> Result<(), GatewayError> 
         return Err(GatewayError::KeyExpired(key.id.to_string()));
     }
     if key.group.state == GroupState::Paused {
-        return Err(GatewayError::GroupPaused(format!("group {} is paused", key.group.id)));
+        return Err(GatewayError::GroupPaused(format!(
+            "group {} is paused",
+            key.group.id
+        )));
     }
     Ok(())
 }
@@ -80,7 +83,9 @@ pub fn resolve_model(
     let name: &str = match requested {
         Some(m) if !m.is_empty() => m,
         _ => group.default_model.as_deref().ok_or_else(|| {
-            GatewayError::InvalidRequest("`model` is required (the group has no default_model)".into())
+            GatewayError::InvalidRequest(
+                "`model` is required (the group has no default_model)".into(),
+            )
         })?,
     };
     let name = group.aliases.get(name).map_or(name, |a| a);
@@ -100,7 +105,10 @@ pub fn resolve_model(
     }
     if group.state == GroupState::Quarantined {
         let ip_ok = ip.is_some_and(|ip| group.quarantine_cidrs.iter().any(|n| n.contains(&ip)));
-        let model_ok = group.quarantine_models.as_ref().is_some_and(|g| g.is_match(name));
+        let model_ok = group
+            .quarantine_models
+            .as_ref()
+            .is_some_and(|g| g.is_match(name));
         if !(ip_ok && model_ok) {
             return Err(GatewayError::GroupPaused(format!(
                 "group {} is quarantined; this caller or model is outside its quarantine lists",

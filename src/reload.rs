@@ -54,7 +54,10 @@ impl Policy {
         match &result {
             Ok(g) => {
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                log::info!("policy reloaded from {} (generation {g})", self.path.display());
+                log::info!(
+                    "policy reloaded from {} (generation {g})",
+                    self.path.display()
+                );
             }
             Err(e) => {
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);

@@ -71,13 +71,19 @@ pub struct RequestBody {
 
 impl RequestBody {
     pub fn parse(bytes: &[u8]) -> Result<RequestBody, GatewayError> {
-        let fields: IndexMap<String, Box<RawValue>> = serde_json::from_slice(bytes)
-            .map_err(|e| GatewayError::InvalidRequest(format!("request body is not a JSON object: {e}")))?;
+        let fields: IndexMap<String, Box<RawValue>> =
+            serde_json::from_slice(bytes).map_err(|e| {
+                GatewayError::InvalidRequest(format!("request body is not a JSON object: {e}"))
+            })?;
         let model = match fields.get("model") {
             None => None,
             Some(v) => match serde_json::from_str::<Option<String>>(v.get()) {
                 Ok(m) => m,
-                Err(_) => return Err(GatewayError::InvalidRequest("`model` must be a string".into())),
+                Err(_) => {
+                    return Err(GatewayError::InvalidRequest(
+                        "`model` must be a string".into(),
+                    ))
+                }
             },
         };
         let mut max_tokens = None;
@@ -86,7 +92,9 @@ impl RequestBody {
                 match serde_json::from_str::<Option<u64>>(v.get()) {
                     Ok(n) => max_tokens = max_tokens.max(n),
                     Err(_) => {
-                        return Err(GatewayError::InvalidRequest(format!("`{name}` must be a non-negative integer")))
+                        return Err(GatewayError::InvalidRequest(format!(
+                            "`{name}` must be a non-negative integer"
+                        )))
                     }
                 }
             }
@@ -106,8 +114,17 @@ impl RequestBody {
         })
     }
 
-    /// The body for one upstream target: the same fields with `model` set to `model`.
-    pub fn render(&self, model: &str) -> Bytes {
+    /// Whether the client asked for usage in its stream (`stream_options.include_usage`).
+    pub fn client_wants_stream_usage(&self) -> bool {
+        self.fields
+            .get("stream_options")
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(v.get()).ok())
+            .is_some_and(|v| v["include_usage"] == serde_json::Value::Bool(true))
+    }
+
+    /// The body for one upstream target: the same fields with `model` set to `model`, and
+    /// with `stream_options.include_usage` turned on when `ask_usage` (OpenAI streams).
+    pub fn render(&self, model: &str, ask_usage: bool) -> Bytes {
         let mut out = Vec::with_capacity(self.len + model.len() + 16);
         out.push(b'{');
         let mut first = true;
@@ -122,6 +139,14 @@ impl RequestBody {
             if k == "model" {
                 seen_model = true;
                 write_json_string(&mut out, model);
+            } else if k == "stream_options" && ask_usage {
+                let mut opts =
+                    serde_json::from_str::<serde_json::Value>(v.get()).unwrap_or_default();
+                if !opts.is_object() {
+                    opts = serde_json::json!({});
+                }
+                opts["include_usage"] = serde_json::Value::Bool(true);
+                let _ = serde_json::to_writer(&mut out, &opts);
             } else {
                 out.extend_from_slice(v.get().as_bytes());
             }
@@ -130,8 +155,15 @@ impl RequestBody {
             if !first {
                 out.push(b',');
             }
+            first = false;
             out.extend_from_slice(b"\"model\":");
             write_json_string(&mut out, model);
+        }
+        if ask_usage && !self.fields.contains_key("stream_options") {
+            if !first {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"stream_options\":{\"include_usage\":true}");
         }
         out.push(b'}');
         Bytes::from(out)
@@ -153,7 +185,8 @@ mod tests {
         assert_eq!(b.model.as_deref(), Some("fast"));
         assert_eq!(b.max_tokens, Some(5));
         assert!(b.stream);
-        let out: serde_json::Value = serde_json::from_slice(&b.render("gpt-4o-mini")).unwrap();
+        let out: serde_json::Value =
+            serde_json::from_slice(&b.render("gpt-4o-mini", false)).unwrap();
         assert_eq!(out["model"], "gpt-4o-mini");
         assert_eq!(out["messages"][0]["content"], "hi \"x\"");
         assert_eq!(out["max_tokens"], 5);
@@ -163,17 +196,57 @@ mod tests {
     fn missing_model_is_added_and_bad_bodies_refused() {
         let b = RequestBody::parse(br#"{"input":"x"}"#).unwrap();
         assert!(b.model.is_none());
-        let out: serde_json::Value = serde_json::from_slice(&b.render("m")).unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&b.render("m", false)).unwrap();
         assert_eq!(out["model"], "m");
-        for bad in [&b"not json"[..], b"[1,2]", br#"{"model":5}"#, br#"{"max_tokens":-1}"#, b""] {
-            assert_eq!(RequestBody::parse(bad).unwrap_err().code(), "invalid_request");
+        for bad in [
+            &b"not json"[..],
+            b"[1,2]",
+            br#"{"model":5}"#,
+            br#"{"max_tokens":-1}"#,
+            b"",
+        ] {
+            assert_eq!(
+                RequestBody::parse(bad).unwrap_err().code(),
+                "invalid_request"
+            );
         }
     }
 
     #[test]
+    fn usage_is_requested_for_streams() {
+        let b = RequestBody::parse(br#"{"model":"m","stream":true}"#).unwrap();
+        assert!(!b.client_wants_stream_usage());
+        let out: serde_json::Value = serde_json::from_slice(&b.render("x", true)).unwrap();
+        assert_eq!(out["stream_options"]["include_usage"], true);
+        let b = RequestBody::parse(
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"other":1}}"#,
+        )
+        .unwrap();
+        assert!(!b.client_wants_stream_usage());
+        let out: serde_json::Value = serde_json::from_slice(&b.render("x", true)).unwrap();
+        assert_eq!(
+            out["stream_options"],
+            serde_json::json!({"include_usage": true, "other": 1})
+        );
+    }
+
+    #[test]
     fn routes() {
-        assert_eq!(Route::parse(&http::Method::POST, "/v1/messages").unwrap().api(), Api::Anthropic);
-        assert_eq!(Route::parse(&http::Method::GET, "/v1/models?x=1").unwrap(), Route::ListModels);
-        assert_eq!(Route::parse(&http::Method::GET, "/v1/chat/completions").unwrap_err().code(), "unknown_route");
+        assert_eq!(
+            Route::parse(&http::Method::POST, "/v1/messages")
+                .unwrap()
+                .api(),
+            Api::Anthropic
+        );
+        assert_eq!(
+            Route::parse(&http::Method::GET, "/v1/models?x=1").unwrap(),
+            Route::ListModels
+        );
+        assert_eq!(
+            Route::parse(&http::Method::GET, "/v1/chat/completions")
+                .unwrap_err()
+                .code(),
+            "unknown_route"
+        );
     }
 }

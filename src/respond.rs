@@ -9,7 +9,13 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 /// Writes a complete JSON response.
-pub async fn write_json(session: &mut Session, status: u16, body: Vec<u8>, request_id: &str, retry_after: Option<u64>) -> Result<()> {
+pub async fn write_json(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    request_id: &str,
+    retry_after: Option<u64>,
+) -> Result<()> {
     let mut h = ResponseHeader::build(status, Some(4))?;
     h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     h.insert_header(http::header::CONTENT_LENGTH, body.len())?;
@@ -18,23 +24,40 @@ pub async fn write_json(session: &mut Session, status: u16, body: Vec<u8>, reque
         h.insert_header(http::header::RETRY_AFTER, s)?;
     }
     session.write_response_header(Box::new(h), false).await?;
-    session.write_response_body(Some(Bytes::from(body)), true).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await?;
     Ok(())
 }
 
 /// Writes a refusal in the route's error shape.
-pub async fn write_error(session: &mut Session, err: &GatewayError, api: Api, request_id: &str) -> Result<()> {
+pub async fn write_error(
+    session: &mut Session,
+    err: &GatewayError,
+    api: Api,
+    request_id: &str,
+) -> Result<()> {
     if err.status() == 413 || err.status() == 400 {
         // The rest of the body may still be on the wire: do not reuse the connection.
         session.set_keepalive(None);
     }
-    write_json(session, err.status(), err.body(api), request_id, err.retry_after()).await
+    write_json(
+        session,
+        err.status(),
+        err.body(api),
+        request_id,
+        err.retry_after(),
+    )
+    .await
 }
 
 /// Reads the whole request body, refusing more than `max` bytes. The body also lands in
 /// Pingora's retry buffer (enabled here, before the first read), which replays it to the
 /// upstream on every attempt.
-pub async fn read_body(session: &mut Session, max: u64) -> Result<std::result::Result<Bytes, GatewayError>> {
+pub async fn read_body(
+    session: &mut Session,
+    max: u64,
+) -> Result<std::result::Result<Bytes, GatewayError>> {
     let too_large = GatewayError::RequestTooLarge { limit: max };
     let declared = session
         .req_header()
@@ -67,7 +90,10 @@ pub async fn read_body(session: &mut Session, max: u64) -> Result<std::result::R
 }
 
 /// `GET /v1/models`: the catalogue models this key may call, OpenAI list format.
-pub fn models_list(snapshot: &crate::snapshot::Snapshot, key: &crate::snapshot::KeyEntry) -> Vec<u8> {
+pub fn models_list(
+    snapshot: &crate::snapshot::Snapshot,
+    key: &crate::snapshot::KeyEntry,
+) -> Vec<u8> {
     let data: Vec<serde_json::Value> = snapshot
         .models
         .iter()

@@ -1,8 +1,12 @@
 //! Builds the Pingora server from the policy file's `[server]` section: one file
 //! configures everything, there is no second YAML file.
 
+use crate::account::{Accounting, LedgerService};
+use crate::admission::{Admission, SpendStore};
+use crate::clock::SystemClock;
 use crate::config;
 use crate::gateway::Gateway;
+use crate::ledger::Ledger;
 use crate::reload::{Policy, SighupService};
 use anyhow::Context;
 use pingora_core::server::configuration::{Opt, ServerConf};
@@ -10,9 +14,16 @@ use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
+use std::time::Duration;
 
-pub fn build(path: &Path, daemon: bool, upgrade: bool, early_hup: Arc<AtomicBool>) -> anyhow::Result<Server> {
+pub fn build(
+    path: &Path,
+    daemon: bool,
+    upgrade: bool,
+    early_hup: Arc<AtomicBool>,
+) -> anyhow::Result<Server> {
     let cfg = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let policy = Arc::new(Policy::new(path.to_path_buf(), &cfg)?);
     let s = &cfg.server;
@@ -34,20 +45,62 @@ pub fn build(path: &Path, daemon: bool, upgrade: bool, early_hup: Arc<AtomicBool
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    let scale = std::env::var("TOLLGATE_WINDOW_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    if scale != 1 {
+        log::warn!(
+            "TOLLGATE_WINDOW_SCALE={scale}: rate windows are {scale}x shorter (testing only)"
+        );
+    }
+    let ledger = Arc::new(Ledger::open(
+        &s.data_dir,
+        s.grace_period + Duration::from_secs(10),
+    )?);
+    let admission = Arc::new(Admission::new(
+        Arc::new(SystemClock),
+        Some(ledger.clone() as Arc<dyn SpendStore>),
+        scale,
+    ));
+    let accounting = Arc::new(Accounting {
+        admission,
+        ledger: Some(ledger),
+        inflight: Arc::new(AtomicUsize::new(0)),
+    });
     let gateway = Gateway {
         policy: policy.current.clone(),
+        accounting: accounting.clone(),
     };
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
+    let mut proxy =
+        pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
     for addr in &s.listen {
         let addr = addr.to_string();
         match &s.tls {
             Some(tls) => proxy
-                .add_tls(&addr, &tls.cert.display().to_string(), &tls.key.display().to_string())
+                .add_tls(
+                    &addr,
+                    &tls.cert.display().to_string(),
+                    &tls.key.display().to_string(),
+                )
                 .with_context(|| format!("TLS listener {addr}"))?,
             None => proxy.add_tcp(&addr),
         }
     }
     server.add_service(proxy);
-    server.add_service(background_service("sighup", SighupService { policy, early: early_hup }));
+    server.add_service(background_service(
+        "sighup",
+        SighupService {
+            policy,
+            early: early_hup,
+        },
+    ));
+    server.add_service(background_service(
+        "ledger",
+        LedgerService {
+            accounting,
+            grace: s.grace_period,
+        },
+    ));
     Ok(server)
 }

@@ -58,6 +58,8 @@ pub struct GroupEntry {
     pub quarantine_cidrs: Vec<IpNet>,
     pub quarantine_models: Option<GlobSet>,
     pub log_level: LogLevel,
+    pub alert_thresholds: Vec<f64>,
+    pub webhook: Option<String>,
     /// The tightest `max_tokens` of group and org.
     pub max_tokens: Option<(u64, String)>,
 }
@@ -112,8 +114,18 @@ pub struct ProviderEntry {
     pub credential: Option<Secret>,
     pub connect_timeout: Duration,
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    /// PEM CA bundle replacing the platform roots for this provider.
-    pub ca_pem: Option<Arc<Vec<Vec<u8>>>>,
+    /// CA bundle replacing the platform roots for this provider (parsed once, here).
+    pub ca: Option<CaBundle>,
+}
+
+/// Parsed `ca_file` certificates, in the form Pingora's peers take.
+#[derive(Clone)]
+pub struct CaBundle(pub Arc<[pingora_core::utils::tls::WrappedX509]>);
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CaBundle({} certificates)", self.0.len())
+    }
 }
 
 /// Where a snapshot's dynamic parts come from (environment, DNS); injectable for tests.
@@ -135,7 +147,12 @@ impl Environment for SystemEnvironment {
             return vec![SocketAddr::new(ip, port)];
         }
         match (host, port).to_socket_addrs() {
-            Ok(a) => a.collect(),
+            Ok(a) => {
+                let mut a: Vec<SocketAddr> = a.collect();
+                // Prefer IPv4: "localhost" often lists ::1 first while services bind 127.0.0.1.
+                a.sort_by_key(|a| !a.is_ipv4());
+                a
+            }
             Err(e) => {
                 log::warn!("cannot resolve provider host {host}: {e}");
                 vec![]
@@ -144,7 +161,11 @@ impl Environment for SystemEnvironment {
     }
 }
 
-fn allowed_vector(models: &[Arc<ModelEntry>], filter: &ModelFilter, parent: Option<&[bool]>) -> Arc<[bool]> {
+fn allowed_vector(
+    models: &[Arc<ModelEntry>],
+    filter: &ModelFilter,
+    parent: Option<&[bool]>,
+) -> Arc<[bool]> {
     models
         .iter()
         .map(|m| parent.is_none_or(|p| p[m.index]) && filter.permits(&m.name))
@@ -161,7 +182,12 @@ fn tightest_max_tokens(layers: &[(Option<std::num::NonZeroU32>, String)]) -> Opt
 impl Snapshot {
     /// Builds a snapshot from a validated config plus keys made through the admin API.
     /// Blocking (DNS, CA files): call it off the request path.
-    pub fn build(config: &Config, extra_keys: &[KeyDef], generation: u64, env: &dyn Environment) -> anyhow::Result<Snapshot> {
+    pub fn build(
+        config: &Config,
+        extra_keys: &[KeyDef],
+        generation: u64,
+        env: &dyn Environment,
+    ) -> anyhow::Result<Snapshot> {
         let providers: Vec<Arc<ProviderEntry>> = config
             .providers
             .iter()
@@ -174,9 +200,9 @@ impl Snapshot {
                 } else {
                     format!("{}:{}", p.base.host, p.base.port)
                 };
-                let ca_pem = match &p.ca_file {
+                let ca = match &p.ca_file {
                     None => None,
-                    Some(path) => Some(Arc::new(load_ca(path)?)),
+                    Some(path) => Some(load_ca(path)?),
                 };
                 let credential = p.api_key_env.as_ref().and_then(|v| env.var(v)).map(Secret::new);
                 if let (Some(v), None) = (&p.api_key_env, &credential) {
@@ -191,7 +217,7 @@ impl Snapshot {
                     credential,
                     connect_timeout: p.connect_timeout,
                     headers: p.headers.clone(),
-                    ca_pem,
+                    ca,
                 }))
             })
             .collect::<anyhow::Result<_>>()?;
@@ -228,7 +254,12 @@ impl Snapshot {
         let orgs: Vec<Arc<OrgEntry>> = config
             .orgs
             .iter()
-            .map(|o| Arc::new(OrgEntry { id: o.id.clone(), limits: o.limits }))
+            .map(|o| {
+                Arc::new(OrgEntry {
+                    id: o.id.clone(),
+                    limits: o.limits,
+                })
+            })
             .collect();
 
         let groups: Vec<Arc<GroupEntry>> = config
@@ -251,6 +282,8 @@ impl Snapshot {
                     quarantine_cidrs: g.quarantine_cidrs.clone(),
                     quarantine_models: g.quarantine_models.clone(),
                     log_level: g.log_level,
+                    alert_thresholds: g.alert_thresholds.clone(),
+                    webhook: g.webhook.clone(),
                     max_tokens: tightest_max_tokens(&[
                         (g.limits.max_tokens, format!("group {}", g.id)),
                         (org.limits.max_tokens, format!("org {}", org.id)),
@@ -314,8 +347,9 @@ impl Snapshot {
     }
 }
 
-fn load_ca(path: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?;
+fn load_ca(path: &std::path::Path) -> anyhow::Result<CaBundle> {
+    let pem =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?;
     let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut pem.as_slice())
         .map(|c| c.map(|c| c.to_vec()))
         .collect::<Result<_, _>>()
@@ -323,5 +357,18 @@ fn load_ca(path: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
     if certs.is_empty() {
         anyhow::bail!("ca_file {}: no certificate found", path.display());
     }
-    Ok(certs)
+    // Check each certificate parses before Pingora's parser (which panics) sees it.
+    let mut store = rustls::RootCertStore::empty();
+    for der in &certs {
+        store
+            .add(rustls::pki_types::CertificateDer::from(der.as_slice()))
+            .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?;
+    }
+    let wrapped: Vec<_> = certs
+        .into_iter()
+        .map(|der| {
+            pingora_core::utils::tls::WrappedX509::new(der, pingora_core::utils::tls::parse_x509)
+        })
+        .collect();
+    Ok(CaBundle(wrapped.into()))
 }

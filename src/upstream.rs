@@ -4,10 +4,8 @@
 use crate::config::Api;
 use crate::snapshot::{ProviderEntry, TargetEntry};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::utils::tls::WrappedX509;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Client headers never sent upstream: credentials, hop-by-hop headers, and framing that
@@ -43,7 +41,11 @@ pub fn peer(target: &TargetEntry, timeout: Duration) -> Result<Box<HttpPeer>> {
             format!("provider {}: host {} did not resolve", p.id, p.base.host),
         )
     })?;
-    let sni = if p.base.tls { p.base.host.clone() } else { String::new() };
+    let sni = if p.base.tls {
+        p.base.host.clone()
+    } else {
+        String::new()
+    };
     let mut peer = HttpPeer::new(addr, p.base.tls, sni);
     peer.options.connection_timeout = Some(p.connect_timeout);
     peer.options.total_connection_timeout = Some(p.connect_timeout + Duration::from_secs(1));
@@ -54,19 +56,20 @@ pub fn peer(target: &TargetEntry, timeout: Duration) -> Result<Box<HttpPeer>> {
         // An empty SNI would disable verification; ours is always the host name.
         peer.options.verify_cert = true;
         peer.options.verify_hostname = true;
-        if let Some(ca) = &p.ca_pem {
-            let certs: Vec<WrappedX509> = ca
-                .iter()
-                .map(|der| WrappedX509::new(der.clone(), |raw| pingora_core::utils::tls::parse_x509(raw)))
-                .collect();
-            peer.options.ca = Some(Arc::from(certs.into_boxed_slice()));
+        if let Some(ca) = &p.ca {
+            peer.options.ca = Some(ca.0.clone());
         }
     }
     Ok(Box::new(peer))
 }
 
 /// Rewrites the client's request header for the provider.
-pub fn rewrite_request(req: &mut RequestHeader, provider: &ProviderEntry, body_len: usize, request_id: &str) -> Result<()> {
+pub fn rewrite_request(
+    req: &mut RequestHeader,
+    provider: &ProviderEntry,
+    body_len: usize,
+    request_id: &str,
+) -> Result<()> {
     for h in STRIP {
         req.remove_header(*h);
     }
@@ -85,7 +88,10 @@ pub fn rewrite_request(req: &mut RequestHeader, provider: &ProviderEntry, body_l
     match provider.api {
         Api::OpenAi => {
             if let Some(c) = &provider.credential {
-                req.insert_header(http::header::AUTHORIZATION, format!("Bearer {}", c.expose()))?;
+                req.insert_header(
+                    http::header::AUTHORIZATION,
+                    format!("Bearer {}", c.expose()),
+                )?;
             }
         }
         Api::Anthropic => {
@@ -104,7 +110,11 @@ pub fn rewrite_request(req: &mut RequestHeader, provider: &ProviderEntry, body_l
     if !prefix.is_empty() {
         let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
         // A base_url that already ends in /v1 is not doubled.
-        let path = if prefix.ends_with("/v1") { path.strip_prefix("/v1").unwrap_or(path) } else { path };
+        let path = if prefix.ends_with("/v1") {
+            path.strip_prefix("/v1").unwrap_or(path)
+        } else {
+            path
+        };
         let uri: http::Uri = format!("{prefix}{path}")
             .parse()
             .map_err(|_| Error::explain(ErrorType::InternalError, "invalid upstream path"))?;

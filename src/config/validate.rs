@@ -227,8 +227,12 @@ fn model_filter(
 }
 
 fn usd_to_micros(c: &mut Checker, loc: Loc, path: &str, usd: f64) -> u64 {
-    if !usd.is_finite() || usd < 0.0 || usd > 1e12 {
-        c.problem(loc, path, format!("invalid amount {usd}: want 0 ..= 1e12 USD"));
+    if !usd.is_finite() || !(0.0..=1e12).contains(&usd) {
+        c.problem(
+            loc,
+            path,
+            format!("invalid amount {usd}: want 0 ..= 1e12 USD"),
+        );
         return 0;
     }
     (usd * 1_000_000.0).round() as u64
@@ -261,12 +265,14 @@ fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) -> ServerCo
             None
         }
     };
-    let listen_addrs: Vec<SocketAddr> = listen
-        .iter()
-        .filter_map(|a| addr(c, "listen", a))
-        .collect();
+    let listen_addrs: Vec<SocketAddr> =
+        listen.iter().filter_map(|a| addr(c, "listen", a)).collect();
     if listen.is_empty() {
-        c.problem(loc, format!("{path}.listen"), "at least one address is required");
+        c.problem(
+            loc,
+            format!("{path}.listen"),
+            "at least one address is required",
+        );
     }
     let admin_listen = admin_listen.and_then(|a| addr(c, "admin_listen", &a));
     let threads = match threads {
@@ -290,7 +296,11 @@ fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) -> ServerCo
                 8 * 1024 * 1024
             }
             Err(e) => {
-                c.problem(loc, format!("{path}.max_body"), format!("invalid size {s:?}: {e}"));
+                c.problem(
+                    loc,
+                    format!("{path}.max_body"),
+                    format!("invalid size {s:?}: {e}"),
+                );
                 8 * 1024 * 1024
             }
         },
@@ -306,7 +316,11 @@ fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) -> ServerCo
         None | Some("stdout") => RequestLog::Stdout,
         Some("off") => RequestLog::Off,
         Some("") => {
-            c.problem(loc, format!("{path}.request_log"), "want \"stdout\", \"off\" or a path");
+            c.problem(
+                loc,
+                format!("{path}.request_log"),
+                "want \"stdout\", \"off\" or a path",
+            );
             RequestLog::Off
         }
         Some(p) => RequestLog::File(PathBuf::from(p)),
@@ -370,11 +384,26 @@ fn parse_base_url(s: &str) -> Result<BaseUrl, String> {
     })
 }
 
-fn check_unique(c: &mut Checker, loc: Loc, path: &str, kind: &str, id: &str, seen: &mut HashSet<String>) {
+fn check_unique(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    kind: &str,
+    id: &str,
+    seen: &mut HashSet<String>,
+) {
     if id.is_empty() {
-        c.problem(loc, format!("{path}.id"), format!("{kind} id must not be empty"));
+        c.problem(
+            loc,
+            format!("{path}.id"),
+            format!("{kind} id must not be empty"),
+        );
     } else if !seen.insert(id.to_string()) {
-        c.problem(loc, format!("{path}.id"), format!("duplicate {kind} id {id:?}"));
+        c.problem(
+            loc,
+            format!("{path}.id"),
+            format!("duplicate {kind} id {id:?}"),
+        );
     }
 }
 
@@ -397,7 +426,11 @@ fn check_providers(c: &mut Checker, raw: Vec<(RawProvider, Loc, String)>) -> Vec
             "openai" => Api::OpenAi,
             "anthropic" => Api::Anthropic,
             other => {
-                c.problem(loc, format!("{path}.api"), format!("{other:?}: want \"openai\" or \"anthropic\""));
+                c.problem(
+                    loc,
+                    format!("{path}.api"),
+                    format!("{other:?}: want \"openai\" or \"anthropic\""),
+                );
                 Api::OpenAi
             }
         };
@@ -417,9 +450,16 @@ fn check_providers(c: &mut Checker, raw: Vec<(RawProvider, Loc, String)>) -> Vec
         );
         let mut hs = vec![];
         for (k, v) in headers {
-            match (http::HeaderName::try_from(k.as_str()), http::HeaderValue::try_from(v.as_str())) {
+            match (
+                http::HeaderName::try_from(k.as_str()),
+                http::HeaderValue::try_from(v.as_str()),
+            ) {
                 (Ok(k), Ok(v)) => hs.push((k, v)),
-                _ => c.problem(loc, format!("{path}.headers"), format!("invalid header {k:?}")),
+                _ => c.problem(
+                    loc,
+                    format!("{path}.headers"),
+                    format!("invalid header {k:?}"),
+                ),
             }
         }
         out.push(Provider {
@@ -438,11 +478,20 @@ fn check_providers(c: &mut Checker, raw: Vec<(RawProvider, Loc, String)>) -> Vec
 fn price(c: &mut Checker, loc: Loc, path: &str, input: f64, output: f64) -> Price {
     Price {
         input_micros_per_mtok: usd_to_micros(c, loc, &format!("{path}.input_usd_per_mtok"), input),
-        output_micros_per_mtok: usd_to_micros(c, loc, &format!("{path}.output_usd_per_mtok"), output),
+        output_micros_per_mtok: usd_to_micros(
+            c,
+            loc,
+            &format!("{path}.output_usd_per_mtok"),
+            output,
+        ),
     }
 }
 
-fn check_models(c: &mut Checker, raw: Vec<(RawModel, Loc, String)>, providers: &[Provider]) -> Vec<Model> {
+fn check_models(
+    c: &mut Checker,
+    raw: Vec<(RawModel, Loc, String)>,
+    providers: &[Provider],
+) -> Vec<Model> {
     let mut seen = HashSet::new();
     let mut out = vec![];
     for (m, loc, path) in raw {
@@ -453,12 +502,20 @@ fn check_models(c: &mut Checker, raw: Vec<(RawModel, Loc, String)>, providers: &
             targets,
         } = m;
         if name.is_empty() || !seen.insert(name.clone()) {
-            c.problem(loc, format!("{path}.name"), format!("model name {name:?} is empty or a duplicate"));
+            c.problem(
+                loc,
+                format!("{path}.name"),
+                format!("model name {name:?} is empty or a duplicate"),
+            );
         }
         let path = format!("{path} ({name})");
         let price = price(c, loc, &path, model_in, model_out);
         if targets.is_empty() {
-            c.problem(loc, format!("{path}.targets"), "a model needs at least one target");
+            c.problem(
+                loc,
+                format!("{path}.targets"),
+                "a model needs at least one target",
+            );
         }
         let mut ts = vec![];
         for (i, t) in targets.into_iter().enumerate() {
@@ -472,14 +529,22 @@ fn check_models(c: &mut Checker, raw: Vec<(RawModel, Loc, String)>, providers: &
             } = t;
             let tpath = format!("{path}.targets[{i}]");
             let Some(pi) = providers.iter().position(|p| *p.id == *provider) else {
-                c.problem(loc, format!("{tpath}.provider"), format!("unknown provider {provider:?}"));
+                c.problem(
+                    loc,
+                    format!("{tpath}.provider"),
+                    format!("unknown provider {provider:?}"),
+                );
                 continue;
             };
             let weight = match weight {
                 None => 100,
                 Some(w @ 0..=1_000_000) => w as u32,
                 Some(w) => {
-                    c.problem(loc, format!("{tpath}.weight"), format!("{w}: want 0..=1000000"));
+                    c.problem(
+                        loc,
+                        format!("{tpath}.weight"),
+                        format!("{w}: want 0..=1000000"),
+                    );
                     100
                 }
             };
@@ -515,7 +580,13 @@ fn check_models(c: &mut Checker, raw: Vec<(RawModel, Loc, String)>, providers: &
 
 /// Converts the limit fields of one layer; `parent` is the nearest layer above (for the
 /// "lower layers only tighten" rule) with its display name.
-fn limits(c: &mut Checker, loc: Loc, path: &str, raw: RawLimits, parent: Option<(&str, &Limits)>) -> Limits {
+fn limits(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    raw: RawLimits,
+    parent: Option<(&str, &Limits)>,
+) -> Limits {
     let RawLimits {
         rpm,
         rph,
@@ -533,7 +604,11 @@ fn limits(c: &mut Checker, loc: Loc, path: &str, raw: RawLimits, parent: Option<
         match NonZeroU64::new(v) {
             Some(n) => Some(n),
             None => {
-                c.problem(loc, format!("{path}.{field}"), "0 is not a limit; pause the group or disable the key instead");
+                c.problem(
+                    loc,
+                    format!("{path}.{field}"),
+                    "0 is not a limit; pause the group or disable the key instead",
+                );
                 None
             }
         }
@@ -556,16 +631,25 @@ fn limits(c: &mut Checker, loc: Loc, path: &str, raw: RawLimits, parent: Option<
         Some("weekly") => BudgetPeriod::Weekly,
         Some("never") => BudgetPeriod::Never,
         Some(other) => {
-            c.problem(loc, format!("{path}.budget_period"), format!("{other:?}: want daily, weekly, monthly or never"));
+            c.problem(
+                loc,
+                format!("{path}.budget_period"),
+                format!("{other:?}: want daily, weekly, monthly or never"),
+            );
             BudgetPeriod::Monthly
         }
     };
     match (budget_usd, soft_budget_usd) {
         (Some(b), soft) => {
             let limit_micros = usd_to_micros(c, loc, &format!("{path}.budget_usd"), b);
-            let soft_micros = soft.map(|s| usd_to_micros(c, loc, &format!("{path}.soft_budget_usd"), s));
+            let soft_micros =
+                soft.map(|s| usd_to_micros(c, loc, &format!("{path}.soft_budget_usd"), s));
             if soft_micros.is_some_and(|s| s > limit_micros) {
-                c.problem(loc, format!("{path}.soft_budget_usd"), format!("{} exceeds budget_usd {b}", soft.unwrap_or_default()));
+                c.problem(
+                    loc,
+                    format!("{path}.soft_budget_usd"),
+                    format!("{} exceeds budget_usd {b}", soft.unwrap_or_default()),
+                );
             }
             l.budget = Some(Budget {
                 limit_micros,
@@ -583,7 +667,11 @@ fn limits(c: &mut Checker, loc: Loc, path: &str, raw: RawLimits, parent: Option<
         let mut tighter = |field: &str, mine: Option<u64>, theirs: Option<u64>| {
             if let (Some(m), Some(t)) = (mine, theirs) {
                 if m > t {
-                    c.problem(loc, format!("{path}.{field}"), format!("{m} exceeds {pname} {field} {t} (lower layers only tighten)"));
+                    c.problem(
+                        loc,
+                        format!("{path}.{field}"),
+                        format!("{m} exceeds {pname} {field} {t} (lower layers only tighten)"),
+                    );
                 }
             }
         };
@@ -631,7 +719,11 @@ pub(crate) fn tightest(a: &Limits, b: &Limits) -> Limits {
         max_parallel: min(a.max_parallel, b.max_parallel),
         max_tokens: min(a.max_tokens, b.max_tokens),
         budget: match (a.budget, b.budget) {
-            (Some(x), Some(y)) => Some(if x.limit_micros <= y.limit_micros { x } else { y }),
+            (Some(x), Some(y)) => Some(if x.limit_micros <= y.limit_micros {
+                x
+            } else {
+                y
+            }),
             (x, y) => x.or(y),
         },
     }
@@ -654,10 +746,20 @@ fn check_orgs(c: &mut Checker, raw: Vec<(RawOrg, Loc, String)>) -> Vec<Org> {
         .collect()
 }
 
-fn check_groups(c: &mut Checker, raw: Vec<(RawGroup, Loc, String)>, orgs: &[Org], models: &[Model]) -> Vec<Group> {
+fn check_groups(
+    c: &mut Checker,
+    raw: Vec<(RawGroup, Loc, String)>,
+    orgs: &[Org],
+    models: &[Model],
+) -> Vec<Group> {
     let mut seen = HashSet::new();
     let mut out = vec![];
-    let catalogue = |name: &str| models.iter().find(|m| *m.name == *name).map(|m| m.name.clone());
+    let catalogue = |name: &str| {
+        models
+            .iter()
+            .find(|m| *m.name == *name)
+            .map(|m| m.name.clone())
+    };
     for (g, loc, path) in raw {
         let lim = g.limits();
         let RawGroup {
@@ -697,7 +799,11 @@ fn check_groups(c: &mut Checker, raw: Vec<(RawGroup, Loc, String)>, orgs: &[Org]
             Some("paused") => GroupState::Paused,
             Some("quarantined") => GroupState::Quarantined,
             Some(o) => {
-                c.problem(loc, format!("{path}.state"), format!("{o:?}: want active, paused or quarantined"));
+                c.problem(
+                    loc,
+                    format!("{path}.state"),
+                    format!("{o:?}: want active, paused or quarantined"),
+                );
                 GroupState::Active
             }
         };
@@ -707,27 +813,43 @@ fn check_groups(c: &mut Checker, raw: Vec<(RawGroup, Loc, String)>, orgs: &[Org]
                 Some(m) => {
                     alias_map.insert(from, m);
                 }
-                None => c.problem(loc, format!("{path}.aliases.{from}"), format!("{to:?} is not in the model catalogue")),
+                None => c.problem(
+                    loc,
+                    format!("{path}.aliases.{from}"),
+                    format!("{to:?} is not in the model catalogue"),
+                ),
             }
         }
         let default_model = default_model.and_then(|d| {
             let resolved = alias_map.get(&d).cloned().or_else(|| catalogue(&d));
             if resolved.is_none() {
-                c.problem(loc, format!("{path}.default_model"), format!("{d:?} is neither an alias nor in the model catalogue"));
+                c.problem(
+                    loc,
+                    format!("{path}.default_model"),
+                    format!("{d:?} is neither an alias nor in the model catalogue"),
+                );
             }
             resolved
         });
         let mut fb = HashMap::new();
         for (from, chain) in fallbacks {
             let Some(from_m) = catalogue(&from) else {
-                c.problem(loc, format!("{path}.fallbacks"), format!("{from:?} is not in the model catalogue"));
+                c.problem(
+                    loc,
+                    format!("{path}.fallbacks"),
+                    format!("{from:?} is not in the model catalogue"),
+                );
                 continue;
             };
             let mut resolved = vec![];
             for to in chain {
                 match catalogue(&to) {
                     Some(m) => resolved.push(m),
-                    None => c.problem(loc, format!("{path}.fallbacks.{from}"), format!("{to:?} is not in the model catalogue")),
+                    None => c.problem(
+                        loc,
+                        format!("{path}.fallbacks.{from}"),
+                        format!("{to:?} is not in the model catalogue"),
+                    ),
                 }
             }
             fb.insert(from_m, resolved);
@@ -739,7 +861,11 @@ fn check_groups(c: &mut Checker, raw: Vec<(RawGroup, Loc, String)>, orgs: &[Org]
             Some("sticky") => Routing::Sticky,
             Some("tag") => Routing::Tag,
             Some(o) => {
-                c.problem(loc, format!("{path}.routing"), format!("{o:?}: want weighted, latency, cost, sticky or tag"));
+                c.problem(
+                    loc,
+                    format!("{path}.routing"),
+                    format!("{o:?}: want weighted, latency, cost, sticky or tag"),
+                );
                 Routing::Weighted
             }
         };
@@ -748,17 +874,31 @@ fn check_groups(c: &mut Checker, raw: Vec<(RawGroup, Loc, String)>, orgs: &[Org]
             Some("prompt") => LogLevel::Prompt,
             Some("full") => LogLevel::Full,
             Some(o) => {
-                c.problem(loc, format!("{path}.log_level"), format!("{o:?}: want metadata, prompt or full"));
+                c.problem(
+                    loc,
+                    format!("{path}.log_level"),
+                    format!("{o:?}: want metadata, prompt or full"),
+                );
                 LogLevel::Metadata
             }
         };
         if let Some(w) = &webhook {
-            if !(w.starts_with("http://") || w.starts_with("https://")) || w.parse::<http::Uri>().is_err() {
-                c.problem(loc, format!("{path}.webhook"), format!("{w:?} is not an http(s) URL"));
+            if !(w.starts_with("http://") || w.starts_with("https://"))
+                || w.parse::<http::Uri>().is_err()
+            {
+                c.problem(
+                    loc,
+                    format!("{path}.webhook"),
+                    format!("{w:?} is not an http(s) URL"),
+                );
             }
         }
         if alert_thresholds.iter().any(|t| !t.is_finite() || *t <= 0.0) {
-            c.problem(loc, format!("{path}.alert_thresholds"), "thresholds are fractions of budget_usd above 0");
+            c.problem(
+                loc,
+                format!("{path}.alert_thresholds"),
+                "thresholds are fractions of budget_usd above 0",
+            );
         }
         if !alert_thresholds.is_empty() && limits.budget.is_none() {
             c.problem(loc, format!("{path}.alert_thresholds"), "needs budget_usd");
@@ -783,13 +923,39 @@ fn check_groups(c: &mut Checker, raw: Vec<(RawGroup, Loc, String)>, orgs: &[Org]
             aliases: alias_map,
             routing,
             fallbacks: fb,
-            timeout: duration(c, loc, &format!("{path}.timeout"), timeout.as_deref(), Duration::from_secs(60)),
+            timeout: duration(
+                c,
+                loc,
+                &format!("{path}.timeout"),
+                timeout.as_deref(),
+                Duration::from_secs(60),
+            ),
             retries,
-            allowed_cidrs: allowed_cidrs.map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
-            quarantine_cidrs: cidrs(c, loc, &format!("{path}.quarantine_cidrs"), &quarantine_cidrs),
-            quarantine_models: globs(c, loc, &format!("{path}.quarantine_models"), &quarantine_models),
-            key_ttl: key_ttl.map(|t| duration(c, loc, &format!("{path}.key_ttl"), Some(&t), Duration::ZERO)),
-            idle_disable: idle_disable.map(|t| duration(c, loc, &format!("{path}.idle_disable"), Some(&t), Duration::ZERO)),
+            allowed_cidrs: allowed_cidrs
+                .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
+            quarantine_cidrs: cidrs(
+                c,
+                loc,
+                &format!("{path}.quarantine_cidrs"),
+                &quarantine_cidrs,
+            ),
+            quarantine_models: globs(
+                c,
+                loc,
+                &format!("{path}.quarantine_models"),
+                &quarantine_models,
+            ),
+            key_ttl: key_ttl
+                .map(|t| duration(c, loc, &format!("{path}.key_ttl"), Some(&t), Duration::ZERO)),
+            idle_disable: idle_disable.map(|t| {
+                duration(
+                    c,
+                    loc,
+                    &format!("{path}.idle_disable"),
+                    Some(&t),
+                    Duration::ZERO,
+                )
+            }),
             tags: tags.into_iter().collect(),
             log_level,
             webhook,
@@ -800,7 +966,12 @@ fn check_groups(c: &mut Checker, raw: Vec<(RawGroup, Loc, String)>, orgs: &[Org]
     out
 }
 
-fn check_keys(c: &mut Checker, raw: Vec<(RawKey, Loc, String)>, groups: &[Group], orgs: &[Org]) -> Vec<KeyDef> {
+fn check_keys(
+    c: &mut Checker,
+    raw: Vec<(RawKey, Loc, String)>,
+    groups: &[Group],
+    orgs: &[Org],
+) -> Vec<KeyDef> {
     let mut seen = HashSet::new();
     let mut digests = HashSet::new();
     let mut out = vec![];
@@ -821,7 +992,11 @@ fn check_keys(c: &mut Checker, raw: Vec<(RawKey, Loc, String)>, groups: &[Group]
         check_unique(c, loc, &path, "key", &id, &mut seen);
         let path = format!("{path} ({id})");
         let Some(gi) = groups.iter().position(|g| *g.id == *group) else {
-            c.problem(loc, format!("{path}.group"), format!("unknown group {group:?}"));
+            c.problem(
+                loc,
+                format!("{path}.group"),
+                format!("unknown group {group:?}"),
+            );
             continue;
         };
         let g = &groups[gi];
@@ -830,14 +1005,26 @@ fn check_keys(c: &mut Checker, raw: Vec<(RawKey, Loc, String)>, groups: &[Group]
         let limits = limits(c, loc, &path, lim, Some((&parent, &bound)));
         let mut digest = [0u8; 32];
         if sha256.len() != 64 || hex::decode_to_slice(&sha256, &mut digest).is_err() {
-            c.problem(loc, format!("{path}.sha256"), "want 64 hex digits (see `tollgate keygen`)");
+            c.problem(
+                loc,
+                format!("{path}.sha256"),
+                "want 64 hex digits (see `tollgate keygen`)",
+            );
         } else if !digests.insert(digest) {
-            c.problem(loc, format!("{path}.sha256"), "the same key digest appears twice");
+            c.problem(
+                loc,
+                format!("{path}.sha256"),
+                "the same key digest appears twice",
+            );
         }
         let expires_at = expires_at.and_then(|e| match humantime::parse_rfc3339(&e) {
             Ok(t) => Some(t),
             Err(err) => {
-                c.problem(loc, format!("{path}.expires_at"), format!("{e:?}: {err} (want RFC 3339 UTC, e.g. 2027-01-01T00:00:00Z)"));
+                c.problem(
+                    loc,
+                    format!("{path}.expires_at"),
+                    format!("{e:?}: {err} (want RFC 3339 UTC, e.g. 2027-01-01T00:00:00Z)"),
+                );
                 None
             }
         });
@@ -845,7 +1032,11 @@ fn check_keys(c: &mut Checker, raw: Vec<(RawKey, Loc, String)>, groups: &[Group]
             None | Some("active") => KeyState::Active,
             Some("disabled") => KeyState::Disabled,
             Some(o) => {
-                c.problem(loc, format!("{path}.state"), format!("{o:?}: want active or disabled"));
+                c.problem(
+                    loc,
+                    format!("{path}.state"),
+                    format!("{o:?}: want active or disabled"),
+                );
                 KeyState::Active
             }
         };
@@ -856,7 +1047,8 @@ fn check_keys(c: &mut Checker, raw: Vec<(RawKey, Loc, String)>, groups: &[Group]
             expires_at,
             state,
             models: model_filter(c, loc, &path, models, deny_models),
-            allowed_cidrs: allowed_cidrs.map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
+            allowed_cidrs: allowed_cidrs
+                .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
             limits,
             id: id.into(),
         });

@@ -13,8 +13,14 @@ pub type TargetRef = (usize, usize);
 
 /// Weighted random choice over the model's eligible targets. Targets of weight 0 are only
 /// chosen when nothing else is left (a drained canary still beats failing closed).
-pub fn pick_weighted(model: &ModelEntry, api: Api, tried: &[TargetRef], rng: &mut impl Rng) -> Option<usize> {
-    let eligible = |i: usize, t: &TargetEntry| t.provider.api == api && !tried.contains(&(model.index, i));
+pub fn pick_weighted(
+    model: &ModelEntry,
+    api: Api,
+    tried: &[TargetRef],
+    rng: &mut impl Rng,
+) -> Option<usize> {
+    let eligible =
+        |i: usize, t: &TargetEntry| t.provider.api == api && !tried.contains(&(model.index, i));
     let total: u64 = model
         .targets
         .iter()
@@ -23,7 +29,11 @@ pub fn pick_weighted(model: &ModelEntry, api: Api, tried: &[TargetRef], rng: &mu
         .map(|(_, t)| u64::from(t.weight))
         .sum();
     if total == 0 {
-        return model.targets.iter().enumerate().position(|(i, t)| eligible(i, t));
+        return model
+            .targets
+            .iter()
+            .enumerate()
+            .position(|(i, t)| eligible(i, t));
     }
     let mut x = rng.gen_range(0..total);
     for (i, t) in model.targets.iter().enumerate() {

@@ -1,0 +1,528 @@
+//! Step 3: admission. Sliding windows (requests and tokens), requests in flight and USD
+//! budgets, for the key, its group and its org — each layer its own pool.
+//!
+//! Admission is a reservation: all three layers are locked (always org -> group -> key, so
+//! concurrent admissions cannot deadlock), every limit is checked, and only if all pass is
+//! anything counted. There is no check-then-act window between concurrent requests. The
+//! returned [`Reservation`] is settled with the real usage; dropped unsettled, it charges
+//! what it reserved and always gives back its in-flight slot.
+//!
+//! State lives here, keyed by layer and id, outside the policy snapshot: it survives
+//! reloads. Idle entries are evicted by [`Admission::sweep`]; bounded by the number of
+//! scopes active within the longest window (each entry: ~100 bytes plus ~500 per limited
+//! window).
+
+pub mod budget;
+pub mod window;
+
+use crate::clock::Clock;
+use crate::config::{BudgetPeriod, Limits};
+use crate::error::GatewayError;
+use budget::BudgetState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard};
+use window::{Slot, Window};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layer {
+    Org,
+    Group,
+    Key,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Org => "org",
+            Layer::Group => "group",
+            Layer::Key => "key",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScopeKey {
+    pub layer: Layer,
+    pub id: Arc<str>,
+}
+
+/// The five sliding windows, in check order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Win {
+    Rpm,
+    Rph,
+    Rpd,
+    Tpm,
+    Tpd,
+}
+
+const WINDOWS: [Win; 5] = [Win::Rpm, Win::Rph, Win::Rpd, Win::Tpm, Win::Tpd];
+
+impl Win {
+    fn name(self) -> &'static str {
+        match self {
+            Win::Rpm => "rpm",
+            Win::Rph => "rph",
+            Win::Rpd => "rpd",
+            Win::Tpm => "tpm",
+            Win::Tpd => "tpd",
+        }
+    }
+
+    fn len_ms(self) -> u64 {
+        match self {
+            Win::Rpm | Win::Tpm => 60_000,
+            Win::Rph => 3_600_000,
+            Win::Rpd | Win::Tpd => 86_400_000,
+        }
+    }
+
+    fn limit(self, l: &Limits) -> Option<u64> {
+        match self {
+            Win::Rpm => l.rpm,
+            Win::Rph => l.rph,
+            Win::Rpd => l.rpd,
+            Win::Tpm => l.tpm,
+            Win::Tpd => l.tpd,
+        }
+        .map(|n| n.get())
+    }
+
+    fn is_tokens(self) -> bool {
+        matches!(self, Win::Tpm | Win::Tpd)
+    }
+}
+
+/// Counters of one scope (an org, a group or a key).
+#[derive(Debug, Default)]
+pub struct ScopeState {
+    windows: [Option<Box<Window>>; 5],
+    pub inflight: u32,
+    pub budget: BudgetState,
+    budget_kind: Option<BudgetPeriod>,
+    last_used_ms: u64,
+}
+
+impl ScopeState {
+    fn window(&mut self, w: Win, scale: u64) -> &mut Window {
+        self.windows[w as usize]
+            .get_or_insert_with(|| Box::new(Window::new((w.len_ms() / scale).max(60))))
+    }
+
+    fn idle(&mut self, now_ms: u64) -> bool {
+        self.inflight == 0
+            && !self.budget.dirty
+            && now_ms.saturating_sub(self.last_used_ms) > 300_000
+            && self.windows.iter_mut().flatten().all(|w| w.is_idle(now_ms))
+    }
+}
+
+/// Where spend of past periods is kept (the ledger); `None` in pure unit tests.
+pub trait SpendStore: Send + Sync {
+    /// Settled spend of `scope` in period (`kind`, `period`), as last flushed.
+    fn load_spend(&self, scope: &ScopeKey, kind: BudgetPeriod, period: u64) -> u64;
+}
+
+/// A budget threshold crossed for the first time this period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetEvent {
+    pub scope: ScopeKey,
+    /// `budget.threshold` (soft budget or an alert fraction) or `budget.exhausted`.
+    pub event: &'static str,
+    pub spent_micros: u64,
+    pub limit_micros: u64,
+    pub threshold: f64,
+}
+
+/// One layer of a request: its scope and the limits the snapshot gives it.
+pub struct LayerLimits<'a> {
+    pub scope: ScopeKey,
+    pub limits: &'a Limits,
+    /// Alert fractions of the budget (groups only).
+    pub alert_thresholds: &'a [f64],
+}
+
+/// What admission is asked for.
+pub struct AdmitRequest<'a> {
+    /// Org, group, key — in that order.
+    pub layers: [LayerLimits<'a>; 3],
+    pub est_tokens: u64,
+    pub worst_cost_micros: u64,
+}
+
+type Shard = Mutex<HashMap<ScopeKey, Arc<Mutex<ScopeState>>>>;
+
+pub struct Admission {
+    shards: Box<[Shard]>,
+    hasher: std::collections::hash_map::RandomState,
+    clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn SpendStore>>,
+    /// Divides window lengths (test builds use it to run "minutes" in a second).
+    scale: u64,
+    /// Scopes whose spend changed since the last flush.
+    dirty: Mutex<Vec<(ScopeKey, Arc<Mutex<ScopeState>>)>>,
+    events: Mutex<Vec<BudgetEvent>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a counter lock leaves counts that are still meaningful.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Admission {
+    pub fn new(clock: Arc<dyn Clock>, store: Option<Arc<dyn SpendStore>>, scale: u64) -> Admission {
+        Admission {
+            shards: (0..64).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            clock,
+            store,
+            scale: scale.max(1),
+            dirty: Mutex::new(Vec::new()),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn shard(&self, key: &ScopeKey) -> &Shard {
+        &self.shards[(self.hasher.hash_one(key) as usize) % self.shards.len()]
+    }
+
+    fn state(&self, key: &ScopeKey) -> Arc<Mutex<ScopeState>> {
+        let mut map = lock(self.shard(key));
+        if let Some(s) = map.get(key) {
+            return s.clone();
+        }
+        let s = Arc::new(Mutex::new(ScopeState::default()));
+        map.insert(key.clone(), s.clone());
+        s
+    }
+
+    /// Checks every limit of the three layers and, only if all pass, reserves.
+    pub fn admit(self: &Arc<Self>, req: &AdmitRequest<'_>) -> Result<Reservation, GatewayError> {
+        let now = self.clock.now_ms();
+        let states: [Arc<Mutex<ScopeState>>; 3] = [
+            self.state(&req.layers[0].scope),
+            self.state(&req.layers[1].scope),
+            self.state(&req.layers[2].scope),
+        ];
+        let mut guards: Vec<MutexGuard<'_, ScopeState>> = states.iter().map(|s| lock(s)).collect();
+
+        // Check: most specific layer first, so the message names the narrowest limit.
+        for i in (0..3).rev() {
+            let layer = &req.layers[i];
+            let st = &mut guards[i];
+            self.roll_budget(&layer.scope, layer.limits, st, now);
+            self.check_layer(layer, st, req, now)?;
+        }
+        // Reserve, noting the tightest window of each kind for the x-ratelimit headers.
+        let mut slots = [[None; 5]; 3];
+        let mut rate = RateInfo::default();
+        for (i, st) in guards.iter_mut().enumerate() {
+            let limits = req.layers[i].limits;
+            for w in WINDOWS {
+                if let Some(limit) = w.limit(limits) {
+                    let amount = if w.is_tokens() { req.est_tokens } else { 1 };
+                    let win = st.window(w, self.scale);
+                    slots[i][w as usize] = Some(win.add(now, amount));
+                    let remaining = limit.saturating_sub(win.used(now));
+                    let tightest = if w.is_tokens() {
+                        &mut rate.tokens
+                    } else {
+                        &mut rate.requests
+                    };
+                    if tightest.is_none_or(|(_, r)| remaining < r) {
+                        *tightest = Some((limit, remaining));
+                    }
+                }
+            }
+            st.inflight += 1;
+            st.last_used_ms = now;
+            if limits.budget.is_some() {
+                st.budget.reserved += req.worst_cost_micros;
+            }
+        }
+        drop(guards);
+        Ok(Reservation {
+            admission: self.clone(),
+            scopes: [
+                (
+                    req.layers[0].scope.clone(),
+                    states[0].clone(),
+                    req.layers[0].alert_thresholds.to_vec(),
+                    req.layers[0].limits.budget,
+                ),
+                (
+                    req.layers[1].scope.clone(),
+                    states[1].clone(),
+                    req.layers[1].alert_thresholds.to_vec(),
+                    req.layers[1].limits.budget,
+                ),
+                (
+                    req.layers[2].scope.clone(),
+                    states[2].clone(),
+                    req.layers[2].alert_thresholds.to_vec(),
+                    req.layers[2].limits.budget,
+                ),
+            ],
+            slots,
+            rate,
+            est_tokens: req.est_tokens,
+            worst_cost: req.worst_cost_micros,
+            settled: false,
+        })
+    }
+
+    fn roll_budget(&self, scope: &ScopeKey, limits: &Limits, st: &mut ScopeState, now: u64) {
+        let Some(b) = limits.budget else { return };
+        let period = budget::period_id(b.period, now);
+        if st.budget_kind != Some(b.period) {
+            // First use, or the period kind changed by a reload: start from the store.
+            st.budget_kind = Some(b.period);
+            st.budget.period = u64::MAX;
+        }
+        st.budget.roll(period, || {
+            self.store
+                .as_ref()
+                .map_or(0, |s| s.load_spend(scope, b.period, period))
+        });
+    }
+
+    fn check_layer(
+        &self,
+        layer: &LayerLimits<'_>,
+        st: &mut ScopeState,
+        req: &AdmitRequest<'_>,
+        now: u64,
+    ) -> Result<(), GatewayError> {
+        let scope = format!("{} {}", layer.scope.layer.as_str(), layer.scope.id);
+        for w in WINDOWS {
+            let Some(limit) = w.limit(layer.limits) else {
+                continue;
+            };
+            let amount = if w.is_tokens() { req.est_tokens } else { 1 };
+            if let Err(wait_ms) = st.window(w, self.scale).check(now, amount, limit) {
+                let scope = format!("{scope} {} {limit}", w.name());
+                let retry_after = wait_ms.div_ceil(1000).max(1);
+                return Err(if w.is_tokens() {
+                    GatewayError::TokenLimitExceeded { scope, retry_after }
+                } else {
+                    GatewayError::RateLimitExceeded { scope, retry_after }
+                });
+            }
+        }
+        if let Some(max) = layer.limits.max_parallel {
+            if st.inflight >= max.get() {
+                return Err(GatewayError::ConcurrencyLimitExceeded {
+                    scope: format!("{scope} max_parallel {max}"),
+                });
+            }
+        }
+        if let Some(b) = layer.limits.budget {
+            if !st.budget.fits(req.worst_cost_micros, b.limit_micros) {
+                return Err(GatewayError::BudgetExceeded {
+                    scope: format!("{scope} budget_usd {}", micros_to_usd(b.limit_micros)),
+                    retry_after: budget::until_next_period(b.period, now)
+                        .map(|ms| ms.div_ceil(1000).max(1)),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Scopes whose spend changed since the last call, with their current state, for the
+    /// ledger's flush. Clears the dirty marks it returns.
+    pub fn take_dirty(&self) -> Vec<(ScopeKey, BudgetPeriod, u64, u64)> {
+        let list = std::mem::take(&mut *lock(&self.dirty));
+        list.into_iter()
+            .filter_map(|(k, s)| {
+                let mut st = lock(&s);
+                st.budget.dirty = false;
+                Some((k, st.budget_kind?, st.budget.period, st.budget.spent))
+            })
+            .collect()
+    }
+
+    /// Budget events since the last call.
+    pub fn take_events(&self) -> Vec<BudgetEvent> {
+        std::mem::take(&mut *lock(&self.events))
+    }
+
+    /// Drops idle entries (no window counts, nothing in flight, spend flushed, unused for
+    /// five minutes). Returns how many remain.
+    pub fn sweep(&self) -> usize {
+        let now = self.clock.now_ms();
+        let mut left = 0;
+        for shard in self.shards.iter() {
+            let mut map = lock(shard);
+            map.retain(|_, s| Arc::strong_count(s) > 1 || !lock(s).idle(now));
+            left += map.len();
+        }
+        left
+    }
+
+    /// Current state of a scope, if tracked (admin API, tests).
+    pub fn inspect(&self, key: &ScopeKey) -> Option<(u32, u64, u64)> {
+        let s = lock(self.shard(key)).get(key)?.clone();
+        let st = lock(&s);
+        Some((st.inflight, st.budget.spent, st.budget.reserved))
+    }
+}
+
+pub fn micros_to_usd(m: u64) -> String {
+    let s = format!("{}.{:06}", m / 1_000_000, m % 1_000_000);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+/// One layer a reservation holds: scope, its counters, alert fractions, budget.
+type HeldScope = (
+    ScopeKey,
+    Arc<Mutex<ScopeState>>,
+    Vec<f64>,
+    Option<crate::config::Budget>,
+);
+
+/// What one admitted request holds. Settle it with [`Reservation::settle`]; dropped
+/// unsettled it charges its reservation (a stream that ended without usage) and frees
+/// its in-flight slot.
+#[must_use = "a reservation must be settled (or dropped to charge it in full)"]
+pub struct Reservation {
+    admission: Arc<Admission>,
+    scopes: [HeldScope; 3],
+    slots: [[Option<Slot>; 5]; 3],
+    /// For the `x-ratelimit-*` headers.
+    pub rate: RateInfo,
+    pub est_tokens: u64,
+    pub worst_cost: u64,
+    settled: bool,
+}
+
+/// `(limit, remaining)` of the tightest request window and token window that apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateInfo {
+    pub requests: Option<(u64, u64)>,
+    pub tokens: Option<(u64, u64)>,
+}
+
+/// The real usage of a request, when known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub tokens: u64,
+    pub cost_micros: u64,
+}
+
+impl Reservation {
+    /// Replaces the reservation with `usage`; `None` charges the reservation in full.
+    pub fn settle(mut self, usage: Option<Usage>) {
+        self.finish(usage);
+    }
+
+    /// Releases without charging (the request never reached a provider).
+    pub fn cancel(mut self) {
+        self.finish(Some(Usage {
+            tokens: 0,
+            cost_micros: 0,
+        }));
+    }
+
+    fn finish(&mut self, usage: Option<Usage>) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let usage = usage.unwrap_or(Usage {
+            tokens: self.est_tokens,
+            cost_micros: self.worst_cost,
+        });
+        let now = self.admission.clock.now_ms();
+        for (i, (scope, state, thresholds, budget)) in self.scopes.iter().enumerate() {
+            let mut st = lock(state);
+            for w in [Win::Tpm, Win::Tpd] {
+                if let Some(slot) = self.slots[i][w as usize] {
+                    st.window(w, self.admission.scale).adjust(
+                        now,
+                        slot,
+                        self.est_tokens,
+                        usage.tokens,
+                    );
+                }
+            }
+            st.inflight = st.inflight.saturating_sub(1);
+            st.last_used_ms = now;
+            let Some(b) = budget else { continue };
+            st.budget.reserved = st.budget.reserved.saturating_sub(self.worst_cost);
+            if usage.cost_micros == 0 {
+                continue;
+            }
+            st.budget.spent += usage.cost_micros;
+            let after = st.budget.spent;
+            if !st.budget.dirty {
+                st.budget.dirty = true;
+                lock(&self.admission.dirty).push((scope.clone(), state.clone()));
+            }
+            let events = crossings(&mut st.budget, b, thresholds, after);
+            drop(st);
+            if !events.is_empty() {
+                let mut q = lock(&self.admission.events);
+                for (event, threshold) in events {
+                    q.push(BudgetEvent {
+                        scope: scope.clone(),
+                        event,
+                        spent_micros: after,
+                        limit_micros: b.limit_micros,
+                        threshold,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Thresholds crossed by a spend change, each at most once per period.
+fn crossings(
+    st: &mut BudgetState,
+    b: &crate::config::Budget,
+    thresholds: &[f64],
+    after: u64,
+) -> Vec<(&'static str, f64)> {
+    let mut out = vec![];
+    if let Some(soft) = b.soft_micros {
+        if !st.soft_fired && after >= soft {
+            st.soft_fired = true;
+            out.push((
+                "budget.threshold",
+                soft as f64 / b.limit_micros.max(1) as f64,
+            ));
+        }
+    }
+    while st.fired < thresholds.len() {
+        let t = thresholds[st.fired];
+        let at = (b.limit_micros as f64 * t) as u64;
+        if after < at {
+            break;
+        }
+        st.fired += 1;
+        out.push((
+            if t >= 1.0 {
+                "budget.exhausted"
+            } else {
+                "budget.threshold"
+            },
+            t,
+        ));
+    }
+    out
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! Shared harness for end-to-end tests: the real `tollgate` binary on a port chosen at
+//! run time, in front of in-process mock providers.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use tollgate::mock::{Behaviour, Fault, MockProvider};
+
+/// A key for tests and its digest line.
+pub fn key(n: u32) -> String {
+    format!("tg-TestKey{n:08}abcdefghijklmnopqrstuvwxyzABCDE")
+}
+
+pub fn sha(key: &str) -> String {
+    hex::encode(tollgate::auth::digest(key.as_bytes()))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct GatewayProc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub conf: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Writes `policy` (with `{LISTEN}` and `{DATA}` placeholders filled in) and starts the
+/// binary on it, waiting until it accepts connections.
+pub fn start_gateway(policy: &str) -> GatewayProc {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let conf = dir.path().join("tollgate.toml");
+    write_policy(&conf, policy, addr, dir.path());
+    let log = dir.path().join("gateway.log");
+    let logf = std::fs::File::create(&log).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("-c")
+        .arg(&conf)
+        .env("RUST_LOG", "info")
+        .env("TEST_PROVIDER_KEY", "sk-provider-secret")
+        .stdout(Stdio::from(logf.try_clone().expect("log")))
+        .stderr(Stdio::from(logf))
+        .spawn()
+        .expect("spawn tollgate");
+    let g = GatewayProc {
+        child,
+        addr,
+        dir,
+        conf,
+        log,
+    };
+    g.wait_ready();
+    g
+}
+
+pub fn write_policy(
+    path: &std::path::Path,
+    policy: &str,
+    addr: SocketAddr,
+    data: &std::path::Path,
+) {
+    let text = policy
+        .replace("{LISTEN}", &addr.to_string())
+        .replace("{DATA}", &data.join("data").display().to_string())
+        .replace("{SOCK}", &data.join("upgrade.sock").display().to_string());
+    let mut f = std::fs::File::create(path).expect("write policy");
+    f.write_all(text.as_bytes()).expect("write policy");
+}
+
+impl GatewayProc {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gateway did not start:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Rewrites the policy file (same listen address) and sends SIGHUP.
+    pub fn rewrite_and_reload(&self, policy: &str) {
+        write_policy(&self.conf, policy, self.addr, self.dir.path());
+        self.signal(libc::SIGHUP);
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY-free: kill(1) via the libc crate would need unsafe; use the kill command.
+        let name = match sig {
+            libc::SIGHUP => "HUP",
+            libc::SIGTERM => "TERM",
+            libc::SIGKILL => "KILL",
+            _ => "TERM",
+        };
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Number of reloads the gateway has logged (successful or failed).
+    pub fn reload_count(&self) -> (usize, usize) {
+        let log = self.log_text();
+        (
+            log.matches("policy reloaded").count(),
+            log.matches("reload failed").count(),
+        )
+    }
+
+    pub fn wait_reloads(&self, ok: usize, failed: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let (o, f) = self.reload_count();
+            if o >= ok && f >= failed {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "reload not seen (want ok {ok} failed {failed}):\n{}",
+            self.log_text()
+        );
+    }
+}
+
+impl Drop for GatewayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// A policy with one OpenAI and one Anthropic provider pointing at `mock`.
+pub fn basic_policy(mock: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["{{LISTEN}}"]
+data_dir = "{{DATA}}"
+upgrade_sock = "{{SOCK}}"
+grace_period = "1s"
+request_log = "off"
+threads = 2
+
+[[providers]]
+id = "oa"
+api = "openai"
+base_url = "http://{mock}"
+api_key_env = "TEST_PROVIDER_KEY"
+
+[[providers]]
+id = "an"
+api = "anthropic"
+base_url = "http://{mock}"
+api_key_env = "TEST_PROVIDER_KEY"
+
+[[models]]
+name = "gpt-4o-mini"
+input_usd_per_mtok = 0.15
+output_usd_per_mtok = 0.60
+targets = [{{ provider = "oa", model = "gpt-4o-mini-2024-07-18" }}]
+
+[[models]]
+name = "gpt-4o"
+input_usd_per_mtok = 2.5
+output_usd_per_mtok = 10.0
+targets = [{{ provider = "oa" }}]
+
+[[models]]
+name = "o1-preview"
+targets = [{{ provider = "oa" }}]
+
+[[models]]
+name = "claude-sonnet-4-5"
+input_usd_per_mtok = 3.0
+output_usd_per_mtok = 15.0
+targets = [{{ provider = "an", model = "claude-sonnet-4-5-20250929" }}]
+
+[[models]]
+name = "text-embedding-3-small"
+targets = [{{ provider = "oa" }}]
+
+[[orgs]]
+id = "acme"
+max_tokens = 8000
+
+[[groups]]
+id = "grp_prod"
+org = "acme"
+models = ["gpt-4o*", "claude-*", "o1-*", "text-embedding-*"]
+deny_models = ["*-preview"]
+default_model = "gpt-4o-mini"
+aliases = {{ fast = "gpt-4o-mini", smart = "claude-sonnet-4-5" }}
+max_tokens = 4000
+
+[[keys]]
+id = "key_main"
+group = "grp_prod"
+sha256 = "{main}"
+
+{extra}
+"#,
+        main = sha(&key(1)),
+    )
+}

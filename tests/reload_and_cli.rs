@@ -1,0 +1,259 @@
+//! End to end: SIGHUP reload (SPEC §3), `-t`, `keygen`, and every file in conf/.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+async fn chat(g: &GatewayProc, model: &str) -> (u16, String) {
+    let resp = client()
+        .post(g.url("/v1/chat/completions"))
+        .bearer_auth(key(1))
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("send");
+    let s = resp.status().as_u16();
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    (s, v["error"]["code"].as_str().unwrap_or("").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_new_policy_and_keeps_the_old_one_on_error() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let base = basic_policy(mock.addr(), "");
+    let g = start_gateway(&base);
+    assert_eq!(chat(&g, "gpt-4o").await.0, 200);
+
+    // Narrow the key's model list: the next request follows the new policy.
+    let narrowed = base.replace(
+        &format!("sha256 = \"{}\"", sha(&key(1))),
+        &format!("sha256 = \"{}\"\nmodels = [\"gpt-4o-mini\"]", sha(&key(1))),
+    );
+    g.rewrite_and_reload(&narrowed);
+    g.wait_reloads(1, 0);
+    assert_eq!(chat(&g, "gpt-4o").await, (403, "model_not_allowed".into()));
+    assert_eq!(chat(&g, "gpt-4o-mini").await.0, 200);
+
+    // Pause the group.
+    let paused = narrowed.replace(
+        "id = \"grp_prod\"\norg = \"acme\"",
+        "id = \"grp_prod\"\norg = \"acme\"\nstate = \"paused\"",
+    );
+    assert_ne!(paused, narrowed);
+    g.rewrite_and_reload(&paused);
+    g.wait_reloads(2, 0);
+    assert_eq!(chat(&g, "gpt-4o-mini").await, (403, "group_paused".into()));
+
+    // An invalid file changes nothing: the paused policy stays in force.
+    g.rewrite_and_reload("[server]\nlisten = [\"{LISTEN}\"]\nbogus_field = 1\n");
+    g.wait_reloads(2, 1);
+    assert_eq!(chat(&g, "gpt-4o-mini").await, (403, "group_paused".into()));
+
+    // And a valid one afterwards is applied again.
+    g.rewrite_and_reload(&base);
+    g.wait_reloads(3, 1);
+    assert_eq!(chat(&g, "gpt-4o").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_sighups_during_steady_traffic_fail_no_request() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let policy = basic_policy(mock.addr(), "");
+    let g = Arc::new(start_gateway(&policy));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut tasks = vec![];
+    for _ in 0..4 {
+        let (g, stop, ok, failed) = (g.clone(), stop.clone(), ok.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match chat(&g, "gpt-4o-mini").await.0 {
+                    200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for i in 0..20 {
+        // Alternate between two valid policies so every reload really swaps.
+        let p = if i % 2 == 0 {
+            policy.replace("max_tokens = 4000", "max_tokens = 3999")
+        } else {
+            policy.clone()
+        };
+        g.rewrite_and_reload(&p);
+        g.wait_reloads(i + 1, 0);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        ok.load(Ordering::Relaxed) > 20,
+        "too little traffic: {}",
+        ok.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during reloads"
+    );
+    assert_eq!(g.reload_count(), (20, 0));
+}
+
+#[test]
+fn check_mode_reports_every_problem_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"[server]
+listen = ["127.0.0.1:8080"]
+
+[[providers]]
+id = "oa"
+api = "openai"
+base_url = "http://127.0.0.1:1"
+
+[[models]]
+name = "m"
+targets = [{ provider = "nope" }]
+
+[[orgs]]
+id = "acme"
+rpm = 100
+
+[[groups]]
+id = "g"
+org = "acme"
+rpm = 500
+
+[[keys]]
+id = "k"
+group = "g"
+sha256 = "abc"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 problem(s)"), "{err}");
+    assert!(
+        err.contains("bad.toml:9:1: models[0] (m).targets[0].provider: unknown provider \"nope\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("groups[0] (g).rpm: 500 exceeds org acme rpm 100"),
+        "{err}"
+    );
+    assert!(err.contains("keys[0] (k).sha256"), "{err}");
+
+    // Unknown fields are errors too, reported with their element's line.
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[orgs]]\nid = \"a\"\nrmp = 5\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains(":4:1: orgs[0]: unknown field `rmp`"), "{err}");
+}
+
+#[test]
+fn every_file_in_conf_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+                .arg("-t")
+                .arg("-c")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "conf/ should hold the example and the demo config");
+}
+
+#[test]
+fn keygen_prints_a_key_and_its_digest() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("keygen")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("key:"))
+        .unwrap()
+        .trim();
+    assert!(key.starts_with("tg-") && key.len() >= 43, "{key}");
+    assert!(
+        text.contains(&format!("sha256 = \"{}\"", sha(key))),
+        "{text}"
+    );
+}
+
+#[test]
+fn systemd_unit_verifies_when_the_tool_is_present() {
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/tollgate.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for needle in [
+        "ExecStartPre=",
+        " -t ",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "StateDirectory=tollgate",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+    ] {
+        assert!(text.contains(needle), "unit lacks {needle}");
+    }
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&unit)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        // The binary path does not exist on a build machine; anything else is a defect.
+        let real: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.contains("/usr/local/bin/tollgate") && !l.trim().is_empty())
+            .collect();
+        assert!(real.is_empty(), "systemd-analyze verify: {err}");
+    }
+}

@@ -1,0 +1,521 @@
+//! End to end: the real binary, in-process mock provider. SPEC §4 request path.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn post(
+    g: &GatewayProc,
+    path: &str,
+    key: Option<&str>,
+    body: Value,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut r = client().post(g.url(path)).json(&body);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    let resp = r.send().await.expect("send");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, v, headers)
+}
+
+fn assert_openai_error(v: &Value, code: &str, kind: &str) {
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert_eq!(v["error"]["type"], kind, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    assert!(
+        v["error"]
+            .as_object()
+            .is_some_and(|o| o.contains_key("param") && o["param"].is_null()),
+        "{v}"
+    );
+}
+
+const EXTRA_KEYS: &str = r#"
+[[keys]]
+id = "key_expired"
+group = "grp_prod"
+sha256 = "SHA2"
+expires_at = "2020-01-01T00:00:00Z"
+
+[[keys]]
+id = "key_disabled"
+group = "grp_prod"
+sha256 = "SHA3"
+state = "disabled"
+
+[[keys]]
+id = "key_cidr"
+group = "grp_prod"
+sha256 = "SHA4"
+allowed_cidrs = ["10.0.0.0/8"]
+
+[[keys]]
+id = "key_narrow"
+group = "grp_prod"
+sha256 = "SHA5"
+models = ["gpt-4o-mini"]
+max_tokens = 100
+
+[[groups]]
+id = "grp_paused"
+org = "acme"
+state = "paused"
+
+[[keys]]
+id = "key_paused"
+group = "grp_paused"
+sha256 = "SHA6"
+
+[[groups]]
+id = "grp_quar"
+org = "acme"
+state = "quarantined"
+quarantine_cidrs = ["127.0.0.0/8"]
+quarantine_models = ["gpt-4o-mini"]
+
+[[keys]]
+id = "key_quar"
+group = "grp_quar"
+sha256 = "SHA7"
+
+[[groups]]
+id = "grp_nodefault"
+org = "acme"
+
+[[keys]]
+id = "key_nodefault"
+group = "grp_nodefault"
+sha256 = "SHA8"
+"#;
+
+fn extra_keys() -> String {
+    let mut s = EXTRA_KEYS.to_string();
+    for n in 2..=8 {
+        s = s.replace(&format!("SHA{n}"), &sha(&key(n)));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_has_the_spec_status_code_and_shape() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let g = start_gateway(
+        &basic_policy(mock.addr(), &extra_keys())
+            .replace("[server]", "[server]\nmax_body = \"1KiB\""),
+    );
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let cases: Vec<(Option<String>, Value, &str, u16, &str, &str)> = vec![
+        (
+            None,
+            chat.clone(),
+            "/v1/chat/completions",
+            401,
+            "missing_api_key",
+            "authentication_error",
+        ),
+        (
+            Some("tg-wrongwrongwrongwrongwrongwrongwrongwrong0".into()),
+            chat.clone(),
+            "/v1/chat/completions",
+            401,
+            "invalid_api_key",
+            "authentication_error",
+        ),
+        (
+            Some(key(2)),
+            chat.clone(),
+            "/v1/chat/completions",
+            403,
+            "key_expired",
+            "permission_error",
+        ),
+        (
+            Some(key(3)),
+            chat.clone(),
+            "/v1/chat/completions",
+            403,
+            "key_disabled",
+            "permission_error",
+        ),
+        (
+            Some(key(4)),
+            chat.clone(),
+            "/v1/chat/completions",
+            403,
+            "ip_not_allowed",
+            "permission_error",
+        ),
+        (
+            Some(key(6)),
+            chat.clone(),
+            "/v1/chat/completions",
+            403,
+            "group_paused",
+            "permission_error",
+        ),
+        (
+            Some(key(7)),
+            json!({"model": "gpt-4o", "messages": []}),
+            "/v1/chat/completions",
+            403,
+            "group_paused",
+            "permission_error",
+        ),
+        (
+            Some(key(1)),
+            json!({"model": "o1-preview", "messages": []}),
+            "/v1/chat/completions",
+            403,
+            "model_not_allowed",
+            "permission_error",
+        ),
+        (
+            Some(key(5)),
+            json!({"model": "gpt-4o", "messages": []}),
+            "/v1/chat/completions",
+            403,
+            "model_not_allowed",
+            "permission_error",
+        ),
+        (
+            Some(key(8)),
+            json!({"messages": []}),
+            "/v1/chat/completions",
+            400,
+            "invalid_request",
+            "invalid_request_error",
+        ),
+        (
+            Some(key(1)),
+            json!({"model": "gpt-4o-mini", "max_tokens": 4001}),
+            "/v1/chat/completions",
+            400,
+            "max_tokens_exceeded",
+            "invalid_request_error",
+        ),
+        (
+            Some(key(5)),
+            json!({"model": "gpt-4o-mini", "max_completion_tokens": 101}),
+            "/v1/chat/completions",
+            400,
+            "max_tokens_exceeded",
+            "invalid_request_error",
+        ),
+        (
+            Some(key(1)),
+            json!({"model": "gpt-9"}),
+            "/v1/chat/completions",
+            404,
+            "model_not_found",
+            "invalid_request_error",
+        ),
+        (
+            Some(key(1)),
+            json!({"model": "gpt-4o-mini"}),
+            "/v1/nope",
+            404,
+            "unknown_route",
+            "invalid_request_error",
+        ),
+        (
+            Some(key(1)),
+            json!({"model": "gpt-4o-mini", "pad": "x".repeat(2000)}),
+            "/v1/chat/completions",
+            413,
+            "request_too_large",
+            "invalid_request_error",
+        ),
+    ];
+    for (k, body, path, status, code, kind) in cases {
+        let (s, v, h) = post(&g, path, k.as_deref(), body).await;
+        assert_eq!(s, status, "{code}: {v}");
+        assert_openai_error(&v, code, kind);
+        assert!(h.get("x-request-id").is_some(), "{code}: no x-request-id");
+    }
+    // The message names the scope that blocked.
+    let (_, v, _) = post(
+        &g,
+        "/v1/chat/completions",
+        Some(&key(1)),
+        json!({"model": "gpt-4o-mini", "max_tokens": 4001}),
+    )
+    .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("group grp_prod max_tokens 4000"),
+        "{v}"
+    );
+    // Body that is not JSON.
+    let resp = client()
+        .post(g.url("/v1/chat/completions"))
+        .bearer_auth(key(1))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_openai_error(
+        &resp.json::<Value>().await.unwrap(),
+        "invalid_request",
+        "invalid_request_error",
+    );
+    // Anthropic shape on /v1/messages, same status codes.
+    for (k, status, kind) in [
+        (None, 401, "authentication_error"),
+        (Some(key(6)), 403, "permission_error"),
+    ] {
+        let mut r = client()
+            .post(g.url("/v1/messages"))
+            .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": []}));
+        if let Some(k) = k {
+            r = r.header("x-api-key", k);
+        }
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["error"]["type"], kind, "{v}");
+        assert!(v["error"]["message"].is_string());
+    }
+    // A model only served by OpenAI-style targets is not found on /v1/messages.
+    let resp = client()
+        .post(g.url("/v1/messages"))
+        .header("x-api-key", key(1))
+        .json(&json!({"model": "gpt-4o", "max_tokens": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    // None of the refused requests reached the provider.
+    assert!(mock.received().is_empty(), "{:?}", mock.received());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_gets_provider_key_and_target_model_never_the_client_key() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let g = start_gateway(&basic_policy(mock.addr(), &extra_keys()));
+    let (s, v, h) = post(
+        &g,
+        "/v1/chat/completions",
+        Some(&key(1)),
+        json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(h["x-tollgate-target"], "oa/gpt-4o-mini-2024-07-18");
+    assert!(h.get("x-request-id").is_some());
+    let got = mock.received();
+    assert_eq!(got.len(), 1);
+    let r = &got[0];
+    assert_eq!(r.path, "/v1/chat/completions");
+    assert_eq!(r.header("authorization"), Some("Bearer sk-provider-secret"));
+    assert!(
+        !format!("{:?}", r.headers).contains(&key(1)),
+        "client key leaked upstream"
+    );
+    assert_eq!(r.json().unwrap()["model"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(r.json().unwrap()["messages"][0]["content"], "hi");
+    // The client's request id is kept end to end.
+    mock.clear_received();
+    let resp = client().post(g.url("/v1/messages")).header("x-api-key", key(1)).header("x-request-id", "abc-123")
+        .json(&json!({"model": "smart", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+    let got = mock.received();
+    assert_eq!(got[0].header("x-api-key"), Some("sk-provider-secret"));
+    assert_eq!(got[0].header("anthropic-version"), Some("2023-06-01"));
+    assert!(got[0].header("authorization").is_none());
+    assert_eq!(
+        got[0].json().unwrap()["model"],
+        "claude-sonnet-4-5-20250929"
+    );
+    // Default model when the request names none; quarantined group still serves its lists.
+    mock.clear_received();
+    let (s, _, _) = post(
+        &g,
+        "/v1/chat/completions",
+        Some(&key(7)),
+        json!({"model": "gpt-4o-mini", "messages": []}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _, h) = post(
+        &g,
+        "/v1/embeddings",
+        Some(&key(1)),
+        json!({"model": "text-embedding-3-small", "input": "x"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(h["x-tollgate-target"], "oa/text-embedding-3-small");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_list_shows_what_the_key_may_call() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let g = start_gateway(&basic_policy(mock.addr(), &extra_keys()));
+    let list = |k: String| {
+        let url = g.url("/v1/models");
+        async move {
+            client()
+                .get(url)
+                .bearer_auth(k)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let v = list(key(1)).await;
+    assert_eq!(v["object"], "list");
+    let mut ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "claude-sonnet-4-5",
+            "gpt-4o",
+            "gpt-4o-mini",
+            "text-embedding-3-small"
+        ]
+    );
+    let v = list(key(5)).await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    assert_eq!(v["data"][0]["id"], "gpt-4o-mini");
+    let resp = client().get(g.url("/v1/models")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+}
+
+fn big_prompt(bytes: usize) -> String {
+    // Varied content so a truncated or reordered body cannot pass by accident.
+    (0..)
+        .map(|i: u32| format!("w{i} "))
+        .take_while({
+            let mut n = 0;
+            move |w: &String| {
+                n += w.len();
+                n <= bytes
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_body_reaches_provider_intact_with_a_retry() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    // The first target refuses connections (nothing listens there), so every request is
+    // retried on the second: the 2 MiB body must be replayed intact.
+    let dead = free_port();
+    let policy = basic_policy(mock.addr(), "").replace(
+        "targets = [{ provider = \"oa\" }]\n\n[[models]]\nname = \"o1-preview\"",
+        "targets = [{ provider = \"dead\", weight = 1000000 }, { provider = \"oa\", weight = 1 }]\n\n[[models]]\nname = \"o1-preview\"",
+    ) + &format!("\n[[providers]]\nid = \"dead\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{dead}\"\nconnect_timeout = \"1s\"\n");
+    let g = start_gateway(&policy);
+    let prompt = big_prompt(2 * 1024 * 1024);
+    for stream in [false, true] {
+        mock.clear_received();
+        let body = json!({"model": "gpt-4o", "stream": stream, "messages": [{"role": "user", "content": prompt}]});
+        let resp = client()
+            .post(g.url("/v1/chat/completions"))
+            .bearer_auth(key(1))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "stream={stream}");
+        assert_eq!(resp.headers()["x-tollgate-target"], "oa/gpt-4o");
+        let text = resp.text().await.unwrap();
+        if stream {
+            assert!(text.contains("data: [DONE]"), "{text}");
+        }
+        let got = mock.received();
+        assert_eq!(got.len(), 1);
+        let up = got[0].json().unwrap();
+        assert_eq!(
+            up["messages"][0]["content"].as_str().unwrap(),
+            prompt,
+            "stream={stream}: body altered"
+        );
+        assert_eq!(
+            got[0]
+                .header("content-length")
+                .unwrap()
+                .parse::<usize>()
+                .unwrap(),
+            got[0].body.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_pass_through_unbuffered() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let g = start_gateway(&basic_policy(mock.addr(), ""));
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "claude-sonnet-4-5", "stream": true, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    ] {
+        let started = Instant::now();
+        let mut resp = client()
+            .post(g.url(path))
+            .bearer_auth(key(1))
+            .header("x-api-key", key(1))
+            .header("x-mock-chunk-interval-ms", "200")
+            .header("x-mock-output-tokens", "5")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        let first = resp.chunk().await.unwrap().expect("first chunk");
+        let first_at = started.elapsed();
+        let mut all = first.to_vec();
+        while let Some(c) = resp.chunk().await.unwrap() {
+            all.extend_from_slice(&c);
+        }
+        let last_at = started.elapsed();
+        // The provider spaces its events 200 ms apart, so the stream takes over a second;
+        // the first event must arrive long before the last one.
+        assert!(
+            last_at >= Duration::from_millis(1000),
+            "{path}: stream too fast {last_at:?}"
+        );
+        assert!(
+            first_at + Duration::from_millis(600) < last_at,
+            "{path}: first event at {first_at:?}, last at {last_at:?}: buffered"
+        );
+        let text = String::from_utf8(all).unwrap();
+        assert!(text.contains("data: "), "{text}");
+    }
+}

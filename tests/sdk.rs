@@ -1,0 +1,42 @@
+//! The official `openai` and `anthropic` Python SDKs, pointed at the gateway with a
+//! `base_url` swap and nothing else (tests/sdk/sdk_check.py). `make test` creates the
+//! virtualenv (scripts/setup-sdk.sh) and sets TOLLGATE_REQUIRE_SDK=1, so CI cannot skip it.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use std::path::Path;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdks_work_through_the_gateway() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        assert!(
+            std::env::var_os("TOLLGATE_REQUIRE_SDK").is_none(),
+            "no .venv: run scripts/setup-sdk.sh (make test does)"
+        );
+        eprintln!("SKIPPED: no .venv with the SDKs (run `make test`)");
+        return;
+    }
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let g = start_gateway(&basic_policy(mock.addr(), ""));
+    let gateway = format!("http://{}", g.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(root.join("tests/sdk/sdk_check.py"))
+            .env("GATEWAY", gateway)
+            .env("KEY", key(1))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", g.log_text());
+    assert!(stdout.contains("all SDK checks passed"), "{stdout}");
+    // The SDKs' requests really went through to the provider.
+    assert!(mock.received().len() >= 5, "{}", mock.received().len());
+}

@@ -1,0 +1,147 @@
+//! End to end: HTTPS providers are verified (SNI = host name, trusted CA), and a wrong
+//! name or an untrusted CA fails the request with 502 `upstream_error`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use serde_json::json;
+use std::sync::Arc;
+
+struct Pki {
+    ca_pem: String,
+    server: Arc<rustls::ServerConfig>,
+}
+
+fn pki(server_name: &str) -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "tollgate test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![server_name.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        server: Arc::new(server),
+    }
+}
+
+fn tls_policy(port: u16, ca_file: Option<&std::path::Path>) -> String {
+    let ca = ca_file.map_or(String::new(), |p| {
+        format!("ca_file = \"{}\"\n", p.display())
+    });
+    format!(
+        r#"
+[server]
+listen = ["{{LISTEN}}"]
+data_dir = "{{DATA}}"
+upgrade_sock = "{{SOCK}}"
+grace_period = "1s"
+request_log = "off"
+
+[[providers]]
+id = "secure"
+api = "openai"
+base_url = "https://localhost:{port}"
+api_key_env = "TEST_PROVIDER_KEY"
+connect_timeout = "2s"
+{ca}
+[[models]]
+name = "gpt-4o-mini"
+targets = [{{ provider = "secure" }}]
+
+[[orgs]]
+id = "o"
+
+[[groups]]
+id = "g"
+org = "o"
+retries = 0
+
+[[keys]]
+id = "k"
+group = "g"
+sha256 = "{sha}"
+"#,
+        sha = sha(&key(1))
+    )
+}
+
+async fn call(g: &GatewayProc) -> (u16, serde_json::Value) {
+    let resp = client()
+        .post(g.url("/v1/chat/completions"))
+        .bearer_auth(key(1))
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_tls_upstream_works_and_bad_certificates_fail_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1. Right name, CA trusted through the provider's ca_file: served.
+    let good = pki("localhost");
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, &good.ca_pem).unwrap();
+    let mock = MockProvider::start_tls("127.0.0.1:0", good.server.clone())
+        .await
+        .unwrap();
+    let g = start_gateway(&tls_policy(mock.addr().port(), Some(&ca_path)));
+    let (s, v) = call(&g).await;
+    assert_eq!(s, 200, "{v}\n{}", g.log_text());
+    assert_eq!(
+        mock.received()[0].header("authorization"),
+        Some("Bearer sk-provider-secret")
+    );
+    drop(g);
+
+    // 2. Certificate for another name, same trusted CA: refused.
+    let wrong = pki("other.example");
+    let wrong_ca = dir.path().join("wrong-ca.pem");
+    std::fs::write(&wrong_ca, &wrong.ca_pem).unwrap();
+    let mock2 = MockProvider::start_tls("127.0.0.1:0", wrong.server.clone())
+        .await
+        .unwrap();
+    let g = start_gateway(&tls_policy(mock2.addr().port(), Some(&wrong_ca)));
+    let (s, v) = call(&g).await;
+    assert_eq!(s, 502, "{v}");
+    assert_eq!(v["error"]["code"], "upstream_error");
+    assert!(
+        mock2.received().is_empty(),
+        "request sent over an unverified connection"
+    );
+    drop(g);
+
+    // 3. Right name but a CA nobody trusts (platform roots only): refused.
+    let g = start_gateway(&tls_policy(mock.addr().port(), None));
+    mock.clear_received();
+    let (s, v) = call(&g).await;
+    assert_eq!(s, 502, "{v}");
+    assert_eq!(v["error"]["code"], "upstream_error");
+    assert!(
+        mock.received().is_empty(),
+        "request sent over an unverified connection"
+    );
+}
