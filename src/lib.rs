@@ -17,3 +17,5 @@ pub mod server;
 pub mod snapshot;
 pub mod upstream;
 pub mod usage;
+#[path = "mock_provider/mod.rs"]
+pub mod mock;

@@ -115,7 +115,8 @@ async fn every_refusal_has_the_spec_status_code_and_shape() {
             .replace("[server]", "[server]\nmax_body = \"1KiB\""),
     );
     let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
-    let cases: Vec<(Option<String>, Value, &str, u16, &str, &str)> = vec![
+    type Case<'a> = (Option<String>, Value, &'a str, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             None,
             chat.clone(),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use tollgate::mock::{Behaviour, Fault, MockProvider};
+pub use tollgate::mock::MockProvider;
 
 /// A key for tests and its digest line.
 pub fn key(n: u32) -> String {
@@ -37,6 +37,11 @@ pub struct GatewayProc {
 /// Writes `policy` (with `{LISTEN}` and `{DATA}` placeholders filled in) and starts the
 /// binary on it, waiting until it accepts connections.
 pub fn start_gateway(policy: &str) -> GatewayProc {
+    start_gateway_env(policy, &[])
+}
+
+/// Same, with extra environment variables (e.g. `TOLLGATE_WINDOW_SCALE`).
+pub fn start_gateway_env(policy: &str, env: &[(&str, &str)]) -> GatewayProc {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
@@ -47,6 +52,7 @@ pub fn start_gateway(policy: &str) -> GatewayProc {
     let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .arg("-c")
         .arg(&conf)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .env("TEST_PROVIDER_KEY", "sk-provider-secret")
         .stdout(Stdio::from(logf.try_clone().expect("log")))
@@ -79,6 +85,28 @@ pub fn write_policy(
 }
 
 impl GatewayProc {
+    /// Starts the binary again on the same files (after a kill).
+    pub fn restart(&mut self, env: &[(&str, &str)]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let logf = std::fs::OpenOptions::new().append(true).open(&self.log).expect("log");
+        self.child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("-c")
+            .arg(&self.conf)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .env("TEST_PROVIDER_KEY", "sk-provider-secret")
+            .stdout(Stdio::from(logf.try_clone().expect("log")))
+            .stderr(Stdio::from(logf))
+            .spawn()
+            .expect("spawn tollgate");
+        self.wait_ready();
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -1,0 +1,335 @@
+//! A mock LLM provider (OpenAI- and Anthropic-style) for tests, the demo and load tests.
+//!
+//! Hand-written HTTP/1.1 on tokio (not hyper) so it can misbehave on purpose: hang, reset
+//! the connection, answer garbage, stall mid-stream. Behaviour is set per instance
+//! ([`MockProvider::set_behaviour`], `PUT /_mock/behaviour`) or per request with headers:
+//! `x-mock-latency-ms`, `x-mock-chunk-interval-ms`, `x-mock-status`, `x-mock-fault`
+//! (`hang|reset|garbage|stall_mid_stream`), `x-mock-output-tokens`, `x-mock-omit-usage: 1`.
+//! Every request is recorded (`received()`, `GET /_mock/received`) as soon as its body is
+//! read. Prompt tokens are `ceil(body length / 4)`.
+
+mod answers;
+mod wire;
+
+use answers::Kind;
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Read the request, never answer.
+    Hang,
+    /// Read the request, close with a TCP reset.
+    Reset,
+    /// Answer bytes that are not HTTP, then close.
+    Garbage,
+    /// Send the header and the first events of a stream, then hang.
+    StallMidStream,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Behaviour {
+    pub latency_ms: u64,
+    pub chunk_interval_ms: u64,
+    pub status: Option<u16>,
+    pub fault: Option<Fault>,
+    pub output_tokens: Option<u32>,
+    pub omit_usage: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    /// Names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+struct Shared {
+    received: Mutex<Vec<Received>>,
+    behaviour: Mutex<Behaviour>,
+    input: AtomicU64,
+    output: AtomicU64,
+    started: Instant,
+}
+
+#[derive(Clone)]
+pub struct MockProvider {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MockProvider {
+    pub async fn start(addr: &str) -> std::io::Result<MockProvider> {
+        Self::start_inner(addr, None).await
+    }
+
+    pub async fn start_tls(addr: &str, tls: Arc<rustls::ServerConfig>) -> std::io::Result<MockProvider> {
+        Self::start_inner(addr, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_inner(addr: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<MockProvider> {
+        let listener = TcpListener::bind(addr).await?;
+        let mock = MockProvider {
+            addr: listener.local_addr()?,
+            shared: Arc::new(Shared {
+                received: Mutex::new(Vec::new()),
+                behaviour: Mutex::new(Behaviour::default()),
+                input: AtomicU64::new(0),
+                output: AtomicU64::new(0),
+                started: Instant::now(),
+            }),
+        };
+        let shared = mock.shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let _ = tcp.set_nodelay(true);
+                let shared = shared.clone();
+                let tls = tls.clone();
+                // SO_LINGER 0 makes close() send a RST at once (it cannot block with 0).
+                #[allow(deprecated)]
+                tokio::spawn(async move {
+                    match tls {
+                        None => serve(tcp, shared, |s: &TcpStream| s.set_linger(Some(Duration::ZERO))).await,
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(tcp).await {
+                                serve(s, shared, |s: &tokio_rustls::server::TlsStream<TcpStream>| s.get_ref().0.set_linger(Some(Duration::ZERO))).await
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok(mock)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        lock(&self.shared.received).clone()
+    }
+
+    pub fn clear_received(&self) {
+        lock(&self.shared.received).clear();
+    }
+
+    pub fn set_behaviour(&self, b: Behaviour) {
+        *lock(&self.shared.behaviour) = b;
+    }
+
+    /// Usage reported in answers that were written completely: (input, output).
+    pub fn reported_usage(&self) -> (u64, u64) {
+        (self.shared.input.load(Ordering::SeqCst), self.shared.output.load(Ordering::SeqCst))
+    }
+}
+
+/// Runs a mock provider until the process is killed (`tollgate mock`).
+pub async fn run_forever(addr: &str) -> anyhow::Result<()> {
+    let mock = MockProvider::start(addr).await?;
+    println!("mock provider listening on {}", mock.addr());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// The effective behaviour: instance default, overridden by request headers.
+fn behaviour(shared: &Shared, req: &wire::Request) -> Behaviour {
+    let mut b = lock(&shared.behaviour).clone();
+    let num = |n: &str| req.header(n).and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(v) = num("x-mock-latency-ms") {
+        b.latency_ms = v;
+    }
+    if let Some(v) = num("x-mock-chunk-interval-ms") {
+        b.chunk_interval_ms = v;
+    }
+    if let Some(v) = num("x-mock-status") {
+        b.status = u16::try_from(v).ok();
+    }
+    if let Some(v) = num("x-mock-output-tokens") {
+        b.output_tokens = u32::try_from(v).ok();
+    }
+    if req.header("x-mock-omit-usage").is_some_and(|v| v == "1" || v == "true") {
+        b.omit_usage = true;
+    }
+    if let Some(f) = req.header("x-mock-fault") {
+        b.fault = serde_json::from_value(serde_json::Value::String(f.trim().to_string())).ok();
+    }
+    b
+}
+
+enum After {
+    KeepAlive,
+    Close,
+    Reset,
+}
+
+async fn serve<S, R>(mut s: S, shared: Arc<Shared>, reset: R)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    R: Fn(&S) -> std::io::Result<()>,
+{
+    let mut buf = BytesMut::with_capacity(8192);
+    loop {
+        let req = match wire::read_request(&mut s, &mut buf).await {
+            Ok(r) => r,
+            Err(wire::ReadError::Closed) => return,
+            Err(wire::ReadError::Bad(m)) => {
+                let _ = wire::write_full(&mut s, 400, "text/plain", m.as_bytes()).await;
+                return;
+            }
+        };
+        let close = req.close;
+        match answer(&mut s, &shared, req).await {
+            Ok(After::KeepAlive) if !close => continue,
+            Ok(After::Reset) => {
+                let _ = reset(&s);
+                return;
+            }
+            _ => {
+                let _ = s.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, shared: &Shared, req: wire::Request) -> std::io::Result<After> {
+    // Control endpoints.
+    let path = req.path.split('?').next().unwrap_or("").to_string();
+    match (req.method.as_str(), path.as_str()) {
+        ("GET", "/healthz") => return wire::write_full(s, 200, "text/plain", b"ok").await.map(|_| After::KeepAlive),
+        ("GET", "/_mock/received") => {
+            let list: Vec<serde_json::Value> = lock(&shared.received)
+                .iter()
+                .map(|r| {
+                    let headers: serde_json::Map<String, serde_json::Value> = r.headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+                    serde_json::json!({"method": r.method, "path": r.path, "headers": headers,
+                        "body": String::from_utf8_lossy(&r.body), "at_ms": r.at.duration_since(shared.started).as_millis() as u64})
+                })
+                .collect();
+            let body = serde_json::to_vec(&list).unwrap_or_default();
+            return wire::write_full(s, 200, "application/json", &body).await.map(|_| After::KeepAlive);
+        }
+        ("DELETE", "/_mock/received") => {
+            lock(&shared.received).clear();
+            return wire::write_full(s, 200, "application/json", b"{}").await.map(|_| After::KeepAlive);
+        }
+        ("PUT", "/_mock/behaviour") => {
+            return match serde_json::from_slice::<Behaviour>(&req.body) {
+                Ok(b) => {
+                    *lock(&shared.behaviour) = b;
+                    wire::write_full(s, 200, "application/json", b"{}").await.map(|_| After::KeepAlive)
+                }
+                Err(e) => wire::write_full(s, 400, "text/plain", e.to_string().as_bytes()).await.map(|_| After::KeepAlive),
+            };
+        }
+        ("GET", "/_mock/usage") => {
+            let body = serde_json::json!({"input_tokens": shared.input.load(Ordering::SeqCst), "output_tokens": shared.output.load(Ordering::SeqCst)});
+            return wire::write_full(s, 200, "application/json", body.to_string().as_bytes()).await.map(|_| After::KeepAlive);
+        }
+        _ => {}
+    }
+
+    let b = behaviour(shared, &req);
+    let kind = Kind::from_path(&req.path);
+    let body_json: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+    let prompt = (req.body.len() as u64).div_ceil(4);
+    lock(&shared.received).push(Received {
+        method: req.method.clone(),
+        path: req.path.clone(),
+        headers: req.headers,
+        body: req.body,
+        at: Instant::now(),
+    });
+
+    match b.fault {
+        Some(Fault::Hang) => {
+            std::future::pending::<()>().await;
+        }
+        Some(Fault::Reset) => return Ok(After::Reset),
+        Some(Fault::Garbage) => {
+            let junk: Vec<u8> = (0..256).map(|_| rand::random::<u8>()).collect();
+            s.write_all(b"\x00\x01GARBAGE\r\n").await?;
+            s.write_all(&junk).await?;
+            s.flush().await?;
+            return Ok(After::Close);
+        }
+        _ => {}
+    }
+    if b.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(b.latency_ms)).await;
+    }
+    let Some(kind) = kind.filter(|_| req.method == "POST") else {
+        wire::write_full(s, 404, "application/json", &answers::error_body(None, 404)).await?;
+        return Ok(After::KeepAlive);
+    };
+    if let Some(status) = b.status.filter(|s| *s != 200) {
+        wire::write_full(s, status, "application/json", &answers::error_body(Some(kind), status)).await?;
+        return Ok(After::KeepAlive);
+    }
+    let model = body_json["model"].as_str().unwrap_or("mock-model").to_string();
+    let c = b.output_tokens.unwrap_or(8);
+    let usage = !b.omit_usage;
+    let stream = body_json["stream"] == serde_json::Value::Bool(true) && kind != Kind::Embeddings;
+    if !stream {
+        let v = answers::json_answer(kind, &model, &body_json, prompt, c, usage);
+        wire::write_full(s, 200, "application/json", v.to_string().as_bytes()).await?;
+        if usage {
+            count(shared, kind, prompt, c);
+        }
+        return Ok(After::KeepAlive);
+    }
+    let events = answers::stream_events(kind, &model, &body_json, prompt, c, usage);
+    let reports_usage = usage && (kind != Kind::Chat && kind != Kind::Completions || body_json["stream_options"]["include_usage"] == serde_json::Value::Bool(true));
+    wire::write_stream_head(s).await?;
+    for (i, ev) in events.iter().enumerate() {
+        if i > 0 && b.chunk_interval_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(b.chunk_interval_ms)).await;
+        }
+        if b.fault == Some(Fault::StallMidStream) && i == 2 {
+            std::future::pending::<()>().await;
+        }
+        wire::write_chunk(s, ev.as_bytes()).await?;
+    }
+    wire::write_last_chunk(s).await?;
+    if reports_usage {
+        count(shared, kind, prompt, c);
+    }
+    Ok(After::KeepAlive)
+}
+
+fn count(shared: &Shared, kind: Kind, prompt: u64, c: u32) {
+    shared.input.fetch_add(prompt, Ordering::SeqCst);
+    if kind != Kind::Embeddings {
+        shared.output.fetch_add(u64::from(c), Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests;
