@@ -71,7 +71,7 @@ fn config_with_keys(n: usize) -> Config {
 
 fn lookup(c: &mut Criterion) {
     let cfg = config_with_keys(1_000_000);
-    let snap = Snapshot::build(&cfg, &[], 1, &NoEnv).expect("snapshot");
+    let snap = Snapshot::build(&cfg, &[], 1, &NoEnv, &Default::default()).expect("snapshot");
     let mut req =
         pingora_http::RequestHeader::build("POST", b"/v1/chat/completions", None).expect("req");
     req.insert_header("authorization", format!("Bearer {}", key_string(777_777)))
@@ -114,7 +114,7 @@ fn build(c: &mut Criterion) {
         g.bench_function(format!("{n} keys"), |b| {
             b.iter_batched(
                 || (),
-                |()| Snapshot::build(&cfg, &[], 1, &NoEnv).expect("snapshot"),
+                |()| Snapshot::build(&cfg, &[], 1, &NoEnv, &Default::default()).expect("snapshot"),
                 BatchSize::PerIteration,
             )
         });

@@ -30,7 +30,7 @@ pub fn admit(
     admission: &Arc<Admission>,
     snapshot: &Snapshot,
     key: &KeyEntry,
-    model: &ModelEntry,
+    models: &[Arc<ModelEntry>],
     body: &RequestBody,
     route: Route,
     ctx: &mut RequestCtx,
@@ -44,10 +44,11 @@ pub fn admit(
     };
     ctx.est_input = est_input;
     ctx.est_output = est_output;
-    // Worst case over the targets that could serve it (prices may differ per target).
-    let worst_cost = model
-        .targets
+    // Worst case over every target of every model that could serve it (fallbacks and
+    // per-target prices may cost more than the primary).
+    let worst_cost = models
         .iter()
+        .flat_map(|m| m.targets.iter())
         .map(|t| usage::cost_micros(&t.price, est_input, est_output))
         .max()
         .unwrap_or(0);
@@ -139,10 +140,7 @@ pub fn settle(acc: &Accounting, ctx: &mut RequestCtx) {
     // worst case, never less.
     let input = reported.input.unwrap_or(ctx.est_input);
     let output = reported.output.unwrap_or(ctx.est_output);
-    let price = ctx
-        .target
-        .map(|(m, t)| ctx.snapshot.models[m].targets[t].price)
-        .unwrap_or(model.price);
+    let price = ctx.target.map_or(model.price, |(m, t)| ctx.snapshot.models[m].targets[t].price);
     let cost = usage::cost_micros(&price, input, output);
     if reported.is_known() {
         reservation.settle(Some(Usage {
@@ -161,7 +159,7 @@ pub fn settle(acc: &Accounting, ctx: &mut RequestCtx) {
 fn record(
     ledger: &Ledger,
     acc: &Accounting,
-    _ctx: &RequestCtx,
+    ctx: &RequestCtx,
     key: &KeyEntry,
     model: &ModelEntry,
     input: u64,
@@ -169,13 +167,10 @@ fn record(
     cost: u64,
 ) {
     let hour = acc.admission.now_ms() / 3_600_000;
+    // Spend is booked on the model that served (a fallback, possibly).
+    let served = ctx.target.map_or_else(|| model.name.clone(), |(m, _)| ctx.snapshot.models[m].name.clone());
     ledger.record(
-        UsageKey {
-            hour,
-            group: key.group.id.clone(),
-            key: key.id.clone(),
-            model: model.name.clone(),
-        },
+        UsageKey { hour, group: key.group.id.clone(), key: key.id.clone(), model: served },
         UsageTotals {
             requests: 1,
             input_tokens: input,

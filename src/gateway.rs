@@ -20,7 +20,9 @@ use crate::admission::Reservation;
 use crate::config::Api;
 use crate::error::GatewayError;
 use crate::request::{RequestBody, Route};
-use crate::route::{self, TargetRef};
+use crate::config::Routing;
+use crate::route::{self, Choice, Plan, TargetRef};
+use crate::snapshot::TargetEntry;
 use crate::snapshot::{KeyEntry, ModelEntry, Snapshot};
 use crate::usage::Scanner;
 use crate::{auth, policy, respond, upstream};
@@ -82,6 +84,13 @@ pub struct RequestCtx {
     pub ask_usage: bool,
     pub upstream_status: Option<u16>,
     pub scanner: Option<Scanner>,
+    /// Models and attempts left (primary, then fallbacks).
+    pub plan: Option<Plan>,
+    pub tags: Vec<String>,
+    pub affinity: u64,
+    pub attempt_started: Option<Instant>,
+    /// The last attempt failed by timing out before the first byte.
+    pub timed_out: bool,
     pub _inflight: InflightGuard,
 }
 
@@ -91,9 +100,42 @@ impl RequestCtx {
     }
 
     pub fn target_label(&self) -> Option<Arc<str>> {
-        let (m, t) = self.target?;
-        Some(self.snapshot.models[m].targets[t].label.clone())
+        Some(self.target_entry()?.label.clone())
     }
+
+    fn target_entry(&self) -> Option<&TargetEntry> {
+        let (m, t) = self.target?;
+        Some(&self.snapshot.models[m].targets[t])
+    }
+
+    fn choice(&self) -> Choice<'_> {
+        Choice {
+            api: self.api(),
+            routing: self.key.as_ref().map_or(Routing::Weighted, |k| k.group.routing),
+            affinity: self.affinity,
+            tags: &self.tags,
+            now_ms: now_ms(),
+        }
+    }
+
+    /// Whether another attempt is possible (and nothing has reached the client yet).
+    fn can_retry(&self, session: &Session) -> bool {
+        session.response_written().is_none() && self.plan.as_ref().is_some_and(|p| p.has_next(&self.tried, &self.choice()))
+    }
+
+    /// Passive health: the current attempt failed.
+    fn attempt_failed(&self) {
+        if let Some(t) = self.target_entry() {
+            let spent = self.attempt_started.map(|s| s.elapsed().as_micros() as u64);
+            if t.health.record_failure(now_ms(), spent) {
+                log::warn!("target {} ejected after repeated failures", t.label);
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    crate::clock::Clock::now_ms(&crate::clock::SystemClock)
 }
 
 fn request_id(req: &RequestHeader) -> String {
@@ -175,15 +217,16 @@ impl Gateway {
         ctx.ask_usage = body.stream
             && matches!(route, Route::ChatCompletions | Route::Completions)
             && !body.client_wants_stream_usage();
-        let admitted = account::admit(
-            &self.accounting.admission,
-            &snapshot,
-            &key,
-            &model,
-            &body,
-            route,
-            ctx,
-        );
+        let plan = Plan::new(&snapshot, &key, model.clone(), route.api());
+        let headers = &session.req_header().headers;
+        ctx.tags = headers
+            .get("x-tollgate-tags")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
+            .unwrap_or_default();
+        ctx.affinity = route::affinity(headers.get("x-tollgate-session").map(|v| v.as_bytes()), &key.id);
+        let admitted = account::admit(&self.accounting.admission, &snapshot, &key, &plan.models, &body, route, ctx);
+        ctx.plan = Some(plan);
         ctx.body = Some(body);
         ctx.model = Some(model);
         match admitted {
@@ -201,26 +244,14 @@ fn upstream_failure(e: &Error, ctx: &RequestCtx) -> Option<GatewayError> {
     if let Some(err) = &ctx.error {
         return Some(err.clone());
     }
-    let target = ctx
-        .target_label()
-        .map_or_else(|| "upstream".to_string(), |l| l.to_string());
-    match (e.esource(), e.etype()) {
-        (ErrorSource::Downstream, _) => None,
-        (_, ErrorType::ReadTimedout) | (_, ErrorType::ConnectTimedout)
-            if ctx.target.is_some() && matches!(e.etype(), ErrorType::ReadTimedout) =>
-        {
-            Some(GatewayError::UpstreamTimeout(format!(
-                "{target}: no response within the group timeout"
-            )))
-        }
-        (_, ErrorType::HTTPStatus(503)) => Some(GatewayError::NoHealthyTarget(
-            "no target can take the request".into(),
-        )),
-        _ => Some(GatewayError::UpstreamError(format!(
-            "every target failed; last: {target}: {}",
-            e.etype().as_str()
-        ))),
+    if e.esource() == &ErrorSource::Downstream {
+        return None;
     }
+    let target = ctx.target_label().map_or_else(|| "upstream".to_string(), |l| l.to_string());
+    if ctx.timed_out || (matches!(e.etype(), ErrorType::ReadTimedout) && ctx.upstream_status.is_none()) {
+        return Some(GatewayError::UpstreamTimeout(format!("{target}: no response within the group timeout")));
+    }
+    Some(GatewayError::UpstreamError(format!("every target failed; last: {target}: {}", e.etype().as_str())))
 }
 
 #[async_trait]
@@ -247,6 +278,11 @@ impl ProxyHttp for Gateway {
             ask_usage: false,
             upstream_status: None,
             scanner: None,
+            plan: None,
+            tags: Vec::new(),
+            affinity: 0,
+            attempt_started: None,
+            timed_out: false,
             _inflight: InflightGuard::new(&self.accounting.inflight),
         }
     }
@@ -277,33 +313,32 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
-        let (Some(model), Some(key), Some(body)) = (&ctx.model, &ctx.key, &ctx.body) else {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "upstream_peer without an admitted request",
-            );
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let Some(mut plan) = ctx.plan.take() else {
+            return Error::e_explain(ErrorType::InternalError, "upstream_peer without a plan");
         };
-        let Some(t) = route::pick_weighted(model, ctx.api(), &ctx.tried, &mut rand::thread_rng())
-        else {
-            ctx.error = Some(if ctx.tried.is_empty() {
-                GatewayError::NoHealthyTarget(format!(
-                    "model {} has no target for this API",
-                    model.name
-                ))
-            } else {
-                GatewayError::UpstreamError(format!("every target of model {} failed", model.name))
-            });
-            return Error::e_explain(ErrorType::HTTPStatus(502), "no target left");
+        let next = plan.next(&ctx.tried, &ctx.choice(), &mut rand::thread_rng());
+        ctx.plan = Some(plan);
+        let (model, t) = match next {
+            Ok(x) => x,
+            Err(e) => {
+                ctx.error = Some(if ctx.timed_out {
+                    GatewayError::UpstreamTimeout(format!("{e}: no first byte within the group timeout"))
+                } else {
+                    e
+                });
+                return Error::e_explain(ErrorType::HTTPStatus(502), "no target left");
+            }
+        };
+        let (Some(key), Some(body)) = (&ctx.key, &ctx.body) else {
+            return Error::e_explain(ErrorType::InternalError, "upstream_peer without an admitted request");
         };
         let target = &model.targets[t];
         ctx.target = Some((model.index, t));
         ctx.tried.push((model.index, t));
         ctx.upstream_body = body.render(&target.model, ctx.ask_usage);
+        ctx.attempt_started = Some(Instant::now());
+        ctx.timed_out = false;
         upstream::peer(target, key.group.timeout)
     }
 
@@ -335,11 +370,23 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.upstream_status = Some(resp.status.as_u16());
+        let status = resp.status.as_u16();
+        if status == 429 || status >= 500 {
+            ctx.attempt_failed();
+            if ctx.can_retry(session) {
+                // Nothing has reached the client: try the next target or fallback.
+                let mut e = Error::explain(ErrorType::HTTPStatus(status), "upstream refused; trying the next target");
+                e.set_retry(true);
+                return Err(e);
+            }
+        } else if let (Some(t), Some(started)) = (ctx.target_entry(), ctx.attempt_started) {
+            t.health.record_success(started.elapsed().as_micros() as u64);
+        }
+        ctx.upstream_status = Some(status);
         ctx.scanner = account::scanner_for(resp, ctx.ask_usage);
         if ctx.ask_usage && ctx.scanner.is_some() {
             // We may drop the injected usage chunk: the length is no longer the provider's.
@@ -381,34 +428,30 @@ impl ProxyHttp for Gateway {
         account::settle(&self.accounting, ctx);
     }
 
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        let retries = ctx.key.as_ref().map_or(0, |k| k.group.retries as usize);
-        e.set_retry(ctx.tried.len() <= retries);
+    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+        ctx.attempt_failed();
+        e.set_retry(ctx.can_retry(session));
         e
     }
 
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<Error>,
-        ctx: &mut RequestCtx,
-        client_reused: bool,
-    ) -> Box<Error> {
+    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let retries = ctx.key.as_ref().map_or(0, |k| k.group.retries as usize);
+        if matches!(e.etype(), ErrorType::HTTPStatus(_)) {
+            // Our own refusal of a 429/5xx: health already recorded, retry already decided.
+            return e;
+        }
+        let before_first_byte = ctx.upstream_status.is_none();
+        if before_first_byte && e.esource() == &ErrorSource::Upstream {
+            ctx.attempt_failed();
+            ctx.timed_out = matches!(e.etype(), ErrorType::ReadTimedout);
+        }
         // The body is replayed from our own copy, so a POST is safe to retry as long as
         // nothing has reached the client yet.
-        if session.response_written().is_some() || ctx.tried.len() > retries {
-            e.set_retry(false);
-        } else {
+        if before_first_byte && ctx.can_retry(session) {
+            e.set_retry(true);
             e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
         }
         e
     }

@@ -2,6 +2,7 @@
 //! request path, swap it in atomically. An invalid file changes nothing.
 
 use crate::config::{self, Config};
+use crate::route::health::Health;
 use crate::snapshot::{Snapshot, SystemEnvironment};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -20,11 +21,14 @@ pub struct Policy {
     lock: Mutex<()>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Target health survives reloads.
+    pub health: Arc<Health>,
 }
 
 impl Policy {
     pub fn new(path: PathBuf, config: &Config) -> anyhow::Result<Policy> {
-        let snapshot = Snapshot::build(config, &[], 1, &SystemEnvironment)?;
+        let health = Arc::new(Health::default());
+        let snapshot = Snapshot::build(config, &[], 1, &SystemEnvironment, &health)?;
         Ok(Policy {
             path,
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -32,6 +36,7 @@ impl Policy {
             lock: Mutex::new(()),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            health,
         })
     }
 
@@ -46,7 +51,7 @@ impl Policy {
                     log::warn!("reload: listen/admin_listen/threads changes take effect only after a restart or upgrade (-u)");
                 }
                 let generation = self.generation.load(Ordering::Relaxed) + 1;
-                let snapshot = Snapshot::build(&cfg, &[], generation, &SystemEnvironment).map_err(|e| e.to_string())?;
+                let snapshot = Snapshot::build(&cfg, &[], generation, &SystemEnvironment, &self.health).map_err(|e| e.to_string())?;
                 self.current.store(Arc::new(snapshot));
                 self.generation.store(generation, Ordering::Relaxed);
                 Ok(generation)

@@ -100,6 +100,8 @@ pub struct TargetEntry {
     pub price: Price,
     /// `provider/model`, as shown in `x-tollgate-target` and metrics.
     pub label: Arc<str>,
+    /// Passive health and latency, shared across snapshots.
+    pub health: Arc<crate::route::health::TargetHealth>,
 }
 
 #[derive(Debug)]
@@ -187,6 +189,7 @@ impl Snapshot {
         extra_keys: &[KeyDef],
         generation: u64,
         env: &dyn Environment,
+        health: &crate::route::health::Health,
     ) -> anyhow::Result<Snapshot> {
         let providers: Vec<Arc<ProviderEntry>> = config
             .providers
@@ -236,8 +239,10 @@ impl Snapshot {
                         .iter()
                         .map(|t| {
                             let provider = providers[t.provider].clone();
+                            let label: Arc<str> = format!("{}/{}", provider.id, t.model).into();
                             TargetEntry {
-                                label: format!("{}/{}", provider.id, t.model).into(),
+                                health: health.target(&label),
+                                label,
                                 provider,
                                 model: t.model.clone(),
                                 weight: t.weight,
