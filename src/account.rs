@@ -140,7 +140,9 @@ pub fn settle(acc: &Accounting, ctx: &mut RequestCtx) {
     // worst case, never less.
     let input = reported.input.unwrap_or(ctx.est_input);
     let output = reported.output.unwrap_or(ctx.est_output);
-    let price = ctx.target.map_or(model.price, |(m, t)| ctx.snapshot.models[m].targets[t].price);
+    let price = ctx.target.map_or(model.price, |(m, t)| {
+        ctx.snapshot.models[m].targets[t].price
+    });
     let cost = usage::cost_micros(&price, input, output);
     if reported.is_known() {
         reservation.settle(Some(Usage {
@@ -168,9 +170,17 @@ fn record(
 ) {
     let hour = acc.admission.now_ms() / 3_600_000;
     // Spend is booked on the model that served (a fallback, possibly).
-    let served = ctx.target.map_or_else(|| model.name.clone(), |(m, _)| ctx.snapshot.models[m].name.clone());
+    let served = ctx.target.map_or_else(
+        || model.name.clone(),
+        |(m, _)| ctx.snapshot.models[m].name.clone(),
+    );
     ledger.record(
-        UsageKey { hour, group: key.group.id.clone(), key: key.id.clone(), model: served },
+        UsageKey {
+            hour,
+            group: key.group.id.clone(),
+            key: key.id.clone(),
+            model: served,
+        },
         UsageTotals {
             requests: 1,
             input_tokens: input,

@@ -18,9 +18,9 @@
 use crate::account::{self, Accounting};
 use crate::admission::Reservation;
 use crate::config::Api;
+use crate::config::Routing;
 use crate::error::GatewayError;
 use crate::request::{RequestBody, Route};
-use crate::config::Routing;
 use crate::route::{self, Choice, Plan, TargetRef};
 use crate::snapshot::TargetEntry;
 use crate::snapshot::{KeyEntry, ModelEntry, Snapshot};
@@ -111,7 +111,10 @@ impl RequestCtx {
     fn choice(&self) -> Choice<'_> {
         Choice {
             api: self.api(),
-            routing: self.key.as_ref().map_or(Routing::Weighted, |k| k.group.routing),
+            routing: self
+                .key
+                .as_ref()
+                .map_or(Routing::Weighted, |k| k.group.routing),
             affinity: self.affinity,
             tags: &self.tags,
             now_ms: now_ms(),
@@ -120,7 +123,11 @@ impl RequestCtx {
 
     /// Whether another attempt is possible (and nothing has reached the client yet).
     fn can_retry(&self, session: &Session) -> bool {
-        session.response_written().is_none() && self.plan.as_ref().is_some_and(|p| p.has_next(&self.tried, &self.choice()))
+        session.response_written().is_none()
+            && self
+                .plan
+                .as_ref()
+                .is_some_and(|p| p.has_next(&self.tried, &self.choice()))
     }
 
     /// Passive health: the current attempt failed.
@@ -222,10 +229,26 @@ impl Gateway {
         ctx.tags = headers
             .get("x-tollgate-tags")
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
-        ctx.affinity = route::affinity(headers.get("x-tollgate-session").map(|v| v.as_bytes()), &key.id);
-        let admitted = account::admit(&self.accounting.admission, &snapshot, &key, &plan.models, &body, route, ctx);
+        ctx.affinity = route::affinity(
+            headers.get("x-tollgate-session").map(|v| v.as_bytes()),
+            &key.id,
+        );
+        let admitted = account::admit(
+            &self.accounting.admission,
+            &snapshot,
+            &key,
+            &plan.models,
+            &body,
+            route,
+            ctx,
+        );
         ctx.plan = Some(plan);
         ctx.body = Some(body);
         ctx.model = Some(model);
@@ -247,11 +270,20 @@ fn upstream_failure(e: &Error, ctx: &RequestCtx) -> Option<GatewayError> {
     if e.esource() == &ErrorSource::Downstream {
         return None;
     }
-    let target = ctx.target_label().map_or_else(|| "upstream".to_string(), |l| l.to_string());
-    if ctx.timed_out || (matches!(e.etype(), ErrorType::ReadTimedout) && ctx.upstream_status.is_none()) {
-        return Some(GatewayError::UpstreamTimeout(format!("{target}: no response within the group timeout")));
+    let target = ctx
+        .target_label()
+        .map_or_else(|| "upstream".to_string(), |l| l.to_string());
+    if ctx.timed_out
+        || (matches!(e.etype(), ErrorType::ReadTimedout) && ctx.upstream_status.is_none())
+    {
+        return Some(GatewayError::UpstreamTimeout(format!(
+            "{target}: no response within the group timeout"
+        )));
     }
-    Some(GatewayError::UpstreamError(format!("every target failed; last: {target}: {}", e.etype().as_str())))
+    Some(GatewayError::UpstreamError(format!(
+        "every target failed; last: {target}: {}",
+        e.etype().as_str()
+    )))
 }
 
 #[async_trait]
@@ -313,7 +345,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let Some(mut plan) = ctx.plan.take() else {
             return Error::e_explain(ErrorType::InternalError, "upstream_peer without a plan");
         };
@@ -323,7 +359,9 @@ impl ProxyHttp for Gateway {
             Ok(x) => x,
             Err(e) => {
                 ctx.error = Some(if ctx.timed_out {
-                    GatewayError::UpstreamTimeout(format!("{e}: no first byte within the group timeout"))
+                    GatewayError::UpstreamTimeout(format!(
+                        "{e}: no first byte within the group timeout"
+                    ))
                 } else {
                     e
                 });
@@ -331,7 +369,10 @@ impl ProxyHttp for Gateway {
             }
         };
         let (Some(key), Some(body)) = (&ctx.key, &ctx.body) else {
-            return Error::e_explain(ErrorType::InternalError, "upstream_peer without an admitted request");
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "upstream_peer without an admitted request",
+            );
         };
         let target = &model.targets[t];
         ctx.target = Some((model.index, t));
@@ -379,12 +420,16 @@ impl ProxyHttp for Gateway {
             ctx.attempt_failed();
             if ctx.can_retry(session) {
                 // Nothing has reached the client: try the next target or fallback.
-                let mut e = Error::explain(ErrorType::HTTPStatus(status), "upstream refused; trying the next target");
+                let mut e = Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "upstream refused; trying the next target",
+                );
                 e.set_retry(true);
                 return Err(e);
             }
         } else if let (Some(t), Some(started)) = (ctx.target_entry(), ctx.attempt_started) {
-            t.health.record_success(started.elapsed().as_micros() as u64);
+            t.health
+                .record_success(started.elapsed().as_micros() as u64);
         }
         ctx.upstream_status = Some(status);
         ctx.scanner = account::scanner_for(resp, ctx.ask_usage);
@@ -428,13 +473,26 @@ impl ProxyHttp for Gateway {
         account::settle(&self.accounting, ctx);
     }
 
-    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         ctx.attempt_failed();
         e.set_retry(ctx.can_retry(session));
         e
     }
 
-    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         if matches!(e.etype(), ErrorType::HTTPStatus(_)) {
             // Our own refusal of a 429/5xx: health already recorded, retry already decided.

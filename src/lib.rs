@@ -7,6 +7,8 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod ledger;
+#[path = "mock_provider/mod.rs"]
+pub mod mock;
 pub mod policy;
 pub mod reload;
 pub mod request;
@@ -17,5 +19,3 @@ pub mod server;
 pub mod snapshot;
 pub mod upstream;
 pub mod usage;
-#[path = "mock_provider/mod.rs"]
-pub mod mock;

@@ -66,8 +66,16 @@ sha256 = "{k2}"
     )
 }
 
-async fn chat(g: &GatewayProc, k: &str, body: Value, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, String) {
-    let mut r = client().post(g.url("/v1/chat/completions")).bearer_auth(k).json(&body);
+async fn chat(
+    g: &GatewayProc,
+    k: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut r = client()
+        .post(g.url("/v1/chat/completions"))
+        .bearer_auth(k)
+        .json(&body);
     for (h, v) in headers {
         r = r.header(*h, *v);
     }
@@ -102,7 +110,13 @@ async fn layers_are_separate_pools_and_429s_name_the_scope() {
     let (h, body) = last.unwrap();
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["code"], "rate_limit_exceeded");
-    assert!(v["error"]["message"].as_str().unwrap().contains("group g rpm 6"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("group g rpm 6"),
+        "{v}"
+    );
     let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=61).contains(&retry), "{retry}");
     assert_eq!(mock.received().len(), 6);
@@ -114,7 +128,10 @@ async fn layers_are_separate_pools_and_429s_name_the_scope() {
 async fn sliding_window_holds_under_concurrent_overload_in_real_time() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
     let limit = 20u64;
-    let g = Arc::new(start_gateway_env(&policy(mock.addr(), "", &format!("rpm = {limit}"), ""), &[("TOLLGATE_WINDOW_SCALE", "60")]));
+    let g = Arc::new(start_gateway_env(
+        &policy(mock.addr(), "", &format!("rpm = {limit}"), ""),
+        &[("TOLLGATE_WINDOW_SCALE", "60")],
+    ));
     let started = Instant::now();
     let run_for = Duration::from_millis(4_000);
     // 3 x 20 per second offered, spread over 100 clients.
@@ -123,7 +140,10 @@ async fn sliding_window_holds_under_concurrent_overload_in_real_time() {
     for c in 0..100u64 {
         let g = g.clone();
         tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(c * per_client_gap.as_millis() as u64 / 100)).await;
+            tokio::time::sleep(Duration::from_millis(
+                c * per_client_gap.as_millis() as u64 / 100,
+            ))
+            .await;
             let mut ok = 0;
             while started.elapsed() < run_for {
                 let (s, _, _) = chat(&g, &key(1), small(), &[]).await;
@@ -156,12 +176,17 @@ async fn sliding_window_holds_under_concurrent_overload_in_real_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boundary_burst_admits_the_limit_once() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let g = Arc::new(start_gateway_env(&policy(mock.addr(), "", "rpm = 10", ""), &[("TOLLGATE_WINDOW_SCALE", "60")]));
+    let g = Arc::new(start_gateway_env(
+        &policy(mock.addr(), "", "rpm = 10", ""),
+        &[("TOLLGATE_WINDOW_SCALE", "60")],
+    ));
     let burst = |g: Arc<GatewayProc>| async move {
-        let hs: Vec<_> = (0..10).map(|_| {
-            let g = g.clone();
-            tokio::spawn(async move { chat(&g, &key(1), small(), &[]).await.0 })
-        }).collect();
+        let hs: Vec<_> = (0..10)
+            .map(|_| {
+                let g = g.clone();
+                tokio::spawn(async move { chat(&g, &key(1), small(), &[]).await.0 })
+            })
+            .collect();
         let mut ok = 0;
         for h in hs {
             if h.await.unwrap() == 200 {
@@ -196,31 +221,50 @@ async fn tpm_counts_real_usage_including_usage_from_the_last_sse_event() {
     }
     assert_eq!(ok, 12, "reservations were not replaced by real usage");
     // The provider was asked for usage.
-    assert_eq!(mock.received()[0].json().unwrap()["stream_options"]["include_usage"], true);
+    assert_eq!(
+        mock.received()[0].json().unwrap()["stream_options"]["include_usage"],
+        true
+    );
     // A client that asks for usage gets it.
     let mut b2 = body.clone();
     b2["stream_options"] = json!({"include_usage": true});
     let (_, _, text) = chat(&g, &key(2), b2, &[]).await;
     assert!(text.contains("\"usage\":{"), "{text}");
     // Big estimates are refused once real usage has filled the window.
-    let big = json!({"model": "m", "max_tokens": 1990, "messages": [{"role": "user", "content": "hi"}]});
+    let big =
+        json!({"model": "m", "max_tokens": 1990, "messages": [{"role": "user", "content": "hi"}]});
     let (s, _, text) = chat(&g, &key(1), big, &[]).await;
     assert_eq!(s, 429, "{text}");
-    assert!(text.contains("token_limit_exceeded") && text.contains("key k1 tpm 2000"), "{text}");
+    assert!(
+        text.contains("token_limit_exceeded") && text.contains("key k1 tpm 2000"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budget_under_concurrency_admits_exactly_what_fits() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
     // Worst case per request: 100 max_tokens x $1000/Mtok = $0.10; budget $1.00 -> 10.
-    let g = Arc::new(start_gateway(&policy(mock.addr(), "budget_usd = 1.0\nbudget_period = \"monthly\"", "", "")));
-    let body = json!({"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "x"}]});
+    let g = Arc::new(start_gateway(&policy(
+        mock.addr(),
+        "budget_usd = 1.0\nbudget_period = \"monthly\"",
+        "",
+        "",
+    )));
+    let body =
+        json!({"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "x"}]});
     let hs: Vec<_> = (0..200)
         .map(|i| {
             let (g, body) = (g.clone(), body.clone());
             tokio::spawn(async move {
                 // Slow answers: nothing settles while the 200 are being admitted.
-                chat(&g, &key(1 + i % 2), body, &[("x-mock-latency-ms", "1500"), ("x-mock-output-tokens", "8")]).await
+                chat(
+                    &g,
+                    &key(1 + i % 2),
+                    body,
+                    &[("x-mock-latency-ms", "1500"), ("x-mock-output-tokens", "8")],
+                )
+                .await
             })
         })
         .collect();
@@ -229,7 +273,10 @@ async fn budget_under_concurrency_admits_exactly_what_fits() {
         let (s, _, text) = h.await.unwrap();
         match s {
             200 => ok += 1,
-            429 => assert!(text.contains("budget_exceeded") && text.contains("group g budget_usd 1"), "{text}"),
+            429 => assert!(
+                text.contains("budget_exceeded") && text.contains("group g budget_usd 1"),
+                "{text}"
+            ),
             other => panic!("{other}: {text}"),
         }
     }
@@ -243,7 +290,12 @@ async fn budget_under_concurrency_admits_exactly_what_fits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_slots_are_released_when_clients_disconnect_mid_stream() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let g = Arc::new(start_gateway(&policy(mock.addr(), "", "max_parallel = 3", "")));
+    let g = Arc::new(start_gateway(&policy(
+        mock.addr(),
+        "",
+        "max_parallel = 3",
+        "",
+    )));
     let stream = json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "x"}]});
     let open = |g: Arc<GatewayProc>, body: Value| async move {
         client()
@@ -286,7 +338,8 @@ async fn parallel_slots_are_released_when_clients_disconnect_mid_stream() {
     // Every slot comes back.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let rs: Vec<_> = futures_util::future::join_all((0..3).map(|_| open(g.clone(), stream.clone()))).await;
+        let rs: Vec<_> =
+            futures_util::future::join_all((0..3).map(|_| open(g.clone(), stream.clone()))).await;
         if rs.iter().all(|r| r.status().as_u16() == 200) {
             break;
         }
@@ -316,8 +369,18 @@ async fn anthropic_stream_usage_is_charged() {
     let (input, output) = mock.reported_usage();
     assert_eq!(output, 7);
     // The next answer's header shows the real usage, not the 1000-token reservation.
-    let (_, h, _) = chat(&g, &key(1), json!({"model": "m", "max_tokens": 1, "messages": []}), &[]).await;
-    let remaining: u64 = h["x-ratelimit-remaining-tokens"].to_str().unwrap().parse().unwrap();
+    let (_, h, _) = chat(
+        &g,
+        &key(1),
+        json!({"model": "m", "max_tokens": 1, "messages": []}),
+        &[],
+    )
+    .await;
+    let remaining: u64 = h["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(remaining >= 100_000 - input - output - 100, "{remaining}");
     assert!(remaining < 100_000 - input - output + 1, "{remaining}");
 }

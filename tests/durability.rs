@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let policy = basic_policy(mock.addr(), "").replace("[[orgs]]\nid = \"acme\"", "[[orgs]]\nid = \"acme\"\nbudget_usd = 1000");
+    let policy = basic_policy(mock.addr(), "").replace(
+        "[[orgs]]\nid = \"acme\"",
+        "[[orgs]]\nid = \"acme\"\nbudget_usd = 1000",
+    );
     let g = Arc::new(Mutex::new(start_gateway(&policy)));
     let addr = g.lock().unwrap().addr;
     // Completed requests with the time they completed and the tokens the provider reported.
@@ -75,16 +78,28 @@ async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
     }
     let (mock_in, mock_out) = mock.reported_usage();
     let reported = mock_in + mock_out;
-    assert!(tokens <= reported, "ledger {tokens} > provider {reported}: double counted");
+    assert!(
+        tokens <= reported,
+        "ledger {tokens} > provider {reported}: double counted"
+    );
     // What may be missing: tokens of requests that completed within ~1.2 s before a kill.
     let done = done.lock().unwrap();
     let allowance: u64 = kills
         .iter()
-        .map(|k| done.iter().filter(|(t, _)| *t <= *k && k.duration_since(*t) <= Duration::from_millis(1200)).map(|(_, n)| n).sum::<u64>())
+        .map(|k| {
+            done.iter()
+                .filter(|(t, _)| *t <= *k && k.duration_since(*t) <= Duration::from_millis(1200))
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        })
         .sum();
     // Plus requests cut by the kill after the provider answered (counted by the mock only).
     let per_request = reported / (done.len() as u64).max(1);
     let slack = allowance + 4 * 10 * per_request;
-    assert!(reported - tokens <= slack, "missing {} tokens, allowed {slack}", reported - tokens);
+    assert!(
+        reported - tokens <= slack,
+        "missing {} tokens, allowed {slack}",
+        reported - tokens
+    );
     assert!(requests > 50, "too little traffic: {requests}");
 }

@@ -29,7 +29,9 @@ fn words(c: u32) -> Vec<String> {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 pub fn error_body(kind: Option<Kind>, status: u16) -> Vec<u8> {
@@ -98,7 +100,14 @@ fn event(name: &str, v: &Value) -> String {
 }
 
 /// The SSE events of a streamed answer, each a complete event, in order.
-pub fn stream_events(kind: Kind, model: &str, req: &Value, p: u64, c: u32, usage: bool) -> Vec<String> {
+pub fn stream_events(
+    kind: Kind,
+    model: &str,
+    req: &Value,
+    p: u64,
+    c: u32,
+    usage: bool,
+) -> Vec<String> {
     let include_usage = usage && req["stream_options"]["include_usage"] == Value::Bool(true);
     let created = now();
     let mut out = vec![];
@@ -112,7 +121,10 @@ pub fn stream_events(kind: Kind, model: &str, req: &Value, p: u64, c: u32, usage
                 }
                 data(&v)
             };
-            out.push(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+            out.push(chunk(
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            ));
             for w in words(c) {
                 out.push(chunk(json!({"content": w}), Value::Null));
             }
@@ -139,7 +151,10 @@ pub fn stream_events(kind: Kind, model: &str, req: &Value, p: u64, c: u32, usage
         Kind::Responses => {
             let mut created_obj = response_object(model, "", p, 0, "in_progress");
             created_obj["usage"] = Value::Null;
-            out.push(event("response.created", &json!({"type": "response.created", "response": created_obj})));
+            out.push(event(
+                "response.created",
+                &json!({"type": "response.created", "response": created_obj}),
+            ));
             let mut text = String::new();
             for w in words(c) {
                 text.push_str(&w);
@@ -149,10 +164,17 @@ pub fn stream_events(kind: Kind, model: &str, req: &Value, p: u64, c: u32, usage
             if !usage {
                 done["usage"] = Value::Null;
             }
-            out.push(event("response.completed", &json!({"type": "response.completed", "response": done})));
+            out.push(event(
+                "response.completed",
+                &json!({"type": "response.completed", "response": done}),
+            ));
         }
         Kind::Messages => {
-            let start_usage = if usage { json!({"input_tokens": p, "output_tokens": 1}) } else { Value::Null };
+            let start_usage = if usage {
+                json!({"input_tokens": p, "output_tokens": 1})
+            } else {
+                Value::Null
+            };
             let mut msg = json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [],
                 "stop_reason": null, "stop_sequence": null, "usage": start_usage});
             if !usage {
@@ -160,13 +182,19 @@ pub fn stream_events(kind: Kind, model: &str, req: &Value, p: u64, c: u32, usage
                     o.remove("usage");
                 }
             }
-            out.push(event("message_start", &json!({"type": "message_start", "message": msg})));
+            out.push(event(
+                "message_start",
+                &json!({"type": "message_start", "message": msg}),
+            ));
             out.push(event("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
             out.push(event("ping", &json!({"type": "ping"})));
             for w in words(c) {
                 out.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
             }
-            out.push(event("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
+            out.push(event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": 0}),
+            ));
             let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}});
             if usage {
                 delta["usage"] = json!({"output_tokens": c});

@@ -57,7 +57,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Option<serde_json::Value> {
@@ -88,11 +91,17 @@ impl MockProvider {
         Self::start_inner(addr, None).await
     }
 
-    pub async fn start_tls(addr: &str, tls: Arc<rustls::ServerConfig>) -> std::io::Result<MockProvider> {
+    pub async fn start_tls(
+        addr: &str,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<MockProvider> {
         Self::start_inner(addr, Some(tokio_rustls::TlsAcceptor::from(tls))).await
     }
 
-    async fn start_inner(addr: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<MockProvider> {
+    async fn start_inner(
+        addr: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<MockProvider> {
         let listener = TcpListener::bind(addr).await?;
         let mock = MockProvider {
             addr: listener.local_addr()?,
@@ -107,7 +116,9 @@ impl MockProvider {
         let shared = mock.shared.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let shared = shared.clone();
                 let tls = tls.clone();
@@ -115,10 +126,22 @@ impl MockProvider {
                 #[allow(deprecated)]
                 tokio::spawn(async move {
                     match tls {
-                        None => serve(tcp, shared, |s: &TcpStream| s.set_linger(Some(Duration::ZERO))).await,
+                        None => {
+                            serve(tcp, shared, |s: &TcpStream| {
+                                s.set_linger(Some(Duration::ZERO))
+                            })
+                            .await
+                        }
                         Some(acceptor) => {
                             if let Ok(s) = acceptor.accept(tcp).await {
-                                serve(s, shared, |s: &tokio_rustls::server::TlsStream<TcpStream>| s.get_ref().0.set_linger(Some(Duration::ZERO))).await
+                                serve(
+                                    s,
+                                    shared,
+                                    |s: &tokio_rustls::server::TlsStream<TcpStream>| {
+                                        s.get_ref().0.set_linger(Some(Duration::ZERO))
+                                    },
+                                )
+                                .await
                             }
                         }
                     }
@@ -146,7 +169,10 @@ impl MockProvider {
 
     /// Usage reported in answers that were written completely: (input, output).
     pub fn reported_usage(&self) -> (u64, u64) {
-        (self.shared.input.load(Ordering::SeqCst), self.shared.output.load(Ordering::SeqCst))
+        (
+            self.shared.input.load(Ordering::SeqCst),
+            self.shared.output.load(Ordering::SeqCst),
+        )
     }
 }
 
@@ -174,7 +200,10 @@ fn behaviour(shared: &Shared, req: &wire::Request) -> Behaviour {
     if let Some(v) = num("x-mock-output-tokens") {
         b.output_tokens = u32::try_from(v).ok();
     }
-    if req.header("x-mock-omit-usage").is_some_and(|v| v == "1" || v == "true") {
+    if req
+        .header("x-mock-omit-usage")
+        .is_some_and(|v| v == "1" || v == "true")
+    {
         b.omit_usage = true;
     }
     if let Some(f) = req.header("x-mock-fault") {
@@ -219,11 +248,19 @@ where
     }
 }
 
-async fn answer<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, shared: &Shared, req: wire::Request) -> std::io::Result<After> {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    shared: &Shared,
+    req: wire::Request,
+) -> std::io::Result<After> {
     // Control endpoints.
     let path = req.path.split('?').next().unwrap_or("").to_string();
     match (req.method.as_str(), path.as_str()) {
-        ("GET", "/healthz") => return wire::write_full(s, 200, "text/plain", b"ok").await.map(|_| After::KeepAlive),
+        ("GET", "/healthz") => {
+            return wire::write_full(s, 200, "text/plain", b"ok")
+                .await
+                .map(|_| After::KeepAlive)
+        }
         ("GET", "/_mock/received") => {
             let list: Vec<serde_json::Value> = lock(&shared.received)
                 .iter()
@@ -234,24 +271,34 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, shared: &Shared, r
                 })
                 .collect();
             let body = serde_json::to_vec(&list).unwrap_or_default();
-            return wire::write_full(s, 200, "application/json", &body).await.map(|_| After::KeepAlive);
+            return wire::write_full(s, 200, "application/json", &body)
+                .await
+                .map(|_| After::KeepAlive);
         }
         ("DELETE", "/_mock/received") => {
             lock(&shared.received).clear();
-            return wire::write_full(s, 200, "application/json", b"{}").await.map(|_| After::KeepAlive);
+            return wire::write_full(s, 200, "application/json", b"{}")
+                .await
+                .map(|_| After::KeepAlive);
         }
         ("PUT", "/_mock/behaviour") => {
             return match serde_json::from_slice::<Behaviour>(&req.body) {
                 Ok(b) => {
                     *lock(&shared.behaviour) = b;
-                    wire::write_full(s, 200, "application/json", b"{}").await.map(|_| After::KeepAlive)
+                    wire::write_full(s, 200, "application/json", b"{}")
+                        .await
+                        .map(|_| After::KeepAlive)
                 }
-                Err(e) => wire::write_full(s, 400, "text/plain", e.to_string().as_bytes()).await.map(|_| After::KeepAlive),
+                Err(e) => wire::write_full(s, 400, "text/plain", e.to_string().as_bytes())
+                    .await
+                    .map(|_| After::KeepAlive),
             };
         }
         ("GET", "/_mock/usage") => {
             let body = serde_json::json!({"input_tokens": shared.input.load(Ordering::SeqCst), "output_tokens": shared.output.load(Ordering::SeqCst)});
-            return wire::write_full(s, 200, "application/json", body.to_string().as_bytes()).await.map(|_| After::KeepAlive);
+            return wire::write_full(s, 200, "application/json", body.to_string().as_bytes())
+                .await
+                .map(|_| After::KeepAlive);
         }
         _ => {}
     }
@@ -290,10 +337,19 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, shared: &Shared, r
         return Ok(After::KeepAlive);
     };
     if let Some(status) = b.status.filter(|s| *s != 200) {
-        wire::write_full(s, status, "application/json", &answers::error_body(Some(kind), status)).await?;
+        wire::write_full(
+            s,
+            status,
+            "application/json",
+            &answers::error_body(Some(kind), status),
+        )
+        .await?;
         return Ok(After::KeepAlive);
     }
-    let model = body_json["model"].as_str().unwrap_or("mock-model").to_string();
+    let model = body_json["model"]
+        .as_str()
+        .unwrap_or("mock-model")
+        .to_string();
     let c = b.output_tokens.unwrap_or(8);
     let usage = !b.omit_usage;
     let stream = body_json["stream"] == serde_json::Value::Bool(true) && kind != Kind::Embeddings;
@@ -306,7 +362,9 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, shared: &Shared, r
         return Ok(After::KeepAlive);
     }
     let events = answers::stream_events(kind, &model, &body_json, prompt, c, usage);
-    let reports_usage = usage && (kind != Kind::Chat && kind != Kind::Completions || body_json["stream_options"]["include_usage"] == serde_json::Value::Bool(true));
+    let reports_usage = usage
+        && (kind != Kind::Chat && kind != Kind::Completions
+            || body_json["stream_options"]["include_usage"] == serde_json::Value::Bool(true));
     wire::write_stream_head(s).await?;
     for (i, ev) in events.iter().enumerate() {
         if i > 0 && b.chunk_interval_ms > 0 {

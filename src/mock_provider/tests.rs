@@ -17,9 +17,16 @@ fn post(path: &str, body: &str, extra: &str) -> String {
 async fn chat_json_echoes_model_and_reports_usage() {
     let m = MockProvider::start("127.0.0.1:0").await.unwrap();
     let body = r#"{"model":"gpt-x","messages":[]}"#;
-    let out = raw(m.addr(), &post("/v1/chat/completions", body, "x-test: 1\r\n")).await;
+    let out = raw(
+        m.addr(),
+        &post("/v1/chat/completions", body, "x-test: 1\r\n"),
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    assert!(out.contains("\"model\":\"gpt-x\"") && out.contains("\"completion_tokens\":8"), "{out}");
+    assert!(
+        out.contains("\"model\":\"gpt-x\"") && out.contains("\"completion_tokens\":8"),
+        "{out}"
+    );
     let got = m.received();
     assert_eq!(got[0].header("x-test"), Some("1"));
     assert_eq!(got[0].json().unwrap()["model"], "gpt-x");
@@ -29,19 +36,65 @@ async fn chat_json_echoes_model_and_reports_usage() {
 #[tokio::test]
 async fn chat_stream_usage_only_when_asked() {
     let m = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let out = raw(m.addr(), &post("/v1/chat/completions", r#"{"model":"a","stream":true}"#, "x-mock-output-tokens: 2\r\n")).await;
-    assert!(out.contains("text/event-stream") && out.contains("data: [DONE]"), "{out}");
+    let out = raw(
+        m.addr(),
+        &post(
+            "/v1/chat/completions",
+            r#"{"model":"a","stream":true}"#,
+            "x-mock-output-tokens: 2\r\n",
+        ),
+    )
+    .await;
+    assert!(
+        out.contains("text/event-stream") && out.contains("data: [DONE]"),
+        "{out}"
+    );
     assert!(!out.contains("\"prompt_tokens\""), "{out}");
-    let out = raw(m.addr(), &post("/v1/chat/completions", r#"{"model":"a","stream":true,"stream_options":{"include_usage":true}}"#, "")).await;
-    assert!(out.contains("\"choices\":[],") && out.contains("\"completion_tokens\":8"), "{out}");
+    let out = raw(
+        m.addr(),
+        &post(
+            "/v1/chat/completions",
+            r#"{"model":"a","stream":true,"stream_options":{"include_usage":true}}"#,
+            "",
+        ),
+    )
+    .await;
+    assert!(
+        out.contains("\"choices\":[],") && out.contains("\"completion_tokens\":8"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
 async fn anthropic_stream_events_in_order() {
     let m = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let out = raw(m.addr(), &post("/v1/messages", r#"{"model":"c","stream":true}"#, "x-mock-output-tokens: 3\r\n")).await;
-    let names: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
-    assert_eq!(names, ["message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]);
+    let out = raw(
+        m.addr(),
+        &post(
+            "/v1/messages",
+            r#"{"model":"c","stream":true}"#,
+            "x-mock-output-tokens: 3\r\n",
+        ),
+    )
+    .await;
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
     assert!(out.contains("\"output_tokens\":3"));
 }
 
@@ -52,10 +105,19 @@ async fn chunked_bodies_status_and_reset() {
     let out = raw(m.addr(), req).await;
     assert!(out.contains("\"object\":\"embedding\""), "{out}");
     assert_eq!(m.received()[0].body.as_ref(), br#"{"input":["a",1]}"#);
-    let out = raw(m.addr(), &post("/v1/messages", "{}", "x-mock-status: 529\r\n")).await;
-    assert!(out.starts_with("HTTP/1.1 529") && out.contains("\"type\":\"error\""), "{out}");
+    let out = raw(
+        m.addr(),
+        &post("/v1/messages", "{}", "x-mock-status: 529\r\n"),
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 529") && out.contains("\"type\":\"error\""),
+        "{out}"
+    );
     let mut s = TcpStream::connect(m.addr()).await.unwrap();
-    s.write_all(post("/v1/chat/completions", "{}", "x-mock-fault: reset\r\n").as_bytes()).await.unwrap();
+    s.write_all(post("/v1/chat/completions", "{}", "x-mock-fault: reset\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = Vec::new();
     let r = s.read_to_end(&mut out).await;
     assert!(r.is_err() || out.is_empty(), "expected a reset");

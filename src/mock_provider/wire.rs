@@ -17,7 +17,10 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -27,7 +30,10 @@ pub enum ReadError {
 }
 
 /// Reads one request; `buf` carries bytes read past it (pipelining, keep-alive).
-pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, buf: &mut BytesMut) -> Result<Request, ReadError> {
+pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Request, ReadError> {
     let (method, path, headers, head_len) = loop {
         let mut hs = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut hs);
@@ -36,9 +42,19 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, buf: &mu
                 let headers: Vec<(String, String)> = req
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
-                break (req.method.unwrap_or("").to_string(), req.path.unwrap_or("/").to_string(), headers, n);
+                break (
+                    req.method.unwrap_or("").to_string(),
+                    req.path.unwrap_or("/").to_string(),
+                    headers,
+                    n,
+                );
             }
             Ok(httparse::Status::Partial) => {
                 if buf.len() > MAX_HEADER {
@@ -52,17 +68,28 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, buf: &mu
         }
     };
     let _ = buf.split_to(head_len);
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
     if get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
-        s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(|_| ReadError::Closed)?;
+        s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|_| ReadError::Closed)?;
     }
-    let chunked = get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let chunked =
+        get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let body = if chunked {
         read_chunked(s, buf).await?
     } else {
         let len: usize = match get("content-length") {
             None => 0,
-            Some(v) => v.trim().parse().map_err(|_| ReadError::Bad("bad content-length".into()))?,
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| ReadError::Bad("bad content-length".into()))?,
         };
         if len > MAX_BODY {
             return Err(ReadError::Bad("body too large".into()));
@@ -75,10 +102,19 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, buf: &mu
         buf.split_to(len).freeze()
     };
     let close = get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-    Ok(Request { method, path, headers, body, close })
+    Ok(Request {
+        method,
+        path,
+        headers,
+        body,
+        close,
+    })
 }
 
-async fn fill_line<S: AsyncRead + Unpin>(s: &mut S, buf: &mut BytesMut) -> Result<usize, ReadError> {
+async fn fill_line<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut BytesMut,
+) -> Result<usize, ReadError> {
     loop {
         if let Some(i) = memchr::memmem::find(buf, b"\r\n") {
             return Ok(i);
@@ -89,13 +125,18 @@ async fn fill_line<S: AsyncRead + Unpin>(s: &mut S, buf: &mut BytesMut) -> Resul
     }
 }
 
-async fn read_chunked<S: AsyncRead + Unpin>(s: &mut S, buf: &mut BytesMut) -> Result<Bytes, ReadError> {
+async fn read_chunked<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Bytes, ReadError> {
     let mut body = BytesMut::new();
     loop {
         let i = fill_line(s, buf).await?;
         let line = buf.split_to(i + 2);
-        let size_str = std::str::from_utf8(&line[..i]).map_err(|_| ReadError::Bad("chunk size".into()))?;
-        let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16).map_err(|_| ReadError::Bad("chunk size".into()))?;
+        let size_str =
+            std::str::from_utf8(&line[..i]).map_err(|_| ReadError::Bad("chunk size".into()))?;
+        let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| ReadError::Bad("chunk size".into()))?;
         if body.len() + size > MAX_BODY {
             return Err(ReadError::Bad("body too large".into()));
         }
@@ -133,7 +174,12 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-pub async fn write_full<S: AsyncWrite + Unpin>(s: &mut S, status: u16, content_type: &str, body: &[u8]) -> std::io::Result<()> {
+pub async fn write_full<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
         reason(status),

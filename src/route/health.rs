@@ -51,7 +51,10 @@ impl TargetHealth {
     pub fn record_failure(&self, now_ms: u64, latency_us: Option<u64>) -> bool {
         if let Some(l) = latency_us {
             let old = self.ewma_us.load(Ordering::Relaxed);
-            self.ewma_us.store(((1.0 - ALPHA) * old as f64 + ALPHA * l as f64) as u64, Ordering::Relaxed);
+            self.ewma_us.store(
+                ((1.0 - ALPHA) * old as f64 + ALPHA * l as f64) as u64,
+                Ordering::Relaxed,
+            );
         }
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n < EJECT_AFTER {
@@ -59,7 +62,8 @@ impl TargetHealth {
         }
         let k = self.ejections.fetch_add(1, Ordering::Relaxed).min(10);
         let cooldown = (BASE_COOLDOWN_MS << k).min(MAX_COOLDOWN_MS);
-        self.ejected_until_ms.store(now_ms + cooldown, Ordering::Relaxed);
+        self.ejected_until_ms
+            .store(now_ms + cooldown, Ordering::Relaxed);
         true
     }
 }
@@ -79,7 +83,9 @@ impl Health {
     /// `(label, healthy, ewma µs)` of every known target (metrics, admin).
     pub fn report(&self, now_ms: u64) -> Vec<(Arc<str>, bool, u64)> {
         let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        m.iter().map(|(k, h)| (k.clone(), h.healthy(now_ms), h.latency_us())).collect()
+        m.iter()
+            .map(|(k, h)| (k.clone(), h.healthy(now_ms), h.latency_us()))
+            .collect()
     }
 }
 

@@ -39,7 +39,8 @@ pub fn affinity(session: Option<&[u8]>, key_id: &str) -> u64 {
 }
 
 fn serves(t: &TargetEntry, c: &Choice<'_>) -> bool {
-    t.provider.api == c.api && (c.routing != Routing::Tag || c.tags.iter().all(|tag| t.tags.contains(tag)))
+    t.provider.api == c.api
+        && (c.routing != Routing::Tag || c.tags.iter().all(|tag| t.tags.contains(tag)))
 }
 
 fn weighted(cands: &[(usize, &TargetEntry)], rng: &mut impl Rng) -> Option<usize> {
@@ -76,14 +77,23 @@ fn rendezvous(cands: &[(usize, &TargetEntry)], affinity: u64) -> Option<usize> {
 }
 
 /// Picks a target of `model` not in `tried`, by strategy.
-pub fn pick(model: &ModelEntry, tried: &[TargetRef], c: &Choice<'_>, rng: &mut impl Rng) -> Option<usize> {
+pub fn pick(
+    model: &ModelEntry,
+    tried: &[TargetRef],
+    c: &Choice<'_>,
+    rng: &mut impl Rng,
+) -> Option<usize> {
     let open: Vec<(usize, &TargetEntry)> = model
         .targets
         .iter()
         .enumerate()
         .filter(|(i, t)| serves(t, c) && !tried.contains(&(model.index, *i)))
         .collect();
-    let healthy: Vec<(usize, &TargetEntry)> = open.iter().copied().filter(|(_, t)| t.health.healthy(c.now_ms)).collect();
+    let healthy: Vec<(usize, &TargetEntry)> = open
+        .iter()
+        .copied()
+        .filter(|(_, t)| t.health.healthy(c.now_ms))
+        .collect();
     let cands = if healthy.is_empty() { &open } else { &healthy };
     if cands.len() <= 1 {
         return cands.first().map(|(i, _)| *i);
@@ -94,12 +104,20 @@ pub fn pick(model: &ModelEntry, tried: &[TargetRef], c: &Choice<'_>, rng: &mut i
             if rng.gen_bool(EXPLORE) {
                 return Some(cands[rng.gen_range(0..cands.len())].0);
             }
-            cands.iter().min_by_key(|(_, t)| t.health.latency_us()).map(|(i, _)| *i)
+            cands
+                .iter()
+                .min_by_key(|(_, t)| t.health.latency_us())
+                .map(|(i, _)| *i)
         }
         Routing::Cost => {
-            let cost = |t: &TargetEntry| t.price.input_micros_per_mtok + t.price.output_micros_per_mtok;
+            let cost =
+                |t: &TargetEntry| t.price.input_micros_per_mtok + t.price.output_micros_per_mtok;
             let cheapest = cands.iter().map(|(_, t)| cost(t)).min()?;
-            let ties: Vec<(usize, &TargetEntry)> = cands.iter().copied().filter(|(_, t)| cost(t) == cheapest).collect();
+            let ties: Vec<(usize, &TargetEntry)> = cands
+                .iter()
+                .copied()
+                .filter(|(_, t)| cost(t) == cheapest)
+                .collect();
             weighted(&ties, rng)
         }
         Routing::Sticky => rendezvous(cands, c.affinity),
@@ -121,7 +139,8 @@ impl Plan {
         if let Some(chain) = key.group.fallbacks.get(&primary.name) {
             for name in chain {
                 if let Some(m) = snapshot.model(name) {
-                    let callable = key.allowed[m.index] && m.targets.iter().any(|t| t.provider.api == api);
+                    let callable =
+                        key.allowed[m.index] && m.targets.iter().any(|t| t.provider.api == api);
                     if callable && !models.iter().any(|x| x.index == m.index) {
                         models.push(m.clone());
                     }
@@ -137,7 +156,12 @@ impl Plan {
     }
 
     /// The next attempt, or the error that ends the request.
-    pub fn next(&mut self, tried: &[TargetRef], c: &Choice<'_>, rng: &mut impl Rng) -> Result<(Arc<ModelEntry>, usize), GatewayError> {
+    pub fn next(
+        &mut self,
+        tried: &[TargetRef],
+        c: &Choice<'_>,
+        rng: &mut impl Rng,
+    ) -> Result<(Arc<ModelEntry>, usize), GatewayError> {
         while let Some(model) = self.models.get(self.current) {
             if self.attempts_on_current < self.max_per_model {
                 if let Some(t) = pick(model, tried, c, rng) {
@@ -149,21 +173,41 @@ impl Plan {
             self.attempts_on_current = 0;
         }
         let primary = &self.models[0];
-        Err(if c.routing == Routing::Tag && !primary.targets.iter().any(|t| serves(t, c)) {
-            GatewayError::NoHealthyTarget(format!("no target of model {} carries tags [{}]", primary.name, c.tags.join(", ")))
-        } else if tried.is_empty() {
-            GatewayError::NoHealthyTarget(format!("model {} has no target for this API", primary.name))
-        } else {
-            GatewayError::UpstreamError(format!("every target and fallback of model {} failed", primary.name))
-        })
+        Err(
+            if c.routing == Routing::Tag && !primary.targets.iter().any(|t| serves(t, c)) {
+                GatewayError::NoHealthyTarget(format!(
+                    "no target of model {} carries tags [{}]",
+                    primary.name,
+                    c.tags.join(", ")
+                ))
+            } else if tried.is_empty() {
+                GatewayError::NoHealthyTarget(format!(
+                    "model {} has no target for this API",
+                    primary.name
+                ))
+            } else {
+                GatewayError::UpstreamError(format!(
+                    "every target and fallback of model {} failed",
+                    primary.name
+                ))
+            },
+        )
     }
 
     /// Whether [`next`](Self::next) would find another attempt.
     pub fn has_next(&self, tried: &[TargetRef], c: &Choice<'_>) -> bool {
-        self.models.iter().enumerate().skip(self.current).any(|(i, m)| {
-            let budget_left = i > self.current || self.attempts_on_current < self.max_per_model;
-            budget_left && m.targets.iter().enumerate().any(|(t, e)| serves(e, c) && !tried.contains(&(m.index, t)))
-        })
+        self.models
+            .iter()
+            .enumerate()
+            .skip(self.current)
+            .any(|(i, m)| {
+                let budget_left = i > self.current || self.attempts_on_current < self.max_per_model;
+                budget_left
+                    && m.targets
+                        .iter()
+                        .enumerate()
+                        .any(|(t, e)| serves(e, c) && !tried.contains(&(m.index, t)))
+            })
     }
 }
 

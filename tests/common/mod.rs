@@ -89,7 +89,10 @@ impl GatewayProc {
     pub fn restart(&mut self, env: &[(&str, &str)]) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let logf = std::fs::OpenOptions::new().append(true).open(&self.log).expect("log");
+        let logf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .expect("log");
         self.child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .arg("-c")
             .arg(&self.conf)
