@@ -209,7 +209,7 @@ impl Admission {
             self.state(&req.layers[1].scope),
             self.state(&req.layers[2].scope),
         ];
-        let mut guards: Vec<MutexGuard<'_, ScopeState>> = states.iter().map(|s| lock(s)).collect();
+        let mut guards: [MutexGuard<'_, ScopeState>; 3] = [lock(&states[0]), lock(&states[1]), lock(&states[2])];
 
         // Check: most specific layer first, so the message names the narrowest limit.
         for i in (0..3).rev() {
@@ -298,14 +298,15 @@ impl Admission {
         req: &AdmitRequest<'_>,
         now: u64,
     ) -> Result<(), GatewayError> {
-        let scope = format!("{} {}", layer.scope.layer.as_str(), layer.scope.id);
+        // Formatted only when refusing: the common path allocates nothing.
+        let scope = || format!("{} {}", layer.scope.layer.as_str(), layer.scope.id);
         for w in WINDOWS {
             let Some(limit) = w.limit(layer.limits) else {
                 continue;
             };
             let amount = if w.is_tokens() { req.est_tokens } else { 1 };
             if let Err(wait_ms) = st.window(w, self.scale).check(now, amount, limit) {
-                let scope = format!("{scope} {} {limit}", w.name());
+                let scope = format!("{} {} {limit}", scope(), w.name());
                 let retry_after = wait_ms.div_ceil(1000).max(1);
                 return Err(if w.is_tokens() {
                     GatewayError::TokenLimitExceeded { scope, retry_after }
@@ -317,14 +318,14 @@ impl Admission {
         if let Some(max) = layer.limits.max_parallel {
             if st.inflight >= max.get() {
                 return Err(GatewayError::ConcurrencyLimitExceeded {
-                    scope: format!("{scope} max_parallel {max}"),
+                    scope: format!("{} max_parallel {max}", scope()),
                 });
             }
         }
         if let Some(b) = layer.limits.budget {
             if !st.budget.fits(req.worst_cost_micros, b.limit_micros) {
                 return Err(GatewayError::BudgetExceeded {
-                    scope: format!("{scope} budget_usd {}", micros_to_usd(b.limit_micros)),
+                    scope: format!("{} budget_usd {}", scope(), micros_to_usd(b.limit_micros)),
                     retry_after: budget::until_next_period(b.period, now)
                         .map(|ms| ms.div_ceil(1000).max(1)),
                 });

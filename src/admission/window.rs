@@ -15,6 +15,8 @@ pub struct Window {
     /// Absolute index (time / bucket_ms) of the newest bucket.
     head: u64,
     counts: [u64; SLOTS],
+    /// Sum of `counts`, kept in step so a check is O(1) (buckets are zeroed O(1) amortised).
+    total: u64,
 }
 
 /// Where an admitted amount was counted, to adjust it at settlement.
@@ -27,6 +29,7 @@ impl Window {
             bucket_ms: (len_ms / 60).max(1),
             head: 0,
             counts: [0; SLOTS],
+            total: 0,
         }
     }
 
@@ -41,9 +44,12 @@ impl Window {
         }
         if idx - self.head >= SLOTS as u64 {
             self.counts = [0; SLOTS];
+            self.total = 0;
         } else {
             for i in self.head + 1..=idx {
-                self.counts[(i % SLOTS as u64) as usize] = 0;
+                let c = &mut self.counts[(i % SLOTS as u64) as usize];
+                self.total -= *c;
+                *c = 0;
             }
         }
         self.head = idx;
@@ -52,7 +58,7 @@ impl Window {
     /// The amount counted in the last window length (after advancing to `now_ms`).
     pub fn used(&mut self, now_ms: u64) -> u64 {
         self.advance(now_ms);
-        self.counts.iter().sum()
+        self.total
     }
 
     /// `Ok` if `amount` more fits under `limit`; else the milliseconds until it would.
@@ -83,6 +89,7 @@ impl Window {
     pub fn add(&mut self, now_ms: u64, amount: u64) -> Slot {
         self.advance(now_ms);
         self.counts[(self.head % SLOTS as u64) as usize] += amount;
+        self.total += amount;
         Slot(self.head)
     }
 
@@ -94,7 +101,9 @@ impl Window {
             return;
         }
         let c = &mut self.counts[(slot.0 % SLOTS as u64) as usize];
+        let before = *c;
         *c = c.saturating_sub(old).saturating_add(new);
+        self.total = self.total - before + *c;
     }
 
     /// Nothing counted any more: the window can be dropped.
