@@ -179,10 +179,13 @@ sha256 = "abc"
 
 #[test]
 fn every_file_in_conf_is_valid() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
+    let files = std::fs::read_dir(root.join("conf"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .chain([root.join("loadtest/gateway.toml")]);
+    for path in files {
         if path.extension().is_some_and(|e| e == "toml") {
             let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
                 .arg("-t")
@@ -256,4 +259,50 @@ fn systemd_unit_verifies_when_the_tool_is_present() {
             .collect();
         assert!(real.is_empty(), "systemd-analyze verify: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_streams_finish_and_flushes_spend() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let policy =
+        basic_policy(mock.addr(), "").replace("grace_period = \"1s\"", "grace_period = \"5s\"");
+    let mut g = start_gateway(&policy);
+    let resp = client()
+        .post(g.url("/v1/chat/completions"))
+        .bearer_auth(key(1))
+        .header("x-mock-chunk-interval-ms", "100")
+        .header("x-mock-output-tokens", "15")
+        .json(&json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let sent = std::time::Instant::now();
+    g.signal(libc::SIGTERM);
+    // The stream in flight completes...
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("data: [DONE]"), "{text}");
+    // ...and the process exits once it is done, well before the 5 s grace period ends.
+    let status = tokio::task::spawn_blocking(move || {
+        let s = g.child.wait().unwrap();
+        (s, g)
+    })
+    .await
+    .unwrap();
+    let (st, g) = status;
+    assert!(st.success(), "{st:?}");
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        sent.elapsed()
+    );
+    // Its spend was flushed on the way out.
+    let ledger =
+        tollgate::ledger::Ledger::open(&g.data_dir(), std::time::Duration::from_secs(2)).unwrap();
+    let out: u64 = ledger
+        .usage_between(0, u64::MAX)
+        .iter()
+        .map(|(_, t)| t.output_tokens)
+        .sum();
+    assert_eq!(out, 15);
 }

@@ -209,7 +209,8 @@ impl Admission {
             self.state(&req.layers[1].scope),
             self.state(&req.layers[2].scope),
         ];
-        let mut guards: [MutexGuard<'_, ScopeState>; 3] = [lock(&states[0]), lock(&states[1]), lock(&states[2])];
+        let mut guards: [MutexGuard<'_, ScopeState>; 3] =
+            [lock(&states[0]), lock(&states[1]), lock(&states[2])];
 
         // Check: most specific layer first, so the message names the narrowest limit.
         for i in (0..3).rev() {
