@@ -7,17 +7,7 @@ use std::hint::black_box;
 use tollgate::config::{parse_config, Api, Routing};
 use tollgate::route::health::Health;
 use tollgate::route::{affinity, pick, Choice};
-use tollgate::snapshot::{Environment, Snapshot};
-
-struct Loopback;
-impl Environment for Loopback {
-    fn var(&self, _: &str) -> Option<String> {
-        None
-    }
-    fn resolve(&self, _: &str, port: u16) -> Vec<std::net::SocketAddr> {
-        vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))]
-    }
-}
+use tollgate::snapshot::{Loopback, Snapshot};
 
 fn snapshot(n: usize) -> Snapshot {
     let targets: Vec<String> = (0..n)

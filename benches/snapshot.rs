@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::SystemTime;
 use tollgate::config::{parse_config, Config, KeyDef};
-use tollgate::snapshot::{Environment, Snapshot};
+use tollgate::snapshot::{Loopback, Snapshot};
 
 const BASE: &str = r#"
 [server]
@@ -42,16 +42,6 @@ group = "g"
 sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 "#;
 
-struct NoEnv;
-impl Environment for NoEnv {
-    fn var(&self, _: &str) -> Option<String> {
-        None
-    }
-    fn resolve(&self, _: &str, port: u16) -> Vec<std::net::SocketAddr> {
-        vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))]
-    }
-}
-
 fn key_string(i: usize) -> String {
     format!("tg-bench{i:040}")
 }
@@ -71,7 +61,7 @@ fn config_with_keys(n: usize) -> Config {
 
 fn lookup(c: &mut Criterion) {
     let cfg = config_with_keys(1_000_000);
-    let snap = Snapshot::build(&cfg, &[], 1, &NoEnv, &Default::default()).expect("snapshot");
+    let snap = Snapshot::build(&cfg, &[], 1, &Loopback, &Default::default()).expect("snapshot");
     let mut req =
         pingora_http::RequestHeader::build("POST", b"/v1/chat/completions", None).expect("req");
     req.insert_header("authorization", format!("Bearer {}", key_string(777_777)))
@@ -114,7 +104,9 @@ fn build(c: &mut Criterion) {
         g.bench_function(format!("{n} keys"), |b| {
             b.iter_batched(
                 || (),
-                |()| Snapshot::build(&cfg, &[], 1, &NoEnv, &Default::default()).expect("snapshot"),
+                |()| {
+                    Snapshot::build(&cfg, &[], 1, &Loopback, &Default::default()).expect("snapshot")
+                },
                 BatchSize::PerIteration,
             )
         });

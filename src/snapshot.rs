@@ -6,11 +6,9 @@
 //! are keyed by id elsewhere and survive a swap.
 
 use crate::config::{
-    Api, BaseUrl, Config, GroupState, KeyDef, KeyState, Limits, LogLevel, ModelFilter, Price,
-    Routing, ServerConfig,
+    Api, BaseUrl, Config, Group, KeyDef, KeyState, Limits, ModelFilter, Price, ServerConfig,
 };
 use crate::secret::Secret;
-use globset::GlobSet;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -40,28 +38,23 @@ pub struct OrgEntry {
     pub limits: Limits,
 }
 
+/// A group as configured, plus what the snapshot resolved for it. Derefs to the
+/// [`Group`] definition for everything else.
 #[derive(Debug)]
 pub struct GroupEntry {
-    pub id: Arc<str>,
+    pub def: Group,
     pub org: Arc<OrgEntry>,
-    pub state: GroupState,
-    pub limits: Limits,
     /// `allowed[model.index]`: the group's allow/deny globs applied to the catalogue.
     pub allowed: Arc<[bool]>,
-    pub default_model: Option<Arc<str>>,
-    pub aliases: HashMap<String, Arc<str>>,
-    pub routing: Routing,
-    pub fallbacks: HashMap<Arc<str>, Vec<Arc<str>>>,
-    pub timeout: Duration,
-    pub retries: u32,
-    pub allowed_cidrs: Option<Vec<IpNet>>,
-    pub quarantine_cidrs: Vec<IpNet>,
-    pub quarantine_models: Option<GlobSet>,
-    pub log_level: LogLevel,
-    pub alert_thresholds: Vec<f64>,
-    pub webhook: Option<String>,
     /// The tightest `max_tokens` of group and org.
     pub max_tokens: Option<(u64, String)>,
+}
+
+impl std::ops::Deref for GroupEntry {
+    type Target = Group;
+    fn deref(&self) -> &Group {
+        &self.def
+    }
 }
 
 #[derive(Debug)]
@@ -134,6 +127,19 @@ impl std::fmt::Debug for CaBundle {
 pub trait Environment {
     fn var(&self, name: &str) -> Option<String>;
     fn resolve(&self, host: &str, port: u16) -> Vec<SocketAddr>;
+}
+
+/// No environment variables; every host is 127.0.0.1 (tests and benches).
+pub struct Loopback;
+
+impl Environment for Loopback {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+
+    fn resolve(&self, _: &str, port: u16) -> Vec<SocketAddr> {
+        vec![SocketAddr::from(([127, 0, 0, 1], port))]
+    }
 }
 
 /// The real process environment and system resolver.
@@ -273,26 +279,12 @@ impl Snapshot {
             .map(|g| {
                 let org = orgs[g.org].clone();
                 Arc::new(GroupEntry {
-                    id: g.id.clone(),
-                    state: g.state,
-                    limits: g.limits,
                     allowed: allowed_vector(&models, &g.models, None),
-                    default_model: g.default_model.clone(),
-                    aliases: g.aliases.clone(),
-                    routing: g.routing,
-                    fallbacks: g.fallbacks.clone(),
-                    timeout: g.timeout,
-                    retries: g.retries,
-                    allowed_cidrs: g.allowed_cidrs.clone(),
-                    quarantine_cidrs: g.quarantine_cidrs.clone(),
-                    quarantine_models: g.quarantine_models.clone(),
-                    log_level: g.log_level,
-                    alert_thresholds: g.alert_thresholds.clone(),
-                    webhook: g.webhook.clone(),
                     max_tokens: tightest_max_tokens(&[
                         (g.limits.max_tokens, format!("group {}", g.id)),
                         (org.limits.max_tokens, format!("org {}", org.id)),
                     ]),
+                    def: g.clone(),
                     org,
                 })
             })

@@ -347,9 +347,11 @@ async fn a_failing_target_is_ejected_then_probed_and_recovers() {
     });
     // Every request still succeeds (retried on p1); p0 is ejected after 3 failures.
     spread(&g, 40, vec![]).await;
+    // Without ejection about half of the 40 would reach p0. With it: the 3 failures that
+    // eject it, a few more already in flight (8 at a time), and a probe per cool-down.
     let hits = m[0].received().len();
     assert!(
-        (3..=5).contains(&hits),
+        (3..=12).contains(&hits),
         "ejected target kept getting traffic: {hits}"
     );
     // Healed: after the cool-down it is tried again and takes its share.

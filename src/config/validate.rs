@@ -49,6 +49,19 @@ impl Checker<'_> {
         });
     }
 
+    /// Deserializes every element of an array section (`[[name]]`), keeping the good ones.
+    fn section<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        items: Vec<Spanned<toml::Value>>,
+        name: &str,
+    ) -> Vec<(T, Loc, String)> {
+        items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| self.element::<T>(v, format!("{name}[{i}]")))
+            .collect()
+    }
+
     /// Deserializes one section element; on error records it and returns `None`.
     fn element<T: for<'de> Deserialize<'de>>(
         &mut self,
@@ -107,39 +120,19 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     let server = server.map(|(s, loc, p)| check_server(&mut c, s, loc, &p));
 
-    let providers: Vec<_> = providers
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, v)| c.element::<RawProvider>(v, format!("providers[{i}]")))
-        .collect();
+    let providers = c.section::<RawProvider>(providers, "providers");
     let providers = check_providers(&mut c, providers);
 
-    let models: Vec<_> = models
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, v)| c.element::<RawModel>(v, format!("models[{i}]")))
-        .collect();
+    let models = c.section::<RawModel>(models, "models");
     let models = check_models(&mut c, models, &providers);
 
-    let orgs: Vec<_> = orgs
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, v)| c.element::<RawOrg>(v, format!("orgs[{i}]")))
-        .collect();
+    let orgs = c.section::<RawOrg>(orgs, "orgs");
     let orgs = check_orgs(&mut c, orgs);
 
-    let groups: Vec<_> = groups
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, v)| c.element::<RawGroup>(v, format!("groups[{i}]")))
-        .collect();
+    let groups = c.section::<RawGroup>(groups, "groups");
     let groups = check_groups(&mut c, groups, &orgs, &models);
 
-    let keys: Vec<_> = keys
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, v)| c.element::<RawKey>(v, format!("keys[{i}]")))
-        .collect();
+    let keys = c.section::<RawKey>(keys, "keys");
     let keys = check_keys(&mut c, keys, &groups, &orgs);
 
     match server {

@@ -1,19 +1,9 @@
 use super::health::Health;
 use super::*;
 use crate::config::parse_config;
-use crate::snapshot::{Environment, Snapshot};
+use crate::snapshot::{Loopback, Snapshot};
 use rand::SeedableRng;
 use std::collections::HashMap;
-
-struct Loopback;
-impl Environment for Loopback {
-    fn var(&self, _: &str) -> Option<String> {
-        None
-    }
-    fn resolve(&self, _: &str, port: u16) -> Vec<std::net::SocketAddr> {
-        vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))]
-    }
-}
 
 fn snapshot(targets: &str, group: &str) -> Snapshot {
     let text = format!(
