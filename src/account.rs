@@ -118,13 +118,12 @@ pub fn rate_headers(resp: &mut ResponseHeader, rate: &RateInfo) -> pingora_error
 }
 
 /// Settles the reservation with the real usage and records it. Runs once per request.
-pub fn settle(acc: &Accounting, ctx: &mut RequestCtx) {
-    let Some(reservation) = ctx.reservation.take() else {
-        return;
-    };
+/// Returns what was billed: `(input tokens, output tokens, micro-dollars)`.
+pub fn settle(acc: &Accounting, ctx: &mut RequestCtx) -> Option<(u64, u64, u64)> {
+    let reservation = ctx.reservation.take()?;
     let (Some(key), Some(model)) = (&ctx.key, &ctx.model) else {
         reservation.cancel();
-        return;
+        return None;
     };
     let served = ctx.upstream_status.is_some_and(|s| (200..300).contains(&s));
     if !served {
@@ -133,28 +132,25 @@ pub fn settle(acc: &Accounting, ctx: &mut RequestCtx) {
         if let (Some(ledger), Some(_)) = (&acc.ledger, ctx.upstream_status) {
             record(ledger, acc, ctx, key, model, 0, 0, 0);
         }
-        return;
+        return Some((0, 0, 0));
     }
     let reported = ctx.scanner.as_ref().map(|s| s.usage).unwrap_or_default();
     // Unknown parts are charged as reserved: a stream cut before its usage event pays its
-    // worst case, never less.
+    // worst case in tokens, at the price of the target that served it.
     let input = reported.input.unwrap_or(ctx.est_input);
     let output = reported.output.unwrap_or(ctx.est_output);
     let price = ctx.target.map_or(model.price, |(m, t)| {
         ctx.snapshot.models[m].targets[t].price
     });
     let cost = usage::cost_micros(&price, input, output);
-    if reported.is_known() {
-        reservation.settle(Some(Usage {
-            tokens: input + output,
-            cost_micros: cost,
-        }));
-    } else {
-        reservation.settle(None);
-    }
+    reservation.settle(Some(Usage {
+        tokens: input + output,
+        cost_micros: cost,
+    }));
     if let Some(ledger) = &acc.ledger {
         record(ledger, acc, ctx, key, model, input, output, cost);
     }
+    Some((input, output, cost))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -39,9 +39,17 @@ pub enum GatewayError {
     #[error("request body exceeds max_body {limit} bytes")]
     RequestTooLarge { limit: u64 },
     #[error("{scope} exceeded; retry after {retry_after}s")]
-    RateLimitExceeded { scope: String, retry_after: u64 },
+    RateLimitExceeded {
+        scope: String,
+        retry_after: u64,
+        limit: u64,
+    },
     #[error("{scope} exceeded; retry after {retry_after}s")]
-    TokenLimitExceeded { scope: String, retry_after: u64 },
+    TokenLimitExceeded {
+        scope: String,
+        retry_after: u64,
+        limit: u64,
+    },
     #[error("{scope} requests already in flight")]
     ConcurrencyLimitExceeded { scope: String },
     #[error("{scope} exhausted")]
@@ -120,6 +128,15 @@ impl GatewayError {
             | GatewayError::TokenLimitExceeded { retry_after, .. } => Some(*retry_after),
             GatewayError::BudgetExceeded { retry_after, .. } => *retry_after,
             GatewayError::ConcurrencyLimitExceeded { .. } => Some(1),
+            _ => None,
+        }
+    }
+
+    /// `(header name prefix, limit)` for the `x-ratelimit-*` headers of a window refusal.
+    pub fn blocked_window(&self) -> Option<(&'static str, u64)> {
+        match self {
+            GatewayError::RateLimitExceeded { limit, .. } => Some(("requests", *limit)),
+            GatewayError::TokenLimitExceeded { limit, .. } => Some(("tokens", *limit)),
             _ => None,
         }
     }

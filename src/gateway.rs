@@ -20,6 +20,7 @@ use crate::admission::Reservation;
 use crate::config::Api;
 use crate::config::Routing;
 use crate::error::GatewayError;
+use crate::observe::RequestLog;
 use crate::request::{RequestBody, Route};
 use crate::route::{self, Choice, Plan, TargetRef};
 use crate::snapshot::TargetEntry;
@@ -41,6 +42,7 @@ use std::time::{Instant, SystemTime};
 pub struct Gateway {
     pub policy: Arc<ArcSwap<Snapshot>>,
     pub accounting: Arc<Accounting>,
+    pub request_log: Arc<RequestLog>,
 }
 
 /// Counts requests in the process (for draining on shutdown); released on drop.
@@ -89,6 +91,10 @@ pub struct RequestCtx {
     pub tags: Vec<String>,
     pub affinity: u64,
     pub attempt_started: Option<Instant>,
+    /// Every upstream attempt: target and how it ended (request log).
+    pub attempts: Vec<(Arc<str>, Outcome)>,
+    /// When the first upstream attempt started: what came before is gateway overhead.
+    pub first_attempt_at: Option<Instant>,
     /// The last attempt failed by timing out before the first byte.
     pub timed_out: bool,
     pub _inflight: InflightGuard,
@@ -130,6 +136,12 @@ impl RequestCtx {
                 .is_some_and(|p| p.has_next(&self.tried, &self.choice()))
     }
 
+    fn end_attempt(&mut self, outcome: Outcome) {
+        if let Some(last) = self.attempts.last_mut() {
+            last.1 = outcome;
+        }
+    }
+
     /// Passive health: the current attempt failed.
     fn attempt_failed(&self) {
         if let Some(t) = self.target_entry() {
@@ -139,6 +151,61 @@ impl RequestCtx {
             }
         }
     }
+}
+
+/// How an upstream attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pending,
+    Status(u16),
+    ConnectFailed,
+    TimedOut,
+    Failed,
+}
+
+impl Outcome {
+    fn label(self) -> String {
+        match self {
+            Outcome::Pending => "pending".into(),
+            Outcome::Status(s) => s.to_string(),
+            Outcome::ConnectFailed => "connect_failed".into(),
+            Outcome::TimedOut => "timeout".into(),
+            Outcome::Failed => "failed".into(),
+        }
+    }
+}
+
+/// One request-log line (SPEC §9). Never the key itself: only its id.
+fn log_line(ctx: &RequestCtx, status: u16, billed: Option<(u64, u64, u64)>) -> serde_json::Value {
+    let (input, output, cost) = billed.unwrap_or_default();
+    let key = ctx.key.as_ref();
+    let overhead = ctx
+        .first_attempt_at
+        .map_or_else(|| ctx.started.elapsed(), |t| t.duration_since(ctx.started));
+    let attempts: Vec<serde_json::Value> = ctx
+        .attempts
+        .iter()
+        .map(|(t, o)| serde_json::json!({"target": &**t, "outcome": o.label()}))
+        .collect();
+    serde_json::json!({
+        "ts": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "request_id": ctx.request_id,
+        "org": key.map(|k| &*k.group.org.id),
+        "group": key.map(|k| &*k.group.id),
+        "key_id": key.map(|k| &*k.id),
+        "model": ctx.model.as_ref().map(|m| &*m.name),
+        "target": ctx.target_label().as_deref(),
+        "status": status,
+        "code": ctx.error.as_ref().map(GatewayError::code),
+        "input_tokens": input,
+        "output_tokens": output,
+        "cost_usd": cost as f64 / 1e6,
+        "duration_ms": ctx.started.elapsed().as_secs_f64() * 1000.0,
+        "overhead_ms": overhead.as_secs_f64() * 1000.0,
+        "client_ip": ctx.client_ip.map(|ip| ip.to_string()),
+        "stream": ctx.body.as_ref().is_some_and(|b| b.stream),
+        "attempts": attempts,
+    })
 }
 
 fn now_ms() -> u64 {
@@ -314,6 +381,8 @@ impl ProxyHttp for Gateway {
             tags: Vec::new(),
             affinity: 0,
             attempt_started: None,
+            attempts: Vec::new(),
+            first_attempt_at: None,
             timed_out: false,
             _inflight: InflightGuard::new(&self.accounting.inflight),
         }
@@ -379,6 +448,8 @@ impl ProxyHttp for Gateway {
         ctx.tried.push((model.index, t));
         ctx.upstream_body = body.render(&target.model, ctx.ask_usage);
         ctx.attempt_started = Some(Instant::now());
+        ctx.first_attempt_at.get_or_insert_with(Instant::now);
+        ctx.attempts.push((target.label.clone(), Outcome::Pending));
         ctx.timed_out = false;
         upstream::peer(target, key.group.timeout)
     }
@@ -416,6 +487,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = resp.status.as_u16();
+        ctx.end_attempt(Outcome::Status(status));
         if status == 429 || status >= 500 {
             ctx.attempt_failed();
             if ctx.can_retry(session) {
@@ -469,8 +541,12 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        account::settle(&self.accounting, ctx);
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let billed = account::settle(&self.accounting, ctx);
+        if self.request_log.enabled() {
+            let status = session.response_written().map_or(0, |h| h.status.as_u16());
+            self.request_log.write(&log_line(ctx, status, billed));
+        }
     }
 
     fn fail_to_connect(
@@ -481,6 +557,7 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.attempt_failed();
+        ctx.end_attempt(Outcome::ConnectFailed);
         e.set_retry(ctx.can_retry(session));
         e
     }
@@ -502,6 +579,11 @@ impl ProxyHttp for Gateway {
         if before_first_byte && e.esource() == &ErrorSource::Upstream {
             ctx.attempt_failed();
             ctx.timed_out = matches!(e.etype(), ErrorType::ReadTimedout);
+            ctx.end_attempt(if ctx.timed_out {
+                Outcome::TimedOut
+            } else {
+                Outcome::Failed
+            });
         }
         // The body is replayed from our own copy, so a POST is safe to retry as long as
         // nothing has reached the client yet.

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod ledger;
 #[path = "mock_provider/mod.rs"]
 pub mod mock;
+pub mod observe;
 pub mod policy;
 pub mod reload;
 pub mod request;

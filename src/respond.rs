@@ -14,14 +14,18 @@ pub async fn write_json(
     status: u16,
     body: Vec<u8>,
     request_id: &str,
-    retry_after: Option<u64>,
+    err: Option<&GatewayError>,
 ) -> Result<()> {
-    let mut h = ResponseHeader::build(status, Some(4))?;
+    let mut h = ResponseHeader::build(status, Some(6))?;
     h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     h.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     h.insert_header("x-request-id", request_id)?;
-    if let Some(s) = retry_after {
+    if let Some(s) = err.and_then(GatewayError::retry_after) {
         h.insert_header(http::header::RETRY_AFTER, s)?;
+    }
+    if let Some((kind, limit)) = err.and_then(GatewayError::blocked_window) {
+        h.insert_header(format!("x-ratelimit-limit-{kind}"), limit)?;
+        h.insert_header(format!("x-ratelimit-remaining-{kind}"), 0)?;
     }
     session.write_response_header(Box::new(h), false).await?;
     session
@@ -41,14 +45,7 @@ pub async fn write_error(
         // The rest of the body may still be on the wire: do not reuse the connection.
         session.set_keepalive(None);
     }
-    write_json(
-        session,
-        err.status(),
-        err.body(api),
-        request_id,
-        err.retry_after(),
-    )
-    .await
+    write_json(session, err.status(), err.body(api), request_id, Some(err)).await
 }
 
 /// Reads the whole request body, refusing more than `max` bytes. The body also lands in

@@ -7,6 +7,7 @@ use crate::clock::SystemClock;
 use crate::config;
 use crate::gateway::Gateway;
 use crate::ledger::Ledger;
+use crate::observe::RequestLog;
 use crate::reload::{Policy, SighupService};
 use anyhow::Context;
 use pingora_core::server::configuration::{Opt, ServerConf};
@@ -68,9 +69,14 @@ pub fn build(
         ledger: Some(ledger),
         inflight: Arc::new(AtomicUsize::new(0)),
     });
+    let request_log = Arc::new(
+        RequestLog::open(&s.request_log)
+            .with_context(|| format!("request_log {:?}", s.request_log))?,
+    );
     let gateway = Gateway {
         policy: policy.current.clone(),
         accounting: accounting.clone(),
+        request_log,
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");

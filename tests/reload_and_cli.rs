@@ -306,3 +306,136 @@ async fn sigterm_lets_in_flight_streams_finish_and_flushes_spend() {
         .sum();
     assert_eq!(out, 15);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighups_during_start_up_do_not_kill_the_process() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let conf = dir.path().join("t.toml");
+    write_policy(&conf, &basic_policy(mock.addr(), ""), addr, dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first few milliseconds are the dynamic loader's; after that, hangups must be
+    // harmless at any point of start-up.
+    std::thread::sleep(std::time::Duration::from_millis(15));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway never came up"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "killed by SIGHUP during start-up"
+        );
+        Command::new("kill")
+            .arg("-HUP")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let resp = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(key(1))
+        .json(&json!({"model": "gpt-4o-mini", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(child.try_wait().unwrap().is_none());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_log_has_one_json_line_per_request_with_attempts_and_no_secret() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let dead = free_port();
+    let policy = basic_policy(mock.addr(), "")
+        .replace("request_log = \"off\"", "request_log = \"{DATA}.log\"")
+        .replace(
+            "targets = [{ provider = \"oa\" }]\n\n[[models]]\nname = \"o1-preview\"",
+            "targets = [{ provider = \"dead\", weight = 1000000 }, { provider = \"oa\", weight = 1 }]\n\n[[models]]\nname = \"o1-preview\"",
+        )
+        + &format!("\n[[providers]]\nid = \"dead\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{dead}\"\n");
+    let g = start_gateway(&policy);
+    let ok = client()
+        .post(g.url("/v1/chat/completions"))
+        .bearer_auth(key(1))
+        .json(&json!({"model": "gpt-4o", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let refused = client()
+        .post(g.url("/v1/chat/completions"))
+        .bearer_auth(key(1))
+        .json(&json!({"model": "o1-preview"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    let path = g.data_dir().with_extension("log");
+    let mut lines = vec![];
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let text = lines.join("\n");
+    assert!(
+        !text.contains(&key(1)) && !text.contains("sk-provider-secret"),
+        "secret in the request log"
+    );
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["group"], "grp_prod");
+    assert_eq!(first["key_id"], "key_main");
+    assert_eq!(first["target"], "oa/gpt-4o");
+    assert_eq!(first["attempts"][0]["outcome"], "connect_failed");
+    assert_eq!(
+        first["attempts"][1],
+        json!({"target": "oa/gpt-4o", "outcome": "200"})
+    );
+    assert!(first["output_tokens"].as_u64().unwrap() > 0);
+    for field in [
+        "ts",
+        "request_id",
+        "org",
+        "model",
+        "code",
+        "input_tokens",
+        "cost_usd",
+        "duration_ms",
+        "overhead_ms",
+        "client_ip",
+        "stream",
+    ] {
+        assert!(first.get(field).is_some(), "missing {field}");
+    }
+    let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(
+        (second["status"].as_u64(), second["code"].as_str()),
+        (Some(403), Some("model_not_allowed"))
+    );
+}

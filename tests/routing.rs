@@ -346,7 +346,8 @@ async fn a_failing_target_is_ejected_then_probed_and_recovers() {
         ..Default::default()
     });
     // Every request still succeeds (retried on p1); p0 is ejected after 3 failures.
-    spread(&g, 40, vec![]).await;
+    spread(&g, 16, vec![]).await;
+    spread(&g, 24, vec![]).await;
     // Without ejection about half of the 40 would reach p0. With it: the 3 failures that
     // eject it, a few more already in flight (8 at a time), and a probe per cool-down.
     let hits = m[0].received().len();
@@ -362,9 +363,9 @@ async fn a_failing_target_is_ejected_then_probed_and_recovers() {
         if spread(&g, 8, vec![]).await.contains_key("p0/a") {
             break;
         }
-        // Cool-downs double per ejection (1 s, 2 s, ...): a few seconds at most here.
+        // Cool-downs double per ejection (1 s, 2 s, 4 s, ...): seconds at most here.
         assert!(
-            healed.elapsed() < Duration::from_secs(8),
+            healed.elapsed() < Duration::from_secs(20),
             "healed target never probed"
         );
     }

@@ -310,9 +310,17 @@ impl Admission {
                 let scope = format!("{} {} {limit}", scope(), w.name());
                 let retry_after = wait_ms.div_ceil(1000).max(1);
                 return Err(if w.is_tokens() {
-                    GatewayError::TokenLimitExceeded { scope, retry_after }
+                    GatewayError::TokenLimitExceeded {
+                        scope,
+                        retry_after,
+                        limit,
+                    }
                 } else {
-                    GatewayError::RateLimitExceeded { scope, retry_after }
+                    GatewayError::RateLimitExceeded {
+                        scope,
+                        retry_after,
+                        limit,
+                    }
                 });
             }
         }
