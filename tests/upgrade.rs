@@ -1,0 +1,88 @@
+//! End to end: `-d` (daemon, pid file) and `-u` (graceful upgrade: the new process takes
+//! the listening sockets from the old one). No request fails during the hand-over, and
+//! the new process gets the store once the old one has flushed and let it go.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_then_graceful_upgrade_fails_no_request() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let conf = dir.path().join("t.toml");
+    let policy = basic_policy(mock.addr(), "").replace("grace_period = \"1s\"", "grace_period = \"2s\"\npid_file = \"{DATA}.pid\"");
+    write_policy(&conf, &policy, addr, dir.path());
+    let pid_file = dir.path().join("data.pid");
+
+    // -d: the command returns, a daemon serves and writes its pid.
+    let st = Command::new(env!("CARGO_BIN_EXE_tollgate")).arg("-d").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() || !pid_file.exists() {
+        assert!(Instant::now() < deadline, "daemon did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let old_pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert!(alive(old_pid));
+
+    // Steady traffic, one connection per request.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = vec![];
+    for _ in 0..4 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            let c = reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(20)).build().unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let r = c
+                    .post(format!("http://{addr}/v1/chat/completions"))
+                    .bearer_auth(key(1))
+                    .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        eprintln!("failed: {other:?}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // -u: the new process waits for the sockets; SIGQUIT tells the old one to hand over.
+    let mut new = Command::new(env!("CARGO_BIN_EXE_tollgate")).arg("-u").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Command::new("kill").arg("-QUIT").arg(old_pid.to_string()).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(old_pid) {
+        assert!(Instant::now() < deadline, "old process did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = ok.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    assert!(new.try_wait().unwrap().is_none(), "new process died");
+    assert!(ok.load(Ordering::Relaxed) > before, "new process does not serve");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during the upgrade");
+    let _ = new.kill();
+    let _ = new.wait();
+}
