@@ -75,10 +75,20 @@ fn admission(c: &mut Criterion) {
             }))
         })
     };
-    // Make all 100k keys active first.
+    // Make all 100k keys active first, measuring what their state costs in memory.
+    let rss = || {
+        std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 4096
+    };
+    let before = rss();
     for k in 0..keys.len() {
         let _ = one(k);
     }
+    let per_key = rss().saturating_sub(before) / keys.len() as u64;
+    println!("admission state: ~{per_key} bytes per active key (rpm + tpm windows, RSS delta over 100k keys)");
     c.bench_function("admit + settle, 3 layers, 100k active keys", |b| {
         b.iter(|| {
             i += 7919;

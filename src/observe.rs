@@ -26,9 +26,18 @@ impl RequestLog {
         let out: Option<Box<dyn Write + Send>> = match sink {
             Sink::Off => None,
             Sink::Stdout => Some(Box::new(std::io::stdout())),
-            Sink::File(path) => Some(Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)),
+            Sink::File(path) => Some(Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )),
         };
-        let log = RequestLog { out: Mutex::new(None), tx: OnceLock::new(), dropped: AtomicU64::new(0) };
+        let log = RequestLog {
+            out: Mutex::new(None),
+            tx: OnceLock::new(),
+            dropped: AtomicU64::new(0),
+        };
         match out {
             None => {
                 let _ = log.tx.set(None);
@@ -47,17 +56,19 @@ impl RequestLog {
             .get_or_init(|| {
                 let out = self.out.lock().unwrap_or_else(|p| p.into_inner()).take()?;
                 let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
-                let spawned = std::thread::Builder::new().name("request-log".into()).spawn(move || {
-                    let mut w = std::io::BufWriter::with_capacity(64 * 1024, out);
-                    while let Ok(line) = rx.recv() {
-                        let _ = w.write_all(&line);
-                        // Flush whenever the queue runs dry: prompt lines, batched under load.
-                        while let Ok(more) = rx.try_recv() {
-                            let _ = w.write_all(&more);
+                let spawned = std::thread::Builder::new()
+                    .name("request-log".into())
+                    .spawn(move || {
+                        let mut w = std::io::BufWriter::with_capacity(64 * 1024, out);
+                        while let Ok(line) = rx.recv() {
+                            let _ = w.write_all(&line);
+                            // Flush whenever the queue runs dry: prompt lines, batched under load.
+                            while let Ok(more) = rx.try_recv() {
+                                let _ = w.write_all(&more);
+                            }
+                            let _ = w.flush();
                         }
-                        let _ = w.flush();
-                    }
-                });
+                    });
                 spawned.ok().map(|_| tx)
             })
             .as_ref()

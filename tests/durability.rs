@@ -50,7 +50,7 @@ async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
     }
     let mut kills = vec![];
     for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         let mut gw = g.lock().unwrap();
         gw.signal(libc::SIGKILL);
         let _ = gw.child.wait();
@@ -82,13 +82,14 @@ async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
         tokens <= reported,
         "ledger {tokens} > provider {reported}: double counted"
     );
-    // What may be missing: tokens of requests that completed within ~1.2 s before a kill.
+    // What may be missing: tokens of requests that completed within the last second before
+    // a kill (the SPEC's bound; the ledger flushes every 250 ms).
     let done = done.lock().unwrap();
     let allowance: u64 = kills
         .iter()
         .map(|k| {
             done.iter()
-                .filter(|(t, _)| *t <= *k && k.duration_since(*t) <= Duration::from_millis(1200))
+                .filter(|(t, _)| *t <= *k && k.duration_since(*t) <= Duration::from_millis(1000))
                 .map(|(_, n)| n)
                 .sum::<u64>()
         })
@@ -96,6 +97,12 @@ async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
     // Plus requests cut by the kill after the provider answered (counted by the mock only).
     let per_request = reported / (done.len() as u64).max(1);
     let slack = allowance + 4 * 10 * per_request;
+    eprintln!(
+        "durability: provider reported {reported} tokens over {} requests, ledger {tokens} ({requests} requests); missing {} (allowed {slack}, {} kills)",
+        done.len(),
+        reported - tokens,
+        kills.len()
+    );
     assert!(
         reported - tokens <= slack,
         "missing {} tokens, allowed {slack}",

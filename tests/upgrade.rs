@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,19 +25,33 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let conf = dir.path().join("t.toml");
-    let policy = basic_policy(mock.addr(), "").replace("grace_period = \"1s\"", "grace_period = \"2s\"\npid_file = \"{DATA}.pid\"");
+    let policy = basic_policy(mock.addr(), "").replace(
+        "grace_period = \"1s\"",
+        "grace_period = \"2s\"\npid_file = \"{DATA}.pid\"",
+    );
     write_policy(&conf, &policy, addr, dir.path());
     let pid_file = dir.path().join("data.pid");
 
     // -d: the command returns, a daemon serves and writes its pid.
-    let st = Command::new(env!("CARGO_BIN_EXE_tollgate")).arg("-d").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("-d")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert!(st.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(addr).is_err() || !pid_file.exists() {
         assert!(Instant::now() < deadline, "daemon did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let old_pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let old_pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(alive(old_pid));
 
     // Steady traffic, one connection per request.
@@ -66,9 +82,20 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // -u: the new process waits for the sockets; SIGQUIT tells the old one to hand over.
-    let mut new = Command::new(env!("CARGO_BIN_EXE_tollgate")).arg("-u").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut new = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("-u")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    Command::new("kill").arg("-QUIT").arg(old_pid.to_string()).status().unwrap();
+    Command::new("kill")
+        .arg("-QUIT")
+        .arg(old_pid.to_string())
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     while alive(old_pid) {
         assert!(Instant::now() < deadline, "old process did not exit");
@@ -81,8 +108,15 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
         l.await.unwrap();
     }
     assert!(new.try_wait().unwrap().is_none(), "new process died");
-    assert!(ok.load(Ordering::Relaxed) > before, "new process does not serve");
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during the upgrade");
+    assert!(
+        ok.load(Ordering::Relaxed) > before,
+        "new process does not serve"
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during the upgrade"
+    );
     let _ = new.kill();
     let _ = new.wait();
 }
