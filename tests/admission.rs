@@ -384,3 +384,43 @@ async fn anthropic_stream_usage_is_charged() {
     assert!(remaining >= 100_000 - input - output - 100, "{remaining}");
     assert!(remaining < 100_000 - input - output + 1, "{remaining}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_garbled_usage_is_charged_as_reserved_and_never_crashes() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let g = start_gateway(&policy(mock.addr(), "", "tpm = 100000", ""));
+    let remaining = |h: &reqwest::header::HeaderMap| -> u64 {
+        h["x-ratelimit-remaining-tokens"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let body = json!({"model": "m", "max_tokens": 5000, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    // A stream whose provider never reports usage: the 5000-token reservation stays charged.
+    let (s, _, text) = chat(&g, &key(1), body.clone(), &[("x-mock-omit-usage", "1")]).await;
+    assert_eq!(s, 200, "{text}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, h, _) = chat(
+        &g,
+        &key(1),
+        json!({"model": "m", "max_tokens": 1, "messages": []}),
+        &[],
+    )
+    .await;
+    assert!(remaining(&h) < 100_000 - 5000, "{}", remaining(&h));
+    // Garbage instead of an answer: a clean 502, nothing charged, the gateway still serves.
+    let (s, _, text) = chat(&g, &key(2), body.clone(), &[("x-mock-fault", "garbage")]).await;
+    assert_eq!(s, 502, "{text}");
+    assert!(text.contains("upstream_error"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, h, _) = chat(
+        &g,
+        &key(2),
+        json!({"model": "m", "max_tokens": 1, "messages": []}),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(remaining(&h) > 100_000 - 100, "{}", remaining(&h));
+}
