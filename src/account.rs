@@ -18,6 +18,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Counts requests in the process (for draining on shutdown); released on drop.
+pub struct InflightGuard(Arc<AtomicUsize>);
+
+impl InflightGuard {
+    pub fn new(counter: &Arc<AtomicUsize>) -> InflightGuard {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InflightGuard(counter.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Process-wide accounting state: counters, the store, requests in flight.
 pub struct Accounting {
     pub admission: Arc<Admission>,

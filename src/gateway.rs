@@ -15,12 +15,12 @@
 //! | `fail_to_connect` / `error_while_proxy` | retry on the next target              |
 //! | `fail_to_proxy`           | upstream failures -> 502 / 503 / 504 in the SPEC shape |
 
-use crate::account::{self, Accounting};
+use crate::account::{self, Accounting, InflightGuard};
 use crate::admission::Reservation;
 use crate::config::Api;
 use crate::config::Routing;
 use crate::error::GatewayError;
-use crate::observe::RequestLog;
+use crate::observe::{log_line, Outcome, RequestLog};
 use crate::request::{RequestBody, Route};
 use crate::route::{self, Choice, Plan, TargetRef};
 use crate::snapshot::TargetEntry;
@@ -35,7 +35,6 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -43,22 +42,6 @@ pub struct Gateway {
     pub policy: Arc<ArcSwap<Snapshot>>,
     pub accounting: Arc<Accounting>,
     pub request_log: Arc<RequestLog>,
-}
-
-/// Counts requests in the process (for draining on shutdown); released on drop.
-pub struct InflightGuard(Arc<AtomicUsize>);
-
-impl InflightGuard {
-    pub fn new(counter: &Arc<AtomicUsize>) -> InflightGuard {
-        counter.fetch_add(1, Ordering::SeqCst);
-        InflightGuard(counter.clone())
-    }
-}
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// Per-request state. The snapshot is loaded once: a reload mid-request does not change
@@ -151,61 +134,6 @@ impl RequestCtx {
             }
         }
     }
-}
-
-/// How an upstream attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Pending,
-    Status(u16),
-    ConnectFailed,
-    TimedOut,
-    Failed,
-}
-
-impl Outcome {
-    fn label(self) -> String {
-        match self {
-            Outcome::Pending => "pending".into(),
-            Outcome::Status(s) => s.to_string(),
-            Outcome::ConnectFailed => "connect_failed".into(),
-            Outcome::TimedOut => "timeout".into(),
-            Outcome::Failed => "failed".into(),
-        }
-    }
-}
-
-/// One request-log line (SPEC §9). Never the key itself: only its id.
-fn log_line(ctx: &RequestCtx, status: u16, billed: Option<(u64, u64, u64)>) -> serde_json::Value {
-    let (input, output, cost) = billed.unwrap_or_default();
-    let key = ctx.key.as_ref();
-    let overhead = ctx
-        .first_attempt_at
-        .map_or_else(|| ctx.started.elapsed(), |t| t.duration_since(ctx.started));
-    let attempts: Vec<serde_json::Value> = ctx
-        .attempts
-        .iter()
-        .map(|(t, o)| serde_json::json!({"target": &**t, "outcome": o.label()}))
-        .collect();
-    serde_json::json!({
-        "ts": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        "request_id": ctx.request_id,
-        "org": key.map(|k| &*k.group.org.id),
-        "group": key.map(|k| &*k.group.id),
-        "key_id": key.map(|k| &*k.id),
-        "model": ctx.model.as_ref().map(|m| &*m.name),
-        "target": ctx.target_label().as_deref(),
-        "status": status,
-        "code": ctx.error.as_ref().map(GatewayError::code),
-        "input_tokens": input,
-        "output_tokens": output,
-        "cost_usd": cost as f64 / 1e6,
-        "duration_ms": ctx.started.elapsed().as_secs_f64() * 1000.0,
-        "overhead_ms": overhead.as_secs_f64() * 1000.0,
-        "client_ip": ctx.client_ip.map(|ip| ip.to_string()),
-        "stream": ctx.body.as_ref().is_some_and(|b| b.stream),
-        "attempts": attempts,
-    })
 }
 
 fn now_ms() -> u64 {

@@ -10,6 +10,10 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
+
+use crate::error::GatewayError;
+use crate::gateway::RequestCtx;
 
 const QUEUE: usize = 65_536;
 
@@ -83,4 +87,63 @@ impl RequestLog {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// How an upstream attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pending,
+    Status(u16),
+    ConnectFailed,
+    TimedOut,
+    Failed,
+}
+
+impl Outcome {
+    pub fn label(self) -> String {
+        match self {
+            Outcome::Pending => "pending".into(),
+            Outcome::Status(s) => s.to_string(),
+            Outcome::ConnectFailed => "connect_failed".into(),
+            Outcome::TimedOut => "timeout".into(),
+            Outcome::Failed => "failed".into(),
+        }
+    }
+}
+
+/// One request-log line (SPEC §9). Never the key itself: only its id.
+pub fn log_line(
+    ctx: &RequestCtx,
+    status: u16,
+    billed: Option<(u64, u64, u64)>,
+) -> serde_json::Value {
+    let (input, output, cost) = billed.unwrap_or_default();
+    let key = ctx.key.as_ref();
+    let overhead = ctx
+        .first_attempt_at
+        .map_or_else(|| ctx.started.elapsed(), |t| t.duration_since(ctx.started));
+    let attempts: Vec<serde_json::Value> = ctx
+        .attempts
+        .iter()
+        .map(|(t, o)| serde_json::json!({"target": &**t, "outcome": o.label()}))
+        .collect();
+    serde_json::json!({
+        "ts": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "request_id": ctx.request_id,
+        "org": key.map(|k| &*k.group.org.id),
+        "group": key.map(|k| &*k.group.id),
+        "key_id": key.map(|k| &*k.id),
+        "model": ctx.model.as_ref().map(|m| &*m.name),
+        "target": ctx.target_label().as_deref(),
+        "status": status,
+        "code": ctx.error.as_ref().map(GatewayError::code),
+        "input_tokens": input,
+        "output_tokens": output,
+        "cost_usd": cost as f64 / 1e6,
+        "duration_ms": ctx.started.elapsed().as_secs_f64() * 1000.0,
+        "overhead_ms": overhead.as_secs_f64() * 1000.0,
+        "client_ip": ctx.client_ip.map(|ip| ip.to_string()),
+        "stream": ctx.body.as_ref().is_some_and(|b| b.stream),
+        "attempts": attempts,
+    })
 }

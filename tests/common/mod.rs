@@ -48,17 +48,7 @@ pub fn start_gateway_env(policy: &str, env: &[(&str, &str)]) -> GatewayProc {
     let conf = dir.path().join("tollgate.toml");
     write_policy(&conf, policy, addr, dir.path());
     let log = dir.path().join("gateway.log");
-    let logf = std::fs::File::create(&log).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("-c")
-        .arg(&conf)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .env("TEST_PROVIDER_KEY", "sk-provider-secret")
-        .stdout(Stdio::from(logf.try_clone().expect("log")))
-        .stderr(Stdio::from(logf))
-        .spawn()
-        .expect("spawn tollgate");
+    let child = spawn(&conf, &log, env);
     let g = GatewayProc {
         child,
         addr,
@@ -68,6 +58,25 @@ pub fn start_gateway_env(policy: &str, env: &[(&str, &str)]) -> GatewayProc {
     };
     g.wait_ready();
     g
+}
+
+/// Starts the binary on `conf`, appending its output to `log`.
+fn spawn(conf: &std::path::Path, log: &std::path::Path, env: &[(&str, &str)]) -> Child {
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log");
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("-c")
+        .arg(conf)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .env("TEST_PROVIDER_KEY", "sk-provider-secret")
+        .stdout(Stdio::from(logf.try_clone().expect("log")))
+        .stderr(Stdio::from(logf))
+        .spawn()
+        .expect("spawn tollgate")
 }
 
 pub fn write_policy(
@@ -89,20 +98,7 @@ impl GatewayProc {
     pub fn restart(&mut self, env: &[(&str, &str)]) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let logf = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.log)
-            .expect("log");
-        self.child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .arg("-c")
-            .arg(&self.conf)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .env("TEST_PROVIDER_KEY", "sk-provider-secret")
-            .stdout(Stdio::from(logf.try_clone().expect("log")))
-            .stderr(Stdio::from(logf))
-            .spawn()
-            .expect("spawn tollgate");
+        self.child = spawn(&self.conf, &self.log, env);
         self.wait_ready();
     }
 

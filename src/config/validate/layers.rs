@@ -1,0 +1,485 @@
+//! Validation of `[[orgs]]`, `[[groups]]` and `[[keys]]`: limits and the "lower layers
+//! only tighten" rule, references, model lists and CIDRs.
+
+use super::super::raw::*;
+use super::super::*;
+use super::{check_unique, cidrs, duration, globs, model_filter, usd_to_micros, Checker, Loc};
+use std::collections::HashSet;
+
+/// Converts the limit fields of one layer; `parent` is the nearest layer above (for the
+/// "lower layers only tighten" rule) with its display name.
+fn limits(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    raw: RawLimits,
+    parent: Option<(&str, &Limits)>,
+) -> Limits {
+    let RawLimits {
+        rpm,
+        rph,
+        rpd,
+        tpm,
+        tpd,
+        max_parallel,
+        max_tokens,
+        budget_usd,
+        budget_period,
+        soft_budget_usd,
+    } = raw;
+    let nz = |c: &mut Checker, field: &str, v: Option<u64>| -> Option<NonZeroU64> {
+        let v = v?;
+        match NonZeroU64::new(v) {
+            Some(n) => Some(n),
+            None => {
+                c.problem(
+                    loc,
+                    format!("{path}.{field}"),
+                    "0 is not a limit; pause the group or disable the key instead",
+                );
+                None
+            }
+        }
+    };
+    let mut l = Limits {
+        rpm: nz(c, "rpm", rpm),
+        rph: nz(c, "rph", rph),
+        rpd: nz(c, "rpd", rpd),
+        tpm: nz(c, "tpm", tpm),
+        tpd: nz(c, "tpd", tpd),
+        max_parallel: nz(c, "max_parallel", max_parallel)
+            .and_then(|n| NonZeroU32::new(u32::try_from(n.get()).unwrap_or(u32::MAX))),
+        max_tokens: nz(c, "max_tokens", max_tokens)
+            .and_then(|n| NonZeroU32::new(u32::try_from(n.get()).unwrap_or(u32::MAX))),
+        budget: None,
+    };
+    let period = match budget_period.as_deref() {
+        None | Some("monthly") => BudgetPeriod::Monthly,
+        Some("daily") => BudgetPeriod::Daily,
+        Some("weekly") => BudgetPeriod::Weekly,
+        Some("never") => BudgetPeriod::Never,
+        Some(other) => {
+            c.problem(
+                loc,
+                format!("{path}.budget_period"),
+                format!("{other:?}: want daily, weekly, monthly or never"),
+            );
+            BudgetPeriod::Monthly
+        }
+    };
+    match (budget_usd, soft_budget_usd) {
+        (Some(b), soft) => {
+            let limit_micros = usd_to_micros(c, loc, &format!("{path}.budget_usd"), b);
+            let soft_micros =
+                soft.map(|s| usd_to_micros(c, loc, &format!("{path}.soft_budget_usd"), s));
+            if soft_micros.is_some_and(|s| s > limit_micros) {
+                c.problem(
+                    loc,
+                    format!("{path}.soft_budget_usd"),
+                    format!("{} exceeds budget_usd {b}", soft.unwrap_or_default()),
+                );
+            }
+            l.budget = Some(Budget {
+                limit_micros,
+                period,
+                soft_micros,
+            });
+        }
+        (None, Some(_)) => c.problem(loc, format!("{path}.soft_budget_usd"), "needs budget_usd"),
+        (None, None) if budget_period.is_some() => {
+            c.problem(loc, format!("{path}.budget_period"), "needs budget_usd")
+        }
+        (None, None) => {}
+    }
+    if let Some((pname, p)) = parent {
+        let mut tighter = |field: &str, mine: Option<u64>, theirs: Option<u64>| {
+            if let (Some(m), Some(t)) = (mine, theirs) {
+                if m > t {
+                    c.problem(
+                        loc,
+                        format!("{path}.{field}"),
+                        format!("{m} exceeds {pname} {field} {t} (lower layers only tighten)"),
+                    );
+                }
+            }
+        };
+        let g = |v: Option<NonZeroU64>| v.map(NonZeroU64::get);
+        let g32 = |v: Option<NonZeroU32>| v.map(|n| u64::from(n.get()));
+        tighter("rpm", g(l.rpm), g(p.rpm));
+        tighter("rph", g(l.rph), g(p.rph));
+        tighter("rpd", g(l.rpd), g(p.rpd));
+        tighter("tpm", g(l.tpm), g(p.tpm));
+        tighter("tpd", g(l.tpd), g(p.tpd));
+        tighter("max_parallel", g32(l.max_parallel), g32(p.max_parallel));
+        tighter("max_tokens", g32(l.max_tokens), g32(p.max_tokens));
+        if let (Some(mine), Some(theirs)) = (l.budget, p.budget) {
+            if mine.limit_micros > theirs.limit_micros {
+                c.problem(
+                    loc,
+                    format!("{path}.budget_usd"),
+                    format!(
+                        "{} exceeds {pname} budget_usd {} (lower layers only tighten)",
+                        mine.limit_micros as f64 / 1e6,
+                        theirs.limit_micros as f64 / 1e6
+                    ),
+                );
+            }
+        }
+    }
+    l
+}
+
+/// Limits with each field taken from the nearest layer that sets it: the bound a child
+/// layer is checked against.
+pub(crate) fn tightest(a: &Limits, b: &Limits) -> Limits {
+    fn min<T: Ord + Copy>(x: Option<T>, y: Option<T>) -> Option<T> {
+        match (x, y) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        }
+    }
+    Limits {
+        rpm: min(a.rpm, b.rpm),
+        rph: min(a.rph, b.rph),
+        rpd: min(a.rpd, b.rpd),
+        tpm: min(a.tpm, b.tpm),
+        tpd: min(a.tpd, b.tpd),
+        max_parallel: min(a.max_parallel, b.max_parallel),
+        max_tokens: min(a.max_tokens, b.max_tokens),
+        budget: match (a.budget, b.budget) {
+            (Some(x), Some(y)) => Some(if x.limit_micros <= y.limit_micros {
+                x
+            } else {
+                y
+            }),
+            (x, y) => x.or(y),
+        },
+    }
+}
+
+pub(super) fn check_orgs(c: &mut Checker, raw: Vec<(RawOrg, Loc, String)>) -> Vec<Org> {
+    let mut seen = HashSet::new();
+    raw.into_iter()
+        .map(|(o, loc, path)| {
+            let lim = o.limits();
+            let RawOrg { id, name, .. } = o;
+            check_unique(c, loc, &path, "org", &id, &mut seen);
+            let path = format!("{path} ({id})");
+            Org {
+                limits: limits(c, loc, &path, lim, None),
+                id: id.into(),
+                name,
+            }
+        })
+        .collect()
+}
+
+pub(super) fn check_groups(
+    c: &mut Checker,
+    raw: Vec<(RawGroup, Loc, String)>,
+    orgs: &[Org],
+    models: &[Model],
+) -> Vec<Group> {
+    let mut seen = HashSet::new();
+    let mut out = vec![];
+    let catalogue = |name: &str| {
+        models
+            .iter()
+            .find(|m| *m.name == *name)
+            .map(|m| m.name.clone())
+    };
+    for (g, loc, path) in raw {
+        let lim = g.limits();
+        let RawGroup {
+            id,
+            org,
+            name,
+            state,
+            models: allow,
+            deny_models,
+            default_model,
+            aliases,
+            routing,
+            fallbacks,
+            timeout,
+            retries,
+            allowed_cidrs,
+            quarantine_cidrs,
+            quarantine_models,
+            key_ttl,
+            idle_disable,
+            tags,
+            log_level,
+            webhook,
+            alert_thresholds,
+            ..
+        } = g;
+        check_unique(c, loc, &path, "group", &id, &mut seen);
+        let path = format!("{path} ({id})");
+        let Some(oi) = orgs.iter().position(|o| *o.id == *org) else {
+            c.problem(loc, format!("{path}.org"), format!("unknown org {org:?}"));
+            continue;
+        };
+        let parent = format!("org {}", orgs[oi].id);
+        let limits = limits(c, loc, &path, lim, Some((&parent, &orgs[oi].limits)));
+        let state = match state.as_deref() {
+            None | Some("active") => GroupState::Active,
+            Some("paused") => GroupState::Paused,
+            Some("quarantined") => GroupState::Quarantined,
+            Some(o) => {
+                c.problem(
+                    loc,
+                    format!("{path}.state"),
+                    format!("{o:?}: want active, paused or quarantined"),
+                );
+                GroupState::Active
+            }
+        };
+        let mut alias_map = HashMap::new();
+        for (from, to) in aliases {
+            match catalogue(&to) {
+                Some(m) => {
+                    alias_map.insert(from, m);
+                }
+                None => c.problem(
+                    loc,
+                    format!("{path}.aliases.{from}"),
+                    format!("{to:?} is not in the model catalogue"),
+                ),
+            }
+        }
+        let default_model = default_model.and_then(|d| {
+            let resolved = alias_map.get(&d).cloned().or_else(|| catalogue(&d));
+            if resolved.is_none() {
+                c.problem(
+                    loc,
+                    format!("{path}.default_model"),
+                    format!("{d:?} is neither an alias nor in the model catalogue"),
+                );
+            }
+            resolved
+        });
+        let mut fb = HashMap::new();
+        for (from, chain) in fallbacks {
+            let Some(from_m) = catalogue(&from) else {
+                c.problem(
+                    loc,
+                    format!("{path}.fallbacks"),
+                    format!("{from:?} is not in the model catalogue"),
+                );
+                continue;
+            };
+            let mut resolved = vec![];
+            for to in chain {
+                match catalogue(&to) {
+                    Some(m) => resolved.push(m),
+                    None => c.problem(
+                        loc,
+                        format!("{path}.fallbacks.{from}"),
+                        format!("{to:?} is not in the model catalogue"),
+                    ),
+                }
+            }
+            fb.insert(from_m, resolved);
+        }
+        let routing = match routing.as_deref() {
+            None | Some("weighted") => Routing::Weighted,
+            Some("latency") => Routing::Latency,
+            Some("cost") => Routing::Cost,
+            Some("sticky") => Routing::Sticky,
+            Some("tag") => Routing::Tag,
+            Some(o) => {
+                c.problem(
+                    loc,
+                    format!("{path}.routing"),
+                    format!("{o:?}: want weighted, latency, cost, sticky or tag"),
+                );
+                Routing::Weighted
+            }
+        };
+        let log_level = match log_level.as_deref() {
+            None | Some("metadata") => LogLevel::Metadata,
+            Some("prompt") => LogLevel::Prompt,
+            Some("full") => LogLevel::Full,
+            Some(o) => {
+                c.problem(
+                    loc,
+                    format!("{path}.log_level"),
+                    format!("{o:?}: want metadata, prompt or full"),
+                );
+                LogLevel::Metadata
+            }
+        };
+        if let Some(w) = &webhook {
+            if !(w.starts_with("http://") || w.starts_with("https://"))
+                || w.parse::<http::Uri>().is_err()
+            {
+                c.problem(
+                    loc,
+                    format!("{path}.webhook"),
+                    format!("{w:?} is not an http(s) URL"),
+                );
+            }
+        }
+        if alert_thresholds.iter().any(|t| !t.is_finite() || *t <= 0.0) {
+            c.problem(
+                loc,
+                format!("{path}.alert_thresholds"),
+                "thresholds are fractions of budget_usd above 0",
+            );
+        }
+        if !alert_thresholds.is_empty() && limits.budget.is_none() {
+            c.problem(loc, format!("{path}.alert_thresholds"), "needs budget_usd");
+        }
+        let retries = match retries {
+            None => 2,
+            Some(r @ 0..=10) => r as u32,
+            Some(r) => {
+                c.problem(loc, format!("{path}.retries"), format!("{r}: want 0..=10"));
+                2
+            }
+        };
+        let mut thresholds = alert_thresholds;
+        thresholds.sort_by(f64::total_cmp);
+        out.push(Group {
+            org: oi,
+            name,
+            state,
+            limits,
+            models: model_filter(c, loc, &path, allow, deny_models),
+            default_model,
+            aliases: alias_map,
+            routing,
+            fallbacks: fb,
+            timeout: duration(
+                c,
+                loc,
+                &format!("{path}.timeout"),
+                timeout.as_deref(),
+                Duration::from_secs(60),
+            ),
+            retries,
+            allowed_cidrs: allowed_cidrs
+                .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
+            quarantine_cidrs: cidrs(
+                c,
+                loc,
+                &format!("{path}.quarantine_cidrs"),
+                &quarantine_cidrs,
+            ),
+            quarantine_models: globs(
+                c,
+                loc,
+                &format!("{path}.quarantine_models"),
+                &quarantine_models,
+            ),
+            key_ttl: key_ttl
+                .map(|t| duration(c, loc, &format!("{path}.key_ttl"), Some(&t), Duration::ZERO)),
+            idle_disable: idle_disable.map(|t| {
+                duration(
+                    c,
+                    loc,
+                    &format!("{path}.idle_disable"),
+                    Some(&t),
+                    Duration::ZERO,
+                )
+            }),
+            tags: tags.into_iter().collect(),
+            log_level,
+            webhook,
+            alert_thresholds: thresholds,
+            id: id.into(),
+        });
+    }
+    out
+}
+
+pub(super) fn check_keys(
+    c: &mut Checker,
+    raw: Vec<(RawKey, Loc, String)>,
+    groups: &[Group],
+    orgs: &[Org],
+) -> Vec<KeyDef> {
+    let mut seen = HashSet::new();
+    let mut digests = HashSet::new();
+    let mut out = vec![];
+    for (k, loc, path) in raw {
+        let lim = k.limits();
+        let RawKey {
+            id,
+            name,
+            group,
+            sha256,
+            expires_at,
+            models,
+            deny_models,
+            allowed_cidrs,
+            state,
+            ..
+        } = k;
+        check_unique(c, loc, &path, "key", &id, &mut seen);
+        let path = format!("{path} ({id})");
+        let Some(gi) = groups.iter().position(|g| *g.id == *group) else {
+            c.problem(
+                loc,
+                format!("{path}.group"),
+                format!("unknown group {group:?}"),
+            );
+            continue;
+        };
+        let g = &groups[gi];
+        let bound = tightest(&g.limits, &orgs[g.org].limits);
+        let parent = format!("group {}", g.id);
+        let limits = limits(c, loc, &path, lim, Some((&parent, &bound)));
+        let mut digest = [0u8; 32];
+        if sha256.len() != 64 || hex::decode_to_slice(&sha256, &mut digest).is_err() {
+            c.problem(
+                loc,
+                format!("{path}.sha256"),
+                "want 64 hex digits (see `tollgate keygen`)",
+            );
+        } else if !digests.insert(digest) {
+            c.problem(
+                loc,
+                format!("{path}.sha256"),
+                "the same key digest appears twice",
+            );
+        }
+        let expires_at = expires_at.and_then(|e| match humantime::parse_rfc3339(&e) {
+            Ok(t) => Some(t),
+            Err(err) => {
+                c.problem(
+                    loc,
+                    format!("{path}.expires_at"),
+                    format!("{e:?}: {err} (want RFC 3339 UTC, e.g. 2027-01-01T00:00:00Z)"),
+                );
+                None
+            }
+        });
+        let state = match state.as_deref() {
+            None | Some("active") => KeyState::Active,
+            Some("disabled") => KeyState::Disabled,
+            Some(o) => {
+                c.problem(
+                    loc,
+                    format!("{path}.state"),
+                    format!("{o:?}: want active or disabled"),
+                );
+                KeyState::Active
+            }
+        };
+        out.push(KeyDef {
+            name,
+            group: gi,
+            digest,
+            expires_at,
+            state,
+            models: model_filter(c, loc, &path, models, deny_models),
+            allowed_cidrs: allowed_cidrs
+                .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
+            limits,
+            id: id.into(),
+        });
+    }
+    out
+}

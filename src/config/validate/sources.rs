@@ -1,0 +1,326 @@
+//! Validation of `[server]`, `[[providers]]` and `[[models]]`.
+
+use super::super::raw::*;
+use super::super::*;
+use super::{check_unique, cidrs, duration, usd_to_micros, Checker, Loc};
+use std::collections::HashSet;
+
+pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) -> ServerConfig {
+    let RawServer {
+        listen,
+        admin_listen,
+        threads,
+        data_dir,
+        admin_token_env,
+        trusted_proxies,
+        max_body,
+        grace_period,
+        request_log,
+        tls,
+        pid_file,
+        upgrade_sock,
+        default_max_tokens,
+    } = s;
+    let addr = |c: &mut Checker, field: &str, a: &str| match a.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.problem(
+                loc,
+                format!("{path}.{field}"),
+                format!("invalid address {a:?}: want IP:PORT"),
+            );
+            None
+        }
+    };
+    let listen_addrs: Vec<SocketAddr> =
+        listen.iter().filter_map(|a| addr(c, "listen", a)).collect();
+    if listen.is_empty() {
+        c.problem(
+            loc,
+            format!("{path}.listen"),
+            "at least one address is required",
+        );
+    }
+    let admin_listen = admin_listen.and_then(|a| addr(c, "admin_listen", &a));
+    let threads = match threads {
+        None => 2,
+        Some(t @ 1..=256) => t as usize,
+        Some(t) => {
+            c.problem(loc, format!("{path}.threads"), format!("{t}: want 1..=256"));
+            2
+        }
+    };
+    let max_body = match max_body.as_deref() {
+        None => 8 * 1024 * 1024,
+        Some(s) => match s.parse::<bytesize::ByteSize>() {
+            Ok(b) if b.as_u64() > 0 && b.as_u64() <= MAX_BODY_CEILING => b.as_u64(),
+            Ok(b) => {
+                c.problem(
+                    loc,
+                    format!("{path}.max_body"),
+                    format!("{b}: want more than 0 and at most 64MiB"),
+                );
+                8 * 1024 * 1024
+            }
+            Err(e) => {
+                c.problem(
+                    loc,
+                    format!("{path}.max_body"),
+                    format!("invalid size {s:?}: {e}"),
+                );
+                8 * 1024 * 1024
+            }
+        },
+    };
+    let grace_period = duration(
+        c,
+        loc,
+        &format!("{path}.grace_period"),
+        grace_period.as_deref(),
+        Duration::from_secs(30),
+    );
+    let request_log = match request_log.as_deref() {
+        None | Some("stdout") => RequestLog::Stdout,
+        Some("off") => RequestLog::Off,
+        Some("") => {
+            c.problem(
+                loc,
+                format!("{path}.request_log"),
+                "want \"stdout\", \"off\" or a path",
+            );
+            RequestLog::Off
+        }
+        Some(p) => RequestLog::File(PathBuf::from(p)),
+    };
+    let default_max_tokens = match default_max_tokens {
+        None => 4096,
+        Some(n @ 1..=10_000_000) => n as u32,
+        Some(n) => {
+            c.problem(
+                loc,
+                format!("{path}.default_max_tokens"),
+                format!("{n}: want 1..=10000000"),
+            );
+            4096
+        }
+    };
+    ServerConfig {
+        listen: listen_addrs,
+        admin_listen,
+        threads,
+        data_dir: PathBuf::from(data_dir.unwrap_or_else(|| "/var/lib/tollgate".into())),
+        admin_token_env: admin_token_env.unwrap_or_else(|| "TOLLGATE_ADMIN_TOKEN".into()),
+        trusted_proxies: cidrs(c, loc, &format!("{path}.trusted_proxies"), &trusted_proxies),
+        max_body,
+        grace_period,
+        request_log,
+        tls: tls.map(|RawTls { cert, key }| TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        }),
+        pid_file: PathBuf::from(pid_file.unwrap_or_else(|| "/run/tollgate/tollgate.pid".into())),
+        upgrade_sock: PathBuf::from(
+            upgrade_sock.unwrap_or_else(|| "/run/tollgate/upgrade.sock".into()),
+        ),
+        default_max_tokens,
+    }
+}
+
+fn parse_base_url(s: &str) -> Result<BaseUrl, String> {
+    let uri: http::Uri = s.parse().map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(format!("{s:?}: scheme must be http or https")),
+    };
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("{s:?}: no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if uri.query().is_some() {
+        return Err(format!("{s:?}: a query string is not allowed"));
+    }
+    Ok(BaseUrl {
+        tls,
+        port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+        host,
+        path_prefix: uri.path().trim_end_matches('/').to_string(),
+    })
+}
+
+pub(super) fn check_providers(
+    c: &mut Checker,
+    raw: Vec<(RawProvider, Loc, String)>,
+) -> Vec<Provider> {
+    let mut seen = HashSet::new();
+    let mut out = vec![];
+    for (p, loc, path) in raw {
+        let RawProvider {
+            id,
+            api,
+            base_url,
+            api_key_env,
+            connect_timeout,
+            headers,
+            ca_file,
+        } = p;
+        check_unique(c, loc, &path, "provider", &id, &mut seen);
+        let path = format!("{path} ({id})");
+        let api = match api.as_str() {
+            "openai" => Api::OpenAi,
+            "anthropic" => Api::Anthropic,
+            other => {
+                c.problem(
+                    loc,
+                    format!("{path}.api"),
+                    format!("{other:?}: want \"openai\" or \"anthropic\""),
+                );
+                Api::OpenAi
+            }
+        };
+        let base = match parse_base_url(&base_url) {
+            Ok(b) => b,
+            Err(e) => {
+                c.problem(loc, format!("{path}.base_url"), e);
+                continue;
+            }
+        };
+        let connect_timeout = duration(
+            c,
+            loc,
+            &format!("{path}.connect_timeout"),
+            connect_timeout.as_deref(),
+            Duration::from_secs(3),
+        );
+        let mut hs = vec![];
+        for (k, v) in headers {
+            match (
+                http::HeaderName::try_from(k.as_str()),
+                http::HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(k), Ok(v)) => hs.push((k, v)),
+                _ => c.problem(
+                    loc,
+                    format!("{path}.headers"),
+                    format!("invalid header {k:?}"),
+                ),
+            }
+        }
+        out.push(Provider {
+            id: id.into(),
+            api,
+            base,
+            api_key_env,
+            connect_timeout,
+            headers: hs,
+            ca_file: ca_file.map(PathBuf::from),
+        });
+    }
+    out
+}
+
+fn price(c: &mut Checker, loc: Loc, path: &str, input: f64, output: f64) -> Price {
+    Price {
+        input_micros_per_mtok: usd_to_micros(c, loc, &format!("{path}.input_usd_per_mtok"), input),
+        output_micros_per_mtok: usd_to_micros(
+            c,
+            loc,
+            &format!("{path}.output_usd_per_mtok"),
+            output,
+        ),
+    }
+}
+
+pub(super) fn check_models(
+    c: &mut Checker,
+    raw: Vec<(RawModel, Loc, String)>,
+    providers: &[Provider],
+) -> Vec<Model> {
+    let mut seen = HashSet::new();
+    let mut out = vec![];
+    for (m, loc, path) in raw {
+        let RawModel {
+            name,
+            input_usd_per_mtok: model_in,
+            output_usd_per_mtok: model_out,
+            targets,
+        } = m;
+        if name.is_empty() || !seen.insert(name.clone()) {
+            c.problem(
+                loc,
+                format!("{path}.name"),
+                format!("model name {name:?} is empty or a duplicate"),
+            );
+        }
+        let path = format!("{path} ({name})");
+        let price = price(c, loc, &path, model_in, model_out);
+        if targets.is_empty() {
+            c.problem(
+                loc,
+                format!("{path}.targets"),
+                "a model needs at least one target",
+            );
+        }
+        let mut ts = vec![];
+        for (i, t) in targets.into_iter().enumerate() {
+            let RawTarget {
+                provider,
+                model,
+                weight,
+                tags,
+                input_usd_per_mtok,
+                output_usd_per_mtok,
+            } = t;
+            let tpath = format!("{path}.targets[{i}]");
+            let Some(pi) = providers.iter().position(|p| *p.id == *provider) else {
+                c.problem(
+                    loc,
+                    format!("{tpath}.provider"),
+                    format!("unknown provider {provider:?}"),
+                );
+                continue;
+            };
+            let weight = match weight {
+                None => 100,
+                Some(w @ 0..=1_000_000) => w as u32,
+                Some(w) => {
+                    c.problem(
+                        loc,
+                        format!("{tpath}.weight"),
+                        format!("{w}: want 0..=1000000"),
+                    );
+                    100
+                }
+            };
+            let price = match (input_usd_per_mtok, output_usd_per_mtok) {
+                (None, None) => None,
+                (i, o) => Some(self::price(
+                    c,
+                    loc,
+                    &tpath,
+                    i.unwrap_or(model_in),
+                    o.unwrap_or(model_out),
+                )),
+            };
+            ts.push(Target {
+                provider: pi,
+                model: model.unwrap_or_else(|| name.clone()).into(),
+                weight,
+                tags,
+                price,
+            });
+        }
+        if !ts.is_empty() && ts.iter().all(|t| t.weight == 0) {
+            c.problem(loc, format!("{path}.targets"), "every target has weight 0");
+        }
+        out.push(Model {
+            name: name.into(),
+            price,
+            targets: ts,
+        });
+    }
+    out
+}
