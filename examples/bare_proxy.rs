@@ -43,3 +43,7 @@ fn main() {
     server.add_service(proxy);
     server.run_forever()
 }
+
+// The same allocator as tollgate, so the comparison measures the gateway's own work.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

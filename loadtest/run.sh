@@ -18,7 +18,8 @@ cargo build --release --bin tollgate --example bare_proxy
 BIN=target/release/tollgate
 rm -rf target/loadtest-data
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+# SIGKILL: Pingora would otherwise sit out its graceful-shutdown period.
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 $BIN mock --listen 127.0.0.1:18181 >/dev/null & pids+=($!); MOCK=$!
 target/release/examples/bare_proxy 127.0.0.1:18182 127.0.0.1:18181 >/dev/null 2>&1 & pids+=($!); BARE=$!

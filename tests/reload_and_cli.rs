@@ -315,13 +315,16 @@ async fn sighups_during_start_up_do_not_kill_the_process() {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let conf = dir.path().join("t.toml");
     write_policy(&conf, &basic_policy(mock.addr(), ""), addr, dir.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("-c")
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut guard = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut guard.0;
     // The first few milliseconds are the dynamic loader's; after that, hangups must be
     // harmless at any point of start-up.
     std::thread::sleep(std::time::Duration::from_millis(15));
@@ -356,8 +359,6 @@ async fn sighups_during_start_up_do_not_kill_the_process() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert!(child.try_wait().unwrap().is_none());
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

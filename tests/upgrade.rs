@@ -52,6 +52,7 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
         .trim()
         .parse()
         .unwrap();
+    let _old = KillPidOnDrop(old_pid);
     assert!(alive(old_pid));
 
     // Steady traffic, one connection per request.
@@ -92,14 +93,16 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // -u: the new process waits for the sockets; SIGQUIT tells the old one to hand over.
-    let mut new = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("-u")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut new = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("-u")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     Command::new("kill")
         .arg("-QUIT")
@@ -117,7 +120,7 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
     for l in load {
         l.await.unwrap();
     }
-    assert!(new.try_wait().unwrap().is_none(), "new process died");
+    assert!(new.0.try_wait().unwrap().is_none(), "new process died");
     assert!(
         ok.load(Ordering::Relaxed) > before,
         "new process does not serve"
@@ -127,6 +130,4 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
         0,
         "requests failed during the upgrade"
     );
-    let _ = new.kill();
-    let _ = new.wait();
 }

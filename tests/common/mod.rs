@@ -260,3 +260,25 @@ sha256 = "{main}"
         main = sha(&key(1)),
     )
 }
+
+/// Kills the child however the test ends (a failed assertion must not leave it running).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The same for a process we only know by pid (a daemon).
+pub struct KillPidOnDrop(pub u32);
+
+impl Drop for KillPidOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
