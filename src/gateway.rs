@@ -20,7 +20,8 @@ use crate::admission::Reservation;
 use crate::config::Api;
 use crate::config::Routing;
 use crate::error::GatewayError;
-use crate::observe::{log_line, Outcome, RequestLog};
+use crate::observe::metrics::Metrics;
+use crate::observe::{log_line, record_metrics, Outcome, RequestLog};
 use crate::request::{RequestBody, Route};
 use crate::route::{self, Choice, Plan, TargetRef};
 use crate::snapshot::TargetEntry;
@@ -42,6 +43,7 @@ pub struct Gateway {
     pub policy: Arc<ArcSwap<Snapshot>>,
     pub accounting: Arc<Accounting>,
     pub request_log: Arc<RequestLog>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Per-request state. The snapshot is loaded once: a reload mid-request does not change
@@ -471,8 +473,9 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let billed = account::settle(&self.accounting, ctx);
+        let status = session.response_written().map_or(0, |h| h.status.as_u16());
+        record_metrics(&self.metrics, ctx, status, billed);
         if self.request_log.enabled() {
-            let status = session.response_written().map_or(0, |h| h.status.as_u16());
             self.request_log.write(&log_line(ctx, status, billed));
         }
     }

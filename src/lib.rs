@@ -1,4 +1,5 @@
 pub mod account;
+pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod clock;

@@ -2,13 +2,16 @@
 //! configures everything, there is no second YAML file.
 
 use crate::account::{Accounting, LedgerService};
+use crate::admin::{AdminService, AdminState};
 use crate::admission::{Admission, SpendStore};
 use crate::clock::SystemClock;
 use crate::config;
 use crate::gateway::Gateway;
 use crate::ledger::Ledger;
+use crate::observe::metrics::Metrics;
 use crate::observe::RequestLog;
 use crate::reload::{Policy, SighupService};
+use crate::secret::Secret;
 use anyhow::Context;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
@@ -73,10 +76,12 @@ pub fn build(
         RequestLog::open(&s.request_log)
             .with_context(|| format!("request_log {:?}", s.request_log))?,
     );
+    let metrics = Arc::new(Metrics::new()?);
     let gateway = Gateway {
         policy: policy.current.clone(),
         accounting: accounting.clone(),
         request_log,
+        metrics: metrics.clone(),
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
@@ -94,6 +99,26 @@ pub fn build(
         }
     }
     server.add_service(proxy);
+    if let Some(addr) = s.admin_listen {
+        let token = std::env::var(&s.admin_token_env)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        if token.is_none() {
+            log::warn!(
+                "{} is not set: the admin API answers 401 (health checks stay open)",
+                s.admin_token_env
+            );
+        }
+        let state = AdminState {
+            policy: policy.clone(),
+            metrics,
+            accounting: accounting.clone(),
+            health: policy.health.clone(),
+            token,
+        };
+        server.add_service(background_service("admin", AdminService { addr, state }));
+    }
     server.add_service(background_service(
         "sighup",
         SighupService {

@@ -147,3 +147,52 @@ pub fn log_line(
         "attempts": attempts,
     })
 }
+
+pub mod metrics;
+
+/// Counts one finished request in the Prometheus metrics.
+pub fn record_metrics(
+    m: &metrics::Metrics,
+    ctx: &RequestCtx,
+    status: u16,
+    billed: Option<(u64, u64, u64)>,
+) {
+    let group = ctx.key.as_ref().map_or("-", |k| &*k.group.id);
+    let served = ctx
+        .target
+        .map(|(mi, _)| ctx.snapshot.models[mi].name.clone());
+    let model = served
+        .as_deref()
+        .or(ctx.model.as_ref().map(|m| &*m.name))
+        .unwrap_or("-");
+    let status = status.to_string();
+    m.requests
+        .with_label_values(&[group, model, status.as_str()])
+        .inc();
+    if let Some(e) = &ctx.error {
+        m.rejections.with_label_values(&[group, e.code()]).inc();
+    }
+    if let Some((input, output, cost)) = billed.filter(|b| *b != (0, 0, 0)) {
+        m.tokens
+            .with_label_values(&[group, model, "input"])
+            .inc_by(input);
+        m.tokens
+            .with_label_values(&[group, model, "output"])
+            .inc_by(output);
+        m.spend
+            .with_label_values(&[group, model])
+            .inc_by(cost as f64 / 1e6);
+    }
+    m.request_duration
+        .with_label_values(&[group])
+        .observe(ctx.started.elapsed().as_secs_f64());
+    if let Some(first) = ctx.first_attempt_at {
+        m.overhead
+            .observe(first.duration_since(ctx.started).as_secs_f64());
+    }
+    if let (Some(label), Some(started)) = (ctx.target_label(), ctx.attempt_started) {
+        m.upstream_duration
+            .with_label_values(&[&*label])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
