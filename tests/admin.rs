@@ -63,21 +63,21 @@ async fn admin_reload_metrics_and_auth() {
     assert_eq!(r.status().as_u16(), 401);
 
     // Traffic: one served, one refused.
-    let ok = c
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .json(&json!({"model": "gpt-4o-mini", "messages": []}))
-        .send()
-        .await
-        .unwrap();
+    let ok = post_json(
+        &g,
+        "/v1/chat/completions",
+        &key(1),
+        &json!({"model": "gpt-4o-mini", "messages": []}),
+    )
+    .await;
     assert_eq!(ok.status().as_u16(), 200);
-    let no = c
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .json(&json!({"model": "o1-preview"}))
-        .send()
-        .await
-        .unwrap();
+    let no = post_json(
+        &g,
+        "/v1/chat/completions",
+        &key(1),
+        &json!({"model": "o1-preview"}),
+    )
+    .await;
     assert_eq!(no.status().as_u16(), 403);
 
     // POST /v1/reload: an invalid file is refused and changes nothing...
@@ -95,13 +95,13 @@ async fn admin_reload_metrics_and_auth() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().await.unwrap().contains("unknown field `nope`"));
-    let still = c
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .json(&json!({"model": "gpt-4o", "messages": []}))
-        .send()
-        .await
-        .unwrap();
+    let still = post_json(
+        &g,
+        "/v1/chat/completions",
+        &key(1),
+        &json!({"model": "gpt-4o", "messages": []}),
+    )
+    .await;
     assert_eq!(still.status().as_u16(), 200);
     // ...a valid one is applied before the answer.
     let narrowed = policy.replace(
@@ -120,13 +120,13 @@ async fn admin_reload_metrics_and_auth() {
         r.json::<serde_json::Value>().await.unwrap()["reloaded"],
         true
     );
-    let denied = c
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .json(&json!({"model": "gpt-4o", "messages": []}))
-        .send()
-        .await
-        .unwrap();
+    let denied = post_json(
+        &g,
+        "/v1/chat/completions",
+        &key(1),
+        &json!({"model": "gpt-4o", "messages": []}),
+    )
+    .await;
     assert_eq!(denied.status().as_u16(), 403);
 
     let text = c

@@ -282,3 +282,19 @@ impl Drop for KillPidOnDrop {
             .status();
     }
 }
+
+/// `POST {path}` with a JSON body and `Authorization: Bearer {key}`.
+pub async fn post_json(
+    g: &GatewayProc,
+    path: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    client()
+        .post(g.url(path))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .expect("send")
+}
