@@ -129,15 +129,25 @@ async fn admin_reload_metrics_and_auth() {
     .await;
     assert_eq!(denied.status().as_u16(), 403);
 
-    let text = c
-        .get(url("/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // Metrics are counted after each answer is sent: poll until the last request shows.
+    let mut text = String::new();
+    for _ in 0..40 {
+        text = c
+            .get(url("/metrics"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(r#"reason="model_not_allowed"} 2"#)
+            && text.contains("tollgate_inflight_requests 0")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     for series in [
         r#"tollgate_requests_total{group="grp_prod",model="gpt-4o-mini",status="200"} 1"#,
         r#"tollgate_rejections_total{group="grp_prod",reason="model_not_allowed"} 2"#,
