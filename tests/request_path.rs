@@ -520,3 +520,67 @@ async fn streams_pass_through_unbuffered() {
         assert!(text.contains("data: "), "{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered_before_the_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let g = start_gateway(&basic_policy(mock.addr(), ""));
+    let body = serde_json::to_vec(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x".repeat(5000)}]})).unwrap();
+    let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        key(1),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The client waits for the interim answer before sending its body (as curl does).
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("no 100 Continue")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    s.write_all(&body).await.unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.contains("HTTP/1.1 200"), "{text}");
+    let got = mock.received();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].header("expect").is_none(),
+        "Expect forwarded upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let extra = format!("[[keys]]\nid = \"key_office\"\ngroup = \"grp_prod\"\nsha256 = \"{}\"\nallowed_cidrs = [\"10.0.0.0/8\"]\n", sha(&key(9)));
+    let call = |g: &GatewayProc, xff: &'static str| {
+        let req = client()
+            .post(g.url("/v1/chat/completions"))
+            .bearer_auth(key(9))
+            .header("x-forwarded-for", xff)
+            .json(&json!({"model": "gpt-4o-mini", "messages": []}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    // Loopback is not a trusted proxy: the header is ignored, the client is 127.0.0.1.
+    let g = start_gateway(&basic_policy(mock.addr(), &extra));
+    assert_eq!(call(&g, "10.1.2.3").await, 403);
+    drop(g);
+    // Loopback trusted: the first untrusted address from the right is the client.
+    let trusted = basic_policy(mock.addr(), &extra).replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+    );
+    let g = start_gateway(&trusted);
+    assert_eq!(call(&g, "10.1.2.3").await, 200);
+    assert_eq!(call(&g, "10.1.2.3, 8.8.8.8").await, 403);
+    assert_eq!(call(&g, "8.8.8.8, 10.1.2.3, 127.0.0.5").await, 200);
+}
