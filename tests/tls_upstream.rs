@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 struct Pki {
     ca_pem: String,
+    leaf_pem: String,
+    key_pem: String,
     server: Arc<rustls::ServerConfig>,
 }
 
@@ -39,6 +41,8 @@ fn pki(server_name: &str) -> Pki {
         .unwrap();
     Pki {
         ca_pem: ca.pem(),
+        leaf_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
         server: Arc::new(server),
     }
 }
@@ -144,4 +148,39 @@ async fn verified_tls_upstream_works_and_bad_certificates_fail_closed() {
         mock.received().is_empty(),
         "request sent over an unverified connection"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_serves_clients_over_https() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki("localhost");
+    let (cert, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &p.leaf_pem).unwrap();
+    std::fs::write(&key_file, &p.key_pem).unwrap();
+    let policy = basic_policy(mock.addr(), "").replace(
+        "[server]\n",
+        &format!(
+            "[server]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
+            cert.display(),
+            key_file.display()
+        ),
+    );
+    let g = start_gateway(&policy);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(p.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/v1/chat/completions", g.addr.port());
+    let r = client
+        .post(&url)
+        .bearer_auth(key(1))
+        .json(&json!({"model": "gpt-4o-mini", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Plain HTTP on the TLS port is not served.
+    let plain = reqwest::get(format!("http://127.0.0.1:{}/v1/models", g.addr.port())).await;
+    assert!(!plain.is_ok_and(|r| r.status().is_success()));
 }
