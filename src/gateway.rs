@@ -349,39 +349,50 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some(mut plan) = ctx.plan.take() else {
-            return Error::e_explain(ErrorType::InternalError, "upstream_peer without a plan");
-        };
-        let next = plan.next(&ctx.tried, &ctx.choice(), &mut rand::thread_rng());
-        ctx.plan = Some(plan);
-        let (model, t) = match next {
-            Ok(x) => x,
-            Err(e) => {
-                ctx.error = Some(if ctx.timed_out {
-                    GatewayError::UpstreamTimeout(format!(
-                        "{e}: no first byte within the group timeout"
-                    ))
-                } else {
-                    e
-                });
-                return Error::e_explain(ErrorType::HTTPStatus(502), "no target left");
+        // A target whose host does not resolve fails here, before any connection: count it
+        // as a failed attempt and move on to the next one.
+        loop {
+            let Some(mut plan) = ctx.plan.take() else {
+                return Error::e_explain(ErrorType::InternalError, "upstream_peer without a plan");
+            };
+            let next = plan.next(&ctx.tried, &ctx.choice(), &mut rand::thread_rng());
+            ctx.plan = Some(plan);
+            let (model, t) = match next {
+                Ok(x) => x,
+                Err(e) => {
+                    ctx.error = Some(if ctx.timed_out {
+                        GatewayError::UpstreamTimeout(format!(
+                            "{e}: no first byte within the group timeout"
+                        ))
+                    } else {
+                        e
+                    });
+                    return Error::e_explain(ErrorType::HTTPStatus(502), "no target left");
+                }
+            };
+            let (Some(key), Some(body)) = (&ctx.key, &ctx.body) else {
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    "upstream_peer without an admitted request",
+                );
+            };
+            let target = &model.targets[t];
+            ctx.target = Some((model.index, t));
+            ctx.tried.push((model.index, t));
+            ctx.upstream_body = body.render(&target.model, ctx.ask_usage);
+            ctx.attempt_started = Some(Instant::now());
+            ctx.first_attempt_at.get_or_insert_with(Instant::now);
+            ctx.attempts.push((target.label.clone(), Outcome::Pending));
+            ctx.timed_out = false;
+            match upstream::peer(target, key.group.timeout) {
+                Ok(peer) => return Ok(peer),
+                Err(e) => {
+                    log::warn!("{e}");
+                    ctx.attempt_failed();
+                    ctx.end_attempt(Outcome::ConnectFailed);
+                }
             }
-        };
-        let (Some(key), Some(body)) = (&ctx.key, &ctx.body) else {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "upstream_peer without an admitted request",
-            );
-        };
-        let target = &model.targets[t];
-        ctx.target = Some((model.index, t));
-        ctx.tried.push((model.index, t));
-        ctx.upstream_body = body.render(&target.model, ctx.ask_usage);
-        ctx.attempt_started = Some(Instant::now());
-        ctx.first_attempt_at.get_or_insert_with(Instant::now);
-        ctx.attempts.push((target.label.clone(), Outcome::Pending));
-        ctx.timed_out = false;
-        upstream::peer(target, key.group.timeout)
+        }
     }
 
     async fn upstream_request_filter(

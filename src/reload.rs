@@ -111,3 +111,29 @@ impl BackgroundService for SighupService {
         }
     }
 }
+
+/// Background service that re-resolves provider host names every 30 s (every 5 s while
+/// one of them has no address yet).
+pub struct DnsService {
+    pub policy: Arc<Policy>,
+}
+
+#[async_trait]
+impl BackgroundService for DnsService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut wait = std::time::Duration::from_secs(30);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            let snapshot = self.policy.current.load_full();
+            let unresolved = tokio::task::spawn_blocking(move || {
+                crate::snapshot::refresh_addresses(&snapshot, &SystemEnvironment)
+            })
+            .await
+            .unwrap_or(0);
+            wait = std::time::Duration::from_secs(if unresolved > 0 { 5 } else { 30 });
+        }
+    }
+}

@@ -10,7 +10,7 @@ use crate::gateway::Gateway;
 use crate::ledger::Ledger;
 use crate::observe::metrics::Metrics;
 use crate::observe::RequestLog;
-use crate::reload::{Policy, SighupService};
+use crate::reload::{DnsService, Policy, SighupService};
 use crate::secret::Secret;
 use anyhow::Context;
 use pingora_core::server::configuration::{Opt, ServerConf};
@@ -119,6 +119,12 @@ pub fn build(
         };
         server.add_service(background_service("admin", AdminService { addr, state }));
     }
+    server.add_service(background_service(
+        "dns",
+        DnsService {
+            policy: policy.clone(),
+        },
+    ));
     server.add_service(background_service(
         "sighup",
         SighupService {

@@ -102,8 +102,9 @@ pub struct ProviderEntry {
     pub id: Arc<str>,
     pub api: Api,
     pub base: BaseUrl,
-    /// Resolved when the snapshot was built; empty if resolution failed.
-    pub addrs: Vec<SocketAddr>,
+    /// Resolved when the snapshot was built and refreshed in the background
+    /// ([`refresh_addresses`]); empty while resolution fails.
+    pub addrs: arc_swap::ArcSwap<Vec<SocketAddr>>,
     /// `host[:port]` for the upstream Host header.
     pub host_header: String,
     pub credential: Option<Secret>,
@@ -220,7 +221,7 @@ impl Snapshot {
                 Ok(Arc::new(ProviderEntry {
                     id: p.id.clone(),
                     api: p.api,
-                    addrs: env.resolve(&p.base.host, p.base.port),
+                    addrs: arc_swap::ArcSwap::from_pointee(env.resolve(&p.base.host, p.base.port)),
                     base: p.base.clone(),
                     host_header,
                     credential,
@@ -368,4 +369,65 @@ fn load_ca(path: &std::path::Path) -> anyhow::Result<CaBundle> {
         })
         .collect();
     Ok(CaBundle(wrapped.into()))
+}
+
+/// Re-resolves provider host names (not IP literals) and swaps in changed addresses, so a
+/// provider that moves its IPs keeps working without a reload. Blocking: run it off the
+/// request path. Returns how many providers still have no address.
+pub fn refresh_addresses(snapshot: &Snapshot, env: &dyn Environment) -> usize {
+    let mut unresolved = 0;
+    for p in &snapshot.providers {
+        if p.base.host.parse::<std::net::IpAddr>().is_ok() {
+            continue;
+        }
+        let fresh = env.resolve(&p.base.host, p.base.port);
+        if fresh.is_empty() {
+            // Keep what we had: a resolver hiccup must not take a provider away.
+            unresolved += usize::from(p.addrs.load().is_empty());
+            continue;
+        }
+        if **p.addrs.load() != fresh {
+            log::info!(
+                "provider {}: {} now resolves to {:?}",
+                p.id,
+                p.base.host,
+                fresh
+            );
+            p.addrs.store(Arc::new(fresh));
+        }
+    }
+    unresolved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Flaky(Mutex<Vec<Vec<SocketAddr>>>);
+    impl Environment for Flaky {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn resolve(&self, _: &str, _: u16) -> Vec<SocketAddr> {
+            self.0.lock().unwrap().remove(0)
+        }
+    }
+
+    #[test]
+    fn provider_addresses_follow_dns_and_survive_failures() {
+        let text = "[server]\nlisten = [\"127.0.0.1:1\"]\n[[providers]]\nid = \"p\"\napi = \"openai\"\nbase_url = \"https://api.example.com\"\n[[models]]\nname = \"m\"\ntargets = [{ provider = \"p\" }]\n";
+        let cfg = crate::config::parse_config(text, std::path::Path::new("t.toml")).unwrap();
+        let a: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:443".parse().unwrap();
+        let env = Flaky(Mutex::new(vec![vec![], vec![a], vec![], vec![b]]));
+        let snap = Snapshot::build(&cfg, &[], 1, &env, &Default::default()).unwrap();
+        assert!(snap.providers[0].addrs.load().is_empty());
+        assert_eq!(refresh_addresses(&snap, &env), 0);
+        assert_eq!(**snap.providers[0].addrs.load(), vec![a]);
+        refresh_addresses(&snap, &env); // resolver failure: keep a
+        assert_eq!(**snap.providers[0].addrs.load(), vec![a]);
+        refresh_addresses(&snap, &env);
+        assert_eq!(**snap.providers[0].addrs.load(), vec![b]);
+    }
 }

@@ -35,7 +35,7 @@ pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 /// is both the time-to-first-byte limit and the idle limit of a stream.
 pub fn peer(target: &TargetEntry, timeout: Duration) -> Result<Box<HttpPeer>> {
     let p = &target.provider;
-    let addr = *p.addrs.first().ok_or_else(|| {
+    let addr = *p.addrs.load().first().ok_or_else(|| {
         Error::explain(
             ErrorType::ConnectNoRoute,
             format!("provider {}: host {} did not resolve", p.id, p.base.host),

@@ -372,3 +372,16 @@ async fn a_failing_target_is_ejected_then_probed_and_recovers() {
     let c = spread(&g, 80, vec![]).await;
     assert!(c.get("p0/a").copied().unwrap_or(0) >= 20, "{c:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_whose_host_does_not_resolve_is_skipped() {
+    let m = mocks(1).await;
+    let policy = policy(
+        &[m[0].addr()],
+        r#"{ provider = "nowhere", model = "x", weight = 1000000 }, { provider = "p0", model = "y", weight = 1 }"#,
+        "retries = 1",
+    ) + "\n[[providers]]\nid = \"nowhere\"\napi = \"openai\"\nbase_url = \"http://no-such-host.invalid\"\n";
+    let g = start_gateway(&policy);
+    let (s, t, body) = call(&g, chat(), &[]).await;
+    assert_eq!((s, t.as_str()), (200, "p0/y"), "{body}");
+}
