@@ -43,16 +43,20 @@ fn serves(t: &TargetEntry, c: &Choice<'_>) -> bool {
         && (c.routing != Routing::Tag || c.tags.iter().all(|tag| t.tags.contains(tag)))
 }
 
-fn weighted(cands: &[(usize, &TargetEntry)], rng: &mut impl Rng) -> Option<usize> {
-    let total: u64 = cands.iter().map(|(_, t)| u64::from(t.weight)).sum();
+/// Random in proportion to weight among `cands` (the first one if all weigh 0).
+fn weighted<'a>(
+    cands: impl Iterator<Item = (usize, &'a TargetEntry)> + Clone,
+    rng: &mut impl Rng,
+) -> Option<usize> {
+    let total: u64 = cands.clone().map(|(_, t)| u64::from(t.weight)).sum();
     if total == 0 {
-        return cands.first().map(|(i, _)| *i);
+        return cands.clone().next().map(|(i, _)| i);
     }
     let mut x = rng.gen_range(0..total);
     for (i, t) in cands {
         let w = u64::from(t.weight);
         if x < w {
-            return Some(*i);
+            return Some(i);
         }
         x -= w;
     }
@@ -60,9 +64,11 @@ fn weighted(cands: &[(usize, &TargetEntry)], rng: &mut impl Rng) -> Option<usize
 }
 
 /// Weighted rendezvous hashing: losing a target moves only the sessions it had.
-fn rendezvous(cands: &[(usize, &TargetEntry)], affinity: u64) -> Option<usize> {
+fn rendezvous<'a>(
+    cands: impl Iterator<Item = (usize, &'a TargetEntry)>,
+    affinity: u64,
+) -> Option<usize> {
     cands
-        .iter()
         .map(|(i, t)| {
             let mut h = DefaultHasher::new();
             affinity.hash(&mut h);
@@ -70,55 +76,53 @@ fn rendezvous(cands: &[(usize, &TargetEntry)], affinity: u64) -> Option<usize> {
             // Uniform in (0, 1]; score = -w / ln(u): the highest wins.
             let u = ((h.finish() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
             let score = -f64::from(t.weight.max(1)) / u.ln();
-            (*i, score)
+            (i, score)
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(i, _)| i)
 }
 
-/// Picks a target of `model` not in `tried`, by strategy.
+/// Picks a target of `model` not in `tried`, by strategy. Allocation-free: candidates are
+/// re-derived by iterator for each pass.
 pub fn pick(
     model: &ModelEntry,
     tried: &[TargetRef],
     c: &Choice<'_>,
     rng: &mut impl Rng,
 ) -> Option<usize> {
-    let open: Vec<(usize, &TargetEntry)> = model
+    let open = |(i, t): &(usize, &TargetEntry)| serves(t, c) && !tried.contains(&(model.index, *i));
+    let any_healthy = model
         .targets
         .iter()
         .enumerate()
-        .filter(|(i, t)| serves(t, c) && !tried.contains(&(model.index, *i)))
-        .collect();
-    let healthy: Vec<(usize, &TargetEntry)> = open
+        .filter(open)
+        .any(|(_, t)| t.health.healthy(c.now_ms));
+    // Healthy targets if there are any, else all of them: failing closed helps nobody.
+    let cands = model
+        .targets
         .iter()
-        .copied()
-        .filter(|(_, t)| t.health.healthy(c.now_ms))
-        .collect();
-    let cands = if healthy.is_empty() { &open } else { &healthy };
-    if cands.len() <= 1 {
-        return cands.first().map(|(i, _)| *i);
+        .enumerate()
+        .filter(open)
+        .filter(move |(_, t)| !any_healthy || t.health.healthy(c.now_ms));
+    let n = cands.clone().count();
+    if n <= 1 {
+        return cands.clone().next().map(|(i, _)| i);
     }
     match c.routing {
         Routing::Weighted | Routing::Tag => weighted(cands, rng),
         Routing::Latency => {
             if rng.gen_bool(EXPLORE) {
-                return Some(cands[rng.gen_range(0..cands.len())].0);
+                return cands.clone().nth(rng.gen_range(0..n)).map(|(i, _)| i);
             }
             cands
-                .iter()
                 .min_by_key(|(_, t)| t.health.latency_us())
-                .map(|(i, _)| *i)
+                .map(|(i, _)| i)
         }
         Routing::Cost => {
             let cost =
                 |t: &TargetEntry| t.price.input_micros_per_mtok + t.price.output_micros_per_mtok;
-            let cheapest = cands.iter().map(|(_, t)| cost(t)).min()?;
-            let ties: Vec<(usize, &TargetEntry)> = cands
-                .iter()
-                .copied()
-                .filter(|(_, t)| cost(t) == cheapest)
-                .collect();
-            weighted(&ties, rng)
+            let cheapest = cands.clone().map(|(_, t)| cost(t)).min()?;
+            weighted(cands.filter(move |(_, t)| cost(t) == cheapest), rng)
         }
         Routing::Sticky => rendezvous(cands, c.affinity),
     }
