@@ -325,9 +325,26 @@ async fn sighups_during_start_up_do_not_kill_the_process() {
             .unwrap(),
     );
     let child = &mut guard.0;
-    // The first few milliseconds are the dynamic loader's; after that, hangups must be
-    // harmless at any point of start-up.
-    std::thread::sleep(std::time::Duration::from_millis(15));
+    // Before `main` runs (dynamic loader, runtime set-up) no process can catch a signal. The
+    // handler is the first thing main installs: from the moment the kernel shows SIGHUP as
+    // caught, hangups must be harmless at any point of start-up.
+    let caught = || {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|mask| mask & 1 == 1)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !caught() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP handler never installed"
+        );
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::net::TcpStream::connect(addr).is_err() {
         assert!(
