@@ -15,13 +15,13 @@
 //! | `fail_to_connect` / `error_while_proxy` | retry on the next target              |
 //! | `fail_to_proxy`           | upstream failures -> 502 / 503 / 504 in the SPEC shape |
 
-use crate::account::{self, Accounting, InflightGuard};
+use crate::account::{self, Accounting, Estimate, InflightGuard, Served};
 use crate::admission::Reservation;
 use crate::config::Api;
 use crate::config::Routing;
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
-use crate::observe::{log_line, record_metrics, Outcome, RequestLog};
+use crate::observe::{log_line, record_metrics, Finished, Outcome, RequestLog};
 use crate::request::{RequestBody, Route};
 use crate::route::{self, Choice, Plan, TargetRef};
 use crate::snapshot::TargetEntry;
@@ -64,9 +64,8 @@ pub struct RequestCtx {
     pub error: Option<GatewayError>,
     /// What admission reserved; settled in `logging`, released on drop whatever happens.
     pub reservation: Option<Reservation>,
-    /// Reserved output tokens (the request's max_tokens or the default).
-    pub est_output: u64,
-    pub est_input: u64,
+    /// Tokens reserved: what unknown usage is charged at.
+    pub estimate: Estimate,
     /// The gateway asked for stream usage on the client's behalf.
     pub ask_usage: bool,
     pub upstream_status: Option<u16>,
@@ -124,6 +123,54 @@ impl RequestCtx {
     fn end_attempt(&mut self, outcome: Outcome) {
         if let Some(last) = self.attempts.last_mut() {
             last.1 = outcome;
+        }
+    }
+
+    /// Settles what admission reserved with what the upstream reported (once).
+    fn settle(&mut self, acc: &Accounting) -> Option<crate::usage::Billed> {
+        let reservation = self.reservation.take()?;
+        let (Some(key), Some(model)) = (&self.key, &self.model) else {
+            reservation.cancel();
+            return None;
+        };
+        let (served_model, price) = match self.target {
+            Some((m, t)) => {
+                let m = &self.snapshot.models[m];
+                (&m.name, m.targets[t].price)
+            }
+            None => (&model.name, model.price),
+        };
+        let served = Served {
+            status: self.upstream_status,
+            model: served_model,
+            price,
+            reported: self.scanner.as_ref().map(|s| s.usage).unwrap_or_default(),
+        };
+        Some(account::settle(
+            acc,
+            reservation,
+            key,
+            &served,
+            self.estimate,
+        ))
+    }
+
+    fn finished(&self, status: u16, billed: Option<crate::usage::Billed>) -> Finished<'_> {
+        Finished {
+            request_id: &self.request_id,
+            key: self.key.as_deref(),
+            model: self.model.as_ref().map(|m| &*m.name),
+            served_model: self.target.map(|(m, _)| &*self.snapshot.models[m].name),
+            target: self.target_entry().map(|t| &*t.label),
+            status,
+            error: self.error.as_ref(),
+            billed,
+            started: self.started,
+            first_attempt_at: self.first_attempt_at,
+            attempt_started: self.attempt_started,
+            client_ip: self.client_ip,
+            stream: self.body.as_ref().is_some_and(|b| b.stream),
+            attempts: &self.attempts,
         }
     }
 
@@ -244,14 +291,14 @@ impl Gateway {
             &plan.models,
             &body,
             route,
-            ctx,
         );
         ctx.plan = Some(plan);
         ctx.body = Some(body);
         ctx.model = Some(model);
         match admitted {
-            Ok(r) => {
+            Ok((r, estimate)) => {
                 ctx.reservation = Some(r);
+                ctx.estimate = estimate;
                 Ok(Ok(()))
             }
             Err(e) => Ok(Err(e)),
@@ -302,8 +349,7 @@ impl ProxyHttp for Gateway {
             tried: Vec::new(),
             error: None,
             reservation: None,
-            est_output: 0,
-            est_input: 0,
+            estimate: Estimate::default(),
             ask_usage: false,
             upstream_status: None,
             scanner: None,
@@ -483,11 +529,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let billed = account::settle(&self.accounting, ctx);
+        let billed = ctx.settle(&self.accounting);
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
-        record_metrics(&self.metrics, ctx, status, billed);
+        let finished = ctx.finished(status, billed);
+        record_metrics(&self.metrics, &finished);
         if self.request_log.enabled() {
-            self.request_log.write(&log_line(ctx, status, billed));
+            self.request_log.write(&log_line(&finished));
         }
     }
 

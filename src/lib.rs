@@ -11,7 +11,7 @@
 //!            upstream_peer ───── route::Plan           (4) target by strategy, then fallbacks
 //!  upstream_request_filter ───── upstream              (5) credential swap, Host, framing
 //!     response_body_filter ───── usage::Scanner        (6) usage from JSON / SSE, chunk by chunk
-//!                  logging ─┬─── account::settle       (7) settle; ledger (sled) flushed 250 ms
+//!                  logging ─┬─── account::settle       (7) settle (value types in, Billed out); ledger
 //!                           └─── observe               (8) metrics, request log
 //! ```
 //!
