@@ -40,5 +40,6 @@ pub mod route;
 pub mod secret;
 pub mod server;
 pub mod snapshot;
+pub mod store;
 pub mod upstream;
 pub mod usage;

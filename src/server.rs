@@ -12,6 +12,7 @@ use crate::observe::metrics::Metrics;
 use crate::observe::RequestLog;
 use crate::reload::{DnsService, Policy, SighupService};
 use crate::secret::Secret;
+use crate::store::Store;
 use anyhow::Context;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
@@ -58,10 +59,11 @@ pub fn build(
             "TOLLGATE_WINDOW_SCALE={scale}: rate windows are {scale}x shorter (testing only)"
         );
     }
-    let ledger = Arc::new(Ledger::open(
+    let store = Arc::new(Store::open(
         &s.data_dir,
         s.grace_period + Duration::from_secs(10),
     )?);
+    let ledger = Arc::new(Ledger::new(store.clone()));
     let admission = Arc::new(Admission::new(
         Arc::new(SystemClock),
         Some(ledger.clone() as Arc<dyn SpendStore>),

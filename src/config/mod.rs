@@ -4,7 +4,7 @@
 //! Nothing in this module touches the network or the environment, so `tollgate -t` gives
 //! the same verdict on a laptop as on the edge host.
 
-mod raw;
+pub mod raw;
 mod validate;
 
 use globset::GlobSet;
@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use validate::parse_config;
+pub use raw::RawLimits;
+pub use validate::{fields, looser_than, parse_config, tightest};
 
 /// Hard ceiling for `server.max_body`: the patched Pingora retry buffer (vendor/README.md).
 pub const MAX_BODY_CEILING: u64 = 64 * 1024 * 1024;
