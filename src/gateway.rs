@@ -19,6 +19,7 @@ use crate::account::{self, Accounting, Estimate, InflightGuard, Served};
 use crate::admission::Reservation;
 use crate::config::Api;
 use crate::config::Routing;
+use crate::directory::Directory;
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
 use crate::observe::{log_line, record_metrics, Finished, Outcome, RequestLog};
@@ -41,6 +42,8 @@ use std::time::{Instant, SystemTime};
 
 pub struct Gateway {
     pub policy: Arc<ArcSwap<Snapshot>>,
+    /// API-made keys and group runtime state, updated in place by the admin API.
+    pub directory: Arc<Directory>,
     pub accounting: Arc<Accounting>,
     pub request_log: Arc<RequestLog>,
     pub metrics: Arc<Metrics>,
@@ -218,12 +221,17 @@ impl Gateway {
             Err(e) => return Ok(Err(e)),
         };
         ctx.route = Some(route);
-        let key = match auth::authenticate(&snapshot, req) {
+        let now = SystemTime::now();
+        let now_s = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let key = match auth::authenticate(&snapshot, &self.directory, req, now_s) {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
         ctx.key = Some(key.clone());
-        if let Err(e) = policy::check_state(&key, SystemTime::now()) {
+        let group_state = self.directory.group_state(&key.group);
+        if let Err(e) = policy::check_state(&key, group_state, now) {
             return Ok(Err(e));
         }
         let peer = session
@@ -256,6 +264,7 @@ impl Gateway {
             body.model.as_deref(),
             route.api(),
             ctx.client_ip,
+            group_state,
         )
         .and_then(|m| policy::check_max_tokens(&key, body.max_tokens).map(|()| m));
         let model = match checked {

@@ -261,7 +261,8 @@ impl Ledger {
         let entry = mem.entry(key).or_insert_with_key(|k| {
             // Continue from what is already stored for this bucket (after a restart).
             let stored = self
-                .store.usage
+                .store
+                .usage
                 .get(k.to_bytes())
                 .ok()
                 .flatten()
@@ -275,7 +276,8 @@ impl Ledger {
     /// Writes dirty spend and usage, and budget events, then syncs to disk.
     pub fn flush(&self, admission: &Admission) -> anyhow::Result<()> {
         for (scope, kind, period, spent) in admission.take_dirty() {
-            self.store.spend
+            self.store
+                .spend
                 .insert(spend_key(&scope, kind, period), &spent.to_be_bytes())?;
         }
         let now_hour = admission.now_ms() / 3_600_000;
@@ -294,7 +296,9 @@ impl Ledger {
             let mut mem = self.totals_mem.lock().unwrap_or_else(|p| p.into_inner());
             for ((layer, id), (t, dirty, _)) in mem.iter_mut() {
                 if *dirty {
-                    self.store.totals.insert(totals_key(*layer, id), t.to_bytes().to_vec())?;
+                    self.store
+                        .totals
+                        .insert(totals_key(*layer, id), t.to_bytes().to_vec())?;
                     *dirty = false;
                 }
             }
@@ -338,7 +342,8 @@ impl Ledger {
 
     /// Audit events, oldest first.
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        self.store.audit
+        self.store
+            .audit
             .iter()
             .values()
             .filter_map(|v| v.ok())
@@ -348,7 +353,8 @@ impl Ledger {
 
     /// Stored usage buckets with `from_hour <= hour < to_hour` (flushed data only).
     pub fn usage_between(&self, from_hour: u64, to_hour: u64) -> Vec<(UsageKey, UsageTotals)> {
-        self.store.usage
+        self.store
+            .usage
             .range(from_hour.to_be_bytes()..to_hour.to_be_bytes())
             .filter_map(|r| r.ok())
             .filter_map(|(k, v)| Some((UsageKey::from_bytes(&k)?, UsageTotals::from_bytes(&v))))
@@ -357,7 +363,8 @@ impl Ledger {
 
     /// Settled spend of a scope in a period, as stored.
     pub fn stored_spend(&self, scope: &ScopeKey, kind: BudgetPeriod, period: u64) -> u64 {
-        self.store.spend
+        self.store
+            .spend
             .get(spend_key(scope, kind, period))
             .ok()
             .flatten()

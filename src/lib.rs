@@ -25,9 +25,13 @@ pub mod admission;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod demo;
+pub mod directory;
 pub mod error;
+pub mod events;
 pub mod gateway;
+pub mod last_seen;
 pub mod ledger;
 #[path = "mock_provider/mod.rs"]
 pub mod mock;

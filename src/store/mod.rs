@@ -16,7 +16,7 @@
 
 pub mod records;
 
-pub use records::{GroupOverride, KeyRecord, KeyStatus, PreviousSecret};
+pub use records::{GroupOverride, KeyRecord, KeySpec, KeyStatus, PreviousSecret};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -165,7 +165,9 @@ impl ControlStore for Store {
 
     fn put_group_override(&self, group: &str, o: Option<&GroupOverride>) -> anyhow::Result<()> {
         match o {
-            Some(o) => self.groups.insert(group.as_bytes(), serde_json::to_vec(o)?)?,
+            Some(o) => self
+                .groups
+                .insert(group.as_bytes(), serde_json::to_vec(o)?)?,
             None => self.groups.remove(group.as_bytes())?,
         };
         Ok(())

@@ -122,7 +122,11 @@ pub fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str, String
     check("rpd", g(child.rpd), g(parent.rpd));
     check("tpm", g(child.tpm), g(parent.tpm));
     check("tpd", g(child.tpd), g(parent.tpd));
-    check("max_parallel", g32(child.max_parallel), g32(parent.max_parallel));
+    check(
+        "max_parallel",
+        g32(child.max_parallel),
+        g32(parent.max_parallel),
+    );
     check("max_tokens", g32(child.max_tokens), g32(parent.max_tokens));
     if let (Some(mine), Some(theirs)) = (child.budget, parent.budget) {
         if mine.limit_micros > theirs.limit_micros {

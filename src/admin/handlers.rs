@@ -1,0 +1,195 @@
+//! Key and group routes: authenticate, then hand the call to the control plane on a
+//! blocking thread (a write ends in an fsync).
+
+use super::auth::actor;
+use super::{error_response, AdminState};
+use crate::config::GroupState;
+use crate::control::{Actor, ApiError, ApiResult, ControlPlane};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+
+async fn run<F>(s: AdminState, headers: HeaderMap, ok: StatusCode, f: F) -> Response
+where
+    F: FnOnce(&ControlPlane, &Actor) -> ApiResult<Value> + Send + 'static,
+{
+    let who = match actor(&s, &headers) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let cp = s.control.clone();
+    match tokio::task::spawn_blocking(move || f(&cp, &who)).await {
+        Ok(Ok(v)) => (ok, Json(v)).into_response(),
+        Ok(Err(e)) => error_response(&e),
+        Err(e) => error_response(&ApiError::internal(e)),
+    }
+}
+
+pub async fn create_key(State(s): State<AdminState>, h: HeaderMap, body: Bytes) -> Response {
+    run(s, h, StatusCode::CREATED, move |cp, a| {
+        cp.create_key(a, &body)
+    })
+    .await
+}
+
+pub async fn create_batch(State(s): State<AdminState>, h: HeaderMap, body: Bytes) -> Response {
+    run(s, h, StatusCode::CREATED, move |cp, a| {
+        cp.create_batch(a, &body)
+    })
+    .await
+}
+
+pub async fn list_keys(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    run(s, h, StatusCode::OK, move |cp, _| {
+        let query = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::bad_request("", format!("query: {e}")))?;
+        cp.list_keys(&query)
+    })
+    .await
+}
+
+pub async fn get_key(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    run(s, h, StatusCode::OK, move |cp, _| cp.get_key(&id)).await
+}
+
+pub async fn patch_key(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    run(s, h, StatusCode::OK, move |cp, a| {
+        cp.patch_key(a, &id, &body)
+    })
+    .await
+}
+
+pub async fn revoke_key(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    run(s, h, StatusCode::OK, move |cp, a| cp.revoke_key(a, &id)).await
+}
+
+pub async fn disable_key(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    run(s, h, StatusCode::OK, move |cp, a| cp.disable_key(a, &id)).await
+}
+
+pub async fn enable_key(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    run(s, h, StatusCode::OK, move |cp, a| cp.enable_key(a, &id)).await
+}
+
+pub async fn regenerate_key(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    run(s, h, StatusCode::OK, move |cp, a| {
+        cp.regenerate_key(a, &id, &body)
+    })
+    .await
+}
+
+pub async fn move_key(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    run(s, h, StatusCode::OK, move |cp, a| {
+        cp.move_key(a, &id, &body)
+    })
+    .await
+}
+
+pub async fn list_groups(State(s): State<AdminState>, h: HeaderMap) -> Response {
+    run(s, h, StatusCode::OK, |cp, _| Ok(cp.list_groups())).await
+}
+
+pub async fn get_group(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    run(s, h, StatusCode::OK, move |cp, _| cp.get_group(&id)).await
+}
+
+async fn set_state(s: AdminState, h: HeaderMap, id: String, to: GroupState) -> Response {
+    run(s, h, StatusCode::OK, move |cp, a| {
+        cp.set_group_state(a, &id, to)
+    })
+    .await
+}
+
+pub async fn pause_group(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    set_state(s, h, id, GroupState::Paused).await
+}
+
+pub async fn resume_group(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    set_state(s, h, id, GroupState::Active).await
+}
+
+pub async fn quarantine_group(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    set_state(s, h, id, GroupState::Quarantined).await
+}
+
+async fn bulk(s: AdminState, h: HeaderMap, id: String, action: crate::control::Bulk) -> Response {
+    run(s, h, StatusCode::OK, move |cp, a| cp.bulk(a, &id, action)).await
+}
+
+pub async fn bulk_disable(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    bulk(s, h, id, crate::control::Bulk::Disable).await
+}
+
+pub async fn bulk_enable(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    bulk(s, h, id, crate::control::Bulk::Enable).await
+}
+
+pub async fn bulk_revoke(
+    State(s): State<AdminState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    bulk(s, h, id, crate::control::Bulk::Revoke).await
+}

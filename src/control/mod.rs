@@ -1,0 +1,169 @@
+//! The control plane: API-made keys and group runtime state, managed through the admin API.
+//!
+//! Every write follows one order: validate against the current snapshot → write the
+//! record(s) to the store → emit the event(s) (the audit trail writes to the same store) →
+//! commit (fsync) → update the [`Directory`] the data plane reads → answer. So a 2xx means
+//! the change is on disk and the very next request follows it; a crash before the commit
+//! loses the change and its audit event together, and no client saw a 2xx for it.
+//!
+//! Writes are serialised by one lock (they are rare next to requests, and it makes
+//! concurrent edits of one key linearisable). Reads need no lock.
+
+mod groups;
+pub use groups::Bulk;
+mod keys;
+pub use keys::KeyQuery;
+pub mod lifecycle;
+mod spec;
+mod view;
+
+pub use spec::parse_record;
+pub use view::rfc3339;
+
+use crate::directory::Directory;
+use crate::events::{Event, Events};
+use crate::ledger::Ledger;
+use crate::snapshot::Snapshot;
+use crate::store::ControlStore;
+use arc_swap::ArcSwap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// An admin API refusal: status, SPEC code, message, and the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    pub fn bad_request(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 400,
+            code: "invalid_request",
+            message: message.into(),
+            param: Some(param.into()),
+        }
+    }
+
+    pub fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError {
+            status: 404,
+            code: "not_found",
+            message: format!("no {what} {id:?}"),
+            param: None,
+        }
+    }
+
+    pub fn managed_by_config(id: &str) -> ApiError {
+        ApiError {
+            status: 409,
+            code: "managed_by_config",
+            message: format!("key {id} is defined in the policy file: change it there and reload"),
+            param: None,
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        log::error!("admin API: {e}");
+        ApiError {
+            status: 500,
+            code: "internal_error",
+            message: "the change could not be stored; nothing was changed".into(),
+            param: None,
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Who made a change: `root` (the environment's admin token), `system`, or a token id.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+pub struct ControlPlane {
+    pub store: Arc<dyn ControlStore>,
+    pub directory: Arc<Directory>,
+    pub policy: Arc<ArcSwap<Snapshot>>,
+    /// Spend of keys and groups (absent in pure unit tests).
+    pub ledger: Option<Arc<Ledger>>,
+    pub events: Arc<Events>,
+    write: Mutex<()>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn now_s() -> u64 {
+    now_ms() / 1000
+}
+
+impl ControlPlane {
+    /// Loads API keys and group overrides from the store into a fresh directory.
+    pub fn open(
+        store: Arc<dyn ControlStore>,
+        directory: Arc<Directory>,
+        policy: Arc<ArcSwap<Snapshot>>,
+        ledger: Option<Arc<Ledger>>,
+        events: Arc<Events>,
+    ) -> anyhow::Result<ControlPlane> {
+        let started = std::time::Instant::now();
+        directory.last_seen.load(store.last_used()?);
+        let records = store.keys()?;
+        let mut bad = 0;
+        for r in &records {
+            match parse_record(r, &directory.last_seen) {
+                Ok(k) => directory.put(Arc::new(k), None),
+                Err(e) => {
+                    bad += 1;
+                    log::error!("store: key {} cannot be loaded: {}", r.id, e.message);
+                }
+            }
+        }
+        let snapshot = policy.load();
+        for o in store.group_overrides()? {
+            groups::restore_override(&directory, &snapshot, &o);
+        }
+        log::info!(
+            "store: {} API keys loaded in {:?}{}",
+            records.len() - bad,
+            started.elapsed(),
+            if bad > 0 {
+                " (some could not be loaded: see above)"
+            } else {
+                ""
+            }
+        );
+        Ok(ControlPlane {
+            store,
+            directory,
+            policy,
+            ledger,
+            events,
+            write: Mutex::new(()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, e: Event) -> ApiResult<()> {
+        self.events.emit(&e).map_err(ApiError::internal)
+    }
+
+    fn commit(&self) -> ApiResult<()> {
+        self.store.commit().map_err(ApiError::internal)
+    }
+
+    /// After a reload: group overrides made over a file state that has since changed are
+    /// dropped for good (the file's new state wins).
+    pub fn after_reload(&self, new: &Snapshot) {
+        let _guard = self.lock();
+        groups::reconcile(self, new);
+    }
+}
