@@ -360,6 +360,7 @@ impl ControlPlane {
 
     /// `PATCH /v1/keys/{id}`: fields present replace, `null` clears, `group` is refused.
     pub fn patch_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
+        self.record_for_write(id)?;
         let mut patch = object(body)?;
         if patch.contains_key("group") {
             return Err(ApiError::bad_request(
@@ -434,6 +435,7 @@ impl ControlPlane {
 
     /// `POST /v1/keys/{id}/regenerate` `{grace_period?}` → view plus the new `key`.
     pub fn regenerate_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
+        self.record_for_write(id)?;
         let mut m = object(body)?;
         let grace = take_str(&mut m, "grace_period")?
             .map(|g| duration("grace_period", &g))
@@ -477,6 +479,7 @@ impl ControlPlane {
 
     /// `POST /v1/keys/{id}/move` `{group}`: same secret and id, the new group's policy.
     pub fn move_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
+        self.record_for_write(id)?;
         let mut m = object(body)?;
         let group = take_str(&mut m, "group")?
             .ok_or_else(|| ApiError::bad_request("group", "group is required"))?;
