@@ -715,3 +715,74 @@ async fn concurrent_writes_on_one_key_under_traffic() {
         assert_eq!(env.code(&working[0], "gpt-4o-mini").await, "ok");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lifecycle_ttl_idle_disable_and_rotation() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let policy = policy_with(mock.addr(), admin).replace(
+        "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\n",
+        "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\nkey_ttl = \"1h\"\nidle_disable = \"2s\"\n",
+    );
+    let env_vars = [
+        ("TEST_ADMIN_TOKEN", TOKEN),
+        ("TOLLGATE_LIFECYCLE_EVERY_MS", "200"),
+    ];
+    let g = start_gateway_env(&policy, &env_vars);
+    let env = Env {
+        g,
+        admin,
+        policy,
+        _mock: mock,
+        seen: Default::default(),
+    };
+    env.wait_admin().await;
+    // key_ttl: a key made without an expiry gets the group's.
+    let (idle, idle_key) = env.create(json!({"name": "idle", "group": "grp_c"})).await;
+    let (busy, busy_key) = env.create(json!({"name": "busy", "group": "grp_c"})).await;
+    let (_, v) = env.get(&format!("/v1/keys/{idle}")).await;
+    let expires = humantime::parse_rfc3339(v["expires_at"].as_str().unwrap()).unwrap();
+    let left = expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        left > Duration::from_secs(3500) && left <= Duration::from_secs(3600),
+        "{left:?}"
+    );
+    // A rotating key in a group without idle_disable.
+    let (rot, rot_key) = env
+        .create(json!({"name": "rot", "group": "grp_prod", "rotation_interval": "3s"}))
+        .await;
+    let first_prefix = env.get(&format!("/v1/keys/{rot}")).await.1["prefix"].clone();
+    // idle_disable: the unused key is disabled; the used one stays active.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(env.code(&busy_key, "gpt-4o-mini").await, "ok");
+        let (_, v) = env.get(&format!("/v1/keys/{idle}")).await;
+        if v["status"] == "disabled" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "idle key never disabled: {v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(env.code(&idle_key, "gpt-4o-mini").await, "key_disabled");
+    assert_eq!(
+        env.get(&format!("/v1/keys/{busy}")).await.1["status"],
+        "active"
+    );
+    // Rotation: a new secret was made; the old one keeps working in its 24 h grace.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.get(&format!("/v1/keys/{rot}")).await.1["prefix"] == first_prefix {
+        assert!(Instant::now() < deadline, "key never rotated");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(env.code(&rot_key, "gpt-4o-mini").await, "ok");
+    let log = env.g.log_text();
+    assert!(log.contains(&format!(
+        "event key.idle_disabled actor=system group=grp_c key={idle}"
+    )));
+    assert!(log.contains(&format!(
+        "event key.rotated actor=system group=grp_prod key={rot}"
+    )));
+    assert!(!log.contains(&rot_key) && !log.contains(&idle_key) && !log.contains(&busy_key));
+}

@@ -4,6 +4,7 @@
 use super::spec::{check_future, check_in_group, check_spec, duration, object, take_str, typed};
 use super::{now_ms, now_s, parse_record, Actor, ApiError, ApiResult, ControlPlane};
 use crate::events::Event;
+use crate::secret::Secret;
 use crate::snapshot::{KeyEntry, Snapshot};
 use crate::store::{KeyRecord, KeySpec, KeyStatus, PreviousSecret};
 use rand::Rng;
@@ -336,6 +337,7 @@ impl ControlPlane {
         actor: &Actor,
         id: &str,
         change: impl FnOnce(&mut KeyRecord, &Snapshot) -> ApiResult<&'static str>,
+        secret: Option<Secret>,
     ) -> ApiResult<KeyRecord> {
         let _guard = self.lock();
         let snapshot = self.policy.load_full();
@@ -343,13 +345,14 @@ impl ControlPlane {
         let mut new = old.clone();
         let kind = change(&mut new, &snapshot)?;
         new.updated_at = now_s();
-        let e = self.event(
+        let mut e = self.event(
             kind,
             actor,
             &new,
             Some(audit_form(&old)),
             Some(audit_form(&new)),
         );
+        e.secret = secret;
         self.apply(&[(Some(&old), &new)], vec![e])?;
         Ok(new)
     }
@@ -371,52 +374,62 @@ impl ControlPlane {
         let ttl = take_str(&mut patch, "ttl")?
             .map(|t| duration("ttl", &t))
             .transpose()?;
-        let r = self.update_key(actor, id, |r, snapshot| {
-            not_revoked(r)?;
-            let mut merged: Map<String, Value> = match serde_json::to_value(&r.spec) {
-                Ok(Value::Object(m)) => m,
-                _ => Map::new(),
-            };
-            for (k, v) in patch {
-                if v.is_null() {
-                    merged.remove(&k);
-                } else {
-                    merged.insert(k, v);
+        let r = self.update_key(
+            actor,
+            id,
+            |r, snapshot| {
+                not_revoked(r)?;
+                let mut merged: Map<String, Value> = match serde_json::to_value(&r.spec) {
+                    Ok(Value::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                for (k, v) in patch {
+                    if v.is_null() {
+                        merged.remove(&k);
+                    } else {
+                        merged.insert(k, v);
+                    }
                 }
-            }
-            if let Some(ttl) = ttl {
-                let at = std::time::SystemTime::now() + ttl;
-                merged.insert(
-                    "expires_at".into(),
-                    json!(humantime::format_rfc3339_seconds(at).to_string()),
-                );
-            }
-            let spec: KeySpec = typed(Value::Object(merged))?;
-            let checked = check_spec(&spec)?;
-            if spec.expires_at != r.spec.expires_at {
-                check_future(checked.expires_at)?;
-            }
-            if let Some(g) = snapshot.groups.get(r.group.as_str()) {
-                check_in_group(&checked.limits, g)?;
-            }
-            r.spec = spec;
-            Ok("key.updated")
-        })?;
+                if let Some(ttl) = ttl {
+                    let at = std::time::SystemTime::now() + ttl;
+                    merged.insert(
+                        "expires_at".into(),
+                        json!(humantime::format_rfc3339_seconds(at).to_string()),
+                    );
+                }
+                let spec: KeySpec = typed(Value::Object(merged))?;
+                let checked = check_spec(&spec)?;
+                if spec.expires_at != r.spec.expires_at {
+                    check_future(checked.expires_at)?;
+                }
+                if let Some(g) = snapshot.groups.get(r.group.as_str()) {
+                    check_in_group(&checked.limits, g)?;
+                }
+                r.spec = spec;
+                Ok("key.updated")
+            },
+            None,
+        )?;
         Ok(self.view(&r))
     }
 
     fn set_status(&self, actor: &Actor, id: &str, to: KeyStatus) -> ApiResult<Value> {
-        let r = self.update_key(actor, id, |r, _| {
-            if r.status == KeyStatus::Revoked && to != KeyStatus::Revoked {
-                return Err(revoked(&r.id));
-            }
-            r.status = to;
-            Ok(match to {
-                KeyStatus::Active => "key.enabled",
-                KeyStatus::Disabled => "key.disabled",
-                KeyStatus::Revoked => "key.revoked",
-            })
-        })?;
+        let r = self.update_key(
+            actor,
+            id,
+            |r, _| {
+                if r.status == KeyStatus::Revoked && to != KeyStatus::Revoked {
+                    return Err(revoked(&r.id));
+                }
+                r.status = to;
+                Ok(match to {
+                    KeyStatus::Active => "key.enabled",
+                    KeyStatus::Disabled => "key.disabled",
+                    KeyStatus::Revoked => "key.revoked",
+                })
+            },
+            None,
+        )?;
         Ok(self.view(&r))
     }
 
@@ -454,6 +467,7 @@ impl ControlPlane {
     }
 
     /// New secret, same id; the old one works for `grace` more (none: stops at once).
+    /// `key.rotated` events carry the new secret (for the signed webhook only).
     pub(super) fn regenerate(
         &self,
         actor: &Actor,
@@ -462,18 +476,24 @@ impl ControlPlane {
         kind: &'static str,
     ) -> ApiResult<(KeyRecord, String)> {
         let secret = crate::auth::generate_key();
-        let r = self.update_key(actor, id, |r, _| {
-            not_revoked(r)?;
-            let now = now_s();
-            r.previous = (!grace.is_zero()).then(|| PreviousSecret {
-                sha256: r.sha256.clone(),
-                until: now + grace.as_secs().max(1),
-            });
-            r.sha256 = hex::encode(crate::auth::digest(secret.as_bytes()));
-            r.prefix = crate::auth::display_prefix(&secret);
-            r.secret_at = now;
-            Ok(kind)
-        })?;
+        let for_event = (kind == "key.rotated").then(|| Secret::new(secret.clone()));
+        let r = self.update_key(
+            actor,
+            id,
+            |r, _| {
+                not_revoked(r)?;
+                let now = now_s();
+                r.previous = (!grace.is_zero()).then(|| PreviousSecret {
+                    sha256: r.sha256.clone(),
+                    until: now + grace.as_secs().max(1),
+                });
+                r.sha256 = hex::encode(crate::auth::digest(secret.as_bytes()));
+                r.prefix = crate::auth::display_prefix(&secret);
+                r.secret_at = now;
+                Ok(kind)
+            },
+            for_event,
+        )?;
         Ok((r, secret))
     }
 
@@ -483,16 +503,21 @@ impl ControlPlane {
         let mut m = object(body)?;
         let group = take_str(&mut m, "group")?
             .ok_or_else(|| ApiError::bad_request("group", "group is required"))?;
-        let r = self.update_key(actor, id, |r, snapshot| {
-            not_revoked(r)?;
-            let g = snapshot.groups.get(group.as_str()).ok_or_else(|| {
-                ApiError::bad_request("group", format!("unknown group {group:?}"))
-            })?;
-            let checked = check_spec(&r.spec)?;
-            check_in_group(&checked.limits, g)?;
-            r.group = group.clone();
-            Ok("key.moved")
-        })?;
+        let r = self.update_key(
+            actor,
+            id,
+            |r, snapshot| {
+                not_revoked(r)?;
+                let g = snapshot.groups.get(group.as_str()).ok_or_else(|| {
+                    ApiError::bad_request("group", format!("unknown group {group:?}"))
+                })?;
+                let checked = check_spec(&r.spec)?;
+                check_in_group(&checked.limits, g)?;
+                r.group = group.clone();
+                Ok("key.moved")
+            },
+            None,
+        )?;
         Ok(self.view(&r))
     }
 }

@@ -6,8 +6,6 @@
 
 use super::{now_s, Actor, ControlPlane};
 use crate::config::KeyState;
-use crate::events::Event;
-use crate::secret::Secret;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -35,10 +33,11 @@ impl ControlPlane {
             if let Some(limit) = group.idle_disable {
                 let last = k.last_used.get().max(k.created_at);
                 if now.saturating_sub(last) >= limit.as_secs() {
-                    match self.update_key(&system, &k.id, |r, _| {
+                    let idle_disable = |r: &mut crate::store::KeyRecord, _: &_| {
                         r.status = crate::store::KeyStatus::Disabled;
                         Ok("key.idle_disabled")
-                    }) {
+                    };
+                    match self.update_key(&system, &k.id, idle_disable, None) {
                         Ok(_) => idle += 1,
                         Err(e) => log::error!("idle_disable {}: {}", k.id, e.message),
                     }
@@ -47,26 +46,8 @@ impl ControlPlane {
             }
             if let Some(every) = k.rotation_s {
                 if now >= k.secret_at.saturating_add(every) {
-                    match self.regenerate(&system, &k.id, ROTATION_GRACE, "key.rotated.internal") {
-                        Ok((r, secret)) => {
-                            rotated += 1;
-                            let e = Event {
-                                kind: "key.rotated",
-                                at_ms: super::now_ms(),
-                                actor: system.0.clone(),
-                                org: Some(group.org.id.to_string()),
-                                group: Some(r.group.clone()),
-                                key_id: Some(r.id.clone()),
-                                before: None,
-                                after: Some(serde_json::json!({"prefix": r.prefix})),
-                                secret: Some(Secret::new(secret)),
-                            };
-                            if let Err(err) =
-                                self.events.emit(&e).and_then(|()| self.store.commit())
-                            {
-                                log::error!("key.rotated {}: {err}", r.id);
-                            }
-                        }
+                    match self.regenerate(&system, &k.id, ROTATION_GRACE, "key.rotated") {
+                        Ok(_) => rotated += 1,
                         Err(e) => log::error!("rotation {}: {}", k.id, e.message),
                     }
                 }
