@@ -68,7 +68,7 @@ impl Subscriber for AuditTrail {
         }
         let v = serde_json::json!({
             "at_ms": e.at_ms,
-            "at": crate::control::rfc3339(e.at_ms / 1000),
+            "at": crate::clock::rfc3339(e.at_ms / 1000),
             "actor": e.actor,
             "type": e.kind,
             "event": e.kind,

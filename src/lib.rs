@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  client ──► request_filter ─┬─ request::Route        which API (OpenAI / Anthropic)
-//!                             ├─ auth                  (1) key digest → KeyEntry
+//!                             ├─ auth                  (1) key digest → KeyEntry: the file
+//!                             │                            snapshot, then `directory` (API keys)
 //!                             ├─ policy                (2) key/group state, CIDRs, model gating
 //!                             ├─ respond::read_body    body ≤ max_body (replayed on retries)
 //!                             └─ admission via account (3) windows, slots, budgets: reserve
@@ -16,8 +17,18 @@
 //! ```
 //!
 //! Around it: `config` (raw → validated), `snapshot` (the immutable policy behind one
-//! `ArcSwap`), `reload` (SIGHUP), `server` (Pingora services), `admin` (health, metrics,
-//! reload), `mock` (the mock provider for tests, demo and load tests).
+//! `ArcSwap`), `reload` (SIGHUP), `server` (Pingora services), `mock` (the mock provider
+//! for tests, demo and load tests).
+//!
+//! The control plane, beside the request path:
+//!
+//! ```text
+//!  admin (axum route table) ──► control (validate → store → events → commit → directory)
+//!                                  │            │            │
+//!                                store       events      directory ◄── auth (data plane)
+//!                           (sled trees,   (audit trail,  (API keys by digest, group
+//!                            ControlStore)   log, …)       state overrides, last_seen)
+//! ```
 
 pub mod account;
 pub mod admin;

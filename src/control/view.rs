@@ -6,11 +6,9 @@ use crate::config::{BudgetPeriod, GroupState, KeyState, Limits};
 use crate::snapshot::{GroupEntry, KeyEntry, Snapshot};
 use crate::store::{KeyRecord, KeyStatus};
 use serde_json::{json, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-pub fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
+pub use crate::clock::rfc3339;
 
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
