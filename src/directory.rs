@@ -20,9 +20,31 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use subtle::ConstantTimeEq;
 
-/// An API-made key as the data plane needs it (the full record stays in the store).
+/// An API-made key as the data plane needs it (the full record stays in the store):
+/// its definition, its last use, and its resolution against the latest snapshot.
 #[derive(Debug)]
 pub struct ApiKey {
+    pub def: ApiKeyParts,
+    pub last_used: Arc<LastUsed>,
+    resolved: ArcSwapOption<Resolved>,
+}
+
+impl std::ops::Deref for ApiKey {
+    type Target = ApiKeyParts;
+    fn deref(&self) -> &ApiKeyParts {
+        &self.def
+    }
+}
+
+#[derive(Debug)]
+struct Resolved {
+    generation: u64,
+    entry: Arc<KeyEntry>,
+}
+
+/// What an API key is, before it is resolved against its group.
+#[derive(Debug)]
+pub struct ApiKeyParts {
     pub id: Arc<str>,
     pub name: Option<String>,
     pub group: Arc<str>,
@@ -35,72 +57,18 @@ pub struct ApiKey {
     pub models: Option<Box<ModelFilter>>,
     pub allowed_cidrs: Option<Vec<IpNet>>,
     pub owner: Option<Arc<str>>,
+    /// Creation or last change (unix seconds): idleness counts from here.
     pub created_at: u64,
     /// When the secret was made: rotation counts from here.
     pub secret_at: u64,
     /// `rotation_interval` in seconds.
     pub rotation_s: Option<u64>,
-    pub last_used: Arc<LastUsed>,
-    resolved: ArcSwapOption<Resolved>,
-}
-
-#[derive(Debug)]
-struct Resolved {
-    generation: u64,
-    entry: Arc<KeyEntry>,
-}
-
-/// Everything of an [`ApiKey`] but its cache; see [`ApiKey::new`].
-pub struct ApiKeyParts {
-    pub id: Arc<str>,
-    pub name: Option<String>,
-    pub group: Arc<str>,
-    pub digest: Digest,
-    pub previous: Option<(Digest, u64)>,
-    pub state: KeyState,
-    pub expires_at: Option<SystemTime>,
-    pub limits: Limits,
-    pub models: Option<Box<ModelFilter>>,
-    pub allowed_cidrs: Option<Vec<IpNet>>,
-    pub owner: Option<Arc<str>>,
-    pub created_at: u64,
-    pub secret_at: u64,
-    pub rotation_s: Option<u64>,
 }
 
 impl ApiKey {
-    pub fn new(p: ApiKeyParts, last_used: Arc<LastUsed>) -> ApiKey {
-        let ApiKeyParts {
-            id,
-            name,
-            group,
-            digest,
-            previous,
-            state,
-            expires_at,
-            limits,
-            models,
-            allowed_cidrs,
-            owner,
-            created_at,
-            secret_at,
-            rotation_s,
-        } = p;
+    pub fn new(def: ApiKeyParts, last_used: Arc<LastUsed>) -> ApiKey {
         ApiKey {
-            id,
-            name,
-            group,
-            digest,
-            previous,
-            state,
-            expires_at,
-            limits,
-            models,
-            allowed_cidrs,
-            owner,
-            created_at,
-            secret_at,
-            rotation_s,
+            def,
             last_used,
             resolved: ArcSwapOption::empty(),
         }

@@ -3,7 +3,7 @@
 //! axum routing.
 //!
 //! Every route is declared once, in [`routes`]: the router is built from it and the test
-//! of `docs/openapi.yaml` compares the document with it, so neither can drift.
+//! of `docs/openapi.json` compares the document with it, so neither can drift.
 //! `/healthz` and `/readyz` are open (load balancers probe them); everything else needs
 //! `Authorization: Bearer <admin token>`.
 

@@ -13,9 +13,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// Puts a stored override back in the directory, if its group still exists.
-pub(super) fn restore_override(dir: &Directory, snapshot: &Snapshot, o: &GroupOverride) {
-    if let Some(g) = snapshot.groups.get(o.group.as_str()) {
+/// Puts a stored override back in the directory if its group still has the file state it
+/// was made over; returns false when it no longer applies (the caller drops it).
+pub(super) fn restore_override(dir: &Directory, snapshot: &Snapshot, o: &GroupOverride) -> bool {
+    let Some(g) = snapshot.groups.get(o.group.as_str()) else {
+        return false;
+    };
+    if g.state.as_str() != o.file_state {
+        return false;
+    }
+    {
         dir.set_group_override(
             &g.id,
             Some(StateOverride {
@@ -24,6 +31,7 @@ pub(super) fn restore_override(dir: &Directory, snapshot: &Snapshot, o: &GroupOv
             }),
         );
     }
+    true
 }
 
 /// Drops overrides whose group's file state changed (or whose group is gone).
@@ -139,6 +147,11 @@ impl ControlPlane {
             at: now_s(),
             by: actor.0.clone(),
         });
+        let previous = self
+            .store
+            .group_overrides()
+            .ok()
+            .and_then(|all| all.into_iter().find(|p| p.group == *g.id));
         self.store
             .put_group_override(&g.id, o.as_ref())
             .map_err(ApiError::internal)?;
@@ -147,18 +160,24 @@ impl ControlPlane {
             GroupState::Paused => "group.paused",
             GroupState::Quarantined => "group.quarantined",
         };
-        self.emit(Event {
-            kind,
-            at_ms: now_ms(),
-            actor: actor.0.clone(),
-            org: Some(g.org.id.to_string()),
-            group: Some(g.id.to_string()),
-            key_id: None,
-            before: Some(json!({"state": before.as_str()})),
-            after: Some(json!({"state": to.as_str()})),
-            secret: None,
-        })?;
-        self.commit()?;
+        let committed = self
+            .emit(Event {
+                kind,
+                at_ms: now_ms(),
+                actor: actor.0.clone(),
+                org: Some(g.org.id.to_string()),
+                group: Some(g.id.to_string()),
+                key_id: None,
+                before: Some(json!({"state": before.as_str()})),
+                after: Some(json!({"state": to.as_str()})),
+                secret: None,
+            })
+            .and_then(|()| self.commit());
+        if let Err(e) = committed {
+            // Put back what was there, so the store and the data plane still agree.
+            let _ = self.store.put_group_override(&g.id, previous.as_ref());
+            return Err(e);
+        }
         self.directory.set_group_override(
             &g.id,
             o.map(|_| StateOverride {

@@ -66,10 +66,27 @@ impl ControlPlane {
     ) -> ApiResult<()> {
         let new: Vec<&KeyRecord> = records.iter().map(|(_, n)| *n).collect();
         self.store.put_keys(&new).map_err(ApiError::internal)?;
-        for e in events {
-            self.emit(e)?;
+        let committed = events
+            .into_iter()
+            .try_for_each(|e| self.emit(e))
+            .and_then(|()| self.commit());
+        if let Err(e) = committed {
+            // Put back what was there, so the store and the data plane still agree.
+            let old: Vec<&KeyRecord> = records.iter().filter_map(|(o, _)| *o).collect();
+            let made: Vec<&str> = records
+                .iter()
+                .filter(|(o, _)| o.is_none())
+                .map(|(_, n)| n.id.as_str())
+                .collect();
+            if let Err(undo) = self
+                .store
+                .put_keys(&old)
+                .and_then(|()| self.store.remove_keys(&made))
+            {
+                log::error!("store: cannot undo a failed write: {undo}");
+            }
+            return Err(e);
         }
-        self.commit()?;
         for (old, r) in records {
             let key = parse_record(r, &self.directory.last_seen)?;
             let old = match old {
@@ -414,6 +431,11 @@ impl ControlPlane {
     }
 
     fn set_status(&self, actor: &Actor, id: &str, to: KeyStatus) -> ApiResult<Value> {
+        let current = self.record_for_write(id)?;
+        if current.status == to {
+            // Nothing to change, nothing to audit.
+            return Ok(self.view(&current));
+        }
         let r = self.update_key(
             actor,
             id,
@@ -503,6 +525,12 @@ impl ControlPlane {
         let mut m = object(body)?;
         let group = take_str(&mut m, "group")?
             .ok_or_else(|| ApiError::bad_request("group", "group is required"))?;
+        if let Some(k) = m.keys().next() {
+            return Err(ApiError::bad_request(
+                k.clone(),
+                format!("unknown field {k:?}"),
+            ));
+        }
         let r = self.update_key(
             actor,
             id,

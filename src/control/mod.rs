@@ -126,7 +126,14 @@ impl ControlPlane {
         }
         let snapshot = policy.load();
         for o in store.group_overrides()? {
-            groups::restore_override(&directory, &snapshot, &o);
+            if !groups::restore_override(&directory, &snapshot, &o) {
+                log::info!(
+                    "group {}: the policy file's state changed while stopped; the API's {:?} no longer applies",
+                    o.group,
+                    o.state
+                );
+                store.put_group_override(&o.group, None)?;
+            }
         }
         log::info!(
             "store: {} API keys loaded in {:?}{}",

@@ -228,7 +228,8 @@ pub fn parse_record(r: &KeyRecord, last_seen: &LastSeen) -> ApiResult<ApiKey> {
         models: c.models,
         allowed_cidrs: c.allowed_cidrs,
         owner: r.spec.owner.as_deref().map(Into::into),
-        created_at: r.created_at,
+        // Idleness counts from creation or the last change (an enabled key starts afresh).
+        created_at: r.created_at.max(r.updated_at),
         secret_at: r.secret_at,
         rotation_s: c.rotation_s,
         id: id.clone(),

@@ -35,6 +35,7 @@ pub trait ControlStore: Send + Sync {
         visit: &mut dyn FnMut(KeyRecord) -> bool,
     ) -> anyhow::Result<()>;
     fn put_keys(&self, keys: &[&KeyRecord]) -> anyhow::Result<()>;
+    fn remove_keys(&self, ids: &[&str]) -> anyhow::Result<()>;
     fn group_overrides(&self) -> anyhow::Result<Vec<GroupOverride>>;
     fn put_group_override(&self, group: &str, o: Option<&GroupOverride>) -> anyhow::Result<()>;
     fn last_used(&self) -> anyhow::Result<Vec<(String, u64)>>;
@@ -149,6 +150,15 @@ impl ControlStore for Store {
         let mut batch = sled::Batch::default();
         for k in keys {
             batch.insert(k.id.as_bytes(), serde_json::to_vec(k)?);
+        }
+        self.keys.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn remove_keys(&self, ids: &[&str]) -> anyhow::Result<()> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.remove(id.as_bytes());
         }
         self.keys.apply_batch(batch)?;
         Ok(())
