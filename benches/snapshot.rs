@@ -65,7 +65,6 @@ fn api_key(i: usize) -> Arc<ApiKey> {
     Arc::new(ApiKey::new(
         ApiKeyParts {
             id: format!("key_api{i}").into(),
-            name: None,
             group: "g".into(),
             digest: tollgate::auth::digest(api_key_string(i).as_bytes()),
             previous: None,

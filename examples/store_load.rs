@@ -87,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             let _cp = ControlPlane::open(
                 store as Arc<dyn ControlStore>,
                 directory.clone(),
+                &Default::default(),
                 policy,
                 None,
                 Arc::new(Events::default()),
@@ -99,7 +100,38 @@ fn main() -> anyhow::Result<()> {
                 before
             );
         }
-        _ => eprintln!("usage: store_load fill DIR N | load DIR"),
+        Some("scan") => {
+            let store = Store::open(&dir, std::time::Duration::ZERO)?;
+            let started = std::time::Instant::now();
+            let mut n = 0usize;
+            let mut bytes = 0usize;
+            for kv in store.keys.iter() {
+                let (_, v) = kv?;
+                n += 1;
+                bytes += v.len();
+            }
+            println!(
+                "scanned {n} records ({bytes} bytes) in {:.2} s; RSS {:.0} MiB",
+                started.elapsed().as_secs_f64(),
+                rss_mib()
+            );
+            let started = std::time::Instant::now();
+            let mut parsed = 0usize;
+            store.scan_keys(None, &mut |_r| {
+                parsed += 1;
+                true
+            })?;
+            println!(
+                "parsed {parsed} records in {:.2} s; RSS {:.0} MiB",
+                started.elapsed().as_secs_f64(),
+                rss_mib()
+            );
+        }
+        _ => eprintln!("usage: store_load fill DIR N | load DIR | scan DIR"),
     }
     Ok(())
 }
+
+// The same allocator as the gateway binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

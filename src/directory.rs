@@ -10,8 +10,8 @@
 
 use crate::config::{GroupState, KeyState, Limits, ModelFilter};
 use crate::error::GatewayError;
-use crate::last_seen::{LastSeen, LastUsed};
-use crate::snapshot::{Digest, GroupEntry, KeyEntry, KeyParts, KeySource, Snapshot};
+use crate::last_seen::LastUsed;
+use crate::snapshot::{Digest, DigestHash, GroupEntry, KeyEntry, KeyParts, KeySource, Snapshot};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use dashmap::DashMap;
 use ipnet::IpNet;
@@ -46,11 +46,10 @@ struct Resolved {
 #[derive(Debug)]
 pub struct ApiKeyParts {
     pub id: Arc<str>,
-    pub name: Option<String>,
     pub group: Arc<str>,
     pub digest: Digest,
     /// The secret before the last regeneration and when it stops working (unix seconds).
-    pub previous: Option<(Digest, u64)>,
+    pub previous: Option<Box<(Digest, u64)>>,
     pub state: KeyState,
     pub expires_at: Option<SystemTime>,
     pub limits: Limits,
@@ -84,7 +83,7 @@ impl ApiKey {
         let group = snapshot.groups.get(&self.group)?;
         let parts = KeyParts {
             id: &self.id,
-            name: self.name.as_deref(),
+            name: None,
             digest: self.digest,
             expires_at: self.expires_at,
             state: self.state,
@@ -107,7 +106,8 @@ impl ApiKey {
         bool::from(self.digest.ct_eq(presented))
             || self
                 .previous
-                .is_some_and(|(d, until)| now_s < until && bool::from(d.ct_eq(presented)))
+                .as_deref()
+                .is_some_and(|(d, until)| now_s < *until && bool::from(d.ct_eq(presented)))
     }
 }
 
@@ -121,20 +121,11 @@ pub struct StateOverride {
 #[derive(Default)]
 pub struct Directory {
     /// Current and grace-period digests -> key.
-    keys: DashMap<Digest, Arc<ApiKey>>,
+    keys: DashMap<Digest, Arc<ApiKey>, DigestHash>,
     groups: ArcSwap<HashMap<Arc<str>, StateOverride>>,
-    pub last_seen: Arc<LastSeen>,
 }
 
 impl Directory {
-    pub fn new(last_seen: Arc<LastSeen>) -> Directory {
-        Directory {
-            keys: DashMap::new(),
-            groups: ArcSwap::default(),
-            last_seen,
-        }
-    }
-
     /// Step 1 for API keys: the key a digest belongs to, resolved against `snapshot`.
     pub fn lookup(
         &self,
@@ -165,15 +156,18 @@ impl Directory {
     }
 
     /// Puts `key` in place of `old` (same id): the next lookup of any of its digests sees
-    /// it. Digests `old` had and `key` does not are removed.
+    /// it. Digests `old` had and `key` does not are removed. (`key` should carry `old`'s
+    /// `last_used` cell: see [`ApiKey::new`].)
     pub fn put(&self, key: Arc<ApiKey>, old: Option<&ApiKey>) {
         self.keys.insert(key.digest, key.clone());
-        if let Some((d, _)) = key.previous {
-            self.keys.insert(d, key.clone());
+        if let Some((d, _)) = key.previous.as_deref() {
+            self.keys.insert(*d, key.clone());
         }
         if let Some(old) = old {
-            let keep = |d: &Digest| *d == key.digest || key.previous.is_some_and(|(p, _)| p == *d);
-            for d in std::iter::once(old.digest).chain(old.previous.map(|(d, _)| d)) {
+            let keep = |d: &Digest| {
+                *d == key.digest || key.previous.as_deref().is_some_and(|(p, _)| p == d)
+            };
+            for d in std::iter::once(old.digest).chain(old.previous.as_deref().map(|(d, _)| *d)) {
                 if !keep(&d) {
                     self.keys.remove_if(&d, |_, v| v.id == key.id);
                 }
@@ -235,7 +229,7 @@ mod tests {
         let cfg = crate::config::parse_config(text, std::path::Path::new("t.toml")).unwrap();
         Snapshot::build(
             &cfg,
-            &LastSeen::default(),
+            &crate::last_seen::LastSeen::default(),
             generation,
             &crate::snapshot::Loopback,
             &Default::default(),
@@ -246,10 +240,10 @@ mod tests {
     const POLICY: &str = "[server]\nlisten = [\"127.0.0.1:1\"]\n[[providers]]\nid = \"p\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\n[[models]]\nname = \"a\"\ntargets = [{ provider = \"p\" }]\n[[models]]\nname = \"b\"\ntargets = [{ provider = \"p\" }]\n[[orgs]]\nid = \"o\"\n[[groups]]\nid = \"g1\"\norg = \"o\"\nmodels = [\"a\"]\n[[groups]]\nid = \"g2\"\norg = \"o\"\nstate = \"paused\"\n";
 
     fn key(group: &str, digest: u8, previous: Option<(Digest, u64)>) -> Arc<ApiKey> {
+        let previous = previous.map(Box::new);
         Arc::new(ApiKey::new(
             ApiKeyParts {
                 id: "key_x".into(),
-                name: None,
                 group: group.into(),
                 digest: [digest; 32],
                 previous,

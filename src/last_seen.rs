@@ -6,66 +6,61 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// One key's last use, in unix seconds (0 = never).
+/// One key's last use, in unix seconds (0 = never), and the value last persisted.
 #[derive(Debug, Default)]
-pub struct LastUsed(AtomicU64);
+pub struct LastUsed {
+    at: AtomicU64,
+    persisted: AtomicU64,
+}
 
 impl LastUsed {
+    /// A cell holding a value read from the store.
+    pub fn seeded(secs: u64) -> LastUsed {
+        LastUsed {
+            at: AtomicU64::new(secs),
+            persisted: AtomicU64::new(secs),
+        }
+    }
+
     pub fn touch(&self, now_s: u64) {
-        if self.0.load(Ordering::Relaxed) < now_s {
-            self.0.store(now_s, Ordering::Relaxed);
+        if self.at.load(Ordering::Relaxed) < now_s {
+            self.at.store(now_s, Ordering::Relaxed);
         }
     }
 
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.at.load(Ordering::Relaxed)
+    }
+
+    /// The value to persist, if it changed since the last call.
+    pub fn take_changed(&self) -> Option<u64> {
+        let now = self.get();
+        (self.persisted.swap(now, Ordering::Relaxed) != now).then_some(now)
     }
 }
 
-/// A key's cell and the value last persisted.
-type Cell = (Arc<LastUsed>, u64);
-
-/// Every key's [`LastUsed`] by id, shared by the snapshot's file keys and the API keys so it
-/// survives reloads and edits. Entries: (cell, value last persisted).
+/// The file keys' [`LastUsed`] cells by id, so they survive reloads (API keys carry theirs
+/// from one version of the key to the next in the directory).
 #[derive(Debug, Default)]
 pub struct LastSeen {
-    cells: Mutex<HashMap<Arc<str>, Cell>>,
+    cells: Mutex<HashMap<Arc<str>, Arc<LastUsed>>>,
 }
 
 impl LastSeen {
     pub fn cell(&self, id: &Arc<str>) -> Arc<LastUsed> {
         let mut m = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(id.clone())
-            .or_insert_with(|| (Arc::new(LastUsed::default()), 0))
-            .0
-            .clone()
+        m.entry(id.clone()).or_default().clone()
     }
 
-    /// Seeds values loaded from the store.
-    pub fn load(&self, stored: impl IntoIterator<Item = (String, u64)>) {
-        let mut m = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        for (id, secs) in stored {
-            let cell = Arc::new(LastUsed(AtomicU64::new(secs)));
-            m.insert(id.into(), (cell, secs));
-        }
-    }
-
-    pub fn get(&self, id: &str) -> u64 {
+    /// Seeds the file keys' cells (which the snapshot already holds) with values loaded
+    /// from the store; other ids are not file keys and are left alone.
+    pub fn load(&self, stored: &HashMap<String, u64>) {
         let m = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(id).map_or(0, |(c, _)| c.get())
-    }
-
-    /// Values changed since the last call (to persist them).
-    pub fn take_changed(&self) -> Vec<(Arc<str>, u64)> {
-        let mut m = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = vec![];
-        for (id, (cell, persisted)) in m.iter_mut() {
-            let now = cell.get();
-            if now != *persisted {
-                *persisted = now;
-                out.push((id.clone(), now));
+        for (id, cell) in m.iter() {
+            if let Some(secs) = stored.get(&**id) {
+                cell.at.store(*secs, Ordering::Relaxed);
+                cell.persisted.store(*secs, Ordering::Relaxed);
             }
         }
-        out
     }
 }

@@ -70,13 +70,14 @@ pub fn build(
         s.grace_period + Duration::from_secs(10),
     )?);
     let ledger = Arc::new(Ledger::new(store.clone()));
-    let directory = Arc::new(Directory::new(last_seen));
+    let directory = Arc::new(Directory::default());
     let events = Arc::new(Events::default());
     events.subscribe(Arc::new(EventLog));
     events.subscribe(Arc::new(AuditTrail(ledger.clone())));
     let control = Arc::new(ControlPlane::open(
         store.clone() as Arc<dyn ControlStore>,
         directory.clone(),
+        &policy.last_seen,
         policy.current.clone(),
         Some(ledger.clone()),
         events,

@@ -293,6 +293,19 @@ pub struct Group {
     pub log_level: LogLevel,
     pub webhook: Option<String>,
     pub alert_thresholds: Vec<f64>,
+    pub self_service: Option<SelfService>,
+}
+
+/// What developer tokens may do in a group on their own (SPEC §7 "Self-service policy").
+#[derive(Debug, Clone)]
+pub struct SelfService {
+    pub enabled: bool,
+    /// Live keys (not revoked, not expired) one owner may hold in the group.
+    pub max_keys_per_owner: Option<u64>,
+    pub require_expiry: bool,
+    pub max_ttl: Option<Duration>,
+    /// Ceilings: a developer's key gets these when it sets none and may only set lower.
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

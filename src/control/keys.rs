@@ -88,11 +88,15 @@ impl ControlPlane {
             return Err(e);
         }
         for (old, r) in records {
-            let key = parse_record(r, &self.directory.last_seen)?;
             let old = match old {
                 Some(o) => self.directory.get(&super::spec::digest_hex(&o.sha256)?),
                 None => None,
             };
+            let cell = old
+                .as_ref()
+                .map(|o| o.last_used.clone())
+                .unwrap_or_default();
+            let key = parse_record(r, cell)?;
             self.directory.put(Arc::new(key), old.as_deref());
         }
         Ok(())

@@ -53,7 +53,17 @@ impl ControlPlane {
                 }
             }
         }
-        let seen = self.directory.last_seen.take_changed();
+        let mut seen: Vec<(Arc<str>, u64)> = self
+            .directory
+            .keys()
+            .iter()
+            .filter_map(|k| Some((k.id.clone(), k.last_used.take_changed()?)))
+            .collect();
+        seen.extend(
+            snapshot
+                .file_keys()
+                .filter_map(|k| Some((k.id.clone(), k.last_used.take_changed()?))),
+        );
         if !seen.is_empty() {
             if let Err(e) = self.store.put_last_used(&seen) {
                 log::error!("store: last_used: {e}");

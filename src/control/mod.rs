@@ -102,28 +102,77 @@ pub fn now_s() -> u64 {
     now_ms() / 1000
 }
 
+/// Reads every stored key into the directory: one thread walks the store while another
+/// parses (the two halves cost about the same). Returns (loaded, unreadable).
+fn load_keys(
+    store: &dyn ControlStore,
+    directory: &Directory,
+    last_used: &std::collections::HashMap<String, u64>,
+) -> anyhow::Result<(usize, usize)> {
+    const BATCH: usize = 4096;
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(16);
+        let reader = s.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            store.scan_raw_keys(&mut |v| {
+                batch.push(v.to_vec());
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    return tx.send(full).is_ok();
+                }
+                true
+            })?;
+            let _ = tx.send(batch);
+            anyhow::Ok(())
+        });
+        let mut interner = spec::Interner::default();
+        let (mut loaded, mut bad) = (0, 0);
+        for batch in rx {
+            for raw in batch {
+                let parsed = serde_json::from_slice::<crate::store::KeyRecord>(&raw)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| {
+                        let seen = last_used.get(&r.id).copied().unwrap_or(0);
+                        let cell = Arc::new(crate::last_seen::LastUsed::seeded(seen));
+                        spec::parse_record_interned(&r, cell, &mut interner)
+                            .map_err(|e| format!("key {}: {}", r.id, e.message))
+                    });
+                match parsed {
+                    Ok(k) => {
+                        directory.put(Arc::new(k), None);
+                        loaded += 1;
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        log::error!("store: a key cannot be loaded: {e}");
+                    }
+                }
+            }
+        }
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("store reader panicked"))??;
+        Ok((loaded, bad))
+    })
+}
+
 impl ControlPlane {
     /// Loads API keys and group overrides from the store into a fresh directory.
+    /// `last_seen` holds the file keys' last-use cells (seeded here from the store).
     pub fn open(
         store: Arc<dyn ControlStore>,
         directory: Arc<Directory>,
+        last_seen: &crate::last_seen::LastSeen,
         policy: Arc<ArcSwap<Snapshot>>,
         ledger: Option<Arc<Ledger>>,
         events: Arc<Events>,
     ) -> anyhow::Result<ControlPlane> {
         let started = std::time::Instant::now();
-        directory.last_seen.load(store.last_used()?);
-        let records = store.keys()?;
-        let mut bad = 0;
-        for r in &records {
-            match parse_record(r, &directory.last_seen) {
-                Ok(k) => directory.put(Arc::new(k), None),
-                Err(e) => {
-                    bad += 1;
-                    log::error!("store: key {} cannot be loaded: {}", r.id, e.message);
-                }
-            }
-        }
+        let last_used: std::collections::HashMap<String, u64> =
+            store.last_used()?.into_iter().collect();
+        last_seen.load(&last_used);
+        let (loaded, bad) = load_keys(&*store, &directory, &last_used)?;
+        drop(last_used);
         let snapshot = policy.load();
         for o in store.group_overrides()? {
             if !groups::restore_override(&directory, &snapshot, &o) {
@@ -136,8 +185,7 @@ impl ControlPlane {
             }
         }
         log::info!(
-            "store: {} API keys loaded in {:?}{}",
-            records.len() - bad,
+            "store: {loaded} API keys loaded in {:?}{}",
             started.elapsed(),
             if bad > 0 {
                 " (some could not be loaded: see above)"

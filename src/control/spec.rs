@@ -4,11 +4,12 @@
 use super::{ApiError, ApiResult};
 use crate::config::{fields, looser_than, KeyState, Limits, ModelFilter};
 use crate::directory::{ApiKey, ApiKeyParts};
-use crate::last_seen::LastSeen;
+use crate::last_seen::LastUsed;
 use crate::snapshot::{Digest, GroupEntry};
 use crate::store::{KeyRecord, KeySpec, KeyStatus};
 use ipnet::IpNet;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// `metadata` may hold at most this much JSON.
@@ -205,17 +206,39 @@ pub fn digest_hex(hex_str: &str) -> ApiResult<Digest> {
     Ok(d)
 }
 
+/// Shares one allocation per distinct group id or owner among a million keys.
+#[derive(Default)]
+pub struct Interner(std::collections::HashMap<String, Arc<str>>);
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = s.into();
+        self.0.insert(s.to_string(), a.clone());
+        a
+    }
+}
+
 /// A stored record in the directory's form.
-pub fn parse_record(r: &KeyRecord, last_seen: &LastSeen) -> ApiResult<ApiKey> {
+pub fn parse_record(r: &KeyRecord, last_used: Arc<LastUsed>) -> ApiResult<ApiKey> {
+    parse_record_interned(r, last_used, &mut Interner::default())
+}
+
+pub fn parse_record_interned(
+    r: &KeyRecord,
+    last_used: Arc<LastUsed>,
+    interner: &mut Interner,
+) -> ApiResult<ApiKey> {
     let c = check_spec(&r.spec)?;
-    let id: std::sync::Arc<str> = r.id.as_str().into();
+    let id: Arc<str> = r.id.as_str().into();
     let previous = match &r.previous {
-        Some(p) => Some((digest_hex(&p.sha256)?, p.until)),
+        Some(p) => Some(Box::new((digest_hex(&p.sha256)?, p.until))),
         None => None,
     };
     let parts = ApiKeyParts {
-        name: r.spec.name.clone(),
-        group: r.group.as_str().into(),
+        group: interner.get(&r.group),
         digest: digest_hex(&r.sha256)?,
         previous,
         state: match r.status {
@@ -227,12 +250,12 @@ pub fn parse_record(r: &KeyRecord, last_seen: &LastSeen) -> ApiResult<ApiKey> {
         limits: c.limits,
         models: c.models,
         allowed_cidrs: c.allowed_cidrs,
-        owner: r.spec.owner.as_deref().map(Into::into),
+        owner: r.spec.owner.as_deref().map(|o| interner.get(o)),
         // Idleness counts from creation or the last change (an enabled key starts afresh).
         created_at: r.created_at.max(r.updated_at),
         secret_at: r.secret_at,
         rotation_s: c.rotation_s,
         id: id.clone(),
     };
-    Ok(ApiKey::new(parts, last_seen.cell(&id)))
+    Ok(ApiKey::new(parts, last_used))
 }

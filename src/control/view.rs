@@ -101,7 +101,10 @@ impl ControlPlane {
             .and_then(|e| humantime::parse_rfc3339_weak(e).ok());
         let (spend, all_time) =
             self.spend(Layer::Key, &r.id, key_period(&limits, group.map(|g| &**g)));
-        let last_used = self.directory.last_seen.get(&r.id);
+        let last_used = super::spec::digest_hex(&r.sha256)
+            .ok()
+            .and_then(|d| self.directory.get(&d))
+            .map_or(0, |k| k.last_used.get());
         json!({
             "id": r.id,
             "name": r.spec.name,

@@ -25,8 +25,8 @@ use std::time::Duration;
 /// What the control plane (API keys, group runtime state) needs from a store. Writes are
 /// durable only once [`ControlStore::commit`] has returned.
 pub trait ControlStore: Send + Sync {
-    /// Every API key, for start-up.
-    fn keys(&self) -> anyhow::Result<Vec<KeyRecord>>;
+    /// Every API key's stored JSON, for start-up, until `visit` returns false.
+    fn scan_raw_keys(&self, visit: &mut dyn FnMut(&[u8]) -> bool) -> anyhow::Result<()>;
     fn key(&self, id: &str) -> anyhow::Result<Option<KeyRecord>>;
     /// Keys in id order, starting after `after`, until `visit` returns false.
     fn scan_keys(
@@ -56,7 +56,7 @@ pub struct Store {
 }
 
 /// sled's page cache; the default (1 GiB) would dwarf everything else the gateway holds.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 impl Store {
     /// Opens (or creates) the store. sled holds an exclusive lock on the directory: while
@@ -109,13 +109,13 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, k: &[u8], v: &[u8]) -> anyho
 }
 
 impl ControlStore for Store {
-    fn keys(&self) -> anyhow::Result<Vec<KeyRecord>> {
-        let mut out = Vec::with_capacity(self.keys.len());
-        for kv in self.keys.iter() {
-            let (k, v) = kv?;
-            out.push(json("key", &k, &v)?);
+    fn scan_raw_keys(&self, visit: &mut dyn FnMut(&[u8]) -> bool) -> anyhow::Result<()> {
+        for v in self.keys.iter().values() {
+            if !visit(&v?) {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn key(&self, id: &str) -> anyhow::Result<Option<KeyRecord>> {

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 /// Converts the limit fields of one layer; `parent` is the nearest layer above (for the
 /// "lower layers only tighten" rule) with its display name.
-pub(super) fn limits(
+pub(super) fn layer_limits(
     c: &mut Checker,
     loc: Loc,
     path: &str,
@@ -177,7 +177,7 @@ pub(super) fn check_orgs(c: &mut Checker, raw: Vec<(RawOrg, Loc, String)>) -> Ve
             check_unique(c, loc, &path, "org", &id, &mut seen);
             let path = format!("{path} ({id})");
             Org {
-                limits: limits(c, loc, &path, lim, None),
+                limits: layer_limits(c, loc, &path, lim, None),
                 id: id.into(),
                 name,
             }
@@ -223,6 +223,7 @@ pub(super) fn check_groups(
             log_level,
             webhook,
             alert_thresholds,
+            self_service,
             ..
         } = g;
         check_unique(c, loc, &path, "group", &id, &mut seen);
@@ -232,7 +233,7 @@ pub(super) fn check_groups(
             continue;
         };
         let parent = format!("org {}", orgs[oi].id);
-        let limits = limits(c, loc, &path, lim, Some((&parent, &orgs[oi].limits)));
+        let limits = layer_limits(c, loc, &path, lim, Some((&parent, &orgs[oi].limits)));
         let state = match state.as_deref() {
             None | Some("active") => GroupState::Active,
             Some("paused") => GroupState::Paused,
@@ -350,6 +351,32 @@ pub(super) fn check_groups(
                 2
             }
         };
+        let self_service = self_service.map(|ss| {
+            let RawSelfService {
+                enabled,
+                max_keys_per_owner,
+                require_expiry,
+                max_ttl,
+                limits: raw,
+            } = ss;
+            let ss_path = format!("{path}.self_service.limits");
+            let ceilings = layer_limits(c, loc, &ss_path, raw, Some(("the group", &limits)));
+            SelfService {
+                enabled,
+                max_keys_per_owner,
+                require_expiry,
+                max_ttl: max_ttl.map(|t| {
+                    duration(
+                        c,
+                        loc,
+                        &format!("{path}.self_service.max_ttl"),
+                        Some(&t),
+                        Duration::ZERO,
+                    )
+                }),
+                limits: ceilings,
+            }
+        });
         let mut thresholds = alert_thresholds;
         thresholds.sort_by(f64::total_cmp);
         out.push(Group {
@@ -399,6 +426,7 @@ pub(super) fn check_groups(
             log_level,
             webhook,
             alert_thresholds: thresholds,
+            self_service,
             id: id.into(),
         });
     }
@@ -441,7 +469,7 @@ pub(super) fn check_keys(
         let g = &groups[gi];
         let bound = tightest(&g.limits, &orgs[g.org].limits);
         let parent = format!("group {}", g.id);
-        let limits = limits(c, loc, &path, lim, Some((&parent, &bound)));
+        let limits = layer_limits(c, loc, &path, lim, Some((&parent, &bound)));
         let mut digest = [0u8; 32];
         if sha256.len() != 64 || hex::decode_to_slice(&sha256, &mut digest).is_err() {
             c.problem(

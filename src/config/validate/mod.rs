@@ -116,7 +116,7 @@ pub mod fields {
 
     /// Limit fields, without the inheritance check (see [`looser_than`]).
     pub fn limits(raw: RawLimits) -> Result<Limits, FieldError> {
-        checked(|c| layers::limits(c, None, "", raw, None))
+        checked(|c| layers::layer_limits(c, None, "", raw, None))
     }
 
     pub fn model_filter(
