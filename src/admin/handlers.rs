@@ -1,25 +1,21 @@
 //! Key and group routes: authenticate, then hand the call to the control plane on a
 //! blocking thread (a write ends in an fsync).
 
-use super::auth::actor;
 use super::{error_response, AdminState};
 use crate::config::GroupState;
 use crate::control::{Actor, ApiError, ApiResult, ControlPlane};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde_json::Value;
 
-async fn run<F>(s: AdminState, headers: HeaderMap, ok: StatusCode, f: F) -> Response
+async fn run<F>(s: AdminState, who: Actor, ok: StatusCode, f: F) -> Response
 where
     F: FnOnce(&ControlPlane, &Actor) -> ApiResult<Value> + Send + 'static,
 {
-    let who = match actor(&s, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
     let cp = s.control.clone();
     match tokio::task::spawn_blocking(move || f(&cp, &who)).await {
         Ok(Ok(v)) => (ok, Json(v)).into_response(),
@@ -28,14 +24,22 @@ where
     }
 }
 
-pub async fn create_key(State(s): State<AdminState>, h: HeaderMap, body: Bytes) -> Response {
+pub async fn create_key(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    body: Bytes,
+) -> Response {
     run(s, h, StatusCode::CREATED, move |cp, a| {
         cp.create_key(a, &body)
     })
     .await
 }
 
-pub async fn create_batch(State(s): State<AdminState>, h: HeaderMap, body: Bytes) -> Response {
+pub async fn create_batch(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    body: Bytes,
+) -> Response {
     run(s, h, StatusCode::CREATED, move |cp, a| {
         cp.create_batch(a, &body)
     })
@@ -44,28 +48,28 @@ pub async fn create_batch(State(s): State<AdminState>, h: HeaderMap, body: Bytes
 
 pub async fn list_keys(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    run(s, h, StatusCode::OK, move |cp, _| {
+    run(s, h, StatusCode::OK, move |cp, a| {
         let query = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
             .map_err(|e| ApiError::bad_request("", format!("query: {e}")))?;
-        cp.list_keys(&query)
+        cp.list_keys(a, &query)
     })
     .await
 }
 
 pub async fn get_key(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
-    run(s, h, StatusCode::OK, move |cp, _| cp.get_key(&id)).await
+    run(s, h, StatusCode::OK, move |cp, a| cp.get_key(a, &id)).await
 }
 
 pub async fn patch_key(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -77,7 +81,7 @@ pub async fn patch_key(
 
 pub async fn revoke_key(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
     run(s, h, StatusCode::OK, move |cp, a| cp.revoke_key(a, &id)).await
@@ -85,7 +89,7 @@ pub async fn revoke_key(
 
 pub async fn disable_key(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
     run(s, h, StatusCode::OK, move |cp, a| cp.disable_key(a, &id)).await
@@ -93,7 +97,7 @@ pub async fn disable_key(
 
 pub async fn enable_key(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
     run(s, h, StatusCode::OK, move |cp, a| cp.enable_key(a, &id)).await
@@ -101,7 +105,7 @@ pub async fn enable_key(
 
 pub async fn regenerate_key(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -113,7 +117,7 @@ pub async fn regenerate_key(
 
 pub async fn move_key(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -123,19 +127,19 @@ pub async fn move_key(
     .await
 }
 
-pub async fn list_groups(State(s): State<AdminState>, h: HeaderMap) -> Response {
-    run(s, h, StatusCode::OK, |cp, _| Ok(cp.list_groups())).await
+pub async fn list_groups(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
+    run(s, h, StatusCode::OK, |cp, a| Ok(cp.list_groups(a))).await
 }
 
 pub async fn get_group(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
-    run(s, h, StatusCode::OK, move |cp, _| cp.get_group(&id)).await
+    run(s, h, StatusCode::OK, move |cp, a| cp.get_group(a, &id)).await
 }
 
-async fn set_state(s: AdminState, h: HeaderMap, id: String, to: GroupState) -> Response {
+async fn set_state(s: AdminState, h: Actor, id: String, to: GroupState) -> Response {
     run(s, h, StatusCode::OK, move |cp, a| {
         cp.set_group_state(a, &id, to)
     })
@@ -144,7 +148,7 @@ async fn set_state(s: AdminState, h: HeaderMap, id: String, to: GroupState) -> R
 
 pub async fn pause_group(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
     set_state(s, h, id, GroupState::Paused).await
@@ -152,7 +156,7 @@ pub async fn pause_group(
 
 pub async fn resume_group(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
     set_state(s, h, id, GroupState::Active).await
@@ -160,19 +164,19 @@ pub async fn resume_group(
 
 pub async fn quarantine_group(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
     set_state(s, h, id, GroupState::Quarantined).await
 }
 
-async fn bulk(s: AdminState, h: HeaderMap, id: String, action: crate::control::Bulk) -> Response {
+async fn bulk(s: AdminState, h: Actor, id: String, action: crate::control::Bulk) -> Response {
     run(s, h, StatusCode::OK, move |cp, a| cp.bulk(a, &id, action)).await
 }
 
 pub async fn bulk_disable(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
     bulk(s, h, id, crate::control::Bulk::Disable).await
@@ -180,7 +184,7 @@ pub async fn bulk_disable(
 
 pub async fn bulk_enable(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
     bulk(s, h, id, crate::control::Bulk::Enable).await
@@ -188,8 +192,31 @@ pub async fn bulk_enable(
 
 pub async fn bulk_revoke(
     State(s): State<AdminState>,
-    h: HeaderMap,
+    Extension(h): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
     bulk(s, h, id, crate::control::Bulk::Revoke).await
+}
+
+pub async fn create_token(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    body: Bytes,
+) -> Response {
+    run(s, h, StatusCode::CREATED, move |cp, a| {
+        cp.create_token(a, &body)
+    })
+    .await
+}
+
+pub async fn list_tokens(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
+    run(s, h, StatusCode::OK, |cp, _| cp.list_tokens()).await
+}
+
+pub async fn revoke_token(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Response {
+    run(s, h, StatusCode::OK, move |cp, a| cp.revoke_token(a, &id)).await
 }

@@ -8,6 +8,7 @@
 //! `Authorization: Bearer <admin token>`.
 
 mod auth;
+pub mod authz;
 mod handlers;
 mod system;
 
@@ -18,6 +19,7 @@ use crate::reload::Policy;
 use crate::route::health::Health;
 use crate::secret::Secret;
 use async_trait::async_trait;
+pub use authz::Perm;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{self, MethodRouter};
@@ -66,51 +68,96 @@ fn err(status: u16, code: &'static str, message: &str) -> Response {
     })
 }
 
-/// Every route the admin listener serves: method, path (axum / OpenAPI syntax), handler.
-pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
+/// Every route the admin listener serves: method, path (axum / OpenAPI syntax), the
+/// permission it needs, handler.
+pub fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminState>)> {
     use handlers::*;
     use routing::{delete, get, patch, post};
+    use Perm::*;
     vec![
-        (Method::GET, "/healthz", get(system::healthz)),
-        (Method::GET, "/readyz", get(system::readyz)),
-        (Method::GET, "/metrics", get(system::metrics)),
-        (Method::POST, "/v1/reload", post(system::reload)),
-        (Method::POST, "/v1/keys", post(create_key)),
-        (Method::GET, "/v1/keys", get(list_keys)),
-        (Method::POST, "/v1/keys/batch", post(create_batch)),
-        (Method::GET, "/v1/keys/{id}", get(get_key)),
-        (Method::PATCH, "/v1/keys/{id}", patch(patch_key)),
-        (Method::DELETE, "/v1/keys/{id}", delete(revoke_key)),
-        (Method::POST, "/v1/keys/{id}/disable", post(disable_key)),
-        (Method::POST, "/v1/keys/{id}/enable", post(enable_key)),
+        (Method::GET, "/healthz", Open, get(system::healthz)),
+        (Method::GET, "/readyz", Open, get(system::readyz)),
+        (Method::GET, "/metrics", Metrics, get(system::metrics)),
+        (Method::POST, "/v1/reload", Reload, post(system::reload)),
+        (Method::POST, "/v1/tokens", Tokens, post(create_token)),
+        (Method::GET, "/v1/tokens", Tokens, get(list_tokens)),
+        (
+            Method::DELETE,
+            "/v1/tokens/{id}",
+            Tokens,
+            delete(revoke_token),
+        ),
+        (Method::POST, "/v1/keys", CreateKeys, post(create_key)),
+        (Method::GET, "/v1/keys", ReadKeys, get(list_keys)),
+        (
+            Method::POST,
+            "/v1/keys/batch",
+            BatchKeys,
+            post(create_batch),
+        ),
+        (Method::GET, "/v1/keys/{id}", ReadKeys, get(get_key)),
+        (Method::PATCH, "/v1/keys/{id}", EditKeys, patch(patch_key)),
+        (
+            Method::DELETE,
+            "/v1/keys/{id}",
+            ManageKeys,
+            delete(revoke_key),
+        ),
+        (
+            Method::POST,
+            "/v1/keys/{id}/disable",
+            ManageKeys,
+            post(disable_key),
+        ),
+        (
+            Method::POST,
+            "/v1/keys/{id}/enable",
+            ManageKeys,
+            post(enable_key),
+        ),
         (
             Method::POST,
             "/v1/keys/{id}/regenerate",
+            ManageKeys,
             post(regenerate_key),
         ),
-        (Method::POST, "/v1/keys/{id}/move", post(move_key)),
-        (Method::GET, "/v1/groups", get(list_groups)),
-        (Method::GET, "/v1/groups/{id}", get(get_group)),
-        (Method::POST, "/v1/groups/{id}/pause", post(pause_group)),
-        (Method::POST, "/v1/groups/{id}/resume", post(resume_group)),
+        (Method::POST, "/v1/keys/{id}/move", EditKeys, post(move_key)),
+        (Method::GET, "/v1/groups", ReadGroups, get(list_groups)),
+        (Method::GET, "/v1/groups/{id}", ReadGroups, get(get_group)),
+        (
+            Method::POST,
+            "/v1/groups/{id}/pause",
+            WriteGroups,
+            post(pause_group),
+        ),
+        (
+            Method::POST,
+            "/v1/groups/{id}/resume",
+            WriteGroups,
+            post(resume_group),
+        ),
         (
             Method::POST,
             "/v1/groups/{id}/quarantine",
+            WriteGroups,
             post(quarantine_group),
         ),
         (
             Method::POST,
             "/v1/groups/{id}/keys/disable",
+            WriteGroups,
             post(bulk_disable),
         ),
         (
             Method::POST,
             "/v1/groups/{id}/keys/enable",
+            WriteGroups,
             post(bulk_enable),
         ),
         (
             Method::POST,
             "/v1/groups/{id}/keys/revoke",
+            WriteGroups,
             post(bulk_revoke),
         ),
     ]
@@ -118,16 +165,22 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AdminState>)> {
 
 /// `(method, path)` of every route, for the OpenAPI check.
 pub fn route_list() -> Vec<(String, String)> {
+    route_perms().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// `(method, path, permission)` of every route.
+pub fn route_perms() -> Vec<(String, String, Perm)> {
     routes()
         .into_iter()
-        .map(|(m, p, _)| (m.as_str().to_string(), p.to_string()))
+        .map(|(m, p, perm, _)| (m.as_str().to_string(), p.to_string(), perm))
         .collect()
 }
 
 pub fn router(state: AdminState) -> Router {
     let mut r = Router::new();
-    for (_, path, handler) in routes() {
-        r = r.route(path, handler);
+    for (_, path, perm, handler) in routes() {
+        let guard = axum::middleware::from_fn_with_state((state.clone(), perm), authz::authorize);
+        r = r.route(path, handler.route_layer(guard));
     }
     r.fallback(|| async { err(404, "unknown_route", "no such admin route") })
         .method_not_allowed_fallback(|| async {

@@ -72,10 +72,12 @@ pub enum Bulk {
 }
 
 impl ControlPlane {
-    fn group(&self, snapshot: &Snapshot, id: &str) -> ApiResult<Arc<GroupEntry>> {
+    /// A group the caller may see (else 404, as if it did not exist).
+    fn group(&self, actor: &Actor, snapshot: &Snapshot, id: &str) -> ApiResult<Arc<GroupEntry>> {
         snapshot
             .groups
             .get(id)
+            .filter(|_| actor.sees_group(id))
             .cloned()
             .ok_or_else(|| ApiError::not_found("group", id))
     }
@@ -113,10 +115,14 @@ impl ControlPlane {
     }
 
     /// `GET /v1/groups`.
-    pub fn list_groups(&self) -> Value {
+    pub fn list_groups(&self, actor: &Actor) -> Value {
         let snapshot = self.policy.load_full();
         let counts = self.key_counts(&snapshot);
-        let mut groups: Vec<&Arc<GroupEntry>> = snapshot.groups.values().collect();
+        let mut groups: Vec<&Arc<GroupEntry>> = snapshot
+            .groups
+            .values()
+            .filter(|g| actor.sees_group(&g.id))
+            .collect();
         groups.sort_by(|a, b| a.id.cmp(&b.id));
         let data: Vec<Value> = groups
             .into_iter()
@@ -126,9 +132,9 @@ impl ControlPlane {
     }
 
     /// `GET /v1/groups/{id}`.
-    pub fn get_group(&self, id: &str) -> ApiResult<Value> {
+    pub fn get_group(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
         let snapshot = self.policy.load_full();
-        let g = self.group(&snapshot, id)?;
+        let g = self.group(actor, &snapshot, id)?;
         let counts = self.key_counts(&snapshot);
         Ok(self.group_view(&g, &Self::counts_view(counts.get(&g.id))))
     }
@@ -137,7 +143,7 @@ impl ControlPlane {
     pub fn set_group_state(&self, actor: &Actor, id: &str, to: GroupState) -> ApiResult<Value> {
         let _guard = self.lock();
         let snapshot = self.policy.load_full();
-        let g = self.group(&snapshot, id)?;
+        let g = self.group(actor, &snapshot, id)?;
         let before = self.directory.group_state(&g);
         // Back to the file's own state: no override needed.
         let o = (to != g.state).then(|| GroupOverride {
@@ -145,7 +151,7 @@ impl ControlPlane {
             state: to.as_str().into(),
             file_state: g.state.as_str().into(),
             at: now_s(),
-            by: actor.0.clone(),
+            by: actor.id.clone(),
         });
         let previous = self
             .store
@@ -164,7 +170,7 @@ impl ControlPlane {
             .emit(Event {
                 kind,
                 at_ms: now_ms(),
-                actor: actor.0.clone(),
+                actor: actor.id.clone(),
                 org: Some(g.org.id.to_string()),
                 group: Some(g.id.to_string()),
                 key_id: None,
@@ -186,7 +192,7 @@ impl ControlPlane {
             }),
         );
         drop(_guard);
-        self.get_group(id)
+        self.get_group(actor, id)
     }
 
     /// `POST /v1/groups/{id}/keys/disable|enable|revoke` → `{affected, skipped}`. File keys
@@ -194,7 +200,7 @@ impl ControlPlane {
     pub fn bulk(&self, actor: &Actor, id: &str, action: Bulk) -> ApiResult<Value> {
         let _guard = self.lock();
         let snapshot = self.policy.load_full();
-        let g = self.group(&snapshot, id)?;
+        let g = self.group(actor, &snapshot, id)?;
         let file_keys = snapshot.file_keys().filter(|k| k.group.id == g.id).count() as u64;
         let members: Vec<String> = self
             .directory

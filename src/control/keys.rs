@@ -2,7 +2,7 @@
 //! enable, regenerate, move.
 
 use super::spec::{check_future, check_in_group, check_spec, duration, object, take_str, typed};
-use super::{now_ms, now_s, parse_record, Actor, ApiError, ApiResult, ControlPlane};
+use super::{now_ms, now_s, parse_record, Actor, ApiError, ApiResult, ControlPlane, Role};
 use crate::events::Event;
 use crate::secret::Secret;
 use crate::snapshot::{KeyEntry, Snapshot};
@@ -15,13 +15,17 @@ use std::time::Duration;
 /// At most this many keys per `POST /v1/keys/batch`.
 pub const BATCH_MAX: u64 = 1000;
 
-fn new_id() -> String {
+/// `n` random base62 characters (ids; not secrets, but unguessable all the same).
+pub(super) fn random_tail(n: usize) -> String {
     const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rngs::OsRng;
-    let tail: String = (0..20)
+    (0..n)
         .map(|_| B62[rng.gen_range(0..B62.len())] as char)
-        .collect();
-    format!("key_{tail}")
+        .collect()
+}
+
+fn new_id() -> String {
+    format!("key_{}", random_tail(20))
 }
 
 /// The record's audited form: everything but digests.
@@ -47,15 +51,35 @@ impl ControlPlane {
         snapshot.file_keys().find(|k| &*k.id == id).cloned()
     }
 
-    /// Reads a key's record for a write: 404 if unknown, 409 if it comes from the file.
-    fn record_for_write(&self, id: &str) -> ApiResult<KeyRecord> {
+    /// Reads a key's record for a write: 404 if unknown or outside the caller's scope, 409
+    /// if it comes from the file.
+    fn record_for_write(&self, actor: &Actor, id: &str) -> ApiResult<KeyRecord> {
         if let Some(r) = self.store.key(id).map_err(ApiError::internal)? {
-            return Ok(r);
+            if actor.sees_key(&r.group, r.spec.owner.as_deref()) {
+                return Ok(r);
+            }
+            return Err(ApiError::not_found("key", id));
         }
-        if Self::file_key(&self.policy.load(), id).is_some() {
-            return Err(ApiError::managed_by_config(id));
+        match Self::file_key(&self.policy.load(), id) {
+            Some(k) if actor.sees_key(&k.group.id, None) => Err(ApiError::managed_by_config(id)),
+            _ => Err(ApiError::not_found("key", id)),
         }
-        Err(ApiError::not_found("key", id))
+    }
+
+    /// The group of a new key, if the caller may see it (else 404, as if it did not exist).
+    fn group_for_create<'s>(
+        &self,
+        actor: &Actor,
+        snapshot: &'s Snapshot,
+        group: &str,
+    ) -> ApiResult<&'s Arc<crate::snapshot::GroupEntry>> {
+        if !actor.sees_group(group) {
+            return Err(ApiError::not_found("group", group));
+        }
+        snapshot
+            .groups
+            .get(group)
+            .ok_or_else(|| ApiError::bad_request("group", format!("unknown group {group:?}")))
     }
 
     /// Writes records, their events and commits; then the data plane sees them.
@@ -119,7 +143,7 @@ impl ControlPlane {
         Event {
             kind,
             at_ms: now_ms(),
-            actor: actor.0.clone(),
+            actor: actor.id.clone(),
             org,
             group: Some(r.group.clone()),
             key_id: Some(r.id.clone()),
@@ -139,10 +163,11 @@ impl ControlPlane {
         ttl: Option<Duration>,
         snapshot: &Snapshot,
     ) -> ApiResult<(KeyRecord, String)> {
-        let g = snapshot
-            .groups
-            .get(group)
-            .ok_or_else(|| ApiError::bad_request("group", format!("unknown group {group:?}")))?;
+        let g = self.group_for_create(actor, snapshot, group)?;
+        let self_service = match actor.role {
+            Role::Developer => Some(super::selfservice::before(actor, g, &mut spec)?),
+            _ => None,
+        };
         if spec.expires_at.is_some() && ttl.is_some() {
             return Err(ApiError::bad_request(
                 "ttl",
@@ -161,6 +186,9 @@ impl ControlPlane {
         let checked = check_spec(&spec)?;
         check_future(checked.expires_at)?;
         check_in_group(&checked.limits, g)?;
+        if let Some(ss) = self_service {
+            super::selfservice::after(self, ss, actor, g, &checked)?;
+        }
         let secret = crate::auth::generate_key();
         let now = now_s();
         let record = KeyRecord {
@@ -170,7 +198,7 @@ impl ControlPlane {
             prefix: crate::auth::display_prefix(&secret),
             status: KeyStatus::Active,
             created_at: now,
-            created_by: actor.0.clone(),
+            created_by: actor.id.clone(),
             updated_at: now,
             secret_at: now,
             previous: None,
@@ -251,19 +279,22 @@ impl ControlPlane {
     }
 
     /// `GET /v1/keys/{id}`.
-    pub fn get_key(&self, id: &str) -> ApiResult<Value> {
+    pub fn get_key(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
         let snapshot = self.policy.load_full();
         if let Some(r) = self.store.key(id).map_err(ApiError::internal)? {
-            return Ok(self.api_key_view(&r, &snapshot));
+            if actor.sees_key(&r.group, r.spec.owner.as_deref()) {
+                return Ok(self.api_key_view(&r, &snapshot));
+            }
+            return Err(ApiError::not_found("key", id));
         }
         match Self::file_key(&snapshot, id) {
-            Some(k) => Ok(self.file_key_view(&k)),
-            None => Err(ApiError::not_found("key", id)),
+            Some(k) if actor.sees_key(&k.group.id, None) => Ok(self.file_key_view(&k)),
+            _ => Err(ApiError::not_found("key", id)),
         }
     }
 
     /// `GET /v1/keys`: API and file keys in id order, filtered, paginated by id.
-    pub fn list_keys(&self, q: &KeyQuery) -> ApiResult<Value> {
+    pub fn list_keys(&self, actor: &Actor, q: &KeyQuery) -> ApiResult<Value> {
         let limit = q.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(ApiError::bad_request("limit", "limit: 1 to 1000"));
@@ -295,7 +326,8 @@ impl ControlPlane {
         let snapshot = self.policy.load_full();
         let matches = |v: &Value| -> bool {
             let s = |f: &str| v[f].as_str().unwrap_or_default().to_string();
-            q.group.as_ref().is_none_or(|g| s("group") == *g)
+            actor.sees_key(&s("group"), v["owner"].as_str())
+                && q.group.as_ref().is_none_or(|g| s("group") == *g)
                 && q.status.as_ref().is_none_or(|st| s("status") == *st)
                 && q.owner.as_ref().is_none_or(|o| s("owner") == *o)
                 && tag.is_none_or(|(k, val)| v["tags"][k].as_str() == Some(val))
@@ -362,7 +394,7 @@ impl ControlPlane {
     ) -> ApiResult<KeyRecord> {
         let _guard = self.lock();
         let snapshot = self.policy.load_full();
-        let old = self.record_for_write(id)?;
+        let old = self.record_for_write(actor, id)?;
         let mut new = old.clone();
         let kind = change(&mut new, &snapshot)?;
         new.updated_at = now_s();
@@ -384,7 +416,7 @@ impl ControlPlane {
 
     /// `PATCH /v1/keys/{id}`: fields present replace, `null` clears, `group` is refused.
     pub fn patch_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
-        self.record_for_write(id)?;
+        self.record_for_write(actor, id)?;
         let mut patch = object(body)?;
         if patch.contains_key("group") {
             return Err(ApiError::bad_request(
@@ -435,7 +467,7 @@ impl ControlPlane {
     }
 
     fn set_status(&self, actor: &Actor, id: &str, to: KeyStatus) -> ApiResult<Value> {
-        let current = self.record_for_write(id)?;
+        let current = self.record_for_write(actor, id)?;
         if current.status == to {
             // Nothing to change, nothing to audit.
             return Ok(self.view(&current));
@@ -474,7 +506,7 @@ impl ControlPlane {
 
     /// `POST /v1/keys/{id}/regenerate` `{grace_period?}` → view plus the new `key`.
     pub fn regenerate_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
-        self.record_for_write(id)?;
+        self.record_for_write(actor, id)?;
         let mut m = object(body)?;
         let grace = take_str(&mut m, "grace_period")?
             .map(|g| duration("grace_period", &g))
@@ -525,7 +557,7 @@ impl ControlPlane {
 
     /// `POST /v1/keys/{id}/move` `{group}`: same secret and id, the new group's policy.
     pub fn move_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
-        self.record_for_write(id)?;
+        self.record_for_write(actor, id)?;
         let mut m = object(body)?;
         let group = take_str(&mut m, "group")?
             .ok_or_else(|| ApiError::bad_request("group", "group is required"))?;
@@ -540,9 +572,7 @@ impl ControlPlane {
             id,
             |r, snapshot| {
                 not_revoked(r)?;
-                let g = snapshot.groups.get(group.as_str()).ok_or_else(|| {
-                    ApiError::bad_request("group", format!("unknown group {group:?}"))
-                })?;
+                let g = self.group_for_create(actor, snapshot, &group)?;
                 let checked = check_spec(&r.spec)?;
                 check_in_group(&checked.limits, g)?;
                 r.group = group.clone();

@@ -19,7 +19,7 @@ pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
 impl ControlPlane {
     /// One pass; returns (idle-disabled, rotated).
     pub fn lifecycle_pass(&self) -> (usize, usize) {
-        let system = Actor("system".into());
+        let system = Actor::system();
         let now = now_s();
         let snapshot = self.policy.load_full();
         let (mut idle, mut rotated) = (0, 0);

@@ -10,10 +10,13 @@
 //! concurrent edits of one key linearisable). Reads need no lock.
 
 mod groups;
+pub mod tokens;
 pub use groups::Bulk;
+pub use tokens::Role;
 mod keys;
 pub use keys::KeyQuery;
 pub mod lifecycle;
+mod selfservice;
 mod spec;
 mod view;
 
@@ -78,9 +81,50 @@ impl ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// Who made a change: `root` (the environment's admin token), `system`, or a token id.
+/// Who is calling: the root token from the environment, the lifecycle task (`system`), or a
+/// token made through the API, with its role, group scope and owner.
 #[derive(Debug, Clone)]
-pub struct Actor(pub String);
+pub struct Actor {
+    /// `root`, `system` or the token's id: the audit trail's actor.
+    pub id: String,
+    pub role: Role,
+    /// The groups the token is scoped to; `None` = all.
+    pub groups: Option<Vec<String>>,
+    /// Developer tokens: the owner their keys get.
+    pub owner: Option<String>,
+}
+
+impl Actor {
+    pub fn root() -> Actor {
+        Actor {
+            id: "root".into(),
+            role: Role::Admin,
+            groups: None,
+            owner: None,
+        }
+    }
+
+    pub fn system() -> Actor {
+        Actor {
+            id: "system".into(),
+            ..Actor::root()
+        }
+    }
+
+    /// Whether a group is inside the token's scope (else it is answered as not found).
+    pub fn sees_group(&self, group: &str) -> bool {
+        self.groups
+            .as_ref()
+            .is_none_or(|gs| gs.iter().any(|g| g == group))
+    }
+
+    /// Whether a key is inside the token's scope: its group, and for developers, its owner.
+    pub fn sees_key(&self, group: &str, owner: Option<&str>) -> bool {
+        self.sees_group(group)
+            && (self.role != Role::Developer
+                || owner.is_some_and(|o| Some(o) == self.owner.as_deref()))
+    }
+}
 
 pub struct ControlPlane {
     pub store: Arc<dyn ControlStore>,
@@ -89,6 +133,8 @@ pub struct ControlPlane {
     /// Spend of keys and groups (absent in pure unit tests).
     pub ledger: Option<Arc<Ledger>>,
     pub events: Arc<Events>,
+    /// Admin tokens made through the API.
+    pub tokens: tokens::Tokens,
     write: Mutex<()>,
 }
 
@@ -193,12 +239,16 @@ impl ControlPlane {
                 ""
             }
         );
+        let tokens = tokens::Tokens::default();
+        let live = tokens::load(&*store, &tokens)?;
+        log::info!("store: {live} admin tokens loaded");
         Ok(ControlPlane {
             store,
             directory,
             policy,
             ledger,
             events,
+            tokens,
             write: Mutex::new(()),
         })
     }

@@ -4,6 +4,7 @@
 //! |-------------|--------------------------------------|------------------------------------|
 //! | `keys`      | key id                               | [`KeyRecord`] (JSON)               |
 //! | `groups`    | group id                             | [`GroupOverride`] (JSON)           |
+//! | `tokens`    | token id                             | [`TokenRecord`] (JSON)             |
 //! | `last_used` | key id                               | unix seconds (u64 be)              |
 //! | `spend`     | `layer \0 id \0 period-kind \0 id`   | settled micro-dollars (ledger)     |
 //! | `totals`    | `layer \0 id`                        | spend per period and all time      |
@@ -16,7 +17,7 @@
 
 pub mod records;
 
-pub use records::{GroupOverride, KeyRecord, KeySpec, KeyStatus, PreviousSecret};
+pub use records::{GroupOverride, KeyRecord, KeySpec, KeyStatus, PreviousSecret, TokenRecord};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub trait ControlStore: Send + Sync {
     fn put_group_override(&self, group: &str, o: Option<&GroupOverride>) -> anyhow::Result<()>;
     fn last_used(&self) -> anyhow::Result<Vec<(String, u64)>>;
     fn put_last_used(&self, seen: &[(Arc<str>, u64)]) -> anyhow::Result<()>;
+    fn tokens(&self) -> anyhow::Result<Vec<TokenRecord>>;
+    fn put_token(&self, t: &TokenRecord) -> anyhow::Result<()>;
     /// Makes everything written so far durable (fsync).
     fn commit(&self) -> anyhow::Result<()>;
 }
@@ -48,6 +51,7 @@ pub struct Store {
     db: sled::Db,
     pub keys: sled::Tree,
     pub groups: sled::Tree,
+    pub tokens: sled::Tree,
     pub last_used: sled::Tree,
     pub spend: sled::Tree,
     pub totals: sled::Tree,
@@ -83,6 +87,7 @@ impl Store {
         Ok(Store {
             keys: db.open_tree("keys")?,
             groups: db.open_tree("groups")?,
+            tokens: db.open_tree("tokens")?,
             last_used: db.open_tree("last_used")?,
             spend: db.open_tree("spend")?,
             totals: db.open_tree("totals")?,
@@ -199,6 +204,21 @@ impl ControlStore for Store {
             batch.insert(id.as_bytes(), &secs.to_be_bytes());
         }
         self.last_used.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn tokens(&self) -> anyhow::Result<Vec<TokenRecord>> {
+        let mut out = vec![];
+        for kv in self.tokens.iter() {
+            let (k, v) = kv?;
+            out.push(json("token", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn put_token(&self, t: &TokenRecord) -> anyhow::Result<()> {
+        self.tokens
+            .insert(t.id.as_bytes(), serde_json::to_vec(t)?)?;
         Ok(())
     }
 

@@ -113,3 +113,22 @@ pub struct GroupOverride {
     pub at: u64,
     pub by: String,
 }
+
+/// An admin token made through the API. Only the SHA-256 of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    /// `admin`, `group_admin`, `viewer` or `developer`.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub sha256: String,
+    pub prefix: String,
+    pub created_at: u64,
+    pub created_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+}
