@@ -108,7 +108,17 @@ pub struct KeyEntry {
     pub max_tokens: Option<(u64, String)>,
     /// Read from the file (`config`) or made through the admin API (`api`).
     pub source: KeySource,
+    /// A file key's own model lists and tags, as written (for the admin API's views).
+    pub written: Option<Box<Written>>,
     pub last_used: Arc<LastUsed>,
+}
+
+/// A file key's lists as written in the file.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub models: Option<Vec<String>>,
+    pub deny_models: Vec<String>,
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +175,7 @@ impl KeyEntry {
             own_models,
             source: k.source,
             last_used: k.last_used,
+            written: None,
         }
     }
 }
@@ -398,7 +409,15 @@ impl Snapshot {
                 source: KeySource::Config,
                 last_used: last_seen.cell(&k.id),
             };
-            let entry = KeyEntry::resolve(parts, &groups[k.group], &models);
+            let mut entry = KeyEntry::resolve(parts, &groups[k.group], &models);
+            let own = k.models.allow_src.is_some() || !k.models.deny_src.is_empty();
+            if own || !k.tags.is_empty() {
+                entry.written = Some(Box::new(Written {
+                    models: k.models.allow_src.clone(),
+                    deny_models: k.models.deny_src.clone(),
+                    tags: k.tags.clone(),
+                }));
+            }
             keys.insert(k.digest, Arc::new(entry));
         }
 

@@ -36,7 +36,11 @@ org = "acme"
 "#;
 
 fn policy_with(mock: SocketAddr, admin: SocketAddr) -> String {
-    basic_policy(mock, GROUPS)
+    let tagged = format!(
+        "\n[[keys]]\nid = \"key_tagged\"\ngroup = \"grp_c\"\nsha256 = \"{}\"\nmodels = [\"gpt-4o\"]\ntags = {{ service = \"ci\" }}\n",
+        sha(&key(2))
+    );
+    basic_policy(mock, &format!("{GROUPS}{tagged}"))
         .replace(
             "[server]\n",
             &format!(
@@ -454,6 +458,13 @@ async fn bad_input_is_a_clear_400_and_file_keys_are_read_only() {
         assert_eq!(v["error"]["code"], "managed_by_config");
     }
     assert_eq!(env.code(&key(1), "gpt-4o-mini").await, "ok");
+    // A file key's tags and model lists show as written; the tag filter finds it.
+    let (_, v) = env.get("/v1/keys?tag=service:ci").await;
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{v}");
+    assert_eq!(data[0]["id"], "key_tagged");
+    assert_eq!(data[0]["models"], json!(["gpt-4o"]));
+    assert_eq!(data[0]["source"], "config");
     // PATCH cannot change the group.
     let (id, _) = env.create(json!({"name": "y", "group": "grp_prod"})).await;
     let (s, v) = env

@@ -327,6 +327,8 @@ pub struct KeyDef {
     pub models: ModelFilter,
     pub allowed_cidrs: Option<Vec<IpNet>>,
     pub limits: Limits,
+    /// String map for cost attribution (spend by tag).
+    pub tags: Vec<(String, String)>,
 }
 
 impl Config {

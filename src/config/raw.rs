@@ -201,5 +201,7 @@ with_limits! {
         pub allowed_cidrs: Option<Vec<String>>,
         /// Extension: `active` (default) or `disabled`; revocation of a file key is removal.
         pub state: Option<String>,
+        #[serde(default)]
+        pub tags: BTreeMap<String, String>,
     }
 }

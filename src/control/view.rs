@@ -138,6 +138,7 @@ impl ControlPlane {
         let (spend, all_time) =
             self.spend(Layer::Key, &k.id, key_period(&k.limits, Some(&k.group)));
         let last_used = k.last_used.get();
+        let w = k.written.as_deref();
         json!({
             "id": &*k.id,
             "name": k.name,
@@ -152,10 +153,10 @@ impl ControlPlane {
             "expires_at": k.expires_at.map(|t| rfc3339(secs(t))),
             "last_used_at": (last_used > 0).then(|| rfc3339(last_used)),
             "limits": limits_view(&k.limits),
-            "models": null,
-            "deny_models": null,
+            "models": w.and_then(|w| w.models.as_ref()),
+            "deny_models": w.map(|w| &w.deny_models).filter(|d| !d.is_empty()),
             "allowed_cidrs": k.allowed_cidrs.as_ref().map(|l| l.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
-            "tags": {},
+            "tags": w.map(|w| w.tags.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()).unwrap_or_default(),
             "metadata": null,
             "rotation_interval": null,
             "spend_usd": usd(spend),

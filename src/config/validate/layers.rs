@@ -454,6 +454,7 @@ pub(super) fn check_keys(
             deny_models,
             allowed_cidrs,
             state,
+            tags,
             ..
         } = k;
         check_unique(c, loc, &path, "key", &id, &mut seen);
@@ -517,6 +518,7 @@ pub(super) fn check_keys(
             allowed_cidrs: allowed_cidrs
                 .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
             limits,
+            tags: tags.into_iter().collect(),
             id: id.into(),
         });
     }
