@@ -133,12 +133,14 @@ impl Directory {
         snapshot: &Snapshot,
         now_s: u64,
     ) -> Result<Arc<KeyEntry>, GatewayError> {
+        // Resolved under the map's read guard: no reference count is taken on the key.
         let key = self
             .keys
             .get(presented)
-            .map(|k| k.value().clone())
-            .filter(|k| k.accepts(presented, now_s))
             .ok_or(GatewayError::InvalidApiKey)?;
+        if !key.accepts(presented, now_s) {
+            return Err(GatewayError::InvalidApiKey);
+        }
         key.entry(snapshot).ok_or_else(|| {
             GatewayError::KeyDisabled(format!(
                 "{} (its group {} is no longer in the policy file)",

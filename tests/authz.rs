@@ -486,6 +486,20 @@ async fn viewers_group_admins_and_token_lifetimes() {
             "{p}: {v}"
         );
     }
+    // Admin tokens are never scoped (a scoped admin could mint an unscoped one).
+    let (s, v) = env
+        .call(
+            ROOT,
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"name": "x", "role": "admin", "groups": ["grp_prod"]})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["param"].as_str()),
+        (400, Some("groups")),
+        "{v}"
+    );
     // A group admin cannot touch another group's keys (404) or make tokens (403).
     let (s, _) = env
         .call(

@@ -152,6 +152,13 @@ impl ControlPlane {
                 ));
             }
         }
+        if role == Role::Admin && n.groups.is_some() {
+            // An admin may do everything, tokens included: a group scope would be a fiction.
+            return Err(ApiError::bad_request(
+                "groups",
+                "admin tokens are not scoped; use role group_admin for a group scope",
+            ));
+        }
         if role == Role::Developer && n.owner.as_deref().is_none_or(str::is_empty) {
             return Err(ApiError::bad_request(
                 "owner",
