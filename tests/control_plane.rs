@@ -515,7 +515,9 @@ async fn group_state_batch_and_bulk() {
             None => break,
         }
     }
-    assert_eq!(seen.len(), 1000);
+    // The 1000 API keys and the file key in grp_c.
+    assert_eq!(seen.len(), 1001);
+    assert!(seen.contains("key_tagged"));
 
     // Pause / quarantine / resume: effective on the next request.
     let (s, v) = env.post("/v1/groups/grp_prod/pause", json!({})).await;
@@ -560,7 +562,8 @@ async fn group_state_batch_and_bulk() {
         .find(|g| g["id"] == "grp_c")
         .unwrap()
         .clone();
-    assert_eq!(c["keys"]["active"], 1000);
+    assert_eq!(c["keys"]["active"], 1001);
+    assert_eq!(c["keys"]["config"], 1);
     let (s, v) = env.post("/v1/groups/grp_c/keys/revoke", json!({})).await;
     assert_eq!(s, 200);
     assert_eq!(v["affected"], 1000);
@@ -569,7 +572,7 @@ async fn group_state_batch_and_bulk() {
     let (_, v) = env.post("/v1/groups/grp_c/keys/enable", json!({})).await;
     assert_eq!(
         (v["affected"].as_u64(), v["skipped"].as_u64()),
-        (Some(0), Some(1000))
+        (Some(0), Some(1001))
     );
 }
 
