@@ -361,6 +361,20 @@ impl Ledger {
             .collect()
     }
 
+    /// Usage buckets with `from_hour <= hour < to_hour`: everything settled so far, flushed
+    /// or not (a bucket still in memory holds its whole total and replaces the stored one).
+    pub fn usage_rows(&self, from_hour: u64, to_hour: u64) -> Vec<(UsageKey, UsageTotals)> {
+        let mut rows: HashMap<UsageKey, UsageTotals> =
+            self.usage_between(from_hour, to_hour).into_iter().collect();
+        let mem = self.usage_mem.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, (t, _)) in mem.iter() {
+            if (from_hour..to_hour).contains(&k.hour) {
+                rows.insert(k.clone(), *t);
+            }
+        }
+        rows.into_iter().collect()
+    }
+
     /// Settled spend of a scope in a period, as stored.
     pub fn stored_spend(&self, scope: &ScopeKey, kind: BudgetPeriod, period: u64) -> u64 {
         self.store

@@ -132,6 +132,8 @@ fn expected() -> HashMap<(&'static str, &'static str), [[u16; 2]; 4]> {
     let manage = [[200, 200], [200, 404], [403, 403], [200, 404]];
     let edit = [[200, 200], [200, 404], [403, 403], [403, 403]];
     let group_write = edit;
+    let spend_scoped = [[200, 200], [200, 404], [200, 404], [403, 403]];
+    let spend_all = [[200, 200], [200, 200], [200, 200], [403, 403]];
     HashMap::from([
         (("GET", "/healthz"), all200),
         (("GET", "/readyz"), all200),
@@ -173,6 +175,13 @@ fn expected() -> HashMap<(&'static str, &'static str), [[u16; 2]; 4]> {
         (("POST", "/v1/groups/{id}/keys/disable"), group_write),
         (("POST", "/v1/groups/{id}/keys/enable"), group_write),
         (("POST", "/v1/groups/{id}/keys/revoke"), group_write),
+        (("GET", "/v1/spend/groups/{id}"), spend_scoped),
+        (("GET", "/v1/spend/groups/{id}/by-model"), spend_scoped),
+        (("GET", "/v1/spend/groups/{id}/by-key"), spend_scoped),
+        (("GET", "/v1/spend/groups/{id}/timeline"), spend_scoped),
+        (("GET", "/v1/spend/keys/{id}"), spend_scoped),
+        (("GET", "/v1/spend/orgs/{id}"), spend_all),
+        (("GET", "/v1/spend/tags/{tag}"), spend_all),
     ])
 }
 
@@ -210,7 +219,14 @@ async fn every_route_by_role_and_scope() {
                 let url = path
                     .replace("/v1/keys/{id}", &format!("/v1/keys/{key}"))
                     .replace("/v1/groups/{id}", &format!("/v1/groups/{group}"))
-                    .replace("/v1/tokens/{id}", &format!("/v1/tokens/{tok}"));
+                    .replace("/v1/tokens/{id}", &format!("/v1/tokens/{tok}"))
+                    .replace(
+                        "/v1/spend/groups/{id}",
+                        &format!("/v1/spend/groups/{group}"),
+                    )
+                    .replace("/v1/spend/keys/{id}", &format!("/v1/spend/keys/{key}"))
+                    .replace("/v1/spend/orgs/{id}", "/v1/spend/orgs/acme")
+                    .replace("/v1/spend/tags/{tag}", "/v1/spend/tags/team");
                 let body = match (method.as_str(), path.as_str()) {
                     ("POST", "/v1/keys") => {
                         Some(json!({"name": "new", "group": group, "ttl": "1d"}))

@@ -25,10 +25,12 @@ pub enum Perm {
     /// Pause / resume / quarantine and bulk key actions.
     WriteGroups,
     Tokens,
+    /// The spend routes (a scoped token's answers cover its groups).
+    ReadSpend,
 }
 
 impl Perm {
-    pub const ALL: [Perm; 11] = [
+    pub const ALL: [Perm; 12] = [
         Perm::Open,
         Perm::Metrics,
         Perm::Reload,
@@ -40,6 +42,7 @@ impl Perm {
         Perm::ReadGroups,
         Perm::WriteGroups,
         Perm::Tokens,
+        Perm::ReadSpend,
     ];
 
     pub fn allows(self, role: Role) -> bool {
@@ -52,7 +55,7 @@ impl Perm {
             Perm::EditKeys | Perm::BatchKeys | Perm::WriteGroups => {
                 matches!(role, Admin | GroupAdmin)
             }
-            Perm::ReadGroups => matches!(role, Admin | GroupAdmin | Viewer),
+            Perm::ReadGroups | Perm::ReadSpend => matches!(role, Admin | GroupAdmin | Viewer),
         }
     }
 }

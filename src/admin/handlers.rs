@@ -3,6 +3,7 @@
 
 use super::{error_response, AdminState};
 use crate::config::GroupState;
+use crate::control::spend::SpendQuery;
 use crate::control::{Actor, ApiError, ApiResult, ControlPlane};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -220,3 +221,49 @@ pub async fn revoke_token(
 ) -> Response {
     run(s, h, StatusCode::OK, move |cp, a| cp.revoke_token(a, &id)).await
 }
+
+/// A spend route: JSON, or CSV with `?format=csv`.
+async fn spend<F>(s: AdminState, who: Actor, q: Option<String>, f: F) -> Response
+where
+    F: FnOnce(&ControlPlane, &Actor, &SpendQuery) -> ApiResult<Value> + Send + 'static,
+{
+    let query: SpendQuery = match serde_urlencoded::from_str(q.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return error_response(&ApiError::bad_request("", format!("query: {e}"))),
+    };
+    let csv = query.csv();
+    let cp = s.control.clone();
+    match tokio::task::spawn_blocking(move || f(&cp, &who, &query)).await {
+        Ok(Ok(v)) if csv => (
+            [(http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            crate::control::spend::to_csv(&v),
+        )
+            .into_response(),
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error_response(&e),
+        Err(e) => error_response(&ApiError::internal(e)),
+    }
+}
+
+macro_rules! spend_route {
+    ($name:ident, |$cp:ident, $a:ident, $id:ident, $q:ident| $call:expr) => {
+        pub async fn $name(
+            State(s): State<AdminState>,
+            Extension(h): Extension<Actor>,
+            Path($id): Path<String>,
+            RawQuery(q): RawQuery,
+        ) -> Response {
+            spend(s, h, q, move |$cp, $a, $q| $call).await
+        }
+    };
+}
+
+spend_route!(spend_group, |cp, a, id, q| cp.spend_group(a, &id, q));
+spend_route!(spend_by_model, |cp, a, id, q| cp
+    .spend_group_by(a, &id, false, q));
+spend_route!(spend_by_key, |cp, a, id, q| cp
+    .spend_group_by(a, &id, true, q));
+spend_route!(spend_timeline, |cp, a, id, q| cp.spend_timeline(a, &id, q));
+spend_route!(spend_key, |cp, a, id, q| cp.spend_key(a, &id, q));
+spend_route!(spend_org, |cp, a, id, q| cp.spend_org(a, &id, q));
+spend_route!(spend_tag, |cp, a, id, q| cp.spend_tag(a, &id, q));

@@ -160,6 +160,48 @@ pub fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminState>)> {
             WriteGroups,
             post(bulk_revoke),
         ),
+        (
+            Method::GET,
+            "/v1/spend/groups/{id}",
+            ReadSpend,
+            get(spend_group),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/groups/{id}/by-model",
+            ReadSpend,
+            get(spend_by_model),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/groups/{id}/by-key",
+            ReadSpend,
+            get(spend_by_key),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/groups/{id}/timeline",
+            ReadSpend,
+            get(spend_timeline),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/keys/{id}",
+            ReadSpend,
+            get(spend_key),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/orgs/{id}",
+            ReadSpend,
+            get(spend_org),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/tags/{tag}",
+            ReadSpend,
+            get(spend_tag),
+        ),
     ]
 }
 

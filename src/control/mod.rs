@@ -18,6 +18,7 @@ pub use keys::KeyQuery;
 pub mod lifecycle;
 mod selfservice;
 mod spec;
+pub mod spend;
 mod view;
 
 pub use spec::parse_record;
