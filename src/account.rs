@@ -2,14 +2,17 @@
 //! which scanner reads its answer, and how it is settled in `logging`.
 
 use crate::admission::{
-    Admission, AdmitRequest, Layer, LayerLimits, RateInfo, Reservation, ScopeKey, Usage,
+    Admission, AdmitRequest, BudgetEvent, Layer, LayerLimits, RateInfo, Reservation, ScopeKey,
+    Usage,
 };
 use crate::config::Price;
 use crate::error::GatewayError;
+use crate::events::{Event, Events};
 use crate::ledger::{Ledger, UsageKey, UsageTotals};
 use crate::request::{RequestBody, Route};
 use crate::snapshot::{KeyEntry, ModelEntry, Snapshot};
 use crate::usage::{self, Billed, Scanner, StreamFormat, TokenUsage};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -219,10 +222,63 @@ const SWEEP_EVERY_TICKS: u64 = 120;
 pub struct LedgerService {
     pub accounting: Arc<Accounting>,
     pub grace: Duration,
+    pub events: Arc<Events>,
+    /// To name the org and group of a budget event.
+    pub policy: Arc<ArcSwap<Snapshot>>,
+}
+
+/// A budget threshold crossed, as a lifecycle event (`budget.threshold` /
+/// `budget.exhausted`).
+fn budget_event(e: &BudgetEvent, snapshot: &Snapshot) -> Event {
+    log::warn!(
+        "{}: {} {} spent ${} of ${} (threshold {})",
+        e.event,
+        e.scope.layer.as_str(),
+        e.scope.id,
+        crate::admission::micros_to_usd(e.spent_micros),
+        crate::admission::micros_to_usd(e.limit_micros),
+        e.threshold
+    );
+    let id = e.scope.id.to_string();
+    let (org, group, key_id) = match e.scope.layer {
+        Layer::Org => (Some(id), None, None),
+        Layer::Group => (
+            snapshot
+                .groups
+                .get(&e.scope.id)
+                .map(|g| g.org.id.to_string()),
+            Some(id),
+            None,
+        ),
+        Layer::Key => (None, None, Some(id)),
+    };
+    Event {
+        kind: e.event,
+        at_ms: crate::control::now_ms(),
+        actor: "system".into(),
+        org,
+        group,
+        key_id,
+        before: None,
+        after: Some(serde_json::json!({
+            "scope": e.scope.layer.as_str(),
+            "id": &*e.scope.id,
+            "spent_usd": e.spent_micros as f64 / 1e6,
+            "limit_usd": e.limit_micros as f64 / 1e6,
+            "threshold": e.threshold,
+        })),
+        secret: None,
+    }
 }
 
 impl LedgerService {
     fn flush(&self) {
+        // Budget thresholds crossed since the last tick become events (audit, webhooks);
+        // the flush right after makes them durable.
+        for e in self.accounting.admission.take_events() {
+            self.events
+                .emit_logged(&budget_event(&e, &self.policy.load()));
+        }
         if let Some(ledger) = &self.accounting.ledger {
             if let Err(e) = ledger.flush(&self.accounting.admission) {
                 log::error!("ledger flush failed: {e}");
@@ -247,6 +303,8 @@ impl BackgroundService for LedgerService {
             let me = LedgerService {
                 accounting: acc,
                 grace: self.grace,
+                events: self.events.clone(),
+                policy: self.policy.clone(),
             };
             let _ = tokio::task::spawn_blocking(move || {
                 me.flush();

@@ -43,6 +43,17 @@ impl Events {
             .push(s);
     }
 
+    /// For events that describe something already done (a budget crossed, a reload):
+    /// every subscriber gets it, failures are logged.
+    pub fn emit_logged(&self, e: &Event) {
+        let subs = self.subscribers.read().unwrap_or_else(|p| p.into_inner());
+        for s in subs.iter() {
+            if let Err(err) = s.on_event(e) {
+                log::error!("event {}: {err}", e.kind);
+            }
+        }
+    }
+
     /// Hands the event to every subscriber; the first failure is returned (the change it
     /// describes must then not be committed).
     pub fn emit(&self, e: &Event) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@
 //! `usage` — `hour(be) group \0 key \0 model` -> requests, input, output, cost (4 × u64 be);
 //! `audit` — `ms(be) seq(be)` -> JSON event.
 
-use crate::admission::{Admission, BudgetEvent, Layer, ScopeKey, SpendStore};
+use crate::admission::{Admission, Layer, ScopeKey, SpendStore};
 use crate::config::BudgetPeriod;
 use crate::store::Store;
 use std::collections::HashMap;
@@ -273,7 +273,7 @@ impl Ledger {
         entry.1 = true;
     }
 
-    /// Writes dirty spend and usage, and budget events, then syncs to disk.
+    /// Writes dirty spend and usage, then syncs to disk.
     pub fn flush(&self, admission: &Admission) -> anyhow::Result<()> {
         for (scope, kind, period, spent) in admission.take_dirty() {
             self.store
@@ -304,33 +304,8 @@ impl Ledger {
             }
             mem.retain(|_, (_, _, touched)| std::mem::take(touched));
         }
-        for e in admission.take_events() {
-            self.audit_budget_event(&e, admission.now_ms())?;
-        }
         self.store.flush()?;
         Ok(())
-    }
-
-    fn audit_budget_event(&self, e: &BudgetEvent, now_ms: u64) -> anyhow::Result<()> {
-        log::warn!(
-            "{}: {} {} spent ${} of ${} (threshold {})",
-            e.event,
-            e.scope.layer.as_str(),
-            e.scope.id,
-            crate::admission::micros_to_usd(e.spent_micros),
-            crate::admission::micros_to_usd(e.limit_micros),
-            e.threshold
-        );
-        let v = serde_json::json!({
-            "at_ms": now_ms,
-            "event": e.event,
-            "scope": e.scope.layer.as_str(),
-            "id": &*e.scope.id,
-            "spent_usd": e.spent_micros as f64 / 1e6,
-            "limit_usd": e.limit_micros as f64 / 1e6,
-            "threshold": e.threshold,
-        });
-        self.append_audit(now_ms, &v)
     }
 
     pub fn append_audit(&self, now_ms: u64, v: &serde_json::Value) -> anyhow::Result<()> {

@@ -80,7 +80,7 @@ pub fn build(
         &policy.last_seen,
         policy.current.clone(),
         Some(ledger.clone()),
-        events,
+        events.clone(),
     )?);
     {
         let control = control.clone();
@@ -162,7 +162,7 @@ pub fn build(
     server.add_service(background_service(
         "sighup",
         SighupService {
-            policy,
+            policy: policy.clone(),
             early: early_hup,
         },
     ));
@@ -171,6 +171,8 @@ pub fn build(
         LedgerService {
             accounting,
             grace: s.grace_period,
+            events: events.clone(),
+            policy: policy.current.clone(),
         },
     ));
     Ok(server)

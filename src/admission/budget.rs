@@ -112,9 +112,18 @@ mod tests {
     #[test]
     fn period_starts() {
         let t = ms("2026-11-25T03:04:05Z");
-        assert_eq!(period_start(BudgetPeriod::Daily, t), ms("2026-11-25T00:00:00Z"));
-        assert_eq!(period_start(BudgetPeriod::Weekly, t), ms("2026-11-23T00:00:00Z"));
-        assert_eq!(period_start(BudgetPeriod::Monthly, t), ms("2026-11-01T00:00:00Z"));
+        assert_eq!(
+            period_start(BudgetPeriod::Daily, t),
+            ms("2026-11-25T00:00:00Z")
+        );
+        assert_eq!(
+            period_start(BudgetPeriod::Weekly, t),
+            ms("2026-11-23T00:00:00Z")
+        );
+        assert_eq!(
+            period_start(BudgetPeriod::Monthly, t),
+            ms("2026-11-01T00:00:00Z")
+        );
         assert_eq!(period_start(BudgetPeriod::Never, t), 0);
         let mon = ms("2026-11-23T00:00:00Z");
         assert_eq!(period_start(BudgetPeriod::Weekly, mon), mon);
