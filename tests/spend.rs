@@ -295,7 +295,9 @@ async fn spend_routes_match_the_request_log_and_metrics() {
             let to = humantime::format_rfc3339_seconds(now + Duration::from_secs(86400));
             for grain in ["hour", "day"] {
                 let v = admin
-                    .get(&format!("/v1/spend/groups/{grp}/timeline?grain={grain}&from={from}&to={to}"))
+                    .get(&format!(
+                        "/v1/spend/groups/{grp}/timeline?grain={grain}&from={from}&to={to}"
+                    ))
                     .await;
                 let mut s = Sum::default();
                 let data = v["data"].as_array().unwrap();
@@ -400,4 +402,25 @@ async fn spend_routes_match_the_request_log_and_metrics() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
+    let r = client()
+        .get(format!(
+            "{}/v1/spend/groups/grp_prod?format=xml",
+            admin.base
+        ))
+        .bearer_auth(ROOT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // An empty answer as CSV still has its header.
+    let r = client()
+        .get(format!("{}/v1/spend/groups/grp_prod/by-model?format=csv&from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z", admin.base))
+        .bearer_auth(ROOT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.text().await.unwrap(),
+        "model,requests,input_tokens,output_tokens,cost_usd\n"
+    );
 }

@@ -223,7 +223,7 @@ pub async fn revoke_token(
 }
 
 /// A spend route: JSON, or CSV with `?format=csv`.
-async fn spend<F>(s: AdminState, who: Actor, q: Option<String>, f: F) -> Response
+async fn spend<F>(s: AdminState, who: Actor, q: Option<String>, label: &str, f: F) -> Response
 where
     F: FnOnce(&ControlPlane, &Actor, &SpendQuery) -> ApiResult<Value> + Send + 'static,
 {
@@ -231,12 +231,15 @@ where
         Ok(q) => q,
         Err(e) => return error_response(&ApiError::bad_request("", format!("query: {e}"))),
     };
-    let csv = query.csv();
+    let csv = match query.csv() {
+        Ok(c) => c,
+        Err(e) => return error_response(&e),
+    };
     let cp = s.control.clone();
     match tokio::task::spawn_blocking(move || f(&cp, &who, &query)).await {
         Ok(Ok(v)) if csv => (
             [(http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            crate::control::spend::to_csv(&v),
+            crate::control::spend::to_csv(&v, label),
         )
             .into_response(),
         Ok(Ok(v)) => Json(v).into_response(),
@@ -246,24 +249,26 @@ where
 }
 
 macro_rules! spend_route {
-    ($name:ident, |$cp:ident, $a:ident, $id:ident, $q:ident| $call:expr) => {
+    ($name:ident, $label:literal, |$cp:ident, $a:ident, $id:ident, $q:ident| $call:expr) => {
         pub async fn $name(
             State(s): State<AdminState>,
             Extension(h): Extension<Actor>,
             Path($id): Path<String>,
             RawQuery(q): RawQuery,
         ) -> Response {
-            spend(s, h, q, move |$cp, $a, $q| $call).await
+            spend(s, h, q, $label, move |$cp, $a, $q| $call).await
         }
     };
 }
 
-spend_route!(spend_group, |cp, a, id, q| cp.spend_group(a, &id, q));
-spend_route!(spend_by_model, |cp, a, id, q| cp
+spend_route!(spend_group, "group", |cp, a, id, q| cp
+    .spend_group(a, &id, q));
+spend_route!(spend_by_model, "model", |cp, a, id, q| cp
     .spend_group_by(a, &id, false, q));
-spend_route!(spend_by_key, |cp, a, id, q| cp
+spend_route!(spend_by_key, "key_id", |cp, a, id, q| cp
     .spend_group_by(a, &id, true, q));
-spend_route!(spend_timeline, |cp, a, id, q| cp.spend_timeline(a, &id, q));
-spend_route!(spend_key, |cp, a, id, q| cp.spend_key(a, &id, q));
-spend_route!(spend_org, |cp, a, id, q| cp.spend_org(a, &id, q));
-spend_route!(spend_tag, |cp, a, id, q| cp.spend_tag(a, &id, q));
+spend_route!(spend_timeline, "start", |cp, a, id, q| cp
+    .spend_timeline(a, &id, q));
+spend_route!(spend_key, "key_id", |cp, a, id, q| cp.spend_key(a, &id, q));
+spend_route!(spend_org, "org", |cp, a, id, q| cp.spend_org(a, &id, q));
+spend_route!(spend_tag, "value", |cp, a, id, q| cp.spend_tag(a, &id, q));

@@ -23,8 +23,13 @@ pub struct SpendQuery {
 }
 
 impl SpendQuery {
-    pub fn csv(&self) -> bool {
-        self.format.as_deref() == Some("csv")
+    /// `?format=csv` (or `json`, the default); anything else is a 400.
+    pub fn csv(&self) -> ApiResult<bool> {
+        match self.format.as_deref() {
+            None | Some("json") => Ok(false),
+            Some("csv") => Ok(true),
+            Some(_) => Err(ApiError::bad_request("format", "format: json or csv")),
+        }
     }
 }
 
@@ -198,12 +203,20 @@ impl ControlPlane {
     pub fn spend_key(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Value> {
         // Readable = in scope (the same rule as GET /v1/keys/{id}).
         let view = self.get_key(actor, id)?;
-        let period = match view["limits"]["budget_period"].as_str() {
-            Some("daily") => BudgetPeriod::Daily,
-            Some("weekly") => BudgetPeriod::Weekly,
-            Some("never") => BudgetPeriod::Never,
-            _ => BudgetPeriod::Monthly,
+        let snapshot = self.policy.load();
+        let group = view["group"].as_str().and_then(|g| snapshot.groups.get(g));
+        let own = match view["limits"]["budget_period"].as_str() {
+            Some("daily") => Some(BudgetPeriod::Daily),
+            Some("weekly") => Some(BudgetPeriod::Weekly),
+            Some("monthly") => Some(BudgetPeriod::Monthly),
+            Some("never") => Some(BudgetPeriod::Never),
+            _ => None,
         };
+        // The key's own period, else its group's, else its org's (as its view's spend_usd).
+        let period = own
+            .or_else(|| group.and_then(|g| g.limits.budget).map(|b| b.period))
+            .or_else(|| group.and_then(|g| g.org.limits.budget).map(|b| b.period))
+            .unwrap_or(BudgetPeriod::Monthly);
         let r = range(q, period)?;
         let mut s = Sum::default();
         for (_, t) in self.rows(r, |k| &*k.key == id) {
@@ -308,14 +321,15 @@ impl ControlPlane {
 }
 
 /// A spend answer as CSV: its `data` rows, or the answer itself as one row. Columns in the
-/// JSON's order; values quoted where needed.
-pub fn to_csv(v: &Value) -> String {
+/// JSON's order; values quoted where needed. No rows: just the header (`label` and the
+/// totals).
+pub fn to_csv(v: &Value, label: &str) -> String {
     let rows: Vec<&Map<String, Value>> = match v.get("data").and_then(Value::as_array) {
         Some(a) => a.iter().filter_map(Value::as_object).collect(),
         None => v.as_object().into_iter().collect(),
     };
     let Some(first) = rows.first() else {
-        return String::new();
+        return format!("{label},requests,input_tokens,output_tokens,cost_usd\n");
     };
     let cols: Vec<&String> = first.keys().collect();
     let cell = |v: &Value| -> String {
