@@ -42,6 +42,19 @@ pub struct Accounting {
     pub admission: Arc<Admission>,
     pub ledger: Option<Arc<Ledger>>,
     pub inflight: Arc<AtomicUsize>,
+    /// Limit and budget refusals, aggregated for the audit trail.
+    pub refusals: crate::audit::Refusals,
+}
+
+impl Accounting {
+    /// Notes a refusal for a limit or a budget (audited, aggregated per key/code/minute).
+    pub fn note_refusal(&self, key: Option<&KeyEntry>, error: Option<&GatewayError>) {
+        if let (Some(k), Some(e)) = (key, error) {
+            if crate::audit::audited_refusal(e.code()) {
+                self.refusals.record(k, e.code(), self.admission.now_ms());
+            }
+        }
+    }
 }
 
 /// Tokens a request reserved: what an unknown part of its usage is charged at.
@@ -213,6 +226,8 @@ fn record(ledger: &Ledger, acc: &Accounting, key: &KeyEntry, model: &Arc<str>, b
 
 /// How often spend reaches the disk: a crash loses at most this much (SPEC: ≤ 1 s).
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// The audit trail is pruned at start-up and hourly.
+const PRUNE_EVERY_TICKS: u64 = 14_400;
 /// Idle counters are swept every 30 s.
 const SWEEP_EVERY_TICKS: u64 = 120;
 
@@ -225,6 +240,8 @@ pub struct LedgerService {
     pub events: Arc<Events>,
     /// To name the org and group of a budget event.
     pub policy: Arc<ArcSwap<Snapshot>>,
+    /// The audit trail and its retention (pruned hourly).
+    pub audit: Option<(Arc<crate::audit::AuditLog>, Duration)>,
 }
 
 /// A budget threshold crossed, as a lifecycle event (`budget.threshold` /
@@ -279,6 +296,10 @@ impl LedgerService {
             self.events
                 .emit_logged(&budget_event(&e, &self.policy.load()));
         }
+        let now = self.accounting.admission.now_ms();
+        for e in self.accounting.refusals.take_closed(now) {
+            self.events.emit_logged(&e);
+        }
         if let Some(ledger) = &self.accounting.ledger {
             if let Err(e) = ledger.flush(&self.accounting.admission) {
                 log::error!("ledger flush failed: {e}");
@@ -305,11 +326,25 @@ impl BackgroundService for LedgerService {
                 grace: self.grace,
                 events: self.events.clone(),
                 policy: self.policy.clone(),
+                audit: self.audit.clone(),
             };
+            let prune = n % PRUNE_EVERY_TICKS == 1;
             let _ = tokio::task::spawn_blocking(move || {
                 me.flush();
                 if sweep {
                     me.accounting.admission.sweep();
+                }
+                if let (true, Some((audit, keep))) = (prune, &me.audit) {
+                    let cutoff = me
+                        .accounting
+                        .admission
+                        .now_ms()
+                        .saturating_sub(keep.as_millis() as u64);
+                    match audit.prune(cutoff) {
+                        Ok(0) => {}
+                        Ok(n) => log::info!("audit: {n} events past audit_retention pruned"),
+                        Err(e) => log::error!("audit prune: {e}"),
+                    }
                 }
             })
             .await;
@@ -324,6 +359,9 @@ impl BackgroundService for LedgerService {
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
             self.flush();
+        }
+        for e in self.accounting.refusals.take_closed(u64::MAX) {
+            self.events.emit_logged(&e);
         }
         self.flush();
         log::info!("spend flushed; exiting");

@@ -65,33 +65,6 @@ impl Events {
     }
 }
 
-/// Writes each event to the audit tree of the store (SPEC §7 event shape).
-pub struct AuditTrail(pub Arc<crate::ledger::Ledger>);
-
-impl Subscriber for AuditTrail {
-    fn on_event(&self, e: &Event) -> anyhow::Result<()> {
-        let mut detail = serde_json::Map::new();
-        if let Some(b) = &e.before {
-            detail.insert("before".into(), b.clone());
-        }
-        if let Some(a) = &e.after {
-            detail.insert("after".into(), a.clone());
-        }
-        let v = serde_json::json!({
-            "at_ms": e.at_ms,
-            "at": crate::clock::rfc3339(e.at_ms / 1000),
-            "actor": e.actor,
-            "type": e.kind,
-            "event": e.kind,
-            "org": e.org,
-            "group": e.group,
-            "key_id": e.key_id,
-            "detail": detail,
-        });
-        self.0.append_audit(e.at_ms, &v)
-    }
-}
-
 /// One log line per event (never the secret).
 pub struct EventLog;
 

@@ -539,6 +539,8 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let billed = ctx.settle(&self.accounting);
+        self.accounting
+            .note_refusal(ctx.key.as_deref(), ctx.error.as_ref());
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
         let finished = ctx.finished(status, billed);
         record_metrics(&self.metrics, &finished);

@@ -14,7 +14,6 @@ use crate::config::BudgetPeriod;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -198,7 +197,6 @@ pub struct Ledger {
     store: Arc<Store>,
     usage_mem: Mutex<HashMap<UsageKey, (UsageTotals, bool)>>,
     totals_mem: Mutex<TotalsMem>,
-    audit_seq: AtomicU64,
 }
 
 impl Ledger {
@@ -207,7 +205,6 @@ impl Ledger {
             store,
             usage_mem: Mutex::new(HashMap::new()),
             totals_mem: Mutex::new(HashMap::new()),
-            audit_seq: AtomicU64::new(0),
         }
     }
 
@@ -306,24 +303,6 @@ impl Ledger {
         }
         self.store.flush()?;
         Ok(())
-    }
-
-    pub fn append_audit(&self, now_ms: u64, v: &serde_json::Value) -> anyhow::Result<()> {
-        let mut k = now_ms.to_be_bytes().to_vec();
-        k.extend_from_slice(&self.audit_seq.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-        self.store.audit.insert(k, serde_json::to_vec(v)?)?;
-        Ok(())
-    }
-
-    /// Audit events, oldest first.
-    pub fn audit(&self) -> Vec<serde_json::Value> {
-        self.store
-            .audit
-            .iter()
-            .values()
-            .filter_map(|v| v.ok())
-            .filter_map(|v| serde_json::from_slice(&v).ok())
-            .collect()
     }
 
     /// Stored usage buckets with `from_hour <= hour < to_hour` (flushed data only).

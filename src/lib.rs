@@ -33,6 +33,7 @@
 pub mod account;
 pub mod admin;
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -2,6 +2,7 @@
 //! request path, swap it in atomically. An invalid file changes nothing.
 
 use crate::config::{self, Config};
+use crate::events::{Event, Events};
 use crate::last_seen::LastSeen;
 use crate::route::health::Health;
 use crate::snapshot::{Snapshot, SystemEnvironment};
@@ -30,6 +31,8 @@ pub struct Policy {
     pub last_seen: Arc<LastSeen>,
     /// Called with the old and the new snapshot after every successful reload.
     after_swap: OnceLock<Box<AfterSwap>>,
+    /// `config.reloaded` / `config.reload_failed` go here (audit trail).
+    events: OnceLock<Arc<Events>>,
 }
 
 impl Policy {
@@ -46,7 +49,12 @@ impl Policy {
             health,
             last_seen,
             after_swap: OnceLock::new(),
+            events: OnceLock::new(),
         })
+    }
+
+    pub fn set_events(&self, events: Arc<Events>) {
+        let _ = self.events.set(events);
     }
 
     /// Registers what must follow a reload (the control plane reconciles group state).
@@ -73,6 +81,26 @@ impl Policy {
                 self.generation.store(generation, Ordering::Relaxed);
                 Ok(generation)
             });
+        if let Some(events) = self.events.get() {
+            events.emit_logged(&Event {
+                kind: if result.is_ok() {
+                    "config.reloaded"
+                } else {
+                    "config.reload_failed"
+                },
+                at_ms: crate::control::now_ms(),
+                actor: "system".into(),
+                org: None,
+                group: None,
+                key_id: None,
+                before: None,
+                after: Some(match &result {
+                    Ok(g) => serde_json::json!({"generation": g, "file": self.path.display().to_string()}),
+                    Err(e) => serde_json::json!({"error": e, "file": self.path.display().to_string()}),
+                }),
+                secret: None,
+            });
+        }
         match &result {
             Ok(g) => {
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);

@@ -4,12 +4,13 @@
 use crate::account::{Accounting, LedgerService};
 use crate::admin::{AdminService, AdminState};
 use crate::admission::{Admission, SpendStore};
+use crate::audit::AuditLog;
 use crate::clock::SystemClock;
 use crate::config;
 use crate::control::lifecycle::{self, LifecycleService};
 use crate::control::ControlPlane;
 use crate::directory::Directory;
-use crate::events::{AuditTrail, EventLog, Events};
+use crate::events::{EventLog, Events};
 use crate::gateway::Gateway;
 use crate::last_seen::LastSeen;
 use crate::ledger::Ledger;
@@ -73,7 +74,9 @@ pub fn build(
     let directory = Arc::new(Directory::default());
     let events = Arc::new(Events::default());
     events.subscribe(Arc::new(EventLog));
-    events.subscribe(Arc::new(AuditTrail(ledger.clone())));
+    let audit = Arc::new(AuditLog::open(store.clone())?);
+    events.subscribe(audit.clone());
+    policy.set_events(events.clone());
     let control = Arc::new(ControlPlane::open(
         store.clone() as Arc<dyn ControlStore>,
         directory.clone(),
@@ -95,6 +98,12 @@ pub fn build(
         admission,
         ledger: Some(ledger),
         inflight: Arc::new(AtomicUsize::new(0)),
+        refusals: crate::audit::Refusals::new(
+            std::env::var("TOLLGATE_REFUSAL_MINUTE_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60_000),
+        ),
     });
     let request_log = Arc::new(
         RequestLog::open(&s.request_log)
@@ -142,6 +151,7 @@ pub fn build(
             health: policy.health.clone(),
             token,
             control: control.clone(),
+            audit: audit.clone(),
         };
         server.add_service(background_service("admin", AdminService { addr, state }));
     }
@@ -173,6 +183,7 @@ pub fn build(
             grace: s.grace_period,
             events: events.clone(),
             policy: policy.current.clone(),
+            audit: Some((audit, s.audit_retention)),
         },
     ));
     Ok(server)

@@ -27,10 +27,14 @@ pub enum Perm {
     Tokens,
     /// The spend routes (a scoped token's answers cover its groups).
     ReadSpend,
+    /// The audit trail (a scoped token sees its groups' events).
+    ReadAudit,
+    /// The audit chain check walks every event: unscoped admins only.
+    VerifyAudit,
 }
 
 impl Perm {
-    pub const ALL: [Perm; 12] = [
+    pub const ALL: [Perm; 14] = [
         Perm::Open,
         Perm::Metrics,
         Perm::Reload,
@@ -43,19 +47,23 @@ impl Perm {
         Perm::WriteGroups,
         Perm::Tokens,
         Perm::ReadSpend,
+        Perm::ReadAudit,
+        Perm::VerifyAudit,
     ];
 
     pub fn allows(self, role: Role) -> bool {
         use Role::*;
         match self {
             Perm::Open => true,
-            Perm::Metrics | Perm::Reload | Perm::Tokens => role == Admin,
+            Perm::Metrics | Perm::Reload | Perm::Tokens | Perm::VerifyAudit => role == Admin,
             Perm::ReadKeys => true,
             Perm::CreateKeys | Perm::ManageKeys => matches!(role, Admin | GroupAdmin | Developer),
             Perm::EditKeys | Perm::BatchKeys | Perm::WriteGroups => {
                 matches!(role, Admin | GroupAdmin)
             }
-            Perm::ReadGroups | Perm::ReadSpend => matches!(role, Admin | GroupAdmin | Viewer),
+            Perm::ReadGroups | Perm::ReadSpend | Perm::ReadAudit => {
+                matches!(role, Admin | GroupAdmin | Viewer)
+            }
         }
     }
 }

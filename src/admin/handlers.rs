@@ -272,3 +272,30 @@ spend_route!(spend_timeline, "start", |cp, a, id, q| cp
 spend_route!(spend_key, "key_id", |cp, a, id, q| cp.spend_key(a, &id, q));
 spend_route!(spend_org, "org", |cp, a, id, q| cp.spend_org(a, &id, q));
 spend_route!(spend_tag, "value", |cp, a, id, q| cp.spend_tag(a, &id, q));
+
+pub async fn list_audit(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let audit = s.audit.clone();
+    run(s, h, StatusCode::OK, move |_, a| {
+        let query: crate::audit::AuditQuery =
+            serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
+                .map_err(|e| ApiError::bad_request("", format!("query: {e}")))?;
+        // A scoped token sees its groups' events; events of no group only unscoped ones.
+        let visible = |g: Option<&str>| match g {
+            Some(g) => a.sees_group(g),
+            None => a.groups.is_none(),
+        };
+        audit
+            .list(&query, &visible)
+            .map_err(|(field, msg)| ApiError::bad_request(field, msg))
+    })
+    .await
+}
+
+pub async fn verify_audit(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
+    let audit = s.audit.clone();
+    run(s, h, StatusCode::OK, move |_, _| Ok(audit.verify())).await
+}

@@ -37,6 +37,7 @@ pub struct AdminState {
     pub health: Arc<Health>,
     pub token: Option<Secret>,
     pub control: Arc<ControlPlane>,
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 pub struct AdminService {
@@ -201,6 +202,13 @@ pub fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminState>)> {
             "/v1/spend/tags/{tag}",
             ReadSpend,
             get(spend_tag),
+        ),
+        (Method::GET, "/v1/audit", ReadAudit, get(list_audit)),
+        (
+            Method::GET,
+            "/v1/audit/verify",
+            VerifyAudit,
+            get(verify_audit),
         ),
     ]
 }

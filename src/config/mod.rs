@@ -104,6 +104,7 @@ pub struct ServerConfig {
     pub pid_file: PathBuf,
     pub upgrade_sock: PathBuf,
     pub default_max_tokens: u32,
+    pub audit_retention: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

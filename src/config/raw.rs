@@ -85,6 +85,8 @@ pub struct RawServer {
     pub upgrade_sock: Option<String>,
     /// Extension: tokens reserved for a request that does not set `max_tokens`.
     pub default_max_tokens: Option<u64>,
+    /// How long audit events are kept (default "400d").
+    pub audit_retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,7 +9,8 @@
 //! | `spend`     | `layer \0 id \0 period-kind \0 id`   | settled micro-dollars (ledger)     |
 //! | `totals`    | `layer \0 id`                        | spend per period and all time      |
 //! | `usage`     | `hour(be) group \0 key \0 model`     | requests, tokens, cost (ledger)    |
-//! | `audit`     | `ms(be) seq(be)`                     | event (JSON)                       |
+//! | `audit`     | `ms(be) seq(be)`                     | event (JSON, hash-chained)         |
+//! | `meta`      | name                                 | the audit chain's anchor           |
 //!
 //! The control plane talks to it through [`ControlStore`], so a shared store (for several
 //! gateway instances) can take its place; the ledger, which only ever runs against the
@@ -57,6 +58,8 @@ pub struct Store {
     pub totals: sled::Tree,
     pub usage: sled::Tree,
     pub audit: sled::Tree,
+    /// Small markers (the audit chain's anchor).
+    pub meta: sled::Tree,
 }
 
 /// sled's page cache; the default (1 GiB) would dwarf everything else the gateway holds.
@@ -93,6 +96,7 @@ impl Store {
             totals: db.open_tree("totals")?,
             usage: db.open_tree("usage")?,
             audit: db.open_tree("audit")?,
+            meta: db.open_tree("meta")?,
             db,
         })
     }

@@ -20,6 +20,7 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         pid_file,
         upgrade_sock,
         default_max_tokens,
+        audit_retention,
     } = s;
     let addr = |c: &mut Checker, field: &str, a: &str| match a.parse::<SocketAddr>() {
         Ok(a) => Some(a),
@@ -123,6 +124,13 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
             upgrade_sock.unwrap_or_else(|| "/run/tollgate/upgrade.sock".into()),
         ),
         default_max_tokens,
+        audit_retention: super::duration(
+            c,
+            loc,
+            &format!("{path}.audit_retention"),
+            audit_retention.as_deref(),
+            Duration::from_secs(400 * 86_400),
+        ),
     }
 }
 

@@ -1,0 +1,6 @@
+//! Prints the admin API's permission matrix (role × route) from the route table, for the
+//! README: `cargo run --example permission_matrix`.
+
+fn main() {
+    print!("{}", tollgate::admin::authz::matrix());
+}

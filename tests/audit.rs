@@ -1,0 +1,287 @@
+//! End to end: the audit trail (SPEC §7): admin changes with actor and before/after,
+//! reloads, refusals aggregated per key, code and minute, filters and pagination, scope,
+//! and the hash chain catching an event altered in the store offline.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const ROOT: &str = "root-admin-token-for-tests";
+
+struct Env {
+    g: GatewayProc,
+    admin: SocketAddr,
+    _mock: MockProvider,
+}
+
+/// A refusal "minute" long enough that 10,000 refusals fall into one bucket.
+const ENV: &[(&str, &str)] = &[
+    ("TEST_ADMIN_TOKEN", ROOT),
+    ("TOLLGATE_REFUSAL_MINUTE_MS", "3600000"),
+];
+
+impl Env {
+    async fn start() -> Env {
+        let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let policy = basic_policy(mock.addr(), "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\n")
+            .replace(
+                "[server]\n",
+                &format!(
+                "[server]\nadmin_listen = \"{admin}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"
+            ),
+            );
+        let g = start_gateway_env(&policy, ENV);
+        let env = Env {
+            g,
+            admin,
+            _mock: mock,
+        };
+        env.wait().await;
+        env
+    }
+
+    async fn wait(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client()
+            .get(format!("http://{}/healthz", self.admin))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "admin listener not up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn call(&self, token: &str, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = client()
+            .request(m, format!("http://{}{path}", self.admin))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn events(&self, query: &str) -> Vec<Value> {
+        let (s, v) = self
+            .call(ROOT, Method::GET, &format!("/v1/audit?{query}"), None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v["data"].as_array().unwrap().clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_trail_of_changes_refusals_and_tampering() {
+    let mut env = Env::start().await;
+    // A group admin token makes changes: its id is the actor.
+    let (_, t) = env
+        .call(
+            ROOT,
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"name": "lead", "role": "group_admin", "groups": ["grp_prod"]})),
+        )
+        .await;
+    let (lead_id, lead) = (
+        t["id"].as_str().unwrap().to_string(),
+        t["token"].as_str().unwrap().to_string(),
+    );
+    let (s, k) = env
+        .call(
+            &lead,
+            Method::POST,
+            "/v1/keys",
+            Some(json!({"name": "svc", "group": "grp_prod", "rpm": 1})),
+        )
+        .await;
+    assert_eq!(s, 201, "{k}");
+    let kid = k["id"].as_str().unwrap().to_string();
+    let secret = k["key"].as_str().unwrap().to_string();
+    env.call(
+        &lead,
+        Method::PATCH,
+        &format!("/v1/keys/{kid}"),
+        Some(json!({"name": "svc-renamed"})),
+    )
+    .await;
+    env.call(
+        &lead,
+        Method::POST,
+        "/v1/groups/grp_prod/pause",
+        Some(json!({})),
+    )
+    .await;
+    env.call(
+        &lead,
+        Method::POST,
+        "/v1/groups/grp_prod/resume",
+        Some(json!({})),
+    )
+    .await;
+    env.g.signal(libc::SIGHUP);
+    env.g.wait_reloads(1, 0);
+
+    let created = env.events("type=key.created").await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["actor"], lead_id.as_str());
+    assert_eq!(created[0]["key_id"], kid.as_str());
+    assert_eq!(created[0]["group"], "grp_prod");
+    assert_eq!(created[0]["org"], "acme");
+    assert!(
+        !created[0].to_string().contains(&secret),
+        "no secret in the audit trail"
+    );
+    let updated = env.events(&format!("type=key.updated&key={kid}")).await;
+    assert_eq!(updated[0]["detail"]["before"]["spec"]["name"], "svc");
+    assert_eq!(updated[0]["detail"]["after"]["spec"]["name"], "svc-renamed");
+    let paused = env.events("type=group.paused").await;
+    assert_eq!(paused[0]["actor"], lead_id.as_str());
+    assert_eq!(paused[0]["detail"]["before"]["state"], "active");
+    assert_eq!(paused[0]["detail"]["after"]["state"], "paused");
+    let token_made = env.events("type=token.created").await;
+    assert_eq!(token_made[0]["actor"], "root");
+    // Newest first; actor filter; a reload is there too.
+    let mine = env.events(&format!("actor={lead_id}")).await;
+    let types: Vec<&str> = mine.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "group.resumed",
+            "group.paused",
+            "key.updated",
+            "key.created"
+        ]
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while env.events("type=config.reloaded").await.is_empty() {
+        assert!(Instant::now() < deadline, "no config.reloaded event");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 10,000 refusals: one event per key and code, with the count.
+    let client = client();
+    let url = env.g.url("/v1/chat/completions");
+    let mut tasks = vec![];
+    for _ in 0..20 {
+        let (client, url, secret) = (client.clone(), url.clone(), secret.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut refused = 0u64;
+            for _ in 0..501 {
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&secret)
+                    .json(&json!({"model": "gpt-4o-mini", "messages": []}))
+                    .send()
+                    .await
+                    .unwrap();
+                refused += u64::from(r.status().as_u16() == 429);
+            }
+            refused
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        refused += t.await.unwrap();
+    }
+    assert!(refused >= 10_000, "{refused}");
+    // A graceful stop writes the open bucket; then start again.
+    env.g.signal(libc::SIGTERM);
+    let _ = env.g.child.wait();
+    env.g.restart(ENV);
+    env.wait().await;
+    let agg = env.events(&format!("type=request.refused&key={kid}")).await;
+    assert_eq!(agg.len(), 1, "{agg:?}");
+    assert_eq!(agg[0]["detail"]["after"]["code"], "rate_limit_exceeded");
+    assert_eq!(agg[0]["detail"]["after"]["count"], refused);
+
+    // Pagination walks everything once, newest first.
+    let all = env.events("limit=1000").await;
+    let mut walked = vec![];
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("limit=3&cursor={c}"),
+            None => "limit=3".into(),
+        };
+        let (_, v) = env
+            .call(ROOT, Method::GET, &format!("/v1/audit?{q}"), None)
+            .await;
+        walked.extend(
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].clone()),
+        );
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.into()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        walked,
+        all.iter().map(|e| e["id"].clone()).collect::<Vec<_>>()
+    );
+    // A scoped viewer sees its group's events only; the chain check is for admins.
+    let (_, t) = env
+        .call(
+            ROOT,
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"name": "v", "role": "viewer", "groups": ["grp_c"]})),
+        )
+        .await;
+    let viewer = t["token"].as_str().unwrap().to_string();
+    let (s, v) = env.call(&viewer, Method::GET, "/v1/audit", None).await;
+    assert_eq!(s, 200);
+    assert!(
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["group"] == "grp_c"),
+        "{v}"
+    );
+    let (s, _) = env
+        .call(&viewer, Method::GET, "/v1/audit/verify", None)
+        .await;
+    assert_eq!(s, 403);
+
+    // The chain holds; then one event is altered in the store with the gateway stopped.
+    let (_, v) = env.call(ROOT, Method::GET, "/v1/audit/verify", None).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let n = v["events"].as_u64().unwrap();
+    assert_eq!(n as usize, env.events("limit=1000").await.len());
+    let victim = env.events("type=key.created").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _ = env.g.child.kill();
+    let _ = env.g.child.wait();
+    {
+        let store =
+            tollgate::store::Store::open(&env.g.data_dir(), Duration::from_secs(5)).unwrap();
+        let key = hex::decode(victim.strip_prefix("evt_").unwrap()).unwrap();
+        let raw = store.audit.get(&key).unwrap().unwrap();
+        let forged = String::from_utf8(raw.to_vec())
+            .unwrap()
+            .replace(&lead_id, "root");
+        store.audit.insert(key, forged.as_bytes()).unwrap();
+        store.flush().unwrap();
+    }
+    env.g.restart(ENV);
+    env.wait().await;
+    let (_, v) = env.call(ROOT, Method::GET, "/v1/audit/verify", None).await;
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["first_bad"], victim.as_str());
+}
