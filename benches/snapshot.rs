@@ -76,7 +76,7 @@ fn lookup(c: &mut Criterion) {
                 &snap,
                 &key,
                 Some("fast"),
-                tollgate::config::Api::OpenAi,
+                tollgate::request::Route::ChatCompletions.serves(),
                 ip,
             )
             .expect("model");
