@@ -394,7 +394,7 @@ impl ProxyHttp for Gateway {
                 &target.model,
                 client_model,
                 ctx.ask_usage,
-                ctx.snapshot.server.default_max_tokens,
+                translate::default_max_tokens(&ctx.snapshot.server, key),
             );
             match rendered {
                 Ok((bytes, t)) => (ctx.upstream_body, ctx.translation) = (bytes, t),

@@ -22,9 +22,10 @@ pub use request::{chat_to_messages, messages_to_chat};
 pub use response::{chat_json_to_messages, error_to_route, messages_json_to_chat};
 pub use stream::{AnthropicToOpenAi, OpenAiToAnthropic};
 
-use crate::config::Api;
+use crate::config::{Api, ServerConfig};
 use crate::error::GatewayError;
 use crate::request::{RequestBody, Route};
+use crate::snapshot::KeyEntry;
 use bytes::{Bytes, BytesMut};
 use pingora_http::ResponseHeader;
 
@@ -84,7 +85,7 @@ pub fn render(
     target_model: &str,
     client_model: &str,
     ask_usage: bool,
-    default_max_tokens: u32,
+    default_max_tokens: u64,
 ) -> Result<(Bytes, Option<Translation>), GatewayError> {
     let Some(direction) = Direction::between(route, target_api) else {
         return Ok((body.render(target_model, ask_usage), None));
@@ -101,6 +102,13 @@ pub fn render(
         include_usage: body.client_wants_stream_usage(),
     };
     Ok((Bytes::from(out), Some(t)))
+}
+
+/// `max_tokens` for an Anthropic target when the client sent none: the server default,
+/// within the key's `max_tokens` cap.
+pub fn default_max_tokens(server: &ServerConfig, key: &KeyEntry) -> u64 {
+    let d = u64::from(server.default_max_tokens);
+    key.max_tokens.as_ref().map_or(d, |(cap, _)| d.min(*cap))
 }
 
 /// Rewrites an answer, chunk by chunk, into the client's API.

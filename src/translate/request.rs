@@ -43,7 +43,7 @@ fn is_set(v: &Value) -> bool {
 pub fn chat_to_messages(
     fields: &Fields,
     model: &str,
-    default_max_tokens: u32,
+    default_max_tokens: u64,
 ) -> Result<Vec<u8>, GatewayError> {
     let mut out = Map::new();
     out.insert("model".into(), model.into());
@@ -127,7 +127,7 @@ pub fn chat_to_messages(
     }
     out.insert(
         "max_tokens".into(),
-        max_tokens.unwrap_or(u64::from(default_max_tokens)).into(),
+        max_tokens.unwrap_or(default_max_tokens).into(),
     );
     if !system.is_empty() {
         out.insert("system".into(), Value::Array(system));
