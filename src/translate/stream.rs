@@ -3,7 +3,62 @@
 
 use super::response::{anthropic_usage, finish_reason, now_secs, openai_usage, stop_reason};
 use bytes::{Bytes, BytesMut};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use std::borrow::Cow;
+use std::io::Write as _;
+
+// Typed views of the frequent events (text and argument deltas): borrowed, so the hot
+// path writes the client's event straight from the upstream bytes. Anything else takes
+// the general path through `serde_json::Value`.
+
+#[derive(Deserialize)]
+struct BlockDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    index: Option<u64>,
+    #[serde(borrow)]
+    delta: Option<DeltaLite<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaLite<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    partial_json: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkLite<'a> {
+    #[serde(borrow)]
+    choices: Option<Vec<ChoiceLite<'a>>>,
+    usage: Option<IgnoredAny>,
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceLite<'a> {
+    #[serde(borrow)]
+    delta: Option<ContentLite<'a>>,
+    finish_reason: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ContentLite<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    refusal: Option<IgnoredAny>,
+    tool_calls: Option<IgnoredAny>,
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
 
 /// Splits an SSE byte stream into events (their `data`, lines joined by `\n`).
 #[derive(Debug, Default)]
@@ -117,6 +172,8 @@ struct ToChat {
     /// Usage so far, Anthropic's fields.
     usage: Value,
     done: bool,
+    /// Every chunk's bytes up to the delta object, known from `message_start` on.
+    head: Vec<u8>,
 }
 
 impl ToChat {
@@ -129,7 +186,54 @@ impl ToChat {
             tools: Vec::new(),
             usage: json!({}),
             done: false,
+            head: Vec::new(),
         }
+    }
+
+    /// `head`, then `delta` written by `f`, then the rest of the chunk.
+    fn write_fast(&self, out: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>)) {
+        out.extend_from_slice(&self.head);
+        f(out);
+        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":null}]");
+        if self.include_usage {
+            out.extend_from_slice(b",\"usage\":null");
+        }
+        out.extend_from_slice(b"}\n\n");
+    }
+
+    /// Text and argument deltas; false if the event needs the general path.
+    fn fast(&mut self, data: &[u8], out: &mut Vec<u8>) -> bool {
+        if self.head.is_empty() {
+            return false;
+        }
+        let Ok(e) = serde_json::from_slice::<BlockDelta<'_>>(data) else {
+            return false;
+        };
+        let Some(d) = e.delta.filter(|_| e.ty == "content_block_delta") else {
+            return false;
+        };
+        match (d.ty.as_deref(), d.text, d.partial_json) {
+            (Some("text_delta"), Some(t), _) => self.write_fast(out, |out| {
+                out.extend_from_slice(b"{\"content\":");
+                write_json_str(out, &t);
+                out.push(b'}');
+            }),
+            (Some("input_json_delta"), _, Some(p)) => {
+                let block = e.index.unwrap_or(0);
+                let Some(&(_, n)) = self.tools.iter().find(|(b, _)| *b == block) else {
+                    return true;
+                };
+                self.write_fast(out, |out| {
+                    out.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
+                    let _ = write!(out, "{n}");
+                    out.extend_from_slice(b",\"function\":{\"arguments\":");
+                    write_json_str(out, &p);
+                    out.extend_from_slice(b"}}]}");
+                });
+            }
+            _ => return false,
+        }
+        true
     }
 
     fn write_chunk(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
@@ -145,6 +249,9 @@ impl ToChat {
     }
 
     fn event(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.fast(data, out) {
+            return;
+        }
         let Ok(v) = serde_json::from_slice::<Value>(data) else {
             return;
         };
@@ -153,6 +260,13 @@ impl ToChat {
                 let m = &v["message"];
                 self.id = m["id"].as_str().unwrap_or("msg").to_string();
                 merge(&mut self.usage, &m["usage"]);
+                let head = json!({"id": self.id, "object": "chat.completion.chunk",
+                    "created": self.created, "model": self.model});
+                let mut h = b"data: ".to_vec();
+                let _ = serde_json::to_writer(&mut h, &head);
+                h.pop(); // the closing brace
+                h.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+                self.head = h;
                 self.write_chunk(out, json!({"role": "assistant", "content": ""}), None);
             }
             "content_block_start" => {
@@ -301,9 +415,48 @@ impl ToMessages {
         }
     }
 
+    /// A content chunk inside an open text block; false if it needs the general path.
+    fn fast(&mut self, data: &[u8], out: &mut Vec<u8>) -> bool {
+        let Open::Text(index) = self.open else {
+            return false;
+        };
+        let Ok(c) = serde_json::from_slice::<ChunkLite<'_>>(data) else {
+            return false;
+        };
+        let choices = c.choices.unwrap_or_default();
+        let [ChoiceLite {
+            delta:
+                Some(ContentLite {
+                    content: Some(text),
+                    refusal: None,
+                    tool_calls: None,
+                }),
+            finish_reason: None,
+        }] = choices.as_slice()
+        else {
+            return false;
+        };
+        if c.usage.is_some() || c.error.is_some() {
+            return false;
+        }
+        if !text.is_empty() {
+            out.extend_from_slice(
+                b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
+            );
+            let _ = write!(out, "{index}");
+            out.extend_from_slice(b",\"delta\":{\"type\":\"text_delta\",\"text\":");
+            write_json_str(out, text);
+            out.extend_from_slice(b"}}\n\n");
+        }
+        true
+    }
+
     fn event(&mut self, data: &[u8], out: &mut Vec<u8>) {
         if data == b"[DONE]" {
             self.finish(out);
+            return;
+        }
+        if self.fast(data, out) {
             return;
         }
         let Ok(v) = serde_json::from_slice::<Value>(data) else {
@@ -434,5 +587,70 @@ impl ToMessages {
                 "usage": usage}),
         );
         write_event(out, "message_stop", &json!({"type": "message_stop"}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed fast paths write exactly what the general path writes.
+    #[test]
+    fn fast_paths_match_the_general_path() {
+        let start =
+            br#"{"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":1}}}"#;
+        let tool = br#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#;
+        for include_usage in [false, true] {
+            let mut a = ToChat::new("m \"x\"", include_usage);
+            a.event(start, &mut Vec::new());
+            a.event(tool, &mut Vec::new());
+            for ev in [
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"h\u00e9 \"q\"\n"}}"#,
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+            ] {
+                let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                assert!(a.fast(ev.as_bytes(), &mut fast));
+                let v: Value = serde_json::from_str(ev).unwrap();
+                let d = &v["delta"];
+                let delta = if d["type"] == "text_delta" {
+                    json!({"content": d["text"]})
+                } else {
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": d["partial_json"]}}]})
+                };
+                a.write_chunk(&mut slow, delta, None);
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    String::from_utf8(slow).unwrap()
+                );
+            }
+        }
+        let mut b = ToMessages::new("m");
+        let mut out = Vec::new();
+        b.event(
+            br#"{"id":"c","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}"#,
+            &mut out,
+        );
+        let ev = br#"{"id":"c","choices":[{"index":0,"delta":{"content":"h\u00e9 \"q\""},"finish_reason":null}],"usage":null}"#;
+        let mut fast = Vec::new();
+        assert!(b.fast(ev, &mut fast));
+        let mut slow = Vec::new();
+        write_event(
+            &mut slow,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": "hé \"q\""}}),
+        );
+        assert_eq!(
+            String::from_utf8(fast).unwrap(),
+            String::from_utf8(slow).unwrap()
+        );
+        // Anything else is not taken by the fast path.
+        for ev in [
+            &br#"{"choices":[{"delta":{"content":"a"},"finish_reason":"stop"}]}"#[..],
+            br#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
+            br#"{"choices":[{"delta":{"tool_calls":[]}}]}"#,
+        ] {
+            assert!(!b.fast(ev, &mut Vec::new()));
+        }
     }
 }
