@@ -2,7 +2,7 @@
 //! streamed event in each direction, and a JSON answer. Run: `cargo bench --bench translate`.
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use std::hint::black_box;
 use tollgate::request::RequestBody;
@@ -49,6 +49,18 @@ fn requests(c: &mut Criterion) {
     });
     g.bench_function("untranslated_render", |b| {
         b.iter(|| black_box(body.render("gpt-x", true)))
+    });
+    g.finish();
+    // A long conversation (~1 MiB of history): translation cost per byte.
+    let turn =
+        json!({"role": "user", "content": "lorem ipsum dolor sit amet, \"quoted\" ".repeat(100)});
+    let big = json!({"model": "smart", "messages": vec![turn; 256]}).to_string();
+    let body = RequestBody::parse(big.as_bytes()).expect("body");
+    let mut g = c.benchmark_group("request_large");
+    g.throughput(Throughput::Bytes(big.len() as u64));
+    g.sample_size(20);
+    g.bench_function(format!("chat_to_messages_{}KiB", big.len() / 1024), |b| {
+        b.iter(|| black_box(chat_to_messages(body.fields(), "claude-x", 4096)))
     });
     g.finish();
 }

@@ -539,3 +539,43 @@ async fn fallback_from_a_failing_openai_target_to_an_anthropic_one_translates() 
         assert_eq!(second.json().unwrap()["system"][0]["text"], "sys");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2mib_chat_prompt_is_translated_streamed_and_not_and_after_a_retry() {
+    let failing = MockProvider::start("127.0.0.1:0").await.unwrap();
+    failing.set_behaviour(tollgate::mock::Behaviour {
+        status: Some(503),
+        ..Default::default()
+    });
+    let good = MockProvider::start("127.0.0.1:0").await.unwrap();
+    // Two Anthropic targets: the first answers 503, the retry goes to the second.
+    let extra = format!(
+        "[[providers]]\nid = \"an_bad\"\napi = \"anthropic\"\nbase_url = \"http://{}\"\napi_key_env = \"TEST_PROVIDER_KEY\"\n\n[[models]]\nname = \"claude-big\"\ntargets = [{{ provider = \"an_bad\", weight = 1000000 }}, {{ provider = \"an\", weight = 1 }}]\n",
+        failing.addr()
+    );
+    let policy = basic_policy(good.addr(), "").replace("[[orgs]]", &format!("{extra}\n[[orgs]]"));
+    let g = start_gateway(&policy);
+    let prompt = "a".repeat(2 * 1024 * 1024);
+    for stream in [false, true] {
+        let body = json!({"model": "claude-big", "stream": stream, "max_tokens": 10,
+            "messages": [{"role": "user", "content": prompt}]});
+        let r = post(&g, "/v1/chat/completions", "big", &[], &body).await;
+        assert_eq!(r.status(), 200, "{}", g.log_text());
+        let text = r.text().await.unwrap();
+        assert!(text.contains("tok7"), "{text}");
+        let up = good.received().pop().unwrap();
+        assert_eq!(up.path, "/v1/messages");
+        let up = up.json().unwrap();
+        assert_eq!(
+            up["messages"][0]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .len(),
+            prompt.len()
+        );
+    }
+    assert!(
+        !failing.received().is_empty(),
+        "the first attempt went to the failing target"
+    );
+}
