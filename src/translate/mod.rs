@@ -5,9 +5,10 @@
 //! ("Translation").
 //!
 //! ```text
-//!  request   RequestBody ──request::chat_to_messages / messages_to_chat──► upstream body
+//!  request   RequestBody ──► request/to_messages.rs, request/to_chat.rs ──► upstream body
 //!  answer    JSON   : collected, translated once at the end (one document)   response.rs
-//!            SSE    : event by event, only a partial line is held            stream.rs
+//!            SSE    : event by event, only a partial line is held   stream/to_chat.rs,
+//!                                                                   stream/to_messages.rs
 //!            error  : collected, rewritten into the route's shape and status response.rs
 //! ```
 //!
@@ -54,14 +55,6 @@ impl Direction {
         match self {
             Direction::ChatToMessages => "/v1/messages",
             Direction::MessagesToChat => "/v1/chat/completions",
-        }
-    }
-
-    /// The API the client speaks (the error shape of answers).
-    pub fn client_api(self) -> Api {
-        match self {
-            Direction::ChatToMessages => Api::OpenAi,
-            Direction::MessagesToChat => Api::Anthropic,
         }
     }
 }
