@@ -10,6 +10,10 @@ use tollgate::translate::{
     chat_to_messages, messages_json_to_chat, messages_to_chat, AnthropicToOpenAi, OpenAiToAnthropic,
 };
 
+// The binary's allocator (src/main.rs): translation allocates per request and per event.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A system prompt, six turns with a tool call and its result, one tool: about 2 KiB.
 fn chat_request() -> Vec<u8> {
     let long =
