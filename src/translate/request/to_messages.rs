@@ -1,8 +1,202 @@
 //! OpenAI chat completions request → Anthropic Messages request.
+//!
+//! `messages` and `tools` — nearly all of a request's bytes — are read into typed views that
+//! borrow from the client's body, and written out typed: strings are copied once, tool
+//! schemas and arguments are passed through as raw JSON. The small fields go through
+//! `serde_json::Value`.
 
-use super::{as_array, as_str, invalid, is_set, parse, unsupported, Fields, ANTHROPIC};
+use super::{invalid, is_set, parse, unsupported, Fields, ANTHROPIC};
 use crate::error::GatewayError;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::borrow::Cow;
+
+#[derive(Deserialize)]
+struct MessageIn<'a> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    #[serde(borrow, default)]
+    content: ContentIn<'a>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCallIn<'a>>>,
+    #[serde(borrow, default)]
+    tool_call_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    function_call: Option<FunctionIn<'a>>,
+}
+
+/// A message's `content`: absent or null, a string, or an array of parts. Read in one pass
+/// (a long prompt is scanned once, and borrowed unless it has escapes).
+#[derive(Default)]
+enum ContentIn<'a> {
+    #[default]
+    None,
+    Text(Cow<'a, str>),
+    Parts(Vec<PartIn<'a>>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ContentIn<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = ContentIn<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(ContentIn::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ContentIn::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(ContentIn::Text(Cow::Owned(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(ContentIn::None)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(ContentIn::None)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+                while let Some(p) = seq.next_element::<PartIn<'a>>()? {
+                    parts.push(p);
+                }
+                Ok(ContentIn::Parts(parts))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+struct ToolCallIn<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    function: FunctionIn<'a>,
+}
+
+#[derive(Deserialize)]
+struct FunctionIn<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct PartIn<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    image_url: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ImageUrlIn<'a> {
+    #[serde(borrow)]
+    url: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct ToolIn<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    #[serde(borrow)]
+    function: Option<FunctionDefIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDefIn<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    description: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    parameters: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        text: Cow<'a, str>,
+    },
+    Image {
+        source: Source<'a>,
+    },
+    ToolUse {
+        id: Cow<'a, str>,
+        name: Cow<'a, str>,
+        input: Json<'a>,
+    },
+    ToolResult {
+        tool_use_id: Cow<'a, str>,
+        content: ToolContent<'a>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Source<'a> {
+    Base64 {
+        media_type: Cow<'a, str>,
+        data: Cow<'a, str>,
+    },
+    Url {
+        url: Cow<'a, str>,
+    },
+}
+
+/// JSON written as it came (borrowed or unescaped from a string), or made here.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Json<'a> {
+    Raw(&'a RawValue),
+    Owned(Box<RawValue>),
+    Value(Value),
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ToolContent<'a> {
+    Text(Cow<'a, str>),
+    Blocks(Vec<Block<'a>>),
+}
+
+#[derive(Serialize)]
+struct Turn<'a> {
+    role: &'static str,
+    content: Vec<Block<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolOut<'a> {
+    name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<Cow<'a, str>>,
+    input_schema: Json<'a>,
+}
+
+/// Appends `"key":value` to an object being written.
+fn field(out: &mut Vec<u8>, key: &str, v: &impl Serialize) -> Result<(), GatewayError> {
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    serde_json::to_writer(&mut *out, key).map_err(|e| invalid(e.to_string()))?;
+    out.push(b':');
+    serde_json::to_writer(&mut *out, v).map_err(|e| invalid(e.to_string()))
+}
 
 /// `/v1/chat/completions` body → `/v1/messages` body for `model`.
 pub fn chat_to_messages(
@@ -10,52 +204,46 @@ pub fn chat_to_messages(
     model: &str,
     default_max_tokens: u64,
 ) -> Result<Vec<u8>, GatewayError> {
-    let mut out = Map::new();
-    out.insert("model".into(), model.into());
-    let mut system: Vec<Value> = Vec::new();
-    let mut messages: Vec<Value> = Vec::new();
+    let mut system: Vec<Block<'_>> = Vec::new();
+    let mut turns: Vec<Turn<'_>> = Vec::new();
     let mut max_tokens: Option<u64> = None;
-    let mut tools: Option<Vec<Value>> = None;
+    let mut tools: Option<Vec<ToolOut<'_>>> = None;
     let mut tool_choice: Option<Value> = None;
     let mut parallel = true;
-    let mut rest = Map::new();
+    let mut rest: Vec<(&str, Value)> = Vec::new();
+    let mut len = 0;
     for (k, raw) in fields {
+        len += raw.get().len();
+        match k.as_str() {
+            "model" => continue,
+            "messages" => {
+                let msgs: Vec<MessageIn<'_>> = serde_json::from_str(raw.get())
+                    .map_err(|e| invalid(format!("`messages`: {e}")))?;
+                chat_messages(msgs, &mut system, &mut turns)?;
+                continue;
+            }
+            "tools" | "functions" => {
+                tools = chat_tools(k, raw)?.or(tools);
+                continue;
+            }
+            _ => {}
+        }
         let v = parse(k, raw)?;
         match k.as_str() {
-            "model" => {}
-            "messages" => chat_messages(&v, &mut system, &mut messages)?,
             "max_tokens" | "max_completion_tokens" => {
                 max_tokens = max_tokens.max(v.as_u64());
             }
-            "temperature" | "top_p" if is_set(&v) => {
-                rest.insert(k.clone(), v);
-            }
+            "temperature" | "top_p" if is_set(&v) => rest.push((k, v)),
             "stop" => match v {
                 Value::Null => {}
-                Value::String(s) => {
-                    rest.insert("stop_sequences".into(), json!([s]));
-                }
-                Value::Array(a) => {
-                    rest.insert("stop_sequences".into(), Value::Array(a));
-                }
+                Value::String(s) => rest.push(("stop_sequences", json!([s]))),
+                Value::Array(a) => rest.push(("stop_sequences", Value::Array(a))),
                 _ => return Err(invalid("`stop` must be a string or an array".into())),
             },
-            "stream" => {
-                rest.insert("stream".into(), Value::Bool(v == Value::Bool(true)));
-            }
-            "tools" if is_set(&v) => tools = Some(chat_tools(&v)?),
-            "functions" if is_set(&v) => {
-                let wrapped: Vec<Value> = as_array(&v, "functions")?
-                    .iter()
-                    .map(|f| json!({"type": "function", "function": f}))
-                    .collect();
-                tools = Some(chat_tools(&Value::Array(wrapped))?);
-            }
+            "stream" => rest.push(("stream", Value::Bool(v == Value::Bool(true)))),
             "tool_choice" | "function_call" if is_set(&v) => tool_choice = Some(v),
             "parallel_tool_calls" => parallel = v != Value::Bool(false),
-            "user" if is_set(&v) => {
-                rest.insert("metadata".into(), json!({ "user_id": v }));
-            }
+            "user" if is_set(&v) => rest.push(("metadata", json!({ "user_id": v }))),
             "n" if v.as_u64().is_some_and(|n| n != 1) => {
                 return Err(unsupported(k, ANTHROPIC, "one choice per request only"))
             }
@@ -83,22 +271,27 @@ pub fn chat_to_messages(
             // Transport, storage and best-effort hints: nothing in the answer depends on them.
             "n" | "logprobs" | "frequency_penalty" | "presence_penalty" | "logit_bias"
             | "response_format" | "modalities" | "audio" | "reasoning_effort" | "verbosity"
-            | "web_search_options" | "temperature" | "top_p" | "tools" | "functions"
-            | "tool_choice" | "function_call" | "user" | "top_logprobs" | "stream_options"
-            | "seed" | "store" | "metadata" | "service_tier" | "prediction"
-            | "prompt_cache_key" | "safety_identifier" => {}
+            | "web_search_options" | "temperature" | "top_p" | "tool_choice" | "function_call"
+            | "user" | "top_logprobs" | "stream_options" | "seed" | "store" | "metadata"
+            | "service_tier" | "prediction" | "prompt_cache_key" | "safety_identifier" => {}
             _ => return Err(unsupported(k, ANTHROPIC, "unknown field")),
         }
     }
-    out.insert(
-        "max_tokens".into(),
-        max_tokens.unwrap_or(default_max_tokens).into(),
-    );
+    let mut out = Vec::with_capacity(len + len / 8 + 256);
+    out.push(b'{');
+    field(&mut out, "model", &model)?;
+    field(
+        &mut out,
+        "max_tokens",
+        &max_tokens.unwrap_or(default_max_tokens),
+    )?;
     if !system.is_empty() {
-        out.insert("system".into(), Value::Array(system));
+        field(&mut out, "system", &system)?;
     }
-    out.insert("messages".into(), Value::Array(messages));
-    out.extend(rest);
+    field(&mut out, "messages", &turns)?;
+    for (k, v) in &rest {
+        field(&mut out, k, v)?;
+    }
     if let Some(tools) = tools.filter(|t| !t.is_empty()) {
         let mut choice = match tool_choice {
             None => json!({"type": "auto"}),
@@ -107,49 +300,59 @@ pub fn chat_to_messages(
         if !parallel && choice["type"] != "none" {
             choice["disable_parallel_tool_use"] = Value::Bool(true);
         }
-        out.insert("tools".into(), Value::Array(tools));
-        out.insert("tool_choice".into(), choice);
+        field(&mut out, "tools", &tools)?;
+        field(&mut out, "tool_choice", &choice)?;
     }
-    serde_json::to_vec(&Value::Object(out)).map_err(|e| invalid(e.to_string()))
+    out.push(b'}');
+    Ok(out)
 }
 
 /// Appends `blocks` as a turn of `role`, merged into the previous turn when it has the same
 /// role (Anthropic wants user and assistant turns to alternate, tool results in one turn).
-fn push_turn(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
+fn push_turn<'a>(turns: &mut Vec<Turn<'a>>, role: &'static str, blocks: Vec<Block<'a>>) {
     if blocks.is_empty() {
         return;
     }
-    if let Some(last) = messages.last_mut() {
-        if last["role"] == role {
-            if let Some(a) = last["content"].as_array_mut() {
-                a.extend(blocks);
-                return;
-            }
-        }
+    match turns.last_mut() {
+        Some(last) if last.role == role => last.content.extend(blocks),
+        _ => turns.push(Turn {
+            role,
+            content: blocks,
+        }),
     }
-    messages.push(json!({"role": role, "content": blocks}));
 }
 
-fn text_block(s: &str) -> Option<Value> {
-    (!s.is_empty()).then(|| json!({"type": "text", "text": s}))
+fn text_block(s: Cow<'_, str>) -> Option<Block<'_>> {
+    (!s.is_empty()).then_some(Block::Text { text: s })
 }
 
-/// OpenAI message content (string or parts) → Anthropic blocks.
-fn content_blocks(content: &Value, path: &str, images: bool) -> Result<Vec<Value>, GatewayError> {
+/// The first byte of a raw JSON value: which kind it is.
+fn kind(raw: &RawValue) -> u8 {
+    raw.get().trim_start().bytes().next().unwrap_or(b'n')
+}
+
+/// OpenAI message content (string or parts) → Anthropic blocks. `i`: the message index.
+fn content_blocks(
+    content: ContentIn<'_>,
+    i: usize,
+    images: bool,
+) -> Result<Vec<Block<'_>>, GatewayError> {
     match content {
-        Value::Null => Ok(vec![]),
-        Value::String(s) => Ok(text_block(s).into_iter().collect()),
-        Value::Array(parts) => {
+        ContentIn::None => Ok(vec![]),
+        ContentIn::Text(s) => Ok(text_block(s).into_iter().collect()),
+        ContentIn::Parts(parts) => {
             let mut out = Vec::with_capacity(parts.len());
-            for (j, p) in parts.iter().enumerate() {
-                let ty = p["type"].as_str().unwrap_or("");
-                match ty {
-                    "text" => out.extend(text_block(as_str(&p["text"], path)?)),
-                    "refusal" => out.extend(text_block(as_str(&p["refusal"], path)?)),
-                    "image_url" if images => out.push(image_block(&p["image_url"], path)?),
+            for (j, p) in parts.into_iter().enumerate() {
+                let missing = || invalid(format!("`messages[{i}].content[{j}]`: no {}", p.ty));
+                match &*p.ty {
+                    "text" => out.extend(text_block(p.text.ok_or_else(missing)?)),
+                    "refusal" => out.extend(text_block(p.refusal.ok_or_else(missing)?)),
+                    "image_url" if images => {
+                        out.push(image_block(p.image_url.ok_or_else(missing)?, i, j)?)
+                    }
                     _ => {
                         return Err(unsupported(
-                            format!("{path}[{j}].type"),
+                            format!("messages[{i}].content[{j}].type"),
                             ANTHROPIC,
                             "content part type without a counterpart here",
                         ))
@@ -158,89 +361,112 @@ fn content_blocks(content: &Value, path: &str, images: bool) -> Result<Vec<Value
             }
             Ok(out)
         }
-        _ => Err(invalid(format!("`{path}` must be a string or an array"))),
     }
 }
 
-/// `image_url` (an https URL or a `data:` URL) → an Anthropic image block.
-fn image_block(image: &Value, path: &str) -> Result<Value, GatewayError> {
-    let url = image
-        .as_str()
-        .or_else(|| image["url"].as_str())
-        .ok_or_else(|| invalid(format!("`{path}`: image_url.url is required")))?;
-    if let Some(data_url) = url.strip_prefix("data:") {
-        let Some((media_type, data)) = data_url.split_once(";base64,") else {
-            return Err(unsupported(
-                format!("{path}.image_url.url"),
-                ANTHROPIC,
-                "data URLs must be base64",
-            ));
-        };
-        return Ok(
-            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}),
-        );
+/// Splits a `data:` URL's rest (`<media type>;base64,<data>`), keeping borrowed parts
+/// borrowed (image data can be megabytes).
+fn split_data_url(rest: Cow<'_, str>) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    match rest {
+        Cow::Borrowed(s) => {
+            let (m, d) = s.split_once(";base64,")?;
+            Some((Cow::Borrowed(m), Cow::Borrowed(d)))
+        }
+        Cow::Owned(s) => {
+            let (m, d) = s.split_once(";base64,")?;
+            Some((Cow::Owned(m.to_string()), Cow::Owned(d.to_string())))
+        }
     }
-    Ok(json!({"type": "image", "source": {"type": "url", "url": url}}))
+}
+
+/// `image_url` (a URL string or `{url, detail}`; https or `data:`) → an image block.
+fn image_block(raw: &RawValue, i: usize, j: usize) -> Result<Block<'_>, GatewayError> {
+    let bad =
+        |e: serde_json::Error| invalid(format!("`messages[{i}].content[{j}].image_url`: {e}"));
+    let url: Cow<'_, str> = if kind(raw) == b'"' {
+        serde_json::from_str(raw.get()).map_err(bad)?
+    } else {
+        serde_json::from_str::<ImageUrlIn<'_>>(raw.get())
+            .map_err(bad)?
+            .url
+    };
+    let data_url = match url {
+        Cow::Borrowed(s) => s.strip_prefix("data:").map(Cow::Borrowed),
+        Cow::Owned(ref s) => s.strip_prefix("data:").map(|r| Cow::Owned(r.to_string())),
+    };
+    let source = match data_url {
+        None => Source::Url { url },
+        Some(rest) => {
+            let (media_type, data) = split_data_url(rest).ok_or_else(|| {
+                unsupported(
+                    format!("messages[{i}].content[{j}].image_url.url"),
+                    ANTHROPIC,
+                    "data URLs must be base64",
+                )
+            })?;
+            Source::Base64 { media_type, data }
+        }
+    };
+    Ok(Block::Image { source })
 }
 
 /// OpenAI `messages` → Anthropic `system` blocks and turns.
-fn chat_messages(
-    v: &Value,
-    system: &mut Vec<Value>,
-    out: &mut Vec<Value>,
+fn chat_messages<'a>(
+    msgs: Vec<MessageIn<'a>>,
+    system: &mut Vec<Block<'a>>,
+    out: &mut Vec<Turn<'a>>,
 ) -> Result<(), GatewayError> {
     // Legacy `function_call` turns carry no id: the next `function` turn answers the last one.
     let mut last_function_id = String::new();
-    for (i, m) in as_array(v, "messages")?.iter().enumerate() {
-        let path = format!("messages[{i}].content");
-        let role = as_str(&m["role"], &format!("messages[{i}].role"))?;
-        match role {
+    for (i, m) in msgs.into_iter().enumerate() {
+        match &*m.role {
             // Anthropic has one system prompt: every system turn joins it, in order.
-            "system" | "developer" => system.extend(content_blocks(&m["content"], &path, false)?),
-            "user" => push_turn(out, "user", content_blocks(&m["content"], &path, true)?),
+            "system" | "developer" => system.extend(content_blocks(m.content, i, false)?),
+            "user" => push_turn(out, "user", content_blocks(m.content, i, true)?),
             "assistant" => {
-                let mut blocks = content_blocks(&m["content"], &path, false)?;
-                if let Some(calls) = m["tool_calls"].as_array() {
-                    for (j, c) in calls.iter().enumerate() {
-                        let p = format!("messages[{i}].tool_calls[{j}]");
-                        let f = &c["function"];
-                        blocks.push(json!({
-                            "type": "tool_use",
-                            "id": as_str(&c["id"], &format!("{p}.id"))?,
-                            "name": as_str(&f["name"], &format!("{p}.function.name"))?,
-                            "input": arguments(&f["arguments"], &p)?,
-                        }));
-                    }
+                let mut blocks = content_blocks(m.content, i, false)?;
+                for (j, c) in m.tool_calls.into_iter().flatten().enumerate() {
+                    let path = || format!("messages[{i}].tool_calls[{j}]");
+                    blocks.push(Block::ToolUse {
+                        id: c.id,
+                        name: c.function.name,
+                        input: arguments(c.function.arguments, path)?,
+                    });
                 }
-                if m["function_call"].is_object() {
-                    let f = &m["function_call"];
+                if let Some(f) = m.function_call {
                     last_function_id = format!("call_fn_{i}");
-                    blocks.push(json!({
-                        "type": "tool_use",
-                        "id": last_function_id,
-                        "name": as_str(&f["name"], &format!("messages[{i}].function_call.name"))?,
-                        "input": arguments(&f["arguments"], &format!("messages[{i}].function_call"))?,
-                    }));
+                    blocks.push(Block::ToolUse {
+                        id: Cow::Owned(last_function_id.clone()),
+                        name: f.name,
+                        input: arguments(f.arguments, || format!("messages[{i}].function_call"))?,
+                    });
                 }
                 push_turn(out, "assistant", blocks);
             }
             "tool" | "function" => {
-                let id = if role == "tool" {
-                    as_str(&m["tool_call_id"], &format!("messages[{i}].tool_call_id"))?
-                } else {
-                    last_function_id.as_str()
+                let tool_use_id = match m.tool_call_id {
+                    Some(id) if m.role == "tool" => id,
+                    None if m.role == "tool" => {
+                        return Err(invalid(format!(
+                            "`messages[{i}].tool_call_id` must be a string"
+                        )))
+                    }
+                    _ => Cow::Owned(last_function_id.clone()),
                 };
-                let content = match &m["content"] {
-                    Value::String(s) => Value::String(s.clone()),
-                    c => Value::Array(content_blocks(c, &path, false)?),
+                let content = match m.content {
+                    ContentIn::Text(s) => ToolContent::Text(s),
+                    c => ToolContent::Blocks(content_blocks(c, i, false)?),
                 };
                 push_turn(
                     out,
                     "user",
-                    vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})],
+                    vec![Block::ToolResult {
+                        tool_use_id,
+                        content,
+                    }],
                 );
             }
-            _ => {
+            role => {
                 return Err(invalid(format!(
                     "`messages[{i}].role`: unknown role {role:?}"
                 )))
@@ -250,47 +476,71 @@ fn chat_messages(
     Ok(())
 }
 
-/// A tool call's `arguments` (a JSON string) → the `input` object.
-fn arguments(v: &Value, path: &str) -> Result<Value, GatewayError> {
-    match v {
-        Value::Null => Ok(json!({})),
-        Value::String(s) if s.trim().is_empty() => Ok(json!({})),
-        Value::String(s) => serde_json::from_str(s)
-            .map_err(|_| invalid(format!("`{path}.function.arguments` is not valid JSON"))),
-        Value::Object(_) => Ok(v.clone()),
+/// A tool call's `arguments` (a JSON string) → the `input` object, as raw JSON.
+fn arguments<'a>(
+    raw: Option<&'a RawValue>,
+    path: impl Fn() -> String,
+) -> Result<Json<'a>, GatewayError> {
+    let bad = || invalid(format!("`{}.function.arguments` is not valid JSON", path()));
+    let Some(raw) = raw else {
+        return Ok(Json::Value(json!({})));
+    };
+    match kind(raw) {
+        b'n' => Ok(Json::Value(json!({}))),
+        b'{' => Ok(Json::Raw(raw)),
+        b'"' => {
+            let s: Cow<'_, str> = serde_json::from_str(raw.get()).map_err(|_| bad())?;
+            if s.trim().is_empty() {
+                return Ok(Json::Value(json!({})));
+            }
+            RawValue::from_string(s.into_owned())
+                .map(Json::Owned)
+                .map_err(|_| bad())
+        }
         _ => Err(invalid(format!(
-            "`{path}.function.arguments` must be a string"
+            "`{}.function.arguments` must be a string",
+            path()
         ))),
     }
 }
 
-fn chat_tools(v: &Value) -> Result<Vec<Value>, GatewayError> {
-    let mut out = Vec::new();
-    for (i, t) in as_array(v, "tools")?.iter().enumerate() {
-        if t["type"] != "function" {
-            return Err(unsupported(
-                format!("tools[{i}].type"),
-                ANTHROPIC,
-                "function tools only",
-            ));
-        }
-        let f = &t["function"];
-        let mut tool = Map::new();
-        tool.insert(
-            "name".into(),
-            as_str(&f["name"], &format!("tools[{i}].function.name"))?.into(),
-        );
-        if let Some(d) = f["description"].as_str() {
-            tool.insert("description".into(), d.into());
-        }
-        let schema = match &f["parameters"] {
-            Value::Null => json!({"type": "object", "properties": {}}),
-            p => p.clone(),
-        };
-        tool.insert("input_schema".into(), schema);
-        out.push(Value::Object(tool));
+/// `tools` (or legacy `functions`) → Anthropic tools; `None` when null.
+fn chat_tools<'a>(k: &str, raw: &'a RawValue) -> Result<Option<Vec<ToolOut<'a>>>, GatewayError> {
+    if kind(raw) == b'n' {
+        return Ok(None);
     }
-    Ok(out)
+    let bad = |e: serde_json::Error| invalid(format!("`{k}`: {e}"));
+    let defs: Vec<FunctionDefIn<'a>> = if k == "functions" {
+        serde_json::from_str(raw.get()).map_err(bad)?
+    } else {
+        let tools: Vec<ToolIn<'a>> = serde_json::from_str(raw.get()).map_err(bad)?;
+        let mut defs = Vec::with_capacity(tools.len());
+        for (i, t) in tools.into_iter().enumerate() {
+            match t.function {
+                Some(f) if t.ty == "function" => defs.push(f),
+                _ => {
+                    return Err(unsupported(
+                        format!("tools[{i}].type"),
+                        ANTHROPIC,
+                        "function tools only",
+                    ))
+                }
+            }
+        }
+        defs
+    };
+    Ok(Some(
+        defs.into_iter()
+            .map(|f| ToolOut {
+                name: f.name,
+                description: f.description,
+                input_schema: match f.parameters {
+                    Some(p) if kind(p) != b'n' => Json::Raw(p),
+                    _ => Json::Value(json!({"type": "object", "properties": {}})),
+                },
+            })
+            .collect(),
+    ))
 }
 
 fn anthropic_tool_choice(c: &Value) -> Result<Value, GatewayError> {
