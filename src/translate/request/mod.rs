@@ -13,8 +13,12 @@ pub use to_messages::chat_to_messages;
 
 use crate::error::GatewayError;
 use indexmap::IndexMap;
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
+use std::marker::PhantomData;
 
 type Fields = IndexMap<String, Box<RawValue>>;
 
@@ -45,12 +49,63 @@ fn is_set(v: &Value) -> bool {
     !v.is_null()
 }
 
-fn as_array<'a>(v: &'a Value, name: &str) -> Result<&'a Vec<Value>, GatewayError> {
-    v.as_array()
-        .ok_or_else(|| invalid(format!("`{name}` must be an array")))
+/// A field that is absent or null, a string, or an array of `T` (message content, system
+/// prompts, tool results). Read in one pass: a long prompt is scanned once, and borrowed
+/// from the client's body unless it has escapes.
+#[derive(Default)]
+enum StringOr<'a, T> {
+    #[default]
+    None,
+    Text(Cow<'a, str>),
+    List(Vec<T>),
 }
 
-fn as_str<'a>(v: &'a Value, name: &str) -> Result<&'a str, GatewayError> {
-    v.as_str()
-        .ok_or_else(|| invalid(format!("`{name}` must be a string")))
+impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for StringOr<'a, T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a, T>(PhantomData<(&'a (), T)>);
+        impl<'de: 'a, 'a, T: Deserialize<'de>> Visitor<'de> for V<'a, T> {
+            type Value = StringOr<'a, T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(StringOr::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StringOr::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(StringOr::Text(Cow::Owned(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(StringOr::None)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(StringOr::None)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+                while let Some(x) = seq.next_element::<T>()? {
+                    items.push(x);
+                }
+                Ok(StringOr::List(items))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// Appends `"key":value` to an object being written (`out` starts with its `{`).
+fn field(out: &mut Vec<u8>, key: &str, v: &impl Serialize) -> Result<(), GatewayError> {
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    serde_json::to_writer(&mut *out, key).map_err(|e| invalid(e.to_string()))?;
+    out.push(b':');
+    serde_json::to_writer(&mut *out, v).map_err(|e| invalid(e.to_string()))
+}
+
+/// The first byte of a raw JSON value: which kind it is.
+fn kind(raw: &RawValue) -> u8 {
+    raw.get().trim_start().bytes().next().unwrap_or(b'n')
 }

@@ -5,7 +5,7 @@
 //! schemas and arguments are passed through as raw JSON. The small fields go through
 //! `serde_json::Value`.
 
-use super::{invalid, is_set, parse, unsupported, Fields, ANTHROPIC};
+use super::{field, invalid, is_set, kind, parse, unsupported, Fields, StringOr, ANTHROPIC};
 use crate::error::GatewayError;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -17,61 +17,13 @@ struct MessageIn<'a> {
     #[serde(borrow)]
     role: Cow<'a, str>,
     #[serde(borrow, default)]
-    content: ContentIn<'a>,
+    content: StringOr<'a, PartIn<'a>>,
     #[serde(borrow, default)]
     tool_calls: Option<Vec<ToolCallIn<'a>>>,
     #[serde(borrow, default)]
     tool_call_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     function_call: Option<FunctionIn<'a>>,
-}
-
-/// A message's `content`: absent or null, a string, or an array of parts. Read in one pass
-/// (a long prompt is scanned once, and borrowed unless it has escapes).
-#[derive(Default)]
-enum ContentIn<'a> {
-    #[default]
-    None,
-    Text(Cow<'a, str>),
-    Parts(Vec<PartIn<'a>>),
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for ContentIn<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = ContentIn<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or an array of content parts")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(ContentIn::Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(ContentIn::Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(ContentIn::Text(Cow::Owned(v)))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(ContentIn::None)
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(ContentIn::None)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(2));
-                while let Some(p) = seq.next_element::<PartIn<'a>>()? {
-                    parts.push(p);
-                }
-                Ok(ContentIn::Parts(parts))
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
 }
 
 #[derive(Deserialize)]
@@ -186,16 +138,6 @@ struct ToolOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<Cow<'a, str>>,
     input_schema: Json<'a>,
-}
-
-/// Appends `"key":value` to an object being written.
-fn field(out: &mut Vec<u8>, key: &str, v: &impl Serialize) -> Result<(), GatewayError> {
-    if out.len() > 1 {
-        out.push(b',');
-    }
-    serde_json::to_writer(&mut *out, key).map_err(|e| invalid(e.to_string()))?;
-    out.push(b':');
-    serde_json::to_writer(&mut *out, v).map_err(|e| invalid(e.to_string()))
 }
 
 /// `/v1/chat/completions` body → `/v1/messages` body for `model`.
@@ -326,21 +268,16 @@ fn text_block(s: Cow<'_, str>) -> Option<Block<'_>> {
     (!s.is_empty()).then_some(Block::Text { text: s })
 }
 
-/// The first byte of a raw JSON value: which kind it is.
-fn kind(raw: &RawValue) -> u8 {
-    raw.get().trim_start().bytes().next().unwrap_or(b'n')
-}
-
 /// OpenAI message content (string or parts) → Anthropic blocks. `i`: the message index.
-fn content_blocks(
-    content: ContentIn<'_>,
+fn content_blocks<'a>(
+    content: StringOr<'a, PartIn<'a>>,
     i: usize,
     images: bool,
-) -> Result<Vec<Block<'_>>, GatewayError> {
+) -> Result<Vec<Block<'a>>, GatewayError> {
     match content {
-        ContentIn::None => Ok(vec![]),
-        ContentIn::Text(s) => Ok(text_block(s).into_iter().collect()),
-        ContentIn::Parts(parts) => {
+        StringOr::None => Ok(vec![]),
+        StringOr::Text(s) => Ok(text_block(s).into_iter().collect()),
+        StringOr::List(parts) => {
             let mut out = Vec::with_capacity(parts.len());
             for (j, p) in parts.into_iter().enumerate() {
                 let missing = || invalid(format!("`messages[{i}].content[{j}]`: no {}", p.ty));
@@ -454,7 +391,7 @@ fn chat_messages<'a>(
                     _ => Cow::Owned(last_function_id.clone()),
                 };
                 let content = match m.content {
-                    ContentIn::Text(s) => ToolContent::Text(s),
+                    StringOr::Text(s) => ToolContent::Text(s),
                     c => ToolContent::Blocks(content_blocks(c, i, false)?),
                 };
                 push_turn(

@@ -168,3 +168,49 @@ fn messages_request_becomes_a_chat_request() {
         json!({"type": "object"})
     );
 }
+
+#[test]
+fn malformed_and_untranslatable_content_is_named() {
+    let e = to_messages(json!({"messages": [{"role": "user", "content": 5}]})).unwrap_err();
+    assert_eq!(e.code(), "invalid_request");
+    let e = to_messages(json!({"messages": [{"role": "robot", "content": "x"}]})).unwrap_err();
+    assert!(e.to_string().contains("messages[0].role"), "{e}");
+    let e = to_messages(json!({"messages": [{"role": "assistant", "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]}]}))
+    .unwrap_err();
+    assert!(e.to_string().contains("messages[0].tool_calls[0]"), "{e}");
+    let e = to_messages(json!({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}}]}]}))
+    .unwrap_err();
+    assert_eq!(e.param(), Some("messages[0].content[0].image_url.url"));
+    let e = to_chat(json!({"messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {}}]}]}]}))
+    .unwrap_err();
+    assert_eq!(e.param(), Some("messages[0].content[0].content[0].type"));
+    let e = to_chat(json!({"messages": [{"role": "user", "content": [
+        {"type": "document", "source": {}}]}]}))
+    .unwrap_err();
+    assert_eq!(e.param(), Some("messages[0].content[0].type"));
+    let e = to_chat(
+        json!({"messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+    )
+    .unwrap_err();
+    assert_eq!(e.param(), Some("tools[0].type"));
+    let e = to_chat(json!({"messages": [{"role": "user", "content": [{"type": "text"}]}]}))
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_request");
+    // Escaped strings survive both ways.
+    let out =
+        to_messages(json!({"messages": [{"role": "user", "content": "a \"q\" \\ é\n"}]})).unwrap();
+    assert_eq!(out["messages"][0]["content"][0]["text"], "a \"q\" \\ é\n");
+    let out = to_chat(
+        json!({"system": [{"type": "text", "text": "s1"}, {"type": "text", "text": "s2"}],
+        "messages": [{"role": "user", "content": "a \"q\""}]}),
+    )
+    .unwrap();
+    assert_eq!(
+        out["messages"][0],
+        json!({"role": "system", "content": "s1\n\ns2"})
+    );
+    assert_eq!(out["messages"][1]["content"], "a \"q\"");
+}
