@@ -84,6 +84,16 @@ pub fn rewrite_request(
     for h in tollgate {
         req.remove_header(&h);
     }
+    if api_path.is_some() {
+        // Translated: the client's API-specific headers mean nothing to the other API.
+        let foreign: &[&str] = match provider.api {
+            Api::OpenAi => &["anthropic-version", "anthropic-beta"],
+            Api::Anthropic => &["openai-organization", "openai-project", "openai-beta"],
+        };
+        for h in foreign {
+            req.remove_header(*h);
+        }
+    }
     req.insert_header(http::header::HOST, provider.host_header.as_str())?;
     req.insert_header(http::header::CONTENT_LENGTH, body_len)?;
     req.insert_header("x-request-id", request_id)?;

@@ -315,6 +315,10 @@ async fn messages_served_by_an_openai_target() {
         Some("Bearer sk-provider-secret")
     );
     assert!(got.header("x-api-key").is_none());
+    assert!(
+        got.header("anthropic-version").is_none(),
+        "Anthropic headers stay behind"
+    );
     let up = got.json().unwrap();
     assert_eq!(up["model"], "gpt-4o-mini-2024-07-18");
     assert_eq!(
