@@ -1,11 +1,13 @@
-//! Key lookup + policy resolution with 1M keys in the snapshot; snapshot build time for
-//! 100k and 1M keys. Run: `cargo bench --bench snapshot`.
+//! Key lookup + policy resolution: file keys only, and 10k file keys beside 1M API keys
+//! in the directory; snapshot build time for 100k and 1M keys. Run: `cargo bench --bench snapshot`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
-use tollgate::config::{parse_config, Config, KeyDef};
+use tollgate::config::{parse_config, Config, KeyDef, KeyState};
+use tollgate::directory::{ApiKey, ApiKeyParts, Directory};
 use tollgate::snapshot::{Loopback, Snapshot};
 
 const BASE: &str = r#"
@@ -59,41 +61,99 @@ fn config_with_keys(n: usize) -> Config {
     cfg
 }
 
-fn lookup(c: &mut Criterion) {
-    let cfg = config_with_keys(1_000_000);
-    let snap = Snapshot::build(&cfg, &[], 1, &Loopback, &Default::default()).expect("snapshot");
+fn api_key(i: usize) -> Arc<ApiKey> {
+    Arc::new(ApiKey::new(
+        ApiKeyParts {
+            id: format!("key_api{i}").into(),
+            group: "g".into(),
+            digest: tollgate::auth::digest(api_key_string(i).as_bytes()),
+            previous: None,
+            state: KeyState::Active,
+            expires_at: None,
+            limits: Default::default(),
+            models: None,
+            allowed_cidrs: None,
+            owner: None,
+            created_at: 0,
+            secret_at: 0,
+            rotation_s: None,
+        },
+        Default::default(),
+    ))
+}
+
+fn api_key_string(i: usize) -> String {
+    format!("tg-api{i:042}")
+}
+
+fn request(key: &str) -> pingora_http::RequestHeader {
     let mut req =
         pingora_http::RequestHeader::build("POST", b"/v1/chat/completions", None).expect("req");
-    req.insert_header("authorization", format!("Bearer {}", key_string(777_777)))
+    req.insert_header("authorization", format!("Bearer {key}"))
         .expect("hdr");
-    let ip = Some("127.0.0.1".parse().expect("ip"));
-    c.bench_function("auth + policy, 1M keys", |b| {
+    req
+}
+
+/// What the data plane does per request up to admission: auth, state, CIDRs, model gating.
+fn auth_and_policy(snap: &Snapshot, dir: &Directory, req: &pingora_http::RequestHeader) {
+    let ip = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    let key = tollgate::auth::authenticate(snap, dir, black_box(req), 1_700_000_000).expect("key");
+    let state = dir.group_state(&key.group);
+    tollgate::policy::check_state(&key, state, SystemTime::now()).expect("state");
+    tollgate::policy::check_ip(&key, ip).expect("ip");
+    let m = tollgate::policy::resolve_model(
+        snap,
+        &key,
+        Some("fast"),
+        tollgate::request::Route::ChatCompletions.serves(),
+        ip,
+        state,
+    )
+    .expect("model");
+    tollgate::policy::check_max_tokens(&key, Some(1000)).expect("cap");
+    black_box(m);
+}
+
+fn lookup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("auth + policy");
+    // File keys only (the data plane before the control plane existed).
+    let cfg = config_with_keys(1_000_000);
+    let snap = Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default())
+        .expect("snapshot");
+    let empty = Directory::default();
+    let req = request(&key_string(777_777));
+    g.bench_function("file key, 1M file keys", |b| {
+        b.iter(|| auth_and_policy(&snap, &empty, &req))
+    });
+    drop(snap);
+    let cfg = config_with_keys(10_000);
+    let snap = Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default())
+        .expect("snapshot");
+    let req = request(&key_string(7_777));
+    g.bench_function("file key, 10k file keys", |b| {
+        b.iter(|| auth_and_policy(&snap, &empty, &req))
+    });
+    // 10k file keys + 1M API keys in the directory.
+    let dir = Directory::default();
+    for i in 0..1_000_000 {
+        dir.put(api_key(i), None);
+    }
+    g.bench_function("file key, 10k file + 1M API keys", |b| {
+        b.iter(|| auth_and_policy(&snap, &dir, &req))
+    });
+    let api_req = request(&api_key_string(777_777));
+    g.bench_function("API key, 10k file + 1M API keys", |b| {
+        b.iter(|| auth_and_policy(&snap, &dir, &api_req))
+    });
+    let bad = request("tg-unknownunknownunknownunknownunknown00000");
+    g.bench_function("unknown key, 10k file + 1M API keys", |b| {
         b.iter(|| {
-            let key = tollgate::auth::authenticate(&snap, black_box(&req)).expect("key");
-            tollgate::policy::check_state(&key, SystemTime::now()).expect("state");
-            tollgate::policy::check_ip(&key, ip).expect("ip");
-            let m = tollgate::policy::resolve_model(
-                &snap,
-                &key,
-                Some("fast"),
-                tollgate::request::Route::ChatCompletions.serves(),
-                ip,
+            black_box(
+                tollgate::auth::authenticate(&snap, &dir, black_box(&bad), 1_700_000_000).is_err(),
             )
-            .expect("model");
-            tollgate::policy::check_max_tokens(&key, Some(1000)).expect("cap");
-            black_box(m);
         })
     });
-    let mut bad =
-        pingora_http::RequestHeader::build("POST", b"/v1/chat/completions", None).expect("req");
-    bad.insert_header(
-        "authorization",
-        "Bearer tg-unknownunknownunknownunknownunknown00000",
-    )
-    .expect("hdr");
-    c.bench_function("auth, unknown key, 1M keys", |b| {
-        b.iter(|| black_box(tollgate::auth::authenticate(&snap, black_box(&bad)).is_err()))
-    });
+    g.finish();
 }
 
 fn build(c: &mut Criterion) {
@@ -105,7 +165,8 @@ fn build(c: &mut Criterion) {
             b.iter_batched(
                 || (),
                 |()| {
-                    Snapshot::build(&cfg, &[], 1, &Loopback, &Default::default()).expect("snapshot")
+                    Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default())
+                        .expect("snapshot")
                 },
                 BatchSize::PerIteration,
             )

@@ -2,14 +2,17 @@
 //! which scanner reads its answer, and how it is settled in `logging`.
 
 use crate::admission::{
-    Admission, AdmitRequest, Layer, LayerLimits, RateInfo, Reservation, ScopeKey, Usage,
+    Admission, AdmitRequest, BudgetEvent, Layer, LayerLimits, RateInfo, Reservation, ScopeKey,
+    Usage,
 };
+use crate::config::Price;
 use crate::error::GatewayError;
-use crate::gateway::RequestCtx;
+use crate::events::{Event, Events};
 use crate::ledger::{Ledger, UsageKey, UsageTotals};
 use crate::request::{RequestBody, Route};
 use crate::snapshot::{KeyEntry, ModelEntry, Snapshot};
-use crate::usage::{self, Scanner, StreamFormat};
+use crate::usage::{self, Billed, Scanner, StreamFormat, TokenUsage};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -41,6 +44,14 @@ pub struct Accounting {
     pub inflight: Arc<AtomicUsize>,
 }
 
+/// Tokens a request reserved: what an unknown part of its usage is charged at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Estimate {
+    pub input: u64,
+    /// The request's max_tokens or the server default.
+    pub output: u64,
+}
+
 /// Reserves the request's worst case against all three layers.
 pub fn admit(
     admission: &Arc<Admission>,
@@ -49,8 +60,7 @@ pub fn admit(
     models: &[Arc<ModelEntry>],
     body: &RequestBody,
     route: Route,
-    ctx: &mut RequestCtx,
-) -> Result<Reservation, GatewayError> {
+) -> Result<(Reservation, Estimate), GatewayError> {
     let est_input = usage::estimate_input_tokens(body.len);
     let est_output = match route {
         Route::Embeddings => 0,
@@ -58,8 +68,6 @@ pub fn admit(
             .max_tokens
             .unwrap_or(u64::from(snapshot.server.default_max_tokens)),
     };
-    ctx.est_input = est_input;
-    ctx.est_output = est_output;
     // Worst case over every target of every model that could serve it (fallbacks and
     // per-target prices may cost more than the primary).
     let worst_cost = models
@@ -99,7 +107,11 @@ pub fn admit(
         est_tokens: est_input + est_output,
         worst_cost_micros: worst_cost,
     };
-    admission.admit(&req)
+    let estimate = Estimate {
+        input: est_input,
+        output: est_output,
+    };
+    admission.admit(&req).map(|r| (r, estimate))
 }
 
 /// The usage scanner for a provider's answer (2xx only: errors carry no usage).
@@ -133,71 +145,68 @@ pub fn rate_headers(resp: &mut ResponseHeader, rate: &RateInfo) -> pingora_error
     Ok(())
 }
 
+/// How the upstream exchange ended, as far as accounting cares.
+pub struct Served<'a> {
+    /// The upstream's status, if any answer arrived.
+    pub status: Option<u16>,
+    /// The catalogue model that served (a fallback, possibly) and its target's price.
+    pub model: &'a Arc<str>,
+    pub price: Price,
+    /// Usage the provider reported.
+    pub reported: TokenUsage,
+}
+
 /// Settles the reservation with the real usage and records it. Runs once per request.
-/// Returns what was billed: `(input tokens, output tokens, micro-dollars)`.
-pub fn settle(acc: &Accounting, ctx: &mut RequestCtx) -> Option<(u64, u64, u64)> {
-    let reservation = ctx.reservation.take()?;
-    let (Some(key), Some(model)) = (&ctx.key, &ctx.model) else {
-        reservation.cancel();
-        return None;
-    };
-    let served = ctx.upstream_status.is_some_and(|s| (200..300).contains(&s));
-    if !served {
+pub fn settle(
+    acc: &Accounting,
+    reservation: Reservation,
+    key: &KeyEntry,
+    served: &Served<'_>,
+    estimate: Estimate,
+) -> Billed {
+    let ok = served.status.is_some_and(|s| (200..300).contains(&s));
+    if !ok {
         // Refused upstream or never reached: nothing was consumed.
         reservation.cancel();
-        if let (Some(ledger), Some(_)) = (&acc.ledger, ctx.upstream_status) {
-            record(ledger, acc, ctx, key, model, 0, 0, 0);
+        if let (Some(ledger), Some(_)) = (&acc.ledger, served.status) {
+            record(ledger, acc, key, served.model, Billed::default());
         }
-        return Some((0, 0, 0));
+        return Billed::default();
     }
-    let reported = ctx.scanner.as_ref().map(|s| s.usage).unwrap_or_default();
     // Unknown parts are charged as reserved: a stream cut before its usage event pays its
     // worst case in tokens, at the price of the target that served it.
-    let input = reported.input.unwrap_or(ctx.est_input);
-    let output = reported.output.unwrap_or(ctx.est_output);
-    let price = ctx.target.map_or(model.price, |(m, t)| {
-        ctx.snapshot.models[m].targets[t].price
-    });
-    let cost = usage::cost_micros(&price, input, output);
+    let input = served.reported.input.unwrap_or(estimate.input);
+    let output = served.reported.output.unwrap_or(estimate.output);
+    let cost = usage::cost_micros(&served.price, input, output);
     reservation.settle(Some(Usage {
         tokens: input + output,
         cost_micros: cost,
     }));
+    let billed = Billed {
+        input,
+        output,
+        cost_micros: cost,
+    };
     if let Some(ledger) = &acc.ledger {
-        record(ledger, acc, ctx, key, model, input, output, cost);
+        record(ledger, acc, key, served.model, billed);
     }
-    Some((input, output, cost))
+    billed
 }
 
-#[allow(clippy::too_many_arguments)]
-fn record(
-    ledger: &Ledger,
-    acc: &Accounting,
-    ctx: &RequestCtx,
-    key: &KeyEntry,
-    model: &ModelEntry,
-    input: u64,
-    output: u64,
-    cost: u64,
-) {
+fn record(ledger: &Ledger, acc: &Accounting, key: &KeyEntry, model: &Arc<str>, b: Billed) {
     let hour = acc.admission.now_ms() / 3_600_000;
-    // Spend is booked on the model that served (a fallback, possibly).
-    let served = ctx.target.map_or_else(
-        || model.name.clone(),
-        |(m, _)| ctx.snapshot.models[m].name.clone(),
-    );
     ledger.record(
         UsageKey {
             hour,
             group: key.group.id.clone(),
             key: key.id.clone(),
-            model: served,
+            model: model.clone(),
         },
         UsageTotals {
             requests: 1,
-            input_tokens: input,
-            output_tokens: output,
-            cost_micros: cost,
+            input_tokens: b.input,
+            output_tokens: b.output,
+            cost_micros: b.cost_micros,
         },
     );
 }
@@ -213,10 +222,63 @@ const SWEEP_EVERY_TICKS: u64 = 120;
 pub struct LedgerService {
     pub accounting: Arc<Accounting>,
     pub grace: Duration,
+    pub events: Arc<Events>,
+    /// To name the org and group of a budget event.
+    pub policy: Arc<ArcSwap<Snapshot>>,
+}
+
+/// A budget threshold crossed, as a lifecycle event (`budget.threshold` /
+/// `budget.exhausted`).
+fn budget_event(e: &BudgetEvent, snapshot: &Snapshot) -> Event {
+    log::warn!(
+        "{}: {} {} spent ${} of ${} (threshold {})",
+        e.event,
+        e.scope.layer.as_str(),
+        e.scope.id,
+        crate::admission::micros_to_usd(e.spent_micros),
+        crate::admission::micros_to_usd(e.limit_micros),
+        e.threshold
+    );
+    let id = e.scope.id.to_string();
+    let (org, group, key_id) = match e.scope.layer {
+        Layer::Org => (Some(id), None, None),
+        Layer::Group => (
+            snapshot
+                .groups
+                .get(&e.scope.id)
+                .map(|g| g.org.id.to_string()),
+            Some(id),
+            None,
+        ),
+        Layer::Key => (None, None, Some(id)),
+    };
+    Event {
+        kind: e.event,
+        at_ms: crate::control::now_ms(),
+        actor: "system".into(),
+        org,
+        group,
+        key_id,
+        before: None,
+        after: Some(serde_json::json!({
+            "scope": e.scope.layer.as_str(),
+            "id": &*e.scope.id,
+            "spent_usd": e.spent_micros as f64 / 1e6,
+            "limit_usd": e.limit_micros as f64 / 1e6,
+            "threshold": e.threshold,
+        })),
+        secret: None,
+    }
 }
 
 impl LedgerService {
     fn flush(&self) {
+        // Budget thresholds crossed since the last tick become events (audit, webhooks);
+        // the flush right after makes them durable.
+        for e in self.accounting.admission.take_events() {
+            self.events
+                .emit_logged(&budget_event(&e, &self.policy.load()));
+        }
         if let Some(ledger) = &self.accounting.ledger {
             if let Err(e) = ledger.flush(&self.accounting.admission) {
                 log::error!("ledger flush failed: {e}");
@@ -241,6 +303,8 @@ impl BackgroundService for LedgerService {
             let me = LedgerService {
                 accounting: acc,
                 grace: self.grace,
+                events: self.events.clone(),
+                policy: self.policy.clone(),
             };
             let _ = tokio::task::spawn_blocking(move || {
                 me.flush();

@@ -4,6 +4,7 @@
 //! lookup (hash the presented string, look the digest up), and the entry found is
 //! confirmed with a constant-time comparison, so timing says nothing about stored keys.
 
+use crate::directory::Directory;
 use crate::error::GatewayError;
 use crate::snapshot::{Digest, KeyEntry, Snapshot};
 use pingora_http::RequestHeader;
@@ -36,17 +37,22 @@ pub fn digest(key: &[u8]) -> Digest {
     Sha256::digest(key).into()
 }
 
-/// Finds the key for a request, or the SPEC's 401.
+/// Finds the key for a request — the file's keys, then the API's — or the SPEC's 401,
+/// and notes its use.
 pub fn authenticate(
     snapshot: &Snapshot,
+    directory: &Directory,
     req: &RequestHeader,
+    now_s: u64,
 ) -> Result<Arc<KeyEntry>, GatewayError> {
     let presented = credential(req).ok_or(GatewayError::MissingApiKey)?;
     let d = digest(presented);
-    match snapshot.key(&d) {
-        Some(k) if bool::from(k.digest.ct_eq(&d)) => Ok(k.clone()),
-        _ => Err(GatewayError::InvalidApiKey),
-    }
+    let key = match snapshot.key(&d) {
+        Some(k) if bool::from(k.digest.ct_eq(&d)) => k.clone(),
+        _ => directory.lookup(&d, snapshot, now_s)?,
+    };
+    key.last_used.touch(now_s);
+    Ok(key)
 }
 
 /// A fresh key: `tg-` + 43 base62 characters from the OS CSPRNG.

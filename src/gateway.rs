@@ -15,13 +15,14 @@
 //! | `fail_to_connect` / `error_while_proxy` | retry on the next target              |
 //! | `fail_to_proxy`           | upstream failures -> 502 / 503 / 504 in the SPEC shape |
 
-use crate::account::{self, Accounting, InflightGuard};
+use crate::account::{self, Accounting, Estimate, InflightGuard, Served};
 use crate::admission::Reservation;
 use crate::config::Api;
 use crate::config::Routing;
+use crate::directory::Directory;
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
-use crate::observe::{log_line, record_metrics, Outcome, RequestLog};
+use crate::observe::{log_line, record_metrics, Finished, Outcome, RequestLog};
 use crate::request::{RequestBody, Route, Serves};
 use crate::route::{self, Choice, Plan, TargetRef};
 use crate::snapshot::TargetEntry;
@@ -42,6 +43,8 @@ use std::time::{Instant, SystemTime};
 
 pub struct Gateway {
     pub policy: Arc<ArcSwap<Snapshot>>,
+    /// API-made keys and group runtime state, updated in place by the admin API.
+    pub directory: Arc<Directory>,
     pub accounting: Arc<Accounting>,
     pub request_log: Arc<RequestLog>,
     pub metrics: Arc<Metrics>,
@@ -65,9 +68,8 @@ pub struct RequestCtx {
     pub error: Option<GatewayError>,
     /// What admission reserved; settled in `logging`, released on drop whatever happens.
     pub reservation: Option<Reservation>,
-    /// Reserved output tokens (the request's max_tokens or the default).
-    pub est_output: u64,
-    pub est_input: u64,
+    /// Tokens reserved: what unknown usage is charged at.
+    pub estimate: Estimate,
     /// The gateway asked for stream usage on the client's behalf.
     pub ask_usage: bool,
     pub upstream_status: Option<u16>,
@@ -132,6 +134,54 @@ impl RequestCtx {
         }
     }
 
+    /// Settles what admission reserved with what the upstream reported (once).
+    fn settle(&mut self, acc: &Accounting) -> Option<crate::usage::Billed> {
+        let reservation = self.reservation.take()?;
+        let (Some(key), Some(model)) = (&self.key, &self.model) else {
+            reservation.cancel();
+            return None;
+        };
+        let (served_model, price) = match self.target {
+            Some((m, t)) => {
+                let m = &self.snapshot.models[m];
+                (&m.name, m.targets[t].price)
+            }
+            None => (&model.name, model.price),
+        };
+        let served = Served {
+            status: self.upstream_status,
+            model: served_model,
+            price,
+            reported: self.scanner.as_ref().map(|s| s.usage).unwrap_or_default(),
+        };
+        Some(account::settle(
+            acc,
+            reservation,
+            key,
+            &served,
+            self.estimate,
+        ))
+    }
+
+    fn finished(&self, status: u16, billed: Option<crate::usage::Billed>) -> Finished<'_> {
+        Finished {
+            request_id: &self.request_id,
+            key: self.key.as_deref(),
+            model: self.model.as_ref().map(|m| &*m.name),
+            served_model: self.target.map(|(m, _)| &*self.snapshot.models[m].name),
+            target: self.target_entry().map(|t| &*t.label),
+            status,
+            error: self.error.as_ref(),
+            billed,
+            started: self.started,
+            first_attempt_at: self.first_attempt_at,
+            attempt_started: self.attempt_started,
+            client_ip: self.client_ip,
+            stream: self.body.as_ref().is_some_and(|b| b.stream),
+            attempts: &self.attempts,
+        }
+    }
+
     /// Passive health: the current attempt failed.
     fn attempt_failed(&self) {
         if let Some(t) = self.target_entry() {
@@ -176,12 +226,17 @@ impl Gateway {
             Err(e) => return Ok(Err(e)),
         };
         ctx.route = Some(route);
-        let key = match auth::authenticate(&snapshot, req) {
+        let now = SystemTime::now();
+        let now_s = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let key = match auth::authenticate(&snapshot, &self.directory, req, now_s) {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),
         };
         ctx.key = Some(key.clone());
-        if let Err(e) = policy::check_state(&key, SystemTime::now()) {
+        let group_state = self.directory.group_state(&key.group);
+        if let Err(e) = policy::check_state(&key, group_state, now) {
             return Ok(Err(e));
         }
         let peer = session
@@ -214,6 +269,7 @@ impl Gateway {
             body.model.as_deref(),
             route.serves(),
             ctx.client_ip,
+            group_state,
         )
         .and_then(|m| policy::check_max_tokens(&key, body.max_tokens).map(|()| m));
         let model = match checked {
@@ -249,14 +305,14 @@ impl Gateway {
             &plan.models,
             &body,
             route,
-            ctx,
         );
         ctx.plan = Some(plan);
         ctx.body = Some(body);
         ctx.model = Some(model);
         match admitted {
-            Ok(r) => {
+            Ok((r, estimate)) => {
                 ctx.reservation = Some(r);
+                ctx.estimate = estimate;
                 Ok(Ok(()))
             }
             Err(e) => Ok(Err(e)),
@@ -307,8 +363,7 @@ impl ProxyHttp for Gateway {
             tried: Vec::new(),
             error: None,
             reservation: None,
-            est_output: 0,
-            est_input: 0,
+            estimate: Estimate::default(),
             ask_usage: false,
             upstream_status: None,
             scanner: None,
@@ -519,11 +574,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let billed = account::settle(&self.accounting, ctx);
+        let billed = ctx.settle(&self.accounting);
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
-        record_metrics(&self.metrics, ctx, status, billed);
+        let finished = ctx.finished(status, billed);
+        record_metrics(&self.metrics, &finished);
         if self.request_log.enabled() {
-            self.request_log.write(&log_line(ctx, status, billed));
+            self.request_log.write(&log_line(&finished));
         }
     }
 

@@ -9,8 +9,9 @@
 //! `usage` — `hour(be) group \0 key \0 model` -> requests, input, output, cost (4 × u64 be);
 //! `audit` — `ms(be) seq(be)` -> JSON event.
 
-use crate::admission::{Admission, BudgetEvent, Layer, ScopeKey, SpendStore};
+use crate::admission::{Admission, Layer, ScopeKey, SpendStore};
 use crate::config::BudgetPeriod;
+use crate::store::Store;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,52 +118,150 @@ fn spend_key(scope: &ScopeKey, kind: BudgetPeriod, period: u64) -> Vec<u8> {
     format!("{layer}\0{}\0{kind}\0{period}", scope.id).into_bytes()
 }
 
+/// Spend of one key or group: all time, and the current day, week and month (each as
+/// `(period id, micro-dollars)`, see [`crate::admission::budget::period_id`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpendTotals {
+    pub all_time: u64,
+    pub periods: [(u64, u64); 3],
+}
+
+const TOTAL_PERIODS: [BudgetPeriod; 3] = [
+    BudgetPeriod::Daily,
+    BudgetPeriod::Weekly,
+    BudgetPeriod::Monthly,
+];
+
+impl SpendTotals {
+    fn to_bytes(self) -> [u8; 56] {
+        let mut b = [0u8; 56];
+        let vals = [
+            self.all_time,
+            self.periods[0].0,
+            self.periods[0].1,
+            self.periods[1].0,
+            self.periods[1].1,
+            self.periods[2].0,
+            self.periods[2].1,
+        ];
+        for (i, v) in vals.into_iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
+        }
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> SpendTotals {
+        let f = |i: usize| {
+            b.get(i * 8..i * 8 + 8)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0, u64::from_be_bytes)
+        };
+        SpendTotals {
+            all_time: f(0),
+            periods: [(f(1), f(2)), (f(3), f(4)), (f(5), f(6))],
+        }
+    }
+
+    fn add(&mut self, micros: u64, now_ms: u64) {
+        self.all_time += micros;
+        for (slot, kind) in self.periods.iter_mut().zip(TOTAL_PERIODS) {
+            let id = crate::admission::budget::period_id(kind, now_ms);
+            if slot.0 != id {
+                *slot = (id, 0);
+            }
+            slot.1 += micros;
+        }
+    }
+
+    /// Spend in the current `period` (all time for `never`).
+    pub fn current(&self, period: BudgetPeriod, now_ms: u64) -> u64 {
+        let Some(i) = TOTAL_PERIODS.iter().position(|p| *p == period) else {
+            return self.all_time;
+        };
+        let (id, micros) = self.periods[i];
+        if id == crate::admission::budget::period_id(period, now_ms) {
+            micros
+        } else {
+            0
+        }
+    }
+}
+
+fn totals_key(layer: Layer, id: &str) -> Vec<u8> {
+    format!("{}\0{id}", layer.as_str()).into_bytes()
+}
+
+/// In-memory totals: value, dirty (not yet flushed), touched since the last flush.
+type TotalsMem = HashMap<(Layer, Arc<str>), (SpendTotals, bool, bool)>;
+
 pub struct Ledger {
-    db: sled::Db,
-    spend: sled::Tree,
-    usage: sled::Tree,
-    audit: sled::Tree,
+    store: Arc<Store>,
     usage_mem: Mutex<HashMap<UsageKey, (UsageTotals, bool)>>,
+    totals_mem: Mutex<TotalsMem>,
     audit_seq: AtomicU64,
 }
 
 impl Ledger {
-    /// Opens (or creates) the store. sled holds an exclusive lock on the directory: while
-    /// another process (an instance being upgraded) still has it, retry for `wait`.
-    pub fn open(dir: &Path, wait: Duration) -> anyhow::Result<Ledger> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("data_dir {}: {e}", dir.display()))?;
-        let deadline = std::time::Instant::now() + wait;
-        let db = loop {
-            match sled::Config::new()
-                .path(dir.join("ledger"))
-                .flush_every_ms(None)
-                .open()
-            {
-                Ok(db) => break db,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    log::warn!("data_dir {} busy ({e}); retrying", dir.display());
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => anyhow::bail!("cannot open store in {}: {e}", dir.display()),
-            }
-        };
-        Ok(Ledger {
-            spend: db.open_tree("spend")?,
-            usage: db.open_tree("usage")?,
-            audit: db.open_tree("audit")?,
-            db,
+    pub fn new(store: Arc<Store>) -> Ledger {
+        Ledger {
+            store,
             usage_mem: Mutex::new(HashMap::new()),
+            totals_mem: Mutex::new(HashMap::new()),
             audit_seq: AtomicU64::new(0),
-        })
+        }
     }
 
-    /// Adds one request's usage to its hourly bucket (in memory; flushed later).
+    /// Opens the store under `dir` and a ledger on it (tests, tools).
+    pub fn open(dir: &Path, wait: Duration) -> anyhow::Result<Ledger> {
+        Ok(Ledger::new(Arc::new(Store::open(dir, wait)?)))
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn stored_totals(&self, layer: Layer, id: &str) -> SpendTotals {
+        self.store
+            .totals
+            .get(totals_key(layer, id))
+            .ok()
+            .flatten()
+            .map_or_else(SpendTotals::default, |v| SpendTotals::from_bytes(&v))
+    }
+
+    /// Spend of a key or group, everything settled so far (flushed or not).
+    pub fn totals(&self, layer: Layer, id: &str) -> SpendTotals {
+        let mem = self.totals_mem.lock().unwrap_or_else(|p| p.into_inner());
+        match mem.get(&(layer, Arc::from(id))) {
+            Some((t, _, _)) => *t,
+            None => {
+                drop(mem);
+                self.stored_totals(layer, id)
+            }
+        }
+    }
+
+    fn add_totals(&self, layer: Layer, id: &Arc<str>, micros: u64, now_ms: u64) {
+        let mut mem = self.totals_mem.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = mem
+            .entry((layer, id.clone()))
+            .or_insert_with(|| (self.stored_totals(layer, id), false, false));
+        entry.0.add(micros, now_ms);
+        entry.1 = true;
+        entry.2 = true;
+    }
+
+    /// Adds one request's usage to its hourly bucket and to its key's and group's totals
+    /// (in memory; flushed later).
     pub fn record(&self, key: UsageKey, delta: UsageTotals) {
+        let now_ms = key.hour * 3_600_000 + 1;
+        self.add_totals(Layer::Key, &key.key, delta.cost_micros, now_ms);
+        self.add_totals(Layer::Group, &key.group, delta.cost_micros, now_ms);
         let mut mem = self.usage_mem.lock().unwrap_or_else(|p| p.into_inner());
         let entry = mem.entry(key).or_insert_with_key(|k| {
             // Continue from what is already stored for this bucket (after a restart).
             let stored = self
+                .store
                 .usage
                 .get(k.to_bytes())
                 .ok()
@@ -174,10 +273,11 @@ impl Ledger {
         entry.1 = true;
     }
 
-    /// Writes dirty spend and usage, and budget events, then syncs to disk.
+    /// Writes dirty spend and usage, then syncs to disk.
     pub fn flush(&self, admission: &Admission) -> anyhow::Result<()> {
         for (scope, kind, period, spent) in admission.take_dirty() {
-            self.spend
+            self.store
+                .spend
                 .insert(spend_key(&scope, kind, period), &spent.to_be_bytes())?;
         }
         let now_hour = admission.now_ms() / 3_600_000;
@@ -185,52 +285,40 @@ impl Ledger {
             let mut mem = self.usage_mem.lock().unwrap_or_else(|p| p.into_inner());
             for (k, (totals, dirty)) in mem.iter_mut() {
                 if *dirty {
-                    self.usage.insert(k.to_bytes(), &totals.to_bytes())?;
+                    self.store.usage.insert(k.to_bytes(), &totals.to_bytes())?;
                     *dirty = false;
                 }
             }
             // Buckets of past hours are complete once flushed.
             mem.retain(|k, (_, dirty)| *dirty || k.hour + 1 >= now_hour);
         }
-        for e in admission.take_events() {
-            self.audit_budget_event(&e, admission.now_ms())?;
+        {
+            let mut mem = self.totals_mem.lock().unwrap_or_else(|p| p.into_inner());
+            for ((layer, id), (t, dirty, _)) in mem.iter_mut() {
+                if *dirty {
+                    self.store
+                        .totals
+                        .insert(totals_key(*layer, id), t.to_bytes().to_vec())?;
+                    *dirty = false;
+                }
+            }
+            mem.retain(|_, (_, _, touched)| std::mem::take(touched));
         }
-        self.db.flush()?;
+        self.store.flush()?;
         Ok(())
-    }
-
-    fn audit_budget_event(&self, e: &BudgetEvent, now_ms: u64) -> anyhow::Result<()> {
-        log::warn!(
-            "{}: {} {} spent ${} of ${} (threshold {})",
-            e.event,
-            e.scope.layer.as_str(),
-            e.scope.id,
-            crate::admission::micros_to_usd(e.spent_micros),
-            crate::admission::micros_to_usd(e.limit_micros),
-            e.threshold
-        );
-        let v = serde_json::json!({
-            "at_ms": now_ms,
-            "event": e.event,
-            "scope": e.scope.layer.as_str(),
-            "id": &*e.scope.id,
-            "spent_usd": e.spent_micros as f64 / 1e6,
-            "limit_usd": e.limit_micros as f64 / 1e6,
-            "threshold": e.threshold,
-        });
-        self.append_audit(now_ms, &v)
     }
 
     pub fn append_audit(&self, now_ms: u64, v: &serde_json::Value) -> anyhow::Result<()> {
         let mut k = now_ms.to_be_bytes().to_vec();
         k.extend_from_slice(&self.audit_seq.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-        self.audit.insert(k, serde_json::to_vec(v)?)?;
+        self.store.audit.insert(k, serde_json::to_vec(v)?)?;
         Ok(())
     }
 
     /// Audit events, oldest first.
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        self.audit
+        self.store
+            .audit
             .iter()
             .values()
             .filter_map(|v| v.ok())
@@ -240,16 +328,32 @@ impl Ledger {
 
     /// Stored usage buckets with `from_hour <= hour < to_hour` (flushed data only).
     pub fn usage_between(&self, from_hour: u64, to_hour: u64) -> Vec<(UsageKey, UsageTotals)> {
-        self.usage
+        self.store
+            .usage
             .range(from_hour.to_be_bytes()..to_hour.to_be_bytes())
             .filter_map(|r| r.ok())
             .filter_map(|(k, v)| Some((UsageKey::from_bytes(&k)?, UsageTotals::from_bytes(&v))))
             .collect()
     }
 
+    /// Usage buckets with `from_hour <= hour < to_hour`: everything settled so far, flushed
+    /// or not (a bucket still in memory holds its whole total and replaces the stored one).
+    pub fn usage_rows(&self, from_hour: u64, to_hour: u64) -> Vec<(UsageKey, UsageTotals)> {
+        let mut rows: HashMap<UsageKey, UsageTotals> =
+            self.usage_between(from_hour, to_hour).into_iter().collect();
+        let mem = self.usage_mem.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, (t, _)) in mem.iter() {
+            if (from_hour..to_hour).contains(&k.hour) {
+                rows.insert(k.clone(), *t);
+            }
+        }
+        rows.into_iter().collect()
+    }
+
     /// Settled spend of a scope in a period, as stored.
     pub fn stored_spend(&self, scope: &ScopeKey, kind: BudgetPeriod, period: u64) -> u64 {
-        self.spend
+        self.store
+            .spend
             .get(spend_key(scope, kind, period))
             .ok()
             .flatten()

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  client ──► request_filter ─┬─ request::Route        which API (OpenAI / Anthropic)
-//!                             ├─ auth                  (1) key digest → KeyEntry
+//!                             ├─ auth                  (1) key digest → KeyEntry: the file
+//!                             │                            snapshot, then `directory` (API keys)
 //!                             ├─ policy                (2) key/group state, CIDRs, model gating
 //!                             ├─ respond::read_body    body ≤ max_body (replayed on retries)
 //!                             └─ admission via account (3) windows, slots, budgets: reserve
@@ -13,13 +14,23 @@
 //!  upstream_request_filter ───── upstream              (5) credential swap, Host, framing
 //!     response_body_filter ─┬─── usage::Scanner        (6) usage from JSON / SSE, chunk by chunk
 //!                           └─── translate::Responder  the answer in the client's API
-//!                  logging ─┬─── account::settle       (7) settle; ledger (sled) flushed 250 ms
+//!                  logging ─┬─── account::settle       (7) settle (value types in, Billed out); ledger
 //!                           └─── observe               (8) metrics, request log
 //! ```
 //!
 //! Around it: `config` (raw → validated), `snapshot` (the immutable policy behind one
-//! `ArcSwap`), `reload` (SIGHUP), `server` (Pingora services), `admin` (health, metrics,
-//! reload), `mock` (the mock provider for tests, demo and load tests).
+//! `ArcSwap`), `reload` (SIGHUP), `server` (Pingora services), `mock` (the mock provider
+//! for tests, demo and load tests).
+//!
+//! The control plane, beside the request path:
+//!
+//! ```text
+//!  admin (axum route table) ──► control (validate → store → events → commit → directory)
+//!                                  │            │            │
+//!                                store       events      directory ◄── auth (data plane)
+//!                           (sled trees,   (audit trail,  (API keys by digest, group
+//!                            ControlStore)   log, …)       state overrides, last_seen)
+//! ```
 
 pub mod account;
 pub mod admin;
@@ -27,9 +38,13 @@ pub mod admission;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod demo;
+pub mod directory;
 pub mod error;
+pub mod events;
 pub mod gateway;
+pub mod last_seen;
 pub mod ledger;
 #[path = "mock_provider/mod.rs"]
 pub mod mock;
@@ -42,6 +57,7 @@ pub mod route;
 pub mod secret;
 pub mod server;
 pub mod snapshot;
+pub mod store;
 pub mod translate;
 pub mod upstream;
 pub mod usage;

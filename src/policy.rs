@@ -10,8 +10,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// Key and group state, before anything else is looked at.
-pub fn check_state(key: &KeyEntry, now: SystemTime) -> Result<(), GatewayError> {
+/// Key and group state, before anything else is looked at. `group_state` is the group's
+/// state now (the file's, or an override made through the admin API).
+pub fn check_state(
+    key: &KeyEntry,
+    group_state: GroupState,
+    now: SystemTime,
+) -> Result<(), GatewayError> {
     match key.state {
         KeyState::Revoked => return Err(GatewayError::KeyRevoked(key.id.to_string())),
         KeyState::Disabled => return Err(GatewayError::KeyDisabled(key.id.to_string())),
@@ -20,7 +25,7 @@ pub fn check_state(key: &KeyEntry, now: SystemTime) -> Result<(), GatewayError> 
     if key.expires_at.is_some_and(|t| t <= now) {
         return Err(GatewayError::KeyExpired(key.id.to_string()));
     }
-    if key.group.state == GroupState::Paused {
+    if group_state == GroupState::Paused {
         return Err(GatewayError::GroupPaused(format!(
             "group {} is paused",
             key.group.id
@@ -80,6 +85,7 @@ pub fn resolve_model(
     requested: Option<&str>,
     serves: Serves,
     ip: Option<IpAddr>,
+    group_state: GroupState,
 ) -> Result<Arc<ModelEntry>, GatewayError> {
     let group = &key.group;
     let name: &str = match requested {
@@ -105,7 +111,7 @@ pub fn resolve_model(
             scope,
         });
     }
-    if group.state == GroupState::Quarantined {
+    if group_state == GroupState::Quarantined {
         let ip_ok = ip.is_some_and(|ip| group.quarantine_cidrs.iter().any(|n| n.contains(&ip)));
         let model_ok = group
             .quarantine_models

@@ -2,6 +2,7 @@
 //! request path, swap it in atomically. An invalid file changes nothing.
 
 use crate::config::{self, Config};
+use crate::last_seen::LastSeen;
 use crate::route::health::Health;
 use crate::snapshot::{Snapshot, SystemEnvironment};
 use arc_swap::ArcSwap;
@@ -10,7 +11,9 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+type AfterSwap = dyn Fn(&Snapshot, &Snapshot) + Send + Sync;
 
 /// The live policy: the snapshot every new request loads, and how to rebuild it.
 pub struct Policy {
@@ -23,12 +26,16 @@ pub struct Policy {
     pub reloads_failed: AtomicU64,
     /// Target health survives reloads.
     pub health: Arc<Health>,
+    /// Keys' last use survives reloads.
+    pub last_seen: Arc<LastSeen>,
+    /// Called with the old and the new snapshot after every successful reload.
+    after_swap: OnceLock<Box<AfterSwap>>,
 }
 
 impl Policy {
-    pub fn new(path: PathBuf, config: &Config) -> anyhow::Result<Policy> {
+    pub fn new(path: PathBuf, config: &Config, last_seen: Arc<LastSeen>) -> anyhow::Result<Policy> {
         let health = Arc::new(Health::default());
-        let snapshot = Snapshot::build(config, &[], 1, &SystemEnvironment, &health)?;
+        let snapshot = Snapshot::build(config, &last_seen, 1, &SystemEnvironment, &health)?;
         Ok(Policy {
             path,
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -37,7 +44,14 @@ impl Policy {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             health,
+            last_seen,
+            after_swap: OnceLock::new(),
         })
+    }
+
+    /// Registers what must follow a reload (the control plane reconciles group state).
+    pub fn on_reload(&self, f: impl Fn(&Snapshot, &Snapshot) + Send + Sync + 'static) {
+        let _ = self.after_swap.set(Box::new(f));
     }
 
     /// Blocking: reads the file, resolves provider hosts. Returns the new generation.
@@ -51,8 +65,11 @@ impl Policy {
                     log::warn!("reload: listen/admin_listen/threads changes take effect only after a restart or upgrade (-u)");
                 }
                 let generation = self.generation.load(Ordering::Relaxed) + 1;
-                let snapshot = Snapshot::build(&cfg, &[], generation, &SystemEnvironment, &self.health).map_err(|e| e.to_string())?;
-                self.current.store(Arc::new(snapshot));
+                let snapshot = Snapshot::build(&cfg, &self.last_seen, generation, &SystemEnvironment, &self.health).map_err(|e| e.to_string())?;
+                let old = self.current.swap(Arc::new(snapshot));
+                if let Some(f) = self.after_swap.get() {
+                    f(&old, &self.current.load());
+                }
                 self.generation.store(generation, Ordering::Relaxed);
                 Ok(generation)
             });

@@ -6,12 +6,18 @@ use crate::admin::{AdminService, AdminState};
 use crate::admission::{Admission, SpendStore};
 use crate::clock::SystemClock;
 use crate::config;
+use crate::control::lifecycle::{self, LifecycleService};
+use crate::control::ControlPlane;
+use crate::directory::Directory;
+use crate::events::{AuditTrail, EventLog, Events};
 use crate::gateway::Gateway;
+use crate::last_seen::LastSeen;
 use crate::ledger::Ledger;
 use crate::observe::metrics::Metrics;
 use crate::observe::RequestLog;
 use crate::reload::{DnsService, Policy, SighupService};
 use crate::secret::Secret;
+use crate::store::{ControlStore, Store};
 use anyhow::Context;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
@@ -29,7 +35,8 @@ pub fn build(
     early_hup: Arc<AtomicBool>,
 ) -> anyhow::Result<Server> {
     let cfg = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let policy = Arc::new(Policy::new(path.to_path_buf(), &cfg)?);
+    let last_seen = Arc::new(LastSeen::default());
+    let policy = Arc::new(Policy::new(path.to_path_buf(), &cfg, last_seen.clone())?);
     let s = &cfg.server;
     let grace = s.grace_period.as_secs().max(1);
     let conf = ServerConf {
@@ -58,10 +65,27 @@ pub fn build(
             "TOLLGATE_WINDOW_SCALE={scale}: rate windows are {scale}x shorter (testing only)"
         );
     }
-    let ledger = Arc::new(Ledger::open(
+    let store = Arc::new(Store::open(
         &s.data_dir,
         s.grace_period + Duration::from_secs(10),
     )?);
+    let ledger = Arc::new(Ledger::new(store.clone()));
+    let directory = Arc::new(Directory::default());
+    let events = Arc::new(Events::default());
+    events.subscribe(Arc::new(EventLog));
+    events.subscribe(Arc::new(AuditTrail(ledger.clone())));
+    let control = Arc::new(ControlPlane::open(
+        store.clone() as Arc<dyn ControlStore>,
+        directory.clone(),
+        &policy.last_seen,
+        policy.current.clone(),
+        Some(ledger.clone()),
+        events.clone(),
+    )?);
+    {
+        let control = control.clone();
+        policy.on_reload(move |_, new| control.after_reload(new));
+    }
     let admission = Arc::new(Admission::new(
         Arc::new(SystemClock),
         Some(ledger.clone() as Arc<dyn SpendStore>),
@@ -79,6 +103,7 @@ pub fn build(
     let metrics = Arc::new(Metrics::new()?);
     let gateway = Gateway {
         policy: policy.current.clone(),
+        directory,
         accounting: accounting.clone(),
         request_log,
         metrics: metrics.clone(),
@@ -116,9 +141,18 @@ pub fn build(
             accounting: accounting.clone(),
             health: policy.health.clone(),
             token,
+            control: control.clone(),
         };
         server.add_service(background_service("admin", AdminService { addr, state }));
     }
+    let every = std::env::var("TOLLGATE_LIFECYCLE_EVERY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(lifecycle::EVERY, Duration::from_millis);
+    server.add_service(background_service(
+        "lifecycle",
+        LifecycleService { control, every },
+    ));
     server.add_service(background_service(
         "dns",
         DnsService {
@@ -128,7 +162,7 @@ pub fn build(
     server.add_service(background_service(
         "sighup",
         SighupService {
-            policy,
+            policy: policy.clone(),
             early: early_hup,
         },
     ));
@@ -137,6 +171,8 @@ pub fn build(
         LedgerService {
             accounting,
             grace: s.grace_period,
+            events: events.clone(),
+            policy: policy.current.clone(),
         },
     ));
     Ok(server)

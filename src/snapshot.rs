@@ -6,8 +6,9 @@
 //! are keyed by id elsewhere and survive a swap.
 
 use crate::config::{
-    Api, BaseUrl, Config, Group, KeyDef, KeyState, Limits, ModelFilter, Price, ServerConfig,
+    Api, BaseUrl, Config, Group, KeyState, Limits, ModelFilter, Price, ServerConfig,
 };
+use crate::last_seen::{LastSeen, LastUsed};
 use crate::secret::Secret;
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -18,12 +19,43 @@ use std::time::{Duration, SystemTime};
 /// SHA-256 of a raw API key.
 pub type Digest = [u8; 32];
 
+/// Hashes a [`Digest`] by taking 8 of its bytes: SHA-256 output is already uniform, so
+/// SipHash over it is wasted work on every request. (Lookups of attacker-chosen digests
+/// land in random buckets; stored digests come from our own CSPRNG keys.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DigestHash;
+
+impl std::hash::BuildHasher for DigestHash {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as its length (a usize, via write_usize) then its bytes.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
 #[derive(Debug)]
 pub struct Snapshot {
     /// Increases by one on every successful reload.
     pub generation: u64,
     pub server: ServerConfig,
-    keys: HashMap<Digest, Arc<KeyEntry>>,
+    keys: HashMap<Digest, Arc<KeyEntry>, DigestHash>,
     /// Catalogue, by name and by index (`ModelEntry::index`).
     pub models: Vec<Arc<ModelEntry>>,
     models_by_name: HashMap<Arc<str>, usize>,
@@ -74,6 +106,78 @@ pub struct KeyEntry {
     pub own_models: bool,
     /// The tightest `max_tokens` of key, group and org, with the scope that set it.
     pub max_tokens: Option<(u64, String)>,
+    /// Read from the file (`config`) or made through the admin API (`api`).
+    pub source: KeySource,
+    /// A file key's own model lists and tags, as written (for the admin API's views).
+    pub written: Option<Box<Written>>,
+    pub last_used: Arc<LastUsed>,
+}
+
+/// A file key's lists as written in the file.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub models: Option<Vec<String>>,
+    pub deny_models: Vec<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    Config,
+    Api,
+}
+
+/// What a key is before it is resolved against its group: the file's `[[keys]]` entry or
+/// an API-made key.
+pub struct KeyParts<'a> {
+    pub id: &'a Arc<str>,
+    pub name: Option<&'a str>,
+    pub digest: Digest,
+    pub expires_at: Option<SystemTime>,
+    pub state: KeyState,
+    pub limits: Limits,
+    pub models: Option<&'a ModelFilter>,
+    pub allowed_cidrs: Option<&'a Vec<IpNet>>,
+    pub source: KeySource,
+    pub last_used: Arc<LastUsed>,
+}
+
+impl KeyEntry {
+    /// Resolves a key against its group in a snapshot: the effective model set (key ∩
+    /// group) and the tightest `max_tokens` of the three layers.
+    pub fn resolve(
+        k: KeyParts<'_>,
+        group: &Arc<GroupEntry>,
+        catalogue: &[Arc<ModelEntry>],
+    ) -> KeyEntry {
+        let own_models = k
+            .models
+            .is_some_and(|m| m.allow.is_some() || m.deny.is_some());
+        let allowed = match k.models {
+            Some(m) if own_models => allowed_vector(catalogue, m, Some(&group.allowed)),
+            _ => group.allowed.clone(),
+        };
+        KeyEntry {
+            max_tokens: tightest_max_tokens(&[
+                (k.limits.max_tokens, format!("key {}", k.id)),
+                (group.limits.max_tokens, format!("group {}", group.id)),
+                (group.org.limits.max_tokens, format!("org {}", group.org.id)),
+            ]),
+            id: k.id.clone(),
+            name: k.name.map(str::to_string),
+            digest: k.digest,
+            expires_at: k.expires_at,
+            state: k.state,
+            group: group.clone(),
+            limits: k.limits,
+            allowed_cidrs: k.allowed_cidrs.cloned(),
+            allowed,
+            own_models,
+            source: k.source,
+            last_used: k.last_used,
+            written: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -189,11 +293,11 @@ fn tightest_max_tokens(layers: &[(Option<std::num::NonZeroU32>, String)]) -> Opt
 }
 
 impl Snapshot {
-    /// Builds a snapshot from a validated config plus keys made through the admin API.
-    /// Blocking (DNS, CA files): call it off the request path.
+    /// Builds a snapshot from a validated config. Blocking (DNS, CA files): call it off
+    /// the request path.
     pub fn build(
         config: &Config,
-        extra_keys: &[KeyDef],
+        last_seen: &LastSeen,
         generation: u64,
         env: &dyn Environment,
         health: &crate::route::health::Health,
@@ -291,32 +395,29 @@ impl Snapshot {
             })
             .collect();
 
-        let mut keys = HashMap::with_capacity(config.keys.len() + extra_keys.len());
-        for k in config.keys.iter().chain(extra_keys) {
-            let group = groups[k.group].clone();
-            let own_models = k.models.allow.is_some() || k.models.deny.is_some();
-            let allowed = if own_models {
-                allowed_vector(&models, &k.models, Some(&group.allowed))
-            } else {
-                group.allowed.clone()
-            };
-            let entry = KeyEntry {
-                id: k.id.clone(),
-                name: k.name.clone(),
+        let mut keys = HashMap::with_capacity_and_hasher(config.keys.len(), DigestHash);
+        for k in &config.keys {
+            let parts = KeyParts {
+                id: &k.id,
+                name: k.name.as_deref(),
                 digest: k.digest,
                 expires_at: k.expires_at,
                 state: k.state,
                 limits: k.limits,
-                allowed_cidrs: k.allowed_cidrs.clone(),
-                allowed,
-                own_models,
-                max_tokens: tightest_max_tokens(&[
-                    (k.limits.max_tokens, format!("key {}", k.id)),
-                    (group.limits.max_tokens, format!("group {}", group.id)),
-                    (group.org.limits.max_tokens, format!("org {}", group.org.id)),
-                ]),
-                group,
+                models: Some(&k.models),
+                allowed_cidrs: k.allowed_cidrs.as_ref(),
+                source: KeySource::Config,
+                last_used: last_seen.cell(&k.id),
             };
+            let mut entry = KeyEntry::resolve(parts, &groups[k.group], &models);
+            let own = k.models.allow_src.is_some() || !k.models.deny_src.is_empty();
+            if own || !k.tags.is_empty() {
+                entry.written = Some(Box::new(Written {
+                    models: k.models.allow_src.clone(),
+                    deny_models: k.models.deny_src.clone(),
+                    tags: k.tags.clone(),
+                }));
+            }
             keys.insert(k.digest, Arc::new(entry));
         }
 
@@ -338,6 +439,11 @@ impl Snapshot {
 
     pub fn key_count(&self) -> usize {
         self.keys.len()
+    }
+
+    /// The file's keys, in no particular order.
+    pub fn file_keys(&self) -> impl Iterator<Item = &Arc<KeyEntry>> {
+        self.keys.values()
     }
 
     pub fn model(&self, name: &str) -> Option<&Arc<ModelEntry>> {
@@ -421,7 +527,8 @@ mod tests {
         let a: SocketAddr = "10.0.0.1:443".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:443".parse().unwrap();
         let env = Flaky(Mutex::new(vec![vec![], vec![a], vec![], vec![b]]));
-        let snap = Snapshot::build(&cfg, &[], 1, &env, &Default::default()).unwrap();
+        let snap =
+            Snapshot::build(&cfg, &LastSeen::default(), 1, &env, &Default::default()).unwrap();
         assert!(snap.providers[0].addrs.load().is_empty());
         assert_eq!(refresh_addresses(&snap, &env), 0);
         assert_eq!(**snap.providers[0].addrs.load(), vec![a]);

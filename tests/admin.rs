@@ -52,7 +52,7 @@ async fn admin_reload_metrics_and_auth() {
     assert_eq!(r.status().as_u16(), 401);
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap()["error"]["code"],
-        "missing_api_key"
+        "invalid_admin_token"
     );
     let r = c
         .get(url("/metrics"))

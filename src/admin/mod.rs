@@ -1,27 +1,33 @@
-//! The admin listener (`server.admin_listen`): `/healthz`, `/readyz`, `/metrics` and
-//! `POST /v1/reload`, behind `Authorization: Bearer <admin token>` (the token comes from the
-//! environment variable named by `admin_token_env`; without it the authenticated routes
-//! answer 401). `/healthz` and `/readyz` are open so load balancers can probe them.
+//! The admin listener (`server.admin_listen`): the admin API of SPEC §7, `/metrics`,
+//! `/healthz` and `/readyz`, as a Pingora background service on its own tokio listener with
+//! axum routing.
 //!
-//! Runs as a Pingora background service on its own tokio listener, with axum routing.
+//! Every route is declared once, in [`routes`]: the router is built from it and the test
+//! of `docs/openapi.json` compares the document with it, so neither can drift.
+//! `/healthz` and `/readyz` are open (load balancers probe them); everything else needs
+//! `Authorization: Bearer <admin token>`.
+
+mod auth;
+pub mod authz;
+mod handlers;
+mod system;
 
 use crate::account::Accounting;
+use crate::control::{ApiError, ControlPlane};
 use crate::observe::metrics::Metrics;
 use crate::reload::Policy;
 use crate::route::health::Health;
 use crate::secret::Secret;
 use async_trait::async_trait;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+pub use authz::Perm;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{self, MethodRouter};
 use axum::{Json, Router};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -30,6 +36,7 @@ pub struct AdminState {
     pub accounting: Arc<Accounting>,
     pub health: Arc<Health>,
     pub token: Option<Secret>,
+    pub control: Arc<ControlPlane>,
 }
 
 pub struct AdminService {
@@ -37,114 +44,192 @@ pub struct AdminService {
     pub state: AdminState,
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = serde_json::json!({"error": {"message": message.into(), "type": "invalid_request_error", "code": code, "param": null}});
+/// An error in the SPEC's OpenAI shape, `param` naming the offending field.
+pub fn error_response(e: &ApiError) -> Response {
+    let kind = match e.status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        s if s >= 500 => "api_error",
+        _ => "invalid_request_error",
+    };
+    let body = serde_json::json!({"error": {
+        "message": e.message, "type": kind, "code": e.code, "param": e.param,
+    }});
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(body)).into_response()
 }
 
-/// `None` if the request carries the admin token, else the refusal to send.
-fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
-    let presented = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .map(<[u8]>::trim_ascii);
-    match (&state.token, presented) {
-        (Some(t), Some(p)) if bool::from(t.expose().as_bytes().ct_eq(p)) => None,
-        (None, _) => Some(error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
-            "admin token not configured (server.admin_token_env)",
-        )),
-        (_, None) => Some(error(
-            StatusCode::UNAUTHORIZED,
-            "missing_api_key",
-            "send Authorization: Bearer <admin token>",
-        )),
-        _ => Some(error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
-            "invalid admin token",
-        )),
-    }
+fn err(status: u16, code: &'static str, message: &str) -> Response {
+    error_response(&ApiError {
+        status,
+        code,
+        message: message.into(),
+        param: None,
+    })
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(s): State<AdminState>) -> Response {
-    let snap = s.policy.current.load();
-    if snap.key_count() == 0 && snap.models.is_empty() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no policy loaded\n").into_response();
-    }
-    (
-        StatusCode::OK,
-        format!("ready (policy generation {})\n", snap.generation),
-    )
-        .into_response()
-}
-
-async fn metrics(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Some(r) = refusal(&s, &headers) {
-        return r;
-    }
-    let m = &s.metrics;
-    // Gauges and counters kept elsewhere are read at scrape time.
-    m.inflight
-        .set(s.accounting.inflight.load(Ordering::Relaxed) as i64);
-    let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-    for (label, healthy, _) in s.health.report(now) {
-        m.target_healthy
-            .with_label_values(&[&*label])
-            .set(i64::from(healthy));
-    }
-    for (result, total) in [
-        ("ok", &s.policy.reloads_ok),
-        ("error", &s.policy.reloads_failed),
-    ] {
-        let c = m.reloads.with_label_values(&[result]);
-        c.inc_by(total.load(Ordering::Relaxed).saturating_sub(c.get()));
-    }
-    (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        m.render(),
-    )
-        .into_response()
-}
-
-async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Some(r) = refusal(&s, &headers) {
-        return r;
-    }
-    let policy = s.policy.clone();
-    match tokio::task::spawn_blocking(move || policy.reload()).await {
-        Ok(Ok(generation)) => {
-            Json(serde_json::json!({"reloaded": true, "generation": generation})).into_response()
-        }
-        Ok(Err(problems)) => error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("policy not reloaded, the previous one stays in force: {problems}"),
+/// Every route the admin listener serves: method, path (axum / OpenAPI syntax), the
+/// permission it needs, handler.
+pub fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminState>)> {
+    use handlers::*;
+    use routing::{delete, get, patch, post};
+    use Perm::*;
+    vec![
+        (Method::GET, "/healthz", Open, get(system::healthz)),
+        (Method::GET, "/readyz", Open, get(system::readyz)),
+        (Method::GET, "/metrics", Metrics, get(system::metrics)),
+        (Method::POST, "/v1/reload", Reload, post(system::reload)),
+        (Method::POST, "/v1/tokens", Tokens, post(create_token)),
+        (Method::GET, "/v1/tokens", Tokens, get(list_tokens)),
+        (
+            Method::DELETE,
+            "/v1/tokens/{id}",
+            Tokens,
+            delete(revoke_token),
         ),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "reload task failed",
+        (Method::POST, "/v1/keys", CreateKeys, post(create_key)),
+        (Method::GET, "/v1/keys", ReadKeys, get(list_keys)),
+        (
+            Method::POST,
+            "/v1/keys/batch",
+            BatchKeys,
+            post(create_batch),
         ),
-    }
+        (Method::GET, "/v1/keys/{id}", ReadKeys, get(get_key)),
+        (Method::PATCH, "/v1/keys/{id}", EditKeys, patch(patch_key)),
+        (
+            Method::DELETE,
+            "/v1/keys/{id}",
+            ManageKeys,
+            delete(revoke_key),
+        ),
+        (
+            Method::POST,
+            "/v1/keys/{id}/disable",
+            ManageKeys,
+            post(disable_key),
+        ),
+        (
+            Method::POST,
+            "/v1/keys/{id}/enable",
+            ManageKeys,
+            post(enable_key),
+        ),
+        (
+            Method::POST,
+            "/v1/keys/{id}/regenerate",
+            ManageKeys,
+            post(regenerate_key),
+        ),
+        (Method::POST, "/v1/keys/{id}/move", EditKeys, post(move_key)),
+        (Method::GET, "/v1/groups", ReadGroups, get(list_groups)),
+        (Method::GET, "/v1/groups/{id}", ReadGroups, get(get_group)),
+        (
+            Method::POST,
+            "/v1/groups/{id}/pause",
+            WriteGroups,
+            post(pause_group),
+        ),
+        (
+            Method::POST,
+            "/v1/groups/{id}/resume",
+            WriteGroups,
+            post(resume_group),
+        ),
+        (
+            Method::POST,
+            "/v1/groups/{id}/quarantine",
+            WriteGroups,
+            post(quarantine_group),
+        ),
+        (
+            Method::POST,
+            "/v1/groups/{id}/keys/disable",
+            WriteGroups,
+            post(bulk_disable),
+        ),
+        (
+            Method::POST,
+            "/v1/groups/{id}/keys/enable",
+            WriteGroups,
+            post(bulk_enable),
+        ),
+        (
+            Method::POST,
+            "/v1/groups/{id}/keys/revoke",
+            WriteGroups,
+            post(bulk_revoke),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/groups/{id}",
+            ReadSpend,
+            get(spend_group),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/groups/{id}/by-model",
+            ReadSpend,
+            get(spend_by_model),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/groups/{id}/by-key",
+            ReadSpend,
+            get(spend_by_key),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/groups/{id}/timeline",
+            ReadSpend,
+            get(spend_timeline),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/keys/{id}",
+            ReadSpend,
+            get(spend_key),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/orgs/{id}",
+            ReadSpend,
+            get(spend_org),
+        ),
+        (
+            Method::GET,
+            "/v1/spend/tags/{tag}",
+            ReadSpend,
+            get(spend_tag),
+        ),
+    ]
+}
+
+/// `(method, path)` of every route, for the OpenAPI check.
+pub fn route_list() -> Vec<(String, String)> {
+    route_perms().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// `(method, path, permission)` of every route.
+pub fn route_perms() -> Vec<(String, String, Perm)> {
+    routes()
+        .into_iter()
+        .map(|(m, p, perm, _)| (m.as_str().to_string(), p.to_string(), perm))
+        .collect()
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/reload", post(reload))
-        .fallback(|| async {
-            error(
-                StatusCode::NOT_FOUND,
-                "unknown_route",
-                "no such admin route",
+    let mut r = Router::new();
+    for (_, path, perm, handler) in routes() {
+        let guard = axum::middleware::from_fn_with_state((state.clone(), perm), authz::authorize);
+        r = r.route(path, handler.route_layer(guard));
+    }
+    r.fallback(|| async { err(404, "unknown_route", "no such admin route") })
+        .method_not_allowed_fallback(|| async {
+            err(
+                405,
+                "method_not_allowed",
+                "this route does not take that method",
             )
         })
         .with_state(state)

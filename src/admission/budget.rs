@@ -26,6 +26,21 @@ fn year_month(now_ms: u64) -> (i32, u8) {
     (t.year(), t.month() as u8)
 }
 
+/// When the period containing `now_ms` began (0 for `never`).
+pub fn period_start(period: BudgetPeriod, now_ms: u64) -> u64 {
+    match period {
+        BudgetPeriod::Daily => now_ms / DAY_MS * DAY_MS,
+        BudgetPeriod::Weekly => ((now_ms / DAY_MS + 3) / 7 * 7).saturating_sub(3) * DAY_MS,
+        BudgetPeriod::Monthly => {
+            let t = time::OffsetDateTime::from_unix_timestamp((now_ms / 1000) as i64)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let day1 = t.date().replace_day(1).unwrap_or(t.date());
+            (day1.midnight().assume_utc().unix_timestamp().max(0) as u64) * 1000
+        }
+        BudgetPeriod::Never => 0,
+    }
+}
+
 /// Milliseconds from `now_ms` to the start of the next period (`None` for `never`).
 pub fn until_next_period(period: BudgetPeriod, now_ms: u64) -> Option<u64> {
     let next_start = match period {
@@ -92,6 +107,26 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64
+    }
+
+    #[test]
+    fn period_starts() {
+        let t = ms("2026-11-25T03:04:05Z");
+        assert_eq!(
+            period_start(BudgetPeriod::Daily, t),
+            ms("2026-11-25T00:00:00Z")
+        );
+        assert_eq!(
+            period_start(BudgetPeriod::Weekly, t),
+            ms("2026-11-23T00:00:00Z")
+        );
+        assert_eq!(
+            period_start(BudgetPeriod::Monthly, t),
+            ms("2026-11-01T00:00:00Z")
+        );
+        assert_eq!(period_start(BudgetPeriod::Never, t), 0);
+        let mon = ms("2026-11-23T00:00:00Z");
+        assert_eq!(period_start(BudgetPeriod::Weekly, mon), mon);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Nothing in this module touches the network or the environment, so `tollgate -t` gives
 //! the same verdict on a laptop as on the edge host.
 
-mod raw;
+pub mod raw;
 mod validate;
 
 use globset::GlobSet;
@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use validate::parse_config;
+pub use raw::RawLimits;
+pub use validate::{fields, looser_than, parse_config, tightest};
 
 /// Hard ceiling for `server.max_body`: the patched Pingora retry buffer (vendor/README.md).
 pub const MAX_BODY_CEILING: u64 = 64 * 1024 * 1024;
@@ -292,6 +293,19 @@ pub struct Group {
     pub log_level: LogLevel,
     pub webhook: Option<String>,
     pub alert_thresholds: Vec<f64>,
+    pub self_service: Option<SelfService>,
+}
+
+/// What developer tokens may do in a group on their own (SPEC §7 "Self-service policy").
+#[derive(Debug, Clone)]
+pub struct SelfService {
+    pub enabled: bool,
+    /// Live keys (not revoked, not expired) one owner may hold in the group.
+    pub max_keys_per_owner: Option<u64>,
+    pub require_expiry: bool,
+    pub max_ttl: Option<Duration>,
+    /// Ceilings: a developer's key gets these when it sets none and may only set lower.
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +327,8 @@ pub struct KeyDef {
     pub models: ModelFilter,
     pub allowed_cidrs: Option<Vec<IpNet>>,
     pub limits: Limits,
+    /// String map for cost attribution (spend by tag).
+    pub tags: Vec<(String, String)>,
 }
 
 impl Config {

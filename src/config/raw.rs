@@ -170,7 +170,22 @@ with_limits! {
         pub webhook: Option<String>,
         #[serde(default)]
         pub alert_thresholds: Vec<f64>,
+        pub self_service: Option<RawSelfService>,
     }
+}
+
+/// A group's `self_service` table: what developer tokens may mint on their own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelfService {
+    #[serde(default)]
+    pub enabled: bool,
+    pub max_keys_per_owner: Option<u64>,
+    #[serde(default)]
+    pub require_expiry: bool,
+    pub max_ttl: Option<String>,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 with_limits! {
@@ -186,5 +201,7 @@ with_limits! {
         pub allowed_cidrs: Option<Vec<String>>,
         /// Extension: `active` (default) or `disabled`; revocation of a file key is removal.
         pub state: Option<String>,
+        #[serde(default)]
+        pub tags: BTreeMap<String, String>,
     }
 }

@@ -13,7 +13,11 @@ use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use crate::error::GatewayError;
-use crate::gateway::RequestCtx;
+use crate::snapshot::KeyEntry;
+use crate::usage::Billed;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 const QUEUE: usize = 65_536;
 
@@ -111,39 +115,56 @@ impl Outcome {
     }
 }
 
+/// A finished request, as the request log and the metrics see it.
+pub struct Finished<'a> {
+    pub request_id: &'a str,
+    pub key: Option<&'a KeyEntry>,
+    /// The catalogue model asked for.
+    pub model: Option<&'a str>,
+    /// The catalogue model that served (a fallback, possibly).
+    pub served_model: Option<&'a str>,
+    /// `provider/model` of the last target tried.
+    pub target: Option<&'a str>,
+    pub status: u16,
+    pub error: Option<&'a GatewayError>,
+    pub billed: Option<Billed>,
+    pub started: Instant,
+    pub first_attempt_at: Option<Instant>,
+    pub attempt_started: Option<Instant>,
+    pub client_ip: Option<IpAddr>,
+    pub stream: bool,
+    pub attempts: &'a [(Arc<str>, Outcome)],
+}
+
 /// One request-log line (SPEC §9). Never the key itself: only its id.
-pub fn log_line(
-    ctx: &RequestCtx,
-    status: u16,
-    billed: Option<(u64, u64, u64)>,
-) -> serde_json::Value {
-    let (input, output, cost) = billed.unwrap_or_default();
-    let key = ctx.key.as_ref();
-    let overhead = ctx
+pub fn log_line(f: &Finished<'_>) -> serde_json::Value {
+    let b = f.billed.unwrap_or_default();
+    let key = f.key;
+    let overhead = f
         .first_attempt_at
-        .map_or_else(|| ctx.started.elapsed(), |t| t.duration_since(ctx.started));
-    let attempts: Vec<serde_json::Value> = ctx
+        .map_or_else(|| f.started.elapsed(), |t| t.duration_since(f.started));
+    let attempts: Vec<serde_json::Value> = f
         .attempts
         .iter()
         .map(|(t, o)| serde_json::json!({"target": &**t, "outcome": o.label()}))
         .collect();
     serde_json::json!({
         "ts": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        "request_id": ctx.request_id,
+        "request_id": f.request_id,
         "org": key.map(|k| &*k.group.org.id),
         "group": key.map(|k| &*k.group.id),
         "key_id": key.map(|k| &*k.id),
-        "model": ctx.model.as_ref().map(|m| &*m.name),
-        "target": ctx.target_label().as_deref(),
-        "status": status,
-        "code": ctx.error.as_ref().map(GatewayError::code),
-        "input_tokens": input,
-        "output_tokens": output,
-        "cost_usd": cost as f64 / 1e6,
-        "duration_ms": ctx.started.elapsed().as_secs_f64() * 1000.0,
+        "model": f.model,
+        "target": f.target,
+        "status": f.status,
+        "code": f.error.map(GatewayError::code),
+        "input_tokens": b.input,
+        "output_tokens": b.output,
+        "cost_usd": b.cost_micros as f64 / 1e6,
+        "duration_ms": f.started.elapsed().as_secs_f64() * 1000.0,
         "overhead_ms": overhead.as_secs_f64() * 1000.0,
-        "client_ip": ctx.client_ip.map(|ip| ip.to_string()),
-        "stream": ctx.body.as_ref().is_some_and(|b| b.stream),
+        "client_ip": f.client_ip.map(|ip| ip.to_string()),
+        "stream": f.stream,
         "attempts": attempts,
     })
 }
@@ -151,48 +172,37 @@ pub fn log_line(
 pub mod metrics;
 
 /// Counts one finished request in the Prometheus metrics.
-pub fn record_metrics(
-    m: &metrics::Metrics,
-    ctx: &RequestCtx,
-    status: u16,
-    billed: Option<(u64, u64, u64)>,
-) {
-    let group = ctx.key.as_ref().map_or("-", |k| &*k.group.id);
-    let served = ctx
-        .target
-        .map(|(mi, _)| ctx.snapshot.models[mi].name.clone());
-    let model = served
-        .as_deref()
-        .or(ctx.model.as_ref().map(|m| &*m.name))
-        .unwrap_or("-");
-    let status = status.to_string();
+pub fn record_metrics(m: &metrics::Metrics, f: &Finished<'_>) {
+    let group = f.key.map_or("-", |k| &*k.group.id);
+    let model = f.served_model.or(f.model).unwrap_or("-");
+    let status = f.status.to_string();
     m.requests
         .with_label_values(&[group, model, status.as_str()])
         .inc();
-    if let Some(e) = &ctx.error {
+    if let Some(e) = f.error {
         m.rejections.with_label_values(&[group, e.code()]).inc();
     }
-    if let Some((input, output, cost)) = billed.filter(|b| *b != (0, 0, 0)) {
+    if let Some(b) = f.billed.filter(|b| !b.is_zero()) {
         m.tokens
             .with_label_values(&[group, model, "input"])
-            .inc_by(input);
+            .inc_by(b.input);
         m.tokens
             .with_label_values(&[group, model, "output"])
-            .inc_by(output);
+            .inc_by(b.output);
         m.spend
             .with_label_values(&[group, model])
-            .inc_by(cost as f64 / 1e6);
+            .inc_by(b.cost_micros as f64 / 1e6);
     }
     m.request_duration
         .with_label_values(&[group])
-        .observe(ctx.started.elapsed().as_secs_f64());
-    if let Some(first) = ctx.first_attempt_at {
+        .observe(f.started.elapsed().as_secs_f64());
+    if let Some(first) = f.first_attempt_at {
         m.overhead
-            .observe(first.duration_since(ctx.started).as_secs_f64());
+            .observe(first.duration_since(f.started).as_secs_f64());
     }
-    if let (Some(label), Some(started)) = (ctx.target_label(), ctx.attempt_started) {
+    if let (Some(label), Some(started)) = (f.target, f.attempt_started) {
         m.upstream_duration
-            .with_label_values(&[&*label])
+            .with_label_values(&[label])
             .observe(started.elapsed().as_secs_f64());
     }
 }

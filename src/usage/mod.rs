@@ -7,6 +7,20 @@ pub use scan::{Scanner, StreamFormat};
 
 use crate::config::Price;
 
+/// What one request was billed: tokens and micro-dollars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Billed {
+    pub input: u64,
+    pub output: u64,
+    pub cost_micros: u64,
+}
+
+impl Billed {
+    pub fn is_zero(&self) -> bool {
+        *self == Billed::default()
+    }
+}
+
 /// Tokens a provider reported.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenUsage {

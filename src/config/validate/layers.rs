@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 /// Converts the limit fields of one layer; `parent` is the nearest layer above (for the
 /// "lower layers only tighten" rule) with its display name.
-fn limits(
+pub(super) fn layer_limits(
     c: &mut Checker,
     loc: Loc,
     path: &str,
@@ -92,46 +92,57 @@ fn limits(
         (None, None) => {}
     }
     if let Some((pname, p)) = parent {
-        let mut tighter = |field: &str, mine: Option<u64>, theirs: Option<u64>| {
-            if let (Some(m), Some(t)) = (mine, theirs) {
-                if m > t {
-                    c.problem(
-                        loc,
-                        format!("{path}.{field}"),
-                        format!("{m} exceeds {pname} {field} {t} (lower layers only tighten)"),
-                    );
-                }
-            }
-        };
-        let g = |v: Option<NonZeroU64>| v.map(NonZeroU64::get);
-        let g32 = |v: Option<NonZeroU32>| v.map(|n| u64::from(n.get()));
-        tighter("rpm", g(l.rpm), g(p.rpm));
-        tighter("rph", g(l.rph), g(p.rph));
-        tighter("rpd", g(l.rpd), g(p.rpd));
-        tighter("tpm", g(l.tpm), g(p.tpm));
-        tighter("tpd", g(l.tpd), g(p.tpd));
-        tighter("max_parallel", g32(l.max_parallel), g32(p.max_parallel));
-        tighter("max_tokens", g32(l.max_tokens), g32(p.max_tokens));
-        if let (Some(mine), Some(theirs)) = (l.budget, p.budget) {
-            if mine.limit_micros > theirs.limit_micros {
-                c.problem(
-                    loc,
-                    format!("{path}.budget_usd"),
-                    format!(
-                        "{} exceeds {pname} budget_usd {} (lower layers only tighten)",
-                        mine.limit_micros as f64 / 1e6,
-                        theirs.limit_micros as f64 / 1e6
-                    ),
-                );
-            }
+        for (field, mine, theirs) in looser_than(&l, p) {
+            c.problem(
+                loc,
+                format!("{path}.{field}"),
+                format!("{mine} exceeds {pname} {field} {theirs} (lower layers only tighten)"),
+            );
         }
     }
     l
 }
 
+/// "Lower layers only tighten", the one rule the policy file and the admin API share: every
+/// field of `child` above the same field of `parent`, as `(field, child's, parent's)` in
+/// the file's units (budgets in USD).
+pub fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str, String, String)> {
+    let mut out = vec![];
+    let mut check = |field: &'static str, mine: Option<u64>, theirs: Option<u64>| {
+        if let (Some(m), Some(t)) = (mine, theirs) {
+            if m > t {
+                out.push((field, m.to_string(), t.to_string()));
+            }
+        }
+    };
+    let g = |v: Option<NonZeroU64>| v.map(NonZeroU64::get);
+    let g32 = |v: Option<NonZeroU32>| v.map(|n| u64::from(n.get()));
+    check("rpm", g(child.rpm), g(parent.rpm));
+    check("rph", g(child.rph), g(parent.rph));
+    check("rpd", g(child.rpd), g(parent.rpd));
+    check("tpm", g(child.tpm), g(parent.tpm));
+    check("tpd", g(child.tpd), g(parent.tpd));
+    check(
+        "max_parallel",
+        g32(child.max_parallel),
+        g32(parent.max_parallel),
+    );
+    check("max_tokens", g32(child.max_tokens), g32(parent.max_tokens));
+    if let (Some(mine), Some(theirs)) = (child.budget, parent.budget) {
+        if mine.limit_micros > theirs.limit_micros {
+            out.push((
+                "budget_usd",
+                crate::admission::micros_to_usd(mine.limit_micros),
+                crate::admission::micros_to_usd(theirs.limit_micros),
+            ));
+        }
+    }
+    out
+}
+
 /// Limits with each field taken from the nearest layer that sets it: the bound a child
 /// layer is checked against.
-pub(crate) fn tightest(a: &Limits, b: &Limits) -> Limits {
+pub fn tightest(a: &Limits, b: &Limits) -> Limits {
     fn min<T: Ord + Copy>(x: Option<T>, y: Option<T>) -> Option<T> {
         match (x, y) {
             (Some(x), Some(y)) => Some(x.min(y)),
@@ -166,7 +177,7 @@ pub(super) fn check_orgs(c: &mut Checker, raw: Vec<(RawOrg, Loc, String)>) -> Ve
             check_unique(c, loc, &path, "org", &id, &mut seen);
             let path = format!("{path} ({id})");
             Org {
-                limits: limits(c, loc, &path, lim, None),
+                limits: layer_limits(c, loc, &path, lim, None),
                 id: id.into(),
                 name,
             }
@@ -212,6 +223,7 @@ pub(super) fn check_groups(
             log_level,
             webhook,
             alert_thresholds,
+            self_service,
             ..
         } = g;
         check_unique(c, loc, &path, "group", &id, &mut seen);
@@ -221,7 +233,7 @@ pub(super) fn check_groups(
             continue;
         };
         let parent = format!("org {}", orgs[oi].id);
-        let limits = limits(c, loc, &path, lim, Some((&parent, &orgs[oi].limits)));
+        let limits = layer_limits(c, loc, &path, lim, Some((&parent, &orgs[oi].limits)));
         let state = match state.as_deref() {
             None | Some("active") => GroupState::Active,
             Some("paused") => GroupState::Paused,
@@ -339,6 +351,32 @@ pub(super) fn check_groups(
                 2
             }
         };
+        let self_service = self_service.map(|ss| {
+            let RawSelfService {
+                enabled,
+                max_keys_per_owner,
+                require_expiry,
+                max_ttl,
+                limits: raw,
+            } = ss;
+            let ss_path = format!("{path}.self_service.limits");
+            let ceilings = layer_limits(c, loc, &ss_path, raw, Some(("the group", &limits)));
+            SelfService {
+                enabled,
+                max_keys_per_owner,
+                require_expiry,
+                max_ttl: max_ttl.map(|t| {
+                    duration(
+                        c,
+                        loc,
+                        &format!("{path}.self_service.max_ttl"),
+                        Some(&t),
+                        Duration::ZERO,
+                    )
+                }),
+                limits: ceilings,
+            }
+        });
         let mut thresholds = alert_thresholds;
         thresholds.sort_by(f64::total_cmp);
         out.push(Group {
@@ -388,6 +426,7 @@ pub(super) fn check_groups(
             log_level,
             webhook,
             alert_thresholds: thresholds,
+            self_service,
             id: id.into(),
         });
     }
@@ -415,6 +454,7 @@ pub(super) fn check_keys(
             deny_models,
             allowed_cidrs,
             state,
+            tags,
             ..
         } = k;
         check_unique(c, loc, &path, "key", &id, &mut seen);
@@ -430,7 +470,7 @@ pub(super) fn check_keys(
         let g = &groups[gi];
         let bound = tightest(&g.limits, &orgs[g.org].limits);
         let parent = format!("group {}", g.id);
-        let limits = limits(c, loc, &path, lim, Some((&parent, &bound)));
+        let limits = layer_limits(c, loc, &path, lim, Some((&parent, &bound)));
         let mut digest = [0u8; 32];
         if sha256.len() != 64 || hex::decode_to_slice(&sha256, &mut digest).is_err() {
             c.problem(
@@ -478,6 +518,7 @@ pub(super) fn check_keys(
             allowed_cidrs: allowed_cidrs
                 .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
             limits,
+            tags: tags.into_iter().collect(),
             id: id.into(),
         });
     }

@@ -8,6 +8,7 @@ use super::raw::*;
 use super::*;
 use globset::{Glob, GlobSetBuilder};
 use layers::{check_groups, check_keys, check_orgs};
+pub use layers::{looser_than, tightest};
 use serde::Deserialize;
 use sources::{check_models, check_providers, check_server};
 use std::collections::HashSet;
@@ -87,6 +88,46 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+}
+
+/// The policy file's field rules, for the admin API: the same checks, one field at a time,
+/// the first problem as `(field, message)`.
+pub mod fields {
+    use super::*;
+
+    pub type FieldError = (String, String);
+
+    fn checked<T>(f: impl FnOnce(&mut Checker) -> T) -> Result<T, FieldError> {
+        let mut c = Checker {
+            text: "",
+            problems: vec![],
+        };
+        let v = f(&mut c);
+        match c.problems.into_iter().next() {
+            None => Ok(v),
+            Some(p) => {
+                let field = p.path.trim_start_matches('.');
+                let field = field.split('.').next().unwrap_or(field).to_string();
+                Err((field, p.message))
+            }
+        }
+    }
+
+    /// Limit fields, without the inheritance check (see [`looser_than`]).
+    pub fn limits(raw: RawLimits) -> Result<Limits, FieldError> {
+        checked(|c| layers::layer_limits(c, None, "", raw, None))
+    }
+
+    pub fn model_filter(
+        allow: Option<Vec<String>>,
+        deny: Vec<String>,
+    ) -> Result<ModelFilter, FieldError> {
+        checked(|c| super::model_filter(c, None, "", allow, deny))
+    }
+
+    pub fn cidrs(field: &str, list: &[String]) -> Result<Vec<IpNet>, FieldError> {
+        checked(|c| super::cidrs(c, None, field, list))
     }
 }
 

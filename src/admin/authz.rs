@@ -1,0 +1,111 @@
+//! Who may do what: every route names one [`Perm`] in the route table, and this file alone
+//! says which roles hold it. Object scope (a token's groups; a developer's own keys) is
+//! checked by the control plane, which answers 404 `not_found` for what a token may not see.
+
+use super::{auth, err, AdminState};
+use crate::control::Role;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Perm {
+    /// No token needed (load-balancer probes).
+    Open,
+    Metrics,
+    Reload,
+    ReadKeys,
+    CreateKeys,
+    /// Regenerate, disable, enable, revoke (a developer: its own keys).
+    ManageKeys,
+    /// PATCH and move.
+    EditKeys,
+    BatchKeys,
+    ReadGroups,
+    /// Pause / resume / quarantine and bulk key actions.
+    WriteGroups,
+    Tokens,
+    /// The spend routes (a scoped token's answers cover its groups).
+    ReadSpend,
+}
+
+impl Perm {
+    pub const ALL: [Perm; 12] = [
+        Perm::Open,
+        Perm::Metrics,
+        Perm::Reload,
+        Perm::ReadKeys,
+        Perm::CreateKeys,
+        Perm::ManageKeys,
+        Perm::EditKeys,
+        Perm::BatchKeys,
+        Perm::ReadGroups,
+        Perm::WriteGroups,
+        Perm::Tokens,
+        Perm::ReadSpend,
+    ];
+
+    pub fn allows(self, role: Role) -> bool {
+        use Role::*;
+        match self {
+            Perm::Open => true,
+            Perm::Metrics | Perm::Reload | Perm::Tokens => role == Admin,
+            Perm::ReadKeys => true,
+            Perm::CreateKeys | Perm::ManageKeys => matches!(role, Admin | GroupAdmin | Developer),
+            Perm::EditKeys | Perm::BatchKeys | Perm::WriteGroups => {
+                matches!(role, Admin | GroupAdmin)
+            }
+            Perm::ReadGroups | Perm::ReadSpend => matches!(role, Admin | GroupAdmin | Viewer),
+        }
+    }
+}
+
+/// The route layer: authenticate, then check the route's permission (403 `forbidden`).
+/// The caller's [`crate::control::Actor`] is handed to the handler as an extension.
+pub async fn authorize(
+    State((state, perm)): State<(AdminState, Perm)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if perm == Perm::Open {
+        return next.run(req).await;
+    }
+    let actor = match auth::actor(&state, req.headers()) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    if !perm.allows(actor.role) {
+        return err(
+            403,
+            "forbidden",
+            &format!("a {} token may not do this", actor.role.as_str()),
+        );
+    }
+    req.extensions_mut().insert(actor);
+    next.run(req).await
+}
+
+/// The permission matrix (role × route) as a Markdown table, from the route table itself
+/// (the README carries it; a test keeps the two equal).
+pub fn matrix() -> String {
+    let mut s = String::from(
+        "| route | admin | group_admin | viewer | developer |\n|---|---|---|---|---|\n",
+    );
+    for (method, path, perm) in super::route_perms() {
+        s.push_str(&format!("| `{method} {path}` |"));
+        for role in Role::ALL {
+            let cell = match (perm.allows(role), role, perm) {
+                (true, _, Perm::Open) => "open",
+                (true, Role::Developer, Perm::ReadKeys | Perm::CreateKeys | Perm::ManageKeys) => {
+                    "own keys"
+                }
+                (true, Role::Admin, _) => "yes",
+                (true, _, _) => "its groups",
+                (false, _, _) => "–",
+            };
+            s.push_str(&format!(" {cell} |"));
+        }
+        s.push('\n');
+    }
+    s
+}

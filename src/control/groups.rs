@@ -1,0 +1,244 @@
+//! Group operations of the admin API: list, get, pause / resume / quarantine (overrides
+//! kept in the store), and bulk disable / enable / revoke of a group's API keys.
+
+use super::view::parse_state;
+use super::{now_ms, now_s, Actor, ApiError, ApiResult, ControlPlane};
+use crate::config::{GroupState, KeyState};
+use crate::directory::{Directory, StateOverride};
+use crate::events::Event;
+use crate::snapshot::{GroupEntry, Snapshot};
+use crate::store::{GroupOverride, KeyRecord, KeyStatus};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Puts a stored override back in the directory if its group still has the file state it
+/// was made over; returns false when it no longer applies (the caller drops it).
+pub(super) fn restore_override(dir: &Directory, snapshot: &Snapshot, o: &GroupOverride) -> bool {
+    let Some(g) = snapshot.groups.get(o.group.as_str()) else {
+        return false;
+    };
+    if g.state.as_str() != o.file_state {
+        return false;
+    }
+    {
+        dir.set_group_override(
+            &g.id,
+            Some(StateOverride {
+                state: parse_state(&o.state),
+                file_state: parse_state(&o.file_state),
+            }),
+        );
+    }
+    true
+}
+
+/// Drops overrides whose group's file state changed (or whose group is gone).
+pub(super) fn reconcile(cp: &ControlPlane, new: &Snapshot) {
+    let Ok(stored) = cp.store.group_overrides() else {
+        return;
+    };
+    let mut dropped = false;
+    for o in stored {
+        let keep = new
+            .groups
+            .get(o.group.as_str())
+            .is_some_and(|g| g.state.as_str() == o.file_state);
+        if !keep {
+            log::info!(
+                "group {}: the policy file's state changed; the API's {:?} no longer applies",
+                o.group,
+                o.state
+            );
+            let id: Arc<str> = o.group.as_str().into();
+            cp.directory.set_group_override(&id, None);
+            dropped |= cp.store.put_group_override(&o.group, None).is_ok();
+        }
+    }
+    if dropped {
+        if let Err(e) = cp.store.commit() {
+            log::error!("store: {e}");
+        }
+    }
+}
+
+/// Which bulk action.
+#[derive(Debug, Clone, Copy)]
+pub enum Bulk {
+    Disable,
+    Enable,
+    Revoke,
+}
+
+impl ControlPlane {
+    /// A group the caller may see (else 404, as if it did not exist).
+    fn group(&self, actor: &Actor, snapshot: &Snapshot, id: &str) -> ApiResult<Arc<GroupEntry>> {
+        snapshot
+            .groups
+            .get(id)
+            .filter(|_| actor.sees_group(id))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("group", id))
+    }
+
+    /// Key counts per group and status, file and API keys.
+    fn key_counts(&self, snapshot: &Snapshot) -> HashMap<Arc<str>, [u64; 5]> {
+        let now = SystemTime::now();
+        let mut counts: HashMap<Arc<str>, [u64; 5]> = HashMap::new();
+        let slot = |state: KeyState, expires: Option<SystemTime>| -> usize {
+            match super::view::status_name(state, expires, now) {
+                "active" => 0,
+                "disabled" => 1,
+                "expired" => 2,
+                _ => 3,
+            }
+        };
+        for k in snapshot.file_keys() {
+            let c = counts.entry(k.group.id.clone()).or_default();
+            c[slot(k.state, k.expires_at)] += 1;
+            c[4] += 1;
+        }
+        for k in self.directory.keys() {
+            let c = counts.entry(k.group.clone()).or_default();
+            c[slot(k.state, k.expires_at)] += 1;
+        }
+        counts
+    }
+
+    fn counts_view(c: Option<&[u64; 5]>) -> Value {
+        let c = c.copied().unwrap_or_default();
+        json!({
+            "active": c[0], "disabled": c[1], "expired": c[2], "revoked": c[3],
+            "total": c[0] + c[1] + c[2] + c[3], "config": c[4],
+        })
+    }
+
+    /// `GET /v1/groups`.
+    pub fn list_groups(&self, actor: &Actor) -> Value {
+        let snapshot = self.policy.load_full();
+        let counts = self.key_counts(&snapshot);
+        let mut groups: Vec<&Arc<GroupEntry>> = snapshot
+            .groups
+            .values()
+            .filter(|g| actor.sees_group(&g.id))
+            .collect();
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
+        let data: Vec<Value> = groups
+            .into_iter()
+            .map(|g| self.group_view(g, &Self::counts_view(counts.get(&g.id))))
+            .collect();
+        json!({"data": data, "next_cursor": null})
+    }
+
+    /// `GET /v1/groups/{id}`.
+    pub fn get_group(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+        let snapshot = self.policy.load_full();
+        let g = self.group(actor, &snapshot, id)?;
+        let counts = self.key_counts(&snapshot);
+        Ok(self.group_view(&g, &Self::counts_view(counts.get(&g.id))))
+    }
+
+    /// `POST /v1/groups/{id}/pause|resume|quarantine`.
+    pub fn set_group_state(&self, actor: &Actor, id: &str, to: GroupState) -> ApiResult<Value> {
+        let _guard = self.lock();
+        let snapshot = self.policy.load_full();
+        let g = self.group(actor, &snapshot, id)?;
+        let before = self.directory.group_state(&g);
+        // Back to the file's own state: no override needed.
+        let o = (to != g.state).then(|| GroupOverride {
+            group: g.id.to_string(),
+            state: to.as_str().into(),
+            file_state: g.state.as_str().into(),
+            at: now_s(),
+            by: actor.id.clone(),
+        });
+        let previous = self
+            .store
+            .group_overrides()
+            .ok()
+            .and_then(|all| all.into_iter().find(|p| p.group == *g.id));
+        self.store
+            .put_group_override(&g.id, o.as_ref())
+            .map_err(ApiError::internal)?;
+        let kind = match to {
+            GroupState::Active => "group.resumed",
+            GroupState::Paused => "group.paused",
+            GroupState::Quarantined => "group.quarantined",
+        };
+        let committed = self
+            .emit(Event {
+                kind,
+                at_ms: now_ms(),
+                actor: actor.id.clone(),
+                org: Some(g.org.id.to_string()),
+                group: Some(g.id.to_string()),
+                key_id: None,
+                before: Some(json!({"state": before.as_str()})),
+                after: Some(json!({"state": to.as_str()})),
+                secret: None,
+            })
+            .and_then(|()| self.commit());
+        if let Err(e) = committed {
+            // Put back what was there, so the store and the data plane still agree.
+            let _ = self.store.put_group_override(&g.id, previous.as_ref());
+            return Err(e);
+        }
+        self.directory.set_group_override(
+            &g.id,
+            o.map(|_| StateOverride {
+                state: to,
+                file_state: g.state,
+            }),
+        );
+        drop(_guard);
+        self.get_group(actor, id)
+    }
+
+    /// `POST /v1/groups/{id}/keys/disable|enable|revoke` → `{affected, skipped}`. File keys
+    /// and keys already in the target state (or revoked) are skipped.
+    pub fn bulk(&self, actor: &Actor, id: &str, action: Bulk) -> ApiResult<Value> {
+        let _guard = self.lock();
+        let snapshot = self.policy.load_full();
+        let g = self.group(actor, &snapshot, id)?;
+        let file_keys = snapshot.file_keys().filter(|k| k.group.id == g.id).count() as u64;
+        let members: Vec<String> = self
+            .directory
+            .keys()
+            .into_iter()
+            .filter(|k| k.group == g.id)
+            .map(|k| k.id.to_string())
+            .collect();
+        let (to, kind) = match action {
+            Bulk::Disable => (KeyStatus::Disabled, "key.disabled"),
+            Bulk::Enable => (KeyStatus::Active, "key.enabled"),
+            Bulk::Revoke => (KeyStatus::Revoked, "key.revoked"),
+        };
+        let mut changed: Vec<(KeyRecord, KeyRecord)> = vec![];
+        let mut skipped = file_keys;
+        for kid in members {
+            let Some(old) = self.store.key(&kid).map_err(ApiError::internal)? else {
+                continue;
+            };
+            if old.status == to || old.status == KeyStatus::Revoked {
+                skipped += 1;
+                continue;
+            }
+            let mut new = old.clone();
+            new.status = to;
+            new.updated_at = now_s();
+            changed.push((old, new));
+        }
+        let events = changed
+            .iter()
+            .map(|(o, n)| {
+                let before = Some(json!({"status": o.status}));
+                self.event(kind, actor, n, before, Some(json!({"status": n.status})))
+            })
+            .collect();
+        let pairs: Vec<(Option<&KeyRecord>, &KeyRecord)> =
+            changed.iter().map(|(o, n)| (Some(o), n)).collect();
+        self.apply(&pairs, events)?;
+        Ok(json!({"affected": changed.len(), "skipped": skipped}))
+    }
+}

@@ -1,0 +1,623 @@
+//! Key operations of the admin API: create, batch, list, get, PATCH, revoke, disable,
+//! enable, regenerate, move.
+
+use super::spec::{check_future, check_in_group, check_spec, duration, object, take_str, typed};
+use super::{now_ms, now_s, parse_record, Actor, ApiError, ApiResult, ControlPlane, Role};
+use crate::events::Event;
+use crate::secret::Secret;
+use crate::snapshot::{KeyEntry, Snapshot};
+use crate::store::{KeyRecord, KeySpec, KeyStatus, PreviousSecret};
+use rand::Rng;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// At most this many keys per `POST /v1/keys/batch`.
+pub const BATCH_MAX: u64 = 1000;
+
+/// `n` random base62 characters (ids; not secrets, but unguessable all the same).
+pub(super) fn random_tail(n: usize) -> String {
+    const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rngs::OsRng;
+    (0..n)
+        .map(|_| B62[rng.gen_range(0..B62.len())] as char)
+        .collect()
+}
+
+fn new_id() -> String {
+    format!("key_{}", random_tail(20))
+}
+
+/// The record's audited form: everything but digests.
+fn audit_form(r: &KeyRecord) -> Value {
+    json!({"group": r.group, "status": r.status, "spec": r.spec})
+}
+
+/// List filters of `GET /v1/keys`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyQuery {
+    pub group: Option<String>,
+    pub status: Option<String>,
+    pub owner: Option<String>,
+    pub tag: Option<String>,
+    pub q: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+impl ControlPlane {
+    fn file_key(snapshot: &Snapshot, id: &str) -> Option<Arc<KeyEntry>> {
+        snapshot.file_keys().find(|k| &*k.id == id).cloned()
+    }
+
+    /// Reads a key's record for a write: 404 if unknown or outside the caller's scope, 409
+    /// if it comes from the file.
+    fn record_for_write(&self, actor: &Actor, id: &str) -> ApiResult<KeyRecord> {
+        if let Some(r) = self.store.key(id).map_err(ApiError::internal)? {
+            if actor.sees_key(&r.group, r.spec.owner.as_deref()) {
+                return Ok(r);
+            }
+            return Err(ApiError::not_found("key", id));
+        }
+        match Self::file_key(&self.policy.load(), id) {
+            Some(k) if actor.sees_key(&k.group.id, None) => Err(ApiError::managed_by_config(id)),
+            _ => Err(ApiError::not_found("key", id)),
+        }
+    }
+
+    /// The group of a new key, if the caller may see it (else 404, as if it did not exist).
+    fn group_for_create<'s>(
+        &self,
+        actor: &Actor,
+        snapshot: &'s Snapshot,
+        group: &str,
+    ) -> ApiResult<&'s Arc<crate::snapshot::GroupEntry>> {
+        if !actor.sees_group(group) {
+            return Err(ApiError::not_found("group", group));
+        }
+        snapshot
+            .groups
+            .get(group)
+            .ok_or_else(|| ApiError::bad_request("group", format!("unknown group {group:?}")))
+    }
+
+    /// Writes records, their events and commits; then the data plane sees them.
+    pub(super) fn apply(
+        &self,
+        records: &[(Option<&KeyRecord>, &KeyRecord)],
+        events: Vec<Event>,
+    ) -> ApiResult<()> {
+        let new: Vec<&KeyRecord> = records.iter().map(|(_, n)| *n).collect();
+        self.store.put_keys(&new).map_err(ApiError::internal)?;
+        let committed = events
+            .into_iter()
+            .try_for_each(|e| self.emit(e))
+            .and_then(|()| self.commit());
+        if let Err(e) = committed {
+            // Put back what was there, so the store and the data plane still agree.
+            let old: Vec<&KeyRecord> = records.iter().filter_map(|(o, _)| *o).collect();
+            let made: Vec<&str> = records
+                .iter()
+                .filter(|(o, _)| o.is_none())
+                .map(|(_, n)| n.id.as_str())
+                .collect();
+            if let Err(undo) = self
+                .store
+                .put_keys(&old)
+                .and_then(|()| self.store.remove_keys(&made))
+            {
+                log::error!("store: cannot undo a failed write: {undo}");
+            }
+            return Err(e);
+        }
+        for (old, r) in records {
+            let old = match old {
+                Some(o) => self.directory.get(&super::spec::digest_hex(&o.sha256)?),
+                None => None,
+            };
+            let cell = old
+                .as_ref()
+                .map(|o| o.last_used.clone())
+                .unwrap_or_default();
+            let key = parse_record(r, cell)?;
+            self.directory.put(Arc::new(key), old.as_deref());
+        }
+        Ok(())
+    }
+
+    pub(super) fn event(
+        &self,
+        kind: &'static str,
+        actor: &Actor,
+        r: &KeyRecord,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) -> Event {
+        let org = self
+            .policy
+            .load()
+            .groups
+            .get(r.group.as_str())
+            .map(|g| g.org.id.to_string());
+        Event {
+            kind,
+            at_ms: now_ms(),
+            actor: actor.id.clone(),
+            org,
+            group: Some(r.group.clone()),
+            key_id: Some(r.id.clone()),
+            before,
+            after,
+            secret: None,
+        }
+    }
+
+    /// Group, spec and secret of a new key from a create/batch body (fields already taken
+    /// out: `group`, `ttl`, batch fields).
+    fn new_record(
+        &self,
+        actor: &Actor,
+        group: &str,
+        mut spec: KeySpec,
+        ttl: Option<Duration>,
+        snapshot: &Snapshot,
+    ) -> ApiResult<(KeyRecord, String)> {
+        let g = self.group_for_create(actor, snapshot, group)?;
+        let self_service = match actor.role {
+            Role::Developer => Some(super::selfservice::before(actor, g, &mut spec)?),
+            _ => None,
+        };
+        if spec.expires_at.is_some() && ttl.is_some() {
+            return Err(ApiError::bad_request(
+                "ttl",
+                "give expires_at or ttl, not both",
+            ));
+        }
+        // A key made without an expiry gets its group's key_ttl.
+        if let Some(ttl) = ttl.or(if spec.expires_at.is_none() {
+            g.key_ttl
+        } else {
+            None
+        }) {
+            let at = std::time::SystemTime::now() + ttl;
+            spec.expires_at = Some(humantime::format_rfc3339_seconds(at).to_string());
+        }
+        let checked = check_spec(&spec)?;
+        check_future(checked.expires_at)?;
+        check_in_group(&checked.limits, g)?;
+        if let Some(ss) = self_service {
+            super::selfservice::after(self, ss, actor, g, &checked)?;
+        }
+        let secret = crate::auth::generate_key();
+        let now = now_s();
+        let record = KeyRecord {
+            id: new_id(),
+            group: group.to_string(),
+            sha256: hex::encode(crate::auth::digest(secret.as_bytes())),
+            prefix: crate::auth::display_prefix(&secret),
+            status: KeyStatus::Active,
+            created_at: now,
+            created_by: actor.id.clone(),
+            updated_at: now,
+            secret_at: now,
+            previous: None,
+            spec,
+        };
+        Ok((record, secret))
+    }
+
+    /// `POST /v1/keys` → the key's view plus `key`, the raw secret (shown only here).
+    pub fn create_key(&self, actor: &Actor, body: &[u8]) -> ApiResult<Value> {
+        let mut m = object(body)?;
+        let group = take_str(&mut m, "group")?
+            .ok_or_else(|| ApiError::bad_request("group", "group is required"))?;
+        let ttl = take_str(&mut m, "ttl")?
+            .map(|t| duration("ttl", &t))
+            .transpose()?;
+        let spec: KeySpec = typed(Value::Object(m))?;
+        let _guard = self.lock();
+        let snapshot = self.policy.load_full();
+        let (record, secret) = self.new_record(actor, &group, spec, ttl, &snapshot)?;
+        let e = self.event(
+            "key.created",
+            actor,
+            &record,
+            None,
+            Some(audit_form(&record)),
+        );
+        self.apply(&[(None, &record)], vec![e])?;
+        let mut view = self.api_key_view(&record, &snapshot);
+        view["key"] = json!(secret);
+        Ok(view)
+    }
+
+    /// `POST /v1/keys/batch` → `{data: [{id, name, prefix, key}]}`.
+    pub fn create_batch(&self, actor: &Actor, body: &[u8]) -> ApiResult<Value> {
+        let mut m = object(body)?;
+        let count = match m.remove("count") {
+            Some(Value::Number(n)) => n.as_u64().filter(|c| (1..=BATCH_MAX).contains(c)),
+            _ => None,
+        }
+        .ok_or_else(|| ApiError::bad_request("count", format!("count: 1 to {BATCH_MAX}")))?;
+        let group = take_str(&mut m, "group")?
+            .ok_or_else(|| ApiError::bad_request("group", "group is required"))?;
+        let prefix = take_str(&mut m, "name_prefix")?.unwrap_or_else(|| "key".into());
+        let ttl = take_str(&mut m, "ttl")?
+            .map(|t| duration("ttl", &t))
+            .transpose()?;
+        if m.contains_key("name") {
+            return Err(ApiError::bad_request(
+                "name",
+                "a batch names its keys from name_prefix",
+            ));
+        }
+        let spec: KeySpec = typed(Value::Object(m))?;
+        let _guard = self.lock();
+        let snapshot = self.policy.load_full();
+        let width = count.to_string().len();
+        let mut made = Vec::with_capacity(count as usize);
+        for i in 1..=count {
+            let spec = KeySpec {
+                name: Some(format!("{prefix}-{i:0width$}")),
+                ..spec.clone()
+            };
+            made.push(self.new_record(actor, &group, spec, ttl, &snapshot)?);
+        }
+        let events = made
+            .iter()
+            .map(|(r, _)| self.event("key.created", actor, r, None, Some(audit_form(r))))
+            .collect();
+        let pairs: Vec<(Option<&KeyRecord>, &KeyRecord)> =
+            made.iter().map(|(r, _)| (None, r)).collect();
+        self.apply(&pairs, events)?;
+        let data: Vec<Value> = made
+            .iter()
+            .map(|(r, secret)| json!({"id": r.id, "name": r.spec.name, "prefix": r.prefix, "key": secret}))
+            .collect();
+        Ok(json!({ "data": data }))
+    }
+
+    /// `GET /v1/keys/{id}`.
+    pub fn get_key(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+        let snapshot = self.policy.load_full();
+        if let Some(r) = self.store.key(id).map_err(ApiError::internal)? {
+            if actor.sees_key(&r.group, r.spec.owner.as_deref()) {
+                return Ok(self.api_key_view(&r, &snapshot));
+            }
+            return Err(ApiError::not_found("key", id));
+        }
+        match Self::file_key(&snapshot, id) {
+            Some(k) if actor.sees_key(&k.group.id, None) => Ok(self.file_key_view(&k)),
+            _ => Err(ApiError::not_found("key", id)),
+        }
+    }
+
+    /// `GET /v1/keys`: API and file keys in id order, filtered, paginated by id.
+    pub fn list_keys(&self, actor: &Actor, q: &KeyQuery) -> ApiResult<Value> {
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::bad_request("limit", "limit: 1 to 1000"));
+        }
+        let after = match &q.cursor {
+            Some(c) => Some(
+                hex::decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| ApiError::bad_request("cursor", "invalid cursor"))?,
+            ),
+            None => None,
+        };
+        if let Some(s) = &q.status {
+            if !["active", "disabled", "expired", "revoked"].contains(&s.as_str()) {
+                return Err(ApiError::bad_request(
+                    "status",
+                    "status: active, disabled, expired or revoked",
+                ));
+            }
+        }
+        let tag = match &q.tag {
+            Some(t) => Some(
+                t.split_once(':')
+                    .ok_or_else(|| ApiError::bad_request("tag", "tag: name:value"))?,
+            ),
+            None => None,
+        };
+        let snapshot = self.policy.load_full();
+        let matches = |v: &Value| -> bool {
+            let s = |f: &str| v[f].as_str().unwrap_or_default().to_string();
+            actor.sees_key(&s("group"), v["owner"].as_str())
+                && q.group.as_ref().is_none_or(|g| s("group") == *g)
+                && q.status.as_ref().is_none_or(|st| s("status") == *st)
+                && q.owner.as_ref().is_none_or(|o| s("owner") == *o)
+                && tag.is_none_or(|(k, val)| v["tags"][k].as_str() == Some(val))
+                && q.q.as_ref().is_none_or(|needle| {
+                    let n = needle.to_lowercase();
+                    ["id", "name", "prefix"]
+                        .iter()
+                        .any(|f| s(f).to_lowercase().contains(&n))
+                })
+        };
+        // File keys, sorted, merged with the store's id-ordered scan.
+        let mut file: Vec<Arc<KeyEntry>> = snapshot
+            .file_keys()
+            .filter(|k| after.as_deref().is_none_or(|a| &*k.id > a))
+            .filter(|k| q.group.as_ref().is_none_or(|g| *k.group.id == **g))
+            .cloned()
+            .collect();
+        file.sort_by(|a, b| b.id.cmp(&a.id)); // popped from the end: ascending
+        let mut page = Page {
+            out: Vec::new(),
+            limit,
+            more: false,
+        };
+        let mut visit = |r: KeyRecord| -> bool {
+            while file.last().is_some_and(|f| *f.id < *r.id) {
+                let Some(f) = file.pop() else { break };
+                if !page.push(f.id.to_string(), self.file_key_view(&f), &matches) {
+                    return false;
+                }
+            }
+            if q.group.as_ref().is_some_and(|g| *g != r.group) {
+                return true;
+            }
+            let v = self.api_key_view(&r, &snapshot);
+            page.push(r.id.clone(), v, &matches)
+        };
+        self.store
+            .scan_keys(after.as_deref(), &mut visit)
+            .map_err(ApiError::internal)?;
+        if !page.more {
+            while let Some(f) = file.pop() {
+                if !page.push(f.id.to_string(), self.file_key_view(&f), &matches) {
+                    break;
+                }
+            }
+        }
+        let next = if page.more {
+            page.out.last().map(|(id, _)| hex::encode(id))
+        } else {
+            None
+        };
+        let out = page.out;
+        let data: Vec<Value> = out.into_iter().map(|(_, v)| v).collect();
+        Ok(json!({"data": data, "next_cursor": next}))
+    }
+
+    /// Loads, changes and writes one key; `change` returns the event kind.
+    pub(super) fn update_key(
+        &self,
+        actor: &Actor,
+        id: &str,
+        change: impl FnOnce(&mut KeyRecord, &Snapshot) -> ApiResult<&'static str>,
+        secret: Option<Secret>,
+    ) -> ApiResult<KeyRecord> {
+        let _guard = self.lock();
+        let snapshot = self.policy.load_full();
+        let old = self.record_for_write(actor, id)?;
+        let mut new = old.clone();
+        let kind = change(&mut new, &snapshot)?;
+        new.updated_at = now_s();
+        let mut e = self.event(
+            kind,
+            actor,
+            &new,
+            Some(audit_form(&old)),
+            Some(audit_form(&new)),
+        );
+        e.secret = secret;
+        self.apply(&[(Some(&old), &new)], vec![e])?;
+        Ok(new)
+    }
+
+    fn view(&self, r: &KeyRecord) -> Value {
+        self.api_key_view(r, &self.policy.load())
+    }
+
+    /// `PATCH /v1/keys/{id}`: fields present replace, `null` clears, `group` is refused.
+    pub fn patch_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
+        self.record_for_write(actor, id)?;
+        let mut patch = object(body)?;
+        if patch.contains_key("group") {
+            return Err(ApiError::bad_request(
+                "group",
+                "a key changes group with POST /v1/keys/{id}/move",
+            ));
+        }
+        let ttl = take_str(&mut patch, "ttl")?
+            .map(|t| duration("ttl", &t))
+            .transpose()?;
+        let r = self.update_key(
+            actor,
+            id,
+            |r, snapshot| {
+                not_revoked(r)?;
+                let mut merged: Map<String, Value> = match serde_json::to_value(&r.spec) {
+                    Ok(Value::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                for (k, v) in patch {
+                    if v.is_null() {
+                        merged.remove(&k);
+                    } else {
+                        merged.insert(k, v);
+                    }
+                }
+                if let Some(ttl) = ttl {
+                    let at = std::time::SystemTime::now() + ttl;
+                    merged.insert(
+                        "expires_at".into(),
+                        json!(humantime::format_rfc3339_seconds(at).to_string()),
+                    );
+                }
+                let spec: KeySpec = typed(Value::Object(merged))?;
+                let checked = check_spec(&spec)?;
+                if spec.expires_at != r.spec.expires_at {
+                    check_future(checked.expires_at)?;
+                }
+                if let Some(g) = snapshot.groups.get(r.group.as_str()) {
+                    check_in_group(&checked.limits, g)?;
+                }
+                r.spec = spec;
+                Ok("key.updated")
+            },
+            None,
+        )?;
+        Ok(self.view(&r))
+    }
+
+    fn set_status(&self, actor: &Actor, id: &str, to: KeyStatus) -> ApiResult<Value> {
+        let current = self.record_for_write(actor, id)?;
+        if current.status == to {
+            // Nothing to change, nothing to audit.
+            return Ok(self.view(&current));
+        }
+        let r = self.update_key(
+            actor,
+            id,
+            |r, _| {
+                if r.status == KeyStatus::Revoked && to != KeyStatus::Revoked {
+                    return Err(revoked(&r.id));
+                }
+                r.status = to;
+                Ok(match to {
+                    KeyStatus::Active => "key.enabled",
+                    KeyStatus::Disabled => "key.disabled",
+                    KeyStatus::Revoked => "key.revoked",
+                })
+            },
+            None,
+        )?;
+        Ok(self.view(&r))
+    }
+
+    /// `DELETE /v1/keys/{id}`: permanent; the data plane answers 403 `key_revoked`.
+    pub fn revoke_key(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+        self.set_status(actor, id, KeyStatus::Revoked)
+    }
+
+    pub fn disable_key(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+        self.set_status(actor, id, KeyStatus::Disabled)
+    }
+
+    pub fn enable_key(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+        self.set_status(actor, id, KeyStatus::Active)
+    }
+
+    /// `POST /v1/keys/{id}/regenerate` `{grace_period?}` → view plus the new `key`.
+    pub fn regenerate_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
+        self.record_for_write(actor, id)?;
+        let mut m = object(body)?;
+        let grace = take_str(&mut m, "grace_period")?
+            .map(|g| duration("grace_period", &g))
+            .transpose()?
+            .unwrap_or_default();
+        if let Some(k) = m.keys().next() {
+            return Err(ApiError::bad_request(
+                k.clone(),
+                format!("unknown field {k:?}"),
+            ));
+        }
+        let (r, secret) = self.regenerate(actor, id, grace, "key.regenerated")?;
+        let mut view = self.view(&r);
+        view["key"] = json!(secret);
+        Ok(view)
+    }
+
+    /// New secret, same id; the old one works for `grace` more (none: stops at once).
+    /// `key.rotated` events carry the new secret (for the signed webhook only).
+    pub(super) fn regenerate(
+        &self,
+        actor: &Actor,
+        id: &str,
+        grace: Duration,
+        kind: &'static str,
+    ) -> ApiResult<(KeyRecord, String)> {
+        let secret = crate::auth::generate_key();
+        let for_event = (kind == "key.rotated").then(|| Secret::new(secret.clone()));
+        let r = self.update_key(
+            actor,
+            id,
+            |r, _| {
+                not_revoked(r)?;
+                let now = now_s();
+                r.previous = (!grace.is_zero()).then(|| PreviousSecret {
+                    sha256: r.sha256.clone(),
+                    until: now + grace.as_secs().max(1),
+                });
+                r.sha256 = hex::encode(crate::auth::digest(secret.as_bytes()));
+                r.prefix = crate::auth::display_prefix(&secret);
+                r.secret_at = now;
+                Ok(kind)
+            },
+            for_event,
+        )?;
+        Ok((r, secret))
+    }
+
+    /// `POST /v1/keys/{id}/move` `{group}`: same secret and id, the new group's policy.
+    pub fn move_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
+        self.record_for_write(actor, id)?;
+        let mut m = object(body)?;
+        let group = take_str(&mut m, "group")?
+            .ok_or_else(|| ApiError::bad_request("group", "group is required"))?;
+        if let Some(k) = m.keys().next() {
+            return Err(ApiError::bad_request(
+                k.clone(),
+                format!("unknown field {k:?}"),
+            ));
+        }
+        let r = self.update_key(
+            actor,
+            id,
+            |r, snapshot| {
+                not_revoked(r)?;
+                let g = self.group_for_create(actor, snapshot, &group)?;
+                let checked = check_spec(&r.spec)?;
+                check_in_group(&checked.limits, g)?;
+                r.group = group.clone();
+                Ok("key.moved")
+            },
+            None,
+        )?;
+        Ok(self.view(&r))
+    }
+}
+
+/// One page of a list: items that matched, until one more than fits shows there are more.
+struct Page {
+    out: Vec<(String, Value)>,
+    limit: usize,
+    more: bool,
+}
+
+impl Page {
+    /// False once the page is full and another match was seen.
+    fn push(&mut self, id: String, v: Value, matches: &dyn Fn(&Value) -> bool) -> bool {
+        if !matches(&v) {
+            return true;
+        }
+        if self.out.len() == self.limit {
+            self.more = true;
+            return false;
+        }
+        self.out.push((id, v));
+        true
+    }
+}
+
+fn revoked(id: &str) -> ApiError {
+    ApiError {
+        status: 409,
+        code: "key_revoked",
+        message: format!("key {id} is revoked; revocation is permanent"),
+        param: None,
+    }
+}
+
+fn not_revoked(r: &KeyRecord) -> ApiResult<()> {
+    if r.status == KeyStatus::Revoked {
+        return Err(revoked(&r.id));
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The control plane: API-made keys and group runtime state, managed through the admin API.
+//!
+//! Every write follows one order: validate against the current snapshot → write the
+//! record(s) to the store → emit the event(s) (the audit trail writes to the same store) →
+//! commit (fsync) → update the [`Directory`] the data plane reads → answer. So a 2xx means
+//! the change is on disk and the very next request follows it; a crash before the commit
+//! loses the change and its audit event together, and no client saw a 2xx for it.
+//!
+//! Writes are serialised by one lock (they are rare next to requests, and it makes
+//! concurrent edits of one key linearisable). Reads need no lock.
+
+mod groups;
+pub mod tokens;
+pub use groups::Bulk;
+pub use tokens::Role;
+mod keys;
+pub use keys::KeyQuery;
+pub mod lifecycle;
+mod selfservice;
+mod spec;
+pub mod spend;
+mod view;
+
+pub use spec::parse_record;
+pub use view::rfc3339;
+
+use crate::directory::Directory;
+use crate::events::{Event, Events};
+use crate::ledger::Ledger;
+use crate::snapshot::Snapshot;
+use crate::store::ControlStore;
+use arc_swap::ArcSwap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// An admin API refusal: status, SPEC code, message, and the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl ApiError {
+    pub fn bad_request(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 400,
+            code: "invalid_request",
+            message: message.into(),
+            param: Some(param.into()),
+        }
+    }
+
+    pub fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError {
+            status: 404,
+            code: "not_found",
+            message: format!("no {what} {id:?}"),
+            param: None,
+        }
+    }
+
+    pub fn managed_by_config(id: &str) -> ApiError {
+        ApiError {
+            status: 409,
+            code: "managed_by_config",
+            message: format!("key {id} is defined in the policy file: change it there and reload"),
+            param: None,
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        log::error!("admin API: {e}");
+        ApiError {
+            status: 500,
+            code: "internal_error",
+            message: "the change could not be stored; nothing was changed".into(),
+            param: None,
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Who is calling: the root token from the environment, the lifecycle task (`system`), or a
+/// token made through the API, with its role, group scope and owner.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// `root`, `system` or the token's id: the audit trail's actor.
+    pub id: String,
+    pub role: Role,
+    /// The groups the token is scoped to; `None` = all.
+    pub groups: Option<Vec<String>>,
+    /// Developer tokens: the owner their keys get.
+    pub owner: Option<String>,
+}
+
+impl Actor {
+    pub fn root() -> Actor {
+        Actor {
+            id: "root".into(),
+            role: Role::Admin,
+            groups: None,
+            owner: None,
+        }
+    }
+
+    pub fn system() -> Actor {
+        Actor {
+            id: "system".into(),
+            ..Actor::root()
+        }
+    }
+
+    /// Whether a group is inside the token's scope (else it is answered as not found).
+    pub fn sees_group(&self, group: &str) -> bool {
+        self.groups
+            .as_ref()
+            .is_none_or(|gs| gs.iter().any(|g| g == group))
+    }
+
+    /// Whether a key is inside the token's scope: its group, and for developers, its owner.
+    pub fn sees_key(&self, group: &str, owner: Option<&str>) -> bool {
+        self.sees_group(group)
+            && (self.role != Role::Developer
+                || owner.is_some_and(|o| Some(o) == self.owner.as_deref()))
+    }
+}
+
+pub struct ControlPlane {
+    pub store: Arc<dyn ControlStore>,
+    pub directory: Arc<Directory>,
+    pub policy: Arc<ArcSwap<Snapshot>>,
+    /// Spend of keys and groups (absent in pure unit tests).
+    pub ledger: Option<Arc<Ledger>>,
+    pub events: Arc<Events>,
+    /// Admin tokens made through the API.
+    pub tokens: tokens::Tokens,
+    write: Mutex<()>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn now_s() -> u64 {
+    now_ms() / 1000
+}
+
+/// Reads every stored key into the directory: one thread walks the store while another
+/// parses (the two halves cost about the same). Returns (loaded, unreadable).
+fn load_keys(
+    store: &dyn ControlStore,
+    directory: &Directory,
+    last_used: &std::collections::HashMap<String, u64>,
+) -> anyhow::Result<(usize, usize)> {
+    const BATCH: usize = 4096;
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(16);
+        let reader = s.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            store.scan_raw_keys(&mut |v| {
+                batch.push(v.to_vec());
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    return tx.send(full).is_ok();
+                }
+                true
+            })?;
+            let _ = tx.send(batch);
+            anyhow::Ok(())
+        });
+        let mut interner = spec::Interner::default();
+        let (mut loaded, mut bad) = (0, 0);
+        for batch in rx {
+            for raw in batch {
+                let parsed = serde_json::from_slice::<crate::store::KeyRecord>(&raw)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| {
+                        let seen = last_used.get(&r.id).copied().unwrap_or(0);
+                        let cell = Arc::new(crate::last_seen::LastUsed::seeded(seen));
+                        spec::parse_record_interned(&r, cell, &mut interner)
+                            .map_err(|e| format!("key {}: {}", r.id, e.message))
+                    });
+                match parsed {
+                    Ok(k) => {
+                        directory.put(Arc::new(k), None);
+                        loaded += 1;
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        log::error!("store: a key cannot be loaded: {e}");
+                    }
+                }
+            }
+        }
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("store reader panicked"))??;
+        Ok((loaded, bad))
+    })
+}
+
+impl ControlPlane {
+    /// Loads API keys and group overrides from the store into a fresh directory.
+    /// `last_seen` holds the file keys' last-use cells (seeded here from the store).
+    pub fn open(
+        store: Arc<dyn ControlStore>,
+        directory: Arc<Directory>,
+        last_seen: &crate::last_seen::LastSeen,
+        policy: Arc<ArcSwap<Snapshot>>,
+        ledger: Option<Arc<Ledger>>,
+        events: Arc<Events>,
+    ) -> anyhow::Result<ControlPlane> {
+        let started = std::time::Instant::now();
+        let last_used: std::collections::HashMap<String, u64> =
+            store.last_used()?.into_iter().collect();
+        last_seen.load(&last_used);
+        let (loaded, bad) = load_keys(&*store, &directory, &last_used)?;
+        drop(last_used);
+        let snapshot = policy.load();
+        for o in store.group_overrides()? {
+            if !groups::restore_override(&directory, &snapshot, &o) {
+                log::info!(
+                    "group {}: the policy file's state changed while stopped; the API's {:?} no longer applies",
+                    o.group,
+                    o.state
+                );
+                store.put_group_override(&o.group, None)?;
+            }
+        }
+        log::info!(
+            "store: {loaded} API keys loaded in {:?}{}",
+            started.elapsed(),
+            if bad > 0 {
+                " (some could not be loaded: see above)"
+            } else {
+                ""
+            }
+        );
+        let tokens = tokens::Tokens::default();
+        let live = tokens::load(&*store, &tokens)?;
+        log::info!("store: {live} admin tokens loaded");
+        Ok(ControlPlane {
+            store,
+            directory,
+            policy,
+            ledger,
+            events,
+            tokens,
+            write: Mutex::new(()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, e: Event) -> ApiResult<()> {
+        self.events.emit(&e).map_err(ApiError::internal)
+    }
+
+    fn commit(&self) -> ApiResult<()> {
+        self.store.commit().map_err(ApiError::internal)
+    }
+
+    /// After a reload: group overrides made over a file state that has since changed are
+    /// dropped for good (the file's new state wins).
+    pub fn after_reload(&self, new: &Snapshot) {
+        let _guard = self.lock();
+        groups::reconcile(self, new);
+    }
+}

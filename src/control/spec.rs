@@ -1,0 +1,261 @@
+//! Admin API input → checked key fields, with the policy file's rules (`config::fields`,
+//! `config::looser_than`), and stored records → the directory's form.
+
+use super::{ApiError, ApiResult};
+use crate::config::{fields, looser_than, KeyState, Limits, ModelFilter};
+use crate::directory::{ApiKey, ApiKeyParts};
+use crate::last_seen::LastUsed;
+use crate::snapshot::{Digest, GroupEntry};
+use crate::store::{KeyRecord, KeySpec, KeyStatus};
+use ipnet::IpNet;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// `metadata` may hold at most this much JSON.
+pub const METADATA_MAX: usize = 4096;
+const TEXT_MAX: usize = 256;
+const TAGS_MAX: usize = 64;
+
+/// A JSON object body, or 400.
+pub fn object(body: &[u8]) -> ApiResult<Map<String, Value>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request("", "the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(
+            "",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// Deserializes `v` naming the offending field on error.
+pub fn typed<T: serde::de::DeserializeOwned>(v: Value) -> ApiResult<T> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // "unknown field `x`, expected one of …": the field is in the message.
+        let param = if path == "." {
+            inner
+                .split('`')
+                .nth(1)
+                .map_or_else(String::new, str::to_string)
+        } else {
+            path.split('.').next().unwrap_or(&path).to_string()
+        };
+        ApiError::bad_request(param, inner)
+    })
+}
+
+/// Takes `field` out of `m` as a string, if present.
+pub fn take_str(m: &mut Map<String, Value>, field: &str) -> ApiResult<Option<String>> {
+    match m.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::bad_request(
+            field,
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+/// Parses a humantime duration field.
+pub fn duration(field: &str, s: &str) -> ApiResult<Duration> {
+    humantime::parse_duration(s)
+        .map_err(|e| ApiError::bad_request(field, format!("invalid duration {s:?}: {e}")))
+}
+
+/// The fields of a spec checked on their own (no group).
+pub struct Checked {
+    pub limits: Limits,
+    pub models: Option<Box<ModelFilter>>,
+    pub allowed_cidrs: Option<Vec<IpNet>>,
+    pub expires_at: Option<SystemTime>,
+    pub rotation_s: Option<u64>,
+}
+
+fn field_err((field, message): (String, String)) -> ApiError {
+    ApiError::bad_request(field, message)
+}
+
+pub fn check_spec(spec: &KeySpec) -> ApiResult<Checked> {
+    let KeySpec {
+        name,
+        owner,
+        expires_at,
+        models,
+        deny_models,
+        allowed_cidrs,
+        tags,
+        metadata,
+        rotation_interval,
+        ..
+    } = spec;
+    match name.as_deref() {
+        None | Some("") => return Err(ApiError::bad_request("name", "name is required")),
+        Some(n) if n.len() > TEXT_MAX => {
+            return Err(ApiError::bad_request("name", "name: at most 256 bytes"))
+        }
+        _ => {}
+    }
+    if owner
+        .as_ref()
+        .is_some_and(|o| o.is_empty() || o.len() > TEXT_MAX)
+    {
+        return Err(ApiError::bad_request("owner", "owner: 1 to 256 bytes"));
+    }
+    let limits = fields::limits(spec.raw_limits()).map_err(field_err)?;
+    let filter = if models.is_some() || deny_models.as_ref().is_some_and(|d| !d.is_empty()) {
+        let f = fields::model_filter(models.clone(), deny_models.clone().unwrap_or_default())
+            .map_err(field_err)?;
+        Some(Box::new(f))
+    } else {
+        None
+    };
+    let cidrs = match allowed_cidrs.as_deref() {
+        Some(l) => Some(fields::cidrs("allowed_cidrs", l).map_err(field_err)?),
+        None => None,
+    };
+    let expires = match expires_at.as_deref() {
+        Some(e) => Some(humantime::parse_rfc3339_weak(e).map_err(|err| {
+            ApiError::bad_request(
+                "expires_at",
+                format!("{e:?}: {err} (want RFC 3339 UTC, e.g. 2027-01-01T00:00:00Z)"),
+            )
+        })?),
+        None => None,
+    };
+    if let Some(t) = tags {
+        if t.len() > TAGS_MAX
+            || t.iter()
+                .any(|(k, v)| k.is_empty() || k.len() > TEXT_MAX || v.len() > TEXT_MAX)
+        {
+            return Err(ApiError::bad_request(
+                "tags",
+                "tags: at most 64, names 1 to 256 bytes, values at most 256 bytes",
+            ));
+        }
+    }
+    if let Some(m) = metadata {
+        let size = serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
+        if size > METADATA_MAX {
+            return Err(ApiError::bad_request(
+                "metadata",
+                format!("metadata is {size} bytes of JSON; at most {METADATA_MAX}"),
+            ));
+        }
+    }
+    let rotation_s = match rotation_interval.as_deref() {
+        Some(r) => {
+            let d = duration("rotation_interval", r)?;
+            if d < Duration::from_secs(1) {
+                return Err(ApiError::bad_request(
+                    "rotation_interval",
+                    "rotation_interval must be at least 1s",
+                ));
+            }
+            Some(d.as_secs())
+        }
+        None => None,
+    };
+    Ok(Checked {
+        limits,
+        models: filter,
+        allowed_cidrs: cidrs,
+        expires_at: expires,
+        rotation_s,
+    })
+}
+
+/// "Lower layers only tighten": the key's limits against its group's and its org's.
+pub fn check_in_group(limits: &Limits, group: &GroupEntry) -> ApiResult<()> {
+    let layers = [
+        (format!("group {}", group.id), &group.limits),
+        (format!("org {}", group.org.id), &group.org.limits),
+    ];
+    for (name, parent) in layers {
+        if let Some((field, mine, theirs)) = looser_than(limits, parent).into_iter().next() {
+            return Err(ApiError::bad_request(
+                field,
+                format!(
+                    "{field} {mine} exceeds {name} {field} {theirs} (lower layers only tighten)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An expiry must lie in the future when it is set.
+pub fn check_future(expires_at: Option<SystemTime>) -> ApiResult<()> {
+    if expires_at.is_some_and(|t| t <= SystemTime::now()) {
+        return Err(ApiError::bad_request(
+            "expires_at",
+            "expires_at is in the past",
+        ));
+    }
+    Ok(())
+}
+
+pub fn digest_hex(hex_str: &str) -> ApiResult<Digest> {
+    let mut d = [0u8; 32];
+    hex::decode_to_slice(hex_str, &mut d).map_err(ApiError::internal)?;
+    Ok(d)
+}
+
+/// Shares one allocation per distinct group id or owner among a million keys.
+#[derive(Default)]
+pub struct Interner(std::collections::HashMap<String, Arc<str>>);
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = s.into();
+        self.0.insert(s.to_string(), a.clone());
+        a
+    }
+}
+
+/// A stored record in the directory's form.
+pub fn parse_record(r: &KeyRecord, last_used: Arc<LastUsed>) -> ApiResult<ApiKey> {
+    parse_record_interned(r, last_used, &mut Interner::default())
+}
+
+pub fn parse_record_interned(
+    r: &KeyRecord,
+    last_used: Arc<LastUsed>,
+    interner: &mut Interner,
+) -> ApiResult<ApiKey> {
+    let c = check_spec(&r.spec)?;
+    let id: Arc<str> = r.id.as_str().into();
+    let previous = match &r.previous {
+        Some(p) => Some(Box::new((digest_hex(&p.sha256)?, p.until))),
+        None => None,
+    };
+    let parts = ApiKeyParts {
+        group: interner.get(&r.group),
+        digest: digest_hex(&r.sha256)?,
+        previous,
+        state: match r.status {
+            KeyStatus::Active => KeyState::Active,
+            KeyStatus::Disabled => KeyState::Disabled,
+            KeyStatus::Revoked => KeyState::Revoked,
+        },
+        expires_at: c.expires_at,
+        limits: c.limits,
+        models: c.models,
+        allowed_cidrs: c.allowed_cidrs,
+        owner: r.spec.owner.as_deref().map(|o| interner.get(o)),
+        // Idleness counts from creation or the last change (an enabled key starts afresh).
+        created_at: r.created_at.max(r.updated_at),
+        secret_at: r.secret_at,
+        rotation_s: c.rotation_s,
+        id: id.clone(),
+    };
+    Ok(ApiKey::new(parts, last_used))
+}

@@ -1,0 +1,362 @@
+//! Spend reporting (SPEC §7 spend routes): totals, by model, by key, timeline, per key, per
+//! org and per tag, from the ledger's hourly buckets — everything settled before the call,
+//! flushed or not. A scoped token's answers cover only its groups.
+
+use super::view::usd;
+use super::{Actor, ApiError, ApiResult, ControlPlane};
+use crate::admission::budget::period_start;
+use crate::config::BudgetPeriod;
+use crate::ledger::{UsageKey, UsageTotals};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+
+const HOUR_MS: u64 = 3_600_000;
+
+/// `?from=&to=&grain=&format=` of the spend routes.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub grain: Option<String>,
+    pub format: Option<String>,
+}
+
+impl SpendQuery {
+    /// `?format=csv` (or `json`, the default); anything else is a 400.
+    pub fn csv(&self) -> ApiResult<bool> {
+        match self.format.as_deref() {
+            None | Some("json") => Ok(false),
+            Some("csv") => Ok(true),
+            Some(_) => Err(ApiError::bad_request("format", "format: json or csv")),
+        }
+    }
+}
+
+/// A half-open range of whole hours.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    from_h: u64,
+    to_h: u64,
+}
+
+fn parse_time(field: &str, s: &str) -> ApiResult<u64> {
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| ApiError::bad_request(field, format!("{s:?}: {e} (want RFC 3339 UTC)")))
+        .map(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        })
+}
+
+fn range(q: &SpendQuery, default_period: BudgetPeriod) -> ApiResult<Range> {
+    let now = super::now_ms();
+    let from = match &q.from {
+        Some(f) => parse_time("from", f)?,
+        None => period_start(default_period, now),
+    };
+    let to = match &q.to {
+        Some(t) => parse_time("to", t)?,
+        None => now,
+    };
+    if to < from {
+        return Err(ApiError::bad_request("to", "to is before from"));
+    }
+    // Buckets are hourly: a range covers every hour it touches.
+    Ok(Range {
+        from_h: from / HOUR_MS,
+        to_h: to.div_ceil(HOUR_MS).max(from / HOUR_MS + 1),
+    })
+}
+
+#[derive(Default, Clone, Copy)]
+struct Sum(UsageTotals);
+
+impl Sum {
+    fn add(&mut self, t: &UsageTotals) {
+        self.0.add(t);
+    }
+
+    fn json(&self, mut base: Map<String, Value>) -> Value {
+        base.insert("requests".into(), json!(self.0.requests));
+        base.insert("input_tokens".into(), json!(self.0.input_tokens));
+        base.insert("output_tokens".into(), json!(self.0.output_tokens));
+        base.insert("cost_usd".into(), usd(self.0.cost_micros));
+        Value::Object(base)
+    }
+}
+
+fn obj(pairs: &[(&str, Value)]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn range_fields(r: Range) -> [(&'static str, Value); 2] {
+    [
+        ("from", json!(crate::clock::rfc3339(r.from_h * 3600))),
+        ("to", json!(crate::clock::rfc3339(r.to_h * 3600))),
+    ]
+}
+
+/// Groups of rows by a label, largest cost first.
+fn ranked(sums: HashMap<String, Sum>, label: &str) -> Vec<Value> {
+    let mut v: Vec<(String, Sum)> = sums.into_iter().collect();
+    v.sort_by(|a, b| {
+        b.1 .0
+            .cost_micros
+            .cmp(&a.1 .0.cost_micros)
+            .then(a.0.cmp(&b.0))
+    });
+    v.into_iter()
+        .map(|(k, s)| s.json(obj(&[(label, json!(k))])))
+        .collect()
+}
+
+impl ControlPlane {
+    fn rows(&self, r: Range, keep: impl Fn(&UsageKey) -> bool) -> Vec<(UsageKey, UsageTotals)> {
+        let Some(ledger) = &self.ledger else {
+            return vec![];
+        };
+        ledger
+            .usage_rows(r.from_h, r.to_h)
+            .into_iter()
+            .filter(|(k, _)| keep(k))
+            .collect()
+    }
+
+    fn group_range(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Range> {
+        let snapshot = self.policy.load();
+        let g = snapshot
+            .groups
+            .get(id)
+            .filter(|_| actor.sees_group(id))
+            .ok_or_else(|| ApiError::not_found("group", id))?;
+        range(
+            q,
+            g.limits.budget.map_or(BudgetPeriod::Monthly, |b| b.period),
+        )
+    }
+
+    /// `GET /v1/spend/groups/{id}`.
+    pub fn spend_group(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Value> {
+        let r = self.group_range(actor, id, q)?;
+        let mut s = Sum::default();
+        for (_, t) in self.rows(r, |k| &*k.group == id) {
+            s.add(&t);
+        }
+        let [f, t] = range_fields(r);
+        Ok(s.json(obj(&[("group", json!(id)), f, t])))
+    }
+
+    /// `GET /v1/spend/groups/{id}/by-model` and `/by-key`.
+    pub fn spend_group_by(
+        &self,
+        actor: &Actor,
+        id: &str,
+        by_key: bool,
+        q: &SpendQuery,
+    ) -> ApiResult<Value> {
+        let r = self.group_range(actor, id, q)?;
+        let mut sums: HashMap<String, Sum> = HashMap::new();
+        for (k, t) in self.rows(r, |k| &*k.group == id) {
+            let label = if by_key { &k.key } else { &k.model };
+            sums.entry(label.to_string()).or_default().add(&t);
+        }
+        let [f, t] = range_fields(r);
+        let label = if by_key { "key_id" } else { "model" };
+        Ok(json!({"group": id, "from": f.1, "to": t.1, "data": ranked(sums, label)}))
+    }
+
+    /// `GET /v1/spend/groups/{id}/timeline?grain=hour|day`: every bucket, empty ones too.
+    pub fn spend_timeline(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Value> {
+        let step = match q.grain.as_deref() {
+            None | Some("day") => 24,
+            Some("hour") => 1,
+            Some(_) => return Err(ApiError::bad_request("grain", "grain: hour or day")),
+        };
+        let mut r = self.group_range(actor, id, q)?;
+        r.from_h = r.from_h / step * step;
+        r.to_h = r.to_h.div_ceil(step) * step;
+        if (r.to_h - r.from_h) / step > 100_000 {
+            return Err(ApiError::bad_request("from", "at most 100000 buckets"));
+        }
+        let mut buckets: BTreeMap<u64, Sum> = (r.from_h..r.to_h)
+            .step_by(step as usize)
+            .map(|h| (h, Sum::default()))
+            .collect();
+        for (k, t) in self.rows(r, |k| &*k.group == id) {
+            buckets.entry(k.hour / step * step).or_default().add(&t);
+        }
+        let data: Vec<Value> = buckets
+            .into_iter()
+            .map(|(h, s)| s.json(obj(&[("start", json!(crate::clock::rfc3339(h * 3600)))])))
+            .collect();
+        let [f, t] = range_fields(r);
+        Ok(
+            json!({"group": id, "grain": if step == 1 { "hour" } else { "day" }, "from": f.1, "to": t.1, "data": data}),
+        )
+    }
+
+    /// `GET /v1/spend/keys/{id}`: the key's spend in every group it has been in.
+    pub fn spend_key(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Value> {
+        // Readable = in scope (the same rule as GET /v1/keys/{id}).
+        let view = self.get_key(actor, id)?;
+        let snapshot = self.policy.load();
+        let group = view["group"].as_str().and_then(|g| snapshot.groups.get(g));
+        let own = match view["limits"]["budget_period"].as_str() {
+            Some("daily") => Some(BudgetPeriod::Daily),
+            Some("weekly") => Some(BudgetPeriod::Weekly),
+            Some("monthly") => Some(BudgetPeriod::Monthly),
+            Some("never") => Some(BudgetPeriod::Never),
+            _ => None,
+        };
+        // The key's own period, else its group's, else its org's (as its view's spend_usd).
+        let period = own
+            .or_else(|| group.and_then(|g| g.limits.budget).map(|b| b.period))
+            .or_else(|| group.and_then(|g| g.org.limits.budget).map(|b| b.period))
+            .unwrap_or(BudgetPeriod::Monthly);
+        let r = range(q, period)?;
+        let mut s = Sum::default();
+        for (_, t) in self.rows(r, |k| &*k.key == id) {
+            s.add(&t);
+        }
+        let [f, t] = range_fields(r);
+        Ok(s.json(obj(&[
+            ("key_id", json!(id)),
+            ("group", view["group"].clone()),
+            f,
+            t,
+        ])))
+    }
+
+    /// `GET /v1/spend/orgs/{id}`: the org's groups (those the token sees).
+    pub fn spend_org(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Value> {
+        let snapshot = self.policy.load_full();
+        let org = snapshot
+            .orgs
+            .get(id)
+            .filter(|_| {
+                snapshot
+                    .groups
+                    .values()
+                    .any(|g| &*g.org.id == id && actor.sees_group(&g.id))
+            })
+            .ok_or_else(|| ApiError::not_found("org", id))?;
+        let r = range(
+            q,
+            org.limits
+                .budget
+                .map_or(BudgetPeriod::Monthly, |b| b.period),
+        )?;
+        let mut s = Sum::default();
+        for (_, t) in self.rows(r, |k| {
+            actor.sees_group(&k.group)
+                && snapshot
+                    .groups
+                    .get(&k.group)
+                    .is_some_and(|g| &*g.org.id == id)
+        }) {
+            s.add(&t);
+        }
+        let [f, t] = range_fields(r);
+        Ok(s.json(obj(&[("org", json!(id)), f, t])))
+    }
+
+    /// `GET /v1/spend/tags/{tag}`: spend per value of a tag — the key's tag, else its
+    /// group's; rows with neither are reported under `value: null`.
+    pub fn spend_tag(&self, actor: &Actor, tag: &str, q: &SpendQuery) -> ApiResult<Value> {
+        let r = range(q, BudgetPeriod::Monthly)?;
+        let snapshot = self.policy.load_full();
+        let mut key_tags: HashMap<String, Option<String>> = HashMap::new();
+        for k in snapshot.file_keys() {
+            let v = k.written.as_ref().and_then(|w| {
+                w.tags
+                    .iter()
+                    .find(|(n, _)| n == tag)
+                    .map(|(_, v)| v.clone())
+            });
+            key_tags.insert(k.id.to_string(), v);
+        }
+        let mut sums: BTreeMap<Option<String>, Sum> = BTreeMap::new();
+        for (k, t) in self.rows(r, |k| actor.sees_group(&k.group)) {
+            let own = match key_tags.get(&*k.key) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = self
+                        .store
+                        .key(&k.key)
+                        .ok()
+                        .flatten()
+                        .and_then(|r| r.spec.tags.and_then(|mut t| t.remove(tag)));
+                    key_tags.insert(k.key.to_string(), v.clone());
+                    v
+                }
+            };
+            let value = own.or_else(|| {
+                snapshot.groups.get(&k.group).and_then(|g| {
+                    g.tags
+                        .iter()
+                        .find(|(n, _)| n == tag)
+                        .map(|(_, v)| v.clone())
+                })
+            });
+            sums.entry(value).or_default().add(&t);
+        }
+        let mut data: Vec<(Option<String>, Sum)> = sums.into_iter().collect();
+        data.sort_by(|a, b| {
+            b.1 .0
+                .cost_micros
+                .cmp(&a.1 .0.cost_micros)
+                .then(a.0.cmp(&b.0))
+        });
+        let data: Vec<Value> = data
+            .into_iter()
+            .map(|(v, s)| s.json(obj(&[("value", json!(v))])))
+            .collect();
+        let [f, t] = range_fields(r);
+        Ok(json!({"tag": tag, "from": f.1, "to": t.1, "data": data}))
+    }
+}
+
+/// A spend answer as CSV: its `data` rows, or the answer itself as one row. Columns in the
+/// JSON's order; values quoted where needed. No rows: just the header (`label` and the
+/// totals).
+pub fn to_csv(v: &Value, label: &str) -> String {
+    let rows: Vec<&Map<String, Value>> = match v.get("data").and_then(Value::as_array) {
+        Some(a) => a.iter().filter_map(Value::as_object).collect(),
+        None => v.as_object().into_iter().collect(),
+    };
+    let Some(first) = rows.first() else {
+        return format!("{label},requests,input_tokens,output_tokens,cost_usd\n");
+    };
+    let cols: Vec<&String> = first.keys().collect();
+    let cell = |v: &Value| -> String {
+        let s = match v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
+    };
+    let mut out = cols
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    for r in rows {
+        let line: Vec<String> = cols
+            .iter()
+            .map(|c| cell(r.get(*c).unwrap_or(&Value::Null)))
+            .collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,225 @@
+//! Admin tokens (SPEC §7 "Tokens and roles"): `tga-` + 43 base62, shown once, SHA-256 at
+//! rest; a role and optionally the groups the token is scoped to. Tokens take effect and
+//! stop working on the next call: the in-memory table is updated after the commit.
+
+use super::spec::{object, typed};
+use super::{now_ms, now_s, Actor, ApiError, ApiResult, ControlPlane};
+use crate::events::Event;
+use crate::snapshot::{Digest, DigestHash};
+use crate::store::TokenRecord;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use subtle::ConstantTimeEq;
+
+pub const TOKEN_PREFIX: &str = "tga-";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    GroupAdmin,
+    Viewer,
+    Developer,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::GroupAdmin, Role::Viewer, Role::Developer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::GroupAdmin => "group_admin",
+            Role::Viewer => "viewer",
+            Role::Developer => "developer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Live tokens by digest of their secret.
+#[derive(Default)]
+pub struct Tokens(RwLock<HashMap<Digest, Arc<Actor>, DigestHash>>);
+
+impl Tokens {
+    /// The token a presented secret belongs to.
+    pub fn find(&self, presented: &[u8]) -> Option<Arc<Actor>> {
+        let d = crate::auth::digest(presented);
+        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let (stored, actor) = map.get_key_value(&d)?;
+        bool::from(stored.ct_eq(&d)).then(|| actor.clone())
+    }
+
+    fn insert(&self, digest: Digest, actor: Actor) {
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(digest, Arc::new(actor));
+    }
+
+    fn remove(&self, digest: &Digest) {
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        map.remove(digest);
+    }
+}
+
+fn actor_of(t: &TokenRecord) -> Option<Actor> {
+    Some(Actor {
+        id: t.id.clone(),
+        role: Role::parse(&t.role)?,
+        groups: t.groups.clone(),
+        owner: t.owner.clone(),
+    })
+}
+
+/// Fills the table from the store (live tokens only).
+pub fn load(store: &dyn crate::store::ControlStore, tokens: &Tokens) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for t in store.tokens()? {
+        if t.revoked_at.is_some() {
+            continue;
+        }
+        match (actor_of(&t), super::spec::digest_hex(&t.sha256)) {
+            (Some(a), Ok(d)) => {
+                tokens.insert(d, a);
+                n += 1;
+            }
+            _ => log::error!("store: token {} cannot be loaded", t.id),
+        }
+    }
+    Ok(n)
+}
+
+fn view(t: &TokenRecord) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "role": t.role,
+        "groups": t.groups,
+        "owner": t.owner,
+        "prefix": t.prefix,
+        "created_at": crate::clock::rfc3339(t.created_at),
+        "created_by": t.created_by,
+        "revoked_at": t.revoked_at.map(crate::clock::rfc3339),
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: String,
+    groups: Option<Vec<String>>,
+    owner: Option<String>,
+}
+
+impl ControlPlane {
+    fn token_event(&self, kind: &'static str, actor: &Actor, t: &TokenRecord) -> Event {
+        Event {
+            kind,
+            at_ms: now_ms(),
+            actor: actor.id.clone(),
+            org: None,
+            group: None,
+            key_id: None,
+            before: None,
+            after: Some(
+                json!({"token_id": t.id, "name": t.name, "role": t.role, "groups": t.groups, "owner": t.owner}),
+            ),
+            secret: None,
+        }
+    }
+
+    /// `POST /v1/tokens` `{name, role, groups?, owner?}` → 201 with `token` (shown once).
+    pub fn create_token(&self, actor: &Actor, body: &[u8]) -> ApiResult<Value> {
+        let m = object(body)?;
+        let n: NewToken = typed(Value::Object(m))?;
+        let role = Role::parse(&n.role).ok_or_else(|| {
+            ApiError::bad_request("role", "role: admin, group_admin, viewer or developer")
+        })?;
+        if n.name.is_empty() || n.name.len() > 256 {
+            return Err(ApiError::bad_request("name", "name: 1 to 256 bytes"));
+        }
+        let snapshot = self.policy.load();
+        if let Some(gs) = &n.groups {
+            if let Some(g) = gs
+                .iter()
+                .find(|g| !snapshot.groups.contains_key(g.as_str()))
+            {
+                return Err(ApiError::bad_request(
+                    "groups",
+                    format!("unknown group {g:?}"),
+                ));
+            }
+        }
+        if role == Role::Admin && n.groups.is_some() {
+            // An admin may do everything, tokens included: a group scope would be a fiction.
+            return Err(ApiError::bad_request(
+                "groups",
+                "admin tokens are not scoped; use role group_admin for a group scope",
+            ));
+        }
+        if role == Role::Developer && n.owner.as_deref().is_none_or(str::is_empty) {
+            return Err(ApiError::bad_request(
+                "owner",
+                "a developer token needs an owner",
+            ));
+        }
+        let secret = format!(
+            "{TOKEN_PREFIX}{}",
+            &crate::auth::generate_key()[crate::auth::KEY_PREFIX.len()..]
+        );
+        let digest = crate::auth::digest(secret.as_bytes());
+        let id = format!("tok_{}", super::keys::random_tail(20));
+        let t = TokenRecord {
+            id,
+            name: n.name,
+            role: role.as_str().into(),
+            groups: n.groups,
+            owner: n.owner,
+            sha256: hex::encode(digest),
+            prefix: format!("{}…", &secret[..TOKEN_PREFIX.len() + 6]),
+            created_at: now_s(),
+            created_by: actor.id.clone(),
+            revoked_at: None,
+        };
+        let _guard = self.lock();
+        self.store.put_token(&t).map_err(ApiError::internal)?;
+        self.emit(self.token_event("token.created", actor, &t))?;
+        self.commit()?;
+        if let Some(a) = actor_of(&t) {
+            self.tokens.insert(digest, a);
+        }
+        let mut v = view(&t);
+        v["token"] = json!(secret);
+        Ok(v)
+    }
+
+    /// `GET /v1/tokens`: never the raw token.
+    pub fn list_tokens(&self) -> ApiResult<Value> {
+        let mut all = self.store.tokens().map_err(ApiError::internal)?;
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        let data: Vec<Value> = all.iter().map(view).collect();
+        Ok(json!({"data": data, "next_cursor": null}))
+    }
+
+    /// `DELETE /v1/tokens/{id}`: stops working on the next call.
+    pub fn revoke_token(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+        let _guard = self.lock();
+        let mut t = self
+            .store
+            .tokens()
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| ApiError::not_found("token", id))?;
+        if t.revoked_at.is_none() {
+            t.revoked_at = Some(now_s());
+            self.store.put_token(&t).map_err(ApiError::internal)?;
+            self.emit(self.token_event("token.revoked", actor, &t))?;
+            self.commit()?;
+        }
+        self.tokens.remove(&super::spec::digest_hex(&t.sha256)?);
+        Ok(view(&t))
+    }
+}
