@@ -331,6 +331,25 @@ async fn messages_served_by_an_openai_target() {
     assert_eq!(v["usage"]["output_tokens"], 4);
     assert_settled(&g, "m-json", prompt, 4, MINI).await;
 
+    // Streamed text arrives event by event: the first delta before the provider's last event.
+    let body = json!({"model": "fast", "max_tokens": 100, "stream": true,
+        "messages": [{"role": "user", "content": "hello"}]});
+    let r = client()
+        .post(g.url("/v1/messages"))
+        .header("x-api-key", key(1))
+        .header("x-mock-chunk-interval-ms", "120")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (out, first) = read_stream(r, "text_delta").await;
+    assert!(first.unwrap() < mock.last_event_at().unwrap(), "{out}");
+    let text: String = data_lines(&out)
+        .iter()
+        .filter_map(|d| d["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
+
     // Streamed, with tools: the gateway asks the OpenAI target for usage.
     let body = json!({"model": "fast", "max_tokens": 100, "stream": true,
         "tools": [{"name": "weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
