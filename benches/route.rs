@@ -5,6 +5,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::SeedableRng;
 use std::hint::black_box;
 use tollgate::config::{parse_config, Api, Routing};
+use tollgate::request::Serves;
 use tollgate::route::health::Health;
 use tollgate::route::{affinity, pick, Choice};
 use tollgate::snapshot::{Loopback, Snapshot};
@@ -39,7 +40,7 @@ fn picks(c: &mut Criterion) {
             Routing::Tag,
         ] {
             let choice = Choice {
-                api: Api::OpenAi,
+                serves: Serves::Only(Api::OpenAi),
                 routing,
                 affinity: affinity(Some(b"session-42"), "k"),
                 tags: &tags,

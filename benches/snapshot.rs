@@ -105,7 +105,7 @@ fn auth_and_policy(snap: &Snapshot, dir: &Directory, req: &pingora_http::Request
         snap,
         &key,
         Some("fast"),
-        tollgate::config::Api::OpenAi,
+        tollgate::request::Route::ChatCompletions.serves(),
         ip,
         state,
     )

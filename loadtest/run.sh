@@ -30,11 +30,11 @@ done
 TCK=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime, in ticks
 
-run() { # name url proxy_pid
-  local name=$1 url=$2 pid=$3
-  wrk -t2 -c"$CONN" -d2s -s loadtest/post.lua "$url" >/dev/null   # warm-up
+run() { # name url proxy_pid [wrk script]
+  local name=$1 url=$2 pid=$3 script=${4:-loadtest/post.lua}
+  wrk -t2 -c"$CONN" -d2s -s "$script" "$url" >/dev/null   # warm-up
   local c0 m0; c0=$(cpu "$pid"); m0=$(cpu "$MOCK")
-  local out; out=$(wrk -t2 -c"$CONN" -d"${DUR}s" --latency -s loadtest/post.lua "$url")
+  local out; out=$(wrk -t2 -c"$CONN" -d"${DUR}s" --latency -s "$script" "$url")
   local c1 m1; c1=$(cpu "$pid"); m1=$(cpu "$MOCK")
   local reqs rps p50 p99 non2xx
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
@@ -59,4 +59,5 @@ run() { # name url proxy_pid
   run "direct to mock" "http://127.0.0.1:18181/v1/chat/completions" "$MOCK"
   run "bare Pingora proxy" "http://127.0.0.1:18182/v1/chat/completions" "$BARE"
   run "tollgate (all layers)" "http://127.0.0.1:18180/v1/chat/completions" "$GW"
+  run "tollgate chat->Anthropic" "http://127.0.0.1:18180/v1/chat/completions" "$GW" loadtest/post_translate.lua
 } | tee loadtest/results/latest.md

@@ -32,6 +32,13 @@ pub enum GatewayError {
         scope: String,
         limit: u64,
     },
+    /// A request field the target's API cannot honour (translation between APIs).
+    #[error("`{param}` is not supported when this model is served by {target} ({reason})")]
+    UnsupportedParameter {
+        param: String,
+        target: &'static str,
+        reason: &'static str,
+    },
     #[error("{0}")]
     ModelNotFound(String),
     #[error("no route {method} {path}")]
@@ -72,7 +79,7 @@ impl GatewayError {
             MissingApiKey | InvalidApiKey => 401,
             KeyRevoked(_) | KeyExpired(_) | KeyDisabled(_) | GroupPaused(_) => 403,
             IpNotAllowed { .. } | ModelNotAllowed { .. } => 403,
-            InvalidRequest(_) | MaxTokensExceeded { .. } => 400,
+            InvalidRequest(_) | MaxTokensExceeded { .. } | UnsupportedParameter { .. } => 400,
             ModelNotFound(_) | UnknownRoute { .. } => 404,
             RequestTooLarge { .. } => 413,
             RateLimitExceeded { .. } | TokenLimitExceeded { .. } => 429,
@@ -97,6 +104,7 @@ impl GatewayError {
             ModelNotAllowed { .. } => "model_not_allowed",
             InvalidRequest(_) => "invalid_request",
             MaxTokensExceeded { .. } => "max_tokens_exceeded",
+            UnsupportedParameter { .. } => "unsupported_parameter",
             ModelNotFound(_) => "model_not_found",
             UnknownRoute { .. } => "unknown_route",
             RequestTooLarge { .. } => "request_too_large",
@@ -141,6 +149,14 @@ impl GatewayError {
         }
     }
 
+    /// The request field an error is about (`param` of the OpenAI error shape).
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            GatewayError::UnsupportedParameter { param, .. } => Some(param),
+            _ => None,
+        }
+    }
+
     /// The JSON body in the shape of the route's API (OpenAI or Anthropic).
     pub fn body(&self, api: Api) -> Vec<u8> {
         let message = self.to_string();
@@ -150,7 +166,7 @@ impl GatewayError {
                     "message": message,
                     "type": self.kind(),
                     "code": self.code(),
-                    "param": serde_json::Value::Null,
+                    "param": self.param(),
                 }
             }),
             Api::Anthropic => serde_json::json!({

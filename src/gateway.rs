@@ -5,12 +5,12 @@
 //! | `new_ctx`                 | load the policy snapshot once for this request          |
 //! | `request_filter`          | route, (1) auth, (2) policy, body read, model gating;   |
 //! |                           | every refusal is written here                          |
-//! | `upstream_peer`           | (4) route: pick a target, render its body              |
+//! | `upstream_peer`           | (4) route: pick a target, render (translate) its body  |
 //! | `upstream_request_filter` | (5) credential swap, Host, framing                     |
 //! | `request_body_filter`     | hand out the rendered body (on every attempt)          |
 //! | `upstream_response_filter`| note the status; start the usage scanner on 2xx        |
 //! | `response_filter`         | `x-request-id`, `x-tollgate-target`, `x-ratelimit-*`   |
-//! | `response_body_filter`    | (6) usage scanning, chunk by chunk                     |
+//! | `response_body_filter`    | (6) usage scanning, then translation, chunk by chunk   |
 //! | `logging`                 | (7) settle the reservation, record usage               |
 //! | `fail_to_connect` / `error_while_proxy` | retry on the next target              |
 //! | `fail_to_proxy`           | upstream failures -> 502 / 503 / 504 in the SPEC shape |
@@ -23,10 +23,11 @@ use crate::directory::Directory;
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
 use crate::observe::{log_line, record_metrics, Finished, Outcome, RequestLog};
-use crate::request::{RequestBody, Route};
+use crate::request::{RequestBody, Route, Serves};
 use crate::route::{self, Choice, Plan, TargetRef};
 use crate::snapshot::TargetEntry;
 use crate::snapshot::{KeyEntry, ModelEntry, Snapshot};
+use crate::translate::{self, Responder, Translation};
 use crate::usage::Scanner;
 use crate::{auth, policy, respond, upstream};
 use arc_swap::ArcSwap;
@@ -73,6 +74,10 @@ pub struct RequestCtx {
     pub ask_usage: bool,
     pub upstream_status: Option<u16>,
     pub scanner: Option<Scanner>,
+    /// The current attempt speaks the other API: how its request was translated.
+    pub translation: Option<Translation>,
+    /// Rewrites the current answer into the client's API.
+    pub translator: Option<Responder>,
     /// Models and attempts left (primary, then fallbacks).
     pub plan: Option<Plan>,
     pub tags: Vec<String>,
@@ -103,7 +108,7 @@ impl RequestCtx {
 
     fn choice(&self) -> Choice<'_> {
         Choice {
-            api: self.api(),
+            serves: self.route.map_or(Serves::Only(Api::OpenAi), Route::serves),
             routing: self
                 .key
                 .as_ref()
@@ -262,7 +267,7 @@ impl Gateway {
             &snapshot,
             &key,
             body.model.as_deref(),
-            route.api(),
+            route.serves(),
             ctx.client_ip,
             group_state,
         )
@@ -277,7 +282,7 @@ impl Gateway {
         ctx.ask_usage = body.stream
             && matches!(route, Route::ChatCompletions | Route::Completions)
             && !body.client_wants_stream_usage();
-        let plan = Plan::new(&snapshot, &key, model.clone(), route.api());
+        let plan = Plan::new(&snapshot, &key, model.clone(), route.serves());
         let headers = &session.req_header().headers;
         ctx.tags = headers
             .get("x-tollgate-tags")
@@ -362,6 +367,8 @@ impl ProxyHttp for Gateway {
             ask_usage: false,
             upstream_status: None,
             scanner: None,
+            translation: None,
+            translator: None,
             plan: None,
             tags: Vec::new(),
             affinity: 0,
@@ -425,7 +432,7 @@ impl ProxyHttp for Gateway {
                     return Error::e_explain(ErrorType::HTTPStatus(502), "no target left");
                 }
             };
-            let (Some(key), Some(body)) = (&ctx.key, &ctx.body) else {
+            let (Some(key), Some(body), Some(route)) = (&ctx.key, &ctx.body, ctx.route) else {
                 return Error::e_explain(
                     ErrorType::InternalError,
                     "upstream_peer without an admitted request",
@@ -434,7 +441,23 @@ impl ProxyHttp for Gateway {
             let target = &model.targets[t];
             ctx.target = Some((model.index, t));
             ctx.tried.push((model.index, t));
-            ctx.upstream_body = body.render(&target.model, ctx.ask_usage);
+            let client_model = body.model.as_deref().unwrap_or(&model.name);
+            let rendered = translate::render(
+                body,
+                route,
+                target.provider.api,
+                &target.model,
+                client_model,
+                ctx.ask_usage,
+                translate::default_max_tokens(&ctx.snapshot.server, key),
+            );
+            match rendered {
+                Ok((bytes, t)) => (ctx.upstream_body, ctx.translation) = (bytes, t),
+                Err(e) => {
+                    ctx.error = Some(e);
+                    return Error::e_explain(ErrorType::HTTPStatus(400), "cannot translate");
+                }
+            }
             ctx.attempt_started = Some(Instant::now());
             ctx.first_attempt_at.get_or_insert_with(Instant::now);
             ctx.attempts.push((target.label.clone(), Outcome::Pending));
@@ -460,7 +483,12 @@ impl ProxyHttp for Gateway {
             .target
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let provider = &ctx.snapshot.models[m].targets[t].provider;
-        upstream::rewrite_request(req, provider, ctx.upstream_body.len(), &ctx.request_id)
+        let api_path = ctx
+            .translation
+            .as_ref()
+            .map(|t| t.direction.upstream_path());
+        let len = ctx.upstream_body.len();
+        upstream::rewrite_request(req, provider, len, &ctx.request_id, api_path)
     }
 
     async fn request_body_filter(
@@ -500,8 +528,13 @@ impl ProxyHttp for Gateway {
                 .record_success(started.elapsed().as_micros() as u64);
         }
         ctx.upstream_status = Some(status);
-        ctx.scanner = account::scanner_for(resp, ctx.ask_usage);
-        if ctx.ask_usage && ctx.scanner.is_some() {
+        // A translated answer is scanned as the provider sent it; the translator drops the
+        // usage chunk the client did not ask for.
+        let strip_usage = ctx.ask_usage && ctx.translation.is_none();
+        ctx.scanner = account::scanner_for(resp, strip_usage);
+        let t = ctx.translation.as_ref();
+        ctx.translator = t.map(|t| Responder::for_response(t, resp)).transpose()?;
+        if strip_usage && ctx.scanner.is_some() {
             // We may drop the injected usage chunk: the length is no longer the provider's.
             resp.remove_header(&http::header::CONTENT_LENGTH);
         }
@@ -533,6 +566,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<Option<std::time::Duration>> {
         if let Some(scanner) = ctx.scanner.as_mut() {
             scanner.chunk(body, end_of_stream);
+        }
+        if let Some(t) = ctx.translator.as_mut() {
+            t.chunk(body, end_of_stream);
         }
         Ok(None)
     }

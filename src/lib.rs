@@ -9,9 +9,11 @@
 //!                             ├─ policy                (2) key/group state, CIDRs, model gating
 //!                             ├─ respond::read_body    body ≤ max_body (replayed on retries)
 //!                             └─ admission via account (3) windows, slots, budgets: reserve
-//!            upstream_peer ───── route::Plan           (4) target by strategy, then fallbacks
+//!            upstream_peer ─┬─── route::Plan           (4) target by strategy, then fallbacks
+//!                           └─── translate::render     chat ⇄ messages when the APIs differ
 //!  upstream_request_filter ───── upstream              (5) credential swap, Host, framing
-//!     response_body_filter ───── usage::Scanner        (6) usage from JSON / SSE, chunk by chunk
+//!     response_body_filter ─┬─── usage::Scanner        (6) usage from JSON / SSE, chunk by chunk
+//!                           └─── translate::Responder  the answer in the client's API
 //!                  logging ─┬─── account::settle       (7) settle (value types in, Billed out); ledger
 //!                           └─── observe               (8) metrics, request log
 //! ```
@@ -57,5 +59,6 @@ pub mod secret;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod translate;
 pub mod upstream;
 pub mod usage;

@@ -1,8 +1,9 @@
 //! Step 2: key state, group state, client IP and model gating, against a key entry whose
 //! org -> group -> key inheritance was resolved when the snapshot was built.
 
-use crate::config::{Api, GroupState, KeyState};
+use crate::config::{GroupState, KeyState};
 use crate::error::GatewayError;
+use crate::request::Serves;
 use crate::snapshot::{KeyEntry, ModelEntry, Snapshot};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -76,12 +77,13 @@ pub fn check_ip(key: &KeyEntry, ip: Option<IpAddr>) -> Result<(), GatewayError> 
 }
 
 /// Resolves the model a request asks for: default model, alias, catalogue, allow/deny,
-/// quarantine lists, and the route's API.
+/// quarantine lists, and whether any target can serve the route (chat and messages are
+/// translated, so either API serves them).
 pub fn resolve_model(
     snapshot: &Snapshot,
     key: &KeyEntry,
     requested: Option<&str>,
-    api: Api,
+    serves: Serves,
     ip: Option<IpAddr>,
     group_state: GroupState,
 ) -> Result<Arc<ModelEntry>, GatewayError> {
@@ -122,10 +124,9 @@ pub fn resolve_model(
             )));
         }
     }
-    if !model.targets.iter().any(|t| t.provider.api == api) {
+    if !model.targets.iter().any(|t| serves.accepts(t.provider.api)) {
         return Err(GatewayError::ModelNotFound(format!(
-            "model {name} is not served on the {} API",
-            api.as_str()
+            "model {name} has no OpenAI-style target (this route is not translated)"
         )));
     }
     Ok(model.clone())

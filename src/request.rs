@@ -47,12 +47,37 @@ impl Route {
         }
     }
 
+    /// The target APIs that can serve the route: chat completions and messages are
+    /// translated to the other API; the other OpenAI routes need OpenAI-style targets.
+    pub fn serves(self) -> Serves {
+        match self {
+            Route::ChatCompletions | Route::Messages => Serves::Any,
+            other => Serves::Only(other.api()),
+        }
+    }
+
     /// The error shape for a path, even one that is not a route.
     pub fn api_for_path(path: &str) -> Api {
         if path.starts_with("/v1/messages") {
             Api::Anthropic
         } else {
             Api::OpenAi
+        }
+    }
+}
+
+/// Which target APIs a route can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    Only(Api),
+    Any,
+}
+
+impl Serves {
+    pub fn accepts(self, api: Api) -> bool {
+        match self {
+            Serves::Only(a) => a == api,
+            Serves::Any => true,
         }
     }
 }
@@ -112,6 +137,11 @@ impl RequestBody {
             stream,
             len: bytes.len(),
         })
+    }
+
+    /// The top-level fields, raw, in the client's order (for translation).
+    pub fn fields(&self) -> &IndexMap<String, Box<RawValue>> {
+        &self.fields
     }
 
     /// Whether the client asked for usage in its stream (`stream_options.include_usage`).

@@ -63,12 +63,14 @@ pub fn peer(target: &TargetEntry, timeout: Duration) -> Result<Box<HttpPeer>> {
     Ok(Box::new(peer))
 }
 
-/// Rewrites the client's request header for the provider.
+/// Rewrites the client's request header for the provider. `api_path` replaces the client's
+/// path when the request was translated to the provider's API.
 pub fn rewrite_request(
     req: &mut RequestHeader,
     provider: &ProviderEntry,
     body_len: usize,
     request_id: &str,
+    api_path: Option<&str>,
 ) -> Result<()> {
     for h in STRIP {
         req.remove_header(*h);
@@ -81,6 +83,16 @@ pub fn rewrite_request(
         .collect();
     for h in tollgate {
         req.remove_header(&h);
+    }
+    if api_path.is_some() {
+        // Translated: the client's API-specific headers mean nothing to the other API.
+        let foreign: &[&str] = match provider.api {
+            Api::OpenAi => &["anthropic-version", "anthropic-beta"],
+            Api::Anthropic => &["openai-organization", "openai-project", "openai-beta"],
+        };
+        for h in foreign {
+            req.remove_header(*h);
+        }
     }
     req.insert_header(http::header::HOST, provider.host_header.as_str())?;
     req.insert_header(http::header::CONTENT_LENGTH, body_len)?;
@@ -107,8 +119,8 @@ pub fn rewrite_request(
         req.insert_header(k.clone(), v.clone())?;
     }
     let prefix = provider.base.path_prefix.as_str();
-    if !prefix.is_empty() {
-        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    if !prefix.is_empty() || api_path.is_some() {
+        let path = api_path.unwrap_or_else(|| req.uri.path_and_query().map_or("/", |p| p.as_str()));
         // A base_url that already ends in /v1 is not doubled.
         let path = if prefix.ends_with("/v1") {
             path.strip_prefix("/v1").unwrap_or(path)

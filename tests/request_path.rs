@@ -291,15 +291,18 @@ async fn every_refusal_has_the_spec_status_code_and_shape() {
         assert_eq!(v["error"]["type"], kind, "{v}");
         assert!(v["error"]["message"].is_string());
     }
-    // A model only served by OpenAI-style targets is not found on /v1/messages.
+    // Chat and messages are translated (tests/translate.rs), but a model served only by
+    // Anthropic-style targets is not found on the other OpenAI routes.
     let resp = client()
-        .post(g.url("/v1/messages"))
+        .post(g.url("/v1/completions"))
         .header("x-api-key", key(1))
-        .json(&json!({"model": "gpt-4o", "max_tokens": 5}))
+        .json(&json!({"model": "claude-sonnet-4-5", "prompt": "x"}))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "model_not_found");
     // None of the refused requests reached the provider.
     assert!(mock.received().is_empty(), "{:?}", mock.received());
 }

@@ -1,5 +1,6 @@
 //! What the mock answers, in each provider's real wire format.
 
+use super::reply::{Reply, Stop};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,34 +25,73 @@ impl Kind {
     }
 }
 
-fn words(c: u32) -> Vec<String> {
-    (0..c).map(|i| format!("tok{i} ")).collect()
-}
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
+/// An error in the provider's own shape, with its type for the status.
 pub fn error_body(kind: Option<Kind>, status: u16) -> Vec<u8> {
+    let message = format!("mock error {status}");
     let v = if kind == Some(Kind::Messages) {
-        json!({"type": "error", "error": {"type": "api_error", "message": format!("mock error {status}")}})
+        let ty = match status {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            _ => "api_error",
+        };
+        json!({"type": "error", "error": {"type": ty, "message": message}})
     } else {
-        json!({"error": {"message": format!("mock error {status}"), "type": "server_error", "code": null, "param": null}})
+        let (ty, code) = match status {
+            400 => ("invalid_request_error", Value::Null),
+            401 => ("invalid_request_error", json!("invalid_api_key")),
+            404 => ("invalid_request_error", json!("model_not_found")),
+            429 => ("requests", json!("rate_limit_exceeded")),
+            _ => ("server_error", Value::Null),
+        };
+        json!({"error": {"message": message, "type": ty, "code": code, "param": null}})
     };
     v.to_string().into_bytes()
 }
 
+fn finish_reason(stop: &Stop) -> &'static str {
+    match stop {
+        Stop::ToolUse => "tool_calls",
+        _ => "stop",
+    }
+}
+
+fn stop_reason(stop: &Stop) -> (&'static str, Value) {
+    match stop {
+        Stop::End => ("end_turn", Value::Null),
+        Stop::Sequence(s) => ("stop_sequence", json!(s)),
+        Stop::ToolUse => ("tool_use", Value::Null),
+    }
+}
+
 /// A complete JSON answer. `usage` None = omitted.
-pub fn json_answer(kind: Kind, model: &str, req: &Value, p: u64, c: u32, usage: bool) -> Value {
-    let text: String = words(c).concat();
+pub fn json_answer(kind: Kind, model: &str, req: &Value, p: u64, r: &Reply, usage: bool) -> Value {
+    let text: String = r.text();
+    let c = r.output_tokens;
     let mut v = match kind {
-        Kind::Chat => json!({
-            "id": "chatcmpl-mock", "object": "chat.completion", "created": now(), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c as u64},
-        }),
+        Kind::Chat => {
+            let mut message = json!({"role": "assistant", "content": text});
+            if let Some(t) = &r.tool {
+                message["content"] = Value::Null;
+                message["tool_calls"] = json!([{"id": t.id, "type": "function",
+                    "function": {"name": t.name, "arguments": t.arguments}}]);
+            }
+            json!({
+                "id": "chatcmpl-mock", "object": "chat.completion", "created": now(), "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(&r.stop)}],
+                "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c as u64},
+            })
+        }
         Kind::Completions => json!({
             "id": "cmpl-mock", "object": "text_completion", "created": now(), "model": model,
             "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": null}],
@@ -68,11 +108,23 @@ pub fn json_answer(kind: Kind, model: &str, req: &Value, p: u64, c: u32, usage: 
             json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": p, "total_tokens": p}})
         }
         Kind::Responses => response_object(model, &text, p, c, "completed"),
-        Kind::Messages => json!({
-            "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": null,
-            "usage": {"input_tokens": p, "output_tokens": c},
-        }),
+        Kind::Messages => {
+            let mut content = vec![];
+            if !text.is_empty() || r.tool.is_none() {
+                content.push(json!({"type": "text", "text": text}));
+            }
+            if let Some(t) = &r.tool {
+                let input: Value = serde_json::from_str(&t.arguments).unwrap_or_default();
+                content
+                    .push(json!({"type": "tool_use", "id": t.id, "name": t.name, "input": input}));
+            }
+            let (reason, seq) = stop_reason(&r.stop);
+            json!({
+                "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                "content": content, "stop_reason": reason, "stop_sequence": seq,
+                "usage": {"input_tokens": p, "output_tokens": c},
+            })
+        }
     };
     if !usage {
         if let Some(o) = v.as_object_mut() {
@@ -105,9 +157,10 @@ pub fn stream_events(
     model: &str,
     req: &Value,
     p: u64,
-    c: u32,
+    r: &Reply,
     usage: bool,
 ) -> Vec<String> {
+    let c = r.output_tokens;
     let include_usage = usage && req["stream_options"]["include_usage"] == Value::Bool(true);
     let created = now();
     let mut out = vec![];
@@ -125,10 +178,19 @@ pub fn stream_events(
                 json!({"role": "assistant", "content": ""}),
                 Value::Null,
             ));
-            for w in words(c) {
-                out.push(chunk(json!({"content": w}), Value::Null));
+            for w in &r.pieces {
+                out.push(chunk(json!({ "content": w }), Value::Null));
             }
-            out.push(chunk(json!({}), json!("stop")));
+            if let Some(t) = &r.tool {
+                let head = json!({"index": 0, "id": t.id, "type": "function",
+                    "function": {"name": t.name, "arguments": ""}});
+                out.push(chunk(json!({ "tool_calls": [head] }), Value::Null));
+                for f in &t.fragments {
+                    let frag = json!({"index": 0, "function": {"arguments": f}});
+                    out.push(chunk(json!({ "tool_calls": [frag] }), Value::Null));
+                }
+            }
+            out.push(chunk(json!({}), json!(finish_reason(&r.stop))));
             if include_usage {
                 out.push(data(&json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model,
                     "choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c as u64}})));
@@ -136,7 +198,7 @@ pub fn stream_events(
             out.push("data: [DONE]\n\n".into());
         }
         Kind::Completions => {
-            for w in words(c) {
+            for w in &r.pieces {
                 out.push(data(&json!({"id": "cmpl-mock", "object": "text_completion", "created": created, "model": model,
                     "choices": [{"index": 0, "text": w, "finish_reason": null, "logprobs": null}]})));
             }
@@ -156,8 +218,8 @@ pub fn stream_events(
                 &json!({"type": "response.created", "response": created_obj}),
             ));
             let mut text = String::new();
-            for w in words(c) {
-                text.push_str(&w);
+            for w in &r.pieces {
+                text.push_str(w);
                 out.push(event("response.output_text.delta", &json!({"type": "response.output_text.delta", "item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": w})));
             }
             let mut done = response_object(model, &text, p, c, "completed");
@@ -186,16 +248,39 @@ pub fn stream_events(
                 "message_start",
                 &json!({"type": "message_start", "message": msg}),
             ));
-            out.push(event("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
-            out.push(event("ping", &json!({"type": "ping"})));
-            for w in words(c) {
-                out.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+            let mut index = 0;
+            if !r.pieces.is_empty() || r.tool.is_none() {
+                out.push(event("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+                out.push(event("ping", &json!({"type": "ping"})));
+                for w in &r.pieces {
+                    out.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+                }
+                out.push(event(
+                    "content_block_stop",
+                    &json!({"type": "content_block_stop", "index": 0}),
+                ));
+                index = 1;
             }
-            out.push(event(
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": 0}),
-            ));
-            let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}});
+            if let Some(t) = &r.tool {
+                out.push(event("content_block_start", &json!({"type": "content_block_start", "index": index,
+                    "content_block": {"type": "tool_use", "id": t.id, "name": t.name, "input": {}}})));
+                if index == 0 {
+                    out.push(event("ping", &json!({"type": "ping"})));
+                }
+                for f in &t.fragments {
+                    out.push(event(
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": f}}),
+                    ));
+                }
+                out.push(event(
+                    "content_block_stop",
+                    &json!({"type": "content_block_stop", "index": index}),
+                ));
+            }
+            let (reason, seq) = stop_reason(&r.stop);
+            let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": seq}});
             if usage {
                 delta["usage"] = json!({"output_tokens": c});
             }

@@ -4,11 +4,17 @@
 //! the connection, answer garbage, stall mid-stream. Behaviour is set per instance
 //! ([`MockProvider::set_behaviour`], `PUT /_mock/behaviour`) or per request with headers:
 //! `x-mock-latency-ms`, `x-mock-chunk-interval-ms`, `x-mock-status`, `x-mock-fault`
-//! (`hang|reset|garbage|stall_mid_stream`), `x-mock-output-tokens`, `x-mock-omit-usage: 1`.
+//! (`hang|reset|garbage|stall_mid_stream`), `x-mock-output-tokens`, `x-mock-omit-usage: 1`,
+//! `x-mock-echo: 1` (answer with a summary of the request, see `reply`).
+//! [`MockProvider::fail_next`] (`POST /_mock/fail_next {"status": 529}`) makes the next
+//! answer an error in the provider's own shape. Chat and messages answers carry tool calls
+//! and stop reasons as `reply` decides them from the request.
 //! Every request is recorded (`received()`, `GET /_mock/received`) as soon as its body is
-//! read. Prompt tokens are `ceil(body length / 4)`.
+//! read; [`MockProvider::last_event_at`] tells when the last stream event was written.
+//! Prompt tokens are `ceil(body length / 4)`.
 
 mod answers;
+mod reply;
 mod wire;
 
 use answers::Kind;
@@ -43,6 +49,7 @@ pub struct Behaviour {
     pub fault: Option<Fault>,
     pub output_tokens: Option<u32>,
     pub omit_usage: bool,
+    pub echo: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +81,8 @@ struct Shared {
     input: AtomicU64,
     output: AtomicU64,
     started: Instant,
+    fail_next: Mutex<std::collections::VecDeque<u16>>,
+    last_event_at: Mutex<Option<Instant>>,
 }
 
 #[derive(Clone)]
@@ -111,6 +120,8 @@ impl MockProvider {
                 input: AtomicU64::new(0),
                 output: AtomicU64::new(0),
                 started: Instant::now(),
+                fail_next: Mutex::new(Default::default()),
+                last_event_at: Mutex::new(None),
             }),
         };
         let shared = mock.shared.clone();
@@ -167,6 +178,17 @@ impl MockProvider {
         *lock(&self.shared.behaviour) = b;
     }
 
+    /// The next answer (to a model request) is an error with `status`, in the provider's
+    /// own error shape. Calls queue up.
+    pub fn fail_next(&self, status: u16) {
+        lock(&self.shared.fail_next).push_back(status);
+    }
+
+    /// When the last event of the most recent stream was sent.
+    pub fn last_event_at(&self) -> Option<Instant> {
+        *lock(&self.shared.last_event_at)
+    }
+
     /// Usage reported in answers that were written completely: (input, output).
     pub fn reported_usage(&self) -> (u64, u64) {
         (
@@ -200,11 +222,12 @@ fn behaviour(shared: &Shared, req: &wire::Request) -> Behaviour {
     if let Some(v) = num("x-mock-output-tokens") {
         b.output_tokens = u32::try_from(v).ok();
     }
-    if req
-        .header("x-mock-omit-usage")
-        .is_some_and(|v| v == "1" || v == "true")
-    {
+    let flag = |n: &str| req.header(n).is_some_and(|v| v == "1" || v == "true");
+    if flag("x-mock-omit-usage") {
         b.omit_usage = true;
+    }
+    if flag("x-mock-echo") {
+        b.echo = true;
     }
     if let Some(f) = req.header("x-mock-fault") {
         b.fault = serde_json::from_value(serde_json::Value::String(f.trim().to_string())).ok();
@@ -294,6 +317,22 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
                     .map(|_| After::KeepAlive),
             };
         }
+        ("POST", "/_mock/fail_next") => {
+            let status = serde_json::from_slice::<serde_json::Value>(&req.body)
+                .ok()
+                .and_then(|v| v["status"].as_u64())
+                .and_then(|s| u16::try_from(s).ok());
+            let (code, body) = match status {
+                Some(s) => {
+                    lock(&shared.fail_next).push_back(s);
+                    (200, &b"{}"[..])
+                }
+                None => (400, &b"want {\"status\": N}"[..]),
+            };
+            return wire::write_full(s, code, "application/json", body)
+                .await
+                .map(|_| After::KeepAlive);
+        }
         ("GET", "/_mock/usage") => {
             let body = serde_json::json!({"input_tokens": shared.input.load(Ordering::SeqCst), "output_tokens": shared.output.load(Ordering::SeqCst)});
             return wire::write_full(s, 200, "application/json", body.to_string().as_bytes())
@@ -336,7 +375,8 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         wire::write_full(s, 404, "application/json", &answers::error_body(None, 404)).await?;
         return Ok(After::KeepAlive);
     };
-    if let Some(status) = b.status.filter(|s| *s != 200) {
+    let queued = lock(&shared.fail_next).pop_front();
+    if let Some(status) = queued.or(b.status).filter(|s| *s != 200) {
         wire::write_full(
             s,
             status,
@@ -350,18 +390,19 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         .as_str()
         .unwrap_or("mock-model")
         .to_string();
-    let c = b.output_tokens.unwrap_or(8);
+    let r = reply::plan(kind, &body_json, b.output_tokens.unwrap_or(8), b.echo);
+    let c = r.output_tokens;
     let usage = !b.omit_usage;
     let stream = body_json["stream"] == serde_json::Value::Bool(true) && kind != Kind::Embeddings;
     if !stream {
-        let v = answers::json_answer(kind, &model, &body_json, prompt, c, usage);
+        let v = answers::json_answer(kind, &model, &body_json, prompt, &r, usage);
         wire::write_full(s, 200, "application/json", v.to_string().as_bytes()).await?;
         if usage {
             count(shared, kind, prompt, c);
         }
         return Ok(After::KeepAlive);
     }
-    let events = answers::stream_events(kind, &model, &body_json, prompt, c, usage);
+    let events = answers::stream_events(kind, &model, &body_json, prompt, &r, usage);
     let reports_usage = usage
         && (kind != Kind::Chat && kind != Kind::Completions
             || body_json["stream_options"]["include_usage"] == serde_json::Value::Bool(true));
@@ -372,6 +413,9 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         }
         if b.fault == Some(Fault::StallMidStream) && i == 2 {
             std::future::pending::<()>().await;
+        }
+        if i + 1 == events.len() {
+            *lock(&shared.last_event_at) = Some(Instant::now());
         }
         wire::write_chunk(s, ev.as_bytes()).await?;
     }

@@ -122,3 +122,66 @@ async fn chunked_bodies_status_and_reset() {
     let r = s.read_to_end(&mut out).await;
     assert!(r.is_err() || out.is_empty(), "expected a reset");
 }
+
+#[tokio::test]
+async fn tool_calls_stop_sequences_and_errors_in_each_providers_shape() {
+    let m = MockProvider::start("127.0.0.1:0").await.unwrap();
+    // Anthropic: a streamed tool call with input_json_delta fragments.
+    let tools = r#""tools":[{"name":"w","input_schema":{"type":"object","properties":{"city":{"type":"string"},"n":{"type":"integer"}}}}]"#;
+    let out = raw(
+        m.addr(),
+        &post("/v1/messages", &format!(r#"{{"model":"c","stream":true,{tools},"messages":[{{"role":"user","content":"x"}}]}}"#), ""),
+    )
+    .await;
+    assert!(
+        out.contains(r#""type":"tool_use""#) && out.contains("input_json_delta"),
+        "{out}"
+    );
+    assert!(out.contains(r#""stop_reason":"tool_use""#), "{out}");
+    // OpenAI: the tool result is quoted back; a stop sequence cuts the text.
+    let body =
+        r#"{"model":"g","messages":[{"role":"tool","tool_call_id":"c1","content":"sunny"}]}"#;
+    let out = raw(m.addr(), &post("/v1/chat/completions", body, "")).await;
+    assert!(out.contains("The tool returned: sunny"), "{out}");
+    let body = r#"{"model":"g","stop":"tok2","messages":[]}"#;
+    let out = raw(m.addr(), &post("/v1/chat/completions", body, "")).await;
+    assert!(
+        out.contains(r#""content":"tok0 tok1 ""#) && out.contains(r#""completion_tokens":2"#),
+        "{out}"
+    );
+    let body = r#"{"model":"c","stop_sequences":["tok1"],"messages":[]}"#;
+    let out = raw(m.addr(), &post("/v1/messages", body, "")).await;
+    assert!(
+        out.contains(r#""stop_reason":"stop_sequence","stop_sequence":"tok1""#),
+        "{out}"
+    );
+    // fail_next: the next answer only, in the provider's error shape.
+    m.fail_next(529);
+    let out = raw(m.addr(), &post("/v1/messages", r#"{"model":"c"}"#, "")).await;
+    assert!(
+        out.starts_with("HTTP/1.1 529") && out.contains(r#""type":"overloaded_error""#),
+        "{out}"
+    );
+    let out = raw(m.addr(), &post("/v1/messages", r#"{"model":"c"}"#, "")).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let out = raw(m.addr(), &post("/_mock/fail_next", r#"{"status":429}"#, "")).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let out = raw(
+        m.addr(),
+        &post("/v1/chat/completions", r#"{"model":"g"}"#, ""),
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 429") && out.contains(r#""code":"rate_limit_exceeded""#),
+        "{out}"
+    );
+    // Echo: what the provider received, in its own terms.
+    let body = r#"{"model":"c","system":"S","messages":[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"u"}}]}]}"#;
+    let out = raw(m.addr(), &post("/v1/messages", body, "x-mock-echo: 1\r\n")).await;
+    let v: serde_json::Value =
+        serde_json::from_str(&out[out.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let seen: serde_json::Value =
+        serde_json::from_str(v["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["system"], "S");
+    assert_eq!(seen["images"][0]["url"], "u");
+}

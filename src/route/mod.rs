@@ -1,12 +1,13 @@
 //! Step 4: choose a target. A request's [`Plan`] is its model followed by the group's
-//! fallbacks for it (those the key may call and that speak the route's API); each model
+//! fallbacks for it (those the key may call and that can serve the route); each model
 //! gets up to `1 + retries` attempts on distinct targets, chosen by the group's strategy
 //! among healthy targets (all of them, if none is healthy: failing closed helps nobody).
 
 pub mod health;
 
-use crate::config::{Api, Routing};
+use crate::config::Routing;
 use crate::error::GatewayError;
+use crate::request::Serves;
 use crate::snapshot::{KeyEntry, ModelEntry, Snapshot, TargetEntry};
 use rand::Rng;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -20,7 +21,8 @@ const EXPLORE: f64 = 0.05;
 
 /// Request facts the strategies use.
 pub struct Choice<'a> {
-    pub api: Api,
+    /// The target APIs the route can use (translation makes either serve chat and messages).
+    pub serves: Serves,
     pub routing: Routing,
     /// Hash of `x-tollgate-session`, else of the key id (`sticky`).
     pub affinity: u64,
@@ -39,7 +41,7 @@ pub fn affinity(session: Option<&[u8]>, key_id: &str) -> u64 {
 }
 
 fn serves(t: &TargetEntry, c: &Choice<'_>) -> bool {
-    t.provider.api == c.api
+    c.serves.accepts(t.provider.api)
         && (c.routing != Routing::Tag || c.tags.iter().all(|tag| t.tags.contains(tag)))
 }
 
@@ -138,13 +140,18 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(snapshot: &Snapshot, key: &KeyEntry, primary: Arc<ModelEntry>, api: Api) -> Plan {
+    pub fn new(
+        snapshot: &Snapshot,
+        key: &KeyEntry,
+        primary: Arc<ModelEntry>,
+        serves: Serves,
+    ) -> Plan {
         let mut models = vec![primary.clone()];
         if let Some(chain) = key.group.fallbacks.get(&primary.name) {
             for name in chain {
                 if let Some(m) = snapshot.model(name) {
-                    let callable =
-                        key.allowed[m.index] && m.targets.iter().any(|t| t.provider.api == api);
+                    let callable = key.allowed[m.index]
+                        && m.targets.iter().any(|t| serves.accepts(t.provider.api));
                     if callable && !models.iter().any(|x| x.index == m.index) {
                         models.push(m.clone());
                     }

@@ -1,6 +1,7 @@
 use super::health::Health;
 use super::*;
 use crate::config::parse_config;
+use crate::config::Api;
 use crate::snapshot::{Loopback, Snapshot};
 use rand::SeedableRng;
 use std::collections::HashMap;
@@ -48,7 +49,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 
 fn choice(routing: Routing, affinity: u64, tags: &[String]) -> Choice<'_> {
     Choice {
-        api: Api::OpenAi,
+        serves: Serves::Only(Api::OpenAi),
         routing,
         affinity,
         tags,
@@ -153,7 +154,12 @@ fn tags_filter_targets_and_no_match_is_503() {
         Some(&50)
     );
     let key = s.key(&[0; 32]).unwrap();
-    let mut plan = Plan::new(&s, key, s.model("m").unwrap().clone(), Api::OpenAi);
+    let mut plan = Plan::new(
+        &s,
+        key,
+        s.model("m").unwrap().clone(),
+        Serves::Only(Api::OpenAi),
+    );
     let none = vec!["asia".to_string()];
     let e = plan
         .next(
@@ -177,7 +183,7 @@ fn plan_tries_targets_then_fallbacks_and_skips_ejected() {
     for _ in 0..3 {
         m.targets[0].health.record_failure(1_000_000, None);
     }
-    let mut plan = Plan::new(&s, key, m, Api::OpenAi);
+    let mut plan = Plan::new(&s, key, m, Serves::Only(Api::OpenAi));
     let c = choice(Routing::Weighted, 0, &[]);
     let mut tried = vec![];
     let mut order = vec![];
