@@ -160,6 +160,10 @@ async fn admin_reload_metrics_and_auth() {
         "tollgate_inflight_requests 0",
         r#"tollgate_config_reloads_total{result="error"} 1"#,
         r#"tollgate_config_reloads_total{result="ok"} 1"#,
+        r#"tollgate_keys{group="grp_prod",status="active"} 1"#,
+        r#"tollgate_admin_requests_total{route="POST /v1/reload",status="200"} 1"#,
+        r#"tollgate_admin_requests_total{route="POST /v1/reload",status="400"} 1"#,
+        r#"tollgate_admin_requests_total{route="POST /v1/reload",status="401"} 1"#,
     ] {
         assert!(text.contains(series), "missing {series}:\n{text}");
     }

@@ -232,6 +232,7 @@ pub fn router(state: AdminState) -> Router {
         let guard = axum::middleware::from_fn_with_state((state.clone(), perm), authz::authorize);
         r = r.route(path, handler.route_layer(guard));
     }
+    let metrics = state.metrics.clone();
     r.fallback(|| async { err(404, "unknown_route", "no such admin route") })
         .method_not_allowed_fallback(|| async {
             err(
@@ -240,7 +241,27 @@ pub fn router(state: AdminState) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(metrics, count_request))
         .with_state(state)
+}
+
+/// `tollgate_admin_requests_total{route,status}`: the route template, never the ids in it.
+async fn count_request(
+    axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    metrics
+        .admin_requests
+        .with_label_values(&[&format!("{method} {route}"), resp.status().as_str()])
+        .inc();
+    resp
 }
 
 #[async_trait]

@@ -34,6 +34,13 @@ pub async fn metrics(State(s): State<AdminState>) -> Response {
             .with_label_values(&[&*label])
             .set(i64::from(healthy));
     }
+    let snapshot = s.policy.current.load();
+    m.keys.reset();
+    for (group, c) in s.control.key_counts(&snapshot) {
+        for (status, n) in ["active", "disabled", "expired", "revoked"].iter().zip(c) {
+            m.keys.with_label_values(&[&*group, status]).set(n as i64);
+        }
+    }
     for (result, total) in [
         ("ok", &s.policy.reloads_ok),
         ("error", &s.policy.reloads_failed),

@@ -83,7 +83,8 @@ impl ControlPlane {
     }
 
     /// Key counts per group and status, file and API keys.
-    fn key_counts(&self, snapshot: &Snapshot) -> HashMap<Arc<str>, [u64; 5]> {
+    /// Keys per group: `[active, disabled, expired, revoked, of which from the file]`.
+    pub fn key_counts(&self, snapshot: &Snapshot) -> HashMap<Arc<str>, [u64; 5]> {
         let now = SystemTime::now();
         let mut counts: HashMap<Arc<str>, [u64; 5]> = HashMap::new();
         let slot = |state: KeyState, expires: Option<SystemTime>| -> usize {

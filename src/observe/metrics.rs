@@ -18,6 +18,9 @@ pub struct Metrics {
     pub target_healthy: IntGaugeVec,
     pub inflight: IntGauge,
     pub reloads: IntCounterVec,
+    /// `tollgate_keys{group,status}`, set at scrape time.
+    pub keys: IntGaugeVec,
+    pub admin_requests: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -97,6 +100,19 @@ impl Metrics {
         registry.register(Box::new(target_healthy.clone()))?;
         let inflight = IntGauge::new("tollgate_inflight_requests", "Requests in flight.")?;
         registry.register(Box::new(inflight.clone()))?;
+        let keys = IntGaugeVec::new(
+            Opts::new("tollgate_keys", "Keys (file and API) per group and status."),
+            &["group", "status"],
+        )?;
+        registry.register(Box::new(keys.clone()))?;
+        let admin_requests = IntCounterVec::new(
+            Opts::new(
+                "tollgate_admin_requests_total",
+                "Admin API requests by route template and status.",
+            ),
+            &["route", "status"],
+        )?;
+        registry.register(Box::new(admin_requests.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -109,6 +125,8 @@ impl Metrics {
             target_healthy,
             inflight,
             reloads,
+            keys,
+            admin_requests,
         })
     }
 
