@@ -1,29 +1,8 @@
 //! What the mock answers, in each provider's real wire format.
 
+pub use super::kind::Kind;
 use super::reply::{Reply, Stop};
 use serde_json::{json, Value};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Chat,
-    Completions,
-    Embeddings,
-    Responses,
-    Messages,
-}
-
-impl Kind {
-    pub fn from_path(path: &str) -> Option<Kind> {
-        Some(match path.split('?').next().unwrap_or("") {
-            "/v1/chat/completions" => Kind::Chat,
-            "/v1/completions" => Kind::Completions,
-            "/v1/embeddings" => Kind::Embeddings,
-            "/v1/responses" => Kind::Responses,
-            "/v1/messages" => Kind::Messages,
-            _ => return None,
-        })
-    }
-}
 
 fn now() -> u64 {
     std::time::SystemTime::now()

@@ -14,6 +14,7 @@
 //! Prompt tokens are `ceil(body length / 4)`.
 
 mod answers;
+mod kind;
 mod reply;
 mod wire;
 

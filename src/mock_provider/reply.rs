@@ -10,7 +10,7 @@
 //! - the last turn carries tool results: "The tool returned: …" quoting them;
 //! - else `tok0 tok1 …`, cut before the first stop sequence it contains.
 
-use super::answers::Kind;
+use super::kind::Kind;
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
