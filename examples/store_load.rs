@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
                             spec: KeySpec {
                                 name: Some(format!("student-{i}")),
                                 owner: Some("teacher".into()),
-                                rpm: Some(60),
+                                rpm: Some(tollgate::config::raw::LimitField::Plain(60)),
                                 tags: Some([("class".to_string(), "cs101".to_string())].into()),
                                 ..Default::default()
                             },

@@ -3,7 +3,7 @@
 
 use crate::admission::{
     Admission, AdmitRequest, BudgetEvent, Layer, LayerLimits, RateInfo, Reservation, ScopeKey,
-    Usage,
+    ShadowHit, Usage,
 };
 use crate::config::Price;
 use crate::error::GatewayError;
@@ -47,12 +47,21 @@ pub struct Accounting {
 }
 
 impl Accounting {
-    /// Notes a refusal for a limit or a budget (audited, aggregated per key/code/minute).
-    pub fn note_refusal(&self, key: Option<&KeyEntry>, error: Option<&GatewayError>) {
-        if let (Some(k), Some(e)) = (key, error) {
-            if crate::audit::audited_refusal(e.code()) {
-                self.refusals.record(k, e.code(), self.admission.now_ms());
-            }
+    /// Notes a refusal for a limit or a budget, and the shadow limits a request went over
+    /// (audited, aggregated per key, code and minute).
+    pub fn note_refusals(
+        &self,
+        key: Option<&KeyEntry>,
+        error: Option<&GatewayError>,
+        shadow: &[ShadowHit],
+    ) {
+        let Some(k) = key else { return };
+        let now = self.admission.now_ms();
+        if let Some(e) = error.filter(|e| crate::audit::audited_refusal(e.code())) {
+            self.refusals.record(k, e.code(), false, now);
+        }
+        for h in shadow {
+            self.refusals.record(k, h.code, true, now);
         }
     }
 }
@@ -144,6 +153,16 @@ pub fn scanner_for(resp: &ResponseHeader, ask_usage: bool) -> Option<Scanner> {
         },
         ask_usage,
     ))
+}
+
+/// `x-ratelimit-*` (enforced limits) and `x-tollgate-shadow-limited` (the shadow limits the
+/// request went over, e.g. `key k1 rpm 10, group g tpm 1000`).
+pub fn limit_headers(resp: &mut ResponseHeader, r: &Reservation) -> pingora_error::Result<()> {
+    if !r.shadow.is_empty() {
+        let names: Vec<&str> = r.shadow.iter().map(|h| h.scope.as_str()).collect();
+        resp.insert_header("x-tollgate-shadow-limited", names.join(", "))?;
+    }
+    rate_headers(resp, &r.rate)
 }
 
 pub fn rate_headers(resp: &mut ResponseHeader, rate: &RateInfo) -> pingora_error::Result<()> {

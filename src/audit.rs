@@ -267,8 +267,8 @@ pub struct Refusals {
     counts: Mutex<std::collections::HashMap<RefusalBucket, RefusalCount>>,
 }
 
-/// (key id, code, minute).
-type RefusalBucket = (Arc<str>, &'static str, u64);
+/// (key id, code, shadow, minute).
+type RefusalBucket = (Arc<str>, &'static str, bool, u64);
 
 struct RefusalCount {
     n: u64,
@@ -296,10 +296,17 @@ impl Refusals {
         }
     }
 
-    pub fn record(&self, key: &crate::snapshot::KeyEntry, code: &'static str, now_ms: u64) {
+    /// One refusal (or, `shadow`, one request over a shadow limit).
+    pub fn record(
+        &self,
+        key: &crate::snapshot::KeyEntry,
+        code: &'static str,
+        shadow: bool,
+        now_ms: u64,
+    ) {
         let minute = now_ms / self.minute_ms;
         let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry((key.id.clone(), code, minute))
+        m.entry((key.id.clone(), code, shadow, minute))
             .or_insert_with(|| RefusalCount {
                 n: 0,
                 group: key.group.id.clone(),
@@ -314,14 +321,18 @@ impl Refusals {
         let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let closed: Vec<_> = m
             .keys()
-            .filter(|(_, _, min)| *min < current)
+            .filter(|(_, _, _, min)| *min < current)
             .cloned()
             .collect();
         closed
             .into_iter()
             .filter_map(|k| m.remove(&k).map(|c| (k, c)))
-            .map(|((key, code, minute), c)| Event {
-                kind: "request.refused",
+            .map(|((key, code, shadow, minute), c)| Event {
+                kind: if shadow {
+                    "request.shadow_limited"
+                } else {
+                    "request.refused"
+                },
                 at_ms: crate::control::now_ms(),
                 actor: "system".into(),
                 org: Some(c.org.to_string()),

@@ -134,6 +134,14 @@ impl RequestCtx {
         }
     }
 
+    /// The shadow limits this request went over (taken before the reservation is settled).
+    fn take_shadow_hits(&mut self) -> Vec<crate::admission::ShadowHit> {
+        self.reservation
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.shadow))
+            .unwrap_or_default()
+    }
+
     /// Settles what admission reserved with what the upstream reported (once).
     fn settle(&mut self, acc: &Accounting) -> Option<crate::usage::Billed> {
         let reservation = self.reservation.take()?;
@@ -179,6 +187,7 @@ impl RequestCtx {
             client_ip: self.client_ip,
             stream: self.body.as_ref().is_some_and(|b| b.stream),
             attempts: &self.attempts,
+            shadow: &[],
         }
     }
 
@@ -310,7 +319,9 @@ impl Gateway {
         ctx.body = Some(body);
         ctx.model = Some(model);
         match admitted {
-            Ok((r, estimate)) => {
+            Ok((mut r, estimate)) => {
+                let max_tokens = ctx.body.as_ref().and_then(|b| b.max_tokens);
+                policy::shadow_max_tokens(&key, max_tokens, &mut r.shadow);
                 ctx.reservation = Some(r);
                 ctx.estimate = estimate;
                 Ok(Ok(()))
@@ -552,7 +563,7 @@ impl ProxyHttp for Gateway {
             resp.insert_header("x-tollgate-target", &*label)?;
         }
         if let Some(r) = &ctx.reservation {
-            account::rate_headers(resp, &r.rate)?;
+            account::limit_headers(resp, r)?;
         }
         Ok(())
     }
@@ -574,11 +585,13 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let shadow = ctx.take_shadow_hits();
         let billed = ctx.settle(&self.accounting);
         self.accounting
-            .note_refusal(ctx.key.as_deref(), ctx.error.as_ref());
+            .note_refusals(ctx.key.as_deref(), ctx.error.as_ref(), &shadow);
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
-        let finished = ctx.finished(status, billed);
+        let mut finished = ctx.finished(status, billed);
+        finished.shadow = &shadow;
         record_metrics(&self.metrics, &finished);
         if self.request_log.enabled() {
             self.request_log.write(&log_line(&finished));

@@ -1,7 +1,8 @@
 //! Step 2: key state, group state, client IP and model gating, against a key entry whose
 //! org -> group -> key inheritance was resolved when the snapshot was built.
 
-use crate::config::{GroupState, KeyState};
+use crate::admission::ShadowHit;
+use crate::config::{GroupState, KeyState, Shadow};
 use crate::error::GatewayError;
 use crate::request::Serves;
 use crate::snapshot::{KeyEntry, ModelEntry, Snapshot};
@@ -130,6 +131,27 @@ pub fn resolve_model(
         )));
     }
     Ok(model.clone())
+}
+
+/// Shadow `max_tokens` caps of key, group and org that the request goes over.
+pub fn shadow_max_tokens(key: &KeyEntry, requested: Option<u64>, out: &mut Vec<ShadowHit>) {
+    let Some(r) = requested else { return };
+    let g = &key.group;
+    let layers = [
+        (&key.limits, "key", &key.id),
+        (&g.limits, "group", &g.id),
+        (&g.org.limits, "org", &g.org.id),
+    ];
+    for (l, kind, id) in layers {
+        if let (Some(cap), true) = (l.max_tokens, l.shadow.has(Shadow::MAX_TOKENS)) {
+            if r > u64::from(cap.get()) {
+                out.push(ShadowHit {
+                    scope: format!("{kind} {id} max_tokens {cap}"),
+                    code: "max_tokens_exceeded",
+                });
+            }
+        }
+    }
 }
 
 /// The `max_tokens` cap: the tightest of key, group and org.

@@ -159,9 +159,15 @@ impl KeyEntry {
         };
         KeyEntry {
             max_tokens: tightest_max_tokens(&[
-                (k.limits.max_tokens, format!("key {}", k.id)),
-                (group.limits.max_tokens, format!("group {}", group.id)),
-                (group.org.limits.max_tokens, format!("org {}", group.org.id)),
+                (k.limits.enforced().max_tokens, format!("key {}", k.id)),
+                (
+                    group.limits.enforced().max_tokens,
+                    format!("group {}", group.id),
+                ),
+                (
+                    group.org.limits.enforced().max_tokens,
+                    format!("org {}", group.org.id),
+                ),
             ]),
             id: k.id.clone(),
             name: k.name.map(str::to_string),
@@ -386,8 +392,8 @@ impl Snapshot {
                 Arc::new(GroupEntry {
                     allowed: allowed_vector(&models, &g.models, None),
                     max_tokens: tightest_max_tokens(&[
-                        (g.limits.max_tokens, format!("group {}", g.id)),
-                        (org.limits.max_tokens, format!("org {}", org.id)),
+                        (g.limits.enforced().max_tokens, format!("group {}", g.id)),
+                        (org.limits.enforced().max_tokens, format!("org {}", org.id)),
                     ]),
                     def: g.clone(),
                     org,

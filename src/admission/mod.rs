@@ -16,7 +16,7 @@ pub mod budget;
 pub mod window;
 
 use crate::clock::Clock;
-use crate::config::{BudgetPeriod, Limits};
+use crate::config::{BudgetPeriod, Limits, Shadow};
 use crate::error::GatewayError;
 use budget::BudgetState;
 use std::collections::HashMap;
@@ -78,7 +78,8 @@ impl Win {
         }
     }
 
-    fn limit(self, l: &Limits) -> Option<u64> {
+    /// The limit as written, enforced or shadow: what the window counts against.
+    fn counted(self, l: &Limits) -> Option<u64> {
         match self {
             Win::Rpm => l.rpm,
             Win::Rph => l.rph,
@@ -87,6 +88,26 @@ impl Win {
             Win::Tpd => l.tpd,
         }
         .map(|n| n.get())
+    }
+
+    fn shadow_bit(self) -> u8 {
+        match self {
+            Win::Rpm => Shadow::RPM,
+            Win::Rph => Shadow::RPH,
+            Win::Rpd => Shadow::RPD,
+            Win::Tpm => Shadow::TPM,
+            Win::Tpd => Shadow::TPD,
+        }
+    }
+
+    /// The limit that refuses (none for a shadow limit).
+    fn limit(self, l: &Limits) -> Option<u64> {
+        self.counted(l).filter(|_| !l.shadow.has(self.shadow_bit()))
+    }
+
+    /// A shadow limit's value.
+    fn shadow(self, l: &Limits) -> Option<u64> {
+        self.counted(l).filter(|_| l.shadow.has(self.shadow_bit()))
     }
 
     fn is_tokens(self) -> bool {
@@ -219,16 +240,34 @@ impl Admission {
             self.roll_budget(&layer.scope, layer.limits, st, now);
             self.check_layer(layer, st, req, now)?;
         }
+        // Shadow limits: what would have refused, reported, never refusing.
+        let mut shadow = Vec::new();
+        for i in (0..3).rev() {
+            if req.layers[i].limits.shadow.any() {
+                shadow_hits(
+                    &req.layers[i],
+                    &mut guards[i],
+                    req,
+                    now,
+                    self.scale,
+                    &mut shadow,
+                );
+            }
+        }
         // Reserve, noting the tightest window of each kind for the x-ratelimit headers.
         let mut slots = [[None; 5]; 3];
         let mut rate = RateInfo::default();
         for (i, st) in guards.iter_mut().enumerate() {
             let limits = req.layers[i].limits;
             for w in WINDOWS {
-                if let Some(limit) = w.limit(limits) {
+                if let Some(counted) = w.counted(limits) {
                     let amount = if w.is_tokens() { req.est_tokens } else { 1 };
                     let win = st.window(w, self.scale);
                     slots[i][w as usize] = Some(win.add(now, amount));
+                    // The x-ratelimit headers speak of enforced limits only.
+                    let Some(limit) = w.limit(limits).filter(|l| *l == counted) else {
+                        continue;
+                    };
                     let remaining = limit.saturating_sub(win.used(now));
                     let tightest = if w.is_tokens() {
                         &mut rate.tokens
@@ -255,22 +294,26 @@ impl Admission {
                     states[0].clone(),
                     req.layers[0].alert_thresholds.to_vec(),
                     req.layers[0].limits.budget,
+                    req.layers[0].limits.shadow.has(Shadow::BUDGET),
                 ),
                 (
                     req.layers[1].scope.clone(),
                     states[1].clone(),
                     req.layers[1].alert_thresholds.to_vec(),
                     req.layers[1].limits.budget,
+                    req.layers[1].limits.shadow.has(Shadow::BUDGET),
                 ),
                 (
                     req.layers[2].scope.clone(),
                     states[2].clone(),
                     req.layers[2].alert_thresholds.to_vec(),
                     req.layers[2].limits.budget,
+                    req.layers[2].limits.shadow.has(Shadow::BUDGET),
                 ),
             ],
             slots,
             rate,
+            shadow,
             est_tokens: req.est_tokens,
             worst_cost: req.worst_cost_micros,
             settled: false,
@@ -324,14 +367,14 @@ impl Admission {
                 });
             }
         }
-        if let Some(max) = layer.limits.max_parallel {
+        if let Some(max) = layer.limits.enforced().max_parallel {
             if st.inflight >= max.get() {
                 return Err(GatewayError::ConcurrencyLimitExceeded {
                     scope: format!("{} max_parallel {max}", scope()),
                 });
             }
         }
-        if let Some(b) = layer.limits.budget {
+        if let Some(b) = layer.limits.enforced().budget {
             if !st.budget.fits(req.worst_cost_micros, b.limit_micros) {
                 return Err(GatewayError::BudgetExceeded {
                     scope: format!("{} budget_usd {}", scope(), micros_to_usd(b.limit_micros)),
@@ -388,12 +431,14 @@ pub fn micros_to_usd(m: u64) -> String {
     s.to_string()
 }
 
-/// One layer a reservation holds: scope, its counters, alert fractions, budget.
+/// One layer a reservation holds: scope, its counters, alert fractions, budget, whether
+/// that budget is a shadow one.
 type HeldScope = (
     ScopeKey,
     Arc<Mutex<ScopeState>>,
     Vec<f64>,
     Option<crate::config::Budget>,
+    bool,
 );
 
 /// What one admitted request holds. Settle it with [`Reservation::settle`]; dropped
@@ -406,9 +451,62 @@ pub struct Reservation {
     slots: [[Option<Slot>; 5]; 3],
     /// For the `x-ratelimit-*` headers.
     pub rate: RateInfo,
+    /// Shadow limits this request went over (it was admitted all the same).
+    pub shadow: Vec<ShadowHit>,
     pub est_tokens: u64,
     pub worst_cost: u64,
     settled: bool,
+}
+
+/// A shadow limit a request went over: `scope` names it (`key k1 rpm 10`), `code` is the
+/// refusal it would have been.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowHit {
+    pub scope: String,
+    pub code: &'static str,
+}
+
+/// Shadow limits of one layer that this request goes over (windows, in-flight, budget).
+fn shadow_hits(
+    layer: &LayerLimits<'_>,
+    st: &mut ScopeState,
+    req: &AdmitRequest<'_>,
+    now: u64,
+    scale: u64,
+    out: &mut Vec<ShadowHit>,
+) {
+    let scope = || format!("{} {}", layer.scope.layer.as_str(), layer.scope.id);
+    let l = layer.limits;
+    for w in WINDOWS {
+        let Some(limit) = w.shadow(l) else { continue };
+        let amount = if w.is_tokens() { req.est_tokens } else { 1 };
+        if st.window(w, scale).check(now, amount, limit).is_err() {
+            out.push(ShadowHit {
+                scope: format!("{} {} {limit}", scope(), w.name()),
+                code: if w.is_tokens() {
+                    "token_limit_exceeded"
+                } else {
+                    "rate_limit_exceeded"
+                },
+            });
+        }
+    }
+    if let (Some(max), true) = (l.max_parallel, l.shadow.has(Shadow::MAX_PARALLEL)) {
+        if st.inflight >= max.get() {
+            out.push(ShadowHit {
+                scope: format!("{} max_parallel {max}", scope()),
+                code: "concurrency_limit_exceeded",
+            });
+        }
+    }
+    if let (Some(b), true) = (l.budget, l.shadow.has(Shadow::BUDGET)) {
+        if !st.budget.fits(req.worst_cost_micros, b.limit_micros) {
+            out.push(ShadowHit {
+                scope: format!("{} budget_usd {}", scope(), micros_to_usd(b.limit_micros)),
+                code: "budget_exceeded",
+            });
+        }
+    }
 }
 
 /// `(limit, remaining)` of the tightest request window and token window that apply.
@@ -449,7 +547,8 @@ impl Reservation {
             cost_micros: self.worst_cost,
         });
         let now = self.admission.clock.now_ms();
-        for (i, (scope, state, thresholds, budget)) in self.scopes.iter().enumerate() {
+        for (i, (scope, state, thresholds, budget, shadow_budget)) in self.scopes.iter().enumerate()
+        {
             let mut st = lock(state);
             for w in [Win::Tpm, Win::Tpd] {
                 if let Some(slot) = self.slots[i][w as usize] {
@@ -474,7 +573,12 @@ impl Reservation {
                 st.budget.dirty = true;
                 lock(&self.admission.dirty).push((scope.clone(), state.clone()));
             }
-            let events = crossings(&mut st.budget, b, thresholds, after);
+            // A shadow budget is tracked like any other but announces nothing.
+            let events = if *shadow_budget {
+                vec![]
+            } else {
+                crossings(&mut st.budget, b, thresholds, after)
+            };
             drop(st);
             if !events.is_empty() {
                 let mut q = lock(&self.admission.events);

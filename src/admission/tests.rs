@@ -332,3 +332,52 @@ mod model {
         }
     }
 }
+
+#[test]
+fn shadow_limits_count_report_and_never_refuse() {
+    // Group: shadow rpm 2, shadow budget of 1000 µ$ (soft at 500); key: enforced rpm 4.
+    let (_c, adm) = setup();
+    let none = Limits::default();
+    let mut shadow = crate::config::Shadow::default();
+    shadow.set(crate::config::Shadow::RPM);
+    shadow.set(crate::config::Shadow::BUDGET);
+    let group = Limits {
+        rpm: nz(2),
+        budget: Some(Budget {
+            limit_micros: 1_000,
+            period: BudgetPeriod::Monthly,
+            // An enforced budget would announce crossing this.
+            soft_micros: Some(500),
+        }),
+        shadow,
+        ..Default::default()
+    };
+    let key = Limits {
+        rpm: nz(4),
+        ..Default::default()
+    };
+    let mut hits = vec![];
+    for i in 0..4 {
+        let r = adm.admit(&req(&none, &group, &key, "k", 10, 400)).unwrap();
+        // The enforced key limit is the one the headers speak of.
+        assert_eq!(r.rate.requests, Some((4, 3 - i)));
+        hits.push(r.shadow.iter().map(|h| h.code).collect::<Vec<_>>());
+        r.settle(Some(Usage {
+            tokens: 10,
+            cost_micros: 400,
+        }));
+    }
+    assert_eq!(hits[0], Vec::<&str>::new());
+    assert_eq!(hits[1], Vec::<&str>::new());
+    // Third: over the shadow rpm, and 800 spent + 400 worst case is over the shadow budget.
+    assert_eq!(hits[2], vec!["rate_limit_exceeded", "budget_exceeded"]);
+    assert_eq!(hits[3], vec!["rate_limit_exceeded", "budget_exceeded"]);
+    // The enforced key rpm still refuses the fifth.
+    assert!(matches!(
+        adm.admit(&req(&none, &group, &key, "k", 10, 400)),
+        Err(GatewayError::RateLimitExceeded { .. })
+    ));
+    // Spend was tracked against the shadow budget, but no budget event was announced.
+    assert_eq!(adm.inspect(&scope(Layer::Group, "g")).unwrap().1, 1_600);
+    assert!(adm.take_events().is_empty());
+}

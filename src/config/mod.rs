@@ -208,6 +208,54 @@ pub struct Limits {
     pub max_parallel: Option<NonZeroU32>,
     pub max_tokens: Option<NonZeroU32>,
     pub budget: Option<Budget>,
+    /// Fields given as `{ value, mode = "shadow" }`: counted and reported, never refusing.
+    pub shadow: Shadow,
+}
+
+/// Which limit fields of a layer are shadow limits (one bit per field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shadow(u8);
+
+impl Shadow {
+    pub const RPM: u8 = 1;
+    pub const RPH: u8 = 2;
+    pub const RPD: u8 = 4;
+    pub const TPM: u8 = 8;
+    pub const TPD: u8 = 16;
+    pub const MAX_PARALLEL: u8 = 32;
+    pub const MAX_TOKENS: u8 = 64;
+    pub const BUDGET: u8 = 128;
+
+    pub fn has(self, field: u8) -> bool {
+        self.0 & field != 0
+    }
+
+    pub fn set(&mut self, field: u8) {
+        self.0 |= field;
+    }
+
+    pub fn any(self) -> bool {
+        self.0 != 0
+    }
+}
+
+impl Limits {
+    /// The limits that refuse: shadow fields left out.
+    pub fn enforced(&self) -> Limits {
+        let s = self.shadow;
+        let keep = |bit: u8| !s.has(bit);
+        Limits {
+            rpm: self.rpm.filter(|_| keep(Shadow::RPM)),
+            rph: self.rph.filter(|_| keep(Shadow::RPH)),
+            rpd: self.rpd.filter(|_| keep(Shadow::RPD)),
+            tpm: self.tpm.filter(|_| keep(Shadow::TPM)),
+            tpd: self.tpd.filter(|_| keep(Shadow::TPD)),
+            max_parallel: self.max_parallel.filter(|_| keep(Shadow::MAX_PARALLEL)),
+            max_tokens: self.max_tokens.filter(|_| keep(Shadow::MAX_TOKENS)),
+            budget: self.budget.filter(|_| keep(Shadow::BUDGET)),
+            shadow: Shadow::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -17,14 +17,14 @@ macro_rules! with_limits {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
-            pub rpm: Option<u64>,
-            pub rph: Option<u64>,
-            pub rpd: Option<u64>,
-            pub tpm: Option<u64>,
-            pub tpd: Option<u64>,
-            pub max_parallel: Option<u64>,
-            pub max_tokens: Option<u64>,
-            pub budget_usd: Option<f64>,
+            pub rpm: Option<LimitField<u64>>,
+            pub rph: Option<LimitField<u64>>,
+            pub rpd: Option<LimitField<u64>>,
+            pub tpm: Option<LimitField<u64>>,
+            pub tpd: Option<LimitField<u64>>,
+            pub max_parallel: Option<LimitField<u64>>,
+            pub max_tokens: Option<LimitField<u64>>,
+            pub budget_usd: Option<LimitField<f64>>,
             pub budget_period: Option<String>,
             pub soft_budget_usd: Option<f64>,
         }
@@ -48,18 +48,51 @@ macro_rules! with_limits {
     };
 }
 
+/// A limit as written: a number, or `{ value = N, mode = "shadow" }` (SPEC §5 "Shadow
+/// limits": counted and reported, never refusing; `mode = "enforce"` is the plain form).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LimitField<T> {
+    Plain(T),
+    WithMode(ModeValue<T>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeValue<T> {
+    pub value: T,
+    pub mode: LimitMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitMode {
+    Enforce,
+    Shadow,
+}
+
+impl<T: Copy> LimitField<T> {
+    /// The value, and whether it is a shadow limit.
+    pub fn split(self) -> (T, bool) {
+        match self {
+            LimitField::Plain(v) => (v, false),
+            LimitField::WithMode(m) => (m.value, m.mode == LimitMode::Shadow),
+        }
+    }
+}
+
 /// The limit fields shared by orgs, groups and keys (SPEC §2 "Limit fields").
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
-    pub rpm: Option<u64>,
-    pub rph: Option<u64>,
-    pub rpd: Option<u64>,
-    pub tpm: Option<u64>,
-    pub tpd: Option<u64>,
-    pub max_parallel: Option<u64>,
-    pub max_tokens: Option<u64>,
-    pub budget_usd: Option<f64>,
+    pub rpm: Option<LimitField<u64>>,
+    pub rph: Option<LimitField<u64>>,
+    pub rpd: Option<LimitField<u64>>,
+    pub tpm: Option<LimitField<u64>>,
+    pub tpd: Option<LimitField<u64>>,
+    pub max_parallel: Option<LimitField<u64>>,
+    pub max_tokens: Option<LimitField<u64>>,
+    pub budget_usd: Option<LimitField<f64>>,
     pub budget_period: Option<String>,
     pub soft_budget_usd: Option<f64>,
 }

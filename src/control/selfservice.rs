@@ -5,6 +5,7 @@
 
 use super::spec::Checked;
 use super::{Actor, ApiError, ApiResult, ControlPlane};
+use crate::config::raw::LimitField;
 use crate::config::{looser_than, KeyState, SelfService};
 use crate::snapshot::GroupEntry;
 use crate::store::KeySpec;
@@ -29,9 +30,9 @@ pub fn before<'g>(
         })?;
     spec.owner = actor.owner.clone().or_else(|| Some(actor.id.clone()));
     let c = &ss.limits;
-    let fill = |mine: &mut Option<u64>, ceiling: Option<u64>| {
+    let fill = |mine: &mut Option<LimitField<u64>>, ceiling: Option<u64>| {
         if mine.is_none() {
-            *mine = ceiling;
+            *mine = ceiling.map(LimitField::Plain);
         }
     };
     fill(&mut spec.rpm, c.rpm.map(|n| n.get()));
@@ -48,7 +49,7 @@ pub fn before<'g>(
         c.max_tokens.map(|n| u64::from(n.get())),
     );
     if let (None, Some(b)) = (spec.budget_usd, c.budget) {
-        spec.budget_usd = Some(b.limit_micros as f64 / 1e6);
+        spec.budget_usd = Some(LimitField::Plain(b.limit_micros as f64 / 1e6));
         spec.budget_period = Some(super::view::period_name(b.period).into());
     }
     Ok(ss)

@@ -2,7 +2,7 @@
 
 use super::ControlPlane;
 use crate::admission::Layer;
-use crate::config::{BudgetPeriod, GroupState, KeyState, Limits};
+use crate::config::{BudgetPeriod, GroupState, KeyState, Limits, Shadow};
 use crate::snapshot::{GroupEntry, KeyEntry, Snapshot};
 use crate::store::{KeyRecord, KeyStatus};
 use serde_json::{json, Value};
@@ -27,22 +27,43 @@ pub fn period_name(p: BudgetPeriod) -> &'static str {
     }
 }
 
+/// A value as written: plain, or `{value, mode: "shadow"}` for a shadow limit.
+fn with_mode(v: Value, shadow: bool) -> Value {
+    if shadow {
+        json!({"value": v, "mode": "shadow"})
+    } else {
+        v
+    }
+}
+
 pub fn limits_view(l: &Limits) -> Value {
     let mut m = serde_json::Map::new();
-    let mut put = |k: &str, v: Option<u64>| {
+    let s = l.shadow;
+    let mut put = |k: &str, v: Option<u64>, bit: u8| {
         if let Some(v) = v {
-            m.insert(k.into(), json!(v));
+            m.insert(k.into(), with_mode(json!(v), s.has(bit)));
         }
     };
-    put("rpm", l.rpm.map(|n| n.get()));
-    put("rph", l.rph.map(|n| n.get()));
-    put("rpd", l.rpd.map(|n| n.get()));
-    put("tpm", l.tpm.map(|n| n.get()));
-    put("tpd", l.tpd.map(|n| n.get()));
-    put("max_parallel", l.max_parallel.map(|n| u64::from(n.get())));
-    put("max_tokens", l.max_tokens.map(|n| u64::from(n.get())));
+    put("rpm", l.rpm.map(|n| n.get()), Shadow::RPM);
+    put("rph", l.rph.map(|n| n.get()), Shadow::RPH);
+    put("rpd", l.rpd.map(|n| n.get()), Shadow::RPD);
+    put("tpm", l.tpm.map(|n| n.get()), Shadow::TPM);
+    put("tpd", l.tpd.map(|n| n.get()), Shadow::TPD);
+    put(
+        "max_parallel",
+        l.max_parallel.map(|n| u64::from(n.get())),
+        Shadow::MAX_PARALLEL,
+    );
+    put(
+        "max_tokens",
+        l.max_tokens.map(|n| u64::from(n.get())),
+        Shadow::MAX_TOKENS,
+    );
     if let Some(b) = l.budget {
-        m.insert("budget_usd".into(), usd(b.limit_micros));
+        m.insert(
+            "budget_usd".into(),
+            with_mode(usd(b.limit_micros), s.has(Shadow::BUDGET)),
+        );
         m.insert("budget_period".into(), json!(period_name(b.period)));
         if let Some(s) = b.soft_micros {
             m.insert("soft_budget_usd".into(), usd(s));

@@ -21,6 +21,7 @@ pub struct Metrics {
     /// `tollgate_keys{group,status}`, set at scrape time.
     pub keys: IntGaugeVec,
     pub admin_requests: IntCounterVec,
+    pub shadow_limited: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -113,6 +114,14 @@ impl Metrics {
             &["route", "status"],
         )?;
         registry.register(Box::new(admin_requests.clone()))?;
+        let shadow_limited = IntCounterVec::new(
+            Opts::new(
+                "tollgate_shadow_limited_total",
+                "Requests over a shadow limit (admitted all the same), by group and the code it would have refused with.",
+            ),
+            &["group", "reason"],
+        )?;
+        registry.register(Box::new(shadow_limited.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -127,6 +136,7 @@ impl Metrics {
             reloads,
             keys,
             admin_requests,
+            shadow_limited,
         })
     }
 

@@ -134,6 +134,8 @@ pub struct Finished<'a> {
     pub client_ip: Option<IpAddr>,
     pub stream: bool,
     pub attempts: &'a [(Arc<str>, Outcome)],
+    /// Shadow limits the request went over.
+    pub shadow: &'a [crate::admission::ShadowHit],
 }
 
 /// One request-log line (SPEC §9). Never the key itself: only its id.
@@ -181,6 +183,9 @@ pub fn record_metrics(m: &metrics::Metrics, f: &Finished<'_>) {
         .inc();
     if let Some(e) = f.error {
         m.rejections.with_label_values(&[group, e.code()]).inc();
+    }
+    for h in f.shadow {
+        m.shadow_limited.with_label_values(&[group, h.code]).inc();
     }
     if let Some(b) = f.billed.filter(|b| !b.is_zero()) {
         m.tokens

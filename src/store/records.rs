@@ -1,6 +1,7 @@
 //! What the store keeps for the control plane, as written to disk (JSON, versioned by
 //! being additive: new fields are optional).
 
+use crate::config::raw::LimitField;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -31,21 +32,21 @@ pub struct KeySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_cidrs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rpm: Option<u64>,
+    pub rpm: Option<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rph: Option<u64>,
+    pub rph: Option<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rpd: Option<u64>,
+    pub rpd: Option<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tpm: Option<u64>,
+    pub tpm: Option<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tpd: Option<u64>,
+    pub tpd: Option<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_parallel: Option<u64>,
+    pub max_parallel: Option<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u64>,
+    pub max_tokens: Option<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub budget_usd: Option<f64>,
+    pub budget_usd: Option<LimitField<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_period: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

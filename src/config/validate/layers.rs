@@ -27,6 +27,30 @@ pub(super) fn layer_limits(
         budget_period,
         soft_budget_usd,
     } = raw;
+    // Shadow fields keep their value; a bit says they count but never refuse.
+    let mut shadow = Shadow::default();
+    let mut split = |v: Option<LimitField<u64>>, bit: u8| -> Option<u64> {
+        let (v, is_shadow) = v?.split();
+        if is_shadow {
+            shadow.set(bit);
+        }
+        Some(v)
+    };
+    let (rpm, rph, rpd) = (
+        split(rpm, Shadow::RPM),
+        split(rph, Shadow::RPH),
+        split(rpd, Shadow::RPD),
+    );
+    let (tpm, tpd) = (split(tpm, Shadow::TPM), split(tpd, Shadow::TPD));
+    let max_parallel = split(max_parallel, Shadow::MAX_PARALLEL);
+    let max_tokens = split(max_tokens, Shadow::MAX_TOKENS);
+    let budget_usd = budget_usd.map(|b| {
+        let (v, is_shadow) = b.split();
+        if is_shadow {
+            shadow.set(Shadow::BUDGET);
+        }
+        v
+    });
     let nz = |c: &mut Checker, field: &str, v: Option<u64>| -> Option<NonZeroU64> {
         let v = v?;
         match NonZeroU64::new(v) {
@@ -52,6 +76,7 @@ pub(super) fn layer_limits(
         max_tokens: nz(c, "max_tokens", max_tokens)
             .and_then(|n| NonZeroU32::new(u32::try_from(n.get()).unwrap_or(u32::MAX))),
         budget: None,
+        shadow,
     };
     let period = match budget_period.as_deref() {
         None | Some("monthly") => BudgetPeriod::Monthly,
@@ -107,6 +132,8 @@ pub(super) fn layer_limits(
 /// field of `child` above the same field of `parent`, as `(field, child's, parent's)` in
 /// the file's units (budgets in USD).
 pub fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str, String, String)> {
+    // Shadow limits refuse nothing: they neither bind a lower layer nor are bound.
+    let (child, parent) = (&child.enforced(), &parent.enforced());
     let mut out = vec![];
     let mut check = |field: &'static str, mine: Option<u64>, theirs: Option<u64>| {
         if let (Some(m), Some(t)) = (mine, theirs) {
@@ -143,6 +170,7 @@ pub fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str, String
 /// Limits with each field taken from the nearest layer that sets it: the bound a child
 /// layer is checked against.
 pub fn tightest(a: &Limits, b: &Limits) -> Limits {
+    let (a, b) = (&a.enforced(), &b.enforced());
     fn min<T: Ord + Copy>(x: Option<T>, y: Option<T>) -> Option<T> {
         match (x, y) {
             (Some(x), Some(y)) => Some(x.min(y)),
@@ -165,6 +193,7 @@ pub fn tightest(a: &Limits, b: &Limits) -> Limits {
             }),
             (x, y) => x.or(y),
         },
+        shadow: Shadow::default(),
     }
 }
 
