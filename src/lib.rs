@@ -27,7 +27,10 @@
 //!                                  │            │            │
 //!                                store       events      directory ◄── auth (data plane)
 //!                           (sled trees,   (audit trail,  (API keys by digest, group
-//!                            ControlStore)   log, …)       state overrides, last_seen)
+//!                            ControlStore)   log,          state overrides, last_seen)
+//!                                            webhooks ──► queue in the store ──► delivery
+//!                                            service: signed POSTs, retries, off the
+//!                                            request path)
 //! ```
 
 pub mod account;
@@ -58,3 +61,4 @@ pub mod snapshot;
 pub mod store;
 pub mod upstream;
 pub mod usage;
+pub mod webhooks;

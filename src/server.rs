@@ -18,6 +18,9 @@ use crate::observe::RequestLog;
 use crate::reload::{DnsService, Policy, SighupService};
 use crate::secret::Secret;
 use crate::store::{ControlStore, Store};
+use crate::webhooks::deliver::{Delivery, DeliveryService, Tuning};
+use crate::webhooks::error_rate::ErrorRates;
+use crate::webhooks::Webhooks;
 use anyhow::Context;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
@@ -74,6 +77,12 @@ pub fn build(
     let events = Arc::new(Events::default());
     events.subscribe(Arc::new(EventLog));
     events.subscribe(Arc::new(AuditTrail(ledger.clone())));
+    let webhooks = Arc::new(Webhooks::new(
+        store.webhooks.clone(),
+        policy.current.clone(),
+        directory.clone(),
+    )?);
+    events.subscribe(webhooks.clone());
     let control = Arc::new(ControlPlane::open(
         store.clone() as Arc<dyn ControlStore>,
         directory.clone(),
@@ -101,12 +110,25 @@ pub fn build(
             .with_context(|| format!("request_log {:?}", s.request_log))?,
     );
     let metrics = Arc::new(Metrics::new()?);
+    let error_rates = Arc::new(ErrorRates::default());
+    server.add_service(background_service(
+        "webhooks",
+        Delivery(Arc::new(DeliveryService {
+            hooks: webhooks,
+            events: events.clone(),
+            metrics: metrics.clone(),
+            error_rates: error_rates.clone(),
+            policy: policy.current.clone(),
+            tuning: Tuning::from_env(),
+        })),
+    ));
     let gateway = Gateway {
         policy: policy.current.clone(),
         directory,
         accounting: accounting.clone(),
         request_log,
         metrics: metrics.clone(),
+        error_rates,
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");

@@ -295,7 +295,9 @@ async fn spend_routes_match_the_request_log_and_metrics() {
             let to = humantime::format_rfc3339_seconds(now + Duration::from_secs(86400));
             for grain in ["hour", "day"] {
                 let v = admin
-                    .get(&format!("/v1/spend/groups/{grp}/timeline?grain={grain}&from={from}&to={to}"))
+                    .get(&format!(
+                        "/v1/spend/groups/{grp}/timeline?grain={grain}&from={from}&to={to}"
+                    ))
                     .await;
                 let mut s = Sum::default();
                 let data = v["data"].as_array().unwrap();

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub target_healthy: IntGaugeVec,
     pub inflight: IntGauge,
     pub reloads: IntCounterVec,
+    pub webhook_deliveries: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -55,6 +56,11 @@ impl Metrics {
             "tollgate_config_reloads_total",
             "Policy reloads, by result (ok|error).",
             &["result"],
+        )?;
+        let webhook_deliveries = counter(
+            "tollgate_webhook_deliveries_total",
+            "Webhook delivery attempts, by event and result (delivered|retry|failed).",
+            &["event", "result"],
         )?;
         let spend = prometheus::CounterVec::new(
             Opts::new(
@@ -109,6 +115,7 @@ impl Metrics {
             target_healthy,
             inflight,
             reloads,
+            webhook_deliveries,
         })
     }
 
