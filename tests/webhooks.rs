@@ -326,6 +326,10 @@ async fn receiver_down_then_up_gets_everything_across_a_restart() {
         ),
         2.0
     );
+    // Each outcome is an event (the audit trail's and the log's).
+    let log = g.log_text();
+    assert!(log.contains("event webhook.failed actor=system group=grp_hook"));
+    assert!(log.contains("event webhook.delivered actor=system group=grp_hook"));
     eprintln!(
         "receiver down/refusing for {down_for:?}; {} POSTs for 4 events",
         got.len()
@@ -483,4 +487,69 @@ async fn key_rotated_carries_a_working_secret_never_logged_and_key_expiring_once
             "a rotated secret is in the logs"
         );
     }
+}
+
+#[test]
+fn webhook_config_problems_are_all_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hooks.toml");
+    let check = |groups: &str| {
+        std::fs::write(
+            &path,
+            format!("[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[orgs]]\nid = \"acme\"\n{groups}"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("-t")
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = check(
+        r#"
+[[groups]]
+id = "a"
+org = "acme"
+webhook = "https://hooks.example.com/t"
+error_rate_alert = { threshold = 1.5, window = "soon", min_requests = 0 }
+
+[[groups]]
+id = "b"
+org = "acme"
+error_rate_alert = { threshold = 0.1, window = "60s" }
+
+[[groups]]
+id = "c"
+org = "acme"
+webhook_secret_env = "HOOK_SECRET"
+"#,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("6 problem(s)"), "{err}");
+    for want in [
+        "groups[0] (a).webhook_secret_env: a webhook needs webhook_secret_env",
+        "groups[0] (a).error_rate_alert.threshold: 1.5: want a fraction between 0 and 1",
+        "groups[0] (a).error_rate_alert.window: invalid duration \"soon\"",
+        "groups[0] (a).error_rate_alert.min_requests: want at least 1",
+        "groups[1]: missing field `min_requests`",
+        "groups[2] (c).webhook_secret_env: needs webhook",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    let (code, err) = check(
+        r#"
+[[groups]]
+id = "a"
+org = "acme"
+webhook = "http://127.0.0.1:9/hook"
+webhook_secret_env = "HOOK_SECRET"
+error_rate_alert = { threshold = 0.05, window = "60s", min_requests = 20 }
+"#,
+    );
+    assert_eq!(code, Some(0), "{err}");
 }
