@@ -24,14 +24,7 @@ fn signature_is_hmac_of_t_dot_body() {
     let s = signature(b"whsec", 1_700_000_000, b"{}");
     assert_eq!(
         s,
-        "t=1700000000,v1=KNOWN".replace(
-            "KNOWN",
-            &hex::encode({
-                let mut m = Hmac::<Sha256>::new_from_slice(b"whsec").expect("key");
-                m.update(b"1700000000.{}");
-                m.finalize().into_bytes()
-            })
-        )
+        "t=1700000000,v1=7d44587dddbaf4c7f70fef20f48cd594834ffea1641e3ac227b84408298738af"
     );
     assert_ne!(s, signature(b"other", 1_700_000_000, b"{}"));
     assert_ne!(s, signature(b"whsec", 1_700_000_001, b"{}"));
