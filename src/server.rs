@@ -114,6 +114,8 @@ pub fn build(
     server.add_service(background_service(
         "webhooks",
         Delivery(Arc::new(DeliveryService {
+            next_due: 0.into(),
+            finished: 0.into(),
             hooks: webhooks,
             events: events.clone(),
             metrics: metrics.clone(),

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +82,10 @@ impl Tuning {
 }
 
 pub struct DeliveryService {
+    /// No entry is due before this (unix ms): ticks until then skip the queue scan.
+    pub next_due: AtomicU64,
+    /// Attempts finished so far: a tick that saw one finish while it scanned looks again.
+    pub finished: AtomicU64,
     pub hooks: Arc<Webhooks>,
     pub events: Arc<Events>,
     pub metrics: Arc<Metrics>,
@@ -161,6 +165,7 @@ impl DeliveryService {
             {
                 let wait = self.tuning.backoff(p.attempts);
                 p.next_ms = now + wait.as_millis() as u64;
+                self.next_due.fetch_min(p.next_ms, Ordering::SeqCst);
                 if let Err(e) = self.hooks.queue.put(seq, &p) {
                     log::error!("webhook queue: {e}");
                 }
@@ -233,12 +238,15 @@ impl DeliveryService {
         // Only entries known to be on disk are attempted: a crash after an attempt cannot
         // lose one that was never durable.
         let below = self.hooks.queue.written_below();
-        if self.hooks.dirty.swap(false, Ordering::SeqCst) {
+        let fresh = self.hooks.dirty.swap(false, Ordering::SeqCst);
+        if fresh {
             if let Err(e) = self.hooks.queue.flush_async().await {
                 log::error!("webhook queue: flush failed ({e}); retrying next tick");
                 self.hooks.dirty.store(true, Ordering::SeqCst);
                 return;
             }
+        } else if now < self.next_due.load(Ordering::SeqCst) {
+            return;
         }
         let free = {
             let busy = inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -248,18 +256,24 @@ impl DeliveryService {
             return;
         }
         let hooks = self.hooks.clone();
+        let finished = self.finished.load(Ordering::SeqCst);
         let busy: HashSet<u64> = inflight.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let due = tokio::task::spawn_blocking(move || {
-            hooks
-                .queue
-                .due(now, below, free + busy.len())
+        let (due, next) = tokio::task::spawn_blocking(move || {
+            let (due, next) = hooks.queue.due(now, below, free + busy.len());
+            let due: Vec<_> = due
                 .into_iter()
                 .filter(|(seq, _)| !busy.contains(seq))
                 .take(free)
-                .collect::<Vec<_>>()
+                .collect();
+            (due, next)
         })
         .await
         .unwrap_or_default();
+        // Entries beyond the watermark were not looked at: they come with `fresh` later.
+        self.next_due.store(next, Ordering::SeqCst);
+        if self.finished.load(Ordering::SeqCst) != finished {
+            self.next_due.store(0, Ordering::SeqCst);
+        }
         for (seq, p) in due {
             inflight
                 .lock()

@@ -68,28 +68,25 @@ impl Queue {
         *self.lock()
     }
 
-    /// Entries numbered below `below` that are due at `now_ms`, oldest first, at most `max`.
-    /// An unreadable entry is logged and dropped.
-    pub fn due(&self, now_ms: u64, below: u64, max: usize) -> Vec<(u64, Pending)> {
+    /// Entries numbered below `below` that are due at `now_ms`, oldest first, at most
+    /// `max`; and the earliest `next_ms` of those left out (`u64::MAX`: none), so the
+    /// caller need not look again before then. An unreadable entry is logged and dropped.
+    pub fn due(&self, now_ms: u64, below: u64, max: usize) -> (Vec<(u64, Pending)>, u64) {
         let mut out = vec![];
+        let mut next = u64::MAX;
         for kv in self.tree.range(..below.to_be_bytes()) {
             let Ok((k, v)) = kv else { continue };
             let Some(seq) = seq_of(&k) else { continue };
             match serde_json::from_slice::<Pending>(&v) {
-                Ok(p) if p.next_ms <= now_ms => {
-                    out.push((seq, p));
-                    if out.len() >= max {
-                        break;
-                    }
-                }
-                Ok(_) => {}
+                Ok(p) if p.next_ms <= now_ms && out.len() < max => out.push((seq, p)),
+                Ok(p) => next = next.min(p.next_ms),
                 Err(e) => {
                     log::error!("webhook queue: entry {seq} unreadable ({e}); dropped");
                     let _ = self.tree.remove(k);
                 }
             }
         }
-        out
+        (out, next)
     }
 
     /// Rewrites an entry after a failed attempt.

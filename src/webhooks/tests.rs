@@ -96,11 +96,18 @@ fn queue_survives_reopen_in_order() {
     assert_eq!(q.push(&p("c", 0)).expect("push"), 2);
     let due: Vec<String> = q
         .due(1_000, q.written_below(), 10)
+        .0
         .into_iter()
         .map(|(_, p)| p.id)
         .collect();
     assert_eq!(due, ["a", "c"]);
-    assert_eq!(q.due(1_000, 1, 10).len(), 1, "only below the watermark");
+    assert_eq!(q.due(1_000, 1, 10).0.len(), 1, "only below the watermark");
+    assert_eq!(q.due(1_000, 3, 10).1, 5_000, "the next one due");
+    assert_eq!(
+        q.due(1_000, 3, 1).1,
+        0,
+        "one due entry left out: look again at once"
+    );
     q.remove(0).expect("remove");
     drop(q);
     let q = queue::Queue::open(db.open_tree("webhooks").expect("tree")).expect("queue");
