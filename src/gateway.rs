@@ -48,6 +48,8 @@ pub struct Gateway {
     pub accounting: Arc<Accounting>,
     pub request_log: Arc<RequestLog>,
     pub metrics: Arc<Metrics>,
+    /// Counts for `error_rate.high` (checked by the webhook service).
+    pub error_rates: Arc<crate::webhooks::error_rate::ErrorRates>,
 }
 
 /// Per-request state. The snapshot is loaded once: a reload mid-request does not change
@@ -593,6 +595,8 @@ impl ProxyHttp for Gateway {
         let mut finished = ctx.finished(status, billed);
         finished.shadow = &shadow;
         record_metrics(&self.metrics, &finished);
+        self.error_rates
+            .record(&finished, self.accounting.admission.now_ms());
         if self.request_log.enabled() {
             self.request_log.write(&log_line(&finished));
         }

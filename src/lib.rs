@@ -29,7 +29,10 @@
 //!                                  │            │            │
 //!                                store       events      directory ◄── auth (data plane)
 //!                           (sled trees,   (audit trail,  (API keys by digest, group
-//!                            ControlStore)   log, …)       state overrides, last_seen)
+//!                            ControlStore)   log,          state overrides, last_seen)
+//!                                            webhooks ──► queue in the store ──► delivery
+//!                                            service: signed POSTs, retries, off the
+//!                                            request path)
 //! ```
 
 pub mod account;
@@ -62,3 +65,4 @@ pub mod store;
 pub mod translate;
 pub mod upstream;
 pub mod usage;
+pub mod webhooks;

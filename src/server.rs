@@ -19,6 +19,9 @@ use crate::observe::RequestLog;
 use crate::reload::{DnsService, Policy, SighupService};
 use crate::secret::Secret;
 use crate::store::{ControlStore, Store};
+use crate::webhooks::deliver::{Delivery, DeliveryService, Tuning};
+use crate::webhooks::error_rate::ErrorRates;
+use crate::webhooks::Webhooks;
 use anyhow::Context;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
@@ -77,6 +80,12 @@ pub fn build(
     let audit = Arc::new(AuditLog::open(store.clone())?);
     events.subscribe(audit.clone());
     policy.set_events(events.clone());
+    let webhooks = Arc::new(Webhooks::new(
+        store.webhooks.clone(),
+        policy.current.clone(),
+        directory.clone(),
+    )?);
+    events.subscribe(webhooks.clone());
     let control = Arc::new(ControlPlane::open(
         store.clone() as Arc<dyn ControlStore>,
         directory.clone(),
@@ -110,12 +119,27 @@ pub fn build(
             .with_context(|| format!("request_log {:?}", s.request_log))?,
     );
     let metrics = Arc::new(Metrics::new()?);
+    let error_rates = Arc::new(ErrorRates::default());
+    server.add_service(background_service(
+        "webhooks",
+        Delivery(Arc::new(DeliveryService {
+            next_due: 0.into(),
+            finished: 0.into(),
+            hooks: webhooks,
+            events: events.clone(),
+            metrics: metrics.clone(),
+            error_rates: error_rates.clone(),
+            policy: policy.current.clone(),
+            tuning: Tuning::from_env(),
+        })),
+    ));
     let gateway = Gateway {
         policy: policy.current.clone(),
         directory,
         accounting: accounting.clone(),
         request_log,
         metrics: metrics.clone(),
+        error_rates,
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");

@@ -73,6 +73,10 @@ pub struct BudgetState {
     pub fired: usize,
     /// Soft budget already fired this period.
     pub soft_fired: bool,
+    /// Spend this period found in the store when the period was taken up: thresholds at
+    /// or below it were announced by the process that stored it (events go out before the
+    /// spend is flushed), so they are not announced again after a restart.
+    pub loaded: u64,
     /// Changed since the last flush to the store.
     pub dirty: bool,
 }
@@ -83,6 +87,7 @@ impl BudgetState {
         if self.period != period {
             self.period = period;
             self.spent = loaded();
+            self.loaded = self.spent;
             self.fired = 0;
             self.soft_fired = false;
             // Reservations made in the old period settle into the new one.

@@ -607,10 +607,13 @@ fn crossings(
     if let Some(soft) = b.soft_micros {
         if !st.soft_fired && after >= soft {
             st.soft_fired = true;
-            out.push((
-                "budget.threshold",
-                soft as f64 / b.limit_micros.max(1) as f64,
-            ));
+            // Below `loaded`: announced before a restart (see `BudgetState::loaded`).
+            if st.loaded < soft {
+                out.push((
+                    "budget.threshold",
+                    soft as f64 / b.limit_micros.max(1) as f64,
+                ));
+            }
         }
     }
     while st.fired < thresholds.len() {
@@ -620,6 +623,9 @@ fn crossings(
             break;
         }
         st.fired += 1;
+        if st.loaded >= at {
+            continue;
+        }
         out.push((
             if t >= 1.0 {
                 "budget.exhausted"

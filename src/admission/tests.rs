@@ -381,3 +381,32 @@ fn shadow_limits_count_report_and_never_refuse() {
     assert_eq!(adm.inspect(&scope(Layer::Group, "g")).unwrap().1, 1_600);
     assert!(adm.take_events().is_empty());
 }
+
+/// After a restart the period's spend comes back from the store; a threshold it already
+/// passes was announced by the process that stored it and is not announced again.
+#[test]
+fn thresholds_passed_before_a_restart_are_not_announced_again() {
+    struct Stored(u64);
+    impl SpendStore for Stored {
+        fn load_spend(&self, _: &ScopeKey, _: BudgetPeriod, _: u64) -> u64 {
+            self.0
+        }
+    }
+    let none = Limits::default();
+    let key = Limits {
+        budget: Some(Budget {
+            limit_micros: 1_000,
+            period: BudgetPeriod::Daily,
+            soft_micros: Some(500),
+        }),
+        ..Default::default()
+    };
+    for (stored, announced) in [(600, 0), (400, 1)] {
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let adm = Arc::new(Admission::new(clock, Some(Arc::new(Stored(stored))), 1));
+        adm.admit(&req(&none, &none, &key, "k", 0, 100))
+            .unwrap()
+            .settle(None);
+        assert_eq!(adm.take_events().len(), announced, "stored {stored}");
+    }
+}

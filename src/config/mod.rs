@@ -341,8 +341,22 @@ pub struct Group {
     pub tags: Vec<(String, String)>,
     pub log_level: LogLevel,
     pub webhook: Option<String>,
+    /// The environment variable holding the webhook's HMAC key (read when signing, so a
+    /// secret never sits in the file or the snapshot).
+    pub webhook_secret_env: Option<String>,
     pub alert_thresholds: Vec<f64>,
+    pub error_rate_alert: Option<ErrorRateAlert>,
     pub self_service: Option<SelfService>,
+}
+
+/// `error_rate.high` fires when, over `window`, at least `min_requests` were counted and
+/// the share of 5xx/upstream failures among them is above `threshold`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ErrorRateAlert {
+    /// A fraction in (0, 1).
+    pub threshold: f64,
+    pub window: Duration,
+    pub min_requests: NonZeroU64,
 }
 
 /// What developer tokens may do in a group on their own (SPEC §7 "Self-service policy").

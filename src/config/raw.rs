@@ -203,10 +203,21 @@ with_limits! {
         pub tags: BTreeMap<String, String>,
         pub log_level: Option<String>,
         pub webhook: Option<String>,
+        pub webhook_secret_env: Option<String>,
         #[serde(default)]
         pub alert_thresholds: Vec<f64>,
+        pub error_rate_alert: Option<RawErrorRateAlert>,
         pub self_service: Option<RawSelfService>,
     }
+}
+
+/// A group's `error_rate_alert` table: when the share of 5xx/upstream failures is high.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawErrorRateAlert {
+    pub threshold: f64,
+    pub window: String,
+    pub min_requests: u64,
 }
 
 /// A group's `self_service` table: what developer tokens may mint on their own.

@@ -1,8 +1,9 @@
 //! Key lifecycle, in the background (SPEC §7 "Key lifecycle"): keys unused for their
 //! group's `idle_disable` are disabled, keys with a `rotation_interval` are regenerated
 //! when due (the old secret valid 24 h more; the new one goes out only in the `key.rotated`
-//! event, for the signed webhook), and last-use times are persisted. Runs every
-//! [`EVERY`] (SPEC: at least once a minute).
+//! event, for the signed webhook), keys due to expire within [`EXPIRY_NOTICE`] are announced
+//! once per expiry (`key.expiring`), and last-use times are persisted. Runs every [`EVERY`]
+//! (SPEC: at least once a minute).
 
 use super::{now_s, Actor, ControlPlane};
 use crate::config::KeyState;
@@ -15,6 +16,8 @@ use std::time::Duration;
 pub const EVERY: Duration = Duration::from_secs(30);
 /// How long a rotated key's previous secret keeps working.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// How long before `expires_at` a key is announced as `key.expiring` (SPEC §9).
+pub const EXPIRY_NOTICE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl ControlPlane {
     /// One pass; returns (idle-disabled, rotated).
@@ -53,6 +56,7 @@ impl ControlPlane {
                 }
             }
         }
+        self.expiry_notices(&snapshot, now);
         let mut seen: Vec<(Arc<str>, u64)> = self
             .directory
             .keys()
@@ -70,6 +74,73 @@ impl ControlPlane {
             }
         }
         (idle, rotated)
+    }
+}
+
+fn unix_s(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl ControlPlane {
+    /// `key.expiring` for every active key (API or file) whose `expires_at` is within
+    /// [`EXPIRY_NOTICE`] and not yet past, once per key and expiry: the expiry announced is
+    /// kept in the store, so a restart does not announce it again, and a key whose expiry
+    /// is moved is announced anew.
+    fn expiry_notices(&self, snapshot: &crate::snapshot::Snapshot, now: u64) {
+        let due = |expires_at: Option<std::time::SystemTime>| {
+            let at = unix_s(expires_at?);
+            (now < at && at <= now + EXPIRY_NOTICE.as_secs()).then_some(at)
+        };
+        let mut found: Vec<(Arc<str>, Arc<str>, u64)> = self
+            .directory
+            .keys()
+            .iter()
+            .filter(|k| k.state == KeyState::Active)
+            .filter_map(|k| Some((k.id.clone(), k.group.clone(), due(k.expires_at)?)))
+            .collect();
+        found.extend(
+            snapshot
+                .file_keys()
+                .filter(|k| k.state == KeyState::Active)
+                .filter_map(|k| Some((k.id.clone(), k.group.id.clone(), due(k.expires_at)?))),
+        );
+        let mut announced = false;
+        for (id, group, at) in found {
+            match self.store.expiry_notice(&id) {
+                Ok(Some(prev)) if prev == at => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    log::error!("store: expiry notice {id}: {e}");
+                    continue;
+                }
+            }
+            if let Err(e) = self.store.put_expiry_notice(&id, at) {
+                log::error!("store: expiry notice {id}: {e}");
+                continue;
+            }
+            let org = snapshot.groups.get(&group).map(|g| g.org.id.to_string());
+            self.events.emit_logged(&crate::events::Event {
+                kind: "key.expiring",
+                at_ms: super::now_ms(),
+                actor: "system".into(),
+                org,
+                group: Some(group.to_string()),
+                key_id: Some(id.to_string()),
+                before: None,
+                after: Some(serde_json::json!({
+                    "expires_at": crate::clock::rfc3339(at),
+                    "seconds_left": at - now,
+                })),
+                secret: None,
+            });
+            announced = true;
+        }
+        if announced {
+            if let Err(e) = self.store.commit() {
+                log::error!("store: expiry notices: {e}");
+            }
+        }
     }
 }
 

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub keys: IntGaugeVec,
     pub admin_requests: IntCounterVec,
     pub shadow_limited: IntCounterVec,
+    pub webhook_deliveries: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -59,6 +60,11 @@ impl Metrics {
             "tollgate_config_reloads_total",
             "Policy reloads, by result (ok|error).",
             &["result"],
+        )?;
+        let webhook_deliveries = counter(
+            "tollgate_webhook_deliveries_total",
+            "Webhook delivery attempts, by event and result (delivered|retry|failed).",
+            &["event", "result"],
         )?;
         let spend = prometheus::CounterVec::new(
             Opts::new(
@@ -137,6 +143,7 @@ impl Metrics {
             keys,
             admin_requests,
             shadow_limited,
+            webhook_deliveries,
         })
     }
 

@@ -11,6 +11,8 @@
 //! | `usage`     | `hour(be) group \0 key \0 model`     | requests, tokens, cost (ledger)    |
 //! | `audit`     | `ms(be) seq(be)`                     | event (JSON, hash-chained)         |
 //! | `meta`      | name                                 | the audit chain's anchor           |
+//! | `webhooks`  | sequence number (u64 be)             | a pending webhook delivery (JSON)  |
+//! | `notices`   | `expiring \0` key id                 | the expiry already announced (u64) |
 //!
 //! The control plane talks to it through [`ControlStore`], so a shared store (for several
 //! gateway instances) can take its place; the ledger, which only ever runs against the
@@ -44,6 +46,10 @@ pub trait ControlStore: Send + Sync {
     fn put_last_used(&self, seen: &[(Arc<str>, u64)]) -> anyhow::Result<()>;
     fn tokens(&self) -> anyhow::Result<Vec<TokenRecord>>;
     fn put_token(&self, t: &TokenRecord) -> anyhow::Result<()>;
+    /// The `expires_at` (unix seconds) of a key's last `key.expiring` notice, so each
+    /// expiry is announced once, across restarts.
+    fn expiry_notice(&self, key: &str) -> anyhow::Result<Option<u64>>;
+    fn put_expiry_notice(&self, key: &str, expires_at: u64) -> anyhow::Result<()>;
     /// Makes everything written so far durable (fsync).
     fn commit(&self) -> anyhow::Result<()>;
 }
@@ -60,6 +66,9 @@ pub struct Store {
     pub audit: sled::Tree,
     /// Small markers (the audit chain's anchor).
     pub meta: sled::Tree,
+    /// Webhook deliveries not yet delivered or given up (see `webhooks::queue`).
+    pub webhooks: sled::Tree,
+    pub notices: sled::Tree,
 }
 
 /// sled's page cache; the default (1 GiB) would dwarf everything else the gateway holds.
@@ -97,6 +106,8 @@ impl Store {
             usage: db.open_tree("usage")?,
             audit: db.open_tree("audit")?,
             meta: db.open_tree("meta")?,
+            webhooks: db.open_tree("webhooks")?,
+            notices: db.open_tree("notices")?,
             db,
         })
     }
@@ -223,6 +234,20 @@ impl ControlStore for Store {
     fn put_token(&self, t: &TokenRecord) -> anyhow::Result<()> {
         self.tokens
             .insert(t.id.as_bytes(), serde_json::to_vec(t)?)?;
+        Ok(())
+    }
+
+    fn expiry_notice(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        let k = [b"expiring\0".as_slice(), key.as_bytes()].concat();
+        Ok(self
+            .notices
+            .get(k)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    fn put_expiry_notice(&self, key: &str, expires_at: u64) -> anyhow::Result<()> {
+        let k = [b"expiring\0".as_slice(), key.as_bytes()].concat();
+        self.notices.insert(k, &expires_at.to_be_bytes())?;
         Ok(())
     }
 

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub use tollgate::mock::MockProvider;
 
+pub mod receiver;
+
 /// A key for tests and its digest line.
 pub fn key(n: u32) -> String {
     format!("tg-TestKey{n:08}abcdefghijklmnopqrstuvwxyzABCDE")

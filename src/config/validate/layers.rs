@@ -251,7 +251,9 @@ pub(super) fn check_groups(
             tags,
             log_level,
             webhook,
+            webhook_secret_env,
             alert_thresholds,
+            error_rate_alert,
             self_service,
             ..
         } = g;
@@ -362,6 +364,64 @@ pub(super) fn check_groups(
                 );
             }
         }
+        match (&webhook, &webhook_secret_env) {
+            (Some(_), None) => c.problem(
+                loc,
+                format!("{path}.webhook_secret_env"),
+                "a webhook needs webhook_secret_env (the env var holding its signing secret)",
+            ),
+            (None, Some(_)) => {
+                c.problem(loc, format!("{path}.webhook_secret_env"), "needs webhook")
+            }
+            _ => {}
+        }
+        if let Some(env) = &webhook_secret_env {
+            if env.is_empty() || env.contains('=') || env.contains('\0') {
+                c.problem(
+                    loc,
+                    format!("{path}.webhook_secret_env"),
+                    format!("{env:?} is not an environment variable name"),
+                );
+            }
+        }
+        let error_rate_alert = error_rate_alert.and_then(|a| {
+            let RawErrorRateAlert {
+                threshold,
+                window,
+                min_requests,
+            } = a;
+            let p = format!("{path}.error_rate_alert");
+            let mut ok = true;
+            if !(threshold.is_finite() && threshold > 0.0 && threshold < 1.0) {
+                c.problem(
+                    loc,
+                    format!("{p}.threshold"),
+                    format!("{threshold}: want a fraction between 0 and 1"),
+                );
+                ok = false;
+            }
+            let window = duration(
+                c,
+                loc,
+                &format!("{p}.window"),
+                Some(&window),
+                Duration::from_secs(60),
+            );
+            if window.is_zero() {
+                c.problem(loc, format!("{p}.window"), "want a duration above 0");
+                ok = false;
+            }
+            let min_requests = NonZeroU64::new(min_requests);
+            if min_requests.is_none() {
+                c.problem(loc, format!("{p}.min_requests"), "want at least 1");
+            }
+            Some(ErrorRateAlert {
+                threshold,
+                window,
+                min_requests: min_requests?,
+            })
+            .filter(|_| ok)
+        });
         if alert_thresholds.iter().any(|t| !t.is_finite() || *t <= 0.0) {
             c.problem(
                 loc,
@@ -454,7 +514,9 @@ pub(super) fn check_groups(
             tags: tags.into_iter().collect(),
             log_level,
             webhook,
+            webhook_secret_env,
             alert_thresholds: thresholds,
+            error_rate_alert,
             self_service,
             id: id.into(),
         });

@@ -1,0 +1,116 @@
+use super::deliver::Tuning;
+use super::*;
+use crate::secret::Secret;
+use std::time::Duration;
+
+fn event(kind: &'static str) -> Event {
+    Event {
+        kind,
+        at_ms: 1_767_225_600_000,
+        actor: "system".into(),
+        org: Some("acme".into()),
+        group: Some("grp".into()),
+        key_id: Some("key_1".into()),
+        before: Some(json!({"status": "active"})),
+        after: Some(json!({"status": "revoked"})),
+        secret: None,
+    }
+}
+
+/// Known answer: HMAC-SHA256 of "1700000000.{}" keyed by "whsec" (checked with Python's
+/// `hmac.new(b"whsec", b"1700000000.{}", "sha256").hexdigest()`).
+#[test]
+fn signature_is_hmac_of_t_dot_body() {
+    let s = signature(b"whsec", 1_700_000_000, b"{}");
+    assert_eq!(
+        s,
+        "t=1700000000,v1=7d44587dddbaf4c7f70fef20f48cd594834ffea1641e3ac227b84408298738af"
+    );
+    assert_ne!(s, signature(b"other", 1_700_000_000, b"{}"));
+    assert_ne!(s, signature(b"whsec", 1_700_000_001, b"{}"));
+}
+
+#[test]
+fn body_shape_and_the_rotated_secret() {
+    let b: Value = serde_json::from_str(&body(
+        &event("key.revoked"),
+        "evt_1",
+        Some("acme"),
+        Some("grp"),
+    ))
+    .expect("json");
+    assert_eq!(b["id"], "evt_1");
+    assert_eq!(b["event"], "key.revoked");
+    assert_eq!(b["org"], "acme");
+    assert_eq!(b["group"], "grp");
+    assert_eq!(b["key_id"], "key_1");
+    assert_eq!(b["at"], "2026-01-01T00:00:00Z");
+    assert_eq!(b["detail"]["status"], "revoked");
+    assert_eq!(b["detail"]["before"]["status"], "active");
+    assert!(b["detail"].get("key").is_none());
+    let mut e = event("key.rotated");
+    e.secret = Some(Secret::new("tg-new-secret".into()));
+    let b: Value = serde_json::from_str(&body(&e, "evt_2", None, None)).expect("json");
+    assert_eq!(b["detail"]["key"], "tg-new-secret");
+    // The event itself never prints it.
+    assert!(!format!("{e:?}").contains("tg-new-secret"));
+}
+
+/// 1 s doubling to 10 min; the attempts before giving up span more than an hour.
+#[test]
+fn backoff_spans_more_than_an_hour() {
+    let t = Tuning::default();
+    assert_eq!(t.backoff(1), Duration::from_secs(1));
+    assert_eq!(t.backoff(2), Duration::from_secs(2));
+    assert_eq!(t.backoff(10), Duration::from_secs(512));
+    assert_eq!(t.backoff(11), Duration::from_secs(600));
+    assert_eq!(t.backoff(1000), Duration::from_secs(600));
+    let (mut elapsed, mut attempts) = (Duration::ZERO, 0u32);
+    while elapsed < t.give_up_after {
+        attempts += 1;
+        elapsed += t.backoff(attempts);
+    }
+    assert!(attempts >= 15, "{attempts} attempts");
+}
+
+#[test]
+fn queue_survives_reopen_in_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = sled::open(dir.path()).expect("db");
+    let q = queue::Queue::open(db.open_tree("webhooks").expect("tree")).expect("queue");
+    let p = |id: &str, next_ms| queue::Pending {
+        id: id.into(),
+        event: "key.revoked".into(),
+        org: None,
+        group: Some("grp".into()),
+        key_id: None,
+        url: "http://127.0.0.1:1/".into(),
+        secret_env: "S".into(),
+        body: "{}".into(),
+        attempts: 0,
+        created_ms: 0,
+        next_ms,
+    };
+    assert_eq!(q.push(&p("a", 0)).expect("push"), 0);
+    assert_eq!(q.push(&p("b", 5_000)).expect("push"), 1);
+    assert_eq!(q.push(&p("c", 0)).expect("push"), 2);
+    let due: Vec<String> = q
+        .due(1_000, q.written_below(), 10)
+        .0
+        .into_iter()
+        .map(|(_, p)| p.id)
+        .collect();
+    assert_eq!(due, ["a", "c"]);
+    assert_eq!(q.due(1_000, 1, 10).0.len(), 1, "only below the watermark");
+    assert_eq!(q.due(1_000, 3, 10).1, 5_000, "the next one due");
+    assert_eq!(
+        q.due(1_000, 3, 1).1,
+        0,
+        "one due entry left out: look again at once"
+    );
+    q.remove(0).expect("remove");
+    drop(q);
+    let q = queue::Queue::open(db.open_tree("webhooks").expect("tree")).expect("queue");
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.push(&p("d", 0)).expect("push"), 3, "numbers keep growing");
+}
