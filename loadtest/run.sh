@@ -24,7 +24,13 @@ trap cleanup EXIT
 $BIN mock --listen 127.0.0.1:18181 >/dev/null & pids+=($!); MOCK=$!
 target/release/examples/bare_proxy 127.0.0.1:18182 127.0.0.1:18181 >/dev/null 2>&1 & pids+=($!); BARE=$!
 RUST_LOG=warn $BIN -c loadtest/gateway.toml >/dev/null 2>&1 & pids+=($!); GW=$!
-for port in 18181 18182 18180; do
+# The same policy with a request log file, on :18183: metadata vs full log level.
+LOGDIR=target/loadtest-log; rm -rf "$LOGDIR"; mkdir -p "$LOGDIR"
+sed -e 's/127.0.0.1:18180/127.0.0.1:18183/' -e "s#^data_dir = .*#data_dir = \"$LOGDIR/data\"#" \
+    -e "s#^request_log = .*#request_log = \"$LOGDIR/requests.log\"#" \
+    -e 's#tollgate-loadtest\.#tollgate-loadtest-log.#' loadtest/gateway.toml > "$LOGDIR/gateway.toml"
+RUST_LOG=warn $BIN -c "$LOGDIR/gateway.toml" >/dev/null 2>&1 & pids+=($!); GWLOG=$!
+for port in 18181 18182 18180 18183; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
 TCK=$(getconf CLK_TCK)
@@ -60,4 +66,6 @@ run() { # name url proxy_pid [wrk script]
   run "bare Pingora proxy" "http://127.0.0.1:18182/v1/chat/completions" "$BARE"
   run "tollgate (all layers)" "http://127.0.0.1:18180/v1/chat/completions" "$GW"
   run "tollgate chat->Anthropic" "http://127.0.0.1:18180/v1/chat/completions" "$GW" loadtest/post_translate.lua
+  run "tollgate log=metadata" "http://127.0.0.1:18183/v1/chat/completions" "$GWLOG"
+  run "tollgate log=full" "http://127.0.0.1:18183/v1/chat/completions" "$GWLOG" loadtest/post_full.lua
 } | tee loadtest/results/latest.md

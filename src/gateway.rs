@@ -17,8 +17,8 @@
 
 use crate::account::{self, Accounting, Estimate, InflightGuard, Served};
 use crate::admission::Reservation;
-use crate::config::Api;
 use crate::config::Routing;
+use crate::config::{Api, LogLevel};
 use crate::directory::Directory;
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
@@ -190,6 +190,8 @@ impl RequestCtx {
             stream: self.body.as_ref().is_some_and(|b| b.stream),
             attempts: &self.attempts,
             shadow: &[],
+            body: self.body.as_ref(),
+            completion: self.scanner.as_ref().and_then(|s| s.completion.as_ref()),
         }
     }
 
@@ -545,6 +547,11 @@ impl ProxyHttp for Gateway {
         // usage chunk the client did not ask for.
         let strip_usage = ctx.ask_usage && ctx.translation.is_none();
         ctx.scanner = account::scanner_for(resp, strip_usage);
+        if let (Some(scanner), Some(key)) = (ctx.scanner.as_mut(), &ctx.key) {
+            if key.group.log_level == LogLevel::Full && self.request_log.enabled() {
+                scanner.collect_completion();
+            }
+        }
         let t = ctx.translation.as_ref();
         ctx.translator = t.map(|t| Responder::for_response(t, resp)).transpose()?;
         if strip_usage && ctx.scanner.is_some() {

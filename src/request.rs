@@ -82,6 +82,9 @@ impl Serves {
     }
 }
 
+/// The top-level fields that carry the prompt, in every API.
+const PROMPT_FIELDS: [&str; 5] = ["system", "instructions", "messages", "prompt", "input"];
+
 /// A JSON request body: top-level fields kept raw, in order.
 #[derive(Debug)]
 pub struct RequestBody {
@@ -142,6 +145,26 @@ impl RequestBody {
     /// The top-level fields, raw, in the client's order (for translation).
     pub fn fields(&self) -> &IndexMap<String, Box<RawValue>> {
         &self.fields
+    }
+
+    /// The prompt fields as the client sent them, as one JSON object (`log_level =
+    /// "prompt"`): `system` and `messages` (chat, Anthropic), `instructions` and `input`
+    /// (Responses, embeddings), `prompt` (completions). None when there are none.
+    pub fn prompt_json(&self) -> Option<String> {
+        let mut out = String::new();
+        for (k, v) in self
+            .fields
+            .iter()
+            .filter(|(k, _)| PROMPT_FIELDS.contains(&k.as_str()))
+        {
+            out.push(if out.is_empty() { '{' } else { ',' });
+            // Field names are the constants above: no escaping needed.
+            out.push('"');
+            out.push_str(k);
+            out.push_str("\":");
+            out.push_str(v.get());
+        }
+        (!out.is_empty()).then(|| out + "}")
     }
 
     /// Whether the client asked for usage in its stream (`stream_options.include_usage`).
@@ -240,6 +263,25 @@ mod tests {
                 "invalid_request"
             );
         }
+    }
+
+    #[test]
+    fn prompt_fields_are_kept_raw() {
+        let b = RequestBody::parse(
+            br#"{"model":"m","system":"be brief","messages":[{"role":"user","content":"hi \"x\""}],"max_tokens":5}"#,
+        )
+        .unwrap();
+        let p: serde_json::Value = serde_json::from_str(&b.prompt_json().unwrap()).unwrap();
+        assert_eq!(
+            p,
+            serde_json::json!({"system": "be brief", "messages": [{"role": "user", "content": "hi \"x\""}]})
+        );
+        let b = RequestBody::parse(br#"{"model":"m","input":["a","b"]}"#).unwrap();
+        assert_eq!(b.prompt_json().unwrap(), r#"{"input":["a","b"]}"#);
+        assert!(RequestBody::parse(br#"{"model":"m"}"#)
+            .unwrap()
+            .prompt_json()
+            .is_none());
     }
 
     #[test]

@@ -2,12 +2,17 @@
 //! thread through a bounded queue so a slow disk or pipe never slows a request (lines are
 //! dropped and counted when the queue is full).
 //!
+//! The queue is bounded in lines and in bytes: with `log_level = "full"` a line may
+//! carry megabytes of prompt and completion.
+//!
 //! The writer thread starts with the first line, not at construction: with `-d` the
 //! process forks after start-up, and threads do not survive a fork.
 
-use crate::config::RequestLog as Sink;
+use crate::config::{LogLevel, RequestLog as Sink};
+use crate::request::RequestBody;
+use crate::usage::Completion;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
@@ -20,11 +25,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 const QUEUE: usize = 65_536;
+/// Bytes of lines waiting for the writer; past this, lines are dropped (and counted).
+const QUEUE_BYTES: usize = 64 << 20;
+/// Bytes of the prompt's JSON kept in a line (`log_level = "prompt"` or `"full"`).
+pub const PROMPT_CAP: usize = 1 << 20;
 
 pub struct RequestLog {
     /// Where lines go, until the writer thread takes it.
     out: Mutex<Option<Box<dyn Write + Send>>>,
     tx: OnceLock<Option<SyncSender<Vec<u8>>>>,
+    /// Bytes queued and not yet written.
+    queued: Arc<AtomicUsize>,
     pub dropped: AtomicU64,
 }
 
@@ -44,6 +55,7 @@ impl RequestLog {
         let log = RequestLog {
             out: Mutex::new(None),
             tx: OnceLock::new(),
+            queued: Arc::new(AtomicUsize::new(0)),
             dropped: AtomicU64::new(0),
         };
         match out {
@@ -64,15 +76,18 @@ impl RequestLog {
             .get_or_init(|| {
                 let out = self.out.lock().unwrap_or_else(|p| p.into_inner()).take()?;
                 let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+                let queued = self.queued.clone();
                 let spawned = std::thread::Builder::new()
                     .name("request-log".into())
                     .spawn(move || {
                         let mut w = std::io::BufWriter::with_capacity(64 * 1024, out);
                         while let Ok(line) = rx.recv() {
                             let _ = w.write_all(&line);
+                            queued.fetch_sub(line.len(), Ordering::Relaxed);
                             // Flush whenever the queue runs dry: prompt lines, batched under load.
                             while let Ok(more) = rx.try_recv() {
                                 let _ = w.write_all(&more);
+                                queued.fetch_sub(more.len(), Ordering::Relaxed);
                             }
                             let _ = w.flush();
                         }
@@ -87,7 +102,14 @@ impl RequestLog {
         let Some(tx) = self.sender() else { return };
         let mut line = serde_json::to_vec(v).unwrap_or_default();
         line.push(b'\n');
-        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
+        let len = line.len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > QUEUE_BYTES {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(line) {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -136,6 +158,10 @@ pub struct Finished<'a> {
     pub attempts: &'a [(Arc<str>, Outcome)],
     /// Shadow limits the request went over.
     pub shadow: &'a [crate::admission::ShadowHit],
+    /// The client's body: its prompt fields are logged when the group asks.
+    pub body: Option<&'a RequestBody>,
+    /// The answer's text, collected only when the group logs at `full`.
+    pub completion: Option<&'a Completion>,
 }
 
 /// One request-log line (SPEC §9). Never the key itself: only its id.
@@ -150,7 +176,7 @@ pub fn log_line(f: &Finished<'_>) -> serde_json::Value {
         .iter()
         .map(|(t, o)| serde_json::json!({"target": &**t, "outcome": o.label()}))
         .collect();
-    serde_json::json!({
+    let mut line = serde_json::json!({
         "ts": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         "request_id": f.request_id,
         "org": key.map(|k| &*k.group.org.id),
@@ -168,7 +194,42 @@ pub fn log_line(f: &Finished<'_>) -> serde_json::Value {
         "client_ip": f.client_ip.map(|ip| ip.to_string()),
         "stream": f.stream,
         "attempts": attempts,
-    })
+    });
+    if let (Some(level), Some(o)) = (key.map(|k| k.group.log_level), line.as_object_mut()) {
+        add_text(o, level, f);
+    }
+    line
+}
+
+/// The prompt (`log_level = "prompt"`) and the completion (`"full"`), each capped.
+fn add_text(o: &mut serde_json::Map<String, serde_json::Value>, level: LogLevel, f: &Finished<'_>) {
+    if level == LogLevel::Metadata {
+        return;
+    }
+    let prompt = f.body.and_then(RequestBody::prompt_json).map(|mut p| {
+        if p.len() > PROMPT_CAP {
+            p.truncate(floor_char_boundary(&p, PROMPT_CAP));
+            o.insert("prompt_truncated".into(), true.into());
+        }
+        p
+    });
+    o.insert("prompt".into(), prompt.into());
+    if level == LogLevel::Full {
+        o.insert(
+            "completion".into(),
+            f.completion.map(|c| c.text.as_str()).into(),
+        );
+        if f.completion.is_some_and(|c| c.truncated) {
+            o.insert("completion_truncated".into(), true.into());
+        }
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 pub mod metrics;

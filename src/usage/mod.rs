@@ -2,8 +2,10 @@
 //! chunk without holding the stream back — and its price.
 
 mod scan;
+mod text;
 
 pub use scan::{Scanner, StreamFormat};
+pub use text::{Completion, COMPLETION_CAP};
 
 use crate::config::Price;
 

@@ -6,6 +6,7 @@
 //! chunk is removed from what the client receives, so its stream is exactly what it asked
 //! for.
 
+use super::text::{Completion, COMPLETION_CAP};
 use super::TokenUsage;
 use bytes::{Bytes, BytesMut};
 use memchr::memmem;
@@ -13,6 +14,9 @@ use memchr::memmem;
 /// Bytes of a JSON body kept for the usage lookup; above this only the tail is kept.
 const JSON_KEEP: usize = 256 * 1024;
 const JSON_TAIL: usize = 64 * 1024;
+/// Bytes of a JSON body kept when its completion text is collected (JSON escapes make
+/// the body longer than its text).
+const JSON_KEEP_TEXT: usize = 2 * COMPLETION_CAP;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamFormat {
@@ -29,6 +33,10 @@ pub struct Scanner {
     buf: BytesMut,
     pub usage: TokenUsage,
     pub saw_done: bool,
+    /// The answer's text, when the group logs it (`log_level = "full"`).
+    pub completion: Option<Completion>,
+    /// The start of a JSON body was dropped (over the cap).
+    cut: bool,
 }
 
 fn has_usage_object(line: &[u8]) -> bool {
@@ -54,7 +62,14 @@ impl Scanner {
             buf: BytesMut::new(),
             usage: TokenUsage::default(),
             saw_done: false,
+            completion: None,
+            cut: false,
         }
+    }
+
+    /// Also reassembles the answer's text (off unless asked: it costs a parse per event).
+    pub fn collect_completion(&mut self) {
+        self.completion = Some(Completion::default());
     }
 
     /// Looks at one chunk of the response; may rewrite it (usage-chunk stripping).
@@ -63,9 +78,15 @@ impl Scanner {
             StreamFormat::Json => {
                 if let Some(b) = body.as_ref() {
                     self.buf.extend_from_slice(b);
-                    if self.buf.len() > JSON_KEEP {
+                    let keep = if self.completion.is_some() {
+                        JSON_KEEP_TEXT
+                    } else {
+                        JSON_KEEP
+                    };
+                    if self.buf.len() > keep {
                         let cut = self.buf.len() - JSON_TAIL;
                         let _ = self.buf.split_to(cut);
+                        self.cut = true;
                     }
                 }
                 if end {
@@ -77,6 +98,13 @@ impl Scanner {
     }
 
     fn finish_json(&mut self) {
+        if let Some(c) = self.completion.as_mut() {
+            if self.cut {
+                c.truncated = true;
+            } else {
+                c.body(&self.buf);
+            }
+        }
         let Some(i) = memmem::rfind(&self.buf, b"\"usage\"") else {
             return;
         };
@@ -161,6 +189,9 @@ impl Scanner {
         if data == b"[DONE]" {
             self.saw_done = true;
             return false;
+        }
+        if let Some(c) = self.completion.as_mut() {
+            c.event(data);
         }
         if !has_usage_object(data) {
             return false;
@@ -258,5 +289,26 @@ mod tests {
             &["data: {\"usage\":{\"prompt_tokens\":", "garbage\n\n"],
         );
         assert!(!s.usage.is_known());
+    }
+
+    #[test]
+    fn completion_is_collected_only_when_asked() {
+        for split in 1..OA.len() {
+            let (a, b) = OA.split_at(split);
+            let mut s = Scanner::new(StreamFormat::Sse, split % 2 == 0);
+            s.collect_completion();
+            feed(&mut s, &[a, b]);
+            assert_eq!(s.completion.unwrap().text, "hi", "split at {split}");
+        }
+        let mut s = Scanner::new(StreamFormat::Sse, false);
+        feed(&mut s, &[OA]);
+        assert!(s.completion.is_none());
+        let mut s = Scanner::new(StreamFormat::Json, false);
+        s.collect_completion();
+        feed(
+            &mut s,
+            &["{\"content\":[{\"type\":\"text\",", "\"text\":\"ok\"}]}"],
+        );
+        assert_eq!(s.completion.unwrap().text, "ok");
     }
 }

@@ -300,3 +300,36 @@ pub async fn post_json(
         .await
         .expect("send")
 }
+
+/// Searches every log file under `dir` (the gateway's own output, request logs; any file
+/// whose name contains "log") for each secret and for its hex digest: the log lines may
+/// name a key only by its id. Panics naming the file and the secret's id in `secrets`.
+pub fn assert_no_secret_in_logs(dir: &std::path::Path, secrets: &[&str]) -> usize {
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().to_lowercase();
+            if !name.contains("log") {
+                continue;
+            }
+            files += 1;
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            for (i, s) in secrets.iter().enumerate() {
+                assert!(!text.contains(s), "secret #{i} in {}", path.display());
+                assert!(
+                    !text.contains(&sha(s)),
+                    "digest of secret #{i} in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    files
+}
