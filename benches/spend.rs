@@ -7,6 +7,8 @@
 //! the current month (the routes' default range) and over the full year, summed the way
 //! `control::spend` does.
 //!
+//! Also: one flush with all 10,000 series dirty (the write side of the rollups).
+//!
 //! Run: `cargo bench --bench spend`.
 
 #![allow(clippy::unwrap_used)]
@@ -164,5 +166,56 @@ fn spend(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, spend);
+/// A flush with every one of the 10,000 series dirty (each bucket written with the rollup
+/// rows it counts in, in transactions of 512 buckets), against a store holding a day.
+fn flush(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(Ledger::open(dir.path(), Duration::ZERO).unwrap());
+    let adm = tollgate::admission::Admission::new(Arc::new(tollgate::clock::SystemClock), None, 1);
+    let now_h = adm.now_ms() / HOUR_MS;
+    let keys: Vec<Arc<str>> = (0..KEYS).map(|i| format!("key_{i:04}").into()).collect();
+    let models: Vec<Arc<str>> = (0..MODELS).map(|i| format!("model-{i}").into()).collect();
+    let group: Arc<str> = GROUP.into();
+    let record_all = |hour: u64| {
+        for key in &keys {
+            for model in &models {
+                ledger.record(
+                    UsageKey {
+                        hour,
+                        group: group.clone(),
+                        key: key.clone(),
+                        model: model.clone(),
+                    },
+                    UsageTotals {
+                        requests: 1,
+                        input_tokens: 900,
+                        output_tokens: 250,
+                        cost_micros: 1_234,
+                    },
+                );
+            }
+        }
+    };
+    for h in now_h - 23..now_h {
+        record_all(h);
+        ledger.flush(&adm).unwrap();
+    }
+    let mut g = c.benchmark_group("spend");
+    g.sample_size(10);
+    g.bench_function("flush_10k_dirty_buckets", |b| {
+        b.iter_custom(|iters| {
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                record_all(now_h);
+                let started = Instant::now();
+                ledger.flush(&adm).unwrap();
+                took += started.elapsed();
+            }
+            took
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, flush, spend);
 criterion_main!(benches);
