@@ -76,6 +76,28 @@ async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
         requests += t.requests;
         tokens += t.input_tokens + t.output_tokens;
     }
+    // The rollups (written with the hourly rows, in one transaction) survived the kills in
+    // step with them: the same totals, group by group.
+    let mut by_group: std::collections::HashMap<String, tollgate::ledger::UsageTotals> =
+        Default::default();
+    for (k, t) in ledger.usage_between(0, u64::MAX) {
+        by_group.entry(k.group.to_string()).or_default().add(&t);
+    }
+    for (group, hourly) in &by_group {
+        let mut rolled = tollgate::ledger::UsageTotals::default();
+        ledger.rollup_scan(
+            tollgate::ledger::Dim::Total,
+            group,
+            0,
+            u64::MAX / 2,
+            tollgate::ledger::Level::Month,
+            &mut |_, _, t| rolled.add(t),
+        );
+        assert_eq!(
+            &rolled, hourly,
+            "rollups disagree with hourly rows in {group}"
+        );
+    }
     let (mock_in, mock_out) = mock.reported_usage();
     let reported = mock_in + mock_out;
     assert!(

@@ -1,12 +1,13 @@
 //! Spend reporting (SPEC §7 spend routes): totals, by model, by key, timeline, per key, per
-//! org and per tag, from the ledger's hourly buckets — everything settled before the call,
-//! flushed or not. A scoped token's answers cover only its groups.
+//! org and per tag, from the ledger's rollups (hourly buckets summed per key, model and group
+//! at hour, day and month grain) — everything settled before the call, flushed or not. A
+//! scoped token's answers cover only its groups.
 
 use super::view::usd;
 use super::{Actor, ApiError, ApiResult, ControlPlane};
 use crate::admission::budget::period_start;
 use crate::config::BudgetPeriod;
-use crate::ledger::{UsageKey, UsageTotals};
+use crate::ledger::{Dim, Level, UsageTotals};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -115,15 +116,18 @@ fn ranked(sums: HashMap<String, Sum>, label: &str) -> Vec<Value> {
 }
 
 impl ControlPlane {
-    fn rows(&self, r: Range, keep: impl Fn(&UsageKey) -> bool) -> Vec<(UsageKey, UsageTotals)> {
-        let Some(ledger) = &self.ledger else {
-            return vec![];
-        };
-        ledger
-            .usage_rows(r.from_h, r.to_h)
-            .into_iter()
-            .filter(|(k, _)| keep(k))
-            .collect()
+    /// Rollup rows of `dim` in `scope` over the range (see [`crate::ledger::Ledger::rollup_scan`]).
+    fn scan(
+        &self,
+        dim: Dim,
+        scope: &str,
+        r: Range,
+        max: Level,
+        visit: &mut dyn FnMut(u64, &str, &UsageTotals),
+    ) {
+        if let Some(ledger) = &self.ledger {
+            ledger.rollup_scan(dim, scope, r.from_h, r.to_h, max, visit);
+        }
     }
 
     fn group_range(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Range> {
@@ -143,9 +147,7 @@ impl ControlPlane {
     pub fn spend_group(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Value> {
         let r = self.group_range(actor, id, q)?;
         let mut s = Sum::default();
-        for (_, t) in self.rows(r, |k| &*k.group == id) {
-            s.add(&t);
-        }
+        self.scan(Dim::Total, id, r, Level::Month, &mut |_, _, t| s.add(t));
         let [f, t] = range_fields(r);
         Ok(s.json(obj(&[("group", json!(id)), f, t])))
     }
@@ -160,10 +162,17 @@ impl ControlPlane {
     ) -> ApiResult<Value> {
         let r = self.group_range(actor, id, q)?;
         let mut sums: HashMap<String, Sum> = HashMap::new();
-        for (k, t) in self.rows(r, |k| &*k.group == id) {
-            let label = if by_key { &k.key } else { &k.model };
-            sums.entry(label.to_string()).or_default().add(&t);
-        }
+        let dim = if by_key { Dim::Key } else { Dim::Model };
+        self.scan(
+            dim,
+            id,
+            r,
+            Level::Month,
+            &mut |_, label, t| match sums.get_mut(label) {
+                Some(s) => s.add(t),
+                None => sums.entry(label.to_string()).or_default().add(t),
+            },
+        );
         let [f, t] = range_fields(r);
         let label = if by_key { "key_id" } else { "model" };
         Ok(json!({"group": id, "from": f.1, "to": t.1, "data": ranked(sums, label)}))
@@ -186,9 +195,10 @@ impl ControlPlane {
             .step_by(step as usize)
             .map(|h| (h, Sum::default()))
             .collect();
-        for (k, t) in self.rows(r, |k| &*k.group == id) {
-            buckets.entry(k.hour / step * step).or_default().add(&t);
-        }
+        let max = if step == 1 { Level::Hour } else { Level::Day };
+        self.scan(Dim::Total, id, r, max, &mut |hour, _, t| {
+            buckets.entry(hour / step * step).or_default().add(t)
+        });
         let data: Vec<Value> = buckets
             .into_iter()
             .map(|(h, s)| s.json(obj(&[("start", json!(crate::clock::rfc3339(h * 3600)))])))
@@ -219,9 +229,7 @@ impl ControlPlane {
             .unwrap_or(BudgetPeriod::Monthly);
         let r = range(q, period)?;
         let mut s = Sum::default();
-        for (_, t) in self.rows(r, |k| &*k.key == id) {
-            s.add(&t);
-        }
+        self.scan(Dim::KeyGroups, id, r, Level::Month, &mut |_, _, t| s.add(t));
         let [f, t] = range_fields(r);
         Ok(s.json(obj(&[
             ("key_id", json!(id)),
@@ -251,14 +259,10 @@ impl ControlPlane {
                 .map_or(BudgetPeriod::Monthly, |b| b.period),
         )?;
         let mut s = Sum::default();
-        for (_, t) in self.rows(r, |k| {
-            actor.sees_group(&k.group)
-                && snapshot
-                    .groups
-                    .get(&k.group)
-                    .is_some_and(|g| &*g.org.id == id)
-        }) {
-            s.add(&t);
+        for g in snapshot.groups.values() {
+            if &*g.org.id == id && actor.sees_group(&g.id) {
+                self.scan(Dim::Total, &g.id, r, Level::Month, &mut |_, _, t| s.add(t));
+            }
         }
         let [f, t] = range_fields(r);
         Ok(s.json(obj(&[("org", json!(id)), f, t])))
@@ -280,29 +284,47 @@ impl ControlPlane {
             key_tags.insert(k.id.to_string(), v);
         }
         let mut sums: BTreeMap<Option<String>, Sum> = BTreeMap::new();
-        for (k, t) in self.rows(r, |k| actor.sees_group(&k.group)) {
-            let own = match key_tags.get(&*k.key) {
-                Some(v) => v.clone(),
-                None => {
-                    let v = self
-                        .store
-                        .key(&k.key)
-                        .ok()
-                        .flatten()
-                        .and_then(|r| r.spec.tags.and_then(|mut t| t.remove(tag)));
-                    key_tags.insert(k.key.to_string(), v.clone());
-                    v
-                }
-            };
-            let value = own.or_else(|| {
-                snapshot.groups.get(&k.group).and_then(|g| {
-                    g.tags
-                        .iter()
-                        .find(|(n, _)| n == tag)
-                        .map(|(_, v)| v.clone())
-                })
-            });
-            sums.entry(value).or_default().add(&t);
+        let groups = self
+            .ledger
+            .as_ref()
+            .map_or_else(Vec::new, |l| l.usage_groups());
+        for group in groups.iter().filter(|g| actor.sees_group(g)) {
+            // Per key first: a key's tag is looked up once per group, not once per row.
+            let mut per_key: HashMap<String, Sum> = HashMap::new();
+            self.scan(
+                Dim::Key,
+                group,
+                r,
+                Level::Month,
+                &mut |_, key, t| match per_key.get_mut(key) {
+                    Some(s) => s.add(t),
+                    None => per_key.entry(key.to_string()).or_default().add(t),
+                },
+            );
+            for (key, t) in per_key {
+                let own = match key_tags.get(&key) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = self
+                            .store
+                            .key(&key)
+                            .ok()
+                            .flatten()
+                            .and_then(|r| r.spec.tags.and_then(|mut t| t.remove(tag)));
+                        key_tags.insert(key, v.clone());
+                        v
+                    }
+                };
+                let value = own.or_else(|| {
+                    snapshot.groups.get(group.as_str()).and_then(|g| {
+                        g.tags
+                            .iter()
+                            .find(|(n, _)| n == tag)
+                            .map(|(_, v)| v.clone())
+                    })
+                });
+                sums.entry(value).or_default().add(&t.0);
+            }
         }
         let mut data: Vec<(Option<String>, Sum)> = sums.into_iter().collect();
         data.sort_by(|a, b| {

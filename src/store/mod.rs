@@ -9,6 +9,7 @@
 //! | `spend`     | `layer \0 id \0 period-kind \0 id`   | settled micro-dollars (ledger)     |
 //! | `totals`    | `layer \0 id`                        | spend per period and all time      |
 //! | `usage`     | `hour(be) group \0 key \0 model`     | requests, tokens, cost (ledger)    |
+//! | `rollup`    | `dim scope \0 level start(be) label`  | `usage` summed by key, model, group (ledger) |
 //! | `audit`     | `ms(be) seq(be)`                     | event (JSON, hash-chained)         |
 //! | `meta`      | name                                 | the audit chain's anchor           |
 //! | `webhooks`  | sequence number (u64 be)             | a pending webhook delivery (JSON)  |
@@ -63,6 +64,8 @@ pub struct Store {
     pub spend: sled::Tree,
     pub totals: sled::Tree,
     pub usage: sled::Tree,
+    /// `usage` summed at hour, day and month grain (see `ledger::rollup`).
+    pub rollup: sled::Tree,
     pub audit: sled::Tree,
     /// Small markers (the audit chain's anchor).
     pub meta: sled::Tree,
@@ -104,6 +107,7 @@ impl Store {
             spend: db.open_tree("spend")?,
             totals: db.open_tree("totals")?,
             usage: db.open_tree("usage")?,
+            rollup: db.open_tree("rollup")?,
             audit: db.open_tree("audit")?,
             meta: db.open_tree("meta")?,
             webhooks: db.open_tree("webhooks")?,
