@@ -11,6 +11,19 @@ pub const DEMO_KEY: &str = "tg-DemoKeyForTheLocalMockProviderOnly0000000";
 const MOCK_ADDR: &str = "127.0.0.1:18081";
 
 pub fn run(conf: &Path, early_hup: Arc<AtomicBool>) -> ExitCode {
+    // An admin token for the demo's admin API, unless one is set: made before any thread
+    // starts, shown once below.
+    let cfg = crate::config::load(conf).ok();
+    let admin = cfg.as_ref().and_then(|c| c.server.admin_listen);
+    let mut demo_token = None;
+    if let Some(c) = &cfg {
+        let var = &c.server.admin_token_env;
+        if admin.is_some() && std::env::var_os(var).is_none() {
+            let token = format!("tga-demo-{}", &crate::auth::generate_key()[3..23]);
+            std::env::set_var(var, &token);
+            demo_token = Some(token);
+        }
+    }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = match tokio::runtime::Runtime::new() {
@@ -47,8 +60,8 @@ pub fn run(conf: &Path, early_hup: Arc<AtomicBool>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listen = crate::config::load(conf)
-        .ok()
+    let listen = cfg
+        .as_ref()
         .and_then(|c| c.server.listen.first().copied())
         .map_or_else(|| "127.0.0.1:8080".to_string(), |a| a.to_string());
     println!("mock provider on http://{MOCK_ADDR}, gateway on http://{listen}");
@@ -56,5 +69,15 @@ pub fn run(conf: &Path, early_hup: Arc<AtomicBool>) -> ExitCode {
     println!(
         "try:\n  curl -s http://{listen}/v1/chat/completions -H 'Authorization: Bearer {DEMO_KEY}' \\\n    -H 'content-type: application/json' -d '{{\"model\":\"fast\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'"
     );
+    if let (Some(token), Some(admin)) = (&demo_token, admin) {
+        println!("admin token (for this demo run): {token}");
+        println!(
+            "mint a key:\n  curl -s http://{admin}/v1/keys -H 'Authorization: Bearer {token}' \\\n    -H 'content-type: application/json' -d '{{\"name\":\"my-service\",\"group\":\"{group}\"}}'",
+            group = cfg
+                .as_ref()
+                .and_then(|c| c.groups.first())
+                .map_or("grp_demo", |g| &*g.id)
+        );
+    }
     server.run_forever()
 }
