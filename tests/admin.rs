@@ -12,11 +12,8 @@ const TOKEN: &str = "admin-secret-for-tests";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_reload_metrics_and_auth() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let policy = basic_policy(mock.addr(), "").replace(
-        "[server]\n",
-        &format!("[server]\nadmin_listen = \"{admin}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"),
-    );
+    let admin = admin_addr();
+    let policy = basic_policy(mock.addr(), "").with_admin(admin);
     let g = start_gateway_env(&policy, &[("TEST_ADMIN_TOKEN", TOKEN)]);
     let url = |p: &str| format!("http://{admin}{p}");
     let c = client();

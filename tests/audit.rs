@@ -28,14 +28,9 @@ const ENV: &[(&str, &str)] = &[
 impl Env {
     async fn start() -> Env {
         let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin = admin_addr();
         let policy = basic_policy(mock.addr(), "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\n")
-            .replace(
-                "[server]\n",
-                &format!(
-                "[server]\nadmin_listen = \"{admin}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"
-            ),
-            );
+            .with_admin(admin);
         let g = start_gateway_env(&policy, ENV);
         let env = Env {
             g,

@@ -40,10 +40,7 @@ rpm = 1000
 self_service = { enabled = true, max_keys_per_owner = 3, require_expiry = true, max_ttl = "30d", limits = { rpm = 600, budget_usd = 50 } }
 "#,
     )
-    .replace(
-        "[server]\n",
-        &format!("[server]\nadmin_listen = \"{admin}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"),
-    )
+    .with_admin(admin)
     .replace(
         "max_tokens = 4000\n",
         "max_tokens = 4000\nself_service = { enabled = true, max_keys_per_owner = 1000 }\n",
@@ -54,7 +51,7 @@ const ENV: &[(&str, &str)] = &[("TEST_ADMIN_TOKEN", ROOT)];
 
 async fn start() -> Env {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin = admin_addr();
     let g = start_gateway_env(&policy(mock.addr(), admin), ENV);
     let env = Env {
         g,

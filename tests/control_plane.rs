@@ -41,12 +41,7 @@ fn policy_with(mock: SocketAddr, admin: SocketAddr) -> String {
         sha(&key(2))
     );
     basic_policy(mock, &format!("{GROUPS}{tagged}"))
-        .replace(
-            "[server]\n",
-            &format!(
-                "[server]\nadmin_listen = \"{admin}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"
-            ),
-        )
+        .with_admin(admin)
         .replace("request_log = \"off\"", "request_log = \"stdout\"")
 }
 
@@ -54,7 +49,7 @@ const ENV: &[(&str, &str)] = &[("TEST_ADMIN_TOKEN", TOKEN)];
 
 async fn start() -> Env {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin = admin_addr();
     let policy = policy_with(mock.addr(), admin);
     let g = start_gateway_env(&policy, ENV);
     let env = Env {
@@ -733,7 +728,7 @@ async fn concurrent_writes_on_one_key_under_traffic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lifecycle_ttl_idle_disable_and_rotation() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin = admin_addr();
     let policy = policy_with(mock.addr(), admin).replace(
         "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\n",
         "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\nkey_ttl = \"1h\"\nidle_disable = \"2s\"\n",

@@ -41,17 +41,10 @@ sha256 = "{f}"
         p = sha(&key(2)),
         f = sha(&key(3)),
     );
-    basic_policy(mock, &extra)
-        .replace(
-            "[server]\n",
-            &format!(
-                "[server]\nadmin_listen = \"{admin}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"
-            ),
-        )
-        .replace(
-            "request_log = \"off\"",
-            "request_log = \"{DATA}/../requests.log\"",
-        )
+    basic_policy(mock, &extra).with_admin(admin).replace(
+        "request_log = \"off\"",
+        "request_log = \"{DATA}/../requests.log\"",
+    )
 }
 
 async fn log_line(g: &GatewayProc, request_id: &str) -> Value {
@@ -150,7 +143,7 @@ async fn mint(admin: SocketAddr, group: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_and_full_log_levels_include_the_text_and_no_key() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin = admin_addr();
     let g = start_gateway_env(&policy(mock.addr(), admin), &[("TEST_ADMIN_TOKEN", TOKEN)]);
     let minted = mint(admin, "grp_full").await;
     let (meta, prompt, full) = (key(1), key(2), key(3));

@@ -6,7 +6,6 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const ROOT: &str = "root-admin-token-for-tests";
@@ -14,15 +13,12 @@ const ROOT: &str = "root-admin-token-for-tests";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shadow_limits_count_and_report_but_never_refuse() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin = admin_addr();
     let policy = basic_policy(
         mock.addr(),
         "[[groups]]\nid = \"grp_s\"\norg = \"acme\"\nrpm = { value = 2, mode = \"shadow\" }\nmax_parallel = 100\n",
     )
-    .replace(
-        "[server]\n",
-        &format!("[server]\nadmin_listen = \"{admin}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"),
-    );
+    .with_admin(admin);
     let g = start_gateway_env(
         &policy,
         &[
@@ -31,16 +27,7 @@ async fn shadow_limits_count_and_report_but_never_refuse() {
         ],
     );
     let base = format!("http://{admin}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client()
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_admin(admin).await;
     // An API key with a shadow tpm of its own (looser than nothing: no bound applies).
     let r = client()
         .post(format!("{base}/v1/keys"))

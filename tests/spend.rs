@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const ROOT: &str = "root-admin-token-for-tests";
@@ -106,17 +105,12 @@ impl Admin {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn spend_routes_match_the_request_log_and_metrics() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin_addr = admin_addr();
     let policy = basic_policy(
         mock.addr(),
         "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\ntimeout = \"1s\"\ntags = { team = \"c\" }\n",
     )
-    .replace(
-        "[server]\n",
-        &format!(
-            "[server]\nadmin_listen = \"{admin_addr}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"
-        ),
-    )
+    .with_admin(admin_addr)
     .replace(
         "request_log = \"off\"",
         "request_log = \"{DATA}/../requests.log\"",
@@ -125,16 +119,7 @@ async fn spend_routes_match_the_request_log_and_metrics() {
     let admin = Admin {
         base: format!("http://{admin_addr}"),
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client()
-        .get(format!("{}/healthz", admin.base))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_admin(admin_addr).await;
     // An API key in grp_c with a tag of its own.
     let r = client()
         .post(format!("{}/v1/keys", admin.base))
@@ -371,16 +356,7 @@ async fn spend_routes_match_the_request_log_and_metrics() {
         // Spend is flushed every 250 ms: give it a flush, then kill -9 and start again.
         tokio::time::sleep(Duration::from_millis(600)).await;
         g.restart(ENV);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while client()
-            .get(format!("{}/healthz", admin.base))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_admin(admin_addr).await;
     }
     // Bad input.
     let r = client()

@@ -9,7 +9,6 @@ mod common;
 use common::receiver::Receiver;
 use common::*;
 use serde_json::json;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const ROOT: &str = "root-admin-token-for-tests";
@@ -38,7 +37,7 @@ async fn p99(g: &GatewayProc, n: usize) -> Duration {
 async fn a_hanging_receiver_leaves_data_plane_latency_unchanged() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
     let hook = Receiver::start(0).await; // never answers
-    let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin_addr = admin_addr();
     let policy = basic_policy(
         mock.addr(),
         &format!(
@@ -46,10 +45,7 @@ async fn a_hanging_receiver_leaves_data_plane_latency_unchanged() {
             hook.url()
         ),
     )
-    .replace(
-        "[server]\n",
-        &format!("[server]\nadmin_listen = \"{admin_addr}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"),
-    );
+    .with_admin(admin_addr);
     let g = start_gateway_env(
         &policy,
         &[

@@ -47,10 +47,7 @@ sha256 = "{sha}"
             sha = sha(&key(2))
         ),
     )
-    .replace(
-        "[server]\n",
-        &format!("[server]\nadmin_listen = \"{admin}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"),
-    )
+    .with_admin(admin)
 }
 
 struct Admin(String);
@@ -134,7 +131,7 @@ fn metric(text: &str, series: &str) -> f64 {
 async fn budget_threshold_and_exhausted_fire_once_across_a_restart_signed() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
     let hook = Receiver::start(200).await;
-    let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin_addr = admin_addr();
     // gpt-4o: $10 per million output tokens; 300 tokens = $0.003 a request, reserved as 10.
     let mut g = start_gateway_env(
         &policy(
@@ -226,7 +223,7 @@ async fn budget_threshold_and_exhausted_fire_once_across_a_restart_signed() {
 async fn receiver_down_then_up_gets_everything_across_a_restart() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
     let hook_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin_addr = admin_addr();
     let url = format!("http://{hook_addr}/hooks");
     let mut g = start_gateway_env(&policy(mock.addr(), admin_addr, &url, ""), &env());
     let admin = Admin::new(admin_addr);
@@ -367,7 +364,7 @@ async fn receiver_down_then_up_gets_everything_across_a_restart() {
 async fn error_rate_high_fires_once_per_excursion() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
     let hook = Receiver::start(200).await;
-    let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin_addr = admin_addr();
     let g = start_gateway_env(
         &policy(
             mock.addr(),
@@ -436,7 +433,7 @@ async fn error_rate_high_fires_once_per_excursion() {
 async fn key_rotated_carries_a_working_secret_never_logged_and_key_expiring_once() {
     let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
     let hook = Receiver::start(200).await;
-    let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin_addr = admin_addr();
     let policy = policy(mock.addr(), admin_addr, &hook.url(), "").replace(
         "request_log = \"off\"",
         "request_log = \"{DATA}/../requests.log\"",

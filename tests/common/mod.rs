@@ -333,3 +333,38 @@ pub fn assert_no_secret_in_logs(dir: &std::path::Path, secrets: &[&str]) -> usiz
     }
     files
 }
+
+/// A loopback address with a free port, for an admin listener.
+pub fn admin_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().expect("addr")
+}
+
+/// A policy with an admin listener, the root token read from `TEST_ADMIN_TOKEN`.
+pub trait WithAdmin {
+    fn with_admin(&self, admin: SocketAddr) -> String;
+}
+
+impl WithAdmin for str {
+    fn with_admin(&self, admin: SocketAddr) -> String {
+        self.replace(
+            "[server]\n",
+            &format!(
+                "[server]\nadmin_listen = \"{admin}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"
+            ),
+        )
+    }
+}
+
+/// Waits (10 s at most) until the admin listener answers `/healthz`.
+pub async fn wait_admin(admin: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client()
+        .get(format!("http://{admin}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "admin listener {admin} not up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
