@@ -4,7 +4,7 @@
 use super::{error_response, AdminState};
 use crate::config::GroupState;
 use crate::control::spend::SpendQuery;
-use crate::control::{Actor, ApiError, ApiResult, ControlPlane};
+use crate::control::{Actor, ApiError, ApiResult, Bulk, ControlPlane};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -60,144 +60,65 @@ pub async fn list_keys(
     .await
 }
 
-pub async fn get_key(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    run(s, h, StatusCode::OK, move |cp, a| cp.get_key(a, &id)).await
+/// A route on one object (`/{id}`), answered 200: `on_id!(name, |cp, actor, id| call)`.
+macro_rules! on_id {
+    ($name:ident, |$cp:ident, $a:ident, $id:ident| $call:expr) => {
+        pub async fn $name(
+            State(s): State<AdminState>,
+            Extension(h): Extension<Actor>,
+            Path($id): Path<String>,
+        ) -> Response {
+            run(s, h, StatusCode::OK, move |$cp, $a| $call).await
+        }
+    };
 }
 
-pub async fn patch_key(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    run(s, h, StatusCode::OK, move |cp, a| {
-        cp.patch_key(a, &id, &body)
-    })
-    .await
+/// The same with the request body: `on_id_body!(name, |cp, actor, id, body| call)`.
+macro_rules! on_id_body {
+    ($name:ident, |$cp:ident, $a:ident, $id:ident, $body:ident| $call:expr) => {
+        pub async fn $name(
+            State(s): State<AdminState>,
+            Extension(h): Extension<Actor>,
+            Path($id): Path<String>,
+            $body: Bytes,
+        ) -> Response {
+            run(s, h, StatusCode::OK, move |$cp, $a| $call).await
+        }
+    };
 }
 
-pub async fn revoke_key(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    run(s, h, StatusCode::OK, move |cp, a| cp.revoke_key(a, &id)).await
-}
-
-pub async fn disable_key(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    run(s, h, StatusCode::OK, move |cp, a| cp.disable_key(a, &id)).await
-}
-
-pub async fn enable_key(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    run(s, h, StatusCode::OK, move |cp, a| cp.enable_key(a, &id)).await
-}
-
-pub async fn regenerate_key(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    run(s, h, StatusCode::OK, move |cp, a| {
-        cp.regenerate_key(a, &id, &body)
-    })
-    .await
-}
-
-pub async fn move_key(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    run(s, h, StatusCode::OK, move |cp, a| {
-        cp.move_key(a, &id, &body)
-    })
-    .await
-}
+on_id!(get_key, |cp, a, id| cp.get_key(a, &id));
+on_id_body!(patch_key, |cp, a, id, body| cp.patch_key(a, &id, &body));
+on_id!(revoke_key, |cp, a, id| cp.revoke_key(a, &id));
+on_id!(disable_key, |cp, a, id| cp.disable_key(a, &id));
+on_id!(enable_key, |cp, a, id| cp.enable_key(a, &id));
+on_id_body!(regenerate_key, |cp, a, id, body| cp
+    .regenerate_key(a, &id, &body));
+on_id_body!(move_key, |cp, a, id, body| cp.move_key(a, &id, &body));
 
 pub async fn list_groups(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
     run(s, h, StatusCode::OK, |cp, a| Ok(cp.list_groups(a))).await
 }
 
-pub async fn get_group(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    run(s, h, StatusCode::OK, move |cp, a| cp.get_group(a, &id)).await
-}
-
-async fn set_state(s: AdminState, h: Actor, id: String, to: GroupState) -> Response {
-    run(s, h, StatusCode::OK, move |cp, a| {
-        cp.set_group_state(a, &id, to)
-    })
-    .await
-}
-
-pub async fn pause_group(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    set_state(s, h, id, GroupState::Paused).await
-}
-
-pub async fn resume_group(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    set_state(s, h, id, GroupState::Active).await
-}
-
-pub async fn quarantine_group(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    set_state(s, h, id, GroupState::Quarantined).await
-}
-
-async fn bulk(s: AdminState, h: Actor, id: String, action: crate::control::Bulk) -> Response {
-    run(s, h, StatusCode::OK, move |cp, a| cp.bulk(a, &id, action)).await
-}
-
-pub async fn bulk_disable(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    bulk(s, h, id, crate::control::Bulk::Disable).await
-}
-
-pub async fn bulk_enable(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    bulk(s, h, id, crate::control::Bulk::Enable).await
-}
-
-pub async fn bulk_revoke(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    bulk(s, h, id, crate::control::Bulk::Revoke).await
-}
+on_id!(get_group, |cp, a, id| cp.get_group(a, &id));
+on_id!(pause_group, |cp, a, id| cp.set_group_state(
+    a,
+    &id,
+    GroupState::Paused
+));
+on_id!(resume_group, |cp, a, id| cp.set_group_state(
+    a,
+    &id,
+    GroupState::Active
+));
+on_id!(quarantine_group, |cp, a, id| cp.set_group_state(
+    a,
+    &id,
+    GroupState::Quarantined
+));
+on_id!(bulk_disable, |cp, a, id| cp.bulk(a, &id, Bulk::Disable));
+on_id!(bulk_enable, |cp, a, id| cp.bulk(a, &id, Bulk::Enable));
+on_id!(bulk_revoke, |cp, a, id| cp.bulk(a, &id, Bulk::Revoke));
 
 pub async fn create_token(
     State(s): State<AdminState>,
@@ -214,13 +135,7 @@ pub async fn list_tokens(State(s): State<AdminState>, Extension(h): Extension<Ac
     run(s, h, StatusCode::OK, |cp, _| cp.list_tokens()).await
 }
 
-pub async fn revoke_token(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
-    run(s, h, StatusCode::OK, move |cp, a| cp.revoke_token(a, &id)).await
-}
+on_id!(revoke_token, |cp, a, id| cp.revoke_token(a, &id));
 
 /// A spend route: JSON, or CSV with `?format=csv`.
 async fn spend<F>(s: AdminState, who: Actor, q: Option<String>, label: &str, f: F) -> Response
