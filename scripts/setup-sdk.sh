@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# A virtualenv with the official OpenAI and Anthropic Python SDKs, for the compatibility
-# tests (tests/sdk/). The only Python in the project is such tests.
+# What the Python-driven tests need: a virtualenv with the official OpenAI and Anthropic
+# Python SDKs (tests/sdk/) and Playwright for Python (tests/console/), and Debian's
+# Chromium for Playwright to drive (never `playwright install`: no browser download).
+# The only Python in the project is such tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, anthropic' >/dev/null 2>&1; then
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup-sdk: /usr/bin/chromium is missing; install Debian's chromium package (as root)" >&2
+  fi
+fi
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, anthropic, playwright' >/dev/null 2>&1; then
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check 'openai>=1.40,<3' 'anthropic>=0.34,<1'
+  .venv/bin/pip install -q --disable-pip-version-check 'openai>=1.40,<3' 'anthropic>=0.34,<1' 'playwright>=1.40,<2'
 fi

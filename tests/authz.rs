@@ -136,6 +136,8 @@ fn expected() -> HashMap<(&'static str, &'static str), [[u16; 2]; 4]> {
         (("GET", "/readyz"), all200),
         (("GET", "/metrics"), admin_only(200)),
         (("POST", "/v1/reload"), admin_only(200)),
+        (("GET", "/v1/whoami"), all200),
+        (("GET", "/v1/policy"), admin_only(200)),
         (("POST", "/v1/tokens"), admin_only(201)),
         (("GET", "/v1/tokens"), admin_only(200)),
         (("DELETE", "/v1/tokens/{id}"), admin_only(200)),

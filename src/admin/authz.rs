@@ -31,10 +31,15 @@ pub enum Perm {
     ReadAudit,
     /// The audit chain check walks every event: unscoped admins only.
     VerifyAudit,
+    /// Who the calling token is: any valid token.
+    Whoami,
+    /// The loaded policy's summary and the problems in the file on disk (file paths and
+    /// every group's definition): admins, like reload.
+    ReadPolicy,
 }
 
 impl Perm {
-    pub const ALL: [Perm; 14] = [
+    pub const ALL: [Perm; 16] = [
         Perm::Open,
         Perm::Metrics,
         Perm::Reload,
@@ -49,13 +54,17 @@ impl Perm {
         Perm::ReadSpend,
         Perm::ReadAudit,
         Perm::VerifyAudit,
+        Perm::Whoami,
+        Perm::ReadPolicy,
     ];
 
     pub fn allows(self, role: Role) -> bool {
         use Role::*;
         match self {
-            Perm::Open => true,
-            Perm::Metrics | Perm::Reload | Perm::Tokens | Perm::VerifyAudit => role == Admin,
+            Perm::Open | Perm::Whoami => true,
+            Perm::Metrics | Perm::Reload | Perm::Tokens | Perm::VerifyAudit | Perm::ReadPolicy => {
+                role == Admin
+            }
             Perm::ReadKeys => true,
             Perm::CreateKeys | Perm::ManageKeys => matches!(role, Admin | GroupAdmin | Developer),
             Perm::EditKeys | Perm::BatchKeys | Perm::WriteGroups => {
@@ -104,6 +113,7 @@ pub fn matrix() -> String {
         for role in Role::ALL {
             let cell = match (perm.allows(role), role, perm) {
                 (true, _, Perm::Open) => "open",
+                (true, _, Perm::Whoami) => "yes",
                 (true, Role::Developer, Perm::ReadKeys | Perm::CreateKeys | Perm::ManageKeys) => {
                     "own keys"
                 }

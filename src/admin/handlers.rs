@@ -96,11 +96,35 @@ on_id_body!(regenerate_key, |cp, a, id, body| cp
     .regenerate_key(a, &id, &body));
 on_id_body!(move_key, |cp, a, id, body| cp.move_key(a, &id, &body));
 
+/// Groups carry `refusals` (since the process started) beside their spend: the console's
+/// Overview shows them to every role that reads groups, `/metrics` being admin-only.
 pub async fn list_groups(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
-    run(s, h, StatusCode::OK, |cp, a| Ok(cp.list_groups(a))).await
+    let refusals = super::introspect::refusals(&s.metrics);
+    run(s, h, StatusCode::OK, move |cp, a| {
+        let mut v = cp.list_groups(a);
+        if let Some(groups) = v.get_mut("data").and_then(Value::as_array_mut) {
+            groups
+                .iter_mut()
+                .for_each(|g| super::introspect::add_refusals(g, &refusals));
+        }
+        Ok(v)
+    })
+    .await
 }
 
-on_id!(get_group, |cp, a, id| cp.get_group(a, &id));
+pub async fn get_group(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Response {
+    let refusals = super::introspect::refusals(&s.metrics);
+    run(s, h, StatusCode::OK, move |cp, a| {
+        let mut v = cp.get_group(a, &id)?;
+        super::introspect::add_refusals(&mut v, &refusals);
+        Ok(v)
+    })
+    .await
+}
 on_id!(pause_group, |cp, a, id| cp.set_group_state(
     a,
     &id,

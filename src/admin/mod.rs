@@ -9,7 +9,9 @@
 
 mod auth;
 pub mod authz;
+mod console;
 mod handlers;
+mod introspect;
 mod system;
 
 use crate::account::Accounting;
@@ -80,6 +82,13 @@ pub fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminState>)> {
         (Method::GET, "/readyz", Open, get(system::readyz)),
         (Method::GET, "/metrics", Metrics, get(system::metrics)),
         (Method::POST, "/v1/reload", Reload, post(system::reload)),
+        (Method::GET, "/v1/whoami", Whoami, get(introspect::whoami)),
+        (
+            Method::GET,
+            "/v1/policy",
+            ReadPolicy,
+            get(introspect::policy),
+        ),
         (Method::POST, "/v1/tokens", Tokens, post(create_token)),
         (Method::GET, "/v1/tokens", Tokens, get(list_tokens)),
         (
@@ -233,7 +242,8 @@ pub fn router(state: AdminState) -> Router {
         r = r.route(path, handler.route_layer(guard));
     }
     let metrics = state.metrics.clone();
-    r.fallback(|| async { err(404, "unknown_route", "no such admin route") })
+    r.merge(console::router())
+        .fallback(|| async { err(404, "unknown_route", "no such admin route") })
         .method_not_allowed_fallback(|| async {
             err(
                 405,

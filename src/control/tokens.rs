@@ -203,6 +203,30 @@ impl ControlPlane {
         Ok(json!({"data": data, "next_cursor": null}))
     }
 
+    /// `GET /v1/whoami`: the calling token as the list shows it (the root token has no
+    /// record: `root`, role `admin`, every group).
+    pub fn whoami(&self, actor: &Actor) -> ApiResult<Value> {
+        if actor.id == "root" {
+            return Ok(json!({
+                "id": "root", "name": "root", "role": "admin", "groups": null, "owner": null,
+            }));
+        }
+        let t = self
+            .store
+            .tokens()
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .find(|t| t.id == actor.id)
+            .ok_or_else(|| ApiError::not_found("token", &actor.id))?;
+        let mut v = view(&t);
+        if let Some(o) = v.as_object_mut() {
+            o.retain(|k, _| {
+                ["id", "name", "role", "groups", "owner", "prefix"].contains(&k.as_str())
+            });
+        }
+        Ok(v)
+    }
+
     /// `DELETE /v1/tokens/{id}`: stops working on the next call.
     pub fn revoke_token(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
         let _guard = self.lock();

@@ -1,0 +1,278 @@
+"""Drives the web console (/console/) in headless Debian Chromium through Playwright.
+
+Run by tests/console.rs against a real gateway it started and seeded; env: ADMIN and
+GATEWAY (base URLs), ROOT and VIEWER (admin tokens), KEY_B (an API key of grp_b), SHOTS
+(where the screenshots go). Every wait has a deadline (Playwright's auto-wait); nothing
+sleeps for a fixed time. Prints "all console checks passed" at the end.
+"""
+
+import json
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+
+from playwright.sync_api import expect, sync_playwright
+
+ADMIN = os.environ["ADMIN"]
+GATEWAY = os.environ["GATEWAY"]
+ROOT = os.environ["ROOT"]
+VIEWER = os.environ["VIEWER"]
+KEY_B = os.environ["KEY_B"]
+SHOTS = os.environ["SHOTS"]
+XSS = "<img src=x onerror=alert(1)>"
+
+# Loopback only: never through a proxy from the environment.
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-proxy-server", "--disable-dev-shm-usage",
+]
+
+
+def call(url, token, method="GET", body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Authorization", f"Bearer {token}")
+    req.add_header("Content-Type", "application/json")
+    try:
+        with HTTP.open(req, timeout=15) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        return e.code, json.loads(text) if text else None
+
+
+def api(path, token=ROOT, method="GET", body=None):
+    return call(ADMIN + path, token, method, body)
+
+
+def chat(key):
+    """One request on the data plane; (status, error code or None)."""
+    status, body = call(GATEWAY + "/v1/chat/completions", key, "POST", {
+        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+    return status, code
+
+
+def money(text):
+    return float(re.sub(r"[^0-9.]", "", text))
+
+
+def integer(text):
+    return int(re.sub(r"[^0-9]", "", text))
+
+
+def shot(page, name):
+    page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+
+
+def goto(page, name):
+    page.evaluate("p => { location.hash = p }", name)
+    expect(page.locator(f'#page[data-ready="{name}"]')).to_be_visible()
+
+
+def sign_in(page, token):
+    page.goto(ADMIN + "/console/")
+    page.get_by_label("Admin token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#top")).to_be_visible()
+    expect(page.locator("#page[data-ready]")).to_be_attached()
+
+
+def confirm_dialog(page, label):
+    dialog = page.locator("dialog[open]")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name=label, exact=True).click()
+    expect(page.locator("dialog[open]")).to_have_count(0)
+
+
+def main():
+    expect.set_options(timeout=15_000)
+    violations, alerts = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = ctx.new_page()
+        page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+        page.on("dialog", lambda d: (alerts.append(d.message), d.dismiss()))
+
+        # The pages carry the strict CSP and the framing / sniffing / referrer headers.
+        resp = page.goto(ADMIN + "/console/")
+        h = resp.headers
+        csp = h.get("content-security-policy", "")
+        for part in ["script-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "connect-src 'self'"]:
+            assert part in csp, csp
+        assert "unsafe-inline" not in csp, csp
+        assert h.get("x-frame-options") == "DENY", h
+        assert h.get("x-content-type-options") == "nosniff", h
+        assert h.get("referrer-policy") == "no-referrer", h
+        expect(page.get_by_label("Admin token")).to_be_visible()
+        shot(page, "signin")
+
+        # A wrong token is refused and not kept.
+        page.get_by_label("Admin token").fill("tga-not-a-real-token")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#signin-error")).to_contain_text("401")
+        assert page.evaluate("sessionStorage.length") == 0
+
+        # Sign in: the token lives in session storage only, never in the URL.
+        sign_in(page, ROOT)
+        assert page.evaluate("sessionStorage.getItem('tollgate.admin_token')") == ROOT
+        assert page.evaluate("localStorage.length") == 0
+        assert ROOT not in page.url
+        for name in ["Overview", "Groups", "Keys", "Spend", "Audit", "Policy"]:
+            expect(page.locator("#nav").get_by_role("link", name=name)).to_be_visible()
+
+        # Overview: the chart is drawn and its total, the requests and spend of grp_prod
+        # are the API's.
+        goto(page, "overview")
+        _, total = api("/v1/spend/groups/grp_prod")
+        _, group = api("/v1/groups/grp_prod")
+        expect(page.locator(".chart canvas").first).to_be_attached()
+        row = page.locator('table[data-table="overview-groups"] tr[data-group="grp_prod"]')
+        assert integer(row.locator('td[data-col="requests"]').inner_text()) == total["requests"], total
+        assert abs(money(row.locator('td[data-col="spend"]').inner_text()) - group["spend_usd"]) < 1e-6, group
+        assert integer(row.locator('td[data-col="refusals"]').inner_text()) == group["refusals"]["total"] >= 1, group
+        chart_total = money(page.locator('li[data-series="grp_prod"] [data-total]').inner_text())
+        assert abs(chart_total - total["cost_usd"]) < 1e-6, (chart_total, total)
+        assert total["cost_usd"] > 0 and total["requests"] >= 3, total
+        shot(page, "overview")
+
+        # Create a key named with an XSS probe, tagged with one: the raw key is shown once.
+        goto(page, "keys")
+        page.locator('[data-action="create"]').click()
+        dlg = page.locator("dialog[open]")
+        dlg.get_by_label("Name").fill(XSS)
+        dlg.get_by_label("Group").select_option("grp_prod")
+        dlg.get_by_label("Tags").fill(f"probe={XSS}")
+        dlg.get_by_role("button", name="Create", exact=True).click()
+        secret_box = page.locator("dialog[open] input[data-secret]")
+        expect(secret_box).to_have_value(re.compile(r"^tg-"))
+        raw = secret_box.input_value()
+        page.locator("dialog[open]").get_by_role("button", name="Copy").click()
+        expect(page.locator("dialog[open]")).to_contain_text("Copied.")
+        shot(page, "key-created")
+        page.locator("dialog[open]").get_by_role("button", name="Done").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
+        assert chat(raw) == (200, None), chat(raw)
+
+        # Reload: the secret is nowhere in the page; the probe shows as text, runs nothing.
+        page.reload()
+        goto(page, "keys")
+        assert raw not in page.content()
+        assert raw[:12] not in page.evaluate("document.body.innerText")
+        row = page.locator("table[data-table=keys] tbody tr").filter(has_text=XSS)
+        expect(row).to_have_count(1)
+        expect(row.locator('td[data-col="tags"]')).to_have_text(f"probe={XSS}")
+        assert page.locator("img").count() == 0
+        assert alerts == [], alerts
+        shot(page, "keys")
+
+        # Revoke it from the table: the data plane answers 403 key_revoked.
+        key_id = row.get_attribute("data-key")
+        row.locator('[data-action="revoke"]').click()
+        confirm_dialog(page, "Revoke")
+        expect(page.locator(f'tr[data-key="{key_id}"] .badge')).to_have_text("revoked")
+        assert chat(raw) == (403, "key_revoked"), chat(raw)
+
+        # Pause grp_b from the Groups page: its key gets 403 group_paused; resume.
+        goto(page, "groups")
+        assert chat(KEY_B) == (200, None)
+        page.locator('tr[data-group="grp_b"] [data-action="pause"]').click()
+        confirm_dialog(page, "Pause")
+        expect(page.locator('tr[data-group="grp_b"] td[data-col="state"] .badge')).to_have_text("paused")
+        assert chat(KEY_B) == (403, "group_paused"), chat(KEY_B)
+        shot(page, "groups")
+        page.locator('tr[data-group="grp_b"] [data-action="resume"]').click()
+        confirm_dialog(page, "Resume")
+        expect(page.locator('tr[data-group="grp_b"] td[data-col="state"] .badge')).to_have_text("active")
+        assert chat(KEY_B) == (200, None), chat(KEY_B)
+
+        # Spend: the page's totals for grp_prod are the API's.
+        goto(page, "spend")
+        page.get_by_label("Group", exact=True).select_option("grp_prod")
+        page.get_by_role("button", name="Show").click()
+        expect(page.locator('[data-totals="grp_prod"]')).to_be_visible()
+        expect(page.locator('#page[data-ready="spend"]')).to_be_visible()
+        _, total = api("/v1/spend/groups/grp_prod")
+        t = page.locator('[data-totals="grp_prod"]')
+        assert integer(t.locator('[data-field="requests"]').inner_text()) == total["requests"], total
+        assert abs(money(t.locator('[data-field="cost_usd"]').inner_text()) - total["cost_usd"]) < 1e-6, total
+        expect(page.locator("table[data-table=by-model] tbody")).to_contain_text("gpt-4o-mini")
+        with page.expect_download() as dl:
+            page.locator('[data-csv="by-model"]').click()
+        csv_text = open(dl.value.path()).read()
+        assert csv_text.startswith("model,"), csv_text
+        shot(page, "spend")
+
+        # Audit: the revocation is there; the chain checks out.
+        goto(page, "audit")
+        expect(page.locator("table[data-table=audit]")).to_contain_text("key.revoked")
+        page.locator('[data-action="verify"]').click()
+        expect(page.locator(".chain")).to_contain_text("Chain intact")
+        shot(page, "audit")
+
+        # Policy: summary, the file on disk valid, reload bumps the generation.
+        goto(page, "policy")
+        expect(page.locator('[data-field="file_ok"]')).to_have_text("valid")
+        gen = integer(page.locator('[data-field="generation"]').inner_text())
+        page.locator('[data-action="reload"]').click()
+        confirm_dialog(page, "Reload")
+        expect(page.locator('[data-field="generation"]')).to_have_text(str(gen + 1))
+        shot(page, "policy")
+
+        # A phone-sized screen.
+        phone = ctx.new_page()
+        phone.set_viewport_size({"width": 390, "height": 844})
+        sign_in(phone, ROOT)
+        goto(phone, "overview")
+        shot(phone, "overview-phone")
+        phone.close()
+
+        # Sign out forgets the token.
+        page.locator("#signout").click()
+        expect(page.get_by_label("Admin token")).to_be_visible()
+        assert page.evaluate("sessionStorage.length") == 0
+
+        # A viewer: spend yes, no write buttons, and a forged write is refused.
+        viewer_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        v = viewer_ctx.new_page()
+        v.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+        sign_in(v, VIEWER)
+        expect(v.locator("#who")).to_contain_text("viewer")
+        expect(v.locator("#nav").get_by_role("link", name="Spend")).to_be_visible()
+        expect(v.locator("#nav").get_by_role("link", name="Policy")).to_have_count(0)
+        goto(v, "keys")
+        expect(v.locator("table[data-table=keys] tbody tr").first).to_be_visible()
+        for action in ["create", "batch", "revoke", "disable", "edit", "regenerate", "move"]:
+            assert v.locator(f'[data-action="{action}"]').count() == 0, action
+        goto(v, "groups")
+        assert v.locator('[data-action="pause"]').count() == 0
+        goto(v, "spend")
+        expect(v.locator('[data-field="cost_usd"]')).to_be_visible()
+        shot(v, "viewer-spend")
+        forged = v.evaluate("""async () => {
+            const r = await fetch('/v1/keys', {method: 'POST', headers: {
+                Authorization: 'Bearer ' + sessionStorage.getItem('tollgate.admin_token'),
+                'Content-Type': 'application/json'}, body: JSON.stringify({name: 'forged', group: 'grp_prod'})});
+            return [r.status, (await r.json()).error.code];
+        }""")
+        assert forged == [403, "forbidden"], forged
+        viewer_ctx.close()
+        browser.close()
+
+    assert violations == [], violations
+    assert alerts == [], alerts
+    print("all console checks passed")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        import traceback
+        traceback.print_exc()
+        sys.exit(1)
