@@ -59,6 +59,7 @@ async function route() {
   }
   document.title = `${page.title} · tollgate console`;
   const root = clear($('page'));
+  delete root.dataset.ready;
   root.dataset.page = page.id;
   root.setAttribute('aria-busy', 'true');
   try {

@@ -33,7 +33,7 @@ function draw(el, xs, series) {
     legend: { live: false },
     axes: [
       { stroke: ink, grid, ticks: grid },
-      { stroke: ink, grid, ticks: grid, size: 70, values: (u, vals) => vals.map((v) => `$${v}`) },
+      { stroke: ink, grid, ticks: grid, size: 90, values: (u, vals) => vals.map((v) => `$${+v.toPrecision(3)}`) },
     ],
     series: [{}, ...series.map((s, i) => ({
       label: s.label,

@@ -17,10 +17,10 @@ export async function render(root) {
   const rerender = () => render(clear(root));
 
   const action = (g, verb, label, message, danger) => h('button', {
-    type: 'button', class: danger ? 'danger small' : 'small', 'data-action': verb, 'data-group': g.id,
+    type: 'button', class: danger ? 'danger small' : 'secondary small', 'data-action': verb, 'data-group': g.id,
     onclick: async () => {
       if (!(await confirm(`${label} ${g.id}?`, message, label, danger))) return;
-      const ok = await attempt(() => post(`/v1/groups/${enc(g.id)}/${verb}`), `${g.id}: ${label.toLowerCase()} done`);
+      const ok = await attempt(() => post(`/v1/groups/${enc(g.id)}/${verb}`), `${g.id}: ${label.toLowerCase()}: done.`);
       if (ok !== undefined) rerender();
     },
   }, label);
@@ -37,7 +37,7 @@ export async function render(root) {
   const bulkActions = (g) => {
     if (!can('POST /v1/groups/{id}/keys/disable')) return null;
     return h('div', { class: 'row' },
-      action(g, 'keys/disable', 'Disable all keys', 'Every API key of the group is disabled (file keys are skipped).', true),
+      action(g, 'keys/disable', 'Disable all keys', 'Every API key of the group is disabled (file keys are skipped).'),
       action(g, 'keys/enable', 'Enable all keys', 'Every disabled API key of the group is enabled again.'),
       action(g, 'keys/revoke', 'Revoke all keys', 'Every API key of the group is revoked, permanently.', true));
   };

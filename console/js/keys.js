@@ -186,7 +186,7 @@ function actions(k, groups, rerender) {
       const body = grace.value.trim() ? { grace_period: grace.value.trim() } : {};
       const r = await attempt(() => post(`/v1/keys/${id}/regenerate`, body));
       if (r) { await showOnce(`New secret for "${r.name}"`, 'API key', r.key); rerender(); }
-    }, true));
+    }));
   }
   if (can('POST /v1/keys/{id}/move')) {
     out.push(btn('move', 'Move', async () => {

@@ -34,7 +34,9 @@ export function clear(el, ...children) {
 export function usd(n) {
   if (n === null || n === undefined) return '—';
   const v = Number(n);
-  return `$${v.toFixed(Math.abs(v) >= 100 ? 2 : 6)}`;
+  // Whole cents (budgets, large sums) with two decimals; a fraction of a cent with six.
+  const cents = Math.abs(v) >= 100 || Math.abs(v * 100 - Math.round(v * 100)) < 1e-9;
+  return `$${v.toFixed(cents ? 2 : 6)}`;
 }
 
 export const num = (n) => (n === null || n === undefined ? '—' : Number(n).toLocaleString('en-US'));

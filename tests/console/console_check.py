@@ -66,6 +66,8 @@ def integer(text):
 
 
 def shot(page, name):
+    # The last action's notice would cover part of the page.
+    page.evaluate("document.getElementById('toast').className = 'toast'")
     page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
 
 
