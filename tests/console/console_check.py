@@ -173,12 +173,83 @@ def main():
         assert alerts == [], alerts
         shot(page, "keys")
 
-        # Revoke it from the table: the data plane answers 403 key_revoked.
+        # Disable and enable it from the table.
         key_id = row.get_attribute("data-key")
-        row.locator('[data-action="revoke"]').click()
+        krow = page.locator(f'tr[data-key="{key_id}"]')
+        krow.locator('[data-action="disable"]').click()
+        expect(krow.locator(".badge")).to_have_text("disabled")
+        assert chat(raw) == (403, "key_disabled"), chat(raw)
+        krow.locator('[data-action="enable"]').click()
+        expect(krow.locator(".badge")).to_have_text("active")
+        assert chat(raw) == (200, None), chat(raw)
+
+        # Regenerate with a grace period: a new secret, shown once; the old one still works.
+        krow.locator('[data-action="regenerate"]').click()
+        dlg = page.locator("dialog[open]")
+        dlg.get_by_label("Grace period").fill("1h")
+        dlg.get_by_role("button", name="Regenerate", exact=True).click()
+        expect(secret_box).to_have_value(re.compile(r"^tg-"))
+        new_raw = secret_box.input_value()
+        assert new_raw != raw
+        page.locator("dialog[open]").get_by_role("button", name="Done").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
+        assert chat(new_raw) == (200, None) and chat(raw) == (200, None)
+        assert new_raw not in page.content()
+
+        # Revoke it from the table: the data plane answers 403 key_revoked.
+        krow.locator('[data-action="revoke"]').click()
         confirm_dialog(page, "Revoke")
-        expect(page.locator(f'tr[data-key="{key_id}"] .badge')).to_have_text("revoked")
+        expect(krow.locator(".badge")).to_have_text("revoked")
         assert chat(raw) == (403, "key_revoked"), chat(raw)
+        assert chat(new_raw) == (403, "key_revoked"), chat(new_raw)
+
+        # Batch create: the raw keys come as a CSV download, and work.
+        page.locator('[data-action="batch"]').click()
+        dlg = page.locator("dialog[open]")
+        dlg.get_by_label("How many").fill("3")
+        dlg.get_by_label("Group").select_option("grp_b")
+        dlg.get_by_label("Name prefix").fill("hack")
+        dlg.get_by_role("button", name="Create", exact=True).click()
+        with page.expect_download() as dl:
+            page.locator('dialog[open] [data-action="download-csv"]').click()
+        lines = open(dl.value.path()).read().strip().split("\n")
+        assert lines[0] == "id,name,prefix,key" and len(lines) == 4, lines
+        batch = [[c.strip('"') for c in line.split(",")] for line in lines[1:]]
+        assert all(chat(b[3]) == (200, None) for b in batch)
+        page.locator("dialog[open]").get_by_role("button", name="Done").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
+        assert all(b[3] not in page.content() for b in batch)
+
+        # Filters: search and status.
+        page.get_by_label("Search").fill("hack")
+        page.get_by_role("button", name="Apply").click()
+        expect(page.locator("table[data-table=keys] tbody tr")).to_have_count(3)
+        page.get_by_label("Search").fill("")
+        page.get_by_label("Status").select_option("revoked")
+        page.get_by_role("button", name="Apply").click()
+        expect(page.locator("table[data-table=keys] tbody tr")).to_have_count(1)
+        expect(page.locator("table[data-table=keys] tbody tr")).to_contain_text(XSS)
+        page.get_by_label("Status").select_option("")
+        page.get_by_role("button", name="Apply").click()
+        expect(page.locator("table[data-table=keys] tbody tr")).to_have_count(6)
+
+        # Edit and move a batch key.
+        bid = batch[0][0]
+        brow = page.locator(f'tr[data-key="{bid}"]')
+        brow.locator('[data-action="edit"]').click()
+        dlg = page.locator("dialog[open]")
+        dlg.get_by_label("Name").fill("renamed in the console")
+        dlg.get_by_label("Requests per minute").fill("30")
+        dlg.get_by_role("button", name="Save").click()
+        expect(brow).to_contain_text("renamed in the console")
+        _, k = api(f"/v1/keys/{bid}")
+        assert k["name"] == "renamed in the console" and k["limits"]["rpm"] == 30, k
+        brow.locator('[data-action="move"]').click()
+        dlg = page.locator("dialog[open]")
+        dlg.get_by_label("To group").select_option("grp_prod")
+        dlg.get_by_role("button", name="Move", exact=True).click()
+        expect(brow).to_contain_text("grp_prod")
+        assert api(f"/v1/keys/{bid}")[1]["group"] == "grp_prod"
 
         # Pause grp_b from the Groups page: its key gets 403 group_paused; resume.
         goto(page, "groups")
@@ -191,6 +262,16 @@ def main():
         page.locator('tr[data-group="grp_b"] [data-action="resume"]').click()
         confirm_dialog(page, "Resume")
         expect(page.locator('tr[data-group="grp_b"] td[data-col="state"] .badge')).to_have_text("active")
+        assert chat(KEY_B) == (200, None), chat(KEY_B)
+
+        # Bulk: disable every API key of grp_b, then enable them again.
+        page.locator('tr[data-group="grp_b"] [data-action="keys/disable"]').click()
+        confirm_dialog(page, "Disable all keys")
+        expect(page.locator("#toast")).to_contain_text("disable all keys: done")
+        assert chat(KEY_B) == (403, "key_disabled"), chat(KEY_B)
+        page.locator('tr[data-group="grp_b"] [data-action="keys/enable"]').click()
+        confirm_dialog(page, "Enable all keys")
+        expect(page.locator("#toast")).to_contain_text("enable all keys: done")
         assert chat(KEY_B) == (200, None), chat(KEY_B)
 
         # Spend: the page's totals for grp_prod are the API's.
