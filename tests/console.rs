@@ -27,7 +27,8 @@ async fn start() -> Env {
     let admin = admin_addr();
     let policy = basic_policy(
         mock.addr(),
-        "[[groups]]\nid = \"grp_b\"\norg = \"acme\"\nbudget_usd = 20\n",
+        "[[groups]]\nid = \"grp_b\"\norg = \"acme\"\nbudget_usd = 20\n\
+         self_service = { enabled = true, max_keys_per_owner = 5 }\n",
     )
     .with_admin(admin)
     .replace(
@@ -245,6 +246,9 @@ async fn the_console_in_a_real_browser() {
         )
         .await;
     let viewer = t["token"].as_str().unwrap().to_string();
+    let dev = json!({"name": "alice", "role": "developer", "groups": ["grp_b"], "owner": "alice"});
+    let (_, t) = env.call(ROOT, "POST", "/v1/tokens", Some(dev)).await;
+    let developer = t["token"].as_str().unwrap().to_string();
     let (s, k) = env
         .call(ROOT, "POST", "/v1/keys", Some(json!({"name": "team b service", "group": "grp_b", "owner": "bob", "tags": {"team": "b"}})))
         .await;
@@ -265,6 +269,7 @@ async fn the_console_in_a_real_browser() {
         ("GATEWAY", format!("http://{}", env.g.addr)),
         ("ROOT", ROOT.to_string()),
         ("VIEWER", viewer.clone()),
+        ("DEVELOPER", developer.clone()),
         ("KEY_B", key_b.clone()),
         ("SHOTS", shots.display().to_string()),
     ];
@@ -314,6 +319,8 @@ async fn the_console_in_a_real_browser() {
         "audit",
         "policy",
         "viewer-spend",
+        "developer-keys",
+        "overview-dark",
     ] {
         let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
         assert!(
@@ -322,7 +329,7 @@ async fn the_console_in_a_real_browser() {
         );
     }
     // No token and no key secret reached the gateway's logs.
-    assert_no_secret_in_logs(env.g.dir.path(), &[ROOT, &viewer, &key_b]);
+    assert_no_secret_in_logs(env.g.dir.path(), &[ROOT, &viewer, &developer, &key_b]);
     let took = started.elapsed();
     eprintln!("console browser test: {took:?}");
     assert!(took < Duration::from_secs(120), "{took:?}");

@@ -39,7 +39,8 @@ function keyForm(groups, key) {
     rpm: input('rpm', { type: 'number', min: '1', step: '1', value: key?.limits?.rpm ?? '' }),
     tags: input('tags', { placeholder: 'team=search, cost_center=cc-1', value: key ? tagsText(key.tags) : '' }),
   };
-  const group = key ? null : select('group', groups, groups[0]);
+  // A token that cannot list groups (a developer scoped to every group) types the id.
+  const group = key ? null : groups.length ? select('group', groups, groups[0]) : input('group', { required: true });
   const el = h('div', { class: 'form-grid' },
     field('Name', f.name),
     group ? field('Group', group) : null,
@@ -118,6 +119,7 @@ export async function render(root) {
   if (can('POST /v1/keys/batch')) tools.push(h('button', { type: 'button', class: 'secondary', 'data-action': 'batch', onclick: () => batch(groups).then(rerender) }, 'Batch create'));
   root.append(pageHeader('Keys', h('div', { class: 'row' }, tools)));
   root.append(filters(groups, rerender));
+  if (state.filters.group && can('POST /v1/groups/{id}/keys/disable')) root.append(bulkBar(state.filters.group, rerender));
 
   const columns = [
     { label: 'Name', key: 'name', cell: (k) => h('span', {}, h('strong', {}, k.name), h('div', { class: 'muted mono' }, k.id)) },
@@ -203,6 +205,23 @@ function actions(k, groups, rerender) {
     }, true));
   }
   return out.length ? h('div', { class: 'row' }, out) : h('span', { class: 'muted' }, 'read only');
+}
+
+/** The group's bulk actions, offered while the list is filtered to one group. */
+function bulkBar(group, rerender) {
+  const act = (verb, label, message, danger) => h('button', {
+    type: 'button', class: danger ? 'small danger' : 'small secondary', 'data-bulk': verb,
+    onclick: async () => {
+      if (!(await confirm(`${label} of ${group}?`, message, label, danger))) return;
+      const r = await attempt(() => post(`/v1/groups/${enc(group)}/keys/${verb}`));
+      if (r) { toast(`${group}: ${r.affected} affected, ${r.skipped} skipped.`); rerender(); }
+    },
+  }, label);
+  return h('div', { class: 'row bulk', role: 'group', 'aria-label': `Bulk actions on ${group}` },
+    h('span', { class: 'muted' }, `Every API key of ${group}:`),
+    act('disable', 'Disable all', 'Every API key of the group is disabled (file keys are skipped).'),
+    act('enable', 'Enable all', 'Every disabled API key of the group is enabled again.'),
+    act('revoke', 'Revoke all', 'Every API key of the group is revoked, permanently.', true));
 }
 
 async function batch(groups) {

@@ -19,6 +19,7 @@ ADMIN = os.environ["ADMIN"]
 GATEWAY = os.environ["GATEWAY"]
 ROOT = os.environ["ROOT"]
 VIEWER = os.environ["VIEWER"]
+DEVELOPER = os.environ["DEVELOPER"]
 KEY_B = os.environ["KEY_B"]
 SHOTS = os.environ["SHOTS"]
 XSS = "<img src=x onerror=alert(1)>"
@@ -220,11 +221,20 @@ def main():
         expect(page.locator("dialog[open]")).to_have_count(0)
         assert all(b[3] not in page.content() for b in batch)
 
-        # Filters: search and status.
+        # Filters: search and status; with a group chosen, its bulk actions.
         page.get_by_label("Search").fill("hack")
+        page.get_by_label("Group", exact=True).select_option("grp_b")
         page.get_by_role("button", name="Apply").click()
         expect(page.locator("table[data-table=keys] tbody tr")).to_have_count(3)
+        page.locator('[data-bulk="disable"]').click()
+        confirm_dialog(page, "Disable all")
+        expect(page.locator("table[data-table=keys] tbody .badge")).to_have_text(["disabled"] * 3)
+        assert chat(batch[0][3]) == (403, "key_disabled")
+        page.locator('[data-bulk="enable"]').click()
+        confirm_dialog(page, "Enable all")
+        expect(page.locator("table[data-table=keys] tbody .badge")).to_have_text(["active"] * 3)
         page.get_by_label("Search").fill("")
+        page.get_by_label("Group", exact=True).select_option("")
         page.get_by_label("Status").select_option("revoked")
         page.get_by_role("button", name="Apply").click()
         expect(page.locator("table[data-table=keys] tbody tr")).to_have_count(1)
@@ -345,6 +355,41 @@ def main():
         }""")
         assert forged == [403, "forbidden"], forged
         viewer_ctx.close()
+
+        # A developer: only the Keys page; mints its own key; no edit or move.
+        dev_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        d = dev_ctx.new_page()
+        sign_in(d, DEVELOPER)
+        expect(d.locator("#nav a")).to_have_text(["Keys"])
+        expect(d.locator('#page[data-ready="keys"]')).to_be_visible()
+        expect(d.locator("table[data-table=keys] td.empty")).to_be_visible()
+        d.locator('[data-action="create"]').click()
+        dlg = d.locator("dialog[open]")
+        dlg.get_by_label("Name").fill("alice's notebook")
+        expect(dlg.get_by_label("Owner")).to_have_value("alice")
+        dlg.get_by_role("button", name="Create", exact=True).click()
+        dev_key = d.locator("dialog[open] input[data-secret]")
+        expect(dev_key).to_have_value(re.compile(r"^tg-"))
+        assert chat(dev_key.input_value()) == (200, None)
+        d.locator("dialog[open]").get_by_role("button", name="Done").click()
+        expect(d.locator("table[data-table=keys] tbody tr")).to_have_count(1)
+        expect(d.locator("table[data-table=keys] tbody tr")).to_contain_text("alice")
+        for action in ["edit", "move", "batch"]:
+            assert d.locator(f'[data-action="{action}"]').count() == 0, action
+        expect(d.locator('[data-action="revoke"]')).to_have_count(1)
+        shot(d, "developer-keys")
+        dev_ctx.close()
+
+        # Dark mode follows the system.
+        dark_ctx = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="dark")
+        dk = dark_ctx.new_page()
+        sign_in(dk, ROOT)
+        goto(dk, "overview")
+        expect(dk.locator(".chart canvas").first).to_be_attached()
+        bg = dk.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert bg == "rgb(18, 21, 27)", bg
+        shot(dk, "overview-dark")
+        dark_ctx.close()
         browser.close()
 
     assert violations == [], violations
