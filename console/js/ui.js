@@ -1,5 +1,5 @@
 // DOM helpers. Every piece of text reaches the page through textContent or an attribute
-// set with setAttribute, never through innerHTML: a key named `<img src=x onerror=…>` is
+// set with setAttribute, never parsed as HTML: a key named `<img src=x onerror=…>` is
 // shown as those characters.
 
 /** `h('button', {class: 'x', onclick: f, 'aria-label': 'y'}, 'text', child…)` */

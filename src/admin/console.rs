@@ -102,6 +102,25 @@ mod tests {
     }
 
     #[test]
+    fn the_modules_never_parse_strings_as_html() {
+        for (path, _, body) in ASSETS.iter().filter(|(p, _, _)| p.starts_with("js/")) {
+            let text = String::from_utf8_lossy(body);
+            for sink in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+            ] {
+                assert!(
+                    !text.contains(sink),
+                    "{path} uses {sink}: set textContent instead"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_pages_have_no_inline_script_or_style() {
         for (path, _, body) in ASSETS.iter().filter(|(p, _, _)| p.ends_with(".html")) {
             let text = String::from_utf8_lossy(body);

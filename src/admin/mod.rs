@@ -5,7 +5,9 @@
 //! Every route is declared once, in [`routes`]: the router is built from it and the test
 //! of `docs/openapi.json` compares the document with it, so neither can drift.
 //! `/healthz` and `/readyz` are open (load balancers probe them); everything else needs
-//! `Authorization: Bearer <admin token>`.
+//! `Authorization: Bearer <admin token>`. The web console's static files under `/console/`
+//! ([`console`]) are open too and outside the route table: they carry no data, and every
+//! call they make is one of these routes with the signed-in token.
 
 mod auth;
 pub mod authz;
