@@ -163,6 +163,18 @@ async fn whoami_policy_and_refusals_over_http() {
     );
     let (_, list) = env.call(ROOT, "GET", "/v1/groups", None).await;
     assert_eq!(list["data"][0]["refusals"]["total"], 0, "{list}");
+    // Every group answer carries them, the state changes' too.
+    for verb in ["pause", "resume"] {
+        let (s, g) = env
+            .call(
+                ROOT,
+                "POST",
+                &format!("/v1/groups/grp_prod/{verb}"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!((s, &g["refusals"]["total"]), (200, &json!(1)), "{g}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,30 +112,45 @@ pub async fn list_groups(State(s): State<AdminState>, Extension(h): Extension<Ac
     .await
 }
 
-pub async fn get_group(
-    State(s): State<AdminState>,
-    Extension(h): Extension<Actor>,
-    Path(id): Path<String>,
-) -> Response {
+/// A group answer with its `refusals` added.
+async fn group_answer<F>(s: AdminState, who: Actor, f: F) -> Response
+where
+    F: FnOnce(&ControlPlane, &Actor) -> ApiResult<Value> + Send + 'static,
+{
     let refusals = super::introspect::refusals(&s.metrics);
-    run(s, h, StatusCode::OK, move |cp, a| {
-        let mut v = cp.get_group(a, &id)?;
+    run(s, who, StatusCode::OK, move |cp, a| {
+        let mut v = f(cp, a)?;
         super::introspect::add_refusals(&mut v, &refusals);
         Ok(v)
     })
     .await
 }
-on_id!(pause_group, |cp, a, id| cp.set_group_state(
+
+/// A route answering one group: `on_group!(name, |cp, actor, id| call)`.
+macro_rules! on_group {
+    ($name:ident, |$cp:ident, $a:ident, $id:ident| $call:expr) => {
+        pub async fn $name(
+            State(s): State<AdminState>,
+            Extension(h): Extension<Actor>,
+            Path($id): Path<String>,
+        ) -> Response {
+            group_answer(s, h, move |$cp, $a| $call).await
+        }
+    };
+}
+
+on_group!(get_group, |cp, a, id| cp.get_group(a, &id));
+on_group!(pause_group, |cp, a, id| cp.set_group_state(
     a,
     &id,
     GroupState::Paused
 ));
-on_id!(resume_group, |cp, a, id| cp.set_group_state(
+on_group!(resume_group, |cp, a, id| cp.set_group_state(
     a,
     &id,
     GroupState::Active
 ));
-on_id!(quarantine_group, |cp, a, id| cp.set_group_state(
+on_group!(quarantine_group, |cp, a, id| cp.set_group_state(
     a,
     &id,
     GroupState::Quarantined
