@@ -122,7 +122,7 @@ export async function render(root) {
   if (state.filters.group && can('POST /v1/groups/{id}/keys/disable')) root.append(bulkBar(state.filters.group, rerender));
 
   const columns = [
-    { label: 'Name', key: 'name', cell: (k) => h('span', {}, h('strong', {}, k.name), h('div', { class: 'muted mono' }, k.id)) },
+    { label: 'Name', key: 'name', cell: (k) => h('span', {}, h('strong', {}, k.name || k.id), k.name ? h('div', { class: 'muted mono' }, k.id) : null) },
     { label: 'Prefix', cell: (k) => h('code', {}, k.prefix) },
     { label: 'Group', cell: (k) => k.group },
     { label: 'Owner', cell: (k) => k.owner || '—' },
