@@ -807,3 +807,53 @@ async fn spend_survives_50_kills_at_random_moments() {
     let s: Vec<&str> = s.iter().map(String::as_str).collect();
     assert!(assert_no_secret_in_logs(&dir, &s) >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_bodies_are_read_counted_and_capped() {
+    let _serial = SERIAL.lock().await;
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let g = start_gateway(&policy(mock.addr(), "max_body = \"1MiB\""));
+    let send = |body: Vec<u8>| async move {
+        let mut s = TcpStream::connect(g.addr).await.unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+            key(1)
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        for piece in body.chunks(50_000) {
+            let chunk = [format!("{:x}\r\n", piece.len()).as_bytes(), piece, b"\r\n"].concat();
+            if s.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = s.write_all(b"0\r\n\r\n").await;
+        read_response(&mut s).await
+    };
+    // 600 KB in twelve chunks: read whole, forwarded intact.
+    let text = "x".repeat(600_000);
+    let body = serde_json::to_vec(
+        &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}),
+    )
+    .unwrap();
+    let answer = send(body).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+    let got = mock.received().last().unwrap().json().unwrap();
+    assert_eq!(
+        got["messages"][0]["content"].as_str().unwrap().len(),
+        600_000
+    );
+    // Over max_body: 413, whatever the framing.
+    let answer = send(vec![b' '; 1_100_000]).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+    assert!(answer.contains("request_too_large"));
+    check_logs(&g);
+}
