@@ -126,9 +126,12 @@ async fn slowloris_headers_and_slow_bodies_are_closed_at_their_deadlines() {
     let deadline = Duration::from_secs(2);
     let mut tasks = vec![];
     // 300 slowloris connections: a request line, then one header byte every 300 ms.
-    for _ in 0..300 {
+    // They arrive over two seconds, as a ramping attack would: the clock starts at the
+    // gateway's accept, which a burst of 400 connects would delay past the client's t0.
+    for i in 0..300u64 {
         let addr = g.addr;
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i * 5)).await;
             let head = b"POST /v1/chat/completions HTTP/1.1\r\nx-slow: ";
             (
                 "header",
@@ -143,9 +146,10 @@ async fn slowloris_headers_and_slow_bodies_are_closed_at_their_deadlines() {
         }));
     }
     // 100 slow bodies: a valid key and header, then one body byte every 300 ms.
-    for _ in 0..100 {
+    for i in 0..100u64 {
         let addr = g.addr;
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2 + i * 15)).await;
             let head = body_head(&key(1), 1000);
             (
                 "body",
