@@ -3,7 +3,7 @@
 
 use crate::admission::{
     Admission, AdmitRequest, BudgetEvent, Layer, LayerLimits, RateInfo, Reservation, ScopeKey,
-    ShadowHit, Usage,
+    ShadowHit, SlotHold, Usage,
 };
 use crate::config::Price;
 use crate::error::GatewayError;
@@ -42,6 +42,10 @@ pub struct Accounting {
     pub admission: Arc<Admission>,
     pub ledger: Option<Arc<Ledger>>,
     pub inflight: Arc<AtomicUsize>,
+    /// Client connections open on the data plane (`server.max_connections`).
+    pub connections: Arc<AtomicUsize>,
+    /// Request bodies in memory, all requests together (`server.body_memory`).
+    pub body_budget: Arc<crate::conn::budget::BodyBudget>,
     /// Limit and budget refusals, aggregated for the audit trail.
     pub refusals: crate::audit::Refusals,
 }
@@ -74,7 +78,44 @@ pub struct Estimate {
     pub output: u64,
 }
 
-/// Reserves the request's worst case against all three layers.
+/// The request's three layers: org, group, key (admission's lock order).
+fn layers(key: &KeyEntry) -> [LayerLimits<'_>; 3] {
+    let group = &key.group;
+    [
+        LayerLimits {
+            scope: ScopeKey {
+                layer: Layer::Org,
+                id: group.org.id.clone(),
+            },
+            limits: &group.org.limits,
+            alert_thresholds: &[],
+        },
+        LayerLimits {
+            scope: ScopeKey {
+                layer: Layer::Group,
+                id: group.id.clone(),
+            },
+            limits: &group.limits,
+            alert_thresholds: &group.alert_thresholds,
+        },
+        LayerLimits {
+            scope: ScopeKey {
+                layer: Layer::Key,
+                id: key.id.clone(),
+            },
+            limits: &key.limits,
+            alert_thresholds: &[],
+        },
+    ]
+}
+
+/// Takes the request's in-flight slot in all three layers before its body is read.
+pub fn hold_slots(admission: &Arc<Admission>, key: &KeyEntry) -> Result<SlotHold, GatewayError> {
+    admission.hold(&layers(key))
+}
+
+/// Reserves the request's worst case against all three layers; `held` are the in-flight
+/// slots taken before the body was read (the reservation takes them over).
 pub fn admit(
     admission: &Arc<Admission>,
     snapshot: &Snapshot,
@@ -82,6 +123,7 @@ pub fn admit(
     models: &[Arc<ModelEntry>],
     body: &RequestBody,
     route: Route,
+    held: Option<SlotHold>,
 ) -> Result<(Reservation, Estimate), GatewayError> {
     let est_input = usage::estimate_input_tokens(body.len);
     let est_output = match route {
@@ -98,34 +140,8 @@ pub fn admit(
         .map(|t| usage::cost_micros(&t.price, est_input, est_output))
         .max()
         .unwrap_or(0);
-    let group = &key.group;
     let req = AdmitRequest {
-        layers: [
-            LayerLimits {
-                scope: ScopeKey {
-                    layer: Layer::Org,
-                    id: group.org.id.clone(),
-                },
-                limits: &group.org.limits,
-                alert_thresholds: &[],
-            },
-            LayerLimits {
-                scope: ScopeKey {
-                    layer: Layer::Group,
-                    id: group.id.clone(),
-                },
-                limits: &group.limits,
-                alert_thresholds: &group.alert_thresholds,
-            },
-            LayerLimits {
-                scope: ScopeKey {
-                    layer: Layer::Key,
-                    id: key.id.clone(),
-                },
-                limits: &key.limits,
-                alert_thresholds: &[],
-            },
-        ],
+        layers: layers(key),
         est_tokens: est_input + est_output,
         worst_cost_micros: worst_cost,
     };
@@ -133,7 +149,11 @@ pub fn admit(
         input: est_input,
         output: est_output,
     };
-    admission.admit(&req).map(|r| (r, estimate))
+    match held {
+        Some(h) => admission.admit_held(&req, h),
+        None => admission.admit(&req),
+    }
+    .map(|r| (r, estimate))
 }
 
 /// The usage scanner for a provider's answer (2xx only: errors carry no usage).

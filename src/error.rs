@@ -64,6 +64,18 @@ pub enum GatewayError {
         scope: String,
         retry_after: Option<u64>,
     },
+    /// The client was too slow: `what` did not arrive within the `[server]` deadline.
+    #[error("{what} not received within server.{setting} {limit:?}")]
+    RequestTimeout {
+        what: &'static str,
+        setting: &'static str,
+        limit: std::time::Duration,
+    },
+    #[error("request header exceeds server.max_header_bytes {limit} bytes")]
+    HeaderTooLarge { limit: usize },
+    /// The gateway is at a global cap (connections, body memory); retry shortly.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("{0}")]
     UpstreamError(String),
     #[error("{0}")]
@@ -82,6 +94,9 @@ impl GatewayError {
             InvalidRequest(_) | MaxTokensExceeded { .. } | UnsupportedParameter { .. } => 400,
             ModelNotFound(_) | UnknownRoute { .. } => 404,
             RequestTooLarge { .. } => 413,
+            RequestTimeout { .. } => 408,
+            HeaderTooLarge { .. } => 431,
+            Overloaded(_) => 503,
             RateLimitExceeded { .. } | TokenLimitExceeded { .. } => 429,
             ConcurrencyLimitExceeded { .. } | BudgetExceeded { .. } => 429,
             UpstreamError(_) => 502,
@@ -108,6 +123,9 @@ impl GatewayError {
             ModelNotFound(_) => "model_not_found",
             UnknownRoute { .. } => "unknown_route",
             RequestTooLarge { .. } => "request_too_large",
+            RequestTimeout { .. } => "request_timeout",
+            HeaderTooLarge { .. } => "header_too_large",
+            Overloaded(_) => "overloaded",
             RateLimitExceeded { .. } => "rate_limit_exceeded",
             TokenLimitExceeded { .. } => "token_limit_exceeded",
             ConcurrencyLimitExceeded { .. } => "concurrency_limit_exceeded",
@@ -135,7 +153,7 @@ impl GatewayError {
             GatewayError::RateLimitExceeded { retry_after, .. }
             | GatewayError::TokenLimitExceeded { retry_after, .. } => Some(*retry_after),
             GatewayError::BudgetExceeded { retry_after, .. } => *retry_after,
-            GatewayError::ConcurrencyLimitExceeded { .. } => Some(1),
+            GatewayError::ConcurrencyLimitExceeded { .. } | GatewayError::Overloaded(_) => Some(1),
             _ => None,
         }
     }

@@ -16,9 +16,10 @@
 //! | `fail_to_proxy`           | upstream failures -> 502 / 503 / 504 in the SPEC shape |
 
 use crate::account::{self, Accounting, Estimate, InflightGuard, Served};
-use crate::admission::Reservation;
+use crate::admission::{Reservation, SlotHold};
 use crate::config::Routing;
 use crate::config::{Api, LogLevel};
+use crate::conn::budget::BodyHold;
 use crate::directory::Directory;
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
@@ -68,6 +69,10 @@ pub struct RequestCtx {
     pub target: Option<TargetRef>,
     pub tried: Vec<TargetRef>,
     pub error: Option<GatewayError>,
+    /// In-flight slots taken before the body is read; admission takes them over.
+    pub slots: Option<SlotHold>,
+    /// The body's bytes in `server.body_memory`, held until the request ends.
+    pub body_hold: Option<BodyHold>,
     /// What admission reserved; settled in `logging`, released on drop whatever happens.
     pub reservation: Option<Reservation>,
     /// Tokens reserved: what unknown usage is charged at.
@@ -268,7 +273,15 @@ impl Gateway {
         if route == Route::ListModels {
             return Ok(Ok(()));
         }
-        let bytes = match respond::read_body(session, snapshot.server.max_body).await? {
+        // The slot first: a client cannot have more bodies in memory than requests in flight.
+        match account::hold_slots(&self.accounting.admission, &key) {
+            Ok(h) => ctx.slots = Some(h),
+            Err(e) => return Ok(Err(e)),
+        }
+        let hold = ctx
+            .body_hold
+            .insert(BodyHold::new(&self.accounting.body_budget));
+        let bytes = match respond::read_body(session, &snapshot.server, hold).await? {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
@@ -318,6 +331,7 @@ impl Gateway {
             &plan.models,
             &body,
             route,
+            ctx.slots.take(),
         );
         ctx.plan = Some(plan);
         ctx.body = Some(body);
@@ -377,6 +391,8 @@ impl ProxyHttp for Gateway {
             target: None,
             tried: Vec::new(),
             error: None,
+            slots: None,
+            body_hold: None,
             reservation: None,
             estimate: Estimate::default(),
             ask_usage: false,
@@ -594,6 +610,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::conn::request_finished();
         let shadow = ctx.take_shadow_hits();
         let billed = ctx.settle(&self.accounting);
         self.accounting

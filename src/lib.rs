@@ -3,11 +3,15 @@
 //! One request, top to bottom (Pingora phase → module):
 //!
 //! ```text
-//!  client ──► request_filter ─┬─ request::Route        which API (OpenAI / Anthropic)
+//!  client ──► conn::Guarded                            connection cap; header deadline and
+//!                                                      size, keep-alive idle (conn::watch)
+//!         ──► request_filter ─┬─ request::Route        which API (OpenAI / Anthropic)
 //!                             ├─ auth                  (1) key digest → KeyEntry: the file
 //!                             │                            snapshot, then `directory` (API keys)
 //!                             ├─ policy                (2) key/group state, CIDRs, model gating
-//!                             ├─ respond::read_body    body ≤ max_body (replayed on retries)
+//!                             ├─ account::hold_slots   max_parallel slot, before the body
+//!                             ├─ respond::read_body    body ≤ max_body, body_timeout, memory
+//!                             │                        from conn::budget (replayed on retries)
 //!                             └─ admission via account (3) windows, slots, budgets: reserve
 //!            upstream_peer ─┬─── route::Plan           (4) target by strategy, then fallbacks
 //!                           └─── translate::render     chat ⇄ messages when the APIs differ
@@ -42,6 +46,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod control;
 pub mod demo;
 pub mod directory;

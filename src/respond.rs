@@ -1,7 +1,8 @@
 //! Answers the gateway writes itself: refusals, `GET /v1/models`, and the body read that
 //! comes before them.
 
-use crate::config::Api;
+use crate::config::{Api, ServerConfig};
+use crate::conn::budget::{self, BodyHold};
 use crate::error::GatewayError;
 use bytes::{Bytes, BytesMut};
 use pingora_error::Result;
@@ -41,20 +42,35 @@ pub async fn write_error(
     api: Api,
     request_id: &str,
 ) -> Result<()> {
-    if err.status() == 413 || err.status() == 400 {
-        // The rest of the body may still be on the wire: do not reuse the connection.
+    if matches!(err.status(), 400 | 408 | 413) || !session.is_body_done() {
+        // The rest of the body may still be on the wire: do not reuse the connection
+        // (draining it would let a client hold the connection as long as it likes).
         session.set_keepalive(None);
     }
     write_json(session, err.status(), err.body(api), request_id, Some(err)).await
 }
 
-/// Reads the whole request body, refusing more than `max` bytes. The body also lands in
-/// Pingora's retry buffer (enabled here, before the first read), which replays it to the
-/// upstream on every attempt.
+/// Bytes of body memory reserved ahead of a chunked body: one read's worth, so what is
+/// read is always already counted.
+const CHUNK_STEP: u64 = 64 * 1024;
+
+/// Reads the whole request body, refusing more than `max_body` bytes, a body slower than
+/// `body_timeout` (408) and a body that does not fit in `body_memory` (503 `overloaded`,
+/// after a short wait). Memory is reserved in `hold` before it is read.
+///
+/// A body of known length is read into one buffer of that size: no growth, no copies
+/// left behind in the allocator, so a stalled client holds what it sent, once. Pingora's
+/// retry buffer (which must not be empty for Pingora to send a body upstream at all; the
+/// body sent is ours, see `request_body_filter`) is enabled only for the last
+/// [`CHUNK_STEP`] bytes. A chunked body has no known end: it goes through the retry buffer
+/// as well as ours.
 pub async fn read_body(
     session: &mut Session,
-    max: u64,
+    server: &ServerConfig,
+    hold: &mut BodyHold,
 ) -> Result<std::result::Result<Bytes, GatewayError>> {
+    let max = server.max_body;
+    let limits = &server.clients;
     let too_large = GatewayError::RequestTooLarge { limit: max };
     let declared = session
         .req_header()
@@ -63,6 +79,23 @@ pub async fn read_body(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
         return Ok(Err(too_large));
+    }
+    let busy = || {
+        GatewayError::Overloaded(format!(
+            "request bodies in memory at server.body_memory {}; retry shortly",
+            bytesize::ByteSize(limits.body_memory).display().iec()
+        ))
+    };
+    // A chunked body is held twice while it is read (ours and the retry buffer): it is
+    // counted twice.
+    let weight = if declared.is_some() { 1 } else { 2 };
+    let charge = |n: u64| (n * weight).min(limits.body_memory);
+    let first = declared.unwrap_or(CHUNK_STEP.min(max));
+    if !hold
+        .grow_to(charge(first), limits.body_memory, budget::WAIT)
+        .await
+    {
+        return Ok(Err(busy()));
     }
     let expects_continue = session
         .req_header()
@@ -75,15 +108,46 @@ pub async fn read_body(
             .write_response_header(Box::new(ResponseHeader::build(100, Some(0))?), false)
             .await?;
     }
-    session.enable_retry_buffering();
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(4096).min(max) as usize);
-    while let Some(chunk) = session.read_request_body().await? {
-        if (buf.len() + chunk.len()) as u64 > max {
-            return Ok(Err(too_large));
+    let mut buf = BytesMut::with_capacity(first as usize);
+    let read = async {
+        let mut replaying = false;
+        loop {
+            let left = declared.map_or(0, |d| d.saturating_sub(buf.len() as u64));
+            if !replaying && left <= CHUNK_STEP {
+                session.enable_retry_buffering();
+                replaying = true;
+            }
+            let Some(chunk) = session.read_request_body().await? else {
+                break;
+            };
+            let received = (buf.len() + chunk.len()) as u64;
+            if received > max {
+                return Ok(Err(too_large));
+            }
+            let ahead = (received + CHUNK_STEP)
+                .min(declared.unwrap_or(max))
+                .max(first);
+            if !hold
+                .grow_to(charge(ahead), limits.body_memory, budget::WAIT)
+                .await
+            {
+                return Ok(Err(busy()));
+            }
+            buf.extend_from_slice(&chunk);
         }
-        buf.extend_from_slice(&chunk);
+        Ok(Ok(()))
+    };
+    let outcome = tokio::time::timeout(limits.body_timeout, read).await;
+    match outcome {
+        Err(_) => Ok(Err(GatewayError::RequestTimeout {
+            what: "request body",
+            setting: "body_timeout",
+            limit: limits.body_timeout,
+        })),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(Err(e))) => Ok(Err(e)),
+        Ok(Ok(Ok(()))) => Ok(Ok(buf.freeze())),
     }
-    Ok(Ok(buf.freeze()))
 }
 
 /// `GET /v1/models`: the catalogue models this key may call, OpenAI list format.

@@ -107,6 +107,8 @@ pub fn build(
         admission,
         ledger: Some(ledger),
         inflight: Arc::new(AtomicUsize::new(0)),
+        connections: Arc::default(),
+        body_budget: Arc::default(),
         refusals: crate::audit::Refusals::new(
             std::env::var("TOLLGATE_REFUSAL_MINUTE_MS")
                 .ok()
@@ -141,8 +143,15 @@ pub fn build(
         metrics: metrics.clone(),
         error_rates,
     };
-    let mut proxy =
-        pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
+    // Pingora's HTTP proxy behind the connection cap and client deadlines (src/conn).
+    let mut proxy = pingora_core::services::listening::Service::new(
+        "tollgate".to_string(),
+        crate::conn::Guarded::new(
+            pingora_proxy::http_proxy(&server.configuration, gateway),
+            policy.current.clone(),
+            accounting.connections.clone(),
+        ),
+    );
     for addr in &s.listen {
         let addr = addr.to_string();
         match &s.tls {

@@ -28,6 +28,9 @@ pub async fn metrics(State(s): State<AdminState>) -> Response {
     // Gauges and counters kept elsewhere are read at scrape time.
     m.inflight
         .set(s.accounting.inflight.load(Ordering::Relaxed) as i64);
+    m.connections
+        .set(s.accounting.connections.load(Ordering::Relaxed) as i64);
+    m.body_memory.set(s.accounting.body_budget.used() as i64);
     let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
     for (label, healthy, _) in s.health.report(now) {
         m.target_healthy

@@ -222,14 +222,64 @@ impl Admission {
         s
     }
 
-    /// Checks every limit of the three layers and, only if all pass, reserves.
-    pub fn admit(self: &Arc<Self>, req: &AdmitRequest<'_>) -> Result<Reservation, GatewayError> {
+    /// Takes an in-flight slot in all three layers (`max_parallel`), before the request's
+    /// body is read: a client cannot have more bodies in the gateway than it may have
+    /// requests in flight. Hand the hold to [`Admission::admit_held`]; dropped, it gives
+    /// the slots back.
+    pub fn hold(self: &Arc<Self>, layers: &[LayerLimits<'_>; 3]) -> Result<SlotHold, GatewayError> {
         let now = self.clock.now_ms();
         let states: [Arc<Mutex<ScopeState>>; 3] = [
-            self.state(&req.layers[0].scope),
-            self.state(&req.layers[1].scope),
-            self.state(&req.layers[2].scope),
+            self.state(&layers[0].scope),
+            self.state(&layers[1].scope),
+            self.state(&layers[2].scope),
         ];
+        let mut guards: [MutexGuard<'_, ScopeState>; 3] =
+            [lock(&states[0]), lock(&states[1]), lock(&states[2])];
+        for i in (0..3).rev() {
+            check_parallel(&layers[i], &guards[i])?;
+        }
+        for st in guards.iter_mut() {
+            st.inflight += 1;
+            st.last_used_ms = now;
+        }
+        drop(guards);
+        Ok(SlotHold {
+            states: Some(states),
+        })
+    }
+
+    /// Checks every limit of the three layers and, only if all pass, reserves.
+    pub fn admit(self: &Arc<Self>, req: &AdmitRequest<'_>) -> Result<Reservation, GatewayError> {
+        self.admit_inner(req, None)
+    }
+
+    /// [`Admission::admit`] for a request that already holds its in-flight slots: they are
+    /// not checked again, and the reservation takes them over. `held` must come from
+    /// [`Admission::hold`] with the same layers.
+    pub fn admit_held(
+        self: &Arc<Self>,
+        req: &AdmitRequest<'_>,
+        held: SlotHold,
+    ) -> Result<Reservation, GatewayError> {
+        self.admit_inner(req, Some(held))
+    }
+
+    fn admit_inner(
+        self: &Arc<Self>,
+        req: &AdmitRequest<'_>,
+        mut held: Option<SlotHold>,
+    ) -> Result<Reservation, GatewayError> {
+        let now = self.clock.now_ms();
+        let states: [Arc<Mutex<ScopeState>>; 3] = match held.as_ref().and_then(|h| h.states.clone())
+        {
+            Some(s) => s,
+            None => [
+                self.state(&req.layers[0].scope),
+                self.state(&req.layers[1].scope),
+                self.state(&req.layers[2].scope),
+            ],
+        };
+        let counted = held.is_some();
         let mut guards: [MutexGuard<'_, ScopeState>; 3] =
             [lock(&states[0]), lock(&states[1]), lock(&states[2])];
 
@@ -238,7 +288,7 @@ impl Admission {
             let layer = &req.layers[i];
             let st = &mut guards[i];
             self.roll_budget(&layer.scope, layer.limits, st, now);
-            self.check_layer(layer, st, req, now)?;
+            self.check_layer(layer, st, req, now, counted)?;
         }
         // Shadow limits: what would have refused, reported, never refusing.
         let mut shadow = Vec::new();
@@ -248,8 +298,7 @@ impl Admission {
                     &req.layers[i],
                     &mut guards[i],
                     req,
-                    now,
-                    self.scale,
+                    (now, self.scale, counted),
                     &mut shadow,
                 );
             }
@@ -279,13 +328,19 @@ impl Admission {
                     }
                 }
             }
-            st.inflight += 1;
+            if !counted {
+                st.inflight += 1;
+            }
             st.last_used_ms = now;
             if limits.budget.is_some() {
                 st.budget.reserved += req.worst_cost_micros;
             }
         }
         drop(guards);
+        // The reservation gives the slots back from now on.
+        if let Some(h) = held.as_mut() {
+            h.states = None;
+        }
         Ok(Reservation {
             admission: self.clone(),
             scopes: [
@@ -341,6 +396,7 @@ impl Admission {
         st: &mut ScopeState,
         req: &AdmitRequest<'_>,
         now: u64,
+        slot_held: bool,
     ) -> Result<(), GatewayError> {
         // Formatted only when refusing: the common path allocates nothing.
         let scope = || format!("{} {}", layer.scope.layer.as_str(), layer.scope.id);
@@ -367,12 +423,8 @@ impl Admission {
                 });
             }
         }
-        if let Some(max) = layer.limits.enforced().max_parallel {
-            if st.inflight >= max.get() {
-                return Err(GatewayError::ConcurrencyLimitExceeded {
-                    scope: format!("{} max_parallel {max}", scope()),
-                });
-            }
+        if !slot_held {
+            check_parallel(layer, st)?;
         }
         if let Some(b) = layer.limits.enforced().budget {
             if !st.budget.fits(req.worst_cost_micros, b.limit_micros) {
@@ -425,6 +477,38 @@ impl Admission {
     }
 }
 
+/// The layer's enforced `max_parallel` against the requests it has in flight.
+fn check_parallel(layer: &LayerLimits<'_>, st: &ScopeState) -> Result<(), GatewayError> {
+    if let Some(max) = layer.limits.enforced().max_parallel {
+        if st.inflight >= max.get() {
+            return Err(GatewayError::ConcurrencyLimitExceeded {
+                scope: format!(
+                    "{} {} max_parallel {max}",
+                    layer.scope.layer.as_str(),
+                    layer.scope.id
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// In-flight slots taken before the body is read ([`Admission::hold`]): handed over to
+/// the reservation, or given back on drop.
+#[must_use = "a slot hold is given back when dropped"]
+pub struct SlotHold {
+    states: Option<[Arc<Mutex<ScopeState>>; 3]>,
+}
+
+impl Drop for SlotHold {
+    fn drop(&mut self) {
+        for s in self.states.iter().flatten() {
+            let mut st = lock(s);
+            st.inflight = st.inflight.saturating_sub(1);
+        }
+    }
+}
+
 pub fn micros_to_usd(m: u64) -> String {
     let s = format!("{}.{:06}", m / 1_000_000, m % 1_000_000);
     let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -471,8 +555,7 @@ fn shadow_hits(
     layer: &LayerLimits<'_>,
     st: &mut ScopeState,
     req: &AdmitRequest<'_>,
-    now: u64,
-    scale: u64,
+    (now, scale, counted): (u64, u64, bool),
     out: &mut Vec<ShadowHit>,
 ) {
     let scope = || format!("{} {}", layer.scope.layer.as_str(), layer.scope.id);
@@ -492,7 +575,9 @@ fn shadow_hits(
         }
     }
     if let (Some(max), true) = (l.max_parallel, l.shadow.has(Shadow::MAX_PARALLEL)) {
-        if st.inflight >= max.get() {
+        // A request holding its slot already is one of `inflight`.
+        let others = st.inflight - u32::from(counted && st.inflight > 0);
+        if others >= max.get() {
             out.push(ShadowHit {
                 scope: format!("{} max_parallel {max}", scope()),
                 code: "concurrency_limit_exceeded",

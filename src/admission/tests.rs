@@ -410,3 +410,45 @@ fn thresholds_passed_before_a_restart_are_not_announced_again() {
         assert_eq!(adm.take_events().len(), announced, "stored {stored}");
     }
 }
+
+#[test]
+fn slots_taken_before_the_body_count_once_and_come_back() {
+    let (_c, adm) = setup();
+    let none = Limits::default();
+    let group = Limits {
+        max_parallel: NonZeroU32::new(2),
+        rpm: nz(100),
+        ..Default::default()
+    };
+    let r = req(&none, &group, &none, "k1", 0, 0);
+    // Two slots held (bodies being read): a third request is refused on its header.
+    let a = adm.hold(&r.layers).unwrap();
+    let b = adm.hold(&r.layers).unwrap();
+    let e = adm.hold(&r.layers).err().unwrap();
+    assert_eq!(e.code(), "concurrency_limit_exceeded");
+    assert!(e.to_string().contains("group g max_parallel 2"), "{e}");
+    // A held slot is taken over by the reservation, not counted again.
+    let ra = adm.admit_held(&r, a).unwrap();
+    assert_eq!(adm.inspect(&scope(Layer::Group, "g")).unwrap().0, 2);
+    // A request refused after its body (here: no slot left for an unheld admit) gives its
+    // slot back when dropped.
+    drop(b);
+    assert_eq!(adm.inspect(&scope(Layer::Group, "g")).unwrap().0, 1);
+    ra.cancel();
+    assert_eq!(adm.inspect(&scope(Layer::Group, "g")).unwrap().0, 0);
+    // A window refusal after the body releases the held slot too.
+    let tight = Limits {
+        max_parallel: NonZeroU32::new(2),
+        rpm: nz(1),
+        ..Default::default()
+    };
+    let r = req(&none, &none, &tight, "k2", 0, 0);
+    let first = adm.admit_held(&r, adm.hold(&r.layers).unwrap()).unwrap();
+    let held = adm.hold(&r.layers).unwrap();
+    assert_eq!(
+        adm.admit_held(&r, held).err().unwrap().code(),
+        "rate_limit_exceeded"
+    );
+    assert_eq!(adm.inspect(&scope(Layer::Key, "k2")).unwrap().0, 1);
+    first.cancel();
+}

@@ -98,6 +98,7 @@ pub struct ServerConfig {
     pub admin_token_env: String,
     pub trusted_proxies: Vec<IpNet>,
     pub max_body: u64,
+    pub clients: ClientLimits,
     pub grace_period: Duration,
     pub request_log: RequestLog,
     pub tls: Option<TlsFiles>,
@@ -105,6 +106,37 @@ pub struct ServerConfig {
     pub upgrade_sock: PathBuf,
     pub default_max_tokens: u32,
     pub audit_retention: Duration,
+}
+
+/// Deadlines and caps that keep slow and hostile clients from holding memory and
+/// connections (`[server]` fields of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// From a connection's first byte of a request (or its accept) to the end of the header.
+    pub header_timeout: Duration,
+    /// From the start of the body read to its last byte.
+    pub body_timeout: Duration,
+    /// A keep-alive connection waiting for its next request is closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections open at once; beyond it a new one gets a 503 and is closed.
+    pub max_connections: usize,
+    /// Request line plus headers.
+    pub max_header_bytes: usize,
+    /// Request bodies buffered at once, all requests together.
+    pub body_memory: u64,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            body_memory: 256 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

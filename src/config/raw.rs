@@ -109,6 +109,13 @@ pub struct RawServer {
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     pub max_body: Option<String>,
+    /// Deadlines and caps against slow and hostile clients (see `ClientLimits`).
+    pub header_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<u64>,
+    pub max_header_bytes: Option<String>,
+    pub body_memory: Option<String>,
     pub grace_period: Option<String>,
     pub request_log: Option<String>,
     pub tls: Option<RawTls>,

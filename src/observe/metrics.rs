@@ -17,6 +17,8 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub target_healthy: IntGaugeVec,
     pub inflight: IntGauge,
+    pub connections: IntGauge,
+    pub body_memory: IntGauge,
     pub reloads: IntCounterVec,
     /// `tollgate_keys{group,status}`, set at scrape time.
     pub keys: IntGaugeVec,
@@ -107,6 +109,16 @@ impl Metrics {
         registry.register(Box::new(target_healthy.clone()))?;
         let inflight = IntGauge::new("tollgate_inflight_requests", "Requests in flight.")?;
         registry.register(Box::new(inflight.clone()))?;
+        let connections = IntGauge::new(
+            "tollgate_connections",
+            "Client connections open on the data plane.",
+        )?;
+        registry.register(Box::new(connections.clone()))?;
+        let body_memory = IntGauge::new(
+            "tollgate_body_memory_bytes",
+            "Request body bytes reserved in server.body_memory.",
+        )?;
+        registry.register(Box::new(body_memory.clone()))?;
         let keys = IntGaugeVec::new(
             Opts::new("tollgate_keys", "Keys (file and API) per group and status."),
             &["group", "status"],
@@ -139,6 +151,8 @@ impl Metrics {
             upstream_duration,
             target_healthy,
             inflight,
+            connections,
+            body_memory,
             reloads,
             keys,
             admin_requests,

@@ -107,7 +107,10 @@ impl ErrorRates {
         let Some(alert) = key.group.error_rate_alert else {
             return;
         };
-        let failed = f.status >= 500;
+        // `overloaded` (a gateway cap: connections, body memory) says nothing of the
+        // group's upstreams; it shows in `tollgate_rejections_total`.
+        let overloaded = matches!(f.error, Some(crate::error::GatewayError::Overloaded(_)));
+        let failed = f.status >= 500 && !overloaded;
         if !failed && f.first_attempt_at.is_none() {
             return;
         }

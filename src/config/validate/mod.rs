@@ -1,6 +1,7 @@
 //! raw -> validated. Every cross-reference and inheritance bound is checked here, and every
 //! problem is collected, so one `tollgate -t` run shows all of them.
 
+mod clients;
 mod layers;
 mod sources;
 

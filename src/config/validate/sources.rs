@@ -14,6 +14,12 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         admin_token_env,
         trusted_proxies,
         max_body,
+        header_timeout,
+        body_timeout,
+        idle_timeout,
+        max_connections,
+        max_header_bytes,
+        body_memory,
         grace_period,
         request_log,
         tls,
@@ -73,6 +79,20 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
             }
         },
     };
+    let clients = super::clients::check(
+        c,
+        loc,
+        path,
+        max_body,
+        super::clients::Raw {
+            header_timeout,
+            body_timeout,
+            idle_timeout,
+            max_connections,
+            max_header_bytes,
+            body_memory,
+        },
+    );
     let grace_period = duration(
         c,
         loc,
@@ -113,6 +133,7 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         admin_token_env: admin_token_env.unwrap_or_else(|| "TOLLGATE_ADMIN_TOKEN".into()),
         trusted_proxies: cidrs(c, loc, &format!("{path}.trusted_proxies"), &trusted_proxies),
         max_body,
+        clients,
         grace_period,
         request_log,
         tls: tls.map(|RawTls { cert, key }| TlsFiles {
