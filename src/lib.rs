@@ -47,6 +47,7 @@ pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod fault;
 pub mod gateway;
 pub mod last_seen;
 pub mod ledger;

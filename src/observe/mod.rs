@@ -186,6 +186,7 @@ pub fn log_line(f: &Finished<'_>) -> serde_json::Value {
         "target": f.target,
         "status": f.status,
         "code": f.error.map(GatewayError::code),
+        "fault": crate::fault::Fault::of(f.error, f.status).map(crate::fault::Fault::as_str),
         "input_tokens": b.input,
         "output_tokens": b.output,
         "cost_usd": b.cost_micros as f64 / 1e6,
@@ -244,6 +245,12 @@ pub fn record_metrics(m: &metrics::Metrics, f: &Finished<'_>) {
         .inc();
     if let Some(e) = f.error {
         m.rejections.with_label_values(&[group, e.code()]).inc();
+    }
+    if let Some(fault) = crate::fault::Fault::of(f.error, f.status) {
+        let code = f.error.map_or("provider_status", GatewayError::code);
+        m.errors
+            .with_label_values(&[group, fault.as_str(), code])
+            .inc();
     }
     for h in f.shadow {
         m.shadow_limited.with_label_values(&[group, h.code]).inc();

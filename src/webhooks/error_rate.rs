@@ -6,8 +6,11 @@
 //! at or below `threshold` (an empty window counts as below).
 //!
 //! Counted: requests that reached routing (an upstream attempt was made) or ended in a
-//! 5xx; failed: a 5xx, the provider's or the gateway's for an upstream that failed, timed
-//! out or was unavailable. Gateway refusals (auth, limits, budgets) are not counted.
+//! 5xx; failed: an upstream fault (a provider's 5xx/429 passed through, or the gateway's
+//! 502/503/504 for an upstream that failed, timed out or was unavailable) or a 5xx of the
+//! gateway's own. Client faults never fail: a client that closes its connection, stalls
+//! or sends a malformed body is not an error of the group's upstreams (`crate::fault`).
+//! Gateway refusals (auth, limits, budgets) are not counted.
 //!
 //! Bounded: one entry per group with an alert; entries of groups that lost theirs in a
 //! reload are dropped at the next check.
@@ -107,7 +110,13 @@ impl ErrorRates {
         let Some(alert) = key.group.error_rate_alert else {
             return;
         };
-        let failed = f.status >= 500;
+        let failed = match f.error.map(|e| e.fault()) {
+            Some(crate::fault::Fault::Upstream) => true,
+            Some(crate::fault::Fault::Gateway) => f.status >= 500,
+            Some(crate::fault::Fault::Client) => false,
+            // The provider's own answer, passed through.
+            None => f.status >= 500,
+        };
         if !failed && f.first_attempt_at.is_none() {
             return;
         }
