@@ -110,6 +110,8 @@ pub struct RawServer {
     pub trusted_proxies: Vec<String>,
     pub max_body: Option<String>,
     pub grace_period: Option<String>,
+    /// A reload reads the file once it has been unchanged this long (default "1s").
+    pub reload_settle: Option<String>,
     pub request_log: Option<String>,
     pub tls: Option<RawTls>,
     /// Extension: pid file written in daemon mode (`-d`).

@@ -198,6 +198,7 @@ listen = ["{{LISTEN}}"]
 data_dir = "{{DATA}}"
 upgrade_sock = "{{SOCK}}"
 grace_period = "1s"
+reload_settle = "50ms"
 request_log = "off"
 threads = 2
 
