@@ -48,6 +48,8 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod fault;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gateway;
 pub mod last_seen;
 pub mod ledger;
