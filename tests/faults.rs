@@ -469,3 +469,20 @@ async fn credentials_follow_rfc_9110_with_a_documented_precedence() {
     );
     assert_no_secret_in_logs(g.dir.path(), &[&k, &key(9), "sk-provider-secret"]);
 }
+
+/// The search every harness run ends with finds a full key or token, not a display prefix.
+#[test]
+fn the_log_search_finds_full_credentials_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gateway.log");
+    std::fs::write(&log, "key tg-TestKe… id key_main tga-a1b2c3…\n").unwrap();
+    assert!(leaked_credentials(dir.path()).is_empty());
+    std::fs::write(&log, format!("oops {}\n", key(1))).unwrap();
+    assert_eq!(leaked_credentials(dir.path()).len(), 1);
+    std::fs::write(
+        dir.path().join("requests.log"),
+        format!("{ROOT} sk-provider-secret"),
+    )
+    .unwrap();
+    assert_eq!(leaked_credentials(dir.path()).len(), 3);
+}
