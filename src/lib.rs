@@ -19,8 +19,10 @@
 //! ```
 //!
 //! Around it: `config` (raw → validated), `snapshot` (the immutable policy behind one
-//! `ArcSwap`), `reload` (SIGHUP), `server` (Pingora services), `mock` (the mock provider
-//! for tests, demo and load tests).
+//! `ArcSwap`), `reload` (SIGHUP; the file is read once at rest), `server` (Pingora
+//! services), `fault` (every refusal or abort attributed to client, gateway or upstream),
+//! `mock` (the mock provider for tests, demo and load tests), `fuzz` (the fuzz targets'
+//! properties).
 //!
 //! The control plane, beside the request path:
 //!
