@@ -632,9 +632,13 @@ impl ProxyHttp for Gateway {
                 Outcome::Failed
             });
         }
+        let client_gone = e.esource() == &ErrorSource::Downstream;
+        if before_first_byte && client_gone {
+            ctx.end_attempt(Outcome::ClientClosed);
+        }
         // The body is replayed from our own copy, so a POST is safe to retry as long as
-        // nothing has reached the client yet.
-        if before_first_byte && ctx.can_retry(session) {
+        // nothing has reached the client yet — and the client is still there.
+        if before_first_byte && !client_gone && ctx.can_retry(session) {
             e.set_retry(true);
             e.retry.decide_reuse(client_reused);
         } else {

@@ -31,6 +31,10 @@ fn policy(mock: SocketAddr, admin: SocketAddr, hook: &str) -> String {
         mock,
         &format!(
             r#"
+[[models]]
+name = "gpt-4o-twin"
+targets = [{{ provider = "oa", model = "twin-a" }}, {{ provider = "oa", model = "twin-b" }}]
+
 [[groups]]
 id = "grp_hook"
 org = "acme"
@@ -257,6 +261,39 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
         assert_logged(&g, &id, 499, "client_closed_request", "client");
     }
 
+    // Nor is it retried on another target: the client is gone (key(1)'s group retries).
+    let body = CHAT.replace("gpt-4o-mini", "gpt-4o-twin");
+    let req = format!(
+        "{}{body}",
+        head(
+            "/v1/chat/completions",
+            &key(1),
+            "gaveup-twin",
+            &format!(
+                "content-length: {}\r\nx-mock-latency-ms: 1500\r\n",
+                body.len()
+            )
+        )
+    );
+    let before = mock.received().len();
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let deadline = Instant::now() + short;
+    while mock.received().len() == before {
+        assert!(Instant::now() < deadline, "request never reached the mock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(s);
+    assert_logged(&g, "gaveup-twin", 499, "client_closed_request", "client");
+    let l = log_line(&g, "gaveup-twin");
+    assert_eq!(l["attempts"].as_array().map(Vec::len), Some(1), "{l}");
+    assert_eq!(l["attempts"][0]["outcome"], "client_closed", "{l}");
+    assert_eq!(
+        mock.received().len(),
+        before + 1,
+        "retried for a client that is gone"
+    );
+
     // Pingora's own 400s (a header it cannot parse) carry the SPEC error shape.
     let bad_framing = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {k}\r\n\
@@ -301,12 +338,12 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
             "tollgate_errors_total{",
             &["fault=\"client\"", "code=\"client_closed_request\""]
         ),
-        9.0,
+        10.0,
         "{m}"
     );
     assert_eq!(
         sum(&m, "tollgate_requests_total{", &["status=\"499\""]),
-        9.0,
+        10.0,
         "{m}"
     );
     assert!(

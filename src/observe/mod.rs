@@ -123,6 +123,8 @@ pub enum Outcome {
     ConnectFailed,
     TimedOut,
     Failed,
+    /// The client went away while the attempt was under way: not the target's failure.
+    ClientClosed,
 }
 
 impl Outcome {
@@ -133,6 +135,7 @@ impl Outcome {
             Outcome::ConnectFailed => "connect_failed".into(),
             Outcome::TimedOut => "timeout".into(),
             Outcome::Failed => "failed".into(),
+            Outcome::ClientClosed => "client_closed".into(),
         }
     }
 }
