@@ -209,12 +209,22 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
     for i in 0..3 {
         let id = format!("midbody-{i}");
         let mut s = TcpStream::connect(g.addr).await.unwrap();
-        let h = head("/v1/chat/completions", &k, &id, "content-length: 5000\r\n");
+        // `Expect: 100-continue` tells when the gateway is reading the body.
+        let h = head(
+            "/v1/chat/completions",
+            &k,
+            &id,
+            "content-length: 5000\r\nexpect: 100-continue\r\n",
+        );
         s.write_all(h.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(short, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 100"));
         s.write_all(&CHAT.as_bytes()[..40]).await.unwrap();
         s.flush().await.unwrap();
-        // Wait until the gateway holds the request (it has read the header), then go.
-        tokio::time::sleep(Duration::from_millis(50)).await;
         drop(s);
         assert_logged(&g, &id, 499, "client_closed_request", "client");
     }
@@ -294,6 +304,35 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
         "retried for a client that is gone"
     );
 
+    // The client goes away mid-stream: the status it was sent, with the abort's code.
+    let body = CHAT.replace("\"max_tokens\":5", "\"max_tokens\":50,\"stream\":true");
+    let req = format!(
+        "{}{body}",
+        head(
+            "/v1/chat/completions",
+            &k,
+            "midstream-1",
+            &format!(
+                "content-length: {}\r\nx-mock-chunk-interval-ms: 150\r\nx-mock-output-tokens: 40\r\n",
+                body.len()
+            )
+        )
+    );
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("data:") {
+        let n = tokio::time::timeout(short, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    assert_logged(&g, "midstream-1", 200, "client_closed_request", "client");
+
     // Pingora's own 400s (a header it cannot parse) carry the SPEC error shape.
     let bad_framing = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {k}\r\n\
@@ -338,9 +377,10 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
             "tollgate_errors_total{",
             &["fault=\"client\"", "code=\"client_closed_request\""]
         ),
-        10.0,
+        11.0,
         "{m}"
     );
+    // 10 aborts before any answer (499), one mid-stream (its 200 was sent).
     assert_eq!(
         sum(&m, "tollgate_requests_total{", &["status=\"499\""]),
         10.0,

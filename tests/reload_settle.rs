@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const SETTLE_MS: u64 = 700;
+const SETTLE_MS: u64 = 1000;
 
 fn keys_block(ids: impl Iterator<Item = u32>) -> String {
     ids.map(|n| {
