@@ -75,14 +75,15 @@ fn malformed(e: &Error) -> GatewayError {
 }
 
 /// Attributes the error that ended a proxied request (`fail_to_proxy`). `target` is the
-/// last target tried; `timed_out` whether its attempt timed out before the first byte.
+/// last target tried (`None`: no upstream attempt was made, so whatever failed was not an
+/// upstream — Pingora leaves the source of a failed body read unset); `timed_out` whether
+/// the last attempt timed out before the first byte.
 pub fn attribute(e: &Error, target: Option<&str>, timed_out: bool) -> GatewayError {
     match e.esource() {
-        ErrorSource::Downstream => return client_error(e),
         ErrorSource::Internal => return GatewayError::Internal,
-        ErrorSource::Unset if matches!(e.etype(), ErrorType::InternalError) => {
-            return GatewayError::Internal
-        }
+        _ if matches!(e.etype(), ErrorType::InternalError) => return GatewayError::Internal,
+        ErrorSource::Downstream => return client_error(e),
+        _ if target.is_none() => return client_error(e),
         _ => {}
     }
     let target = target.unwrap_or("upstream");
@@ -176,10 +177,16 @@ mod tests {
         assert_eq!((up.code(), up.fault()), ("upstream_error", Fault::Upstream));
         let t = attribute(
             &err(ErrorType::ReadTimedout, Some(ErrorSource::Upstream)),
-            None,
+            Some("oa/m"),
             true,
         );
         assert_eq!(t.code(), "upstream_timeout");
+        // No upstream attempt: a failed read of the body cannot be an upstream error.
+        let body = attribute(&err(ErrorType::new("InvalidChunk"), None), None, false);
+        assert_eq!(
+            (body.code(), body.fault()),
+            ("invalid_request", Fault::Client)
+        );
         let bug = attribute(&err(ErrorType::InternalError, None), None, false);
         assert_eq!((bug.status(), bug.fault()), (500, Fault::Gateway));
         for s in [100, 101, 103, 199, 600, 999] {

@@ -6,10 +6,11 @@
 //! at or below `threshold` (an empty window counts as below).
 //!
 //! Counted: requests that reached routing (an upstream attempt was made) or ended in a
-//! 5xx; failed: an upstream fault (a provider's 5xx/429 passed through, or the gateway's
-//! 502/503/504 for an upstream that failed, timed out or was unavailable) or a 5xx of the
-//! gateway's own. Client faults never fail: a client that closes its connection, stalls
-//! or sends a malformed body is not an error of the group's upstreams (`crate::fault`).
+//! 5xx; failed: an upstream fault (a provider's 5xx passed through, or the gateway's
+//! 502/503/504 for an upstream that failed, timed out or was unavailable). Client and
+//! gateway faults never fail: a client that closes its connection, stalls or sends a
+//! malformed body, or a gateway bug, is not an error of the group's upstreams
+//! (`crate::fault`; gateway faults show in `tollgate_errors_total{fault="gateway"}`).
 //! Gateway refusals (auth, limits, budgets) are not counted.
 //!
 //! Bounded: one entry per group with an alert; entries of groups that lost theirs in a
@@ -110,10 +111,8 @@ impl ErrorRates {
         let Some(alert) = key.group.error_rate_alert else {
             return;
         };
-        let failed = match f.error.map(|e| e.fault()) {
-            Some(crate::fault::Fault::Upstream) => true,
-            Some(crate::fault::Fault::Gateway) => f.status >= 500,
-            Some(crate::fault::Fault::Client) => false,
+        let failed = match f.error {
+            Some(e) => e.fault() == crate::fault::Fault::Upstream,
             // The provider's own answer, passed through.
             None => f.status >= 500,
         };
