@@ -259,9 +259,9 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
                 )
             )
         );
+        let before = mock.received().len();
         let mut s = TcpStream::connect(g.addr).await.unwrap();
         s.write_all(req.as_bytes()).await.unwrap();
-        let before = mock.received().len();
         let deadline = Instant::now() + short;
         while mock.received().len() == before {
             assert!(Instant::now() < deadline, "request never reached the mock");
@@ -562,4 +562,54 @@ fn the_log_search_finds_full_credentials_only() {
     )
     .unwrap();
     assert_eq!(leaked_credentials(dir.path()).len(), 3);
+}
+
+/// Pingora's debug and trace output prints raw request headers (the buffer of a header it
+/// cannot parse, every request's and upstream request's header): it stays at info even
+/// under `RUST_LOG=trace`, so no credential reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logging_prints_no_credential() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let conf = dir.path().join("tollgate.toml");
+    write_policy(&conf, &basic_policy(mock.addr(), ""), addr, dir.path());
+    let log = std::fs::File::create(dir.path().join("trace.log")).unwrap();
+    let _child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("-c")
+            .arg(&conf)
+            .env("RUST_LOG", "trace")
+            .env("TEST_PROVIDER_KEY", "sk-provider-secret")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "gateway did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let k = key(1);
+    let bad = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {k}\r\n\
+         content-length: 12\r\ncontent-length: 13\r\n\r\n{CHAT}"
+    );
+    assert_eq!(
+        status_of(&raw(addr, bad.as_bytes(), Duration::from_secs(5)).await),
+        400
+    );
+    let r = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(&k)
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = std::fs::read_to_string(dir.path().join("trace.log")).unwrap();
+    assert!(text.lines().count() > 10, "trace logging is on:\n{text}");
+    assert!(leaked_credentials(dir.path()).is_empty(), "{text}");
+    assert_no_secret_in_logs(dir.path(), &[&k, "sk-provider-secret"]);
 }
