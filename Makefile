@@ -1,5 +1,5 @@
 # The README's two commands: `make demo` and `make test`. Both install what they need.
-.PHONY: demo test setup lint build bench loadtest
+.PHONY: demo test setup lint build bench loadtest fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -25,3 +25,14 @@ bench: setup
 
 loadtest: build
 	bash loadtest/run.sh
+
+# libFuzzer runs of the fuzz targets (needs a nightly toolchain and `cargo install
+# cargo-fuzz`), FUZZ_TIME seconds each; corpora in fuzz/corpus/, crashes in
+# fuzz/artifacts/ (copy them to fuzz/regressions/<target>/ when fixed). The same
+# properties run on stable, bounded, in `make test` (tests/fuzz_props.rs).
+FUZZ_TIME ?= 60
+fuzz:
+	cp -n Cargo.lock fuzz/Cargo.lock || true
+	for t in usage_scanner request_body policy credentials; do \
+		cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_TIME) || exit 1; \
+	done

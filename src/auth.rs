@@ -19,18 +19,66 @@ pub const KEY_PREFIX: &str = "tg-";
 pub const KEY_RANDOM_LEN: usize = 43;
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// The presented credential: `Authorization: Bearer <key>` or `x-api-key: <key>`.
-pub fn credential(req: &RequestHeader) -> Option<&[u8]> {
-    if let Some(v) = req.headers.get(http::header::AUTHORIZATION) {
-        let v = v.as_bytes();
-        let rest = v
-            .strip_prefix(b"Bearer ")
-            .or_else(|| v.strip_prefix(b"bearer "))?;
-        let rest = rest.trim_ascii();
-        return (!rest.is_empty()).then_some(rest);
+/// Why no key could be taken from a request's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialError {
+    /// Neither a Bearer credential nor `x-api-key` (an `Authorization` header with another
+    /// scheme, such as Basic, is not a tollgate credential and counts as none).
+    Missing,
+    /// Two credentials that name different keys: which one was meant is not guessed.
+    Conflicting,
+}
+
+/// The presented key, from `Authorization: Bearer <key>` and/or `x-api-key: <key>`.
+///
+/// Per RFC 9110 §11.1 the auth scheme is case-insensitive (`Bearer`, `bearer`, `BEARER`);
+/// the scheme and the token are separated by spaces (a tab is tolerated too). Precedence:
+/// every Bearer credential and every `x-api-key` value is read; they must all name the
+/// same key, else the request is refused as [`CredentialError::Conflicting`]. `Authorization`
+/// with any other scheme (Basic, Digest, …) and a Bearer header without a token are
+/// ignored, so `Authorization: Basic …` next to a valid `x-api-key` authenticates with the
+/// `x-api-key`.
+pub fn parse_credentials<'a>(
+    authorization: impl IntoIterator<Item = &'a [u8]>,
+    api_key: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<&'a [u8], CredentialError> {
+    let bearer = authorization.into_iter().filter_map(bearer_token);
+    let plain = api_key
+        .into_iter()
+        .map(<[u8]>::trim_ascii)
+        .filter(|v| !v.is_empty());
+    let mut found: Option<&[u8]> = None;
+    for c in bearer.chain(plain) {
+        match found {
+            None => found = Some(c),
+            Some(f) if f == c => {}
+            Some(_) => return Err(CredentialError::Conflicting),
+        }
     }
-    let v = req.headers.get("x-api-key")?.as_bytes().trim_ascii();
-    (!v.is_empty()).then_some(v)
+    found.ok_or(CredentialError::Missing)
+}
+
+/// The token of a Bearer `Authorization` value (`None` for another scheme or no token).
+fn bearer_token(v: &[u8]) -> Option<&[u8]> {
+    let v = v.trim_ascii_start();
+    let split = v.iter().position(|b| *b == b' ' || *b == b'\t')?;
+    let (scheme, rest) = v.split_at(split);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// The presented credential of a request (see [`parse_credentials`]).
+pub fn credential(req: &RequestHeader) -> Result<&[u8], CredentialError> {
+    let h = &req.headers;
+    parse_credentials(
+        h.get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes()),
+        h.get_all("x-api-key").iter().map(|v| v.as_bytes()),
+    )
 }
 
 pub fn digest(key: &[u8]) -> Digest {
@@ -45,7 +93,10 @@ pub fn authenticate(
     req: &RequestHeader,
     now_s: u64,
 ) -> Result<Arc<KeyEntry>, GatewayError> {
-    let presented = credential(req).ok_or(GatewayError::MissingApiKey)?;
+    let presented = credential(req).map_err(|e| match e {
+        CredentialError::Missing => GatewayError::MissingApiKey,
+        CredentialError::Conflicting => GatewayError::ConflictingCredentials,
+    })?;
     let d = digest(presented);
     let key = match snapshot.key(&d) {
         Some(k) if bool::from(k.digest.ct_eq(&d)) => k.clone(),
@@ -89,14 +140,69 @@ mod tests {
     fn credentials_from_either_header() {
         assert_eq!(
             credential(&req("authorization", "Bearer tg-abc")),
-            Some(&b"tg-abc"[..])
+            Ok(&b"tg-abc"[..])
+        );
+        assert_eq!(credential(&req("x-api-key", "tg-abc")), Ok(&b"tg-abc"[..]));
+        assert_eq!(
+            credential(&req("authorization", "Basic xyz")),
+            Err(CredentialError::Missing)
         );
         assert_eq!(
-            credential(&req("x-api-key", "tg-abc")),
-            Some(&b"tg-abc"[..])
+            credential(&req("authorization", "Bearer ")),
+            Err(CredentialError::Missing)
         );
-        assert_eq!(credential(&req("authorization", "Basic xyz")), None);
-        assert_eq!(credential(&req("authorization", "Bearer ")), None);
+    }
+
+    fn parse<'a>(auth: &[&'a str], keys: &[&'a str]) -> Result<&'a [u8], CredentialError> {
+        parse_credentials(
+            auth.iter().map(|s| s.as_bytes()),
+            keys.iter().map(|s| s.as_bytes()),
+        )
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_spaces_or_tabs_separate_it() {
+        for v in [
+            "Bearer k1",
+            "bearer k1",
+            "BEARER k1",
+            "bEaReR k1",
+            "Bearer\tk1",
+            "Bearer   k1  ",
+            " Bearer k1",
+        ] {
+            assert_eq!(parse(&[v], &[]), Ok(&b"k1"[..]), "{v:?}");
+        }
+        for v in [
+            "Bearerk1",
+            "Bearer",
+            "Bearer \t ",
+            "Bear k1",
+            "Token k1",
+            "",
+        ] {
+            assert_eq!(parse(&[v], &[]), Err(CredentialError::Missing), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn precedence_between_authorization_and_x_api_key() {
+        // Another scheme is not a tollgate credential: x-api-key decides.
+        assert_eq!(parse(&["Basic dXNlcjpwdw=="], &["k1"]), Ok(&b"k1"[..]));
+        // Both headers naming the same key are fine, different keys are refused.
+        assert_eq!(parse(&["Bearer k1"], &["k1"]), Ok(&b"k1"[..]));
+        assert_eq!(
+            parse(&["Bearer k1"], &["k2"]),
+            Err(CredentialError::Conflicting)
+        );
+        assert_eq!(parse(&[], &["k1", "k2"]), Err(CredentialError::Conflicting));
+        assert_eq!(
+            parse(&["Bearer k1", "Bearer k2"], &[]),
+            Err(CredentialError::Conflicting)
+        );
+        // A Bearer header without a token does not hide the x-api-key.
+        assert_eq!(parse(&["Bearer "], &["k1"]), Ok(&b"k1"[..]));
+        assert_eq!(parse(&[], &["  "]), Err(CredentialError::Missing));
     }
 
     #[test]

@@ -4,12 +4,16 @@
 //! Messages name the scope and limit that blocked, never a secret.
 
 use crate::config::Api;
+pub use crate::fault::Fault;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
-    #[error("missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`")]
+    #[error("missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>` (other Authorization schemes, such as Basic, are not accepted)")]
     MissingApiKey,
+    /// `Authorization: Bearer` and `x-api-key` (or two of either) name different keys.
+    #[error("conflicting credentials: the request carries two different keys (`Authorization: Bearer` and `x-api-key`, or one of them twice); send one key")]
+    ConflictingCredentials,
     #[error("invalid API key")]
     InvalidApiKey,
     #[error("key {0} has been revoked")]
@@ -82,13 +86,22 @@ pub enum GatewayError {
     NoHealthyTarget(String),
     #[error("{0}")]
     UpstreamTimeout(String),
+    /// The client went away before the answer was complete (logged as 499, never written).
+    #[error("{0}")]
+    ClientClosed(String),
+    /// The client stopped sending (its body, or the rest of it) for too long.
+    #[error("{0}")]
+    ClientTimeout(String),
+    /// A failure of the gateway itself (a bug): never the client's or a provider's.
+    #[error("the gateway could not handle this request; quote its x-request-id when reporting it")]
+    Internal,
 }
 
 impl GatewayError {
     pub fn status(&self) -> u16 {
         use GatewayError::*;
         match self {
-            MissingApiKey | InvalidApiKey => 401,
+            MissingApiKey | InvalidApiKey | ConflictingCredentials => 401,
             KeyRevoked(_) | KeyExpired(_) | KeyDisabled(_) | GroupPaused(_) => 403,
             IpNotAllowed { .. } | ModelNotAllowed { .. } => 403,
             InvalidRequest(_) | MaxTokensExceeded { .. } | UnsupportedParameter { .. } => 400,
@@ -102,6 +115,9 @@ impl GatewayError {
             UpstreamError(_) => 502,
             NoHealthyTarget(_) => 503,
             UpstreamTimeout(_) => 504,
+            ClientClosed(_) => 499,
+            ClientTimeout(_) => 408,
+            Internal => 500,
         }
     }
 
@@ -110,7 +126,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             MissingApiKey => "missing_api_key",
-            InvalidApiKey => "invalid_api_key",
+            InvalidApiKey | ConflictingCredentials => "invalid_api_key",
             KeyRevoked(_) => "key_revoked",
             KeyExpired(_) => "key_expired",
             KeyDisabled(_) => "key_disabled",
@@ -133,7 +149,27 @@ impl GatewayError {
             UpstreamError(_) => "upstream_error",
             NoHealthyTarget(_) => "no_healthy_target",
             UpstreamTimeout(_) => "upstream_timeout",
+            ClientClosed(_) => "client_closed_request",
+            ClientTimeout(_) => "request_timeout",
+            Internal => "internal_error",
         }
+    }
+
+    /// Who caused it: only [`Fault::Upstream`] counts as an upstream error (metrics,
+    /// `error_rate.high`, target health).
+    pub fn fault(&self) -> Fault {
+        use GatewayError::*;
+        match self {
+            UpstreamError(_) | NoHealthyTarget(_) | UpstreamTimeout(_) => Fault::Upstream,
+            // A gateway cap (connections, body memory): the gateway's own refusal.
+            Internal | Overloaded(_) => Fault::Gateway,
+            _ => Fault::Client,
+        }
+    }
+
+    /// Whether an answer can be written for it (not to a client that is gone).
+    pub fn writable(&self) -> bool {
+        !matches!(self, GatewayError::ClientClosed(_))
     }
 
     /// The error `type` field.

@@ -30,7 +30,7 @@ use crate::snapshot::TargetEntry;
 use crate::snapshot::{KeyEntry, ModelEntry, Snapshot};
 use crate::translate::{self, Responder, Translation};
 use crate::usage::Scanner;
-use crate::{auth, policy, respond, upstream};
+use crate::{auth, fault, policy, respond, upstream};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -349,30 +349,6 @@ impl Gateway {
     }
 }
 
-/// Maps a Pingora failure that reached `fail_to_proxy` to the SPEC's upstream errors.
-fn upstream_failure(e: &Error, ctx: &RequestCtx) -> Option<GatewayError> {
-    if let Some(err) = &ctx.error {
-        return Some(err.clone());
-    }
-    if e.esource() == &ErrorSource::Downstream {
-        return None;
-    }
-    let target = ctx
-        .target_label()
-        .map_or_else(|| "upstream".to_string(), |l| l.to_string());
-    if ctx.timed_out
-        || (matches!(e.etype(), ErrorType::ReadTimedout) && ctx.upstream_status.is_none())
-    {
-        return Some(GatewayError::UpstreamTimeout(format!(
-            "{target}: no response within the group timeout"
-        )));
-    }
-    Some(GatewayError::UpstreamError(format!(
-        "every target failed; last: {target}: {}",
-        e.etype().as_str()
-    )))
-}
-
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
@@ -420,9 +396,9 @@ impl ProxyHttp for Gateway {
         );
         match verdict {
             Err(e) => {
-                respond::write_error(session, &e, api, &ctx.request_id).await?;
+                let written = respond::refuse(session, &e, api, &ctx.request_id).await;
                 ctx.error = Some(e);
-                Ok(true)
+                written.map(|()| true)
             }
             Ok(()) if ctx.route == Some(Route::ListModels) => {
                 let key = ctx
@@ -543,6 +519,14 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let status = resp.status.as_u16();
         ctx.end_attempt(Outcome::Status(status));
+        if let Some(err) = fault::unrelayable(status, ctx.target_label().as_deref()) {
+            ctx.attempt_failed();
+            let retry = ctx.can_retry(session);
+            ctx.error = (!retry).then_some(err);
+            let mut e = Error::explain(ErrorType::HTTPStatus(502), "unrelayable upstream status");
+            e.set_retry(retry);
+            return Err(e.into_up());
+        }
         if status == 429 || status >= 500 {
             ctx.attempt_failed();
             if ctx.can_retry(session) {
@@ -615,7 +599,10 @@ impl ProxyHttp for Gateway {
         let billed = ctx.settle(&self.accounting);
         self.accounting
             .note_refusals(ctx.key.as_deref(), ctx.error.as_ref(), &shadow);
-        let status = session.response_written().map_or(0, |h| h.status.as_u16());
+        let status = match session.response_written() {
+            Some(h) if !h.status.is_informational() => h.status.as_u16(),
+            _ => ctx.error.as_ref().map_or(0, GatewayError::status),
+        };
         let mut finished = ctx.finished(status, billed);
         finished.shadow = &shadow;
         record_metrics(&self.metrics, &finished);
@@ -662,9 +649,13 @@ impl ProxyHttp for Gateway {
                 Outcome::Failed
             });
         }
+        let client_gone = e.esource() == &ErrorSource::Downstream;
+        if before_first_byte && client_gone {
+            ctx.end_attempt(Outcome::ClientClosed);
+        }
         // The body is replayed from our own copy, so a POST is safe to retry as long as
-        // nothing has reached the client yet.
-        if before_first_byte && ctx.can_retry(session) {
+        // nothing has reached the client yet — and the client is still there.
+        if before_first_byte && !client_gone && ctx.can_retry(session) {
             e.set_retry(true);
             e.retry.decide_reuse(client_reused);
         } else {
@@ -679,18 +670,23 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let err = upstream_failure(e, ctx);
-        let code = match (&err, session.response_written()) {
-            (Some(err), None) => {
-                if let Err(w) = respond::write_error(session, err, ctx.api(), &ctx.request_id).await
-                {
-                    log::debug!("cannot write error response: {w}");
-                }
-                err.status()
+        let err = ctx.error.take().unwrap_or_else(|| {
+            let timed_out = ctx.timed_out
+                || (matches!(e.etype(), ErrorType::ReadTimedout) && ctx.upstream_status.is_none());
+            fault::attribute(e, ctx.target_label().as_deref(), timed_out)
+        });
+        let unanswered = session
+            .response_written()
+            .is_none_or(|h| h.status.is_informational());
+        let code = if unanswered && err.writable() {
+            if let Err(w) = respond::write_error(session, &err, ctx.api(), &ctx.request_id).await {
+                log::debug!("cannot write error response: {w}");
             }
-            _ => 0,
+            err.status()
+        } else {
+            0
         };
-        ctx.error = err;
+        ctx.error = Some(err);
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,

@@ -23,8 +23,10 @@
 //! ```
 //!
 //! Around it: `config` (raw → validated), `snapshot` (the immutable policy behind one
-//! `ArcSwap`), `reload` (SIGHUP), `server` (Pingora services), `mock` (the mock provider
-//! for tests, demo and load tests).
+//! `ArcSwap`), `reload` (SIGHUP; the file is read once at rest), `server` (Pingora
+//! services), `fault` (every refusal or abort attributed to client, gateway or upstream),
+//! `mock` (the mock provider for tests, demo and load tests), `fuzz` (the fuzz targets'
+//! properties).
 //!
 //! The control plane, beside the request path:
 //!
@@ -52,6 +54,9 @@ pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod fault;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gateway;
 pub mod last_seen;
 pub mod ledger;

@@ -56,7 +56,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Pingora's debug and trace output prints raw request headers (an unparsable header
+    // block, every request's header): credentials. It stays at info whatever RUST_LOG says.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .filter_module("pingora_proxy", log::LevelFilter::Info)
+        .filter_module("pingora_core", log::LevelFilter::Info)
+        .init();
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Keygen) => {

@@ -1,5 +1,9 @@
-//! SIGHUP / `POST /v1/reload`: re-read the file, validate, build a new snapshot off the
-//! request path, swap it in atomically. An invalid file changes nothing.
+//! SIGHUP / `POST /v1/reload`: wait until the file is at rest (`settle`), validate it,
+//! build a new snapshot off the request path, swap it in atomically. An invalid file
+//! changes nothing.
+
+mod settle;
+pub use settle::read_settled;
 
 use crate::config::{self, Config};
 use crate::events::{Event, Events};
@@ -62,11 +66,18 @@ impl Policy {
         let _ = self.after_swap.set(Box::new(f));
     }
 
-    /// Blocking: reads the file, resolves provider hosts. Returns the new generation.
+    /// Blocking: waits for the file to settle, reads it, resolves provider hosts. Returns
+    /// the new generation.
     pub fn reload(&self) -> Result<u64, String> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let result = config::load(&self.path)
-            .map_err(|e| e.to_string())
+        let settle = self.current.load().server.reload_settle;
+        let mut keys = (0, 0);
+        let result = settle::read_settled(&self.path, settle, settle::give_up_after(settle))
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+            .and_then(|bytes| {
+                let text = String::from_utf8(bytes).map_err(|_| "the file is not UTF-8".to_string())?;
+                config::parse_config(&text, &self.path).map_err(|e| e.to_string())
+            })
             .and_then(|cfg| {
                 let old = self.current.load();
                 if cfg.server.listen != old.server.listen || cfg.server.threads != old.server.threads || cfg.server.admin_listen != old.server.admin_listen {
@@ -74,6 +85,7 @@ impl Policy {
                 }
                 let generation = self.generation.load(Ordering::Relaxed) + 1;
                 let snapshot = Snapshot::build(&cfg, &self.last_seen, generation, &SystemEnvironment, &self.health).map_err(|e| e.to_string())?;
+                keys = key_changes(&old, &snapshot);
                 let old = self.current.swap(Arc::new(snapshot));
                 if let Some(f) = self.after_swap.get() {
                     f(&old, &self.current.load());
@@ -81,6 +93,7 @@ impl Policy {
                 self.generation.store(generation, Ordering::Relaxed);
                 Ok(generation)
             });
+        let (added, removed) = keys;
         if let Some(events) = self.events.get() {
             events.emit_logged(&Event {
                 kind: if result.is_ok() {
@@ -95,7 +108,7 @@ impl Policy {
                 key_id: None,
                 before: None,
                 after: Some(match &result {
-                    Ok(g) => serde_json::json!({"generation": g, "file": self.path.display().to_string()}),
+                    Ok(g) => serde_json::json!({"generation": g, "file": self.path.display().to_string(), "keys_added": added, "keys_removed": removed}),
                     Err(e) => serde_json::json!({"error": e, "file": self.path.display().to_string()}),
                 }),
                 secret: None,
@@ -105,8 +118,9 @@ impl Policy {
             Ok(g) => {
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 log::info!(
-                    "policy reloaded from {} (generation {g})",
-                    self.path.display()
+                    "policy reloaded from {} (generation {g}): keys: {added} added, {removed} removed; read after {} unchanged",
+                    self.path.display(),
+                    humantime::format_duration(settle)
                 );
             }
             Err(e) => {
@@ -116,6 +130,12 @@ impl Policy {
         }
         result
     }
+}
+
+/// File keys (by id) the new snapshot has and the old one had not, and the reverse.
+fn key_changes(old: &Snapshot, new: &Snapshot) -> (usize, usize) {
+    let (a, b) = (old.key_ids(), new.key_ids());
+    (b.difference(&a).count(), a.difference(&b).count())
 }
 
 /// Set by the SIGHUP handler installed first thing in `main`, so a hangup that arrives

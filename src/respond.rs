@@ -50,6 +50,24 @@ pub async fn write_error(
     write_json(session, err.status(), err.body(api), request_id, Some(err)).await
 }
 
+/// Answers a refusal from `request_filter`: written in the route's shape, unless the
+/// client is gone (then the error ends the request, and `logging` records the abort).
+pub async fn refuse(
+    session: &mut Session,
+    err: &GatewayError,
+    api: Api,
+    request_id: &str,
+) -> Result<()> {
+    if !err.writable() {
+        return Err(pingora_error::Error::explain(
+            pingora_error::ErrorType::ConnectionClosed,
+            "client closed the connection",
+        )
+        .into_down());
+    }
+    write_error(session, err, api, request_id).await
+}
+
 /// Bytes of body memory reserved ahead of a chunked body: one read's worth, so what is
 /// read is always already counted.
 const CHUNK_STEP: u64 = 64 * 1024;
@@ -104,9 +122,10 @@ pub async fn read_body(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if expects_continue {
         // We read the body ourselves, so the interim answer is ours to send.
-        session
-            .write_response_header(Box::new(ResponseHeader::build(100, Some(0))?), false)
-            .await?;
+        let continue_ = Box::new(ResponseHeader::build(100, Some(0))?);
+        if let Err(e) = session.write_response_header(continue_, false).await {
+            return Ok(Err(crate::fault::client_error(&e)));
+        }
     }
     let mut buf = BytesMut::with_capacity(first as usize);
     let read = async {
@@ -117,8 +136,11 @@ pub async fn read_body(
                 session.enable_retry_buffering();
                 replaying = true;
             }
-            let Some(chunk) = session.read_request_body().await? else {
-                break;
+            // Every failure here is the client's: bad framing, a closed connection.
+            let chunk = match session.read_request_body().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => return Ok(Err(crate::fault::client_error(&e))),
             };
             let received = (buf.len() + chunk.len()) as u64;
             if received > max {
@@ -148,6 +170,32 @@ pub async fn read_body(
         Ok(Ok(Err(e))) => Ok(Err(e)),
         Ok(Ok(Ok(()))) => Ok(Ok(buf.freeze())),
     }
+}
+
+/// The body of the errors Pingora answers by itself, before any route is known (a request
+/// header it cannot parse: bad framing, too many or too large headers; CONNECT). One shape
+/// both APIs' clients read: OpenAI's `error.{message,type,code,param}` and Anthropic's
+/// `type: "error"` with `error.{type,message}`.
+pub fn pingora_error_body(status: u16) -> Option<Bytes> {
+    let (code, message) = match status {
+        400 => (
+            "invalid_request",
+            "malformed request: the request line or headers could not be parsed \
+             (bad framing, invalid Content-Length, too many or too large headers)",
+        ),
+        405 => ("unknown_route", "method not allowed"),
+        _ => return None,
+    };
+    let v = serde_json::json!({
+        "type": "error",
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "code": code,
+            "param": null,
+        }
+    });
+    serde_json::to_vec(&v).ok().map(Bytes::from)
 }
 
 /// `GET /v1/models`: the catalogue models this key may call, OpenAI list format.

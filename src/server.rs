@@ -59,6 +59,8 @@ pub fn build(
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
+    // Pingora's own 400s (a request header it cannot parse) get the SPEC's error shape.
+    pingora_core::protocols::http::server::set_error_body(crate::respond::pingora_error_body);
 
     let scale = std::env::var("TOLLGATE_WINDOW_SCALE")
         .ok()

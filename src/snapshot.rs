@@ -443,6 +443,11 @@ impl Snapshot {
         self.keys.get(digest)
     }
 
+    /// Ids of the keys from the policy file.
+    pub fn key_ids(&self) -> std::collections::HashSet<&str> {
+        self.keys.values().map(|k| &*k.id).collect()
+    }
+
     pub fn key_count(&self) -> usize {
         self.keys.len()
     }

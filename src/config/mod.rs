@@ -100,6 +100,9 @@ pub struct ServerConfig {
     pub max_body: u64,
     pub clients: ClientLimits,
     pub grace_period: Duration,
+    /// SPEC §3: a reload waits until the file has been unchanged (size, mtime, content)
+    /// this long, so a file caught half-written is never loaded.
+    pub reload_settle: Duration,
     pub request_log: RequestLog,
     pub tls: Option<TlsFiles>,
     pub pid_file: PathBuf,

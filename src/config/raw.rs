@@ -117,6 +117,8 @@ pub struct RawServer {
     pub max_header_bytes: Option<String>,
     pub body_memory: Option<String>,
     pub grace_period: Option<String>,
+    /// A reload reads the file once it has been unchanged this long (default "1s").
+    pub reload_settle: Option<String>,
     pub request_log: Option<String>,
     pub tls: Option<RawTls>,
     /// Extension: pid file written in daemon mode (`-d`).

@@ -5,7 +5,9 @@
 //! ([`MockProvider::set_behaviour`], `PUT /_mock/behaviour`) or per request with headers:
 //! `x-mock-latency-ms`, `x-mock-chunk-interval-ms`, `x-mock-status`, `x-mock-fault`
 //! (`hang|reset|garbage|stall_mid_stream`), `x-mock-output-tokens`, `x-mock-omit-usage: 1`,
-//! `x-mock-echo: 1` (answer with a summary of the request, see `reply`).
+//! `x-mock-echo: 1` (answer with a summary of the request, see `reply`). A status outside
+//! 200..=599 (`x-mock-status: 103`, `101`, `999`) is answered with the bare status line only,
+//! then the connection is closed: a provider misbehaving in a way the gateway cannot relay.
 //! [`MockProvider::fail_next`] (`POST /_mock/fail_next {"status": 529}`) makes the next
 //! answer an error in the provider's own shape. Chat and messages answers carry tool calls
 //! and stop reasons as `reply` decides them from the request.
@@ -377,6 +379,13 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         return Ok(After::KeepAlive);
     };
     let queued = lock(&shared.fail_next).pop_front();
+    if let Some(status) = queued.or(b.status).filter(|s| !(200..=599).contains(s)) {
+        // A status no provider should answer with (1xx, 101, 999): the bare status line,
+        // as if it were the final answer, then the connection is closed.
+        s.write_all(wire::bare_status(status).as_bytes()).await?;
+        s.flush().await?;
+        return Ok(After::Close);
+    }
     if let Some(status) = queued.or(b.status).filter(|s| *s != 200) {
         wire::write_full(
             s,

@@ -175,6 +175,17 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// A status line and an empty header block; 101 comes with the headers of an upgrade.
+pub fn bare_status(status: u16) -> String {
+    match status {
+        101 => {
+            "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+                .into()
+        }
+        s => format!("HTTP/1.1 {s} {}\r\n\r\n", reason(s)),
+    }
+}
+
 pub async fn write_full<S: AsyncWrite + Unpin>(
     s: &mut S,
     status: u16,

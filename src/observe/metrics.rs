@@ -10,6 +10,9 @@ pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub rejections: IntCounterVec,
+    /// `tollgate_errors_total{group,fault,code}`: every request that ended in an error,
+    /// by who caused it (client | gateway | upstream).
+    pub errors: IntCounterVec,
     pub tokens: IntCounterVec,
     pub spend: prometheus::CounterVec,
     pub request_duration: HistogramVec,
@@ -52,6 +55,12 @@ impl Metrics {
             "tollgate_rejections_total",
             "Requests refused by the gateway, by group and error code.",
             &["group", "reason"],
+        )?;
+        let errors = counter(
+            "tollgate_errors_total",
+            "Requests that ended in an error, by group, fault (client|gateway|upstream) and code \
+             (provider_status: a provider's own 4xx/5xx passed through).",
+            &["group", "fault", "code"],
         )?;
         let tokens = counter(
             "tollgate_tokens_total",
@@ -144,6 +153,7 @@ impl Metrics {
             registry,
             requests,
             rejections,
+            errors,
             tokens,
             spend,
             request_duration,

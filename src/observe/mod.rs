@@ -123,6 +123,8 @@ pub enum Outcome {
     ConnectFailed,
     TimedOut,
     Failed,
+    /// The client went away while the attempt was under way: not the target's failure.
+    ClientClosed,
 }
 
 impl Outcome {
@@ -133,6 +135,7 @@ impl Outcome {
             Outcome::ConnectFailed => "connect_failed".into(),
             Outcome::TimedOut => "timeout".into(),
             Outcome::Failed => "failed".into(),
+            Outcome::ClientClosed => "client_closed".into(),
         }
     }
 }
@@ -186,6 +189,7 @@ pub fn log_line(f: &Finished<'_>) -> serde_json::Value {
         "target": f.target,
         "status": f.status,
         "code": f.error.map(GatewayError::code),
+        "fault": crate::fault::Fault::of(f.error, f.status).map(crate::fault::Fault::as_str),
         "input_tokens": b.input,
         "output_tokens": b.output,
         "cost_usd": b.cost_micros as f64 / 1e6,
@@ -244,6 +248,12 @@ pub fn record_metrics(m: &metrics::Metrics, f: &Finished<'_>) {
         .inc();
     if let Some(e) = f.error {
         m.rejections.with_label_values(&[group, e.code()]).inc();
+    }
+    if let Some(fault) = crate::fault::Fault::of(f.error, f.status) {
+        let code = f.error.map_or("provider_status", GatewayError::code);
+        m.errors
+            .with_label_values(&[group, fault.as_str(), code])
+            .inc();
     }
     for h in f.shadow {
         m.shadow_limited.with_label_values(&[group, h.code]).inc();

@@ -37,6 +37,9 @@ pub struct Scanner {
     pub completion: Option<Completion>,
     /// The start of a JSON body was dropped (over the cap).
     cut: bool,
+    /// The usage-only event was just dropped: drop the blank line that ends it too, even
+    /// when it comes in the next chunk.
+    skip_blank: bool,
 }
 
 fn has_usage_object(line: &[u8]) -> bool {
@@ -64,6 +67,7 @@ impl Scanner {
             saw_done: false,
             completion: None,
             cut: false,
+            skip_blank: false,
         }
     }
 
@@ -156,17 +160,15 @@ impl Scanner {
         // Stripping: emit complete lines except the usage-only event.
         self.buf.extend_from_slice(chunk);
         let mut out = BytesMut::with_capacity(self.buf.len());
-        let mut skip_blank = false;
         while let Some(nl) = memchr::memchr(b'\n', &self.buf) {
             let line = self.buf.split_to(nl + 1);
             let content = line.strip_suffix(b"\n").unwrap_or(&line);
             let content = content.strip_suffix(b"\r").unwrap_or(content);
-            if skip_blank && content.is_empty() {
-                skip_blank = false;
+            if std::mem::take(&mut self.skip_blank) && content.is_empty() {
                 continue;
             }
             if self.line(content) {
-                skip_blank = true;
+                self.skip_blank = true;
                 continue;
             }
             out.extend_from_slice(&line);
@@ -246,6 +248,21 @@ mod tests {
             let out = feed(&mut s, &[a, b]);
             assert_eq!(out, "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\ndata: [DONE]\n\n");
             assert_eq!(s.usage.output, Some(3));
+        }
+    }
+
+    /// Found by the fuzz property (`tollgate::fuzz::usage_scanner`): the blank line after
+    /// the stripped usage event came in the next chunk and reached the client.
+    #[test]
+    fn stripping_does_not_depend_on_where_chunks_end() {
+        let whole = {
+            let mut s = Scanner::new(StreamFormat::Sse, true);
+            feed(&mut s, &[OA])
+        };
+        for split in 1..OA.len() {
+            let (a, b) = OA.split_at(split);
+            let mut s = Scanner::new(StreamFormat::Sse, true);
+            assert_eq!(feed(&mut s, &[a, b]), whole, "split at {split}");
         }
     }
 

@@ -6,8 +6,12 @@
 //! at or below `threshold` (an empty window counts as below).
 //!
 //! Counted: requests that reached routing (an upstream attempt was made) or ended in a
-//! 5xx; failed: a 5xx, the provider's or the gateway's for an upstream that failed, timed
-//! out or was unavailable. Gateway refusals (auth, limits, budgets) are not counted.
+//! 5xx; failed: an upstream fault (a provider's 5xx passed through, or the gateway's
+//! 502/503/504 for an upstream that failed, timed out or was unavailable). Client and
+//! gateway faults never fail: a client that closes its connection, stalls or sends a
+//! malformed body, or a gateway bug, is not an error of the group's upstreams
+//! (`crate::fault`; gateway faults show in `tollgate_errors_total{fault="gateway"}`).
+//! Gateway refusals (auth, limits, budgets) are not counted.
 //!
 //! Bounded: one entry per group with an alert; entries of groups that lost theirs in a
 //! reload are dropped at the next check.
@@ -107,10 +111,11 @@ impl ErrorRates {
         let Some(alert) = key.group.error_rate_alert else {
             return;
         };
-        // `overloaded` (a gateway cap: connections, body memory) says nothing of the
-        // group's upstreams; it shows in `tollgate_rejections_total`.
-        let overloaded = matches!(f.error, Some(crate::error::GatewayError::Overloaded(_)));
-        let failed = f.status >= 500 && !overloaded;
+        let failed = match f.error {
+            Some(e) => e.fault() == crate::fault::Fault::Upstream,
+            // The provider's own answer, passed through.
+            None => f.status >= 500,
+        };
         if !failed && f.first_attempt_at.is_none() {
             return;
         }

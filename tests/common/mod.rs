@@ -179,7 +179,56 @@ impl Drop for GatewayProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Every end-to-end test run through this harness ends with a search of its log
+        // files for credentials (issue 12): one found fails the test that logged it.
+        if !std::thread::panicking() {
+            let leaks = leaked_credentials(self.dir.path());
+            assert!(leaks.is_empty(), "credentials in log files: {leaks:?}");
+        }
     }
+}
+
+/// Full credentials found in the log files under `dir` (file names containing "log"): a
+/// data-plane key (`tg-` + 40 or more base62), an admin token (`tga-` + 40 or more), or the
+/// provider key the harness injects. Logs may name a key by its id or its display prefix
+/// (`tg-a1b2c3…`), never in full. Returns (file, what was found, redacted).
+pub fn leaked_credentials(dir: &std::path::Path) -> Vec<(PathBuf, String)> {
+    let mut found = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if !entry
+                .file_name()
+                .to_string_lossy()
+                .to_lowercase()
+                .contains("log")
+            {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            if memchr::memmem::find(&bytes, b"sk-provider-secret").is_some() {
+                found.push((path.clone(), "the provider key".to_string()));
+            }
+            for prefix in [&b"tg-"[..], &b"tga-"[..]] {
+                for at in memchr::memmem::find_iter(&bytes, prefix) {
+                    let run = bytes[at + prefix.len()..]
+                        .iter()
+                        .take_while(|b| b.is_ascii_alphanumeric())
+                        .count();
+                    if run >= 40 {
+                        let shown = String::from_utf8_lossy(&bytes[at..at + prefix.len() + 6]);
+                        found.push((path.clone(), format!("{shown}… ({run} characters)")));
+                    }
+                }
+            }
+        }
+    }
+    found
 }
 
 pub fn client() -> reqwest::Client {
@@ -198,6 +247,7 @@ listen = ["{{LISTEN}}"]
 data_dir = "{{DATA}}"
 upgrade_sock = "{{SOCK}}"
 grace_period = "1s"
+reload_settle = "50ms"
 request_log = "off"
 threads = 2
 

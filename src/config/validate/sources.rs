@@ -21,6 +21,7 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         max_header_bytes,
         body_memory,
         grace_period,
+        reload_settle,
         request_log,
         tls,
         pid_file,
@@ -100,6 +101,23 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         grace_period.as_deref(),
         Duration::from_secs(30),
     );
+    let reload_settle = duration(
+        c,
+        loc,
+        &format!("{path}.reload_settle"),
+        reload_settle.as_deref(),
+        Duration::from_secs(1),
+    );
+    if reload_settle > Duration::from_secs(60) {
+        c.problem(
+            loc,
+            format!("{path}.reload_settle"),
+            format!(
+                "{}: want at most 60s",
+                humantime::format_duration(reload_settle)
+            ),
+        );
+    }
     let request_log = match request_log.as_deref() {
         None | Some("stdout") => RequestLog::Stdout,
         Some("off") => RequestLog::Off,
@@ -135,6 +153,7 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         max_body,
         clients,
         grace_period,
+        reload_settle,
         request_log,
         tls: tls.map(|RawTls { cert, key }| TlsFiles {
             cert: cert.into(),

@@ -52,6 +52,16 @@ impl ReusableHttpStream {
     }
 }
 
+// TOLLGATE PATCH: a body for the errors Pingora answers by itself before any application
+// hook runs (400 for a request header it cannot parse, 405 for CONNECT). Empty otherwise.
+static ERROR_BODY: std::sync::OnceLock<fn(u16) -> Option<Bytes>> = std::sync::OnceLock::new();
+
+/// TOLLGATE PATCH: sets, once per process, the body of the error responses written by
+/// [`Session::respond_error`] (returns false if one was set already).
+pub fn set_error_body(f: fn(u16) -> Option<Bytes>) -> bool {
+    ERROR_BODY.set(f).is_ok()
+}
+
 /// HTTP server session object for both HTTP/1.x and HTTP/2
 pub enum Session {
     H1(SessionV1),
@@ -603,6 +613,13 @@ impl Session {
 
     /// Send error response to client using a pre-generated error message.
     pub async fn respond_error(&mut self, error: u16) -> Result<()> {
+        // TOLLGATE PATCH: the application may give these errors a body (see set_error_body).
+        if let Some(body) = ERROR_BODY.get().and_then(|f| f(error)) {
+            let mut resp = Self::generate_error(error);
+            resp.set_content_length(body.len())?;
+            resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+            return self.write_error_response(resp, body).await;
+        }
         self.respond_error_with_body(error, Bytes::default()).await
     }
 

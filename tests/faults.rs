@@ -1,0 +1,614 @@
+//! End to end: every refusal or abort is attributed to the client, the gateway or the
+//! upstream (issue 12), and only upstream faults count as upstream errors — in the request
+//! log, `tollgate_requests_total` / `tollgate_errors_total`, `error_rate.high` and target
+//! health. Credentials are parsed per RFC 9110. Pingora's own 400s carry the SPEC shape.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::receiver::Receiver;
+use common::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ROOT: &str = "tga-FaultsRootToken0123456789abcdefghijklmnopqrstu";
+const HOOK_SECRET: &str = "whsec-faults-0123456789abcdef";
+
+fn env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("TEST_ADMIN_TOKEN", ROOT),
+        ("TEST_WEBHOOK_SECRET", HOOK_SECRET),
+    ]
+}
+
+/// `basic_policy` with a request log file, an admin listener, and `grp_hook` (key(2))
+/// whose `error_rate.high` goes to `hook`.
+fn policy(mock: SocketAddr, admin: SocketAddr, hook: &str) -> String {
+    basic_policy(
+        mock,
+        &format!(
+            r#"
+[[models]]
+name = "gpt-4o-twin"
+targets = [{{ provider = "oa", model = "twin-a" }}, {{ provider = "oa", model = "twin-b" }}]
+
+[[groups]]
+id = "grp_hook"
+org = "acme"
+retries = 0
+webhook = "{hook}"
+webhook_secret_env = "TEST_WEBHOOK_SECRET"
+error_rate_alert = {{ threshold = 0.3, window = "60s", min_requests = 4 }}
+
+[[keys]]
+id = "key_hook"
+group = "grp_hook"
+sha256 = "{sha}"
+"#,
+            sha = sha(&key(2))
+        ),
+    )
+    .replace(
+        "request_log = \"off\"",
+        "request_log = \"{DATA}/../requests.log\"\nbody_timeout = \"400ms\"",
+    )
+    .with_admin(admin)
+}
+
+fn secrets() -> Vec<String> {
+    vec![
+        key(1),
+        key(2),
+        ROOT.into(),
+        HOOK_SECRET.into(),
+        "sk-provider-secret".into(),
+    ]
+}
+
+/// Sends raw bytes, then reads the answer until the gateway closes or `wait` passes.
+async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    read_all(&mut s, wait).await
+}
+
+async fn read_all(s: &mut TcpStream, wait: Duration) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(answer: &str) -> u16 {
+    // The last status line: a 100 Continue may come first.
+    answer
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| answer.get(i + 9..i + 12)?.parse().ok())
+        .last()
+        .unwrap_or(0)
+}
+
+fn json_body(answer: &str) -> serde_json::Value {
+    let body = answer.rsplit("\r\n\r\n").next().unwrap_or("");
+    serde_json::from_str(body).unwrap_or_default()
+}
+
+fn head(path: &str, key: &str, id: &str, extra: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\nx-request-id: {id}\r\n{extra}\r\n"
+    )
+}
+
+/// The request-log line of request `id` (waits for the log writer).
+fn log_line(g: &GatewayProc, id: &str) -> serde_json::Value {
+    let path = g.dir.path().join("requests.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(v) = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["request_id"] == id)
+        {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no log line for {id}:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn assert_logged(g: &GatewayProc, id: &str, status: u16, code: &str, fault: &str) {
+    let l = log_line(g, id);
+    assert_eq!(
+        (
+            l["status"].as_u64(),
+            l["code"].as_str(),
+            l["fault"].as_str()
+        ),
+        (Some(u64::from(status)), Some(code), Some(fault)),
+        "{l}"
+    );
+}
+
+async fn metrics(admin: SocketAddr) -> String {
+    client()
+        .get(format!("http://{admin}/metrics"))
+        .bearer_auth(ROOT)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Sum of the series whose line starts with `prefix` (e.g. `tollgate_requests_total{`)
+/// and contains every one of `labels`.
+fn sum(text: &str, prefix: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+const CHAT: &str =
+    r#"{"model":"gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let hook = Receiver::start(200).await;
+    let admin = admin_addr();
+    let g = start_gateway_env(&policy(mock.addr(), admin, &hook.url()), &env());
+    wait_admin(admin).await;
+    let k = key(2);
+    let short = Duration::from_secs(5);
+
+    // A chunked body with a garbage chunk-size line: 400 invalid_request, SPEC shape.
+    let req = format!(
+        "{}zz\r\n{CHAT}\r\n0\r\n\r\n",
+        head(
+            "/v1/chat/completions",
+            &k,
+            "chunk-1",
+            "transfer-encoding: chunked\r\n"
+        )
+    );
+    let a = raw(g.addr, req.as_bytes(), short).await;
+    assert_eq!(status_of(&a), 400, "{a}");
+    let v = json_body(&a);
+    assert_eq!(v["error"]["code"], "invalid_request", "{a}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{a}");
+    assert_logged(&g, "chunk-1", 400, "invalid_request", "client");
+    // The same on the Anthropic route, in its shape.
+    let req = format!(
+        "{}zz\r\n{{}}\r\n0\r\n\r\n",
+        head(
+            "/v1/messages",
+            &k,
+            "chunk-2",
+            "transfer-encoding: chunked\r\n"
+        )
+    );
+    let a = raw(g.addr, req.as_bytes(), short).await;
+    assert_eq!(status_of(&a), 400, "{a}");
+    assert_eq!(json_body(&a)["type"], "error", "{a}");
+    assert_logged(&g, "chunk-2", 400, "invalid_request", "client");
+
+    // The client closes mid-body: a client abort, 499 in the log.
+    for i in 0..3 {
+        let id = format!("midbody-{i}");
+        let mut s = TcpStream::connect(g.addr).await.unwrap();
+        // `Expect: 100-continue` tells when the gateway is reading the body.
+        let h = head(
+            "/v1/chat/completions",
+            &k,
+            &id,
+            "content-length: 5000\r\nexpect: 100-continue\r\n",
+        );
+        s.write_all(h.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(short, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 100"));
+        s.write_all(&CHAT.as_bytes()[..40]).await.unwrap();
+        s.flush().await.unwrap();
+        drop(s);
+        assert_logged(&g, &id, 499, "client_closed_request", "client");
+    }
+
+    // Expect: 100-continue, then no body: the gateway answers 100, times the client out.
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    let h = head(
+        "/v1/chat/completions",
+        &k,
+        "expect-1",
+        "content-length: 100\r\nexpect: 100-continue\r\n",
+    );
+    s.write_all(h.as_bytes()).await.unwrap();
+    let a = read_all(&mut s, short).await;
+    assert!(a.starts_with("HTTP/1.1 100"), "{a}");
+    assert_eq!(status_of(&a), 408, "{a}");
+    assert_eq!(json_body(&a)["error"]["code"], "request_timeout", "{a}");
+    assert_logged(&g, "expect-1", 408, "request_timeout", "client");
+
+    // The client gives up while the upstream is still thinking (after routing).
+    for i in 0..6 {
+        let id = format!("gaveup-{i}");
+        let req = format!(
+            "{}{CHAT}",
+            head(
+                "/v1/chat/completions",
+                &k,
+                &id,
+                &format!(
+                    "content-length: {}\r\nx-mock-latency-ms: 1500\r\n",
+                    CHAT.len()
+                )
+            )
+        );
+        let before = mock.received().len();
+        let mut s = TcpStream::connect(g.addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let deadline = Instant::now() + short;
+        while mock.received().len() == before {
+            assert!(Instant::now() < deadline, "request never reached the mock");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(s);
+        assert_logged(&g, &id, 499, "client_closed_request", "client");
+    }
+
+    // Nor is it retried on another target: the client is gone (key(1)'s group retries).
+    let body = CHAT.replace("gpt-4o-mini", "gpt-4o-twin");
+    let req = format!(
+        "{}{body}",
+        head(
+            "/v1/chat/completions",
+            &key(1),
+            "gaveup-twin",
+            &format!(
+                "content-length: {}\r\nx-mock-latency-ms: 1500\r\n",
+                body.len()
+            )
+        )
+    );
+    let before = mock.received().len();
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let deadline = Instant::now() + short;
+    while mock.received().len() == before {
+        assert!(Instant::now() < deadline, "request never reached the mock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(s);
+    assert_logged(&g, "gaveup-twin", 499, "client_closed_request", "client");
+    let l = log_line(&g, "gaveup-twin");
+    assert_eq!(l["attempts"].as_array().map(Vec::len), Some(1), "{l}");
+    assert_eq!(l["attempts"][0]["outcome"], "client_closed", "{l}");
+    assert_eq!(
+        mock.received().len(),
+        before + 1,
+        "retried for a client that is gone"
+    );
+
+    // The client goes away mid-stream: the status it was sent, with the abort's code.
+    let body = CHAT.replace("\"max_tokens\":5", "\"max_tokens\":50,\"stream\":true");
+    let req = format!(
+        "{}{body}",
+        head(
+            "/v1/chat/completions",
+            &k,
+            "midstream-1",
+            &format!(
+                "content-length: {}\r\nx-mock-chunk-interval-ms: 150\r\nx-mock-output-tokens: 40\r\n",
+                body.len()
+            )
+        )
+    );
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("data:") {
+        let n = tokio::time::timeout(short, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    assert_logged(&g, "midstream-1", 200, "client_closed_request", "client");
+
+    // Pingora's own 400s (a header it cannot parse) carry the SPEC error shape.
+    let bad_framing = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {k}\r\n\
+         content-length: 12\r\ncontent-length: 13\r\n\r\n{CHAT}"
+    );
+    let mut many = String::from("GET /v1/models HTTP/1.1\r\nhost: x\r\n");
+    for i in 0..300 {
+        many.push_str(&format!("x-h{i}: {i}\r\n"));
+    }
+    many.push_str("\r\n");
+    for req in [bad_framing, many] {
+        let a = raw(g.addr, req.as_bytes(), short).await;
+        assert_eq!(status_of(&a), 400, "{a}");
+        assert!(
+            a.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{a}"
+        );
+        let v = json_body(&a);
+        assert_eq!(v["error"]["code"], "invalid_request", "{a}");
+        assert_eq!(v["type"], "error", "{a}");
+    }
+
+    // None of it is an upstream error, anywhere.
+    let m = metrics(admin).await;
+    for status in ["502", "503", "504"] {
+        let series = format!("status=\"{status}\"");
+        assert_eq!(
+            sum(&m, "tollgate_requests_total{", &[&series]),
+            0.0,
+            "{status}:\n{m}"
+        );
+    }
+    assert_eq!(
+        sum(&m, "tollgate_errors_total{", &["fault=\"upstream\""]),
+        0.0,
+        "{m}"
+    );
+    assert_eq!(
+        sum(
+            &m,
+            "tollgate_errors_total{",
+            &["fault=\"client\"", "code=\"client_closed_request\""]
+        ),
+        11.0,
+        "{m}"
+    );
+    // 10 aborts before any answer (499), one mid-stream (its 200 was sent).
+    assert_eq!(
+        sum(&m, "tollgate_requests_total{", &["status=\"499\""]),
+        10.0,
+        "{m}"
+    );
+    assert!(
+        m.contains("tollgate_target_healthy{target=\"oa/gpt-4o-mini-2024-07-18\"} 1"),
+        "{m}"
+    );
+
+    // Now the upstream really fails (4 of them): the alert counts those only. The six
+    // aborts after routing are requests of the window, none of them failed.
+    for _ in 0..4 {
+        let r = client()
+            .post(g.url("/v1/chat/completions"))
+            .bearer_auth(&k)
+            .header("x-mock-status", "500")
+            .body(CHAT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 500);
+    }
+    hook.wait(Duration::from_secs(10), "error_rate.high", |_| {
+        !hook.events("error_rate.high").is_empty()
+    })
+    .await;
+    let e = &hook.events("error_rate.high")[0];
+    let (requests, failed) = (
+        e["detail"]["requests"].as_u64().unwrap(),
+        e["detail"]["failed"].as_u64().unwrap(),
+    );
+    assert!((3..=4).contains(&failed), "{e}");
+    assert!(
+        requests - failed >= 6,
+        "client aborts counted as failures: {e}"
+    );
+
+    let files = assert_no_secret_in_logs(
+        g.dir.path(),
+        &secrets().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+    );
+    assert!(files >= 2, "request log and gateway log searched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_statuses_the_gateway_cannot_relay_are_502() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let hook = Receiver::start(200).await;
+    let admin = admin_addr();
+    let g = start_gateway_env(&policy(mock.addr(), admin, &hook.url()), &env());
+    wait_admin(admin).await;
+    for status in ["100", "103", "101", "999"] {
+        let id = format!("odd-{status}");
+        let r = client()
+            .post(g.url("/v1/chat/completions"))
+            .bearer_auth(key(1))
+            .header("x-mock-status", status)
+            .header("x-request-id", &id)
+            .body(CHAT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 502, "{status}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "upstream_error", "{status}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot relay"),
+            "{v}"
+        );
+        assert_logged(&g, &id, 502, "upstream_error", "upstream");
+    }
+    let m = metrics(admin).await;
+    assert_eq!(
+        sum(
+            &m,
+            "tollgate_errors_total{",
+            &["fault=\"upstream\"", "code=\"upstream_error\""]
+        ),
+        4.0,
+        "{m}"
+    );
+    // They are upstream failures: the target was ejected.
+    assert!(
+        m.contains("tollgate_target_healthy{target=\"oa/gpt-4o-mini-2024-07-18\"} 0"),
+        "{m}"
+    );
+    assert_no_secret_in_logs(
+        g.dir.path(),
+        &secrets().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_follow_rfc_9110_with_a_documented_precedence() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let g = start_gateway(&basic_policy(mock.addr(), ""));
+    let k = key(1);
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut r = client()
+            .post(g.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(CHAT);
+        for (n, v) in headers {
+            r = r.header(n, v);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let s = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.unwrap_or_default();
+            (s, v)
+        }
+    };
+    for auth in [
+        format!("BEARER {k}"),
+        format!("bearer {k}"),
+        format!("Bearer\t{k}"),
+        format!("Bearer   {k}"),
+    ] {
+        let (s, v) = send(vec![("authorization", auth.clone())]).await;
+        assert_eq!(s, 200, "{auth:?}: {v}");
+    }
+    // Basic is not a tollgate credential: x-api-key decides.
+    let basic = "Basic dXNlcjpwYXNzd29yZA==".to_string();
+    let (s, v) = send(vec![
+        ("authorization", basic.clone()),
+        ("x-api-key", k.clone()),
+    ])
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = send(vec![("authorization", basic)]).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("missing_api_key")),
+        "{v}"
+    );
+    // The same key twice is fine; two different keys are refused, saying why.
+    let (s, v) = send(vec![
+        ("authorization", format!("Bearer {k}")),
+        ("x-api-key", k.clone()),
+    ])
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = send(vec![
+        ("authorization", format!("Bearer {k}")),
+        ("x-api-key", key(9)),
+    ])
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("invalid_api_key")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("conflicting credentials"),
+        "{v}"
+    );
+    assert_no_secret_in_logs(g.dir.path(), &[&k, &key(9), "sk-provider-secret"]);
+}
+
+/// The search every harness run ends with finds a full key or token, not a display prefix.
+#[test]
+fn the_log_search_finds_full_credentials_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gateway.log");
+    std::fs::write(&log, "key tg-TestKe… id key_main tga-a1b2c3…\n").unwrap();
+    assert!(leaked_credentials(dir.path()).is_empty());
+    std::fs::write(&log, format!("oops {}\n", key(1))).unwrap();
+    assert_eq!(leaked_credentials(dir.path()).len(), 1);
+    std::fs::write(
+        dir.path().join("requests.log"),
+        format!("{ROOT} sk-provider-secret"),
+    )
+    .unwrap();
+    assert_eq!(leaked_credentials(dir.path()).len(), 3);
+}
+
+/// Pingora's debug and trace output prints raw request headers (the buffer of a header it
+/// cannot parse, every request's and upstream request's header): it stays at info even
+/// under `RUST_LOG=trace`, so no credential reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logging_prints_no_credential() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let conf = dir.path().join("tollgate.toml");
+    write_policy(&conf, &basic_policy(mock.addr(), ""), addr, dir.path());
+    let log = std::fs::File::create(dir.path().join("trace.log")).unwrap();
+    let _child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("-c")
+            .arg(&conf)
+            .env("RUST_LOG", "trace")
+            .env("TEST_PROVIDER_KEY", "sk-provider-secret")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "gateway did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let k = key(1);
+    let bad = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {k}\r\n\
+         content-length: 12\r\ncontent-length: 13\r\n\r\n{CHAT}"
+    );
+    assert_eq!(
+        status_of(&raw(addr, bad.as_bytes(), Duration::from_secs(5)).await),
+        400
+    );
+    let r = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(&k)
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = std::fs::read_to_string(dir.path().join("trace.log")).unwrap();
+    assert!(text.lines().count() > 10, "trace logging is on:\n{text}");
+    assert!(leaked_credentials(dir.path()).is_empty(), "{text}");
+    assert_no_secret_in_logs(dir.path(), &[&k, "sk-provider-secret"]);
+}
