@@ -262,7 +262,7 @@ async fn the_console_in_a_real_browser() {
     let (_, t) = env.call(ROOT, "POST", "/v1/tokens", Some(dev)).await;
     let developer = t["token"].as_str().unwrap().to_string();
     let (s, k) = env
-        .call(ROOT, "POST", "/v1/keys", Some(json!({"name": "team b service", "group": "grp_b", "owner": "bob", "tags": {"team": "b"}})))
+        .call(ROOT, "POST", "/v1/keys", Some(json!({"name": "team b service", "group": "grp_b", "owner": "bob", "tags": {"team": "b"}, "rpm": 60, "max_parallel": 2, "models": ["gpt-4o-mini", "gpt-4o"]})))
         .await;
     assert_eq!(s, 201, "{k}");
     let key_b = k["key"].as_str().unwrap().to_string();
@@ -327,6 +327,8 @@ async fn the_console_in_a_real_browser() {
         "groups",
         "keys",
         "key-created",
+        "key-edit",
+        "keys-phone",
         "spend",
         "audit",
         "policy",

@@ -4,7 +4,7 @@
 
 import { get, api, post, can, me, query, enc } from './api.js';
 import {
-  h, clear, table, usd, when, badge, pageHeader, field, select, modal, confirm, showOnce,
+  h, clear, table, usd, num, when, badge, pageHeader, field, select, modal, confirm, showOnce,
   attempt, download, toast,
 } from './ui.js';
 
@@ -29,52 +29,153 @@ async function groupIds() {
 
 const input = (name, attrs = {}) => h('input', { name, type: 'text', autocomplete: 'off', ...attrs });
 
-/** The fields of create and edit; returns `{el, read()}` giving the body. */
-function keyForm(groups, key) {
+/** The fields of create; returns `{el, read()}` giving the body. */
+function keyForm(groups) {
   const f = {
-    name: input('name', { required: true, value: key ? key.name : '' }),
-    owner: input('owner', { value: key ? key.owner || '' : (me.role === 'developer' ? me.owner : '') }),
+    name: input('name', { required: true }),
+    owner: input('owner', { value: me.role === 'developer' ? me.owner : '' }),
     ttl: input('ttl', { placeholder: 'e.g. 30d' }),
-    budget_usd: input('budget_usd', { type: 'number', min: '0', step: 'any', value: key?.limits?.budget_usd ?? '' }),
-    rpm: input('rpm', { type: 'number', min: '1', step: '1', value: key?.limits?.rpm ?? '' }),
-    tags: input('tags', { placeholder: 'team=search, cost_center=cc-1', value: key ? tagsText(key.tags) : '' }),
+    budget_usd: input('budget_usd', { type: 'number', min: '0', step: 'any' }),
+    rpm: input('rpm', { type: 'number', min: '1', step: '1' }),
+    tags: input('tags', { placeholder: 'team=search, cost_center=cc-1' }),
   };
   // A token that cannot list groups (a developer scoped to every group) types the id.
-  const group = key ? null : groups.length ? select('group', groups, groups[0]) : input('group', { required: true });
+  const group = groups.length ? select('group', groups, groups[0]) : input('group', { required: true });
   const el = h('div', { class: 'form-grid' },
     field('Name', f.name),
-    group ? field('Group', group) : null,
+    field('Group', group),
     field('Owner', f.owner),
-    field(key ? 'New lifetime from now (ttl)' : 'Lifetime (ttl)', f.ttl, 'Empty: the group\'s key_ttl'),
+    field('Lifetime (ttl)', f.ttl, 'Empty: the group\'s key_ttl'),
     field('Budget (USD)', f.budget_usd),
     field('Requests per minute', f.rpm),
     field('Tags', f.tags, 'name=value, comma separated'));
   const read = () => {
     const body = {};
     const text = (k) => f[k].value.trim();
-    const number = (k) => (text(k) === '' ? null : Number(text(k)));
-    if (!key) {
-      body.name = text('name');
-      body.group = group.value;
-      if (text('owner')) body.owner = text('owner');
-      if (text('ttl')) body.ttl = text('ttl');
-      if (number('budget_usd') !== null) body.budget_usd = number('budget_usd');
-      if (number('rpm') !== null) body.rpm = number('rpm');
-      if (text('tags')) body.tags = parseTags(text('tags'));
-      return body;
-    }
-    // An edit sends only what changed; an emptied field is a JSON null (cleared).
-    if (text('name') !== key.name) body.name = text('name');
-    if (text('owner') !== (key.owner || '')) body.owner = text('owner') || null;
+    body.name = text('name');
+    body.group = group.value;
+    if (text('owner')) body.owner = text('owner');
     if (text('ttl')) body.ttl = text('ttl');
-    if (number('budget_usd') !== (key.limits?.budget_usd ?? null)) body.budget_usd = number('budget_usd');
-    if (number('rpm') !== (key.limits?.rpm ?? null)) body.rpm = number('rpm');
-    if (text('tags') !== tagsText(key.tags)) body.tags = text('tags') ? parseTags(text('tags')) : null;
+    if (text('budget_usd')) body.budget_usd = Number(text('budget_usd'));
+    if (text('rpm')) body.rpm = Number(text('rpm'));
+    if (text('tags')) body.tags = parseTags(text('tags'));
     return body;
   };
   return { el, read };
 }
 
+/** An error the form found itself, shown like the API's: next to `param`. */
+const fieldError = (param, message) => Object.assign(new Error(message), { param });
+
+/** Limit fields, in the API's names, with their labels. */
+const LIMITS = [
+  ['rpm', 'Requests per minute (rpm)'],
+  ['rph', 'Requests per hour (rph)'],
+  ['rpd', 'Requests per day (rpd)'],
+  ['tpm', 'Tokens per minute (tpm)'],
+  ['tpd', 'Tokens per day (tpd)'],
+  ['max_parallel', 'Parallel requests (max_parallel)'],
+  ['max_tokens', 'Max tokens per request (max_tokens)'],
+  ['budget_usd', 'Budget (USD)'],
+  ['soft_budget_usd', 'Soft budget (USD)'],
+];
+
+/** A limit as the API shows it (`60` or `{value: 60, mode: "shadow"}`) ⇄ `60` / `60 shadow`. */
+function limitText(v) {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'object') return `${v.value}${v.mode === 'shadow' ? ' shadow' : ''}`;
+  return String(v);
+}
+function parseLimit(param, s) {
+  const m = /^(\d+(?:\.\d+)?)(\s+shadow)?$/i.exec(s);
+  if (!m) throw fieldError(param, `${param}: write a number, or a number then "shadow" (only logged)`);
+  return m[2] ? { value: Number(m[1]), mode: 'shadow' } : Number(m[1]);
+}
+const listText = (l) => (l || []).join(', ');
+const parseList = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
+
+/**
+ * Every field `PATCH /v1/keys/{id}` accepts but `group` (moved with Move). The body holds
+ * only the fields the user changed; a field emptied is a JSON null (cleared). `show(e)`
+ * puts an error next to the field its `param` names.
+ */
+function editForm(key) {
+  const l = key.limits || {};
+  // [param, label, control, initial text, text → JSON value, hint]
+  const specs = [];
+  const text = (param, label, initial, parse, attrs = {}, hint) => {
+    const c = input(param, { value: initial, ...attrs });
+    specs.push({ param, label, control: c, initial, parse, hint });
+    return c;
+  };
+  const str = (s) => s;
+  text('name', 'Name', key.name || '', str, { required: true });
+  text('owner', 'Owner', key.owner || '', str);
+  text('tags', 'Tags', tagsText(key.tags), (s) => { try { return parseTags(s); } catch (e) { throw fieldError('tags', e.message); } }, { placeholder: 'team=search, cost_center=cc-1' }, 'name=value, comma separated');
+  text('expires_at', 'Expires at', key.expires_at || '', str, { placeholder: '2027-01-01T00:00:00Z' }, 'RFC 3339 UTC; empty: never');
+  text('ttl', 'New lifetime from now (ttl)', '', str, { placeholder: 'e.g. 30d' }, 'Sets expires_at');
+  text('rotation_interval', 'Rotation interval', key.rotation_interval || '', str, { placeholder: 'e.g. 30d' }, 'Regenerated when due; empty: never');
+  text('models', 'Models', listText(key.models), parseList, { placeholder: 'gpt-4o*, claude-*' }, 'Comma separated, * wildcards; empty: the group\'s');
+  text('deny_models', 'Denied models', listText(key.deny_models), parseList, { placeholder: '*-preview' }, 'Comma separated');
+  text('allowed_cidrs', 'Allowed CIDRs', listText(key.allowed_cidrs), parseList, { placeholder: '10.0.0.0/8, 2001:db8::/32' }, 'Client addresses; empty: any');
+  for (const [param, label] of LIMITS) {
+    text(param, label, limitText(l[param]), (s) => parseLimit(param, s), { inputmode: 'decimal' });
+  }
+  const period = select('budget_period', [['', '(default: monthly)'], 'daily', 'weekly', 'monthly', 'never'], l.budget_period || '');
+  specs.push({ param: 'budget_period', label: 'Budget period', control: period, initial: l.budget_period || '', parse: str });
+  const meta = h('textarea', { name: 'metadata', rows: 3, spellcheck: 'false', placeholder: '{"jira": "OPS-1"}' });
+  meta.value = key.metadata ? JSON.stringify(key.metadata) : '';
+  specs.push({
+    param: 'metadata', label: 'Metadata (JSON object)', control: meta, initial: meta.value, hint: 'At most 4 KiB',
+    parse: (s) => {
+      let v;
+      try { v = JSON.parse(s); } catch (e) { throw fieldError('metadata', `metadata: not JSON (${e.message})`); }
+      if (!v || typeof v !== 'object' || Array.isArray(v)) throw fieldError('metadata', 'metadata must be a JSON object');
+      return v;
+    },
+  });
+
+  const errors = new Map();
+  const cell = (s) => {
+    const err = h('small', { class: 'field-error', 'data-error-for': s.param, role: 'alert' });
+    errors.set(s.param, { err, control: s.control });
+    const f = field(s.label, s.control, s.hint);
+    f.setAttribute('data-param', s.param);
+    f.append(err);
+    return f;
+  };
+  const by = (names) => specs.filter((s) => names.includes(s.param)).map(cell);
+  const group = (legend, names) => h('fieldset', {}, h('legend', {}, legend), h('div', { class: 'form-grid' }, by(names)));
+  const el = h('div', { class: 'edit-form', 'data-form': 'edit-key' },
+    h('p', { class: 'muted' }, `${key.id} in ${key.group}. Only the fields you change are sent; an emptied field is cleared.`),
+    group('Key', ['name', 'owner', 'tags', 'metadata']),
+    group('Lifetime', ['expires_at', 'ttl', 'rotation_interval']),
+    group('Access', ['models', 'deny_models', 'allowed_cidrs']),
+    group('Limits', [...LIMITS.map(([p]) => p), 'budget_period']),
+    h('p', { class: 'hint' }, 'Limits: a number, or a number then "shadow" to only log what it would refuse. A key may only tighten its group\'s and org\'s limits.'));
+
+  const show = (e) => {
+    for (const { err, control } of errors.values()) { err.textContent = ''; control.removeAttribute('aria-invalid'); }
+    const slot = e && e.param ? errors.get(e.param) : null;
+    if (!slot) return false;
+    slot.err.textContent = e.message;
+    slot.control.setAttribute('aria-invalid', 'true');
+    slot.control.focus();
+    return true;
+  };
+  const read = () => {
+    show(null);
+    const body = {};
+    for (const s of specs) {
+      const now = s.control.value.trim();
+      if (now === s.initial.trim()) continue;
+      if (s.param === 'ttl') { body.ttl = now; continue; }
+      body[s.param] = now === '' ? null : s.parse(now);
+    }
+    return body;
+  };
+  return { el, read, show, wide: true };
+}
 /** A dialog around a form; resolves with the API answer, or undefined when cancelled. */
 async function formDialog(title, form, submit, label) {
   let result;
@@ -89,12 +190,14 @@ async function formDialog(title, form, submit, label) {
           result = await submit(form.read());
           return true;
         } catch (e) {
-          error.textContent = e.param ? `${e.param}: ${e.message}` : e.message;
+          // Next to its field when the form has one, else under the form.
+          const placed = form.show ? form.show(e) : false;
+          error.textContent = placed ? 'Not saved: see the field marked above.' : (e.param ? `${e.param}: ${e.message}` : e.message);
           return false;
         }
       },
     },
-  ]);
+  ], { wide: form.wide });
   return result;
 }
 
@@ -121,26 +224,98 @@ export async function render(root) {
   root.append(filters(groups, rerender));
   if (state.filters.group && can('POST /v1/groups/{id}/keys/disable')) root.append(bulkBar(state.filters.group, rerender));
 
+  // Each key's details (every list field the columns leave out) in a row of their own.
+  const details = new Map(page.data.map((k) => [k, detailRow(k)]));
   const columns = [
-    { label: 'Name', key: 'name', cell: (k) => h('span', {}, h('strong', {}, k.name || k.id), k.name ? h('div', { class: 'muted mono' }, k.id) : null) },
-    { label: 'Prefix', cell: (k) => h('code', {}, k.prefix) },
-    { label: 'Group', cell: (k) => k.group },
+    {
+      label: 'Name', key: 'name',
+      cell: (k) => h('span', {}, h('strong', {}, k.name || k.id),
+        k.prefix ? h('div', {}, h('code', { 'data-field': 'prefix' }, k.prefix)) : null,
+        h('div', {}, details.get(k).toggle)),
+    },
+    { label: 'Group', key: 'group', cell: (k) => h('span', {}, k.group, k.org ? h('div', { class: 'muted' }, k.org) : null) },
     { label: 'Owner', cell: (k) => k.owner || '—' },
     { label: 'Status', key: 'status', cell: (k) => h('span', {}, badge(k.status), k.source === 'config' ? h('div', { class: 'muted' }, 'file key') : null) },
-    { label: 'Expires', cell: (k) => when(k.expires_at) },
-    { label: 'Last used', cell: (k) => when(k.last_used_at) },
+    { label: 'Expires', cell: (k) => stamp(k.expires_at) },
+    { label: 'Last used', cell: (k) => stamp(k.last_used_at) },
+    {
+      label: 'Limits · models', key: 'access',
+      cell: (k) => h('span', { class: 'access' },
+        h('span', { 'data-field': 'limits' }, limitsSummary(k.limits) || '—'),
+        h('div', { class: 'muted', 'data-field': 'models' }, modelsSummary(k))),
+    },
     { label: 'Tags', key: 'tags', cell: (k) => tagsText(k.tags) || '—' },
     { label: 'Spend', num: true, cell: (k) => usd(k.spend_usd) },
     { label: 'Budget', num: true, cell: (k) => (k.budget_usd == null ? '—' : usd(k.budget_usd)) },
-    { label: 'Actions', cell: (k) => actions(k, groups, rerender) },
+    { label: 'Actions', key: 'actions', cell: (k) => actions(k, groups, rerender) },
   ];
-  root.append(table('API and file keys', columns, page.data, { id: 'keys', rowAttrs: (k) => ({ 'data-key': k.id }), empty: 'No key matches.' }));
+  root.append(table('API and file keys', columns, page.data, {
+    id: 'keys', rowAttrs: (k) => ({ 'data-key': k.id }), empty: 'No key matches.', after: (k) => details.get(k).row,
+  }));
 
   const nav = h('nav', { class: 'row pager', 'aria-label': 'Pages of keys' },
     h('button', { type: 'button', class: 'secondary', disabled: state.cursors.length < 2, onclick: () => { state.cursors.pop(); rerender(); } }, 'Previous page'),
     h('span', { class: 'muted' }, `page ${state.cursors.length}`),
     h('button', { type: 'button', class: 'secondary', disabled: !page.next_cursor, onclick: () => { state.cursors.push(page.next_cursor); rerender(); } }, 'Next page'));
   root.append(nav);
+}
+
+const SHORT = { rpm: 'rpm', rph: 'rph', rpd: 'rpd', tpm: 'tpm', tpd: 'tpd', max_parallel: 'parallel', max_tokens: 'max tok' };
+
+/** `60 rpm · 2 parallel · 4,000 max tok` (budgets have their own column); shadow limits marked. */
+function limitsSummary(l) {
+  return Object.entries(SHORT).filter(([f]) => l && l[f] != null).map(([f, short]) => {
+    const v = l[f];
+    const shadow = typeof v === 'object';
+    return `${num(shadow ? v.value : v)} ${short}${shadow ? ' (shadow)' : ''}`;
+  }).join(' · ');
+}
+
+/** The key's own model lists (none: its group's apply). */
+function modelsSummary(k) {
+  const allow = k.models && k.models.length ? k.models.join(', ') : '';
+  const deny = k.deny_models && k.deny_models.length ? `not ${k.deny_models.join(', ')}` : '';
+  return [allow, deny].filter(Boolean).join(' · ') || null;
+}
+
+/** A time as date over time, each unbroken: narrow, and still the whole instant. */
+function stamp(s) {
+  const t = when(s);
+  const i = t.indexOf(' ');
+  if (i < 0) return t;
+  return h('span', { class: 'stamp', title: t }, h('span', {}, t.slice(0, i)), h('span', {}, t.slice(i + 1)));
+}
+
+let detailSeq = 0;
+
+/** A hidden `<tr>` with the key's other fields, and the button that shows it. */
+function detailRow(k) {
+  const id = `key-detail-${++detailSeq}`;
+  const l = k.limits || {};
+  const item = (label, value, name) => h('div', {}, h('dt', {}, label), h('dd', { 'data-field': name }, value === null || value === undefined || value === '' ? '—' : value));
+  const limitText = Object.entries(l).map(([f, v]) => `${f} ${typeof v === 'object' && v ? `${v.value} (${v.mode})` : v}`).join(', ');
+  const list = h('dl', { class: 'key-detail' },
+    item('Id', h('code', {}, k.id), 'id'),
+    item('Org', k.org, 'org'),
+    item('Created', k.created_at ? when(k.created_at) : 'in the policy file', 'created_at'),
+    item('Created by', k.created_by, 'created_by'),
+    item('Limits', limitText || 'the group\'s', 'limits'),
+    item('Models', k.models && k.models.length ? k.models.join(', ') : 'the group\'s', 'models'),
+    item('Denied models', (k.deny_models || []).join(', '), 'deny_models'),
+    item('Allowed CIDRs', k.allowed_cidrs && k.allowed_cidrs.length ? k.allowed_cidrs.join(', ') : 'any (the group\'s)', 'allowed_cidrs'),
+    item('Rotation interval', k.rotation_interval, 'rotation_interval'),
+    item('Metadata', k.metadata ? JSON.stringify(k.metadata) : null, 'metadata'));
+  const row = h('tr', { class: 'detail', id, hidden: true, 'data-detail': k.id }, h('td', { colspan: 11 }, list));
+  const toggle = h('button', {
+    type: 'button', class: 'small link', 'aria-expanded': 'false', 'aria-controls': id, 'data-action': 'details',
+    'aria-label': `Details of ${k.name || k.id}`,
+    onclick: () => {
+      row.hidden = !row.hidden;
+      toggle.setAttribute('aria-expanded', String(!row.hidden));
+      toggle.textContent = row.hidden ? 'Details' : 'Hide details';
+    },
+  }, 'Details');
+  return { row, toggle };
 }
 
 function filters(groups, rerender) {
@@ -170,7 +345,7 @@ function actions(k, groups, rerender) {
   const out = [];
   if (can('PATCH /v1/keys/{id}')) {
     out.push(btn('edit', 'Edit', async () => {
-      const r = await formDialog(`Edit ${k.name}`, keyForm(groups, k), (b) => api('PATCH', `/v1/keys/${id}`, b), 'Save');
+      const r = await formDialog(`Edit ${k.name}`, editForm(k), (b) => api('PATCH', `/v1/keys/${id}`, b), 'Save');
       if (r) { toast('Saved.'); rerender(); }
     }));
   }

@@ -52,13 +52,15 @@ export const iso = (d) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 /**
  * A table: `columns` are `{label, cell(row) -> text|Node, num?}`; `rows` the data.
- * `caption` names it for screen readers.
+ * `caption` names it for screen readers; `opts.after(row)` may give a `<tr>` to follow
+ * the row's (e.g. its details, hidden until asked for).
  */
 export function table(caption, columns, rows, opts = {}) {
   const head = h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null }, c.label)));
   const body = rows.length
-    ? rows.map((r) => h('tr', opts.rowAttrs ? opts.rowAttrs(r) : {},
-      columns.map((c) => h('td', { class: c.num ? 'num' : null, 'data-col': c.key || null }, c.cell(r)))))
+    ? rows.map((r) => [h('tr', opts.rowAttrs ? opts.rowAttrs(r) : {},
+      columns.map((c) => h('td', { class: c.num ? 'num' : null, 'data-col': c.key || null }, c.cell(r)))),
+    opts.after ? opts.after(r) : null])
     : [h('tr', {}, h('td', { colspan: columns.length, class: 'empty' }, opts.empty || 'Nothing here.'))];
   return h('div', { class: 'table-wrap' },
     h('table', { 'data-table': opts.id || null }, h('caption', {}, caption), h('thead', {}, head), h('tbody', {}, body)));
@@ -79,10 +81,10 @@ export function select(name, options, value) {
     }));
 }
 
-/** A modal `<dialog>`; resolves with the button value that closed it (Escape: 'cancel'). */
-export function modal(title, body, buttons) {
+/** A modal `<dialog>` (`opts.wide`: a wider one for long forms); resolves with the button value that closed it (Escape: 'cancel'). */
+export function modal(title, body, buttons, opts = {}) {
   const titleId = `d-${Math.random().toString(36).slice(2, 9)}`;
-  const dlg = h('dialog', { 'aria-labelledby': titleId },
+  const dlg = h('dialog', { 'aria-labelledby': titleId, class: opts.wide ? 'wide' : null },
     h('h2', { id: titleId }, title),
     h('div', { class: 'dialog-body' }, body),
     h('div', { class: 'actions' }, buttons.map((b) => h('button', {

@@ -50,10 +50,10 @@ def api(path, token=ROOT, method="GET", body=None):
     return call(ADMIN + path, token, method, body)
 
 
-def chat(key):
+def chat(key, model="gpt-4o-mini"):
     """One request on the data plane; (status, error code or None)."""
     status, body = call(GATEWAY + "/v1/chat/completions", key, "POST", {
-        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        "model": model, "messages": [{"role": "user", "content": "hi"}]})
     code = body.get("error", {}).get("code") if isinstance(body, dict) else None
     return status, code
 
@@ -69,6 +69,7 @@ def integer(text):
 def shot(page, name):
     # The last action's notice would cover part of the page.
     page.evaluate("document.getElementById('toast').className = 'toast'")
+    expect(page.locator("#toast")).to_have_css("opacity", "0")
     page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
 
 
@@ -167,11 +168,15 @@ def main():
         goto(page, "keys")
         assert raw not in page.content()
         assert raw[:12] not in page.evaluate("document.body.innerText")
-        row = page.locator("table[data-table=keys] tbody tr").filter(has_text=XSS)
+        row = page.locator("table[data-table=keys] tbody tr[data-key]").filter(has_text=XSS)
         expect(row).to_have_count(1)
         expect(row.locator('td[data-col="tags"]')).to_have_text(f"probe={XSS}")
         assert page.locator("img").count() == 0
         assert alerts == [], alerts
+        # Limits and models in one compact column; the other list fields behind Details.
+        brow_b = page.locator("table[data-table=keys] tbody tr[data-key]").filter(has_text="team b service")
+        expect(brow_b.locator('[data-field="limits"]')).to_have_text("60 rpm · 2 parallel")
+        expect(brow_b.locator('[data-field="models"]')).to_have_text("gpt-4o-mini, gpt-4o")
         shot(page, "keys")
 
         # Disable and enable it from the table.
@@ -225,7 +230,7 @@ def main():
         page.get_by_label("Search").fill("hack")
         page.get_by_label("Group", exact=True).select_option("grp_b")
         page.get_by_role("button", name="Apply").click()
-        expect(page.locator("table[data-table=keys] tbody tr")).to_have_count(3)
+        expect(page.locator("table[data-table=keys] tbody tr[data-key]")).to_have_count(3)
         page.locator('[data-bulk="disable"]').click()
         confirm_dialog(page, "Disable all")
         expect(page.locator("table[data-table=keys] tbody .badge")).to_have_text(["disabled"] * 3)
@@ -237,11 +242,11 @@ def main():
         page.get_by_label("Group", exact=True).select_option("")
         page.get_by_label("Status").select_option("revoked")
         page.get_by_role("button", name="Apply").click()
-        expect(page.locator("table[data-table=keys] tbody tr")).to_have_count(1)
-        expect(page.locator("table[data-table=keys] tbody tr")).to_contain_text(XSS)
+        expect(page.locator("table[data-table=keys] tbody tr[data-key]")).to_have_count(1)
+        expect(page.locator("table[data-table=keys] tbody tr[data-key]")).to_contain_text(XSS)
         page.get_by_label("Status").select_option("")
         page.get_by_role("button", name="Apply").click()
-        expect(page.locator("table[data-table=keys] tbody tr")).to_have_count(6)
+        expect(page.locator("table[data-table=keys] tbody tr[data-key]")).to_have_count(6)
 
         # Edit and move a batch key.
         bid = batch[0][0]
@@ -260,6 +265,59 @@ def main():
         dlg.get_by_role("button", name="Move", exact=True).click()
         expect(brow).to_contain_text("grp_prod")
         assert api(f"/v1/keys/{bid}")[1]["group"] == "grp_prod"
+
+        # The edit dialog covers every PATCH field: models, a limit and allowed_cidrs
+        # set there reach the API and the data plane.
+        bkey = batch[0][3]
+        assert chat(bkey, "gpt-4o") == (200, None)
+        brow.locator('[data-action="edit"]').click()
+        dlg = page.locator("dialog[open]")
+        expect(dlg.get_by_label("Requests per minute (rpm)")).to_have_value("30")
+        dlg.get_by_label("Models", exact=True).fill("gpt-4o-mini")
+        dlg.get_by_label("Tokens per minute (tpm)").fill("5000")
+        dlg.get_by_label("Allowed CIDRs").fill("10.0.0.0/8, 192.168.0.0/16")
+        dlg.get_by_role("button", name="Save").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
+        expect(brow.locator('[data-field="limits"]')).to_have_text("30 rpm · 5,000 tpm")
+        expect(brow.locator('[data-field="models"]')).to_have_text("gpt-4o-mini")
+        _, k = api(f"/v1/keys/{bid}")
+        assert k["models"] == ["gpt-4o-mini"], k
+        assert k["limits"]["tpm"] == 5000 and k["limits"]["rpm"] == 30, k
+        assert k["allowed_cidrs"] == ["10.0.0.0/8", "192.168.0.0/16"], k
+        assert chat(bkey) == (403, "ip_not_allowed"), chat(bkey)
+        # Its details row: the list fields the columns leave out.
+        brow.locator('[data-action="details"]').click()
+        detail = page.locator(f'tr[data-detail="{bid}"]')
+        expect(detail).to_be_visible()
+        expect(detail.locator('[data-field="created_by"]')).to_have_text(k["created_by"])
+        expect(detail.locator('[data-field="org"]')).to_have_text("acme")
+        expect(detail.locator('[data-field="allowed_cidrs"]')).to_have_text("10.0.0.0/8, 192.168.0.0/16")
+
+        # A limit looser than the group's: the API's 400 message, next to that field;
+        # nothing changed. Emptying allowed_cidrs (a JSON null) in the same save.
+        s, refused = api(f"/v1/keys/{bid}", method="PATCH", body={"max_tokens": 5000})
+        assert s == 400 and refused["error"]["param"] == "max_tokens", refused
+        brow.locator('[data-action="edit"]').click()
+        dlg = page.locator("dialog[open]")
+        expect(dlg.get_by_label("Allowed CIDRs")).to_have_value("10.0.0.0/8, 192.168.0.0/16")
+        dlg.get_by_label("Allowed CIDRs").fill("")
+        max_tokens = dlg.get_by_label("Max tokens per request (max_tokens)")
+        max_tokens.fill("5000")
+        dlg.get_by_role("button", name="Save").click()
+        expect(dlg.locator('[data-error-for="max_tokens"]')).to_have_text(refused["error"]["message"])
+        expect(max_tokens).to_have_attribute("aria-invalid", "true")
+        assert api(f"/v1/keys/{bid}")[1]["allowed_cidrs"] == ["10.0.0.0/8", "192.168.0.0/16"]
+        page.set_viewport_size({"width": 1280, "height": 1500})  # the whole dialog
+        shot(page, "key-edit")
+        page.set_viewport_size({"width": 1280, "height": 900})
+        max_tokens.fill("")
+        dlg.get_by_role("button", name="Save").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
+        _, k = api(f"/v1/keys/{bid}")
+        assert k["allowed_cidrs"] is None and "max_tokens" not in k["limits"], k
+        assert k["models"] == ["gpt-4o-mini"] and k["limits"]["tpm"] == 5000, k
+        assert chat(bkey) == (200, None), chat(bkey)
+        assert chat(bkey, "gpt-4o") == (403, "model_not_allowed"), chat(bkey, "gpt-4o")
 
         # Pause grp_b from the Groups page: its key gets 403 group_paused; resume.
         goto(page, "groups")
@@ -323,6 +381,11 @@ def main():
         sign_in(phone, ROOT)
         goto(phone, "overview")
         shot(phone, "overview-phone")
+        # The keys table scrolls inside its frame; the page itself never scrolls sideways.
+        goto(phone, "keys")
+        expect(phone.locator("table[data-table=keys] tbody tr[data-key]").first).to_be_visible()
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(phone, "keys-phone")
         phone.close()
 
         # Sign out forgets the token.
@@ -339,7 +402,7 @@ def main():
         expect(v.locator("#nav").get_by_role("link", name="Spend")).to_be_visible()
         expect(v.locator("#nav").get_by_role("link", name="Policy")).to_have_count(0)
         goto(v, "keys")
-        expect(v.locator("table[data-table=keys] tbody tr").first).to_be_visible()
+        expect(v.locator("table[data-table=keys] tbody tr[data-key]").first).to_be_visible()
         for action in ["create", "batch", "revoke", "disable", "edit", "regenerate", "move"]:
             assert v.locator(f'[data-action="{action}"]').count() == 0, action
         goto(v, "groups")
@@ -372,8 +435,8 @@ def main():
         expect(dev_key).to_have_value(re.compile(r"^tg-"))
         assert chat(dev_key.input_value()) == (200, None)
         d.locator("dialog[open]").get_by_role("button", name="Done").click()
-        expect(d.locator("table[data-table=keys] tbody tr")).to_have_count(1)
-        expect(d.locator("table[data-table=keys] tbody tr")).to_contain_text("alice")
+        expect(d.locator("table[data-table=keys] tbody tr[data-key]")).to_have_count(1)
+        expect(d.locator("table[data-table=keys] tbody tr[data-key]")).to_contain_text("alice")
         for action in ["edit", "move", "batch"]:
             assert d.locator(f'[data-action="{action}"]').count() == 0, action
         expect(d.locator('[data-action="revoke"]')).to_have_count(1)
