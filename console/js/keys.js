@@ -241,7 +241,7 @@ export async function render(root) {
     {
       label: 'Limits · models', key: 'access',
       cell: (k) => h('span', { class: 'access' },
-        h('span', { 'data-field': 'limits' }, limitsSummary(k.limits) || '—'),
+        h('span', { 'data-field': 'limits' }, limitsSummary(k.limits)),
         h('div', { class: 'muted', 'data-field': 'models' }, modelsSummary(k))),
     },
     { label: 'Tags', key: 'tags', cell: (k) => tagsText(k.tags) || '—' },
@@ -262,13 +262,17 @@ export async function render(root) {
 
 const SHORT = { rpm: 'rpm', rph: 'rph', rpd: 'rpd', tpm: 'tpm', tpd: 'tpd', max_parallel: 'parallel', max_tokens: 'max tok' };
 
-/** `60 rpm · 2 parallel · 4,000 max tok` (budgets have their own column); shadow limits marked. */
+/**
+ * `60 rpm · 2 parallel · 4,000 max tok` (budgets have their own column), each item kept on
+ * one line; shadow limits marked. None of its own: `—` (the group's apply).
+ */
 function limitsSummary(l) {
-  return Object.entries(SHORT).filter(([f]) => l && l[f] != null).map(([f, short]) => {
+  const items = Object.entries(SHORT).filter(([f]) => l && l[f] != null).map(([f, short]) => {
     const v = l[f];
     const shadow = typeof v === 'object';
-    return `${num(shadow ? v.value : v)} ${short}${shadow ? ' (shadow)' : ''}`;
-  }).join(' · ');
+    return h('span', { class: 'nowrap' }, `${num(shadow ? v.value : v)} ${short}${shadow ? ' (shadow)' : ''}`);
+  });
+  return items.length ? items.flatMap((x, i) => (i ? [' · ', x] : [x])) : '—';
 }
 
 /** The key's own model lists (none: its group's apply). */
