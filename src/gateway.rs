@@ -22,7 +22,7 @@ use crate::config::{Api, LogLevel};
 use crate::directory::Directory;
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
-use crate::observe::{log_line, record_metrics, Finished, Outcome, RequestLog};
+use crate::observe::{record_metrics, Finished, Outcome, RequestLog};
 use crate::request::{RequestBody, Route, Serves};
 use crate::route::{self, Choice, Plan, TargetRef};
 use crate::snapshot::TargetEntry;
@@ -184,6 +184,7 @@ impl RequestCtx {
             error: self.error.as_ref(),
             billed,
             started: self.started,
+            ended: Instant::now(),
             first_attempt_at: self.first_attempt_at,
             attempt_started: self.attempt_started,
             client_ip: self.client_ip,
@@ -604,9 +605,7 @@ impl ProxyHttp for Gateway {
         record_metrics(&self.metrics, &finished);
         self.error_rates
             .record(&finished, self.accounting.admission.now_ms());
-        if self.request_log.enabled() {
-            self.request_log.write(&log_line(&finished));
-        }
+        self.request_log.write(&finished);
     }
 
     fn fail_to_connect(

@@ -69,8 +69,14 @@ impl Policy {
             .map_err(|e| e.to_string())
             .and_then(|cfg| {
                 let old = self.current.load();
-                if cfg.server.listen != old.server.listen || cfg.server.threads != old.server.threads || cfg.server.admin_listen != old.server.admin_listen {
-                    log::warn!("reload: listen/admin_listen/threads changes take effect only after a restart or upgrade (-u)");
+                let (a, b) = (&cfg.server, &old.server);
+                if a.listen != b.listen
+                    || a.threads != b.threads
+                    || a.admin_listen != b.admin_listen
+                    || a.work_stealing != b.work_stealing
+                    || a.upstream_keepalive_pool_size != b.upstream_keepalive_pool_size
+                {
+                    log::warn!("reload: listen/admin_listen/threads/work_stealing/upstream_keepalive_pool_size changes take effect only after a restart or upgrade (-u)");
                 }
                 let generation = self.generation.load(Ordering::Relaxed) + 1;
                 let snapshot = Snapshot::build(&cfg, &self.last_seen, generation, &SystemEnvironment, &self.health).map_err(|e| e.to_string())?;

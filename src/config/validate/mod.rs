@@ -35,16 +35,42 @@ struct Document {
 pub(super) type Loc = Option<(usize, usize)>;
 
 pub(super) struct Checker<'a> {
-    text: &'a str,
     problems: Vec<Problem>,
+    lines: LineIndex,
+    _text: std::marker::PhantomData<&'a str>,
 }
 
-impl Checker<'_> {
+/// Where each line of the text starts: built once, so finding an element's line is a
+/// binary search (scanning from the start for each of 100k keys was quadratic).
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut starts = Vec::with_capacity(text.len() / 32 + 1);
+        starts.push(0);
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        LineIndex(starts)
+    }
+
+    /// 1-based line and column (in bytes) of `offset`.
+    fn at(&self, offset: usize) -> (usize, usize) {
+        let line = self.0.partition_point(|&start| start <= offset);
+        let start = self.0[line.max(1) - 1];
+        (line.max(1), offset - start + 1)
+    }
+}
+
+impl<'a> Checker<'a> {
+    fn new(text: &'a str) -> Checker<'a> {
+        Checker {
+            problems: vec![],
+            lines: LineIndex::new(text),
+            _text: std::marker::PhantomData,
+        }
+    }
+
     fn at(&self, offset: usize) -> Loc {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        Some((line, col))
+        Some(self.lines.at(offset))
     }
 
     pub(super) fn problem(
@@ -99,10 +125,7 @@ pub mod fields {
     pub type FieldError = (String, String);
 
     fn checked<T>(f: impl FnOnce(&mut Checker) -> T) -> Result<T, FieldError> {
-        let mut c = Checker {
-            text: "",
-            problems: vec![],
-        };
+        let mut c = Checker::new("");
         let v = f(&mut c);
         match c.problems.into_iter().next() {
             None => Ok(v),
@@ -137,10 +160,7 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let doc: Document = match toml::from_str(text) {
         Ok(d) => d,
         Err(e) => {
-            let mut c = Checker {
-                text,
-                problems: vec![],
-            };
+            let mut c = Checker::new(text);
             let loc = e.span().and_then(|s| c.at(s.start));
             c.problem(loc, "", e.message().trim().to_string());
             return Err(ConfigError {
@@ -149,10 +169,7 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
             });
         }
     };
-    let mut c = Checker {
-        text,
-        problems: vec![],
-    };
+    let mut c = Checker::new(text);
     let Document {
         server,
         providers,
@@ -308,5 +325,35 @@ pub(super) fn check_unique(
             format!("{path}.id"),
             format!("duplicate {kind} id {id:?}"),
         );
+    }
+}
+
+#[cfg(test)]
+mod line_index_tests {
+    use super::LineIndex;
+
+    /// The scan it replaces: count the newlines before `offset`.
+    fn scan(text: &str, offset: usize) -> (usize, usize) {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, col)
+    }
+
+    #[test]
+    fn agrees_with_a_scan_from_the_start() {
+        for text in [
+            "",
+            "a",
+            "\n",
+            "ab\ncd\n\nef",
+            "\n\nx\n",
+            "[server]\nlisten = []\n",
+        ] {
+            let index = LineIndex::new(text);
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(index.at(offset), scan(text, offset), "{text:?} @ {offset}");
+            }
+        }
     }
 }
