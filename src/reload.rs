@@ -65,6 +65,7 @@ impl Policy {
     /// Blocking: reads the file, resolves provider hosts. Returns the new generation.
     pub fn reload(&self) -> Result<u64, String> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let started = std::time::Instant::now();
         let result = config::load(&self.path)
             .map_err(|e| e.to_string())
             .and_then(|cfg| {
@@ -111,8 +112,9 @@ impl Policy {
             Ok(g) => {
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 log::info!(
-                    "policy reloaded from {} (generation {g})",
-                    self.path.display()
+                    "policy reloaded from {} (generation {g}) in {} ms",
+                    self.path.display(),
+                    started.elapsed().as_millis()
                 );
             }
             Err(e) => {
