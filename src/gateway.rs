@@ -23,7 +23,7 @@ use crate::conn::budget::BodyHold;
 use crate::directory::Directory;
 use crate::error::GatewayError;
 use crate::observe::metrics::Metrics;
-use crate::observe::{log_line, record_metrics, Finished, Outcome, RequestLog};
+use crate::observe::{record_metrics, Finished, Outcome, RequestLog};
 use crate::request::{RequestBody, Route, Serves};
 use crate::route::{self, Choice, Plan, TargetRef};
 use crate::snapshot::TargetEntry;
@@ -189,6 +189,7 @@ impl RequestCtx {
             error: self.error.as_ref(),
             billed,
             started: self.started,
+            ended: Instant::now(),
             first_attempt_at: self.first_attempt_at,
             attempt_started: self.attempt_started,
             client_ip: self.client_ip,
@@ -608,9 +609,7 @@ impl ProxyHttp for Gateway {
         record_metrics(&self.metrics, &finished);
         self.error_rates
             .record(&finished, self.accounting.admission.now_ms());
-        if self.request_log.enabled() {
-            self.request_log.write(&log_line(&finished));
-        }
+        self.request_log.write(&finished);
     }
 
     fn fail_to_connect(

@@ -70,6 +70,7 @@ impl Policy {
     /// the new generation.
     pub fn reload(&self) -> Result<u64, String> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let started = std::time::Instant::now();
         let settle = self.current.load().server.reload_settle;
         let mut keys = (0, 0);
         let result = settle::read_settled(&self.path, settle, settle::give_up_after(settle))
@@ -80,8 +81,14 @@ impl Policy {
             })
             .and_then(|cfg| {
                 let old = self.current.load();
-                if cfg.server.listen != old.server.listen || cfg.server.threads != old.server.threads || cfg.server.admin_listen != old.server.admin_listen {
-                    log::warn!("reload: listen/admin_listen/threads changes take effect only after a restart or upgrade (-u)");
+                let (a, b) = (&cfg.server, &old.server);
+                if a.listen != b.listen
+                    || a.threads != b.threads
+                    || a.admin_listen != b.admin_listen
+                    || a.work_stealing != b.work_stealing
+                    || a.upstream_keepalive_pool_size != b.upstream_keepalive_pool_size
+                {
+                    log::warn!("reload: listen/admin_listen/threads/work_stealing/upstream_keepalive_pool_size changes take effect only after a restart or upgrade (-u)");
                 }
                 let generation = self.generation.load(Ordering::Relaxed) + 1;
                 let snapshot = Snapshot::build(&cfg, &self.last_seen, generation, &SystemEnvironment, &self.health).map_err(|e| e.to_string())?;
@@ -118,9 +125,10 @@ impl Policy {
             Ok(g) => {
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 log::info!(
-                    "policy reloaded from {} (generation {g}): keys: {added} added, {removed} removed; read after {} unchanged",
+                    "policy reloaded from {} (generation {g}): keys: {added} added, {removed} removed; read after {} unchanged, {} ms in all",
                     self.path.display(),
-                    humantime::format_duration(settle)
+                    humantime::format_duration(settle),
+                    started.elapsed().as_millis()
                 );
             }
             Err(e) => {

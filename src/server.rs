@@ -24,7 +24,7 @@ use crate::webhooks::error_rate::ErrorRates;
 use crate::webhooks::Webhooks;
 use anyhow::Context;
 use pingora_core::server::configuration::{Opt, ServerConf};
-use pingora_core::server::Server;
+use pingora_core::server::{RunArgs, Server};
 use pingora_core::services::background::background_service;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -32,12 +32,27 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The server, and what must be flushed when it stops.
+pub struct Built {
+    pub server: Server,
+    pub request_log: Arc<RequestLog>,
+}
+
+impl Built {
+    /// Serves until shutdown, writes the request log's last lines, exits.
+    pub fn run_forever(self) -> ! {
+        self.server.run(RunArgs::default());
+        self.request_log.flush();
+        std::process::exit(0)
+    }
+}
+
 pub fn build(
     path: &Path,
     daemon: bool,
     upgrade: bool,
     early_hup: Arc<AtomicBool>,
-) -> anyhow::Result<Server> {
+) -> anyhow::Result<Built> {
     let cfg = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let last_seen = Arc::new(LastSeen::default());
     let policy = Arc::new(Policy::new(path.to_path_buf(), &cfg, last_seen.clone())?);
@@ -50,6 +65,8 @@ pub fn build(
         upgrade_sock: s.upgrade_sock.display().to_string(),
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(grace),
+        work_stealing: s.work_stealing,
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -96,10 +113,7 @@ pub fn build(
         Some(ledger.clone()),
         events.clone(),
     )?);
-    {
-        let control = control.clone();
-        policy.on_reload(move |_, new| control.after_reload(new));
-    }
+
     let admission = Arc::new(Admission::new(
         Arc::new(SystemClock),
         Some(ledger.clone() as Arc<dyn SpendStore>),
@@ -118,11 +132,11 @@ pub fn build(
                 .unwrap_or(60_000),
         ),
     });
+    let metrics = Arc::new(Metrics::new()?);
     let request_log = Arc::new(
-        RequestLog::open(&s.request_log)
+        RequestLog::open(&s.request_log, metrics.request_log_dropped.clone())
             .with_context(|| format!("request_log {:?}", s.request_log))?,
     );
-    let metrics = Arc::new(Metrics::new()?);
     let error_rates = Arc::new(ErrorRates::default());
     server.add_service(background_service(
         "webhooks",
@@ -137,11 +151,20 @@ pub fn build(
             tuning: Tuning::from_env(),
         })),
     ));
+    {
+        let control = control.clone();
+        let request_log = request_log.clone();
+        policy.on_reload(move |_, new| {
+            control.after_reload(new);
+            // Lines of the old policy are on disk before the new one's.
+            request_log.flush();
+        });
+    }
     let gateway = Gateway {
         policy: policy.current.clone(),
         directory,
         accounting: accounting.clone(),
-        request_log,
+        request_log: request_log.clone(),
         metrics: metrics.clone(),
         error_rates,
     };
@@ -221,5 +244,8 @@ pub fn build(
             audit: Some((audit, s.audit_retention)),
         },
     ));
-    Ok(server)
+    Ok(Built {
+        server,
+        request_log,
+    })
 }

@@ -129,6 +129,10 @@ pub struct RawServer {
     pub default_max_tokens: Option<u64>,
     /// How long audit events are kept (default "400d").
     pub audit_retention: Option<String>,
+    /// Extension: Pingora's work-stealing runtime for the data plane (default false).
+    pub work_stealing: Option<bool>,
+    /// Extension: idle upstream connections kept per data-plane thread (default 128).
+    pub upstream_keepalive_pool_size: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,8 +2,8 @@
 //! Labels are groups, models, targets and codes only — never key ids or secrets.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -28,6 +28,8 @@ pub struct Metrics {
     pub admin_requests: IntCounterVec,
     pub shadow_limited: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
+    /// Request-log lines dropped because the sink could not keep up.
+    pub request_log_dropped: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -149,6 +151,11 @@ impl Metrics {
             &["group", "reason"],
         )?;
         registry.register(Box::new(shadow_limited.clone()))?;
+        let request_log_dropped = IntCounter::new(
+            "tollgate_request_log_dropped_total",
+            "Request-log lines dropped because the sink could not keep up (64 MiB waiting).",
+        )?;
+        registry.register(Box::new(request_log_dropped.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -168,6 +175,7 @@ impl Metrics {
             admin_requests,
             shadow_limited,
             webhook_deliveries,
+            request_log_dropped,
         })
     }
 

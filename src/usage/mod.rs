@@ -74,6 +74,38 @@ impl TokenUsage {
     }
 }
 
+/// A `usage` object read typed (the fields [`TokenUsage::from_json`] looks at; the rest
+/// is skipped without being built).
+#[derive(serde::Deserialize)]
+pub(crate) struct UsageFields {
+    prompt_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+}
+
+impl UsageFields {
+    /// The same rules as [`TokenUsage::from_json`].
+    pub(crate) fn usage(&self) -> TokenUsage {
+        let input = self.prompt_tokens.or_else(|| {
+            Some(
+                self.input_tokens?
+                    + self.cache_creation_input_tokens.unwrap_or(0)
+                    + self.cache_read_input_tokens.unwrap_or(0),
+            )
+        });
+        let output = self.completion_tokens.or(self.output_tokens).or_else(|| {
+            input
+                .filter(|_| self.total_tokens.is_some() && self.completion_tokens.is_none())
+                .map(|_| 0)
+        });
+        TokenUsage { input, output }
+    }
+}
+
 /// Cost in micro-dollars of `input` and `output` tokens at `price`, rounded up.
 pub fn cost_micros(price: &Price, input: u64, output: u64) -> u64 {
     let num = input as u128 * price.input_micros_per_mtok as u128
@@ -91,6 +123,24 @@ pub fn estimate_input_tokens(body_len: usize) -> u64 {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn typed_usage_agrees_with_the_value_path() {
+        for u in [
+            json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "prompt_tokens_details": {"cached_tokens": 0}}),
+            json!({"input_tokens": 10, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 2, "output_tokens": 7}),
+            json!({"prompt_tokens": 8, "total_tokens": 8}),
+            json!({"output_tokens": 4}),
+            json!({}),
+        ] {
+            let typed: UsageFields = serde_json::from_value(u.clone()).expect("typed");
+            assert_eq!(
+                typed.usage(),
+                TokenUsage::from_json(&json!({ "usage": u })),
+                "{u}"
+            );
+        }
+    }
 
     #[test]
     fn usage_from_every_api() {

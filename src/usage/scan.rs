@@ -116,8 +116,15 @@ impl Scanner {
         let Some(colon) = rest.iter().position(|c| *c == b':') else {
             return;
         };
-        let mut it = serde_json::Deserializer::from_slice(&rest[colon + 1..])
-            .into_iter::<serde_json::Value>();
+        let rest = &rest[colon + 1..];
+        // Typed and borrowed first (no `Value` tree); anything odd takes the general path.
+        let mut typed =
+            serde_json::Deserializer::from_slice(rest).into_iter::<super::UsageFields>();
+        if let Some(Ok(u)) = typed.next() {
+            self.usage.merge(u.usage());
+            return;
+        }
+        let mut it = serde_json::Deserializer::from_slice(rest).into_iter::<serde_json::Value>();
         if let Some(Ok(u)) = it.next() {
             self.usage
                 .merge(TokenUsage::from_json(&serde_json::json!({ "usage": u })));

@@ -28,6 +28,8 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         upgrade_sock,
         default_max_tokens,
         audit_retention,
+        work_stealing,
+        upstream_keepalive_pool_size,
     } = s;
     let addr = |c: &mut Checker, field: &str, a: &str| match a.parse::<SocketAddr>() {
         Ok(a) => Some(a),
@@ -143,6 +145,18 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
             4096
         }
     };
+    let upstream_keepalive_pool_size = match upstream_keepalive_pool_size {
+        None => 128,
+        Some(n @ 0..=100_000) => n as usize,
+        Some(n) => {
+            c.problem(
+                loc,
+                format!("{path}.upstream_keepalive_pool_size"),
+                format!("{n}: want 0..=100000"),
+            );
+            128
+        }
+    };
     ServerConfig {
         listen: listen_addrs,
         admin_listen,
@@ -171,6 +185,8 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
             audit_retention.as_deref(),
             Duration::from_secs(400 * 86_400),
         ),
+        work_stealing: work_stealing.unwrap_or(false),
+        upstream_keepalive_pool_size,
     }
 }
 

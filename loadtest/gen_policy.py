@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""A policy file like ../shared/bench/perf.sh's: N keys in 20 groups over 2 orgs, every limit
+type on all three layers. Usage: gen_policy.py KEYS [LISTEN] [DATA_DIR] > file.toml"""
+import hashlib, sys
+
+keys = int(sys.argv[1])
+listen = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1:18190"
+data = sys.argv[3] if len(sys.argv) > 3 else "/tmp/tollgate-genpolicy"
+lim = 'rpm = {r}\nrph = {r}0\nrpd = {r}00\ntpm = {t}\ntpd = {t}00\nmax_parallel = {p}\nbudget_usd = {b}\nbudget_period = "monthly"\n'
+out = sys.stdout
+out.write(f'''[server]
+listen = ["{listen}"]
+data_dir = "{data}"
+request_log = "off"
+threads = 1
+
+[[providers]]
+id = "mock"
+api = "openai"
+base_url = "http://127.0.0.1:18181"
+
+[[models]]
+name = "gpt-4o-mini"
+input_usd_per_mtok = 0.15
+output_usd_per_mtok = 0.6
+targets = [{{ provider = "mock", model = "gpt-4o-mini", weight = 1 }}, {{ provider = "mock", model = "gpt-4o-mini", weight = 1 }}]
+''')
+for o in range(2):
+    out.write(f'\n[[orgs]]\nid = "org{o}"\n' + lim.format(r=10_000_000, t=10_000_000_000, p=100000, b=10_000_000))
+for g in range(20):
+    out.write(f'\n[[groups]]\nid = "grp{g}"\norg = "org{g%2}"\nrouting = "latency"\nmodels = ["gpt-*"]\n' + lim.format(r=5_000_000, t=5_000_000_000, p=50000, b=5_000_000))
+kl = lim.format(r=1_000_000, t=1_000_000_000, p=10000, b=1_000_000)
+for k in range(keys):
+    # key k's secret is "tg-load-{k}" (so a client can present it)
+    h = hashlib.sha256(f"tg-load-{k}".encode()).hexdigest()
+    out.write(f'\n[[keys]]\nid = "key{k}"\nname = "key{k}"\ngroup = "grp{k%20}"\nsha256 = "{h}"\n' + kl)
