@@ -78,6 +78,7 @@ pub fn run(conf: &Path, early_hup: Arc<AtomicBool>) -> ExitCode {
                 .and_then(|c| c.groups.first())
                 .map_or("grp_demo", |g| &*g.id)
         );
+        println!("web console: http://{admin}/console/ (sign in with the admin token above)");
     }
     server.run_forever()
 }
