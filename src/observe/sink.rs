@@ -37,6 +37,9 @@ struct Shared {
     pending: Mutex<Vec<u8>>,
     wake: Condvar,
     out: Mutex<Out>,
+    /// Drains the writer has completed; [`RequestLog::flush`] waits on it.
+    drained: Mutex<u64>,
+    drained_cv: Condvar,
 }
 
 struct Out {
@@ -104,6 +107,8 @@ impl RequestLog {
                         sink,
                         spare: Vec::with_capacity(2 * FLUSH_BYTES),
                     }),
+                    drained: Mutex::new(0),
+                    drained_cv: Condvar::new(),
                 })
             }),
             writer: OnceLock::new(),
@@ -133,6 +138,8 @@ impl RequestLog {
                         }
                     }
                     shared.drain();
+                    *lock(&shared.drained) += 1;
+                    shared.drained_cv.notify_all();
                 });
             if let Err(e) = spawned {
                 log::error!("request log: cannot start the writer thread: {e}");
@@ -160,25 +167,33 @@ impl RequestLog {
         }
     }
 
-    /// Writes every queued line now (shutdown, reload). Blocks while the writer is busy,
-    /// for at most two seconds: a stuck sink must not hold up a shutdown.
+    /// Has the writer write every line queued so far (shutdown, reload) and waits for it,
+    /// for at most two seconds: a stuck sink must not hold up a shutdown. Only the writer
+    /// thread ever writes to the sink, so a sink that blocks blocks only that thread.
     pub fn flush(&self) {
         let Some(shared) = &self.shared else { return };
+        if self.writer.get().is_none() {
+            return; // no line yet: the writer starts with the first one
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        loop {
-            match shared.out.try_lock() {
-                Ok(out) => return shared.drain_into(out),
-                Err(std::sync::TryLockError::Poisoned(p)) => {
-                    return shared.drain_into(p.into_inner())
-                }
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    if std::time::Instant::now() >= deadline {
-                        log::warn!("request log: the sink is stuck; unwritten lines are lost");
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+        let mut drained = lock(&shared.drained);
+        // The drain under way may have taken its buffer before the last lines came: the
+        // one after it has them all.
+        let target = *drained + 2;
+        while *drained < target {
+            shared.wake.notify_one();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                log::warn!("request log: the sink is stuck; unwritten lines are lost");
+                return;
             }
+            // Re-notified every 10 ms: a wake-up sent while the writer was between its
+            // check and its wait is not lost for long.
+            drained = shared
+                .drained_cv
+                .wait_timeout(drained, left.min(Duration::from_millis(10)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 }
