@@ -363,9 +363,11 @@ async fn a_failing_target_is_ejected_then_probed_and_recovers() {
         if spread(&g, 8, vec![]).await.contains_key("p0/a") {
             break;
         }
-        // Cool-downs double per ejection (1 s, 2 s, 4 s, ...): seconds at most here.
+        // Cool-downs double per ejection (1 s, 2 s, 4 s, … 60 s): usually a second or two
+        // here, but on a loaded machine the failing phase lasts long enough for several
+        // ejections, so the deadline covers the longest cool-down.
         assert!(
-            healed.elapsed() < Duration::from_secs(20),
+            healed.elapsed() < Duration::from_secs(65),
             "healed target never probed"
         );
     }
