@@ -227,8 +227,21 @@ fn request_id(req: &RequestHeader) -> String {
         {
             id.to_string()
         }
-        _ => format!("req_{:032x}", rand::random::<u128>()),
+        _ => new_request_id(rand::random::<u128>()),
     }
+}
+
+/// `req_` and the 32 hex digits of `n` (`format!("req_{n:032x}")` without the formatter).
+fn new_request_id(n: u128) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 36];
+    id[..4].copy_from_slice(b"req_");
+    for (i, b) in n.to_be_bytes().into_iter().enumerate() {
+        id[4 + 2 * i] = HEX[usize::from(b >> 4)];
+        id[5 + 2 * i] = HEX[usize::from(b & 0xf)];
+    }
+    // ASCII by construction.
+    String::from_utf8(id.to_vec()).unwrap_or_default()
 }
 
 impl Gateway {
@@ -689,6 +702,22 @@ impl ProxyHttp for Gateway {
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn new_request_id_is_the_formatted_id() {
+        for n in [
+            0u128,
+            1,
+            0xabc,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        ] {
+            assert_eq!(super::new_request_id(n), format!("req_{n:032x}"));
         }
     }
 }

@@ -72,27 +72,24 @@ pub fn rewrite_request(
     request_id: &str,
     api_path: Option<&str>,
 ) -> Result<()> {
-    for h in STRIP {
-        req.remove_header(*h);
-    }
-    let tollgate: Vec<_> = req
+    // Translated: the client's API-specific headers mean nothing to the other API.
+    let foreign: &[&str] = match (api_path.is_some(), provider.api) {
+        (false, _) => &[],
+        (true, Api::OpenAi) => &["anthropic-version", "anthropic-beta"],
+        (true, Api::Anthropic) => &["openai-organization", "openai-project", "openai-beta"],
+    };
+    // One pass over the client's few headers per removal, not a name parse and a map lookup
+    // for each of the ~20 names that are usually absent.
+    while let Some(h) = req
         .headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-tollgate-"))
+        .find(|k| {
+            let n = k.as_str();
+            STRIP.contains(&n) || n.starts_with("x-tollgate-") || foreign.contains(&n)
+        })
         .cloned()
-        .collect();
-    for h in tollgate {
+    {
         req.remove_header(&h);
-    }
-    if api_path.is_some() {
-        // Translated: the client's API-specific headers mean nothing to the other API.
-        let foreign: &[&str] = match provider.api {
-            Api::OpenAi => &["anthropic-version", "anthropic-beta"],
-            Api::Anthropic => &["openai-organization", "openai-project", "openai-beta"],
-        };
-        for h in foreign {
-            req.remove_header(*h);
-        }
     }
     req.insert_header(http::header::HOST, provider.host_header.as_str())?;
     req.insert_header(http::header::CONTENT_LENGTH, body_len)?;

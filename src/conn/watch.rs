@@ -79,8 +79,17 @@ impl Watched {
             }
             Phase::Header => {}
         }
-        for (i, &b) in bytes.iter().enumerate() {
-            let end = match (self.eol, b) {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.eol == 0 && self.text {
+                // Inside a line of text nothing changes until the next `\n`: skip to it
+                // (a byte at a time, this loop was ~3k instructions of a small request).
+                match memchr::memchr(b'\n', &bytes[i..]) {
+                    Some(j) => i += j,
+                    None => break,
+                }
+            }
+            let end = match (self.eol, bytes[i]) {
                 (1 | 2, b'\n') => self.text,
                 (_, b'\n') => {
                     self.eol = 1;
@@ -106,6 +115,12 @@ impl Watched {
                 self.state.set(Phase::Busy);
                 return Ok(());
             }
+            i += 1;
+        }
+        if self.header_bytes + bytes.len() > self.limits.max_header_bytes {
+            return Err(GatewayError::HeaderTooLarge {
+                limit: self.limits.max_header_bytes,
+            });
         }
         self.header_bytes += bytes.len();
         Ok(())
@@ -338,5 +353,66 @@ mod tests {
         let mut req = b"GET / HTTP/1.1\r\n\r\n".to_vec();
         req.extend_from_slice(&[b'b'; 5000]);
         w.saw(&req).unwrap();
+    }
+
+    /// The byte-at-a-time scan `saw` replaced: (ended at, too large at) for one request.
+    fn reference(bytes: &[u8], cap: usize) -> (Option<usize>, Option<usize>) {
+        let (mut eol, mut text) = (0u8, false);
+        for (i, &b) in bytes.iter().enumerate() {
+            let end = match (eol, b) {
+                (1 | 2, b'\n') => text,
+                (_, b'\n') => {
+                    eol = 1;
+                    false
+                }
+                (1, b'\r') => {
+                    eol = 2;
+                    false
+                }
+                (_, b'\r') => false,
+                _ => {
+                    eol = 0;
+                    text = true;
+                    false
+                }
+            };
+            if i + 1 > cap {
+                return (None, Some(i));
+            }
+            if end {
+                return (Some(i), None);
+            }
+        }
+        (None, None)
+    }
+
+    #[tokio::test]
+    async fn the_skipping_scan_agrees_with_the_byte_scan() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..3000 {
+            let len = next(60) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| [b'a', b'\r', b'\n', b' '][next(4) as usize])
+                .collect();
+            let cap = 1 + next(70) as usize;
+            let (ended, too_large) = reference(&bytes, cap);
+            let mut w = watched(cap);
+            let mut at = 0;
+            let mut got = Ok(());
+            while at < bytes.len() && got.is_ok() && w.state.get().0 != Phase::Busy {
+                let n = (1 + next(20) as usize).min(bytes.len() - at);
+                got = w.saw(&bytes[at..at + n]);
+                at += n;
+            }
+            let busy = w.state.get().0 == Phase::Busy;
+            assert_eq!(got.is_err(), too_large.is_some(), "{bytes:?} cap {cap}");
+            assert_eq!(busy, ended.is_some(), "{bytes:?} cap {cap}");
+        }
     }
 }

@@ -8,9 +8,45 @@ use crate::error::GatewayError;
 use crate::request::RequestBody;
 use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
 use serde::Serialize;
+use std::cell::Cell;
 use std::fmt::Display;
+use std::io::Write as _;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+thread_local! {
+    /// The unix second of the last stamp and its `YYYY-MM-DDTHH:MM:SS`, so that a line
+    /// formats a date only when the second changes.
+    static SECOND: Cell<Option<(u64, [u8; 19])>> = const { Cell::new(None) };
+}
+
+/// `t` as `format_rfc3339_millis` writes it (`2026-11-25T06:25:00.123Z`).
+fn stamp(t: SystemTime) -> [u8; 24] {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let date = match SECOND.with(Cell::get) {
+        Some((s, date)) if s == secs => date,
+        _ => {
+            // `YYYY-MM-DDTHH:MM:SSZ`, written into a stack buffer: no allocation, ever.
+            let mut full = [0u8; 20];
+            let t = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs));
+            let _ = write!(&mut full[..], "{t}");
+            let mut date = [0u8; 19];
+            date.copy_from_slice(&full[..19]);
+            SECOND.with(|c| c.set(Some((secs, date))));
+            date
+        }
+    };
+    let ms = d.subsec_millis();
+    let mut out = [0u8; 24];
+    out[..19].copy_from_slice(&date);
+    out[19] = b'.';
+    out[20] = b'0' + (ms / 100) as u8;
+    out[21] = b'0' + (ms / 10 % 10) as u8;
+    out[22] = b'0' + (ms % 10) as u8;
+    out[23] = b'Z';
+    out
+}
 
 /// Appends the line of `f` (JSON, no newline) to `out`.
 pub fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
@@ -34,7 +70,7 @@ struct Attempts<'a>(&'a [(Arc<str>, Outcome)]);
 #[derive(Serialize)]
 struct Attempt<'a> {
     target: &'a str,
-    outcome: Str<OutcomeLabel>,
+    outcome: OutcomeLabel,
 }
 
 struct OutcomeLabel(Outcome);
@@ -48,13 +84,30 @@ impl Display for OutcomeLabel {
     }
 }
 
+impl Serialize for OutcomeLabel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            // A status is three digits: no formatter.
+            Outcome::Status(c @ 100..=999) => {
+                let d = [
+                    b'0' + (c / 100) as u8,
+                    b'0' + (c / 10 % 10) as u8,
+                    b'0' + (c % 10) as u8,
+                ];
+                s.serialize_str(std::str::from_utf8(&d).unwrap_or_default())
+            }
+            _ => s.collect_str(self),
+        }
+    }
+}
+
 impl Serialize for Attempts<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.0.len()))?;
         for (target, o) in self.0 {
             seq.serialize_element(&Attempt {
                 target,
-                outcome: Str(OutcomeLabel(*o)),
+                outcome: OutcomeLabel(*o),
             })?;
         }
         seq.end()
@@ -72,10 +125,8 @@ impl Serialize for Line<'_, '_> {
             .saturating_duration_since(f.started);
         let duration = f.ended.saturating_duration_since(f.started);
         let mut o = s.serialize_struct("line", 23)?;
-        o.serialize_field(
-            "ts",
-            &Str(humantime::format_rfc3339_millis(SystemTime::now())),
-        )?;
+        let ts = stamp(SystemTime::now());
+        o.serialize_field("ts", std::str::from_utf8(&ts).unwrap_or_default())?;
         o.serialize_field("request_id", f.request_id)?;
         o.serialize_field("org", &key.map(|k| &*k.group.org.id))?;
         o.serialize_field("group", &key.map(|k| &*k.group.id))?;
@@ -121,4 +172,32 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cached_stamp_is_rfc3339_millis() {
+        let base = UNIX_EPOCH + Duration::from_millis(1_764_051_900_000);
+        for ms in [
+            0u64, 1, 9, 10, 99, 100, 999, 1000, 1001, 59_999, 60_000, 86_399_999, 86_400_000,
+        ] {
+            for t in [
+                base + Duration::from_millis(ms),
+                UNIX_EPOCH + Duration::from_millis(ms),
+            ] {
+                assert_eq!(
+                    std::str::from_utf8(&stamp(t)).unwrap_or_default(),
+                    humantime::format_rfc3339_millis(t).to_string()
+                );
+            }
+        }
+        let now = SystemTime::now();
+        assert_eq!(
+            std::str::from_utf8(&stamp(now)).unwrap_or_default(),
+            humantime::format_rfc3339_millis(now).to_string()
+        );
+    }
 }
