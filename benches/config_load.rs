@@ -90,6 +90,14 @@ fn config_load(c: &mut Criterion) {
         g.bench_function(format!("parse_validate_build_{n}_keys"), |b| {
             b.iter(|| black_box(load(black_box(&text)).generation))
         });
+        // What `tollgate -t` and start-up do: the file read in pieces, never whole.
+        let file =
+            std::env::temp_dir().join(format!("tollgate-bench-{}-{n}.toml", std::process::id()));
+        std::fs::write(&file, &text).expect("write the policy file");
+        g.bench_function(format!("load_file_{n}_keys"), |b| {
+            b.iter(|| black_box(tollgate::config::load(black_box(&file)).is_ok()))
+        });
+        let _ = std::fs::remove_file(&file);
     }
     g.finish();
 }

@@ -410,17 +410,17 @@ impl Snapshot {
                 expires_at: k.expires_at,
                 state: k.state,
                 limits: k.limits,
-                models: Some(&k.models),
+                models: k.models.as_deref(),
                 allowed_cidrs: k.allowed_cidrs.as_ref(),
                 source: KeySource::Config,
                 last_used: last_seen.cell(&k.id),
             };
             let mut entry = KeyEntry::resolve(parts, &groups[k.group], &models);
-            let own = k.models.allow_src.is_some() || !k.models.deny_src.is_empty();
-            if own || !k.tags.is_empty() {
+            if k.models.is_some() || !k.tags.is_empty() {
+                let m = k.models.as_deref();
                 entry.written = Some(Box::new(Written {
-                    models: k.models.allow_src.clone(),
-                    deny_models: k.models.deny_src.clone(),
+                    models: m.and_then(|m| m.allow_src.clone()),
+                    deny_models: m.map(|m| m.deny_src.clone()).unwrap_or_default(),
                     tags: k.tags.clone(),
                 }));
             }

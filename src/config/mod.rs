@@ -24,16 +24,11 @@ pub use validate::{fields, looser_than, parse_config, tightest};
 pub const MAX_BODY_CEILING: u64 = 64 * 1024 * 1024;
 
 /// Reads and validates the policy file at `path`.
+///
+/// A valid file is read piece by piece (its whole text is never in memory); one the fast
+/// path cannot take is read whole and every problem in it is reported, as by [`parse_config`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.display().to_string(),
-        problems: vec![Problem {
-            line: None,
-            path: String::new(),
-            message: format!("cannot read file: {e}"),
-        }],
-    })?;
-    parse_config(&text, path)
+    validate::load_file(path)
 }
 
 /// Every problem found in a policy file.
@@ -421,13 +416,15 @@ pub enum KeyState {
 #[derive(Debug, Clone)]
 pub struct KeyDef {
     pub id: Arc<str>,
-    pub name: Option<String>,
+    pub name: Option<Box<str>>,
     /// Index into [`Config::groups`].
     pub group: usize,
     pub digest: [u8; 32],
     pub expires_at: Option<SystemTime>,
     pub state: KeyState,
-    pub models: ModelFilter,
+    /// The key's own model lists; `None` when it has none (most keys: a million keys in a
+    /// file keep one pointer each instead of an empty filter).
+    pub models: Option<Box<ModelFilter>>,
     pub allowed_cidrs: Option<Vec<IpNet>>,
     pub limits: Limits,
     /// String map for cost attribution (spend by tag).

@@ -530,10 +530,33 @@ pub(super) fn check_keys(
     groups: &[Group],
     orgs: &[Org],
 ) -> Vec<KeyDef> {
-    let mut seen = HashSet::new();
-    let mut digests = HashSet::new();
-    let mut out = vec![];
+    let mut keys = KeyChecker::default();
     for (k, loc, path) in raw {
+        keys.check(c, k, loc, path, groups, orgs);
+    }
+    keys.finish()
+}
+
+/// Checks `[[keys]]` elements one at a time (the fast path feeds it chunk by chunk, so the
+/// raw form of a key is dropped as soon as it is checked).
+#[derive(Default)]
+pub(super) struct KeyChecker {
+    /// Ids seen so far (shared with the `KeyDef`s: no second copy of each id).
+    seen: HashSet<Arc<str>>,
+    digests: HashSet<[u8; 32], crate::snapshot::DigestHash>,
+    out: Vec<KeyDef>,
+}
+
+impl KeyChecker {
+    pub(super) fn check(
+        &mut self,
+        c: &mut Checker,
+        k: RawKey,
+        loc: Loc,
+        path: String,
+        groups: &[Group],
+        orgs: &[Org],
+    ) {
         let lim = k.limits();
         let RawKey {
             id,
@@ -548,7 +571,16 @@ pub(super) fn check_keys(
             tags,
             ..
         } = k;
-        check_unique(c, loc, &path, "key", &id, &mut seen);
+        let id: Arc<str> = id.into();
+        if id.is_empty() {
+            c.problem(loc, format!("{path}.id"), "key id must not be empty");
+        } else if !self.seen.insert(id.clone()) {
+            c.problem(
+                loc,
+                format!("{path}.id"),
+                format!("duplicate key id {id:?}"),
+            );
+        }
         let path = format!("{path} ({id})");
         let Some(gi) = groups.iter().position(|g| *g.id == *group) else {
             c.problem(
@@ -556,7 +588,7 @@ pub(super) fn check_keys(
                 format!("{path}.group"),
                 format!("unknown group {group:?}"),
             );
-            continue;
+            return;
         };
         let g = &groups[gi];
         let bound = tightest(&g.limits, &orgs[g.org].limits);
@@ -569,7 +601,7 @@ pub(super) fn check_keys(
                 format!("{path}.sha256"),
                 "want 64 hex digits (see `tollgate keygen`)",
             );
-        } else if !digests.insert(digest) {
+        } else if !self.digests.insert(digest) {
             c.problem(
                 loc,
                 format!("{path}.sha256"),
@@ -599,19 +631,25 @@ pub(super) fn check_keys(
                 KeyState::Active
             }
         };
-        out.push(KeyDef {
-            name,
+        let models = model_filter(c, loc, &path, models, deny_models);
+        let own_models = models.allow_src.is_some() || !models.deny_src.is_empty();
+        self.out.push(KeyDef {
+            name: name.map(String::into_boxed_str),
             group: gi,
             digest,
             expires_at,
             state,
-            models: model_filter(c, loc, &path, models, deny_models),
+            models: own_models.then(|| Box::new(models)),
             allowed_cidrs: allowed_cidrs
                 .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
             limits,
             tags: tags.into_iter().collect(),
-            id: id.into(),
+            id,
         });
     }
-    out
+
+    pub(super) fn finish(mut self) -> Vec<KeyDef> {
+        self.out.shrink_to_fit();
+        self.out
+    }
 }

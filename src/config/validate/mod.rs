@@ -8,7 +8,7 @@ mod sources;
 use super::raw::*;
 use super::*;
 use globset::{Glob, GlobSetBuilder};
-use layers::{check_groups, check_keys, check_orgs};
+use layers::{check_groups, check_keys, check_orgs, KeyChecker};
 pub use layers::{looser_than, tightest};
 use serde::Deserialize;
 use sources::{check_models, check_providers, check_server};
@@ -33,9 +33,10 @@ struct Document {
     keys: Vec<Spanned<toml::Value>>,
 }
 
-/// The same document read typed in one pass: the fast path for a valid file (no
-/// intermediate `toml::Value` per element). Any error sends the file down the
-/// [`Document`] path, which reads each element on its own and reports every problem.
+/// The head of the file (everything before its first `[[keys]]` line) read typed in one
+/// pass: the fast path for a valid file (no intermediate `toml::Value` per element). Any
+/// error sends the file down the [`Document`] path, which reads each element on its own and
+/// reports every problem.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TypedDocument {
@@ -62,32 +63,185 @@ struct KeysChunk {
 /// `[[keys]]` elements per chunk of the fast path.
 const KEYS_PER_CHUNK: usize = 1024;
 
-/// The fast path's reader. A large key list is read in chunks of [`KEYS_PER_CHUNK`]
-/// elements cut at `[[keys]]` header lines, so the parser's transient tree (several KiB per
-/// key) never holds the whole file. A cut inside a multi-line string leaves a chunk that
-/// does not parse, and a chunk holding any other section is refused (`KeysChunk` allows
-/// nothing else): either way the whole file goes down the reporting path instead.
-fn read_typed(text: &str) -> Option<TypedDocument> {
-    let cuts: Vec<usize> = line_starts(text)
-        .filter(|&i| text[i..].starts_with("[[keys]]"))
-        .collect();
-    if cuts.len() <= KEYS_PER_CHUNK {
-        return toml::from_str::<TypedDocument>(text).ok();
+/// One piece of the file for the fast path: its text and the number of lines before it.
+/// The first piece is the head (everything before the first `[[keys]]` line), each later
+/// one starts at a `[[keys]]` line and holds up to [`KEYS_PER_CHUNK`] of them. `None`: the
+/// file could not be read this way (the reporting path then reads it whole).
+pub(super) type Piece<'t> = Option<(std::borrow::Cow<'t, str>, usize)>;
+
+fn is_cut(line: &[u8]) -> bool {
+    line.starts_with(b"[[keys]]")
+}
+
+/// The pieces of text already in memory (borrowed, nothing copied).
+fn text_pieces(text: &str) -> impl Iterator<Item = Piece<'_>> + '_ {
+    let mut cuts = vec![];
+    let mut seen = 0;
+    for (n, i) in line_starts(text).enumerate() {
+        if is_cut(&text.as_bytes()[i..]) {
+            if seen % KEYS_PER_CHUNK == 0 {
+                cuts.push((i, n));
+            }
+            seen += 1;
+        }
     }
-    let mut doc = toml::from_str::<TypedDocument>(&text[..cuts[0]]).ok()?;
+    let mut bounds = vec![(0, 0)];
+    bounds.extend(cuts);
+    bounds.push((text.len(), 0));
+    (0..bounds.len() - 1).map(move |w| {
+        let ((a, line), (b, _)) = (bounds[w], bounds[w + 1]);
+        Some((std::borrow::Cow::Borrowed(&text[a..b]), line))
+    })
+}
+
+/// The pieces of a file read through a buffer: the whole text is never in memory at once.
+pub(super) struct FilePieces<R> {
+    reader: R,
+    /// A `[[keys]]` line already read: the start of the next piece.
+    pending: Vec<u8>,
+    /// Lines before `pending`.
+    line: usize,
+    started: bool,
+    done: bool,
+}
+
+impl<R: std::io::BufRead> FilePieces<R> {
+    pub(super) fn new(reader: R) -> FilePieces<R> {
+        FilePieces {
+            reader,
+            pending: vec![],
+            line: 0,
+            started: false,
+            done: false,
+        }
+    }
+}
+
+impl<R: std::io::BufRead> Iterator for FilePieces<R> {
+    type Item = Piece<'static>;
+
+    fn next(&mut self) -> Option<Piece<'static>> {
+        if self.done {
+            return None;
+        }
+        let first = !self.started;
+        self.started = true;
+        let base = self.line;
+        let mut buf = std::mem::take(&mut self.pending);
+        let mut cuts = usize::from(!buf.is_empty());
+        if !first && buf.is_empty() {
+            self.done = true;
+            return None;
+        }
+        self.line += cuts;
+        loop {
+            let at = buf.len();
+            match self.reader.read_until(b'\n', &mut buf) {
+                Err(_) => {
+                    self.done = true;
+                    return Some(None);
+                }
+                Ok(0) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(_) => {}
+            }
+            if is_cut(&buf[at..]) {
+                if first || cuts == KEYS_PER_CHUNK {
+                    self.pending = buf.split_off(at);
+                    break;
+                }
+                cuts += 1;
+            }
+            self.line += 1;
+        }
+        match String::from_utf8(buf) {
+            Ok(s) => Some(Some((std::borrow::Cow::Owned(s), base))),
+            Err(_) => {
+                self.done = true;
+                Some(None)
+            }
+        }
+    }
+}
+
+/// The fast path: the head read typed and checked, then the key list read and checked
+/// chunk by chunk, so neither the whole text (when read from a file) nor the whole raw key
+/// list is ever held. `None`: something did not parse (or the head holds keys, or a chunk
+/// holds another section); the caller then takes the reporting path.
+fn read_fast<'t>(
+    mut pieces: impl Iterator<Item = Piece<'t>>,
+    path: &Path,
+) -> Option<Result<Config, ConfigError>> {
+    let (head, _) = pieces.next()??;
+    let doc = toml::from_str::<TypedDocument>(&head).ok()?;
     if !doc.keys.is_empty() {
         return None;
     }
-    let mut bounds: Vec<usize> = cuts.iter().copied().step_by(KEYS_PER_CHUNK).collect();
-    bounds.push(text.len());
-    for w in bounds.windows(2) {
-        let chunk: KeysChunk = toml::from_str(&text[w[0]..w[1]]).ok()?;
-        doc.keys.extend(chunk.keys.into_iter().map(|k| {
-            let span = k.span();
-            Spanned::new(span.start + w[0]..span.end + w[0], k.into_inner())
-        }));
+    let mut c = Checker::new(&head);
+    let server = doc.server.map(|s| {
+        let loc = c.at(s.span().start);
+        check_server(&mut c, s.into_inner(), loc, "server")
+    });
+    if server.is_none() {
+        c.problem(None, "server", "missing [server] section");
     }
-    Some(doc)
+    let providers = c.typed(doc.providers, "providers");
+    let providers = check_providers(&mut c, providers);
+    let models = c.typed(doc.models, "models");
+    let models = check_models(&mut c, models, &providers);
+    let orgs = c.typed(doc.orgs, "orgs");
+    let orgs = check_orgs(&mut c, orgs);
+    let groups = c.typed(doc.groups, "groups");
+    let groups = check_groups(&mut c, groups, &orgs, &models);
+    let mut keys = KeyChecker::default();
+    let mut i = 0;
+    for piece in pieces {
+        let (text, line) = piece?;
+        let chunk: KeysChunk = toml::from_str(&text).ok()?;
+        c.lines = LineIndex::new(&text).after(line);
+        drop(text);
+        for k in chunk.keys {
+            let loc = c.at(k.span().start);
+            keys.check(
+                &mut c,
+                k.into_inner(),
+                loc,
+                format!("keys[{i}]"),
+                &groups,
+                &orgs,
+            );
+            i += 1;
+        }
+    }
+    let keys = keys.finish();
+    Some(finish(
+        c,
+        path,
+        server,
+        (providers, models, orgs, groups, keys),
+    ))
+}
+
+/// Reads and validates the policy file at `path`: the fast path reads it piece by piece;
+/// a file it cannot take is read whole and goes down the reporting path.
+pub(super) fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    if let Ok(f) = std::fs::File::open(path) {
+        let pieces = FilePieces::new(std::io::BufReader::with_capacity(1 << 16, f));
+        if let Some(result) = read_fast(pieces, path) {
+            return result;
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        problems: vec![Problem {
+            line: None,
+            path: String::new(),
+            message: format!("cannot read file: {e}"),
+        }],
+    })?;
+    parse_config_reporting(&text, path)
 }
 
 fn line_starts(text: &str) -> impl Iterator<Item = usize> + '_ {
@@ -107,21 +261,27 @@ pub(super) struct Checker<'a> {
 
 /// Where each line of the text starts: built once, so finding an element's line is a
 /// binary search (scanning from the start for each of 100k keys was quadratic).
-struct LineIndex(Vec<usize>);
+/// A piece of the file that starts after `base` lines is indexed on its own.
+struct LineIndex(Vec<usize>, usize);
 
 impl LineIndex {
     fn new(text: &str) -> LineIndex {
         let mut starts = Vec::with_capacity(text.len() / 32 + 1);
         starts.push(0);
         starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
-        LineIndex(starts)
+        LineIndex(starts, 0)
+    }
+
+    /// The index of a piece that starts at the beginning of line `base + 1`.
+    fn after(self, base: usize) -> LineIndex {
+        LineIndex(self.0, base)
     }
 
     /// 1-based line and column (in bytes) of `offset`.
     fn at(&self, offset: usize) -> (usize, usize) {
         let line = self.0.partition_point(|&start| start <= offset);
         let start = self.0[line.max(1) - 1];
-        (line.max(1), offset - start + 1)
+        (line.max(1) + self.1, offset - start + 1)
     }
 }
 
@@ -233,26 +393,8 @@ pub mod fields {
 
 /// Parses and validates policy-file text. `path` is used for messages only.
 pub fn parse_config(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    if let Some(doc) = read_typed(text) {
-        let mut c = Checker::new(text);
-        let server = doc.server.map(|s| {
-            let loc = c.at(s.span().start);
-            check_server(&mut c, s.into_inner(), loc, "server")
-        });
-        if server.is_none() {
-            c.problem(None, "server", "missing [server] section");
-        }
-        let providers = c.typed(doc.providers, "providers");
-        let providers = check_providers(&mut c, providers);
-        let models = c.typed(doc.models, "models");
-        let models = check_models(&mut c, models, &providers);
-        let orgs = c.typed(doc.orgs, "orgs");
-        let orgs = check_orgs(&mut c, orgs);
-        let groups = c.typed(doc.groups, "groups");
-        let groups = check_groups(&mut c, groups, &orgs, &models);
-        let keys = c.typed(doc.keys, "keys");
-        let keys = check_keys(&mut c, keys, &groups, &orgs);
-        return finish(c, path, server, (providers, models, orgs, groups, keys));
+    if let Some(result) = read_fast(text_pieces(text), path) {
+        return result;
     }
     parse_config_reporting(text, path)
 }
@@ -501,6 +643,57 @@ mod chunked_tests {
         let line = bad[..at].matches('\n').count(); // the `[[keys]]` line above it
         assert_eq!(err.problems.len(), 1, "{err}");
         assert_eq!(err.problems[0].line.map(|l| l.0), Some(line), "{err}");
+    }
+
+    /// `load` reads the file piece by piece: the same verdict, problems and lines as
+    /// `parse_config` on the whole text.
+    #[test]
+    fn a_file_read_in_pieces_agrees_with_the_whole_text() {
+        let dir = std::env::temp_dir().join(format!("tollgate-pieces-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("p.toml");
+        let render = |r: Result<Config, ConfigError>| match r {
+            Ok(c) => format!(
+                "ok {} keys, key 2500 {:?}",
+                c.keys.len(),
+                c.keys.get(2500).map(|k| k.id.clone())
+            ),
+            Err(e) => e.to_string(),
+        };
+        let n = 3 * KEYS_PER_CHUNK + 7;
+        let texts = [
+            file(n),
+            file(5),
+            HEAD.to_string(),
+            file(n).replace(
+                "id = \"k2500\"\ngroup = \"g\"",
+                "id = \"k2500\"\ngroup = \"nope\"",
+            ),
+            file(n).replace(
+                "id = \"k3000\"\ngroup = \"g\"",
+                "id = \"k3000\"\ngroup = \"g\"\nbogus = 1",
+            ),
+            file(n).replace(
+                "id = \"k1500\"\n",
+                "id = \"k1500\"\nname = \"\"\"\n[[keys]]\nid = \"\"\"\n",
+            ),
+            file(n).replace(
+                &format!("sha256 = \"{:064x}\"", 2049),
+                &format!("sha256 = \"{:064x}\"", 7),
+            ),
+            file(n).replace("id = \"k1024\"", "id = \"k1\"")
+                + "\n[[groups]]\nid = \"g2\"\norg = \"o\"\n",
+            file(n).replace("\n", "\r\n"),
+        ];
+        for text in texts {
+            std::fs::write(&f, &text).expect("write");
+            let whole = render(parse_config(&text, &f));
+            assert_eq!(render(super::super::load(&f)), whole);
+        }
+        std::fs::write(&f, b"[server]\nlisten = [\"\xff\"]\n").expect("write");
+        let err = super::super::load(&f).expect_err("not UTF-8");
+        assert!(err.to_string().contains("cannot read file"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
