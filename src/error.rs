@@ -4,7 +4,6 @@
 //! Messages name the scope and limit that blocked, never a secret.
 
 use crate::config::Api;
-pub use crate::fault::Fault;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -152,18 +151,6 @@ impl GatewayError {
             ClientClosed(_) => "client_closed_request",
             ClientTimeout(_) => "request_timeout",
             Internal => "internal_error",
-        }
-    }
-
-    /// Who caused it: only [`Fault::Upstream`] counts as an upstream error (metrics,
-    /// `error_rate.high`, target health).
-    pub fn fault(&self) -> Fault {
-        use GatewayError::*;
-        match self {
-            UpstreamError(_) | NoHealthyTarget(_) | UpstreamTimeout(_) => Fault::Upstream,
-            // A gateway cap (connections, body memory): the gateway's own refusal.
-            Internal | Overloaded(_) => Fault::Gateway,
-            _ => Fault::Client,
         }
     }
 

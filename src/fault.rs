@@ -45,6 +45,20 @@ impl Fault {
     }
 }
 
+impl GatewayError {
+    /// Who caused it: only [`Fault::Upstream`] counts as an upstream error (metrics,
+    /// `error_rate.high`, target health).
+    pub fn fault(&self) -> Fault {
+        use GatewayError::*;
+        match self {
+            UpstreamError(_) | NoHealthyTarget(_) | UpstreamTimeout(_) => Fault::Upstream,
+            // A gateway cap (connections, body memory): the gateway's own refusal.
+            Internal | Overloaded(_) => Fault::Gateway,
+            _ => Fault::Client,
+        }
+    }
+}
+
 /// A failure while talking to the client (reading its body, writing the answer).
 pub fn client_error(e: &Error) -> GatewayError {
     match e.etype() {

@@ -51,6 +51,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod demo;
+pub mod digest;
 pub mod directory;
 pub mod error;
 pub mod events;

@@ -509,11 +509,7 @@ impl Drop for SlotHold {
     }
 }
 
-pub fn micros_to_usd(m: u64) -> String {
-    let s = format!("{}.{:06}", m / 1_000_000, m % 1_000_000);
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
-}
+pub use crate::config::micros_to_usd;
 
 /// One layer a reservation holds: scope, its counters, alert fractions, budget, whether
 /// that budget is a shadow one.

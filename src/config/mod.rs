@@ -20,6 +20,13 @@ use std::time::{Duration, SystemTime};
 pub use raw::RawLimits;
 pub use validate::{fields, looser_than, parse_config, tightest};
 
+/// Micro-dollars as a decimal USD string without trailing zeros (`1500000` → `1.5`).
+pub fn micros_to_usd(m: u64) -> String {
+    let s = format!("{}.{:06}", m / 1_000_000, m % 1_000_000);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
 /// Hard ceiling for `server.max_body`: the patched Pingora retry buffer (vendor/README.md).
 pub const MAX_BODY_CEILING: u64 = 64 * 1024 * 1024;
 

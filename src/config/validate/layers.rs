@@ -159,8 +159,8 @@ pub fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str, String
         if mine.limit_micros > theirs.limit_micros {
             out.push((
                 "budget_usd",
-                crate::admission::micros_to_usd(mine.limit_micros),
-                crate::admission::micros_to_usd(theirs.limit_micros),
+                crate::config::micros_to_usd(mine.limit_micros),
+                crate::config::micros_to_usd(theirs.limit_micros),
             ));
         }
     }
@@ -543,7 +543,7 @@ pub(super) fn check_keys(
 pub(super) struct KeyChecker {
     /// Ids seen so far (shared with the `KeyDef`s: no second copy of each id).
     seen: HashSet<Arc<str>>,
-    digests: HashSet<[u8; 32], crate::snapshot::DigestHash>,
+    digests: HashSet<[u8; 32], crate::digest::DigestHash>,
     out: Vec<KeyDef>,
 }
 
