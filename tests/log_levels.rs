@@ -48,23 +48,7 @@ sha256 = "{f}"
 }
 
 async fn log_line(g: &GatewayProc, request_id: &str) -> Value {
-    let path = g.dir.path().join("requests.log");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if let Some(v) = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["request_id"] == request_id)
-        {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line for {request_id}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_log_line(&g.dir.path().join("requests.log"), request_id).await
 }
 
 /// Sends a request; returns the text the client received (JSON or concatenated deltas).

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn policy_with_log(mock: std::net::SocketAddr, extra: &str) -> String {
     basic_policy(mock, extra).replace("request_log = \"off\"", "request_log = \"{DATA}.log\"")
@@ -16,23 +16,7 @@ fn policy_with_log(mock: std::net::SocketAddr, extra: &str) -> String {
 
 /// The request log line of `request_id`, waiting for it (it is written after the answer).
 async fn log_line(g: &GatewayProc, request_id: &str) -> Value {
-    let path = g.dir.path().join("data.log");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if let Some(v) = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["request_id"] == request_id)
-        {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line for {request_id}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_log_line(&g.dir.path().join("data.log"), request_id).await
 }
 
 async fn post(

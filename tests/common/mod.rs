@@ -419,3 +419,24 @@ pub async fn wait_admin(admin: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The request-log line of `request_id` in the log file at `path`, waiting for it (lines
+/// are written shortly after the answer) for up to 10 s.
+pub async fn wait_log_line(path: &std::path::Path, request_id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(v) = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["request_id"] == request_id)
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line for {request_id}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
