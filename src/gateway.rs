@@ -233,13 +233,10 @@ fn request_id(req: &RequestHeader) -> String {
 
 /// `req_` and the 32 hex digits of `n` (`format!("req_{n:032x}")` without the formatter).
 fn new_request_id(n: u128) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0u8; 36];
     id[..4].copy_from_slice(b"req_");
-    for (i, b) in n.to_be_bytes().into_iter().enumerate() {
-        id[4 + 2 * i] = HEX[usize::from(b >> 4)];
-        id[5 + 2 * i] = HEX[usize::from(b & 0xf)];
-    }
+    // 16 bytes into 32 hex digits: the slice is exactly the right length.
+    let _ = hex::encode_to_slice(n.to_be_bytes(), &mut id[4..]);
     // ASCII by construction.
     String::from_utf8(id.to_vec()).unwrap_or_default()
 }
