@@ -6,8 +6,6 @@
 
 mod common;
 use common::*;
-use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,33 +19,8 @@ async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
     let g = Arc::new(Mutex::new(start_gateway(&policy)));
     let addr = g.lock().unwrap().addr;
     // Completed requests with the time they completed and the tokens the provider reported.
-    let done: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = vec![];
-    for _ in 0..4 {
-        let (done, stop) = (done.clone(), stop.clone());
-        load.push(tokio::spawn(async move {
-            let c = client();
-            while !stop.load(Ordering::Relaxed) {
-                let r = c
-                    .post(format!("http://{addr}/v1/chat/completions"))
-                    .bearer_auth(key(1))
-                    .header("x-mock-output-tokens", "5")
-                    .json(&json!({"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]}))
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status().is_success() => {
-                        if let Ok(v) = r.json::<serde_json::Value>().await {
-                            let t = v["usage"]["total_tokens"].as_u64().unwrap_or(0);
-                            done.lock().unwrap().push((Instant::now(), t));
-                        }
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
-        }));
-    }
+    let load = ChatLoad::start(addr, 4);
+    let done = load.done.clone();
     let mut kills = vec![];
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -58,10 +31,7 @@ async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
         gw.restart(&[]);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for l in load {
-        l.await.unwrap();
-    }
+    load.stop().await;
     // Let the last second flush, then stop cleanly (SIGTERM flushes too).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let data = {

@@ -694,40 +694,8 @@ async fn spend_survives_50_kills_at_random_moments() {
     let addr = g.lock().unwrap().addr;
     wait_admin(admin).await;
     // Completed requests: when, and the tokens the provider reported for them.
-    let done: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
-    let (stop, pause) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let mut load = vec![];
-    for _ in 0..4 {
-        let (done, stop, pause) = (done.clone(), stop.clone(), pause.clone());
-        load.push(tokio::spawn(async move {
-            let c = client();
-            while !stop.load(Ordering::Relaxed) {
-                if pause.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-                let r = c
-                    .post(format!("http://{addr}/v1/chat/completions"))
-                    .bearer_auth(key(1))
-                    .header("x-mock-output-tokens", "5")
-                    .json(&json!({"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]}))
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status().is_success() => {
-                        if let Ok(v) = r.json::<serde_json::Value>().await {
-                            let t = v["usage"]["total_tokens"].as_u64().unwrap_or(0);
-                            done.lock().unwrap().push((Instant::now(), t));
-                        }
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
-        }));
-    }
+    let load = ChatLoad::start(addr, 4);
+    let (done, pause) = (load.done.clone(), load.pause.clone());
     // Per kill: what reached the disk since the last restart against what completed at
     // the client since then. A kill may lose only what completed in its last second.
     let (mut worst_lost, mut kills) = (0u64, 0);
@@ -780,10 +748,7 @@ async fn spend_survives_50_kills_at_random_moments() {
         resumed_at = Instant::now();
         pause.store(false, Ordering::SeqCst);
     }
-    stop.store(true, Ordering::Relaxed);
-    for l in load {
-        l.await.unwrap();
-    }
+    load.stop().await;
     // A clean stop flushes everything: then the store holds exactly what completed (plus
     // what the provider answered but a kill cut on its way to the client).
     let (data, dir) = {
