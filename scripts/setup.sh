@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the test suite need on a fresh Debian machine with Rust:
-# cmake + a C/C++ compiler (zlib-ng inside Pingora), python3-venv (SDK compatibility tests).
+# cmake + a C/C++ compiler (zlib-ng inside Pingora), python3-venv (SDK compatibility tests),
+# iproute2 (`ss`: a test counts the TCP segments of an upstream request).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 need=()
@@ -9,6 +10,7 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   need+=(python3-venv)
 fi

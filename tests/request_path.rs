@@ -587,3 +587,104 @@ async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
     assert_eq!(call(&g, "10.1.2.3, 8.8.8.8").await, 403);
     assert_eq!(call(&g, "8.8.8.8, 10.1.2.3, 127.0.0.5").await, 200);
 }
+
+/// TCP segments the kernel has received on `s` (`segs_in` of its `TCP_INFO`, read with
+/// iproute2's `ss`: the project forbids `unsafe`, so no raw `getsockopt` here).
+fn segments_in(s: &std::net::TcpStream) -> u32 {
+    let (local, peer) = (s.local_addr().unwrap(), s.peer_addr().unwrap());
+    let filter = format!("( sport = :{} and dport = :{} )", local.port(), peer.port());
+    let out = std::process::Command::new("ss")
+        .args(["-tinH", "state", "established", &filter])
+        .output()
+        .expect("ss (iproute2) runs; scripts/setup.sh installs it");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("segs_in:"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no segs_in in `ss` output: {text}"))
+}
+
+/// Reads one HTTP/1.1 request (header and `Content-Length` body) from `s`.
+fn read_request(s: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed mid-request");
+        got.extend_from_slice(&buf[..n]);
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if got.len() >= end + 4 + len {
+            return got;
+        }
+    }
+}
+
+/// An upstream that serves one request per connection and reports how many TCP segments
+/// carried it.
+fn segment_counting_upstream() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<u32>) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            read_request(&mut s);
+            if tx.send(segments_in(&s)).is_err() {
+                return;
+            }
+            let body = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (addr, rx)
+}
+
+/// A request header and a body of known length leave the gateway in one write, so they
+/// reach the provider in one TCP segment (one wake-up of the provider, one syscall fewer
+/// per request: the `TOLLGATE PATCH` in vendor/pingora-core's upstream connector and
+/// HTTP/1 client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_header_and_body_reach_the_provider_in_one_segment() {
+    use std::io::Write;
+    let (up, segments) = segment_counting_upstream();
+    let wait = || {
+        segments
+            .recv_timeout(Duration::from_secs(10))
+            .expect("upstream saw no request")
+    };
+    // Calibration: what one write of a whole request looks like on this kernel.
+    let mut c = std::net::TcpStream::connect(up).unwrap();
+    c.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        .unwrap();
+    let one_write = wait();
+    drop(c);
+    let g = start_gateway(&basic_policy(up, &extra_keys()));
+    for bytes in [10, 12 * 1024] {
+        let (s, v, _) = post(
+            &g,
+            "/v1/chat/completions",
+            Some(&key(1)),
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": big_prompt(bytes)}]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            wait(),
+            one_write,
+            "a {bytes}-byte prompt took more segments than one write"
+        );
+    }
+}

@@ -26,6 +26,10 @@ use async_trait::async_trait;
 use log::debug;
 use pingora_error::{Context, Error, ErrorType::*, OrErr, Result};
 use rand::seq::SliceRandom;
+
+/// TOLLGATE PATCH: write buffer of an upstream TCP connection (Pingora: none). A request
+/// header and a body of up to about this size go out in one write.
+const UPSTREAM_WRITE_BUFFER: usize = 16 * 1024;
 use std::net::SocketAddr as InetSocketAddr;
 #[cfg(unix)]
 use std::os::unix::io::AsRawFd;
@@ -176,7 +180,15 @@ where
                         Ok(socket) => {
                             local_addr = connect_attempt.local_addr();
                             debug!("connected to new server: {}", peer.address());
-                            Ok(socket.into())
+                            // TOLLGATE PATCH: a write buffer on upstream connections, so a
+                            // request header and a body of known length leave in one write
+                            // (see the header flush in protocols/http/v1/client.rs).
+                            let mut stream: Stream = socket.into();
+                            stream.set_buffer(crate::protocols::l4::stream::L4BufferSettings::new(
+                                0,
+                                UPSTREAM_WRITE_BUFFER,
+                            ));
+                            Ok(stream)
                         }
                         Err(e) => {
                             let c = format!("Fail to connect to {peer}");

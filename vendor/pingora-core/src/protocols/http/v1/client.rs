@@ -145,10 +145,17 @@ impl HttpSession {
             _ => Error::because(WriteError, "while writing request headers", e),
         })?;
 
-        self.underlying_stream
-            .flush()
-            .await
-            .or_err(WriteError, "flushing request header")?;
+        // TOLLGATE PATCH: when a body of known length follows, leave the header in the
+        // stream's write buffer; the body write flushes both together (one syscall and one
+        // wake-up of the server instead of two). The body writer flushes once the last
+        // byte of the Content-Length is written.
+        let body_follows = matches!(self.body_writer.body_mode, super::body::BodyMode::ContentLength(n, 0) if n > 0);
+        if !body_follows {
+            self.underlying_stream
+                .flush()
+                .await
+                .or_err(WriteError, "flushing request header")?;
+        }
 
         // write was successful
         self.request_written = Some(req);
