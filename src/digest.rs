@@ -1,4 +1,4 @@
-//! SHA-256 digests of API keys as map keys, and the cheap hasher for them.
+//! SHA-256 digests of API keys as map keys, and the cheap hashers of the request path's maps.
 
 /// SHA-256 of a raw API key.
 pub type Digest = [u8; 32];
@@ -33,3 +33,8 @@ impl std::hash::Hasher for DigestHasher {
     }
     fn write_usize(&mut self, _: usize) {}
 }
+
+/// The hasher of the request path's maps keyed by ids and names (admission scopes, the
+/// ledger's buckets): foldhash, seeded per process. std's SipHash costs ~100 instructions
+/// per short key, and a request makes a dozen such lookups.
+pub type FastHash = foldhash::fast::RandomState;

@@ -16,6 +16,7 @@ pub use rollup::{Dim, Level};
 
 use crate::admission::{Admission, Layer, ScopeKey, SpendStore};
 use crate::config::BudgetPeriod;
+use crate::digest::FastHash;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::path::Path;
@@ -197,7 +198,7 @@ fn totals_key(layer: Layer, id: &str) -> Vec<u8> {
 }
 
 /// In-memory totals: value, dirty (not yet flushed), touched since the last flush.
-type TotalsMem = HashMap<(Layer, Arc<str>), (SpendTotals, bool, bool)>;
+type TotalsMem = HashMap<(Layer, Arc<str>), (SpendTotals, bool, bool), FastHash>;
 
 /// An hourly bucket in memory: its whole total, what the store holds for it (and the
 /// rollups include), and whether `total` still has to be written.
@@ -216,7 +217,7 @@ const FLUSH_CHUNK: usize = 512;
 
 pub struct Ledger {
     store: Arc<Store>,
-    usage_mem: Mutex<HashMap<UsageKey, MemBucket>>,
+    usage_mem: Mutex<HashMap<UsageKey, MemBucket, FastHash>>,
     totals_mem: Mutex<TotalsMem>,
     /// Held (write) while a flush moves hourly rows and rollups, and the `flushed` totals in
     /// memory with them; held (read) by a query while it reads rollups and memory, so it sees
@@ -234,8 +235,8 @@ impl Ledger {
     pub fn new(store: Arc<Store>) -> Ledger {
         let ledger = Ledger {
             store,
-            usage_mem: Mutex::new(HashMap::new()),
-            totals_mem: Mutex::new(HashMap::new()),
+            usage_mem: Mutex::new(HashMap::default()),
+            totals_mem: Mutex::new(HashMap::default()),
             gate: RwLock::new(()),
             rollups_ready: AtomicBool::new(false),
         };

@@ -17,6 +17,7 @@ pub mod window;
 
 use crate::clock::Clock;
 use crate::config::{BudgetPeriod, Limits, Shadow};
+use crate::digest::FastHash;
 use crate::error::GatewayError;
 use budget::BudgetState;
 use std::collections::HashMap;
@@ -172,11 +173,11 @@ pub struct AdmitRequest<'a> {
     pub worst_cost_micros: u64,
 }
 
-type Shard = Mutex<HashMap<ScopeKey, Arc<Mutex<ScopeState>>>>;
+type Shard = Mutex<HashMap<ScopeKey, Arc<Mutex<ScopeState>>, FastHash>>;
 
 pub struct Admission {
     shards: Box<[Shard]>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: FastHash,
     clock: Arc<dyn Clock>,
     store: Option<Arc<dyn SpendStore>>,
     /// Divides window lengths (test builds use it to run "minutes" in a second).
@@ -194,7 +195,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Admission {
     pub fn new(clock: Arc<dyn Clock>, store: Option<Arc<dyn SpendStore>>, scale: u64) -> Admission {
         Admission {
-            shards: (0..64).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..64).map(|_| Mutex::new(HashMap::default())).collect(),
             hasher: Default::default(),
             clock,
             store,

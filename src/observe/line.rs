@@ -6,12 +6,8 @@ use super::{Finished, Outcome, PROMPT_CAP};
 use crate::config::LogLevel;
 use crate::error::GatewayError;
 use crate::request::RequestBody;
-use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
-use serde::Serialize;
 use std::cell::Cell;
-use std::fmt::Display;
 use std::io::Write as _;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 thread_local! {
@@ -48,123 +44,152 @@ fn stamp(t: SystemTime) -> [u8; 24] {
     out
 }
 
-/// Appends the line of `f` (JSON, no newline) to `out`.
+/// Appends the line of `f` (JSON, no newline) to `out`: written field by field, each key a
+/// constant, strings escaped as `serde_json` escapes them (the test module keeps a `serde`
+/// rendering of the same line and checks that both agree byte for byte).
 pub fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail, and every field serializes.
-    let _ = serde_json::to_writer(&mut *out, &Line(f));
-}
-
-struct Line<'a, 'f>(&'a Finished<'f>);
-
-/// A `Display` value written as a JSON string without an intermediate `String`.
-struct Str<T: Display>(T);
-
-impl<T: Display> Serialize for Str<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
-}
-
-struct Attempts<'a>(&'a [(Arc<str>, Outcome)]);
-
-#[derive(Serialize)]
-struct Attempt<'a> {
-    target: &'a str,
-    outcome: OutcomeLabel,
-}
-
-struct OutcomeLabel(Outcome);
-
-impl Display for OutcomeLabel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Outcome::Status(s) => write!(f, "{s}"),
-            o => f.write_str(o.name()),
+    let b = f.billed.unwrap_or_default();
+    let key = f.key;
+    let overhead = f
+        .first_attempt_at
+        .unwrap_or(f.ended)
+        .saturating_duration_since(f.started);
+    let duration = f.ended.saturating_duration_since(f.started);
+    out.extend_from_slice(b"{\"ts\":\"");
+    out.extend_from_slice(&stamp(SystemTime::now()));
+    out.extend_from_slice(b"\",\"request_id\":");
+    string(out, f.request_id);
+    out.extend_from_slice(b",\"org\":");
+    opt_string(out, key.map(|k| &*k.group.org.id));
+    out.extend_from_slice(b",\"group\":");
+    opt_string(out, key.map(|k| &*k.group.id));
+    out.extend_from_slice(b",\"key_id\":");
+    opt_string(out, key.map(|k| &*k.id));
+    out.extend_from_slice(b",\"model\":");
+    opt_string(out, f.model);
+    out.extend_from_slice(b",\"target\":");
+    opt_string(out, f.target);
+    out.extend_from_slice(b",\"status\":");
+    integer(out, f.status);
+    out.extend_from_slice(b",\"code\":");
+    opt_string(out, f.error.map(GatewayError::code));
+    out.extend_from_slice(b",\"fault\":");
+    opt_string(
+        out,
+        crate::fault::Fault::of(f.error, f.status).map(crate::fault::Fault::as_str),
+    );
+    out.extend_from_slice(b",\"input_tokens\":");
+    integer(out, b.input);
+    out.extend_from_slice(b",\"output_tokens\":");
+    integer(out, b.output);
+    out.extend_from_slice(b",\"cost_usd\":");
+    float(out, b.cost_micros as f64 / 1e6);
+    out.extend_from_slice(b",\"duration_ms\":");
+    float(out, duration.as_secs_f64() * 1000.0);
+    out.extend_from_slice(b",\"overhead_ms\":");
+    float(out, overhead.as_secs_f64() * 1000.0);
+    out.extend_from_slice(b",\"client_ip\":");
+    match f.client_ip {
+        // An address's text needs no escaping.
+        Some(ip) => {
+            let _ = write!(out, "\"{ip}\"");
         }
+        None => out.extend_from_slice(b"null"),
     }
-}
-
-impl Serialize for OutcomeLabel {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            // A status is three digits: no formatter.
-            Outcome::Status(c @ 100..=999) => {
-                let d = [
-                    b'0' + (c / 100) as u8,
-                    b'0' + (c / 10 % 10) as u8,
-                    b'0' + (c % 10) as u8,
-                ];
-                s.serialize_str(std::str::from_utf8(&d).unwrap_or_default())
-            }
-            _ => s.collect_str(self),
+    out.extend_from_slice(if f.stream {
+        b",\"stream\":true,\"attempts\":["
+    } else {
+        b",\"stream\":false,\"attempts\":["
+    });
+    for (i, (target, o)) in f.attempts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-    }
-}
-
-impl Serialize for Attempts<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for (target, o) in self.0 {
-            seq.serialize_element(&Attempt {
-                target,
-                outcome: OutcomeLabel(*o),
-            })?;
+        out.extend_from_slice(b"{\"target\":");
+        string(out, target);
+        out.extend_from_slice(b",\"outcome\":\"");
+        match *o {
+            Outcome::Status(c) => integer(out, c),
+            o => out.extend_from_slice(o.name().as_bytes()),
         }
-        seq.end()
+        out.extend_from_slice(b"\"}");
     }
-}
-
-impl Serialize for Line<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let f = self.0;
-        let b = f.billed.unwrap_or_default();
-        let key = f.key;
-        let overhead = f
-            .first_attempt_at
-            .unwrap_or(f.ended)
-            .saturating_duration_since(f.started);
-        let duration = f.ended.saturating_duration_since(f.started);
-        let mut o = s.serialize_struct("line", 23)?;
-        let ts = stamp(SystemTime::now());
-        o.serialize_field("ts", std::str::from_utf8(&ts).unwrap_or_default())?;
-        o.serialize_field("request_id", f.request_id)?;
-        o.serialize_field("org", &key.map(|k| &*k.group.org.id))?;
-        o.serialize_field("group", &key.map(|k| &*k.group.id))?;
-        o.serialize_field("key_id", &key.map(|k| &*k.id))?;
-        o.serialize_field("model", &f.model)?;
-        o.serialize_field("target", &f.target)?;
-        o.serialize_field("status", &f.status)?;
-        o.serialize_field("code", &f.error.map(GatewayError::code))?;
-        o.serialize_field(
-            "fault",
-            &crate::fault::Fault::of(f.error, f.status).map(crate::fault::Fault::as_str),
-        )?;
-        o.serialize_field("input_tokens", &b.input)?;
-        o.serialize_field("output_tokens", &b.output)?;
-        o.serialize_field("cost_usd", &(b.cost_micros as f64 / 1e6))?;
-        o.serialize_field("duration_ms", &(duration.as_secs_f64() * 1000.0))?;
-        o.serialize_field("overhead_ms", &(overhead.as_secs_f64() * 1000.0))?;
-        o.serialize_field("client_ip", &f.client_ip.map(Str))?;
-        o.serialize_field("stream", &f.stream)?;
-        o.serialize_field("attempts", &Attempts(f.attempts))?;
-        let level = key.map_or(LogLevel::Metadata, |k| k.group.log_level);
-        if level != LogLevel::Metadata {
-            // The prompt (`log_level = "prompt"`) and the completion (`"full"`), each capped.
-            let mut prompt = f.body.and_then(RequestBody::prompt_json);
-            if let Some(p) = prompt.as_mut().filter(|p| p.len() > PROMPT_CAP) {
-                p.truncate(floor_char_boundary(p, PROMPT_CAP));
-                o.serialize_field("prompt_truncated", &true)?;
-            }
-            o.serialize_field("prompt", &prompt)?;
-            if level == LogLevel::Full {
-                o.serialize_field("completion", &f.completion.map(|c| c.text.as_str()))?;
-                if f.completion.is_some_and(|c| c.truncated) {
-                    o.serialize_field("completion_truncated", &true)?;
-                }
+    out.push(b']');
+    let level = key.map_or(LogLevel::Metadata, |k| k.group.log_level);
+    if level != LogLevel::Metadata {
+        // The prompt (`log_level = "prompt"`) and the completion (`"full"`), each capped.
+        let mut prompt = f.body.and_then(RequestBody::prompt_json);
+        if let Some(p) = prompt.as_mut().filter(|p| p.len() > PROMPT_CAP) {
+            p.truncate(floor_char_boundary(p, PROMPT_CAP));
+            out.extend_from_slice(b",\"prompt_truncated\":true");
+        }
+        out.extend_from_slice(b",\"prompt\":");
+        opt_string(out, prompt.as_deref());
+        if level == LogLevel::Full {
+            out.extend_from_slice(b",\"completion\":");
+            opt_string(out, f.completion.map(|c| c.text.as_str()));
+            if f.completion.is_some_and(|c| c.truncated) {
+                out.extend_from_slice(b",\"completion_truncated\":true");
             }
         }
-        o.end()
     }
+    out.push(b'}');
+}
+
+fn integer(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// A number as `serde_json` writes an `f64` (shortest round-trip form; `null` if not finite).
+fn float(out: &mut Vec<u8>, x: f64) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &x);
+}
+
+fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => string(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `s` as a JSON string, escaped as `serde_json` does: `"`, `\` and control characters;
+/// everything else (UTF-8 included) as it is.
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[from..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(c >> 4)],
+                HEX[usize::from(c & 15)],
+            ]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        from = i + 1;
+    }
+    out.extend_from_slice(&bytes[from..]);
+    out.push(b'"');
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -172,6 +197,134 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+/// The line as the `serde` serializer wrote it before `render` wrote it by hand: the
+/// reference `render` must agree with byte for byte.
+#[cfg(test)]
+mod reference {
+    use super::*;
+    use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
+    use serde::Serialize;
+    use std::fmt::Display;
+    use std::sync::Arc;
+
+    pub fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
+        let _ = serde_json::to_writer(&mut *out, &Line(f));
+    }
+
+    struct Line<'a, 'f>(&'a Finished<'f>);
+
+    /// A `Display` value written as a JSON string without an intermediate `String`.
+    struct Str<T: Display>(T);
+
+    impl<T: Display> Serialize for Str<T> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(&self.0)
+        }
+    }
+
+    struct Attempts<'a>(&'a [(Arc<str>, Outcome)]);
+
+    #[derive(Serialize)]
+    struct Attempt<'a> {
+        target: &'a str,
+        outcome: OutcomeLabel,
+    }
+
+    struct OutcomeLabel(Outcome);
+
+    impl Display for OutcomeLabel {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self.0 {
+                Outcome::Status(s) => write!(f, "{s}"),
+                o => f.write_str(o.name()),
+            }
+        }
+    }
+
+    impl Serialize for OutcomeLabel {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                // A status is three digits: no formatter.
+                Outcome::Status(c @ 100..=999) => {
+                    let d = [
+                        b'0' + (c / 100) as u8,
+                        b'0' + (c / 10 % 10) as u8,
+                        b'0' + (c % 10) as u8,
+                    ];
+                    s.serialize_str(std::str::from_utf8(&d).unwrap_or_default())
+                }
+                _ => s.collect_str(self),
+            }
+        }
+    }
+
+    impl Serialize for Attempts<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(self.0.len()))?;
+            for (target, o) in self.0 {
+                seq.serialize_element(&Attempt {
+                    target,
+                    outcome: OutcomeLabel(*o),
+                })?;
+            }
+            seq.end()
+        }
+    }
+
+    impl Serialize for Line<'_, '_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let f = self.0;
+            let b = f.billed.unwrap_or_default();
+            let key = f.key;
+            let overhead = f
+                .first_attempt_at
+                .unwrap_or(f.ended)
+                .saturating_duration_since(f.started);
+            let duration = f.ended.saturating_duration_since(f.started);
+            let mut o = s.serialize_struct("line", 23)?;
+            let ts = stamp(SystemTime::now());
+            o.serialize_field("ts", std::str::from_utf8(&ts).unwrap_or_default())?;
+            o.serialize_field("request_id", f.request_id)?;
+            o.serialize_field("org", &key.map(|k| &*k.group.org.id))?;
+            o.serialize_field("group", &key.map(|k| &*k.group.id))?;
+            o.serialize_field("key_id", &key.map(|k| &*k.id))?;
+            o.serialize_field("model", &f.model)?;
+            o.serialize_field("target", &f.target)?;
+            o.serialize_field("status", &f.status)?;
+            o.serialize_field("code", &f.error.map(GatewayError::code))?;
+            o.serialize_field(
+                "fault",
+                &crate::fault::Fault::of(f.error, f.status).map(crate::fault::Fault::as_str),
+            )?;
+            o.serialize_field("input_tokens", &b.input)?;
+            o.serialize_field("output_tokens", &b.output)?;
+            o.serialize_field("cost_usd", &(b.cost_micros as f64 / 1e6))?;
+            o.serialize_field("duration_ms", &(duration.as_secs_f64() * 1000.0))?;
+            o.serialize_field("overhead_ms", &(overhead.as_secs_f64() * 1000.0))?;
+            o.serialize_field("client_ip", &f.client_ip.map(Str))?;
+            o.serialize_field("stream", &f.stream)?;
+            o.serialize_field("attempts", &Attempts(f.attempts))?;
+            let level = key.map_or(LogLevel::Metadata, |k| k.group.log_level);
+            if level != LogLevel::Metadata {
+                // The prompt (`log_level = "prompt"`) and the completion (`"full"`), each capped.
+                let mut prompt = f.body.and_then(RequestBody::prompt_json);
+                if let Some(p) = prompt.as_mut().filter(|p| p.len() > PROMPT_CAP) {
+                    p.truncate(floor_char_boundary(p, PROMPT_CAP));
+                    o.serialize_field("prompt_truncated", &true)?;
+                }
+                o.serialize_field("prompt", &prompt)?;
+                if level == LogLevel::Full {
+                    o.serialize_field("completion", &f.completion.map(|c| c.text.as_str()))?;
+                    if f.completion.is_some_and(|c| c.truncated) {
+                        o.serialize_field("completion_truncated", &true)?;
+                    }
+                }
+            }
+            o.end()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -199,5 +352,173 @@ mod tests {
             std::str::from_utf8(&stamp(now)).unwrap_or_default(),
             humantime::format_rfc3339_millis(now).to_string()
         );
+    }
+
+    fn snapshot() -> crate::snapshot::Snapshot {
+        let cfg = crate::config::parse_config(
+            r#"
+[server]
+listen = ["127.0.0.1:1"]
+
+[[providers]]
+id = "p"
+api = "openai"
+base_url = "http://127.0.0.1:2"
+
+[[models]]
+name = "gpt-4o-mini"
+targets = [{ provider = "p" }]
+
+[[orgs]]
+id = "o\"rg"
+
+[[groups]]
+id = "g-meta"
+org = "o\"rg"
+
+[[groups]]
+id = "g-prompt"
+org = "o\"rg"
+log_level = "prompt"
+
+[[groups]]
+id = "g-full"
+org = "o\"rg"
+log_level = "full"
+
+[[keys]]
+id = "k-meta"
+group = "g-meta"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000001"
+
+[[keys]]
+id = "k-prompt"
+group = "g-prompt"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000002"
+
+[[keys]]
+id = "k-full"
+group = "g-full"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
+"#,
+            std::path::Path::new("t"),
+        )
+        .expect("policy");
+        crate::snapshot::Snapshot::build(
+            &cfg,
+            &Default::default(),
+            1,
+            &crate::snapshot::Loopback,
+            &Default::default(),
+        )
+        .expect("snapshot")
+    }
+
+    #[test]
+    fn the_hand_written_line_is_the_serde_line() {
+        use crate::usage::{Billed, Completion};
+        use std::sync::Arc;
+        use std::time::Instant;
+        let snap = snapshot();
+        let keys: Vec<_> = (1u8..=3)
+            .map(|n| {
+                let mut d = [0u8; 32];
+                d[31] = n;
+                snap.key(&d).expect("key").clone()
+            })
+            .collect();
+        let body = RequestBody::parse(
+            br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"h\u00e9\"\\\n\t\u0001\u001f\u007f \u2028 \ud83d\ude00"}]}"#,
+        )
+        .expect("body");
+        let error = GatewayError::KeyDisabled("k".into());
+        let attempts: Vec<(Arc<str>, Outcome)> = vec![
+            ("p/gpt-4o-mini".into(), Outcome::Status(503)),
+            ("p/\"odd\\name\u{1}".into(), Outcome::TimedOut),
+            ("p/x".into(), Outcome::ConnectFailed),
+            ("p/y".into(), Outcome::ClientClosed),
+            ("p/z".into(), Outcome::Status(200)),
+        ];
+        let completion = Completion {
+            text: "answer \"quoted\"\n\u{0}é".into(),
+            truncated: true,
+        };
+        let started = Instant::now();
+        let ids = [
+            "req_plain",
+            "",
+            "id with \"quotes\" and \\ and \u{7f} and \u{0}\u{1b}\t\r\n\u{8}\u{c} and é漢字🦀",
+        ];
+        let mut cases = 0;
+        for key in [None, Some(&keys[0]), Some(&keys[1]), Some(&keys[2])] {
+            for id in ids {
+                for (status, err, billed, ip) in [
+                    (
+                        200u16,
+                        None,
+                        Some(Billed {
+                            input: 12,
+                            output: 8,
+                            cost_micros: 7,
+                        }),
+                        Some([127, 0, 0, 1].into()),
+                    ),
+                    (
+                        403,
+                        Some(&error),
+                        None,
+                        Some("2001:db8::1".parse().expect("ip")),
+                    ),
+                    (
+                        502,
+                        None,
+                        Some(Billed {
+                            input: u64::MAX,
+                            output: 0,
+                            cost_micros: 123_456_789,
+                        }),
+                        None,
+                    ),
+                    (0, None, None, None),
+                ] {
+                    let f = Finished {
+                        request_id: id,
+                        key: key.map(|k| &**k),
+                        model: Some("gpt-4o-mini"),
+                        served_model: None,
+                        target: if err.is_some() {
+                            None
+                        } else {
+                            Some("p/gpt-4o-mini")
+                        },
+                        status,
+                        error: err,
+                        billed,
+                        started,
+                        ended: started + Duration::from_micros(1_234_567),
+                        first_attempt_at: Some(started + Duration::from_nanos(98_765)),
+                        attempt_started: None,
+                        client_ip: ip,
+                        stream: status == 502,
+                        attempts: if status == 0 { &[] } else { &attempts },
+                        shadow: &[],
+                        body: Some(&body),
+                        completion: Some(&completion),
+                    };
+                    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+                    render(&f, &mut mine);
+                    reference::render(&f, &mut theirs);
+                    // The two read the clock separately: compare past the stamp.
+                    assert_eq!(
+                        String::from_utf8_lossy(&mine[31..]),
+                        String::from_utf8_lossy(&theirs[31..])
+                    );
+                    assert_eq!(&mine[..7], b"{\"ts\":\"");
+                    serde_json::from_slice::<serde_json::Value>(&mine).expect("valid JSON");
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 48);
     }
 }
