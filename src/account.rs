@@ -186,13 +186,14 @@ pub fn limit_headers(resp: &mut ResponseHeader, r: &Reservation) -> pingora_erro
 }
 
 pub fn rate_headers(resp: &mut ResponseHeader, rate: &RateInfo) -> pingora_error::Result<()> {
+    use crate::headers::*;
     if let Some((limit, remaining)) = rate.requests {
-        resp.insert_header("x-ratelimit-limit-requests", limit)?;
-        resp.insert_header("x-ratelimit-remaining-requests", remaining)?;
+        resp.insert_static_header(&LIMIT_REQUESTS, limit.into());
+        resp.insert_static_header(&REMAINING_REQUESTS, remaining.into());
     }
     if let Some((limit, remaining)) = rate.tokens {
-        resp.insert_header("x-ratelimit-limit-tokens", limit)?;
-        resp.insert_header("x-ratelimit-remaining-tokens", remaining)?;
+        resp.insert_static_header(&LIMIT_TOKENS, limit.into());
+        resp.insert_static_header(&REMAINING_TOKENS, remaining.into());
     }
     Ok(())
 }

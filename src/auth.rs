@@ -77,7 +77,9 @@ pub fn credential(req: &RequestHeader) -> Result<&[u8], CredentialError> {
         h.get_all(http::header::AUTHORIZATION)
             .iter()
             .map(|v| v.as_bytes()),
-        h.get_all("x-api-key").iter().map(|v| v.as_bytes()),
+        h.get_all(crate::headers::API_KEY.name())
+            .iter()
+            .map(|v| v.as_bytes()),
     )
 }
 

@@ -22,6 +22,7 @@ use crate::config::{Api, LogLevel};
 use crate::conn::budget::BodyHold;
 use crate::directory::Directory;
 use crate::error::GatewayError;
+use crate::headers;
 use crate::observe::metrics::Metrics;
 use crate::observe::{record_metrics, Finished, Outcome, RequestLog};
 use crate::request::{RequestBody, Route, Serves};
@@ -38,6 +39,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use smallvec::SmallVec;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -67,7 +69,8 @@ pub struct RequestCtx {
     /// The body rendered for the current target.
     pub upstream_body: Bytes,
     pub target: Option<TargetRef>,
-    pub tried: Vec<TargetRef>,
+    /// Inline for the usual one or two attempts: no allocation.
+    pub tried: SmallVec<[TargetRef; 2]>,
     pub error: Option<GatewayError>,
     /// In-flight slots taken before the body is read; admission takes them over.
     pub slots: Option<SlotHold>,
@@ -91,7 +94,7 @@ pub struct RequestCtx {
     pub affinity: u64,
     pub attempt_started: Option<Instant>,
     /// Every upstream attempt: target and how it ended (request log).
-    pub attempts: Vec<(Arc<str>, Outcome)>,
+    pub attempts: SmallVec<[(Arc<str>, Outcome); 2]>,
     /// When the first upstream attempt started: what came before is gateway overhead.
     pub first_attempt_at: Option<Instant>,
     /// The last attempt failed by timing out before the first byte.
@@ -219,7 +222,7 @@ fn now_ms() -> u64 {
 fn request_id(req: &RequestHeader) -> String {
     match req
         .headers
-        .get("x-request-id")
+        .get(headers::REQUEST_ID.name())
         .and_then(|v| v.to_str().ok())
     {
         Some(id)
@@ -275,7 +278,7 @@ impl Gateway {
         let xff = session
             .req_header()
             .headers
-            .get("x-forwarded-for")
+            .get(headers::FORWARDED_FOR.name())
             .map(|v| v.as_bytes());
         ctx.client_ip = policy::client_ip(peer, xff, &snapshot.server.trusted_proxies);
         if let Err(e) = policy::check_ip(&key, ctx.client_ip) {
@@ -322,7 +325,7 @@ impl Gateway {
         let plan = Plan::new(&snapshot, &key, model.clone(), route.serves());
         let headers = &session.req_header().headers;
         ctx.tags = headers
-            .get("x-tollgate-tags")
+            .get(headers::TAGS.name())
             .and_then(|v| v.to_str().ok())
             .map(|v| {
                 v.split(',')
@@ -332,7 +335,9 @@ impl Gateway {
             })
             .unwrap_or_default();
         ctx.affinity = route::affinity(
-            headers.get("x-tollgate-session").map(|v| v.as_bytes()),
+            headers
+                .get(crate::headers::SESSION.name())
+                .map(|v| v.as_bytes()),
             &key.id,
         );
         let admitted = account::admit(
@@ -376,7 +381,7 @@ impl ProxyHttp for Gateway {
             model: None,
             upstream_body: Bytes::new(),
             target: None,
-            tried: Vec::new(),
+            tried: SmallVec::new(),
             error: None,
             slots: None,
             body_hold: None,
@@ -391,7 +396,7 @@ impl ProxyHttp for Gateway {
             tags: Vec::new(),
             affinity: 0,
             attempt_started: None,
-            attempts: Vec::new(),
+            attempts: SmallVec::new(),
             first_attempt_at: None,
             timed_out: false,
             _inflight: InflightGuard::new(&self.accounting.inflight),
@@ -578,9 +583,11 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // x-request-id, x-tollgate-target, four x-ratelimit-*: grow the maps once.
+        resp.reserve_headers(6);
+        resp.insert_static_header(&headers::REQUEST_ID, headers::value(&ctx.request_id)?);
         if let Some(label) = ctx.target_label() {
-            resp.insert_header("x-tollgate-target", &*label)?;
+            resp.insert_static_header(&headers::TARGET, headers::value(&label)?);
         }
         if let Some(r) = &ctx.reservation {
             account::limit_headers(resp, r)?;

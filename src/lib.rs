@@ -59,6 +59,7 @@ pub mod fault;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod gateway;
+pub mod headers;
 pub mod last_seen;
 pub mod ledger;
 #[path = "mock_provider/mod.rs"]

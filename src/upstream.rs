@@ -93,7 +93,10 @@ pub fn rewrite_request(
     }
     req.insert_header(http::header::HOST, provider.host_header.as_str())?;
     req.insert_header(http::header::CONTENT_LENGTH, body_len)?;
-    req.insert_header("x-request-id", request_id)?;
+    req.insert_static_header(
+        &crate::headers::REQUEST_ID,
+        crate::headers::value(request_id)?,
+    );
     match provider.api {
         Api::OpenAi => {
             if let Some(c) = &provider.credential {
@@ -105,7 +108,10 @@ pub fn rewrite_request(
         }
         Api::Anthropic => {
             if let Some(c) = &provider.credential {
-                req.insert_header("x-api-key", c.expose())?;
+                req.insert_static_header(
+                    &crate::headers::API_KEY,
+                    crate::headers::value(c.expose())?,
+                );
             }
             if req.headers.get("anthropic-version").is_none() {
                 req.insert_header("anthropic-version", DEFAULT_ANTHROPIC_VERSION)?;

@@ -90,7 +90,17 @@ pub fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
     float(out, overhead.as_secs_f64() * 1000.0);
     out.extend_from_slice(b",\"client_ip\":");
     match f.client_ip {
-        // An address's text needs no escaping.
+        // An address's text needs no escaping; IPv4 without the formatter.
+        Some(std::net::IpAddr::V4(ip)) => {
+            out.push(b'"');
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                integer(out, octet);
+            }
+            out.push(b'"');
+        }
         Some(ip) => {
             let _ = write!(out, "\"{ip}\"");
         }
@@ -477,7 +487,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
                             output: 0,
                             cost_micros: 123_456_789,
                         }),
-                        None,
+                        Some([255, 10, 0, 199].into()),
                     ),
                     (0, None, None, None),
                 ] {

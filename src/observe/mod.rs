@@ -108,9 +108,9 @@ pub mod metrics;
 pub fn record_metrics(m: &metrics::Metrics, f: &Finished<'_>) {
     let group = f.key.map_or("-", |k| &*k.group.id);
     let model = f.served_model.or(f.model).unwrap_or("-");
-    let status = f.status.to_string();
+    let mut status = itoa::Buffer::new();
     m.requests
-        .with_label_values(&[group, model, status.as_str()])
+        .with_label_values(&[group, model, status.format(f.status)])
         .inc();
     if let Some(e) = f.error {
         m.rejections.with_label_values(&[group, e.code()]).inc();

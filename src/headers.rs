@@ -1,0 +1,29 @@
+//! The names of the headers the request path writes, built at compile time. Pingora's
+//! `insert_header` parses and copies a custom name on every call; `insert_static_header`
+//! (our pingora-http patch, vendor/README.md) takes these as they are.
+
+use pingora_http::StaticHeaderName;
+
+pub static REQUEST_ID: StaticHeaderName = StaticHeaderName::new("x-request-id");
+pub static TARGET: StaticHeaderName = StaticHeaderName::new("x-tollgate-target");
+pub static LIMIT_REQUESTS: StaticHeaderName = StaticHeaderName::new("x-ratelimit-limit-requests");
+pub static REMAINING_REQUESTS: StaticHeaderName =
+    StaticHeaderName::new("x-ratelimit-remaining-requests");
+pub static LIMIT_TOKENS: StaticHeaderName = StaticHeaderName::new("x-ratelimit-limit-tokens");
+pub static REMAINING_TOKENS: StaticHeaderName =
+    StaticHeaderName::new("x-ratelimit-remaining-tokens");
+pub static API_KEY: StaticHeaderName = StaticHeaderName::new("x-api-key");
+
+/// `v` as a header value, or the error Pingora's `insert_header` gives for a bad one.
+pub fn value(v: &str) -> pingora_error::Result<http::HeaderValue> {
+    use pingora_error::OrErr;
+    http::HeaderValue::from_str(v).or_err(
+        pingora_error::ErrorType::InvalidHTTPHeader,
+        "invalid value while insert",
+    )
+}
+
+/// Request headers the gateway reads (looked up by a ready name, not a parsed `&str`).
+pub static FORWARDED_FOR: StaticHeaderName = StaticHeaderName::new("x-forwarded-for");
+pub static TAGS: StaticHeaderName = StaticHeaderName::new("x-tollgate-tags");
+pub static SESSION: StaticHeaderName = StaticHeaderName::new("x-tollgate-session");
