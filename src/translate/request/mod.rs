@@ -12,7 +12,6 @@ pub use to_chat::messages_to_chat;
 pub use to_messages::chat_to_messages;
 
 use crate::error::GatewayError;
-use indexmap::IndexMap;
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -20,7 +19,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
-type Fields = IndexMap<String, Box<RawValue>>;
+use crate::request::Fields;
 
 const ANTHROPIC: &str = "an Anthropic-style target";
 const OPENAI: &str = "an OpenAI-style target";
