@@ -23,7 +23,6 @@ const STRIP: &[&str] = &[
     "upgrade",
     "expect",
     "transfer-encoding",
-    "content-length",
     "accept-encoding",
     "x-forwarded-for",
     "forwarded",
@@ -79,13 +78,18 @@ pub fn rewrite_request(
         (true, Api::Anthropic) => &["openai-organization", "openai-project", "openai-beta"],
     };
     // One pass over the client's few headers per removal, not a name parse and a map lookup
-    // for each of the ~20 names that are usually absent.
+    // for each of the ~20 names that are usually absent. A header set below replaces every
+    // value the client sent (`insert` semantics), so those need no removal first:
+    // `content-length` always, `authorization` when the provider's key goes there.
+    let replaced_auth = provider.api == Api::OpenAi && provider.credential.is_some();
     while let Some(h) = req
         .headers
         .keys()
         .find(|k| {
             let n = k.as_str();
-            STRIP.contains(&n) || n.starts_with("x-tollgate-") || foreign.contains(&n)
+            (STRIP.contains(&n) && !(replaced_auth && *k == http::header::AUTHORIZATION))
+                || n.starts_with("x-tollgate-")
+                || foreign.contains(&n)
         })
         .cloned()
     {
@@ -136,4 +140,93 @@ pub fn rewrite_request(
         req.set_uri(uri);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Environment, Snapshot};
+    use std::net::SocketAddr;
+
+    struct Env;
+
+    impl Environment for Env {
+        fn var(&self, name: &str) -> Option<String> {
+            (name == "PROVIDER_KEY").then(|| "sk-provider".to_string())
+        }
+
+        fn resolve(&self, _: &str, port: u16) -> Vec<SocketAddr> {
+            vec![SocketAddr::from(([127, 0, 0, 1], port))]
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        let policy = r#"
+[server]
+listen = ["127.0.0.1:1"]
+
+[[providers]]
+id = "keyed"
+api = "openai"
+base_url = "http://127.0.0.1:2"
+api_key_env = "PROVIDER_KEY"
+
+[[providers]]
+id = "open"
+api = "openai"
+base_url = "http://127.0.0.1:3"
+
+[[providers]]
+id = "anth"
+api = "anthropic"
+base_url = "http://127.0.0.1:4"
+api_key_env = "PROVIDER_KEY"
+
+[[models]]
+name = "m"
+targets = [{ provider = "keyed" }, { provider = "open" }, { provider = "anth" }]
+"#;
+        let cfg = crate::config::parse_config(policy, std::path::Path::new("t")).expect("policy");
+        Snapshot::build(&cfg, &Default::default(), 1, &Env, &Default::default()).expect("snapshot")
+    }
+
+    #[test]
+    fn the_client_key_never_reaches_any_provider() {
+        let snap = snapshot();
+        for p in &snap.providers {
+            let mut req = RequestHeader::build("POST", b"/v1/chat/completions", None).expect("req");
+            req.append_header("Authorization", "Bearer tg-client-key")
+                .expect("h");
+            req.append_header("authorization", "Bearer tg-second")
+                .expect("h");
+            req.append_header("x-api-key", "tg-client-key").expect("h");
+            req.append_header("content-length", "999").expect("h");
+            req.append_header("x-tollgate-tags", "a").expect("h");
+            rewrite_request(&mut req, p, 12, "req_1", None).expect("rewrite");
+            let mut wire = Vec::new();
+            req.header_to_h1_wire(&mut wire);
+            let wire = String::from_utf8(wire).expect("utf8");
+            assert!(!wire.contains("tg-"), "{}: {wire}", p.id);
+            assert!(
+                !wire.to_ascii_lowercase().contains("x-tollgate-"),
+                "{}: {wire}",
+                p.id
+            );
+            let auth: Vec<_> = req.headers.get_all("authorization").iter().collect();
+            let key: Vec<_> = req.headers.get_all("x-api-key").iter().collect();
+            let length: Vec<_> = req.headers.get_all("content-length").iter().collect();
+            assert_eq!(length, ["12"], "{}", p.id);
+            match &*p.id {
+                "keyed" => {
+                    assert_eq!(auth, ["Bearer sk-provider"]);
+                    assert!(key.is_empty());
+                }
+                "open" => assert!(auth.is_empty() && key.is_empty(), "{wire}"),
+                _ => {
+                    assert!(auth.is_empty(), "{wire}");
+                    assert_eq!(key, ["sk-provider"]);
+                }
+            }
+        }
+    }
 }
