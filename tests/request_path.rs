@@ -688,3 +688,45 @@ async fn request_header_and_body_reach_the_provider_in_one_segment() {
         );
     }
 }
+
+/// A provider that accepts the connection and never reads: the gateway's body write
+/// stalls on a full socket, and the group's `timeout` as the peer's `write_timeout` ends
+/// the request (the answer's `read_timeout` is not armed while the body is still being
+/// written: without the write timeout this request hangs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_never_reads_the_body_times_out() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming() {
+            held.push(s);
+        }
+    });
+    let policy = basic_policy(up, &extra_keys())
+        .replace(
+            "max_tokens = 4000\n",
+            "max_tokens = 4000\ntimeout = \"1s\"\nretries = 0\n",
+        )
+        .replace("threads = 2\n", "threads = 2\nmax_body = \"32MiB\"\n");
+    let g = start_gateway(&policy);
+    let started = Instant::now();
+    let (s, v, _) = post(
+        &g,
+        "/v1/chat/completions",
+        Some(&key(1)),
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": big_prompt(24 * 1024 * 1024)}]}),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(s, 502, "{v}");
+    assert_eq!(v["error"]["code"], "upstream_error", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("WriteTimedout"),
+        "{v}"
+    );
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+}
