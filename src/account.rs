@@ -60,8 +60,13 @@ impl Accounting {
         shadow: &[ShadowHit],
     ) {
         let Some(k) = key else { return };
+        let audited = error.filter(|e| crate::audit::audited_refusal(e.code()));
+        if audited.is_none() && shadow.is_empty() {
+            // The usual request: nothing to note, no clock read.
+            return;
+        }
         let now = self.admission.now_ms();
-        if let Some(e) = error.filter(|e| crate::audit::audited_refusal(e.code())) {
+        if let Some(e) = audited {
             self.refusals.record(k, e.code(), false, now);
         }
         for h in shadow {

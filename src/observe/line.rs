@@ -163,27 +163,39 @@ fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-/// `s` as a JSON string, escaped as `serde_json` does: `"`, `\` and control characters;
-/// everything else (UTF-8 included) as it is.
+/// For each byte: 0 when it goes as it is, else the letter after the backslash (`u`: as
+/// `\u00XX`). The escapes `serde_json` writes: `"`, `\\` and the control characters.
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = b'u';
+        c += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// `s` as a JSON string, escaped as `serde_json` does; everything else (UTF-8 included)
+/// as it is.
 fn string(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut from = 0;
     for (i, &c) in bytes.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
+        let esc = ESCAPE[usize::from(c)];
+        if esc == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[from..i]);
-        if esc.is_empty() {
+        if esc == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(&[
                 b'\\',
@@ -194,7 +206,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
                 HEX[usize::from(c & 15)],
             ]);
         } else {
-            out.extend_from_slice(esc);
+            out.extend_from_slice(&[b'\\', esc]);
         }
         from = i + 1;
     }
