@@ -2,6 +2,8 @@
 # Latency at a fixed 2k req/s (oha, latency-corrected) direct to the mock provider and through
 # tollgate (10k keys, every limit on, request log to a file: loadtest/gen_policy.py), streaming
 # time to first byte (curl, 300 sequential streamed requests each), and tollgate's RSS.
+# When ../shared/bench/bare-pingora has been built (perf.sh builds it), the bare Pingora proxy
+# is measured at the same rate too: what any Pingora proxy adds on this machine.
 #   cargo install oha; cargo build --release; bash loadtest/fixed_rate.sh [RATE] [SECONDS]
 set -u
 cd "$(dirname "$0")/.."
@@ -16,6 +18,13 @@ python3 loadtest/gen_policy.py 10000 127.0.0.1:18190 "$work/data" \
   | sed "s#request_log = \"off\"#request_log = \"$work/requests.jsonl\"#" > "$work/policy.toml"
 RUST_LOG=warn "$BIN" -c "$work/policy.toml" > "$work/tg.log" 2>&1 & pids+=($!); TG=$!
 for _ in $(seq 300); do curl -s -o /dev/null 127.0.0.1:18190/ && break; sleep 0.1; done
+BARE=../shared/bench/bare-pingora/target/release/bare-pingora
+if [ -x "$BARE" ]; then # listens on 18080, proxies to 18081 (hard-coded in its source)
+  "$BIN" mock --listen 127.0.0.1:18081 >/dev/null 2>&1 & pids+=($!)
+  printf 'version: 1\nthreads: 1\nwork_stealing: false\npid_file: %s/bp.pid\nupgrade_sock: %s/bp.sock\n' "$work" "$work" > "$work/bp.yaml"
+  "$BARE" -c "$work/bp.yaml" >/dev/null 2>&1 & pids+=($!)
+  for _ in $(seq 100); do curl -s -o /dev/null 127.0.0.1:18080/ && break; sleep 0.1; done
+fi
 body='{"model":"gpt-4o-mini","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}'
 sbody='{"model":"gpt-4o-mini","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
 rate() { # url -> p50 p99 p99.9 in ms
@@ -33,6 +42,7 @@ oha --no-tui -z 3s -c 8 -m POST -T application/json -H "Authorization: Bearer tg
 echo "## fixed rate $RATE req/s for ${SECS}s, 32 connections (oha --latency-correction)"
 echo "direct:   $(rate http://127.0.0.1:18181/v1/chat/completions)"
 echo "tollgate: $(rate http://127.0.0.1:18190/v1/chat/completions)"
+[ -x "$BARE" ] && echo "bare Pingora: $(rate http://127.0.0.1:18080/v1/chat/completions)"
 echo "## streaming (300 sequential requests)"
 echo "direct:   $(ttfb http://127.0.0.1:18181/v1/chat/completions)"
 echo "tollgate: $(ttfb http://127.0.0.1:18190/v1/chat/completions)"

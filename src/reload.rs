@@ -2,6 +2,7 @@
 //! build a new snapshot off the request path, swap it in atomically. An invalid file
 //! changes nothing.
 
+pub mod retire;
 mod settle;
 pub use settle::read_settled;
 
@@ -97,6 +98,7 @@ impl Policy {
                 if let Some(f) = self.after_swap.get() {
                     f(&old, &self.current.load());
                 }
+                retire::retire(old);
                 self.generation.store(generation, Ordering::Relaxed);
                 Ok(generation)
             });
@@ -180,7 +182,7 @@ impl BackgroundService for SighupService {
             }
             first = false;
             let policy = self.policy.clone();
-            let _ = tokio::task::spawn_blocking(move || policy.reload()).await;
+            retire::in_background("tollgate-reload", move || policy.reload()).await;
         }
     }
 }

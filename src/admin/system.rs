@@ -60,15 +60,15 @@ pub async fn metrics(State(s): State<AdminState>) -> Response {
 
 pub async fn reload(State(s): State<AdminState>) -> Response {
     let policy = s.policy.clone();
-    match tokio::task::spawn_blocking(move || policy.reload()).await {
-        Ok(Ok(generation)) => {
+    match crate::reload::retire::in_background("tollgate-reload", move || policy.reload()).await {
+        Some(Ok(generation)) => {
             Json(serde_json::json!({"reloaded": true, "generation": generation})).into_response()
         }
-        Ok(Err(problems)) => err(
+        Some(Err(problems)) => err(
             400,
             "invalid_request",
             &format!("policy not reloaded, the previous one stays in force: {problems}"),
         ),
-        Err(_) => err(500, "internal_error", "reload task failed"),
+        None => err(500, "internal_error", "reload task failed"),
     }
 }
