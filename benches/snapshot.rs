@@ -118,7 +118,7 @@ fn lookup(c: &mut Criterion) {
     let mut g = c.benchmark_group("auth + policy");
     // File keys only (the data plane before the control plane existed).
     let cfg = config_with_keys(1_000_000);
-    let snap = Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default())
+    let snap = Snapshot::build(cfg, &Default::default(), 1, &Loopback, &Default::default())
         .expect("snapshot");
     let empty = Directory::default();
     let req = request(&key_string(777_777));
@@ -127,7 +127,7 @@ fn lookup(c: &mut Criterion) {
     });
     drop(snap);
     let cfg = config_with_keys(10_000);
-    let snap = Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default())
+    let snap = Snapshot::build(cfg, &Default::default(), 1, &Loopback, &Default::default())
         .expect("snapshot");
     let req = request(&key_string(7_777));
     g.bench_function("file key, 10k file keys", |b| {
@@ -163,9 +163,9 @@ fn build(c: &mut Criterion) {
         let cfg = config_with_keys(n);
         g.bench_function(format!("{n} keys"), |b| {
             b.iter_batched(
-                || (),
-                |()| {
-                    Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default())
+                || cfg.clone(),
+                |cfg| {
+                    Snapshot::build(cfg, &Default::default(), 1, &Loopback, &Default::default())
                         .expect("snapshot")
                 },
                 BatchSize::PerIteration,

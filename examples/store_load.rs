@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
             let cfg = tollgate::config::parse_config(POLICY, std::path::Path::new("p.toml"))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let snapshot = tollgate::snapshot::Snapshot::build(
-                &cfg,
+                cfg,
                 &Default::default(),
                 1,
                 &tollgate::snapshot::Loopback,

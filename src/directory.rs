@@ -82,14 +82,14 @@ impl ApiKey {
         }
         let group = snapshot.groups.get(&self.group)?;
         let parts = KeyParts {
-            id: &self.id,
+            id: self.id.clone(),
             name: None,
             digest: self.digest,
             expires_at: self.expires_at,
             state: self.state,
             limits: self.limits,
             models: self.models.as_deref(),
-            allowed_cidrs: self.allowed_cidrs.as_ref(),
+            allowed_cidrs: self.allowed_cidrs.as_deref().map(Box::from),
             source: KeySource::Api,
             last_used: self.last_used.clone(),
         };
@@ -230,7 +230,7 @@ mod tests {
     fn snapshot(text: &str, generation: u64) -> Snapshot {
         let cfg = crate::config::parse_config(text, std::path::Path::new("t.toml")).unwrap();
         Snapshot::build(
-            &cfg,
+            cfg,
             &crate::last_seen::LastSeen::default(),
             generation,
             &crate::snapshot::Loopback,

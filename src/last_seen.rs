@@ -47,6 +47,14 @@ pub struct LastSeen {
 }
 
 impl LastSeen {
+    /// Makes room for `n` cells in all, so a large first build does not end by doubling
+    /// the map (its old and new tables held together: ~75 MB at a million keys).
+    pub fn reserve(&self, n: usize) {
+        let mut m = self.cells.lock().unwrap_or_else(|p| p.into_inner());
+        let more = n.saturating_sub(m.len());
+        m.reserve(more);
+    }
+
     pub fn cell(&self, id: &Arc<str>) -> Arc<LastUsed> {
         let mut m = self.cells.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(id.clone()).or_default().clone()

@@ -68,7 +68,7 @@ fn allocations_per_request_stay_under_their_ceilings() {
     let digest = hex::encode(tollgate::auth::digest(KEY.as_bytes()));
     let cfg = tollgate::config::parse_config(&POLICY.replace("SHA", &digest), Path::new("t"))
         .expect("policy");
-    let snap = Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default())
+    let snap = Snapshot::build(cfg, &Default::default(), 1, &Loopback, &Default::default())
         .expect("snapshot");
     let dir = tollgate::directory::Directory::default();
     let mut req =

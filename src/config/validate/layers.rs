@@ -529,7 +529,7 @@ pub(super) fn check_keys(
     raw: Vec<(RawKey, Loc, String)>,
     groups: &[Group],
     orgs: &[Org],
-) -> Vec<KeyDef> {
+) -> KeyDefs {
     let mut keys = KeyChecker::default();
     for (k, loc, path) in raw {
         keys.check(c, k, loc, path, groups, orgs);
@@ -544,7 +544,7 @@ pub(super) struct KeyChecker {
     /// Ids seen so far (shared with the `KeyDef`s: no second copy of each id).
     seen: HashSet<Arc<str>>,
     digests: HashSet<[u8; 32], crate::digest::DigestHash>,
-    out: Vec<KeyDef>,
+    out: KeyDefs,
 }
 
 impl KeyChecker {
@@ -648,8 +648,7 @@ impl KeyChecker {
         });
     }
 
-    pub(super) fn finish(mut self) -> Vec<KeyDef> {
-        self.out.shrink_to_fit();
+    pub(super) fn finish(self) -> KeyDefs {
         self.out
     }
 }

@@ -450,7 +450,7 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
     finish(c, path, server, (providers, models, orgs, groups, keys))
 }
 
-type Checked = (Vec<Provider>, Vec<Model>, Vec<Org>, Vec<Group>, Vec<KeyDef>);
+type Checked = (Vec<Provider>, Vec<Model>, Vec<Org>, Vec<Group>, KeyDefs);
 
 fn finish(
     c: Checker,
