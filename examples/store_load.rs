@@ -77,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             let snapshot = tollgate::snapshot::Snapshot::build(
                 cfg,
                 &Default::default(),
+                None,
                 1,
                 &tollgate::snapshot::Loopback,
                 &Default::default(),
@@ -87,7 +88,6 @@ fn main() -> anyhow::Result<()> {
             let _cp = ControlPlane::open(
                 store as Arc<dyn ControlStore>,
                 directory.clone(),
-                &Default::default(),
                 policy,
                 None,
                 Arc::new(Events::default()),

@@ -232,6 +232,7 @@ mod tests {
         Snapshot::build(
             cfg,
             &crate::last_seen::LastSeen::default(),
+            None,
             generation,
             &crate::snapshot::Loopback,
             &Default::default(),

@@ -109,7 +109,6 @@ pub fn build(
     let control = Arc::new(ControlPlane::open(
         store.clone() as Arc<dyn ControlStore>,
         directory.clone(),
-        &policy.last_seen,
         policy.current.clone(),
         Some(ledger.clone()),
         events.clone(),

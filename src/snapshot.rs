@@ -21,6 +21,8 @@ use std::time::{Duration, SystemTime};
 
 pub use crate::digest::{Digest, DigestHash, DigestHasher};
 
+mod carry;
+
 #[derive(Debug)]
 pub struct Snapshot {
     /// Increases by one on every successful reload.
@@ -326,10 +328,12 @@ impl Snapshot {
     /// the request path.
     ///
     /// Takes the config whole: the key definitions are dropped a run at a time as their
-    /// entries are made, so a million of each are never held together.
+    /// entries are made, so a million of each are never held together. File keys take
+    /// their last-use cells from `previous` (the snapshot this one replaces) or `last_seen`.
     pub fn build(
         config: Config,
         last_seen: &LastSeen,
+        previous: Option<&Snapshot>,
         generation: u64,
         env: &dyn Environment,
         health: &crate::route::health::Health,
@@ -432,8 +436,8 @@ impl Snapshot {
             })
             .collect();
 
+        let mut carry = carry::Carry::new(previous, &key_defs, last_seen);
         let mut keys = HashSet::with_capacity_and_hasher(key_defs.len(), DigestHash);
-        last_seen.reserve(key_defs.len());
         for run in key_defs.into_runs() {
             for k in run {
                 let KeyDef {
@@ -449,7 +453,7 @@ impl Snapshot {
                     tags,
                 } = k;
                 let parts = KeyParts {
-                    last_used: last_seen.cell(&id),
+                    last_used: carry.cell(&id, &digest),
                     id,
                     name,
                     digest,
@@ -480,7 +484,7 @@ impl Snapshot {
             }
         }
 
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             generation,
             server,
             keys,
@@ -489,7 +493,9 @@ impl Snapshot {
             providers,
             groups: groups.iter().map(|g| (g.id.clone(), g.clone())).collect(),
             orgs: orgs.iter().map(|o| (o.id.clone(), o.clone())).collect(),
-        })
+        };
+        carry.finish(&snapshot);
+        Ok(snapshot)
     }
 
     pub fn key(&self, digest: &Digest) -> Option<&Arc<KeyEntry>> {
@@ -591,8 +597,15 @@ mod tests {
         let a: SocketAddr = "10.0.0.1:443".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:443".parse().unwrap();
         let env = Flaky(Mutex::new(vec![vec![], vec![a], vec![], vec![b]]));
-        let snap =
-            Snapshot::build(cfg, &LastSeen::default(), 1, &env, &Default::default()).unwrap();
+        let snap = Snapshot::build(
+            cfg,
+            &LastSeen::default(),
+            None,
+            1,
+            &env,
+            &Default::default(),
+        )
+        .unwrap();
         assert!(snap.providers[0].addrs.load().is_empty());
         assert_eq!(refresh_addresses(&snap, &env), 0);
         assert_eq!(**snap.providers[0].addrs.load(), vec![a]);
@@ -600,6 +613,43 @@ mod tests {
         assert_eq!(**snap.providers[0].addrs.load(), vec![a]);
         refresh_addresses(&snap, &env);
         assert_eq!(**snap.providers[0].addrs.load(), vec![b]);
+    }
+
+    #[test]
+    fn last_use_cells_follow_keys_across_reloads_by_id() {
+        let head = "[server]\nlisten = [\"127.0.0.1:1\"]\n[[providers]]\nid = \"p\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\n[[models]]\nname = \"a\"\ntargets = [{ provider = \"p\" }]\n[[orgs]]\nid = \"o\"\n[[groups]]\nid = \"g\"\norg = \"o\"\n";
+        let file = |keys: &[(&str, u8)]| {
+            let mut t = head.to_string();
+            for (id, d) in keys {
+                t += &format!(
+                    "[[keys]]\nid = \"{id}\"\ngroup = \"g\"\nsha256 = \"{}\"\n",
+                    hex::encode([*d; 32])
+                );
+            }
+            crate::config::parse_config(&t, std::path::Path::new("t.toml")).unwrap()
+        };
+        let seen = LastSeen::default();
+        let build = |cfg, prev| {
+            Snapshot::build(cfg, &seen, prev, 1, &Loopback, &Default::default()).unwrap()
+        };
+        let cell = |s: &Snapshot, d: u8| s.key(&[d; 32]).unwrap().last_used.clone();
+        let s1 = build(file(&[("k1", 1), ("k2", 2), ("k3", 3)]), None);
+        for d in 1..=3 {
+            cell(&s1, d).touch(100 + u64::from(d));
+        }
+        // k1 unchanged, k2 with a new secret, k3 removed, k4 new, digest 3 now k5's.
+        let s2 = build(
+            file(&[("k1", 1), ("k2", 9), ("k4", 4), ("k5", 3)]),
+            Some(&s1),
+        );
+        assert!(Arc::ptr_eq(&cell(&s2, 1), &cell(&s1, 1)));
+        assert!(Arc::ptr_eq(&cell(&s2, 9), &cell(&s1, 2)));
+        assert_eq!((cell(&s2, 4).get(), cell(&s2, 3).get()), (0, 0));
+        // k3 put back (and k1 removed) two reloads later: its last use is still known.
+        let s3 = build(file(&[("k2", 9), ("k4", 4)]), Some(&s2));
+        let s4 = build(file(&[("k3", 7), ("k1", 1)]), Some(&s3));
+        assert!(Arc::ptr_eq(&cell(&s4, 7), &cell(&s1, 3)));
+        assert_eq!((cell(&s4, 7).get(), cell(&s4, 1).get()), (103, 101));
     }
 
     #[test]
@@ -623,8 +673,15 @@ mod tests {
         }
         let cfg = crate::config::parse_config(&text, std::path::Path::new("t.toml")).unwrap();
         let name_at = cfg.keys[1500].name.as_deref().map(str::as_ptr);
-        let snap =
-            Snapshot::build(cfg, &LastSeen::default(), 1, &Loopback, &Default::default()).unwrap();
+        let snap = Snapshot::build(
+            cfg,
+            &LastSeen::default(),
+            None,
+            1,
+            &Loopback,
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(snap.key_count(), n);
         let digest = |i: usize| {
             let mut d = [0u8; 32];
