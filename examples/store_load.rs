@@ -102,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         }
         Some("scan") => {
             let store = Store::open(&dir, std::time::Duration::ZERO)?;
+            println!("opened: RSS {:.0} MiB", rss_mib());
             let started = std::time::Instant::now();
             let mut n = 0usize;
             let mut bytes = 0usize;

@@ -156,9 +156,11 @@ fn load_keys(
     directory: &Directory,
     last_used: &std::collections::HashMap<String, u64>,
 ) -> anyhow::Result<(usize, usize)> {
-    const BATCH: usize = 4096;
+    // The reader outruns the parser: what is queued is held raw (~450 B a key), so the
+    // queue stays short (16 batches of 4096 held ~30 MB).
+    const BATCH: usize = 1024;
     std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(16);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(4);
         let reader = s.spawn(move || {
             let mut batch = Vec::with_capacity(BATCH);
             store.scan_raw_keys(&mut |v| {
