@@ -69,7 +69,15 @@ targets = [{ provider = "mock", model = "gpt-4o-mini", weight = 1 }, { provider 
 
 fn load(text: &str) -> Snapshot {
     let cfg = parse_config(text, Path::new("bench.toml")).expect("valid policy");
-    Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default()).expect("snapshot")
+    Snapshot::build(
+        cfg,
+        &Default::default(),
+        None,
+        1,
+        &Loopback,
+        &Default::default(),
+    )
+    .expect("snapshot")
 }
 
 fn config_load(c: &mut Criterion) {

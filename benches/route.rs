@@ -19,7 +19,15 @@ fn snapshot(n: usize) -> Snapshot {
         targets.join(", ")
     );
     let cfg = parse_config(&text, std::path::Path::new("bench.toml")).expect("config");
-    Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Health::default()).expect("snapshot")
+    Snapshot::build(
+        cfg,
+        &Default::default(),
+        None,
+        1,
+        &Loopback,
+        &Health::default(),
+    )
+    .expect("snapshot")
 }
 
 fn picks(c: &mut Criterion) {

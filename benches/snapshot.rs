@@ -118,8 +118,15 @@ fn lookup(c: &mut Criterion) {
     let mut g = c.benchmark_group("auth + policy");
     // File keys only (the data plane before the control plane existed).
     let cfg = config_with_keys(1_000_000);
-    let snap = Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default())
-        .expect("snapshot");
+    let snap = Snapshot::build(
+        cfg,
+        &Default::default(),
+        None,
+        1,
+        &Loopback,
+        &Default::default(),
+    )
+    .expect("snapshot");
     let empty = Directory::default();
     let req = request(&key_string(777_777));
     g.bench_function("file key, 1M file keys", |b| {
@@ -127,8 +134,15 @@ fn lookup(c: &mut Criterion) {
     });
     drop(snap);
     let cfg = config_with_keys(10_000);
-    let snap = Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default())
-        .expect("snapshot");
+    let snap = Snapshot::build(
+        cfg,
+        &Default::default(),
+        None,
+        1,
+        &Loopback,
+        &Default::default(),
+    )
+    .expect("snapshot");
     let req = request(&key_string(7_777));
     g.bench_function("file key, 10k file keys", |b| {
         b.iter(|| auth_and_policy(&snap, &empty, &req))
@@ -163,10 +177,17 @@ fn build(c: &mut Criterion) {
         let cfg = config_with_keys(n);
         g.bench_function(format!("{n} keys"), |b| {
             b.iter_batched(
-                || (),
-                |()| {
-                    Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default())
-                        .expect("snapshot")
+                || cfg.clone(),
+                |cfg| {
+                    Snapshot::build(
+                        cfg,
+                        &Default::default(),
+                        None,
+                        1,
+                        &Loopback,
+                        &Default::default(),
+                    )
+                    .expect("snapshot")
                 },
                 BatchSize::PerIteration,
             )

@@ -75,8 +75,9 @@ fn main() -> anyhow::Result<()> {
             let cfg = tollgate::config::parse_config(POLICY, std::path::Path::new("p.toml"))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let snapshot = tollgate::snapshot::Snapshot::build(
-                &cfg,
+                cfg,
                 &Default::default(),
+                None,
                 1,
                 &tollgate::snapshot::Loopback,
                 &Default::default(),
@@ -87,7 +88,6 @@ fn main() -> anyhow::Result<()> {
             let _cp = ControlPlane::open(
                 store as Arc<dyn ControlStore>,
                 directory.clone(),
-                &Default::default(),
                 policy,
                 None,
                 Arc::new(Events::default()),
@@ -102,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         }
         Some("scan") => {
             let store = Store::open(&dir, std::time::Duration::ZERO)?;
+            println!("opened: RSS {:.0} MiB", rss_mib());
             let started = std::time::Instant::now();
             let mut n = 0usize;
             let mut bytes = 0usize;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One key's last use, in unix seconds (0 = never), and the value last persisted.
 #[derive(Debug, Default)]
@@ -20,6 +20,12 @@ impl LastUsed {
             at: AtomicU64::new(secs),
             persisted: AtomicU64::new(secs),
         }
+    }
+
+    /// Sets the value read from the store (at start-up, before any request).
+    pub fn seed(&self, secs: u64) {
+        self.at.store(secs, Ordering::Relaxed);
+        self.persisted.store(secs, Ordering::Relaxed);
     }
 
     pub fn touch(&self, now_s: u64) {
@@ -39,28 +45,18 @@ impl LastUsed {
     }
 }
 
-/// The file keys' [`LastUsed`] cells by id, so they survive reloads (API keys carry theirs
-/// from one version of the key to the next in the directory).
+/// Cells of file keys that left the policy file, by id, so a key removed and later put
+/// back keeps its last use. A file key's cell lives in its snapshot entry and passes from
+/// one snapshot to the next (`snapshot::carry`): no map of every key's cell is kept (with
+/// a million keys that map alone took ~50 MB). API keys carry theirs from one version of
+/// the key to the next in the directory.
 #[derive(Debug, Default)]
 pub struct LastSeen {
-    cells: Mutex<HashMap<Arc<str>, Arc<LastUsed>>>,
+    retired: Mutex<HashMap<Arc<str>, Arc<LastUsed>>>,
 }
 
 impl LastSeen {
-    pub fn cell(&self, id: &Arc<str>) -> Arc<LastUsed> {
-        let mut m = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(id.clone()).or_default().clone()
-    }
-
-    /// Seeds the file keys' cells (which the snapshot already holds) with values loaded
-    /// from the store; other ids are not file keys and are left alone.
-    pub fn load(&self, stored: &HashMap<String, u64>) {
-        let m = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        for (id, cell) in m.iter() {
-            if let Some(secs) = stored.get(&**id) {
-                cell.at.store(*secs, Ordering::Relaxed);
-                cell.persisted.store(*secs, Ordering::Relaxed);
-            }
-        }
+    pub(crate) fn retired(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<LastUsed>>> {
+        self.retired.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -156,11 +156,11 @@ pub fn shadow_max_tokens(key: &KeyEntry, requested: Option<u64>, out: &mut Vec<S
 
 /// The `max_tokens` cap: the tightest of key, group and org.
 pub fn check_max_tokens(key: &KeyEntry, requested: Option<u64>) -> Result<(), GatewayError> {
-    match (requested, &key.max_tokens) {
-        (Some(r), Some((limit, scope))) if r > *limit => Err(GatewayError::MaxTokensExceeded {
+    match (requested, key.max_tokens) {
+        (Some(r), Some(cap)) if r > u64::from(cap.limit) => Err(GatewayError::MaxTokensExceeded {
             requested: r,
-            scope: scope.clone(),
-            limit: *limit,
+            scope: key.scope(cap.layer),
+            limit: u64::from(cap.limit),
         }),
         _ => Ok(()),
     }

@@ -41,9 +41,9 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(path: PathBuf, config: &Config, last_seen: Arc<LastSeen>) -> anyhow::Result<Policy> {
+    pub fn new(path: PathBuf, config: Config, last_seen: Arc<LastSeen>) -> anyhow::Result<Policy> {
         let health = Arc::new(Health::default());
-        let snapshot = Snapshot::build(config, &last_seen, 1, &SystemEnvironment, &health)?;
+        let snapshot = Snapshot::build(config, &last_seen, None, 1, &SystemEnvironment, &health)?;
         Ok(Policy {
             path,
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -92,7 +92,7 @@ impl Policy {
                     log::warn!("reload: listen/admin_listen/threads/work_stealing/upstream_keepalive_pool_size changes take effect only after a restart or upgrade (-u)");
                 }
                 let generation = self.generation.load(Ordering::Relaxed) + 1;
-                let snapshot = Snapshot::build(&cfg, &self.last_seen, generation, &SystemEnvironment, &self.health).map_err(|e| e.to_string())?;
+                let snapshot = Snapshot::build(cfg, &self.last_seen, Some(&old), generation, &SystemEnvironment, &self.health).map_err(|e| e.to_string())?;
                 keys = key_changes(&old, &snapshot);
                 let old = self.current.swap(Arc::new(snapshot));
                 if let Some(f) = self.after_swap.get() {

@@ -55,8 +55,9 @@ pub fn build(
 ) -> anyhow::Result<Built> {
     let cfg = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let last_seen = Arc::new(LastSeen::default());
-    let policy = Arc::new(Policy::new(path.to_path_buf(), &cfg, last_seen.clone())?);
-    let s = &cfg.server;
+    let server_cfg = cfg.server.clone();
+    let policy = Arc::new(Policy::new(path.to_path_buf(), cfg, last_seen.clone())?);
+    let s = &server_cfg;
     let grace = s.grace_period.as_secs().max(1);
     let conf = ServerConf {
         threads: s.threads,
@@ -108,7 +109,6 @@ pub fn build(
     let control = Arc::new(ControlPlane::open(
         store.clone() as Arc<dyn ControlStore>,
         directory.clone(),
-        &policy.last_seen,
         policy.current.clone(),
         Some(ledger.clone()),
         events.clone(),

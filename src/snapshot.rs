@@ -5,25 +5,32 @@
 //! effective `max_tokens` already computed. Counters, windows and spend are not here: they
 //! are keyed by id elsewhere and survive a swap.
 
+use crate::admission::Layer;
 use crate::config::{
-    Api, BaseUrl, Config, Group, KeyState, Limits, ModelFilter, Price, ServerConfig,
+    Api, BaseUrl, Config, Group, KeyDef, KeyState, Limits, ModelFilter, Price, ServerConfig,
 };
 use crate::last_seen::{LastSeen, LastUsed};
 use crate::secret::Secret;
 use ipnet::IpNet;
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use crate::digest::{Digest, DigestHash, DigestHasher};
 
+mod carry;
+
 #[derive(Debug)]
 pub struct Snapshot {
     /// Increases by one on every successful reload.
     pub generation: u64,
     pub server: ServerConfig,
-    keys: HashMap<Digest, Arc<KeyEntry>, DigestHash>,
+    /// The file's keys, found by digest (a set of entries: one pointer per slot instead of
+    /// a copy of each 32-byte digest next to it).
+    keys: HashSet<ByDigest, DigestHash>,
     /// Catalogue, by name and by index (`ModelEntry::index`).
     pub models: Vec<Arc<ModelEntry>>,
     models_by_name: HashMap<Arc<str>, usize>,
@@ -57,28 +64,38 @@ impl std::ops::Deref for GroupEntry {
     }
 }
 
+/// One per key: a million file keys hold a million of these, so rarely-used parts are
+/// boxed and nothing is stored that can be derived (a test keeps it at 240 bytes).
 #[derive(Debug)]
 pub struct KeyEntry {
     pub id: Arc<str>,
-    pub name: Option<String>,
+    pub name: Option<Box<str>>,
     pub digest: Digest,
     pub expires_at: Option<SystemTime>,
     pub state: KeyState,
     pub group: Arc<GroupEntry>,
     pub limits: Limits,
-    pub allowed_cidrs: Option<Vec<IpNet>>,
+    pub allowed_cidrs: Option<Box<[IpNet]>>,
     /// `allowed[model.index]`: key ∩ group model lists (shared with the group when the key
     /// has no list of its own).
     pub allowed: Arc<[bool]>,
     /// Whether `allowed` was narrowed by the key's own lists (for error messages).
     pub own_models: bool,
-    /// The tightest `max_tokens` of key, group and org, with the scope that set it.
-    pub max_tokens: Option<(u64, String)>,
+    /// The tightest `max_tokens` of key, group and org, with the layer that set it.
+    pub max_tokens: Option<MaxTokens>,
     /// Read from the file (`config`) or made through the admin API (`api`).
     pub source: KeySource,
     /// A file key's own model lists and tags, as written (for the admin API's views).
     pub written: Option<Box<Written>>,
     pub last_used: Arc<LastUsed>,
+}
+
+/// A key's `max_tokens` cap and the layer it comes from; the layer's id is the entry's own,
+/// its group's or its org's ([`KeyEntry::scope`]), so no string is kept per key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxTokens {
+    pub limit: u32,
+    pub layer: Layer,
 }
 
 /// A file key's lists as written in the file.
@@ -96,16 +113,17 @@ pub enum KeySource {
 }
 
 /// What a key is before it is resolved against its group: the file's `[[keys]]` entry or
-/// an API-made key.
+/// an API-made key. Owned parts move into the entry (a file key's id and name are not
+/// copied).
 pub struct KeyParts<'a> {
-    pub id: &'a Arc<str>,
-    pub name: Option<&'a str>,
+    pub id: Arc<str>,
+    pub name: Option<Box<str>>,
     pub digest: Digest,
     pub expires_at: Option<SystemTime>,
     pub state: KeyState,
     pub limits: Limits,
     pub models: Option<&'a ModelFilter>,
-    pub allowed_cidrs: Option<&'a Vec<IpNet>>,
+    pub allowed_cidrs: Option<Box<[IpNet]>>,
     pub source: KeySource,
     pub last_used: Arc<LastUsed>,
 }
@@ -125,26 +143,30 @@ impl KeyEntry {
             Some(m) if own_models => allowed_vector(catalogue, m, Some(&group.allowed)),
             _ => group.allowed.clone(),
         };
+        // The first of the tightest wins: key, then group, then org.
+        let max_tokens = [
+            (k.limits.enforced().max_tokens, Layer::Key),
+            (group.limits.enforced().max_tokens, Layer::Group),
+            (group.org.limits.enforced().max_tokens, Layer::Org),
+        ]
+        .into_iter()
+        .filter_map(|(v, layer)| {
+            v.map(|v| MaxTokens {
+                limit: v.get(),
+                layer,
+            })
+        })
+        .min_by_key(|m| m.limit);
         KeyEntry {
-            max_tokens: tightest_max_tokens(&[
-                (k.limits.enforced().max_tokens, format!("key {}", k.id)),
-                (
-                    group.limits.enforced().max_tokens,
-                    format!("group {}", group.id),
-                ),
-                (
-                    group.org.limits.enforced().max_tokens,
-                    format!("org {}", group.org.id),
-                ),
-            ]),
-            id: k.id.clone(),
-            name: k.name.map(str::to_string),
+            max_tokens,
+            id: k.id,
+            name: k.name,
             digest: k.digest,
             expires_at: k.expires_at,
             state: k.state,
             group: group.clone(),
             limits: k.limits,
-            allowed_cidrs: k.allowed_cidrs.cloned(),
+            allowed_cidrs: k.allowed_cidrs,
             allowed,
             own_models,
             source: k.source,
@@ -152,7 +174,42 @@ impl KeyEntry {
             written: None,
         }
     }
+
+    /// `key k1`, `group g` or `org o`: a layer of this key, as error messages name it.
+    pub fn scope(&self, layer: Layer) -> String {
+        let id = match layer {
+            Layer::Key => &self.id,
+            Layer::Group => &self.group.id,
+            Layer::Org => &self.group.org.id,
+        };
+        format!("{} {id}", layer.as_str())
+    }
 }
+
+/// A file key in the snapshot's set, hashed and compared by its digest (so the set is
+/// looked up with a bare [`Digest`]).
+#[derive(Debug)]
+struct ByDigest(Arc<KeyEntry>);
+
+impl Borrow<Digest> for ByDigest {
+    fn borrow(&self) -> &Digest {
+        &self.0.digest
+    }
+}
+
+impl Hash for ByDigest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.digest.hash(state)
+    }
+}
+
+impl PartialEq for ByDigest {
+    fn eq(&self, other: &ByDigest) -> bool {
+        self.0.digest == other.0.digest
+    }
+}
+
+impl Eq for ByDigest {}
 
 #[derive(Debug)]
 pub struct ModelEntry {
@@ -269,15 +326,28 @@ fn tightest_max_tokens(layers: &[(Option<std::num::NonZeroU32>, String)]) -> Opt
 impl Snapshot {
     /// Builds a snapshot from a validated config. Blocking (DNS, CA files): call it off
     /// the request path.
+    ///
+    /// Takes the config whole: the key definitions are dropped a run at a time as their
+    /// entries are made, so a million of each are never held together. File keys take
+    /// their last-use cells from `previous` (the snapshot this one replaces) or `last_seen`.
     pub fn build(
-        config: &Config,
+        config: Config,
         last_seen: &LastSeen,
+        previous: Option<&Snapshot>,
         generation: u64,
         env: &dyn Environment,
         health: &crate::route::health::Health,
     ) -> anyhow::Result<Snapshot> {
-        let providers: Vec<Arc<ProviderEntry>> = config
-            .providers
+        let Config {
+            path: _,
+            server,
+            providers: provider_defs,
+            models: model_defs,
+            orgs: org_defs,
+            groups: group_defs,
+            keys: key_defs,
+        } = config;
+        let providers: Vec<Arc<ProviderEntry>> = provider_defs
             .iter()
             .map(|p| {
                 let default_port = if p.base.tls { 443 } else { 80 };
@@ -310,8 +380,7 @@ impl Snapshot {
             })
             .collect::<anyhow::Result<_>>()?;
 
-        let models: Vec<Arc<ModelEntry>> = config
-            .models
+        let models: Vec<Arc<ModelEntry>> = model_defs
             .iter()
             .enumerate()
             .map(|(index, m)| {
@@ -341,8 +410,7 @@ impl Snapshot {
             .collect();
         let models_by_name = models.iter().map(|m| (m.name.clone(), m.index)).collect();
 
-        let orgs: Vec<Arc<OrgEntry>> = config
-            .orgs
+        let orgs: Vec<Arc<OrgEntry>> = org_defs
             .iter()
             .map(|o| {
                 Arc::new(OrgEntry {
@@ -352,8 +420,7 @@ impl Snapshot {
             })
             .collect();
 
-        let groups: Vec<Arc<GroupEntry>> = config
-            .groups
+        let groups: Vec<Arc<GroupEntry>> = group_defs
             .iter()
             .map(|g| {
                 let org = orgs[g.org].clone();
@@ -369,51 +436,75 @@ impl Snapshot {
             })
             .collect();
 
-        let mut keys = HashMap::with_capacity_and_hasher(config.keys.len(), DigestHash);
-        for k in &config.keys {
-            let parts = KeyParts {
-                id: &k.id,
-                name: k.name.as_deref(),
-                digest: k.digest,
-                expires_at: k.expires_at,
-                state: k.state,
-                limits: k.limits,
-                models: k.models.as_deref(),
-                allowed_cidrs: k.allowed_cidrs.as_ref(),
-                source: KeySource::Config,
-                last_used: last_seen.cell(&k.id),
-            };
-            let mut entry = KeyEntry::resolve(parts, &groups[k.group], &models);
-            if k.models.is_some() || !k.tags.is_empty() {
-                let m = k.models.as_deref();
-                entry.written = Some(Box::new(Written {
-                    models: m.and_then(|m| m.allow_src.clone()),
-                    deny_models: m.map(|m| m.deny_src.clone()).unwrap_or_default(),
-                    tags: k.tags.clone(),
-                }));
+        let mut carry = carry::Carry::new(previous, &key_defs, last_seen);
+        let mut keys = HashSet::with_capacity_and_hasher(key_defs.len(), DigestHash);
+        for run in key_defs.into_runs() {
+            for k in run {
+                let KeyDef {
+                    id,
+                    name,
+                    group,
+                    digest,
+                    expires_at,
+                    state,
+                    models: own,
+                    allowed_cidrs,
+                    limits,
+                    tags,
+                } = k;
+                let parts = KeyParts {
+                    last_used: carry.cell(&id, &digest),
+                    id,
+                    name,
+                    digest,
+                    expires_at,
+                    state,
+                    limits,
+                    models: own.as_deref(),
+                    allowed_cidrs: allowed_cidrs.map(Vec::into_boxed_slice),
+                    source: KeySource::Config,
+                };
+                let mut entry = KeyEntry::resolve(parts, &groups[group], &models);
+                if own.is_some() || !tags.is_empty() {
+                    let (allow_src, deny_src) = own.map_or((None, vec![]), |m| {
+                        let ModelFilter {
+                            allow_src,
+                            deny_src,
+                            ..
+                        } = *m;
+                        (allow_src, deny_src)
+                    });
+                    entry.written = Some(Box::new(Written {
+                        models: allow_src,
+                        deny_models: deny_src,
+                        tags,
+                    }));
+                }
+                keys.insert(ByDigest(Arc::new(entry)));
             }
-            keys.insert(k.digest, Arc::new(entry));
         }
 
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             generation,
-            server: config.server.clone(),
+            server,
             keys,
             models,
             models_by_name,
             providers,
             groups: groups.iter().map(|g| (g.id.clone(), g.clone())).collect(),
             orgs: orgs.iter().map(|o| (o.id.clone(), o.clone())).collect(),
-        })
+        };
+        carry.finish(&snapshot);
+        Ok(snapshot)
     }
 
     pub fn key(&self, digest: &Digest) -> Option<&Arc<KeyEntry>> {
-        self.keys.get(digest)
+        self.keys.get(digest).map(|k| &k.0)
     }
 
     /// Ids of the keys from the policy file.
-    pub fn key_ids(&self) -> std::collections::HashSet<&str> {
-        self.keys.values().map(|k| &*k.id).collect()
+    pub fn key_ids(&self) -> HashSet<&str> {
+        self.keys.iter().map(|k| &*k.0.id).collect()
     }
 
     pub fn key_count(&self) -> usize {
@@ -422,7 +513,7 @@ impl Snapshot {
 
     /// The file's keys, in no particular order.
     pub fn file_keys(&self) -> impl Iterator<Item = &Arc<KeyEntry>> {
-        self.keys.values()
+        self.keys.iter().map(|k| &k.0)
     }
 
     pub fn model(&self, name: &str) -> Option<&Arc<ModelEntry>> {
@@ -506,8 +597,15 @@ mod tests {
         let a: SocketAddr = "10.0.0.1:443".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:443".parse().unwrap();
         let env = Flaky(Mutex::new(vec![vec![], vec![a], vec![], vec![b]]));
-        let snap =
-            Snapshot::build(&cfg, &LastSeen::default(), 1, &env, &Default::default()).unwrap();
+        let snap = Snapshot::build(
+            cfg,
+            &LastSeen::default(),
+            None,
+            1,
+            &env,
+            &Default::default(),
+        )
+        .unwrap();
         assert!(snap.providers[0].addrs.load().is_empty());
         assert_eq!(refresh_addresses(&snap, &env), 0);
         assert_eq!(**snap.providers[0].addrs.load(), vec![a]);
@@ -515,5 +613,103 @@ mod tests {
         assert_eq!(**snap.providers[0].addrs.load(), vec![a]);
         refresh_addresses(&snap, &env);
         assert_eq!(**snap.providers[0].addrs.load(), vec![b]);
+    }
+
+    #[test]
+    fn last_use_cells_follow_keys_across_reloads_by_id() {
+        let head = "[server]\nlisten = [\"127.0.0.1:1\"]\n[[providers]]\nid = \"p\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\n[[models]]\nname = \"a\"\ntargets = [{ provider = \"p\" }]\n[[orgs]]\nid = \"o\"\n[[groups]]\nid = \"g\"\norg = \"o\"\n";
+        let file = |keys: &[(&str, u8)]| {
+            let mut t = head.to_string();
+            for (id, d) in keys {
+                t += &format!(
+                    "[[keys]]\nid = \"{id}\"\ngroup = \"g\"\nsha256 = \"{}\"\n",
+                    hex::encode([*d; 32])
+                );
+            }
+            crate::config::parse_config(&t, std::path::Path::new("t.toml")).unwrap()
+        };
+        let seen = LastSeen::default();
+        let build = |cfg, prev| {
+            Snapshot::build(cfg, &seen, prev, 1, &Loopback, &Default::default()).unwrap()
+        };
+        let cell = |s: &Snapshot, d: u8| s.key(&[d; 32]).unwrap().last_used.clone();
+        let s1 = build(file(&[("k1", 1), ("k2", 2), ("k3", 3)]), None);
+        for d in 1..=3 {
+            cell(&s1, d).touch(100 + u64::from(d));
+        }
+        // k1 unchanged, k2 with a new secret, k3 removed, k4 new, digest 3 now k5's.
+        let s2 = build(
+            file(&[("k1", 1), ("k2", 9), ("k4", 4), ("k5", 3)]),
+            Some(&s1),
+        );
+        assert!(Arc::ptr_eq(&cell(&s2, 1), &cell(&s1, 1)));
+        assert!(Arc::ptr_eq(&cell(&s2, 9), &cell(&s1, 2)));
+        assert_eq!((cell(&s2, 4).get(), cell(&s2, 3).get()), (0, 0));
+        // k3 put back (and k1 removed) two reloads later: its last use is still known.
+        let s3 = build(file(&[("k2", 9), ("k4", 4)]), Some(&s2));
+        let s4 = build(file(&[("k3", 7), ("k1", 1)]), Some(&s3));
+        assert!(Arc::ptr_eq(&cell(&s4, 7), &cell(&s1, 3)));
+        assert_eq!((cell(&s4, 7).get(), cell(&s4, 1).get()), (103, 101));
+    }
+
+    #[test]
+    fn a_key_entry_fits_a_256_byte_allocation() {
+        // With the Arc's two counts: one 256-byte allocator class per file key (280 bytes
+        // took the 320-byte class: 64 MB more with a million keys).
+        assert!(std::mem::size_of::<KeyEntry>() <= 240);
+    }
+
+    #[test]
+    fn every_run_of_key_definitions_moves_into_the_snapshot() {
+        let mut text = "[server]\nlisten = [\"127.0.0.1:1\"]\n[[providers]]\nid = \"p\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\n[[models]]\nname = \"a\"\ntargets = [{ provider = \"p\" }]\n[[models]]\nname = \"b\"\ntargets = [{ provider = \"p\" }]\n[[orgs]]\nid = \"o\"\nmax_tokens = 500\n[[groups]]\nid = \"g\"\norg = \"o\"\nmax_tokens = 400\n".to_string();
+        let n = 2500;
+        for i in 0..n {
+            text += &format!(
+                "[[keys]]\nid = \"k{i}\"\nname = \"n{i}\"\ngroup = \"g\"\nsha256 = \"{i:064x}\"\n"
+            );
+            if i == 1500 {
+                text += "models = [\"a\"]\nmax_tokens = 300\ntags = { team = \"x\" }\n";
+            }
+        }
+        let cfg = crate::config::parse_config(&text, std::path::Path::new("t.toml")).unwrap();
+        let name_at = cfg.keys[1500].name.as_deref().map(str::as_ptr);
+        let snap = Snapshot::build(
+            cfg,
+            &LastSeen::default(),
+            None,
+            1,
+            &Loopback,
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(snap.key_count(), n);
+        let digest = |i: usize| {
+            let mut d = [0u8; 32];
+            hex::decode_to_slice(format!("{i:064x}"), &mut d).unwrap();
+            d
+        };
+        let k = snap.key(&digest(1500)).unwrap();
+        // Moved, not copied.
+        assert_eq!(k.name.as_deref().map(str::as_ptr), name_at);
+        assert_eq!(
+            (&*k.id, k.allowed.as_ref()),
+            ("k1500", [true, false].as_slice())
+        );
+        let w = k.written.as_deref().unwrap();
+        assert_eq!(w.models.as_deref(), Some(["a".to_string()].as_slice()));
+        assert_eq!(w.tags, [("team".to_string(), "x".to_string())]);
+        let cap = k.max_tokens.unwrap();
+        assert_eq!(
+            (cap.limit, k.scope(cap.layer)),
+            (300, "key k1500".to_string())
+        );
+        let k = snap.key(&digest(n - 1)).unwrap();
+        assert_eq!(k.name.as_deref(), Some(format!("n{}", n - 1).as_str()));
+        assert!(k.written.is_none());
+        let cap = k.max_tokens.unwrap();
+        assert_eq!(
+            (cap.limit, k.scope(cap.layer)),
+            (400, "group g".to_string())
+        );
     }
 }

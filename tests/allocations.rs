@@ -68,8 +68,15 @@ fn allocations_per_request_stay_under_their_ceilings() {
     let digest = hex::encode(tollgate::auth::digest(KEY.as_bytes()));
     let cfg = tollgate::config::parse_config(&POLICY.replace("SHA", &digest), Path::new("t"))
         .expect("policy");
-    let snap = Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Default::default())
-        .expect("snapshot");
+    let snap = Snapshot::build(
+        cfg,
+        &Default::default(),
+        None,
+        1,
+        &Loopback,
+        &Default::default(),
+    )
+    .expect("snapshot");
     let dir = tollgate::directory::Directory::default();
     let mut req =
         pingora_http::RequestHeader::build("POST", b"/v1/chat/completions", None).expect("req");

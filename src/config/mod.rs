@@ -4,6 +4,7 @@
 //! Nothing in this module touches the network or the environment, so `tollgate -t` gives
 //! the same verdict on a laptop as on the edge host.
 
+mod keydefs;
 pub mod raw;
 mod validate;
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use keydefs::KeyDefs;
 pub use raw::RawLimits;
 pub use validate::{fields, looser_than, parse_config, tightest};
 
@@ -80,7 +82,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// A validated policy file. Runtime types only: nothing here is `Deserialize`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
     pub server: ServerConfig,
@@ -88,7 +90,7 @@ pub struct Config {
     pub models: Vec<Model>,
     pub orgs: Vec<Org>,
     pub groups: Vec<Group>,
-    pub keys: Vec<KeyDef>,
+    pub keys: KeyDefs,
 }
 
 #[derive(Debug, Clone)]

@@ -47,7 +47,7 @@ impl ControlPlane {
                     continue;
                 }
             }
-            if let Some(every) = k.rotation_s {
+            if let Some(every) = k.rotation_s() {
                 if now >= k.secret_at.saturating_add(every) {
                     match self.regenerate(&system, &k.id, ROTATION_GRACE, "key.rotated") {
                         Ok(_) => rotated += 1,

@@ -156,9 +156,11 @@ fn load_keys(
     directory: &Directory,
     last_used: &std::collections::HashMap<String, u64>,
 ) -> anyhow::Result<(usize, usize)> {
-    const BATCH: usize = 4096;
+    // The reader outruns the parser: what is queued is held raw (~450 B a key), so the
+    // queue stays short (16 batches of 4096 held ~30 MB).
+    const BATCH: usize = 1024;
     std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(16);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(4);
         let reader = s.spawn(move || {
             let mut batch = Vec::with_capacity(BATCH);
             store.scan_raw_keys(&mut |v| {
@@ -204,12 +206,11 @@ fn load_keys(
 }
 
 impl ControlPlane {
-    /// Loads API keys and group overrides from the store into a fresh directory.
-    /// `last_seen` holds the file keys' last-use cells (seeded here from the store).
+    /// Loads API keys and group overrides from the store into a fresh directory, and seeds
+    /// the file keys' last-use cells (held by `policy`'s snapshot) from the store.
     pub fn open(
         store: Arc<dyn ControlStore>,
         directory: Arc<Directory>,
-        last_seen: &crate::last_seen::LastSeen,
         policy: Arc<ArcSwap<Snapshot>>,
         ledger: Option<Arc<Ledger>>,
         events: Arc<Events>,
@@ -217,10 +218,16 @@ impl ControlPlane {
         let started = std::time::Instant::now();
         let last_used: std::collections::HashMap<String, u64> =
             store.last_used()?.into_iter().collect();
-        last_seen.load(&last_used);
+        let snapshot = policy.load();
+        if !last_used.is_empty() {
+            for k in snapshot.file_keys() {
+                if let Some(&secs) = last_used.get(&*k.id) {
+                    k.last_used.seed(secs);
+                }
+            }
+        }
         let (loaded, bad) = load_keys(&*store, &directory, &last_used)?;
         drop(last_used);
-        let snapshot = policy.load();
         for o in store.group_overrides()? {
             if !groups::restore_override(&directory, &snapshot, &o) {
                 log::info!(

@@ -44,7 +44,15 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 "#
     );
     let cfg = parse_config(&text, std::path::Path::new("t.toml")).expect("config");
-    Snapshot::build(&cfg, &Default::default(), 1, &Loopback, &Health::default()).expect("snapshot")
+    Snapshot::build(
+        cfg,
+        &Default::default(),
+        None,
+        1,
+        &Loopback,
+        &Health::default(),
+    )
+    .expect("snapshot")
 }
 
 fn choice(routing: Routing, affinity: u64, tags: &[String]) -> Choice<'_> {

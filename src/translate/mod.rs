@@ -101,7 +101,7 @@ pub fn render(
 /// within the key's `max_tokens` cap.
 pub fn default_max_tokens(server: &ServerConfig, key: &KeyEntry) -> u64 {
     let d = u64::from(server.default_max_tokens);
-    key.max_tokens.as_ref().map_or(d, |(cap, _)| d.min(*cap))
+    key.max_tokens.map_or(d, |cap| d.min(u64::from(cap.limit)))
 }
 
 /// Rewrites an answer, chunk by chunk, into the client's API.

@@ -4,7 +4,11 @@
 use super::super::raw::*;
 use super::super::*;
 use super::{check_unique, cidrs, duration, globs, model_filter, usd_to_micros, Checker, Loc};
+use crate::digest::DigestHash;
+use hashbrown::HashTable;
+use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
+use std::hash::BuildHasher;
 
 /// Converts the limit fields of one layer; `parent` is the nearest layer above (for the
 /// "lower layers only tighten" rule) with its display name.
@@ -529,7 +533,7 @@ pub(super) fn check_keys(
     raw: Vec<(RawKey, Loc, String)>,
     groups: &[Group],
     orgs: &[Org],
-) -> Vec<KeyDef> {
+) -> KeyDefs {
     let mut keys = KeyChecker::default();
     for (k, loc, path) in raw {
         keys.check(c, k, loc, path, groups, orgs);
@@ -541,10 +545,28 @@ pub(super) fn check_keys(
 /// raw form of a key is dropped as soon as it is checked).
 #[derive(Default)]
 pub(super) struct KeyChecker {
-    /// Ids seen so far (shared with the `KeyDef`s: no second copy of each id).
-    seen: HashSet<Arc<str>>,
-    digests: HashSet<[u8; 32], crate::digest::DigestHash>,
-    out: Vec<KeyDef>,
+    /// Indices into `out` by id and by digest, for the duplicate checks: 4 bytes a slot
+    /// instead of a copy of each id pointer or digest (at a million keys, sets of those took
+    /// ~100 MB next to the definitions).
+    ids: HashTable<u32>,
+    digests: HashTable<u32>,
+    /// Ids of keys not kept (unknown group): the file is refused anyway.
+    dropped_ids: HashSet<Arc<str>>,
+    id_hash: RandomState,
+    out: KeyDefs,
+}
+
+/// Finds `id` or `digest` among the keys kept so far.
+fn find_index<T: Eq + ?Sized>(
+    table: &HashTable<u32>,
+    hash: u64,
+    out: &KeyDefs,
+    field: impl Fn(&KeyDef) -> &T,
+    want: &T,
+) -> bool {
+    table
+        .find(hash, |&i| field(&out[i as usize]) == want)
+        .is_some()
 }
 
 impl KeyChecker {
@@ -572,9 +594,12 @@ impl KeyChecker {
             ..
         } = k;
         let id: Arc<str> = id.into();
+        let hash = self.id_hash.hash_one(&*id);
         if id.is_empty() {
             c.problem(loc, format!("{path}.id"), "key id must not be empty");
-        } else if !self.seen.insert(id.clone()) {
+        } else if self.dropped_ids.contains(&id)
+            || find_index(&self.ids, hash, &self.out, |k| &*k.id, &*id)
+        {
             c.problem(
                 loc,
                 format!("{path}.id"),
@@ -588,8 +613,19 @@ impl KeyChecker {
                 format!("{path}.group"),
                 format!("unknown group {group:?}"),
             );
+            if !id.is_empty() {
+                self.dropped_ids.insert(id);
+            }
             return;
         };
+        // This key is kept: it will be `out[index]`.
+        let index = u32::try_from(self.out.len()).unwrap_or(u32::MAX);
+        let out = &self.out;
+        if !id.is_empty() {
+            let rehash = &self.id_hash;
+            self.ids
+                .insert_unique(hash, index, |&i| rehash.hash_one(&*out[i as usize].id));
+        }
         let g = &groups[gi];
         let bound = tightest(&g.limits, &orgs[g.org].limits);
         let parent = format!("group {}", g.id);
@@ -601,12 +637,18 @@ impl KeyChecker {
                 format!("{path}.sha256"),
                 "want 64 hex digits (see `tollgate keygen`)",
             );
-        } else if !self.digests.insert(digest) {
-            c.problem(
-                loc,
-                format!("{path}.sha256"),
-                "the same key digest appears twice",
-            );
+        } else {
+            let hash = DigestHash.hash_one(digest);
+            if find_index(&self.digests, hash, out, |k| &k.digest, &digest) {
+                c.problem(
+                    loc,
+                    format!("{path}.sha256"),
+                    "the same key digest appears twice",
+                );
+            }
+            self.digests.insert_unique(hash, index, |&i| {
+                DigestHash.hash_one(out[i as usize].digest)
+            });
         }
         let expires_at = expires_at.and_then(|e| match humantime::parse_rfc3339(&e) {
             Ok(t) => Some(t),
@@ -648,8 +690,7 @@ impl KeyChecker {
         });
     }
 
-    pub(super) fn finish(mut self) -> Vec<KeyDef> {
-        self.out.shrink_to_fit();
+    pub(super) fn finish(self) -> KeyDefs {
         self.out
     }
 }

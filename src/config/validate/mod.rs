@@ -450,7 +450,7 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
     finish(c, path, server, (providers, models, orgs, groups, keys))
 }
 
-type Checked = (Vec<Provider>, Vec<Model>, Vec<Org>, Vec<Group>, Vec<KeyDef>);
+type Checked = (Vec<Provider>, Vec<Model>, Vec<Org>, Vec<Group>, KeyDefs);
 
 fn finish(
     c: Checker,
@@ -643,6 +643,66 @@ mod chunked_tests {
         let line = bad[..at].matches('\n').count(); // the `[[keys]]` line above it
         assert_eq!(err.problems.len(), 1, "{err}");
         assert_eq!(err.problems[0].line.map(|l| l.0), Some(line), "{err}");
+    }
+
+    #[test]
+    fn repeated_key_ids_and_digests_are_reported_at_each_repeat() {
+        let key = |id: &str, group: &str, sha: &str| {
+            format!("\n[[keys]]\nid = \"{id}\"\ngroup = \"{group}\"\nsha256 = \"{sha}\"\n")
+        };
+        let d = |i: u32| format!("{i:064x}");
+        // Spread over several chunks; the repeats come after their first use.
+        let mut text = file(KEYS_PER_CHUNK + 10);
+        for k in [
+            key("k5", "g", &d(90_001)),    // id repeated
+            key("x1", "g", &d(500)),       // digest repeated
+            key("x2", "nope", &d(90_002)), // unknown group: not kept
+            key("x2", "g", &d(90_003)),    // its id repeated all the same
+            key("", "g", &d(90_004)),      // empty ids are not repeats
+            key("", "g", &d(90_005)),
+            key("x3", "g", "zz"), // bad digests are not repeats
+            key("x4", "g", "zz"),
+            key("x5", "g", &d(90_001)), // the digest of the first repeat above
+            key("k1000", "g", &d(1000)), // both
+        ] {
+            text += &k;
+        }
+        let err = parse_config(&text, Path::new("t.toml")).expect_err("repeats");
+        let got: Vec<String> = err
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        let n = KEYS_PER_CHUNK + 10;
+        let want = [
+            format!("keys[{n}].id: duplicate key id \"k5\""),
+            format!(
+                "keys[{}] (x1).sha256: the same key digest appears twice",
+                n + 1
+            ),
+            format!("keys[{}] (x2).group: unknown group \"nope\"", n + 2),
+            format!("keys[{}].id: duplicate key id \"x2\"", n + 3),
+            format!("keys[{}].id: key id must not be empty", n + 4),
+            format!("keys[{}].id: key id must not be empty", n + 5),
+            format!(
+                "keys[{}] (x3).sha256: want 64 hex digits (see `tollgate keygen`)",
+                n + 6
+            ),
+            format!(
+                "keys[{}] (x4).sha256: want 64 hex digits (see `tollgate keygen`)",
+                n + 7
+            ),
+            format!(
+                "keys[{}] (x5).sha256: the same key digest appears twice",
+                n + 8
+            ),
+            format!("keys[{}].id: duplicate key id \"k1000\"", n + 9),
+            format!(
+                "keys[{}] (k1000).sha256: the same key digest appears twice",
+                n + 9
+            ),
+        ];
+        assert_eq!(got, want);
     }
 
     /// `load` reads the file piece by piece: the same verdict, problems and lines as
