@@ -187,7 +187,8 @@ name = "m"
 targets = [{ provider = "keyed" }, { provider = "open" }, { provider = "anth" }]
 "#;
         let cfg = crate::config::parse_config(policy, std::path::Path::new("t")).expect("policy");
-        Snapshot::build(&cfg, &Default::default(), 1, &Env, &Default::default()).expect("snapshot")
+        Snapshot::build(cfg, &Default::default(), None, 1, &Env, &Default::default())
+            .expect("snapshot")
     }
 
     #[test]

@@ -427,8 +427,9 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
         )
         .expect("policy");
         crate::snapshot::Snapshot::build(
-            &cfg,
+            cfg,
             &Default::default(),
+            None,
             1,
             &crate::snapshot::Loopback,
             &Default::default(),
