@@ -261,7 +261,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
+                        if pooled_peer_matches(peer, &stream)
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -470,6 +470,24 @@ impl PreferredHttpVersion {
 
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
+
+/// TOLLGATE PATCH: whether a pooled stream leads to `peer`. The address the stream was
+/// connected to is kept in its socket digest (set in `l4::connect`); comparing it saves the
+/// `getpeername` syscall `matches_fd` makes on every reuse (liveness is
+/// `test_reusable_stream`'s job either way). Proxied peers and streams without a recorded
+/// address keep the original check.
+#[cfg(unix)]
+fn pooled_peer_matches<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    if peer.get_proxy().is_none() {
+        let connected = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr.get().cloned().flatten());
+        if let Some(connected) = connected {
+            return &connected == peer.address();
+        }
+    }
+    peer.matches_fd(stream.id())
+}
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
