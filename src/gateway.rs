@@ -77,7 +77,8 @@ pub struct RequestCtx {
     /// The body's bytes in `server.body_memory`, held until the request ends.
     pub body_hold: Option<BodyHold>,
     /// What admission reserved; settled in `logging`, released on drop whatever happens.
-    pub reservation: Option<Reservation>,
+    /// Boxed: 600 bytes the request's future would otherwise carry (and copy) inline.
+    pub reservation: Option<Box<Reservation>>,
     /// Tokens reserved: what unknown usage is charged at.
     pub estimate: Estimate,
     /// The gateway asked for stream usage on the client's behalf.
@@ -154,7 +155,7 @@ impl RequestCtx {
 
     /// Settles what admission reserved with what the upstream reported (once).
     fn settle(&mut self, acc: &Accounting) -> Option<crate::usage::Billed> {
-        let reservation = self.reservation.take()?;
+        let reservation = *self.reservation.take()?;
         let (Some(key), Some(model)) = (&self.key, &self.model) else {
             reservation.cancel();
             return None;
@@ -356,7 +357,7 @@ impl Gateway {
             Ok((mut r, estimate)) => {
                 let max_tokens = ctx.body.as_ref().and_then(|b| b.max_tokens);
                 policy::shadow_max_tokens(&key, max_tokens, &mut r.shadow);
-                ctx.reservation = Some(r);
+                ctx.reservation = Some(Box::new(r));
                 ctx.estimate = estimate;
                 Ok(Ok(()))
             }
@@ -481,8 +482,9 @@ impl ProxyHttp for Gateway {
                     return Error::e_explain(ErrorType::HTTPStatus(400), "cannot translate");
                 }
             }
-            ctx.attempt_started = Some(Instant::now());
-            ctx.first_attempt_at.get_or_insert_with(Instant::now);
+            let now = Instant::now();
+            ctx.attempt_started = Some(now);
+            ctx.first_attempt_at.get_or_insert(now);
             ctx.attempts.push((target.label.clone(), Outcome::Pending));
             ctx.timed_out = false;
             match upstream::peer(target, key.group.timeout) {
