@@ -588,8 +588,12 @@ impl ProxyHttp for Gateway {
         // x-request-id, x-tollgate-target, four x-ratelimit-*: grow the maps once.
         resp.reserve_headers(6);
         resp.insert_static_header(&headers::REQUEST_ID, headers::value(&ctx.request_id)?);
-        if let Some(label) = ctx.target_label() {
-            resp.insert_static_header(&headers::TARGET, headers::value(&label)?);
+        if let Some(t) = ctx.target_entry() {
+            let v = match &t.label_value {
+                Some(v) => v.clone(),
+                None => headers::value(&t.label)?,
+            };
+            resp.insert_static_header(&headers::TARGET, v);
         }
         if let Some(r) = &ctx.reservation {
             account::limit_headers(resp, r)?;

@@ -228,6 +228,8 @@ pub struct TargetEntry {
     pub price: Price,
     /// `provider/model`, as shown in `x-tollgate-target` and metrics.
     pub label: Arc<str>,
+    /// `label` as the header value (built once; `None` if it cannot be one).
+    pub label_value: Option<http::HeaderValue>,
     /// Passive health and latency, shared across snapshots.
     pub health: Arc<crate::route::health::TargetHealth>,
 }
@@ -242,6 +244,12 @@ pub struct ProviderEntry {
     pub addrs: arc_swap::ArcSwap<Vec<SocketAddr>>,
     /// `host[:port]` for the upstream Host header.
     pub host_header: String,
+    /// `host_header` as the header value, built once (`None` if it cannot be one).
+    pub host_value: Option<http::HeaderValue>,
+    /// The credential as the header that carries it (`Bearer <key>` in `authorization`
+    /// for OpenAI, `x-api-key` for Anthropic), built once and marked sensitive (never
+    /// printed by `Debug`). `None` without a credential or if it cannot be a header value.
+    pub auth_value: Option<http::HeaderValue>,
     pub credential: Option<Secret>,
     pub connect_timeout: Duration,
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -366,9 +374,20 @@ impl Snapshot {
                 if let (Some(v), None) = (&p.api_key_env, &credential) {
                     log::warn!("provider {}: environment variable {v} is not set; requests go upstream without a provider key", p.id);
                 }
+                let auth_value = credential.as_ref().and_then(|c| {
+                    let text = match p.api {
+                        Api::OpenAi => format!("Bearer {}", c.expose()),
+                        Api::Anthropic => c.expose().to_string(),
+                    };
+                    let mut v = http::HeaderValue::from_str(&text).ok()?;
+                    v.set_sensitive(true);
+                    Some(v)
+                });
                 Ok(Arc::new(ProviderEntry {
                     id: p.id.clone(),
                     api: p.api,
+                    host_value: http::HeaderValue::from_str(&host_header).ok(),
+                    auth_value,
                     addrs: arc_swap::ArcSwap::from_pointee(env.resolve(&p.base.host, p.base.port)),
                     base: p.base.clone(),
                     host_header,
@@ -396,6 +415,7 @@ impl Snapshot {
                             let label: Arc<str> = format!("{}/{}", provider.id, t.model).into();
                             TargetEntry {
                                 health: health.target(&label),
+                                label_value: http::HeaderValue::from_str(&label).ok(),
                                 label,
                                 provider,
                                 model: t.model.clone(),

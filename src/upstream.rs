@@ -95,7 +95,10 @@ pub fn rewrite_request(
     {
         req.remove_header(&h);
     }
-    req.insert_header(http::header::HOST, provider.host_header.as_str())?;
+    match &provider.host_value {
+        Some(v) => req.insert_header(http::header::HOST, v.clone())?,
+        None => req.insert_header(http::header::HOST, provider.host_header.as_str())?,
+    }
     req.insert_header(http::header::CONTENT_LENGTH, body_len)?;
     req.insert_static_header(
         &crate::headers::REQUEST_ID,
@@ -103,7 +106,9 @@ pub fn rewrite_request(
     );
     match provider.api {
         Api::OpenAi => {
-            if let Some(c) = &provider.credential {
+            if let Some(v) = &provider.auth_value {
+                req.insert_header(http::header::AUTHORIZATION, v.clone())?;
+            } else if let Some(c) = &provider.credential {
                 req.insert_header(
                     http::header::AUTHORIZATION,
                     format!("Bearer {}", c.expose()),
@@ -111,7 +116,9 @@ pub fn rewrite_request(
             }
         }
         Api::Anthropic => {
-            if let Some(c) = &provider.credential {
+            if let Some(v) = &provider.auth_value {
+                req.insert_static_header(&crate::headers::API_KEY, v.clone());
+            } else if let Some(c) = &provider.credential {
                 req.insert_static_header(
                     &crate::headers::API_KEY,
                     crate::headers::value(c.expose())?,
