@@ -38,3 +38,34 @@ impl std::hash::Hasher for DigestHasher {
 /// ledger's buckets): foldhash, seeded per process. std's SipHash costs ~100 instructions
 /// per short key, and a request makes a dozen such lookups.
 pub type FastHash = foldhash::fast::RandomState;
+
+/// A key entry that is found by its digest.
+pub trait Keyed {
+    fn digest(&self) -> &Digest;
+}
+
+/// An `Arc`'d key entry in a set, hashed and compared by its digest, so the set is looked up
+/// with a bare [`Digest`] and holds one pointer a slot (not a digest beside it). The
+/// snapshot's file keys and the directory's API keys.
+#[derive(Debug)]
+pub struct ByDigest<T>(pub std::sync::Arc<T>);
+
+impl<T: Keyed> std::borrow::Borrow<Digest> for ByDigest<T> {
+    fn borrow(&self) -> &Digest {
+        self.0.digest()
+    }
+}
+
+impl<T: Keyed> std::hash::Hash for ByDigest<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.digest().hash(state)
+    }
+}
+
+impl<T: Keyed> PartialEq for ByDigest<T> {
+    fn eq(&self, other: &ByDigest<T>) -> bool {
+        self.0.digest() == other.0.digest()
+    }
+}
+
+impl<T: Keyed> Eq for ByDigest<T> {}

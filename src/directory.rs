@@ -9,6 +9,7 @@
 //! file's state changes.
 
 use crate::config::{GroupState, KeyState, Limits, ModelFilter};
+use crate::digest::ByDigest;
 use crate::error::GatewayError;
 use crate::last_seen::LastUsed;
 use crate::snapshot::{Digest, DigestHash, GroupEntry, KeyEntry, KeyParts, KeySource, Snapshot};
@@ -16,9 +17,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use ipnet::IpNet;
-use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::SystemTime;
 use subtle::ConstantTimeEq;
@@ -207,35 +206,16 @@ pub struct StateOverride {
     pub file_state: GroupState,
 }
 
-/// An API key in the directory's map, hashed and compared by its current digest (so the
-/// map is looked up with a bare [`Digest`] and holds one pointer a slot, not a digest too).
-#[derive(Debug)]
-struct ByDigest(Arc<ApiKey>);
-
-impl Borrow<Digest> for ByDigest {
-    fn borrow(&self) -> &Digest {
-        &self.0.digest
+impl crate::digest::Keyed for ApiKey {
+    fn digest(&self) -> &Digest {
+        &self.digest
     }
 }
-
-impl Hash for ByDigest {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.digest.hash(state)
-    }
-}
-
-impl PartialEq for ByDigest {
-    fn eq(&self, other: &ByDigest) -> bool {
-        self.0.digest == other.0.digest
-    }
-}
-
-impl Eq for ByDigest {}
 
 #[derive(Default)]
 pub struct Directory {
     /// Every key, by its current digest.
-    keys: DashMap<ByDigest, (), DigestHash>,
+    keys: DashMap<ByDigest<ApiKey>, (), DigestHash>,
     /// Keys regenerated with a grace period, by their previous digest (few).
     previous: DashMap<Digest, Arc<ApiKey>, DigestHash>,
     groups: ArcSwap<HashMap<Arc<str>, StateOverride>>,

@@ -12,13 +12,12 @@ use crate::config::{
 use crate::last_seen::{LastSeen, LastUsed};
 use crate::secret::Secret;
 use ipnet::IpNet;
-use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::digest::ByDigest;
 pub use crate::digest::{Digest, DigestHash, DigestHasher};
 
 mod carry;
@@ -30,7 +29,7 @@ pub struct Snapshot {
     pub server: ServerConfig,
     /// The file's keys, found by digest (a set of entries: one pointer per slot instead of
     /// a copy of each 32-byte digest next to it).
-    keys: HashSet<ByDigest, DigestHash>,
+    keys: HashSet<ByDigest<KeyEntry>, DigestHash>,
     /// Catalogue, by name and by index (`ModelEntry::index`).
     pub models: Vec<Arc<ModelEntry>>,
     models_by_name: HashMap<Arc<str>, usize>,
@@ -186,30 +185,11 @@ impl KeyEntry {
     }
 }
 
-/// A file key in the snapshot's set, hashed and compared by its digest (so the set is
-/// looked up with a bare [`Digest`]).
-#[derive(Debug)]
-struct ByDigest(Arc<KeyEntry>);
-
-impl Borrow<Digest> for ByDigest {
-    fn borrow(&self) -> &Digest {
-        &self.0.digest
+impl crate::digest::Keyed for KeyEntry {
+    fn digest(&self) -> &Digest {
+        &self.digest
     }
 }
-
-impl Hash for ByDigest {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.digest.hash(state)
-    }
-}
-
-impl PartialEq for ByDigest {
-    fn eq(&self, other: &ByDigest) -> bool {
-        self.0.digest == other.0.digest
-    }
-}
-
-impl Eq for ByDigest {}
 
 #[derive(Debug)]
 pub struct ModelEntry {
