@@ -48,6 +48,13 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // No transparent huge pages for this process: mimalloc asks for them (`madvise`), and
+    // half-used 2 MiB pages put ~10% on the resident size (1M store keys: 505–523 → 474–475
+    // MiB, `loadtest/startup_rss.sh store`). Checked at page-fault time, so it also covers
+    // what the allocator reserved before this line.
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("note: transparent huge pages stay on for this process: {e}");
+    }
     // First thing: a SIGHUP during start-up must not kill the process (its default action).
     let early_hup = match install_early_sighup_flag() {
         Ok(f) => f,
