@@ -589,11 +589,10 @@ impl ProxyHttp for Gateway {
         resp.reserve_headers(6);
         resp.insert_static_header(&headers::REQUEST_ID, headers::value(&ctx.request_id)?);
         if let Some(t) = ctx.target_entry() {
-            let v = match &t.label_value {
-                Some(v) => v.clone(),
-                None => headers::value(&t.label)?,
-            };
-            resp.insert_static_header(&headers::TARGET, v);
+            resp.insert_static_header(
+                &headers::TARGET,
+                headers::prebuilt(&t.label_value, &t.label)?,
+            );
         }
         if let Some(r) = &ctx.reservation {
             account::limit_headers(resp, r)?;

@@ -14,6 +14,18 @@ pub static REMAINING_TOKENS: StaticHeaderName =
     StaticHeaderName::new("x-ratelimit-remaining-tokens");
 pub static API_KEY: StaticHeaderName = StaticHeaderName::new("x-api-key");
 
+/// A value built once ahead of the request path, or — when `text` could not be a header
+/// value — the error inserting `text` gives.
+pub fn prebuilt(
+    v: &Option<http::HeaderValue>,
+    text: &str,
+) -> pingora_error::Result<http::HeaderValue> {
+    match v {
+        Some(v) => Ok(v.clone()),
+        None => value(text),
+    }
+}
+
 /// `v` as a header value, or the error Pingora's `insert_header` gives for a bad one.
 pub fn value(v: &str) -> pingora_error::Result<http::HeaderValue> {
     use pingora_error::OrErr;

@@ -95,39 +95,25 @@ pub fn rewrite_request(
     {
         req.remove_header(&h);
     }
-    match &provider.host_value {
-        Some(v) => req.insert_header(http::header::HOST, v.clone())?,
-        None => req.insert_header(http::header::HOST, provider.host_header.as_str())?,
-    }
+    req.insert_header(
+        http::header::HOST,
+        crate::headers::prebuilt(&provider.host_value, &provider.host_header)?,
+    )?;
     req.insert_header(http::header::CONTENT_LENGTH, body_len)?;
     req.insert_static_header(
         &crate::headers::REQUEST_ID,
         crate::headers::value(request_id)?,
     );
-    match provider.api {
-        Api::OpenAi => {
-            if let Some(v) = &provider.auth_value {
-                req.insert_header(http::header::AUTHORIZATION, v.clone())?;
-            } else if let Some(c) = &provider.credential {
-                req.insert_header(
-                    http::header::AUTHORIZATION,
-                    format!("Bearer {}", c.expose()),
-                )?;
-            }
+    if let Some(c) = &provider.credential {
+        // `auth_value` is `None` only when the key cannot be a header value: that error.
+        let v = crate::headers::prebuilt(&provider.auth_value, c.expose())?;
+        match provider.api {
+            Api::OpenAi => req.insert_header(http::header::AUTHORIZATION, v)?,
+            Api::Anthropic => req.insert_static_header(&crate::headers::API_KEY, v),
         }
-        Api::Anthropic => {
-            if let Some(v) = &provider.auth_value {
-                req.insert_static_header(&crate::headers::API_KEY, v.clone());
-            } else if let Some(c) = &provider.credential {
-                req.insert_static_header(
-                    &crate::headers::API_KEY,
-                    crate::headers::value(c.expose())?,
-                );
-            }
-            if req.headers.get("anthropic-version").is_none() {
-                req.insert_header("anthropic-version", DEFAULT_ANTHROPIC_VERSION)?;
-            }
-        }
+    }
+    if provider.api == Api::Anthropic && req.headers.get("anthropic-version").is_none() {
+        req.insert_header("anthropic-version", DEFAULT_ANTHROPIC_VERSION)?;
     }
     for (k, v) in &provider.headers {
         req.insert_header(k.clone(), v.clone())?;

@@ -45,8 +45,8 @@ pub fn retire<T: Send + Sync + 'static>(old: Arc<T>) {
     list.push(old);
 }
 
-/// Drops the retired values nobody else holds any more; returns how many are left.
-fn reap() -> usize {
+/// Drops the retired values nobody else holds any more.
+fn reap() {
     let free: Vec<_> = {
         let mut list = retired().lock().unwrap_or_else(|p| p.into_inner());
         let (free, keep) = std::mem::take(&mut *list)
@@ -56,11 +56,10 @@ fn reap() -> usize {
         free
     };
     drop(free);
-    retired().lock().unwrap_or_else(|p| p.into_inner()).len()
 }
 
 /// Lowers the calling thread's CPU priority (Linux: nice values are per thread).
-pub fn lower_priority() {
+fn lower_priority() {
     let me = rustix::thread::gettid();
     if let Err(e) = rustix::process::setpriority_process(Some(me), BACKGROUND_NICE) {
         log::debug!("cannot lower the priority of a background thread: {e}");
