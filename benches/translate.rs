@@ -41,15 +41,15 @@ fn chat_request() -> Vec<u8> {
 
 fn requests(c: &mut Criterion) {
     let bytes = chat_request();
-    let body = RequestBody::parse(&bytes).expect("body");
+    let body = RequestBody::parse(bytes.clone()).expect("body");
     let mut g = c.benchmark_group("request");
     g.bench_function(format!("chat_to_messages_{}B", bytes.len()), |b| {
-        b.iter(|| black_box(chat_to_messages(body.fields(), "claude-x", 4096)))
+        b.iter(|| black_box(chat_to_messages(&body, "claude-x", 4096)))
     });
-    let messages = chat_to_messages(body.fields(), "claude-x", 4096).expect("translated");
-    let mbody = RequestBody::parse(&messages).expect("body");
+    let messages = chat_to_messages(&body, "claude-x", 4096).expect("translated");
+    let mbody = RequestBody::parse(messages.clone()).expect("body");
     g.bench_function(format!("messages_to_chat_{}B", messages.len()), |b| {
-        b.iter(|| black_box(messages_to_chat(mbody.fields(), "gpt-x")))
+        b.iter(|| black_box(messages_to_chat(&mbody, "gpt-x")))
     });
     g.bench_function("untranslated_render", |b| {
         b.iter(|| black_box(body.render("gpt-x", true)))
@@ -59,12 +59,12 @@ fn requests(c: &mut Criterion) {
     let turn =
         json!({"role": "user", "content": "lorem ipsum dolor sit amet, \"quoted\" ".repeat(100)});
     let big = json!({"model": "smart", "messages": vec![turn; 256]}).to_string();
-    let body = RequestBody::parse(big.as_bytes()).expect("body");
+    let body = RequestBody::parse(big.clone()).expect("body");
     let mut g = c.benchmark_group("request_large");
     g.throughput(Throughput::Bytes(big.len() as u64));
     g.sample_size(20);
     g.bench_function(format!("chat_to_messages_{}KiB", big.len() / 1024), |b| {
-        b.iter(|| black_box(chat_to_messages(body.fields(), "claude-x", 4096)))
+        b.iter(|| black_box(chat_to_messages(&body, "claude-x", 4096)))
     });
     g.finish();
 }

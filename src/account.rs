@@ -2,8 +2,8 @@
 //! which scanner reads its answer, and how it is settled in `logging`.
 
 use crate::admission::{
-    Admission, AdmitRequest, BudgetEvent, Layer, LayerLimits, RateInfo, Reservation, ScopeKey,
-    ShadowHit, SlotHold, Usage,
+    Admission, AdmitRequest, BudgetEvent, Layer, LayerLimits, Reservation, ScopeKey, ShadowHit,
+    SlotHold, Usage,
 };
 use crate::config::Price;
 use crate::error::GatewayError;
@@ -183,22 +183,19 @@ pub fn scanner_for(resp: &ResponseHeader, ask_usage: bool) -> Option<Scanner> {
 /// `x-ratelimit-*` (enforced limits) and `x-tollgate-shadow-limited` (the shadow limits the
 /// request went over, e.g. `key k1 rpm 10, group g tpm 1000`).
 pub fn limit_headers(resp: &mut ResponseHeader, r: &Reservation) -> pingora_error::Result<()> {
+    use crate::headers::*;
     if !r.shadow.is_empty() {
         let names: Vec<&str> = r.shadow.iter().map(|h| h.scope.as_str()).collect();
-        resp.insert_header("x-tollgate-shadow-limited", names.join(", "))?;
+        resp.append_wire_header(&SHADOW_LIMITED, names.join(", ").as_bytes())?;
     }
-    rate_headers(resp, &r.rate)
-}
-
-pub fn rate_headers(resp: &mut ResponseHeader, rate: &RateInfo) -> pingora_error::Result<()> {
-    use crate::headers::*;
-    if let Some((limit, remaining)) = rate.requests {
-        resp.insert_static_header(&LIMIT_REQUESTS, limit.into());
-        resp.insert_static_header(&REMAINING_REQUESTS, remaining.into());
+    let mut n = itoa::Buffer::new();
+    if let Some((limit, remaining)) = r.rate.requests {
+        resp.append_wire_header(&LIMIT_REQUESTS, n.format(limit).as_bytes())?;
+        resp.append_wire_header(&REMAINING_REQUESTS, n.format(remaining).as_bytes())?;
     }
-    if let Some((limit, remaining)) = rate.tokens {
-        resp.insert_static_header(&LIMIT_TOKENS, limit.into());
-        resp.insert_static_header(&REMAINING_TOKENS, remaining.into());
+    if let Some((limit, remaining)) = r.rate.tokens {
+        resp.append_wire_header(&LIMIT_TOKENS, n.format(limit).as_bytes())?;
+        resp.append_wire_header(&REMAINING_TOKENS, n.format(remaining).as_bytes())?;
     }
     Ok(())
 }

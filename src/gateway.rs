@@ -300,7 +300,7 @@ impl Gateway {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        let body = match RequestBody::parse(&bytes) {
+        let body = match RequestBody::parse(bytes) {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
@@ -585,14 +585,12 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // x-request-id, x-tollgate-target, four x-ratelimit-*: grow the maps once.
-        resp.reserve_headers(6);
-        resp.insert_static_header(&headers::REQUEST_ID, headers::value(&ctx.request_id)?);
+        // x-request-id, x-tollgate-target, four x-ratelimit-*: in place of the provider's,
+        // written after its headers.
+        headers::remove_added(resp);
+        resp.append_wire_header(&headers::REQUEST_ID, ctx.request_id.as_bytes())?;
         if let Some(t) = ctx.target_entry() {
-            resp.insert_static_header(
-                &headers::TARGET,
-                headers::prebuilt(&t.label_value, &t.label)?,
-            );
+            resp.append_wire_header(&headers::TARGET, t.label.as_bytes())?;
         }
         if let Some(r) = &ctx.reservation {
             account::limit_headers(resp, r)?;

@@ -12,7 +12,34 @@ pub static REMAINING_REQUESTS: StaticHeaderName =
 pub static LIMIT_TOKENS: StaticHeaderName = StaticHeaderName::new("x-ratelimit-limit-tokens");
 pub static REMAINING_TOKENS: StaticHeaderName =
     StaticHeaderName::new("x-ratelimit-remaining-tokens");
+pub static SHADOW_LIMITED: StaticHeaderName = StaticHeaderName::new("x-tollgate-shadow-limited");
 pub static API_KEY: StaticHeaderName = StaticHeaderName::new("x-api-key");
+
+/// The headers the gateway adds to an answer (`append_wire_header`, our pingora-http
+/// patch: written after the provider's, no map touched).
+static ADDED: [&StaticHeaderName; 7] = [
+    &REQUEST_ID,
+    &TARGET,
+    &LIMIT_REQUESTS,
+    &REMAINING_REQUESTS,
+    &LIMIT_TOKENS,
+    &REMAINING_TOKENS,
+    &SHADOW_LIMITED,
+];
+
+/// Removes the provider's headers of the names the gateway adds (OpenAI sends its own
+/// `x-request-id` and `x-ratelimit-*`): ours replace them. One pass over the names, no
+/// hashing, when there are none.
+pub fn remove_added(resp: &mut pingora_http::ResponseHeader) {
+    while let Some(name) = resp
+        .headers
+        .keys()
+        .find(|k| ADDED.iter().any(|a| a.name() == *k))
+        .cloned()
+    {
+        resp.remove_header(&name);
+    }
+}
 
 /// A value built once ahead of the request path, or — when `text` could not be a header
 /// value — the error inserting `text` gives.

@@ -208,8 +208,6 @@ pub struct TargetEntry {
     pub price: Price,
     /// `provider/model`, as shown in `x-tollgate-target` and metrics.
     pub label: Arc<str>,
-    /// `label` as the header value (built once; `None` if it cannot be one).
-    pub label_value: Option<http::HeaderValue>,
     /// Passive health and latency, shared across snapshots.
     pub health: Arc<crate::route::health::TargetHealth>,
 }
@@ -395,7 +393,6 @@ impl Snapshot {
                             let label: Arc<str> = format!("{}/{}", provider.id, t.model).into();
                             TargetEntry {
                                 health: health.target(&label),
-                                label_value: http::HeaderValue::from_str(&label).ok(),
                                 label,
                                 provider,
                                 model: t.model.clone(),

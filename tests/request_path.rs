@@ -730,3 +730,71 @@ async fn a_provider_that_never_reads_the_body_times_out() {
     );
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
 }
+
+/// The gateway's answer headers replace the provider's of the same names (OpenAI sends its
+/// own `x-request-id` and `x-ratelimit-*`): one of each, ours. They are added without
+/// touching Pingora's header maps (`append_wire_header`, our pingora-http patch), so
+/// nothing else removes the provider's copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_answer_headers_replace_the_providers() {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            read_request(&mut s);
+            let body = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nX-Request-Id: upstream-id\r\ncontent-type: application/json\r\n\
+                 x-ratelimit-limit-requests: 5000\r\nX-RateLimit-Remaining-Requests: 4999\r\n\
+                 x-ratelimit-remaining-requests: 4998\r\nx-tollgate-target: forged\r\n\
+                 openai-processing-ms: 7\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let policy = basic_policy(up, &extra_keys()).replace(
+        "id = \"key_main\"\n",
+        "id = \"key_main\"\nrpm = 1000\ntpm = 1000000\n",
+    );
+    let g = start_gateway(&policy);
+    let resp = client()
+        .post(g.url("/v1/chat/completions"))
+        .bearer_auth(key(1))
+        .header("x-request-id", "client-id-1")
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    let all = |n: &str| -> Vec<String> {
+        h.get_all(n)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(all("x-request-id"), ["client-id-1"]);
+    assert_eq!(all("x-tollgate-target").len(), 1);
+    assert_ne!(all("x-tollgate-target")[0], "forged");
+    for n in [
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-tokens",
+    ] {
+        let v = all(n);
+        assert_eq!(v.len(), 1, "{n}: {v:?}");
+        assert!(v[0].parse::<u64>().is_ok(), "{n}: {v:?}");
+        assert!(
+            !["5000", "4999", "4998"].contains(&v[0].as_str()),
+            "{n}: {v:?}"
+        );
+    }
+    // The provider's other headers pass.
+    assert_eq!(all("openai-processing-ms"), ["7"]);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "ok");
+}

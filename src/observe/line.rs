@@ -451,7 +451,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
             })
             .collect();
         let body = RequestBody::parse(
-            br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"h\u00e9\"\\\n\t\u0001\u001f\u007f \u2028 \ud83d\ude00"}]}"#,
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"h\u00e9\"\\\n\t\u0001\u001f\u007f \u2028 \ud83d\ude00"}]}"#,
         )
         .expect("body");
         let error = GatewayError::KeyDisabled("k".into());

@@ -84,10 +84,8 @@ pub fn render(
         return Ok((body.render(target_model, ask_usage), None));
     };
     let out = match direction {
-        Direction::ChatToMessages => {
-            chat_to_messages(body.fields(), target_model, default_max_tokens)?
-        }
-        Direction::MessagesToChat => messages_to_chat(body.fields(), target_model)?,
+        Direction::ChatToMessages => chat_to_messages(body, target_model, default_max_tokens)?,
+        Direction::MessagesToChat => messages_to_chat(body, target_model)?,
     };
     let t = Translation {
         direction,

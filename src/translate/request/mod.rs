@@ -14,12 +14,11 @@ pub use to_messages::chat_to_messages;
 use crate::error::GatewayError;
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
-use crate::request::Fields;
+use crate::request::RequestBody;
 
 const ANTHROPIC: &str = "an Anthropic-style target";
 const OPENAI: &str = "an OpenAI-style target";
@@ -40,8 +39,8 @@ fn invalid(what: String) -> GatewayError {
     GatewayError::InvalidRequest(what)
 }
 
-fn parse(name: &str, raw: &RawValue) -> Result<Value, GatewayError> {
-    serde_json::from_str(raw.get()).map_err(|e| invalid(format!("`{name}`: {e}")))
+fn parse(name: &str, raw: &str) -> Result<Value, GatewayError> {
+    serde_json::from_str(raw).map_err(|e| invalid(format!("`{name}`: {e}")))
 }
 
 fn is_set(v: &Value) -> bool {
@@ -105,6 +104,6 @@ fn field(out: &mut Vec<u8>, key: &str, v: &impl Serialize) -> Result<(), Gateway
 }
 
 /// The first byte of a raw JSON value: which kind it is.
-fn kind(raw: &RawValue) -> u8 {
-    raw.get().trim_start().bytes().next().unwrap_or(b'n')
+fn kind(raw: &str) -> u8 {
+    raw.trim_start().bytes().next().unwrap_or(b'n')
 }

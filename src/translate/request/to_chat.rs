@@ -3,7 +3,7 @@
 //! Like `to_messages`: `system`, `messages` and `tools` are read typed and borrowed, tool
 //! inputs and schemas pass through as raw JSON, the small fields go through `Value`.
 
-use super::{field, invalid, is_set, parse, unsupported, Fields, StringOr, OPENAI};
+use super::{field, invalid, is_set, parse, unsupported, RequestBody, StringOr, OPENAI};
 use crate::error::GatewayError;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -136,7 +136,7 @@ struct FunctionDefOut<'a> {
 
 /// `/v1/messages` body → `/v1/chat/completions` body for `model`. Streams ask for usage
 /// (`stream_options.include_usage`), which Anthropic clients always receive.
-pub fn messages_to_chat(fields: &Fields, model: &str) -> Result<Vec<u8>, GatewayError> {
+pub fn messages_to_chat(body: &RequestBody, model: &str) -> Result<Vec<u8>, GatewayError> {
     let mut system: Option<MessageOut<'_>> = None;
     let mut messages: Vec<MessageOut<'_>> = Vec::new();
     let mut rest: Vec<(&str, Value)> = Vec::new();
@@ -144,13 +144,13 @@ pub fn messages_to_chat(fields: &Fields, model: &str) -> Result<Vec<u8>, Gateway
     let mut tool_choice: Option<Value> = None;
     let mut parallel = true;
     let mut len = 0;
-    for (k, raw) in fields {
-        len += raw.get().len();
+    for (k, raw) in body.fields() {
+        len += raw.len();
         let typed = |e: serde_json::Error| invalid(format!("`{k}`: {e}"));
-        match k.as_str() {
+        match k {
             "model" => continue,
             "system" => {
-                let text = system_text(serde_json::from_str(raw.get()).map_err(typed)?)?;
+                let text = system_text(serde_json::from_str(raw).map_err(typed)?)?;
                 system = (!text.is_empty()).then(|| MessageOut {
                     role: "system",
                     content: Some(ContentOut::Text(text)),
@@ -160,20 +160,19 @@ pub fn messages_to_chat(fields: &Fields, model: &str) -> Result<Vec<u8>, Gateway
                 continue;
             }
             "messages" => {
-                let msgs: Vec<MessageIn<'_>> = serde_json::from_str(raw.get()).map_err(typed)?;
+                let msgs: Vec<MessageIn<'_>> = serde_json::from_str(raw).map_err(typed)?;
                 anthropic_messages(msgs, &mut messages)?;
                 continue;
             }
             "tools" => {
-                let list: Option<Vec<ToolIn<'_>>> =
-                    serde_json::from_str(raw.get()).map_err(typed)?;
+                let list: Option<Vec<ToolIn<'_>>> = serde_json::from_str(raw).map_err(typed)?;
                 tools = list.map(anthropic_tools).transpose()?;
                 continue;
             }
             _ => {}
         }
         let v = parse(k, raw)?;
-        match k.as_str() {
+        match k {
             "max_tokens" if is_set(&v) => rest.push(("max_completion_tokens", v)),
             "temperature" | "top_p" if is_set(&v) => rest.push((k, v)),
             "stop_sequences" if is_set(&v) => rest.push(("stop", v)),

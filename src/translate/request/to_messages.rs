@@ -5,7 +5,7 @@
 //! schemas and arguments are passed through as raw JSON. The small fields go through
 //! `serde_json::Value`.
 
-use super::{field, invalid, is_set, kind, parse, unsupported, Fields, StringOr, ANTHROPIC};
+use super::{field, invalid, is_set, kind, parse, unsupported, RequestBody, StringOr, ANTHROPIC};
 use crate::error::GatewayError;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -142,7 +142,7 @@ struct ToolOut<'a> {
 
 /// `/v1/chat/completions` body → `/v1/messages` body for `model`.
 pub fn chat_to_messages(
-    fields: &Fields,
+    body: &RequestBody,
     model: &str,
     default_max_tokens: u64,
 ) -> Result<Vec<u8>, GatewayError> {
@@ -154,13 +154,13 @@ pub fn chat_to_messages(
     let mut parallel = true;
     let mut rest: Vec<(&str, Value)> = Vec::new();
     let mut len = 0;
-    for (k, raw) in fields {
-        len += raw.get().len();
-        match k.as_str() {
+    for (k, raw) in body.fields() {
+        len += raw.len();
+        match k {
             "model" => continue,
             "messages" => {
-                let msgs: Vec<MessageIn<'_>> = serde_json::from_str(raw.get())
-                    .map_err(|e| invalid(format!("`messages`: {e}")))?;
+                let msgs: Vec<MessageIn<'_>> =
+                    serde_json::from_str(raw).map_err(|e| invalid(format!("`messages`: {e}")))?;
                 chat_messages(msgs, &mut system, &mut turns)?;
                 continue;
             }
@@ -171,7 +171,7 @@ pub fn chat_to_messages(
             _ => {}
         }
         let v = parse(k, raw)?;
-        match k.as_str() {
+        match k {
             "max_tokens" | "max_completion_tokens" => {
                 max_tokens = max_tokens.max(v.as_u64());
             }
@@ -320,7 +320,7 @@ fn split_data_url(rest: Cow<'_, str>) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
 fn image_block(raw: &RawValue, i: usize, j: usize) -> Result<Block<'_>, GatewayError> {
     let bad =
         |e: serde_json::Error| invalid(format!("`messages[{i}].content[{j}].image_url`: {e}"));
-    let url: Cow<'_, str> = if kind(raw) == b'"' {
+    let url: Cow<'_, str> = if kind(raw.get()) == b'"' {
         serde_json::from_str(raw.get()).map_err(bad)?
     } else {
         serde_json::from_str::<ImageUrlIn<'_>>(raw.get())
@@ -422,7 +422,7 @@ fn arguments<'a>(
     let Some(raw) = raw else {
         return Ok(Json::Value(json!({})));
     };
-    match kind(raw) {
+    match kind(raw.get()) {
         b'n' => Ok(Json::Value(json!({}))),
         b'{' => Ok(Json::Raw(raw)),
         b'"' => {
@@ -442,15 +442,15 @@ fn arguments<'a>(
 }
 
 /// `tools` (or legacy `functions`) → Anthropic tools; `None` when null.
-fn chat_tools<'a>(k: &str, raw: &'a RawValue) -> Result<Option<Vec<ToolOut<'a>>>, GatewayError> {
+fn chat_tools<'a>(k: &str, raw: &'a str) -> Result<Option<Vec<ToolOut<'a>>>, GatewayError> {
     if kind(raw) == b'n' {
         return Ok(None);
     }
     let bad = |e: serde_json::Error| invalid(format!("`{k}`: {e}"));
     let defs: Vec<FunctionDefIn<'a>> = if k == "functions" {
-        serde_json::from_str(raw.get()).map_err(bad)?
+        serde_json::from_str(raw).map_err(bad)?
     } else {
-        let tools: Vec<ToolIn<'a>> = serde_json::from_str(raw.get()).map_err(bad)?;
+        let tools: Vec<ToolIn<'a>> = serde_json::from_str(raw).map_err(bad)?;
         let mut defs = Vec::with_capacity(tools.len());
         for (i, t) in tools.into_iter().enumerate() {
             match t.function {
@@ -472,7 +472,7 @@ fn chat_tools<'a>(k: &str, raw: &'a RawValue) -> Result<Option<Vec<ToolOut<'a>>>
                 name: f.name,
                 description: f.description,
                 input_schema: match f.parameters {
-                    Some(p) if kind(p) != b'n' => Json::Raw(p),
+                    Some(p) if kind(p.get()) != b'n' => Json::Raw(p),
                     _ => Json::Value(json!({"type": "object", "properties": {}})),
                 },
             })

@@ -12,14 +12,14 @@ use serde_json::Value;
 pub type Calls = Vec<(String, String, String)>;
 
 pub fn to_messages(req: Value) -> Result<Value, GatewayError> {
-    let b = RequestBody::parse(req.to_string().as_bytes())?;
-    let out = chat_to_messages(b.fields(), "claude-x", 4096)?;
+    let b = RequestBody::parse(req.to_string())?;
+    let out = chat_to_messages(&b, "claude-x", 4096)?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
 pub fn to_chat(req: Value) -> Result<Value, GatewayError> {
-    let b = RequestBody::parse(req.to_string().as_bytes())?;
-    let out = messages_to_chat(b.fields(), "gpt-x")?;
+    let b = RequestBody::parse(req.to_string())?;
+    let out = messages_to_chat(&b, "gpt-x")?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 

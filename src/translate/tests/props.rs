@@ -116,8 +116,8 @@ proptest! {
             }
         }
         // And back: text, tool calls and results survive a round trip to a chat request.
-        let b = RequestBody::parse(out.to_string().as_bytes()).unwrap();
-        let back: Value = serde_json::from_slice(&messages_to_chat(b.fields(), "m").unwrap()).unwrap();
+        let b = RequestBody::parse(out.to_string()).unwrap();
+        let back: Value = serde_json::from_slice(&messages_to_chat(&b, "m").unwrap()).unwrap();
         let calls = |v: &Value| -> Vec<(Value, Value, Value)> {
             v["messages"].as_array().unwrap().iter()
                 .flat_map(|m| m["tool_calls"].as_array().cloned().unwrap_or_default())

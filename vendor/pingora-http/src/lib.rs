@@ -462,6 +462,9 @@ pub struct ResponseHeader {
     header_name_map: Option<CaseMap>,
     // the reason phrase of the response, if unset, a default one will be used
     reason_phrase: Option<String>,
+    // TOLLGATE PATCH: header lines added after the maps, in HTTP/1.1 wire form
+    // (`name: value\r\n`...): see [ResponseHeader::append_wire_header()].
+    wire_tail: Vec<u8>,
 }
 
 impl AsRef<RespParts> for ResponseHeader {
@@ -481,9 +484,10 @@ impl Deref for ResponseHeader {
 impl Clone for ResponseHeader {
     fn clone(&self) -> Self {
         Self {
-            base: self.as_owned_parts(),
+            base: clone_resp_parts(&self.base),
             header_name_map: self.header_name_map.clone(),
             reason_phrase: self.reason_phrase.clone(),
+            wire_tail: self.wire_tail.clone(),
         }
     }
 }
@@ -495,6 +499,7 @@ impl From<RespParts> for ResponseHeader {
             base: parts,
             header_name_map: None,
             reason_phrase: None,
+            wire_tail: Vec::new(),
         }
     }
 }
@@ -527,6 +532,7 @@ impl ResponseHeader {
             base,
             header_name_map: None,
             reason_phrase: None,
+            wire_tail: Vec::new(),
         }
     }
 
@@ -608,6 +614,45 @@ impl ResponseHeader {
         }
     }
 
+    /// TOLLGATE PATCH: adds the header `name: value` without touching either map: on
+    /// HTTP/1.x it is written after them, as it is; [Self::as_owned_parts()] (HTTP/2, and
+    /// anything else that needs the parts) adds it to the headers. No map is hashed or
+    /// grown, which is what makes it cheap — and why nothing here looks for a header of the
+    /// same name: the caller removes one first if it may be there, and reads the added
+    /// headers back with [Self::wire_headers()], not from `headers`. `value` is checked as
+    /// [HeaderValue::from_bytes()] checks it.
+    pub fn append_wire_header(
+        &mut self,
+        name: &'static StaticHeaderName,
+        value: &[u8],
+    ) -> Result<()> {
+        if !value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
+            return Err(pingora_error::Error::explain(
+                InvalidHTTPHeader,
+                "invalid value while append",
+            ));
+        }
+        let tail = &mut self.wire_tail;
+        tail.reserve(name.case.len() + value.len() + 4);
+        tail.extend_from_slice(name.case.as_bytes());
+        tail.extend_from_slice(b": ");
+        tail.extend_from_slice(value);
+        tail.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    /// TOLLGATE PATCH: the headers added by [Self::append_wire_header()], in order.
+    pub fn wire_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.wire_tail
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .filter_map(|line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let at = line.windows(2).position(|w| w == b": ")?;
+                Some((&line[..at], &line[at + 2..]))
+            })
+    }
+
     /// Remove all headers under the name
     pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
@@ -620,7 +665,9 @@ impl ResponseHeader {
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf);
+        // TOLLGATE PATCH: the headers added with `append_wire_header`.
+        buf.put_slice(&self.wire_tail);
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
@@ -704,7 +751,14 @@ impl ResponseHeader {
 
     /// Clone `self` into [http::response::Parts].
     pub fn as_owned_parts(&self) -> RespParts {
-        clone_resp_parts(&self.base)
+        let mut parts = clone_resp_parts(&self.base);
+        // TOLLGATE PATCH: with the headers added by `append_wire_header` (checked then).
+        for (name, value) in self.wire_headers() {
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+                parts.headers.append(n, v);
+            }
+        }
+        parts
     }
 
     /// Helper function to set the HTTP content length on the response header.
@@ -1980,5 +2034,26 @@ mod tests {
         // `HeaderValue`.
         let hv = header_value_from_raw(bytes::Bytes::from_static(b"foo\rbar\0baz"));
         assert_eq!(hv.as_bytes(), b"foo bar baz");
+    }
+
+    /// TOLLGATE PATCH: headers added with `append_wire_header` are written after the maps
+    /// on HTTP/1.x and appear in the owned parts (HTTP/2); bad values are refused.
+    #[test]
+    fn wire_headers_are_written_and_converted() {
+        static ID: StaticHeaderName = StaticHeaderName::new("x-request-id");
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("Content-Type", "text/plain").unwrap();
+        resp.append_wire_header(&ID, b"req_1").unwrap();
+        assert!(resp.append_wire_header(&ID, b"a\r\nb").is_err());
+        let mut buf = bytes::BytesMut::new();
+        resp.header_to_h1_wire(&mut buf);
+        assert_eq!(&buf[..], b"Content-Type: text/plain\r\nx-request-id: req_1\r\n");
+        assert_eq!(
+            resp.wire_headers().collect::<Vec<_>>(),
+            [(&b"x-request-id"[..], &b"req_1"[..])]
+        );
+        let parts = resp.as_owned_parts();
+        assert_eq!(parts.headers["x-request-id"], "req_1");
+        assert_eq!(resp.clone().wire_headers().count(), 1);
     }
 }
