@@ -182,14 +182,48 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
+/// How many leading bytes of `b` go as they are (no `"`, `\\` or control character),
+/// eight at a time while it can.
+fn clean_prefix(b: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// Whether any byte of `w` is zero (exact as a yes/no).
+    fn any_zero(w: u64) -> bool {
+        w.wrapping_sub(ONES) & !w & HIGH != 0
+    }
+    let mut n = 0;
+    for chunk in b.chunks_exact(8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(chunk);
+        let w = u64::from_ne_bytes(a);
+        // A byte below 0x20 (bytes of 0x80 and up, UTF-8, have their high bit set and are
+        // not counted), a quote, a backslash.
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+        if control
+            || any_zero(w ^ (ONES * u64::from(b'"')))
+            || any_zero(w ^ (ONES * u64::from(b'\\')))
+        {
+            break;
+        }
+        n += 8;
+    }
+    while n < b.len() && ESCAPE[usize::from(b[n])] == 0 {
+        n += 1;
+    }
+    n
+}
+
 /// `s` as a JSON string, escaped as `serde_json` does; everything else (UTF-8 included)
 /// as it is.
 fn string(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
-    let mut from = 0;
-    for (i, &c) in bytes.iter().enumerate() {
+    // Ids, names and models rarely need an escape: skip eight bytes at a time to the first.
+    let clean = clean_prefix(bytes);
+    out.extend_from_slice(&bytes[..clean]);
+    let mut from = clean;
+    for (i, &c) in bytes.iter().enumerate().skip(clean) {
         let esc = ESCAPE[usize::from(c)];
         if esc == 0 {
             continue;
@@ -435,6 +469,32 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
             &Default::default(),
         )
         .expect("snapshot")
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_does_at_every_position() {
+        let mut cases: Vec<String> = Vec::new();
+        for c in (0u8..128)
+            .map(char::from)
+            .chain(['é', '€', '😀', '\u{2028}'])
+        {
+            for len in [1, 7, 8, 9, 16, 23] {
+                for at in 0..len {
+                    let mut t: String = "abcdefghijklmnopqrstuvw".chars().take(len).collect();
+                    t.replace_range(at..=at, &c.to_string());
+                    cases.push(t);
+                }
+            }
+        }
+        for t in cases {
+            let mut out = Vec::new();
+            super::string(&mut out, &t);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&t).unwrap(),
+                "{t:?}"
+            );
+        }
     }
 
     #[test]

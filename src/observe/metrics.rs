@@ -5,6 +5,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::sync::{Arc, OnceLock, RwLock};
 
 pub struct Metrics {
     registry: Registry,
@@ -30,6 +31,75 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     /// Request-log lines dropped because the sink could not keep up.
     pub request_log_dropped: IntCounter,
+    /// The series of answered requests, resolved once per label set.
+    series: RwLock<hashbrown::HashMap<SeriesKey, Arc<Series>, crate::digest::FastHash>>,
+}
+
+/// The series one answered request touches, found together: one hashed lookup per request
+/// instead of six `with_label_values` (each hashes its labels with SipHash and takes the
+/// vector's lock). Token, spend and upstream series are made on first use, as before.
+pub struct Series {
+    pub requests: IntCounter,
+    pub duration: Histogram,
+    group: Box<str>,
+    model: Box<str>,
+    target: Option<Box<str>>,
+    billing: OnceLock<(IntCounter, IntCounter, prometheus::Counter)>,
+    upstream: OnceLock<Option<Histogram>>,
+}
+
+impl Series {
+    /// Tokens in, tokens out, USD.
+    pub fn billing(&self, m: &Metrics) -> &(IntCounter, IntCounter, prometheus::Counter) {
+        self.billing.get_or_init(|| {
+            let (g, model) = (&*self.group, &*self.model);
+            (
+                m.tokens.with_label_values(&[g, model, "input"]),
+                m.tokens.with_label_values(&[g, model, "output"]),
+                m.spend.with_label_values(&[g, model]),
+            )
+        })
+    }
+
+    /// `tollgate_upstream_duration_seconds` of the target that answered, if one did.
+    pub fn upstream(&self, m: &Metrics) -> Option<&Histogram> {
+        self.upstream
+            .get_or_init(|| {
+                let t = self.target.as_deref()?;
+                Some(m.upstream_duration.with_label_values(&[t]))
+            })
+            .as_ref()
+    }
+}
+
+/// Label sets beyond this many are looked up label by label, not kept (a bound on memory
+/// whatever the statuses and models seen).
+const MAX_SERIES: usize = 4096;
+
+#[derive(PartialEq, Eq, Hash)]
+struct SeriesKey {
+    group: Box<str>,
+    model: Box<str>,
+    target: Option<Box<str>>,
+    status: u16,
+}
+
+/// [`SeriesKey`] borrowed: hashes the same (`&str` and `Box<str>` hash as `str`).
+#[derive(Hash)]
+struct SeriesRef<'a> {
+    group: &'a str,
+    model: &'a str,
+    target: Option<&'a str>,
+    status: u16,
+}
+
+impl hashbrown::Equivalent<SeriesKey> for SeriesRef<'_> {
+    fn equivalent(&self, k: &SeriesKey) -> bool {
+        self.status == k.status
+            && self.group == &*k.group
+            && self.model == &*k.model
+            && self.target == k.target.as_deref()
+    }
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -176,7 +246,52 @@ impl Metrics {
             shadow_limited,
             webhook_deliveries,
             request_log_dropped,
+            series: RwLock::default(),
         })
+    }
+
+    /// The series of a request answered with `status` for `group` and `model` (served by
+    /// `target`, if one answered).
+    pub fn series(
+        &self,
+        group: &str,
+        model: &str,
+        target: Option<&str>,
+        status: u16,
+    ) -> Arc<Series> {
+        let key = SeriesRef {
+            group,
+            model,
+            target,
+            status,
+        };
+        if let Some(s) = self.series.read().ok().and_then(|m| m.get(&key).cloned()) {
+            return s;
+        }
+        let mut code = itoa::Buffer::new();
+        let s = Arc::new(Series {
+            requests: self
+                .requests
+                .with_label_values(&[group, model, code.format(status)]),
+            duration: self.request_duration.with_label_values(&[group]),
+            group: group.into(),
+            model: model.into(),
+            target: target.map(Into::into),
+            billing: OnceLock::new(),
+            upstream: OnceLock::new(),
+        });
+        if let Ok(mut m) = self.series.write() {
+            if m.len() < MAX_SERIES {
+                let key = SeriesKey {
+                    group: group.into(),
+                    model: model.into(),
+                    target: target.map(Into::into),
+                    status,
+                };
+                m.insert(key, s.clone());
+            }
+        }
+        s
     }
 
     /// The Prometheus text exposition of everything.
@@ -184,5 +299,45 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn cached_series_count_as_label_lookups_do() {
+        let m = Metrics::new().unwrap();
+        for _ in 0..3 {
+            let s = m.series("g", "m", Some("p/m"), 200);
+            s.requests.inc();
+            s.duration.observe(0.1);
+        }
+        let s = m.series("g", "m", None, 429);
+        s.requests.inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        let ok = r#"tollgate_requests_total{group="g",model="m",status="200"}"#;
+        assert_eq!(line(&text, ok), Some(&*format!("{ok} 3")));
+        let refused = r#"tollgate_requests_total{group="g",model="m",status="429"}"#;
+        assert_eq!(line(&text, refused), Some(&*format!("{refused} 1")));
+        // Made on first use only: nothing billed, no upstream observed yet.
+        assert!(!text.contains("tollgate_tokens_total{"), "{text}");
+        assert!(
+            !text.contains("tollgate_upstream_duration_seconds_count{"),
+            "{text}"
+        );
+        let s = m.series("g", "m", Some("p/m"), 200);
+        s.billing(&m).0.inc_by(5);
+        s.upstream(&m).unwrap().observe(0.2);
+        assert!(m.series("g", "m", None, 200).upstream(&m).is_none());
+        let text = String::from_utf8(m.render()).unwrap();
+        let tokens = r#"tollgate_tokens_total{direction="input",group="g",model="m"}"#;
+        assert_eq!(line(&text, tokens), Some(&*format!("{tokens} 5")));
+        assert!(text.contains(r#"tollgate_upstream_duration_seconds_count{target="p/m"} 1"#));
     }
 }

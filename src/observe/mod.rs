@@ -108,10 +108,8 @@ pub mod metrics;
 pub fn record_metrics(m: &metrics::Metrics, f: &Finished<'_>) {
     let group = f.key.map_or("-", |k| &*k.group.id);
     let model = f.served_model.or(f.model).unwrap_or("-");
-    let mut status = itoa::Buffer::new();
-    m.requests
-        .with_label_values(&[group, model, status.format(f.status)])
-        .inc();
+    let series = m.series(group, model, f.target, f.status);
+    series.requests.inc();
     if let Some(e) = f.error {
         m.rejections.with_label_values(&[group, e.code()]).inc();
     }
@@ -125,26 +123,21 @@ pub fn record_metrics(m: &metrics::Metrics, f: &Finished<'_>) {
         m.shadow_limited.with_label_values(&[group, h.code]).inc();
     }
     if let Some(b) = f.billed.filter(|b| !b.is_zero()) {
-        m.tokens
-            .with_label_values(&[group, model, "input"])
-            .inc_by(b.input);
-        m.tokens
-            .with_label_values(&[group, model, "output"])
-            .inc_by(b.output);
-        m.spend
-            .with_label_values(&[group, model])
-            .inc_by(b.cost_micros as f64 / 1e6);
+        let (tokens_in, tokens_out, spend) = series.billing(m);
+        tokens_in.inc_by(b.input);
+        tokens_out.inc_by(b.output);
+        spend.inc_by(b.cost_micros as f64 / 1e6);
     }
-    m.request_duration
-        .with_label_values(&[group])
+    series
+        .duration
         .observe(f.ended.saturating_duration_since(f.started).as_secs_f64());
     if let Some(first) = f.first_attempt_at {
         m.overhead
             .observe(first.duration_since(f.started).as_secs_f64());
     }
-    if let (Some(label), Some(started)) = (f.target, f.attempt_started) {
-        m.upstream_duration
-            .with_label_values(&[label])
-            .observe(f.ended.saturating_duration_since(started).as_secs_f64());
+    if let Some(started) = f.attempt_started {
+        if let Some(h) = series.upstream(m) {
+            h.observe(f.ended.saturating_duration_since(started).as_secs_f64());
+        }
     }
 }

@@ -626,7 +626,11 @@ impl ResponseHeader {
         name: &'static StaticHeaderName,
         value: &[u8],
     ) -> Result<()> {
-        if !value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
+        // Without short-circuit: the loop vectorizes.
+        let valid = value
+            .iter()
+            .fold(true, |ok, &b| ok & ((b >= 0x20 && b != 0x7f) | (b == b'\t')));
+        if !valid {
             return Err(pingora_error::Error::explain(
                 InvalidHTTPHeader,
                 "invalid value while append",
