@@ -628,7 +628,7 @@ impl ProxyHttp for Gateway {
         finished.shadow = &shadow;
         record_metrics(&self.metrics, &finished);
         self.error_rates
-            .record(&finished, self.accounting.admission.now_ms());
+            .record(&finished, || self.accounting.admission.now_ms());
         self.request_log.write(&finished);
     }
 

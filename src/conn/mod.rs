@@ -59,7 +59,12 @@ impl ConnState {
     }
 
     pub fn set(&self, phase: Phase) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = (phase, Instant::now());
+        // A busy connection has no deadline here: its start time is never read (no clock).
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *s = match phase {
+            Phase::Busy => (phase, s.1),
+            _ => (phase, Instant::now()),
+        };
     }
 }
 

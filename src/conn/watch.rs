@@ -178,12 +178,22 @@ impl AsyncRead for Watched {
                 let Some((phase, at)) = this.deadline() else {
                     return Poll::Pending;
                 };
-                if this.armed != Some(at) {
+                // Re-armed only for an earlier deadline: a later one (the next request's,
+                // the idle wait's) is picked up when the armed timer fires early — one
+                // timer per connection rather than a re-registration per request.
+                if this.armed.is_none_or(|armed| at < armed) {
                     this.sleep.as_mut().reset(at.into());
                     this.armed = Some(at);
                 }
                 if this.sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
+                }
+                if Instant::now() < at {
+                    this.sleep.as_mut().reset(at.into());
+                    this.armed = Some(at);
+                    if this.sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
                 }
                 if phase == Phase::Idle {
                     // An idle keep-alive connection: end of stream, closed quietly.

@@ -106,7 +106,8 @@ pub struct ErrorRates {
 
 impl ErrorRates {
     /// Counts a finished request (the `logging` phase).
-    pub fn record(&self, f: &Finished<'_>, now_ms: u64) {
+    /// `now_ms` is read only for a group with an alert (no clock read per request else).
+    pub fn record(&self, f: &Finished<'_>, now_ms: impl FnOnce() -> u64) {
         let Some(key) = f.key else { return };
         let Some(alert) = key.group.error_rate_alert else {
             return;
@@ -119,7 +120,7 @@ impl ErrorRates {
         if !failed && f.first_attempt_at.is_none() {
             return;
         }
-        self.count(&key.group.id, alert, now_ms, failed);
+        self.count(&key.group.id, alert, now_ms(), failed);
     }
 
     pub fn count(&self, group: &Arc<str>, alert: ErrorRateAlert, now_ms: u64, failed: bool) {
