@@ -75,7 +75,7 @@ pub struct Store {
 }
 
 /// sled's page cache; the default (1 GiB) would dwarf everything else the gateway holds.
-const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 impl Store {
     /// Opens (or creates) the store. sled holds an exclusive lock on the directory: while
