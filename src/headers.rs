@@ -14,6 +14,12 @@ pub static REMAINING_TOKENS: StaticHeaderName =
     StaticHeaderName::new("x-ratelimit-remaining-tokens");
 pub static SHADOW_LIMITED: StaticHeaderName = StaticHeaderName::new("x-tollgate-shadow-limited");
 pub static API_KEY: StaticHeaderName = StaticHeaderName::new("x-api-key");
+/// Standard names the upstream request sets, in the case Pingora's `insert_header` writes.
+pub static HOST: StaticHeaderName = StaticHeaderName::with_case("host", "Host");
+pub static CONTENT_LENGTH: StaticHeaderName =
+    StaticHeaderName::with_case("content-length", "Content-Length");
+pub static AUTHORIZATION: StaticHeaderName =
+    StaticHeaderName::with_case("authorization", "Authorization");
 
 /// The headers the gateway adds to an answer (`append_wire_header`, our pingora-http
 /// patch: written after the provider's, no map touched).

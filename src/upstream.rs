@@ -95,11 +95,11 @@ pub fn rewrite_request(
     {
         req.remove_header(&h);
     }
-    req.insert_header(
-        http::header::HOST,
+    req.insert_static_header(
+        &crate::headers::HOST,
         crate::headers::prebuilt(&provider.host_value, &provider.host_header)?,
-    )?;
-    req.insert_header(http::header::CONTENT_LENGTH, body_len)?;
+    );
+    req.insert_static_header(&crate::headers::CONTENT_LENGTH, body_len.into());
     req.insert_static_header(
         &crate::headers::REQUEST_ID,
         crate::headers::value(request_id)?,
@@ -108,7 +108,7 @@ pub fn rewrite_request(
         // `auth_value` is `None` only when the key cannot be a header value: that error.
         let v = crate::headers::prebuilt(&provider.auth_value, c.expose())?;
         match provider.api {
-            Api::OpenAi => req.insert_header(http::header::AUTHORIZATION, v)?,
+            Api::OpenAi => req.insert_static_header(&crate::headers::AUTHORIZATION, v),
             Api::Anthropic => req.insert_static_header(&crate::headers::API_KEY, v),
         }
     }

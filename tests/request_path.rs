@@ -740,10 +740,11 @@ async fn the_gateways_answer_headers_replace_the_providers() {
     use std::io::Write;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let up = l.local_addr().unwrap();
+    let (tx, requests) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
-            read_request(&mut s);
+            let _ = tx.send(read_request(&mut s));
             let body = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
             let _ = write!(
                 s,
@@ -795,6 +796,16 @@ async fn the_gateways_answer_headers_replace_the_providers() {
     }
     // The provider's other headers pass.
     assert_eq!(all("openai-processing-ms"), ["7"]);
+    // The upstream request's standard names are written as Pingora writes them.
+    let sent = requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    let head = String::from_utf8_lossy(&sent);
+    for name in [
+        "\r\nHost: ",
+        "\r\nContent-Length: ",
+        "\r\nAuthorization: Bearer ",
+    ] {
+        assert_eq!(head.matches(name).count(), 1, "{name:?} in {head}");
+    }
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "ok");
 }

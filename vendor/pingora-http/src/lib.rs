@@ -971,6 +971,15 @@ impl StaticHeaderName {
         }
     }
 
+    /// `name` (lowercase) written as `case` (`"host"`, `"Host"`): what `insert_header`
+    /// writes for a standard name, without working it out on every call.
+    pub const fn with_case(name: &'static str, case: &'static str) -> StaticHeaderName {
+        StaticHeaderName {
+            name: HeaderName::from_static(name),
+            case,
+        }
+    }
+
     pub fn name(&self) -> &HeaderName {
         &self.name
     }

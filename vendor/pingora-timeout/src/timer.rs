@@ -108,9 +108,17 @@ pub struct TimerManager {
     paused: AtomicBool,
 }
 
-/// TOLLGATE PATCH: seconds on the coarse monotonic clock.
+/// TOLLGATE PATCH: seconds on the coarse monotonic clock (glibc's vDSO call).
 fn coarse_secs() -> i64 {
-    rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse).tv_sec
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux knows.
+    // On failure `ts` stays zero: the watchdog then reads as stale and the clock thread is
+    // (re)started, as for a clock that stopped.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as i64
 }
 
 // Consider the clock thread is dead after it fails to update the thread in DELAYS_SEC
