@@ -14,6 +14,8 @@ RATE=${1:-2000}; SECS=${2:-15}
 BIN=target/release/tollgate
 if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then LOAD="taskset -c 0"; SERVE="taskset -c 1"; else LOAD=; SERVE=; fi
 work=$(mktemp -d)
+# The previous run's servers may still hold the ports for a moment.
+for _ in $(seq 100); do ss -ltnH | grep -qE ':(18181|18190|18080|18081) ' || break; sleep 0.1; done
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$work"; }
 trap cleanup EXIT
