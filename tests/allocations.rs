@@ -132,7 +132,7 @@ fn allocations_per_request_stay_under_their_ceilings() {
 
     println!("allocations per call: auth {auth}, body parse {parse}, usage scan {scan}, log line {log_line}");
     assert!(auth <= 0.1, "auth: {auth} allocations");
-    assert!(parse <= 10.0, "body parse: {parse} allocations");
+    assert!(parse <= 4.0, "body parse: {parse} allocations");
     assert!(scan <= 2.0, "usage scan: {scan} allocations");
     assert!(log_line == 0.0, "log line: {log_line} allocations");
 }
