@@ -130,7 +130,7 @@ pub fn admit(
     route: Route,
     held: Option<SlotHold>,
 ) -> Result<(Reservation, Estimate), GatewayError> {
-    let est_input = usage::estimate_input_tokens(body.len);
+    let est_input = usage::estimate_input_tokens(body.len());
     let est_output = match route {
         Route::Embeddings => 0,
         _ => body

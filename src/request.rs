@@ -7,7 +7,6 @@
 use crate::config::Api;
 use crate::error::GatewayError;
 use bytes::Bytes;
-use indexmap::IndexMap;
 use serde_json::value::RawValue;
 use std::ops::Range;
 
@@ -118,8 +117,6 @@ pub struct RequestBody {
     /// The largest of `max_tokens`, `max_completion_tokens`, `max_output_tokens`.
     pub max_tokens: Option<u64>,
     pub stream: bool,
-    /// Length of the body as the client sent it.
-    pub len: usize,
 }
 
 /// Serde's view of the body: a map of borrowed names to borrowed raw values.
@@ -221,7 +218,6 @@ impl RequestBody {
         let fields = serde::de::DeserializeSeed::deserialize(spans, &mut de).map_err(not_object)?;
         de.end().map_err(not_object)?;
         let mut body = RequestBody {
-            len: raw.len(),
             raw: raw.clone(),
             fields,
             duplicates: false,
@@ -255,50 +251,31 @@ impl RequestBody {
     /// A name sent twice keeps its first place and takes its last value.
     fn dedup(&mut self) {
         let n = self.fields.len();
-        let mut keep: Vec<bool> = Vec::new();
-        if n <= PAIRWISE_DEDUP_MAX {
-            for i in 1..n {
-                for j in 0..i {
-                    if self.name(&self.fields[j]) == self.name(&self.fields[i]) {
-                        keep.resize(n, true);
-                        keep[i] = false;
-                        break;
-                    }
-                }
-            }
+        let same = |i: usize, j: usize| self.name(&self.fields[i]) == self.name(&self.fields[j]);
+        self.duplicates = if n <= PAIRWISE_DEDUP_MAX {
+            (1..n).any(|i| (0..i).any(|j| same(i, j)))
         } else {
             let mut seen: std::collections::HashSet<&str, crate::digest::FastHash> =
                 std::collections::HashSet::with_capacity_and_hasher(n, Default::default());
-            for (i, f) in self.fields.iter().enumerate() {
-                if !seen.insert(self.name(f)) {
-                    keep.resize(n, true);
-                    keep[i] = false;
+            !self.fields.iter().all(|f| seen.insert(self.name(f)))
+        };
+        if !self.duplicates {
+            return;
+        }
+        // Rare: each name keeps its first place and takes the value of its last occurrence.
+        let mut at: std::collections::HashMap<String, usize, crate::digest::FastHash> =
+            Default::default();
+        let mut kept: Vec<Field> = Vec::with_capacity(n);
+        for f in std::mem::take(&mut self.fields) {
+            match at.get(self.name(&f)) {
+                Some(&j) => kept[j].value = f.value,
+                None => {
+                    at.insert(self.name(&f).to_string(), kept.len());
+                    kept.push(f);
                 }
             }
         }
-        if keep.is_empty() {
-            return;
-        }
-        self.duplicates = true;
-        // Each kept name takes the value of its last occurrence.
-        let mut last: IndexMap<String, Range<usize>, crate::digest::FastHash> = IndexMap::default();
-        for f in &self.fields {
-            last.insert(self.name(f).to_string(), f.value.clone());
-        }
-        let mut fields = Vec::with_capacity(last.len());
-        for (i, f) in std::mem::take(&mut self.fields).into_iter().enumerate() {
-            if keep[i] {
-                let value = last
-                    .get(self.name(&f))
-                    .cloned()
-                    .unwrap_or_else(|| f.value.clone());
-                fields.push(Field {
-                    name: f.name,
-                    value,
-                });
-            }
-        }
-        self.fields = fields;
+        self.fields = kept;
     }
 
     fn name<'s>(&'s self, f: &'s Field) -> &'s str {
@@ -320,6 +297,16 @@ impl RequestBody {
     /// A field's raw JSON value.
     fn value(&self, f: &Field) -> &[u8] {
         &self.raw[f.value.clone()]
+    }
+
+    /// Length of the body as the client sent it.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the client sent no bytes (never, for a body that parsed).
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
     }
 
     /// The raw JSON text of the top-level field `name`.
@@ -382,7 +369,7 @@ impl RequestBody {
         if !ask_usage && !self.duplicates && self.names_model_exactly(model) {
             return self.raw.clone();
         }
-        let mut out = Vec::with_capacity(self.len + model.len() + 16);
+        let mut out = Vec::with_capacity(self.len() + model.len() + 16);
         out.push(b'{');
         let mut first = true;
         let mut seen_model = false;

@@ -605,15 +605,6 @@ impl ResponseHeader {
         insert_static_header_value(self.header_name_map.as_mut(), &mut self.base.headers, name, value)
     }
 
-    /// TOLLGATE PATCH: room for `additional` more headers in both maps, so that a filter
-    /// adding several headers grows them once (or not at all).
-    pub fn reserve_headers(&mut self, additional: usize) {
-        self.base.headers.reserve(additional);
-        if let Some(m) = self.header_name_map.as_mut() {
-            m.reserve(additional);
-        }
-    }
-
     /// TOLLGATE PATCH: adds the header `name: value` without touching either map: on
     /// HTTP/1.x it is written after them, as it is; [Self::as_owned_parts()] (HTTP/2, and
     /// anything else that needs the parts) adds it to the headers. No map is hashed or
