@@ -84,6 +84,17 @@ export function select(name, options, value) {
 /** A modal `<dialog>` (`opts.wide`: a wider one for long forms); resolves with the button value that closed it (Escape: 'cancel'). */
 export function modal(title, body, buttons, opts = {}) {
   const titleId = `d-${Math.random().toString(36).slice(2, 9)}`;
+  let resolve;
+  const done = new Promise((r) => { resolve = r; });
+  // Settled at once when a button closes the dialog: the `close` event comes a task later,
+  // and the page must not be left showing (and taking input into) what the caller redraws.
+  let settled = false;
+  const finish = (v) => {
+    if (settled) return;
+    settled = true;
+    dlg.remove();
+    resolve(v);
+  };
   const dlg = h('dialog', { 'aria-labelledby': titleId, class: opts.wide ? 'wide' : null },
     h('h2', { id: titleId }, title),
     h('div', { class: 'dialog-body' }, body),
@@ -92,17 +103,14 @@ export function modal(title, body, buttons, opts = {}) {
       onclick: async (ev) => {
         if (b.onclick && (await b.onclick(ev)) === false) return;
         dlg.close(b.value);
+        finish(b.value);
       },
     }, b.label))));
+  // Escape, or anything else that closes it without a button: cancelled.
+  dlg.addEventListener('close', () => finish(dlg.returnValue || 'cancel'));
   document.body.append(dlg);
-  return new Promise((resolve) => {
-    dlg.addEventListener('close', () => {
-      const v = dlg.returnValue || 'cancel';
-      dlg.remove();
-      resolve(v);
-    });
-    dlg.showModal();
-  });
+  dlg.showModal();
+  return done;
 }
 
 export async function confirm(title, message, action = 'Confirm', danger = false) {

@@ -225,6 +225,8 @@ def main():
         page.locator("dialog[open]").get_by_role("button", name="Done").click()
         expect(page.locator("dialog[open]")).to_have_count(0)
         assert all(b[3] not in page.content() for b in batch)
+        # The list is redrawn with them before the filters are touched.
+        expect(page.locator("table[data-table=keys] tbody tr[data-key]").filter(has_text="hack")).to_have_count(3)
 
         # Filters: search and status; with a group chosen, its bulk actions.
         page.get_by_label("Search").fill("hack")
