@@ -2,7 +2,7 @@
 // `#hash`. Pages are modules with `render(root)`; each draws from the admin API alone.
 
 import { session, loadMe, can, me } from './api.js';
-import { h, clear, errorBox } from './ui.js';
+import { h, clear, draw } from './ui.js';
 import * as overview from './overview.js';
 import * as groups from './groups.js';
 import * as keys from './keys.js';
@@ -47,6 +47,9 @@ async function start() {
   await route();
 }
 
+/** Counts routes: only the newest marks the page ready. */
+let routes = 0;
+
 async function route() {
   if (!me) return;
   const pages = PAGES.filter((p) => can(p.needs));
@@ -58,15 +61,13 @@ async function route() {
     else a.removeAttribute('aria-current');
   }
   document.title = `${page.title} · tollgate console`;
-  const root = clear($('page'));
+  const root = $('page');
+  const mine = ++routes;
   delete root.dataset.ready;
   root.dataset.page = page.id;
   root.setAttribute('aria-busy', 'true');
-  try {
-    await page.mod.render(root);
-  } catch (e) {
-    root.append(errorBox(e));
-  }
+  await draw(root, page.mod.render);
+  if (mine !== routes) return; // a newer route is drawing
   root.setAttribute('aria-busy', 'false');
   root.dataset.ready = page.id;
 }

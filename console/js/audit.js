@@ -1,12 +1,12 @@
 // Audit: the events, newest first, filtered and paginated; the hash-chain check.
 
 import { get, can, query } from './api.js';
-import { h, clear, table, when, pageHeader, field, attempt } from './ui.js';
+import { h, table, when, pageHeader, field, attempt } from './ui.js';
 
 const state = { filters: {}, cursors: [null] };
 
-export async function render(root) {
-  const rerender = () => render(clear(root));
+export async function render(root, redraw) {
+  const rerender = redraw;
   const f = state.filters;
   const inputs = Object.fromEntries(['group', 'key', 'actor', 'type', 'since', 'until'].map((n) => [n, h('input', {
     name: n, type: 'text', autocomplete: 'off', value: f[n] || '',

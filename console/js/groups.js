@@ -2,7 +2,7 @@
 // bars, key counts, and the bulk key actions of a group.
 
 import { get, post, can, enc } from './api.js';
-import { h, clear, table, usd, num, budgetBar, badge, pageHeader, confirm, attempt } from './ui.js';
+import { h, table, usd, num, budgetBar, badge, pageHeader, confirm, attempt } from './ui.js';
 
 const LIMITS = ['rpm', 'rph', 'rpd', 'tpm', 'tpd', 'max_parallel', 'max_tokens'];
 
@@ -11,10 +11,10 @@ function limitsText(l) {
   return parts.length ? parts.join(', ') : 'none';
 }
 
-export async function render(root) {
+export async function render(root, redraw) {
   const groups = (await get('/v1/groups')).data;
   root.append(pageHeader('Groups'));
-  const rerender = () => render(clear(root));
+  const rerender = redraw;
 
   const action = (g, verb, label, message, danger) => h('button', {
     type: 'button', class: danger ? 'danger small' : 'secondary small', 'data-action': verb, 'data-group': g.id,

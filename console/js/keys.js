@@ -4,7 +4,7 @@
 
 import { get, api, post, can, me, query, enc } from './api.js';
 import {
-  h, clear, table, usd, num, when, badge, pageHeader, field, select, modal, confirm, showOnce,
+  h, table, usd, num, when, badge, pageHeader, field, select, modal, confirm, showOnce,
   attempt, download, toast,
 } from './ui.js';
 
@@ -201,9 +201,9 @@ async function formDialog(title, form, submit, label) {
   return result;
 }
 
-export async function render(root) {
+export async function render(root, redraw) {
   const groups = await groupIds();
-  const rerender = () => render(clear(root));
+  const rerender = redraw;
   const cursor = state.cursors[state.cursors.length - 1];
   const page = await get(`/v1/keys${query({ ...state.filters, limit: state.limit, cursor })}`);
 

@@ -2,14 +2,14 @@
 // group, budget use, top keys by spend.
 
 import { get, can, query, enc } from './api.js';
-import { h, clear, table, usd, num, budgetBar, badge, pageHeader, field, select, iso } from './ui.js';
+import { h, table, usd, num, budgetBar, badge, pageHeader, field, select, iso } from './ui.js';
 import { spendChart } from './chart.js';
 
 let grain = 'hour';
 
-export async function render(root) {
+export async function render(root, redraw) {
   const grainSel = select('grain', [['hour', 'hourly, last 24 hours'], ['day', 'daily, last 30 days']], grain);
-  grainSel.addEventListener('change', () => { grain = grainSel.value; render(clear(root)); });
+  grainSel.addEventListener('change', () => { grain = grainSel.value; redraw(); });
   root.append(pageHeader('Overview', h('div', { class: 'controls' }, field('Chart grain', grainSel))));
 
   const groups = (await get('/v1/groups')).data;

@@ -2,11 +2,11 @@
 // the reload button.
 
 import { get, post, can } from './api.js';
-import { h, clear, table, num, pageHeader, attempt, confirm } from './ui.js';
+import { h, table, num, pageHeader, attempt, confirm } from './ui.js';
 
-export async function render(root) {
+export async function render(root, redraw) {
   const p = await get('/v1/policy');
-  const rerender = () => render(clear(root));
+  const rerender = redraw;
   const reload = can('POST /v1/reload')
     ? h('button', {
       type: 'button', 'data-action': 'reload',

@@ -2,7 +2,7 @@
 // over a chosen range; each table downloads as CSV (`?format=csv`).
 
 import { get, csv, can, me, query, enc } from './api.js';
-import { h, clear, table, usd, num, pageHeader, field, select, iso, download, attempt } from './ui.js';
+import { h, table, usd, num, pageHeader, field, select, iso, download, attempt } from './ui.js';
 import { spendChart } from './chart.js';
 
 const state = { group: null, from: '', to: '', grain: 'day', tag: 'team' };
@@ -10,10 +10,10 @@ const state = { group: null, from: '', to: '', grain: 'day', tag: 'team' };
 const dateInput = (name, value) => h('input', { name, type: 'date', value });
 const day = (d) => iso(d).slice(0, 10);
 
-export async function render(root) {
+export async function render(root, redraw) {
   const groups = can('GET /v1/groups') ? (await get('/v1/groups')).data.map((g) => g.id) : me.groups || [];
   if (!state.group || !groups.includes(state.group)) state.group = groups[0];
-  const rerender = () => render(clear(root));
+  const rerender = redraw;
 
   const group = select('group', groups, state.group);
   const from = dateInput('from', state.from);

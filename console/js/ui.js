@@ -24,6 +24,22 @@ function append(el, children) {
   }
 }
 
+/**
+ * Draws a page into `root`, in a box of its own that replaces what was there at once.
+ * `render(box, redraw)` may await the API on the way; a draw overtaken by a newer one (a
+ * redraw, another page, sign-out) goes on into a box no longer in the document, so two
+ * draws never mix on the page. A render that throws leaves its error in its box.
+ */
+export async function draw(root, render) {
+  const box = h('div', { class: 'view' });
+  root.replaceChildren(box);
+  try {
+    await render(box, () => draw(root, render));
+  } catch (e) {
+    box.append(errorBox(e));
+  }
+}
+
 export function clear(el, ...children) {
   el.replaceChildren();
   append(el, children);

@@ -145,6 +145,23 @@ def main():
         assert total["cost_usd"] > 0 and total["requests"] >= 3, total
         shot(page, "overview")
 
+        # A page still loading when another is chosen never draws into that one: the keys
+        # list is held at the network until the Groups page is shown, then let through.
+        keys_list = re.compile(r"/v1/keys(\?|$)")
+        held = []
+        page.route(keys_list, lambda route: held.append(route))
+        with page.expect_request(keys_list):
+            page.evaluate("p => { location.hash = p }", "keys")
+        goto(page, "groups")
+        with page.expect_response(keys_list) as late:
+            held[0].continue_()
+        late.value.finished()
+        page.unroute(keys_list)
+        # Two frames: the late answer's JSON is read and its draw has run.
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        expect(page.locator("#page h1")).to_have_text(["Groups"])
+        expect(page.locator("#page table[data-table=keys]")).to_have_count(0)
+
         # Create a key named with an XSS probe, tagged with one: the raw key is shown once.
         goto(page, "keys")
         page.locator('[data-action="create"]').click()
