@@ -18,7 +18,7 @@ async fn admin_reload_metrics_and_auth() {
     let url = |p: &str| format!("http://{admin}{p}");
     let c = client();
     // Health checks need no token.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     while c.get(url("/healthz")).send().await.is_err() {
         assert!(
             std::time::Instant::now() < deadline,

@@ -12,7 +12,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const ROOT: &str = "root-admin-token-for-console-tests";
 
@@ -344,7 +344,6 @@ async fn the_console_in_a_real_browser() {
     }
     // No token and no key secret reached the gateway's logs.
     assert_no_secret_in_logs(env.g.dir.path(), &[ROOT, &viewer, &developer, &key_b]);
-    let took = started.elapsed();
-    eprintln!("console browser test: {took:?}");
-    assert!(took < Duration::from_secs(120), "{took:?}");
+    // Each browser step has its own 15 s deadline; the whole run is only reported.
+    eprintln!("console browser test: {:?}", started.elapsed());
 }

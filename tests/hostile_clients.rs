@@ -111,8 +111,14 @@ fn body_head(k: &str, len: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// How late a close may come: 10 % of the deadline, at least half a second (a 2-core CI
+/// host waking a thousand tasks at once).
+fn slack(deadline: Duration) -> Duration {
+    deadline.mul_f64(0.1).max(Duration::from_millis(500))
+}
+
 fn within(d: Duration, deadline: Duration) -> bool {
-    d >= deadline.mul_f64(0.9) && d <= deadline.mul_f64(1.1)
+    d >= deadline.mul_f64(0.9) && d <= deadline + slack(deadline)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +184,11 @@ async fn slowloris_headers_and_slow_bodies_are_closed_at_their_deadlines() {
         );
     }
     eprintln!("400 slow clients closed; slowest after {worst:?} (deadline {deadline:?})");
-    assert!(late.is_empty(), "closed outside deadline ± 10 %: {late:?}");
+    assert!(
+        late.is_empty(),
+        "closed outside deadline - 10 % .. + {:?}: {late:?}",
+        slack(deadline)
+    );
     // The gateway still serves.
     let r = post_json(
         &g,
@@ -218,7 +228,7 @@ async fn idle_keepalive_connections_are_closed_and_connections_are_capped() {
             let (rest, closed) = read_to_close(&mut s, Duration::from_secs(10)).await;
             assert!(rest.is_empty(), "closed quietly");
             // The gateway's idle clock starts between the two: the close comes no earlier
-            // than the timeout after the request was sent, and no later than 10 % over it
+            // than the timeout after the request was sent, and no later than `slack` over it
             // after the answer arrived.
             closed.map(|c| (c - sent, c - answered))
         }));
@@ -231,7 +241,7 @@ async fn idle_keepalive_connections_are_closed_and_connections_are_capped() {
             .expect("idle connection not closed within 10 s");
         worst = worst.max(since_answer);
         best = best.min(since_sent);
-        if since_sent < idle || since_answer > idle.mul_f64(1.1) {
+        if since_sent < idle || since_answer > idle + slack(idle) {
             outside += 1;
         }
     }
@@ -239,7 +249,12 @@ async fn idle_keepalive_connections_are_closed_and_connections_are_capped() {
         "1000 idle keep-alive connections closed at the earliest {best:?} after their request, \
          at the latest {worst:?} after their answer (idle_timeout {idle:?})"
     );
-    assert_eq!(outside, 0, "closed outside idle_timeout + 10 %");
+    assert_eq!(
+        outside,
+        0,
+        "closed outside idle_timeout + {:?}",
+        slack(idle)
+    );
 
     // The cap: with 1,100 connections open, more are refused in the SPEC shape. A probe
     // that is let in (the gateway may not have counted every one of the 1,100 yet) stays
@@ -540,6 +555,15 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
 
     // max_parallel (3 for this key) is taken before the body is read: with three bodies
     // stalled, a fourth request is refused on its header alone.
+    let body_bytes = || metric(admin, "tollgate_body_memory_bytes", "");
+    let freed = poll_until(Duration::from_secs(10), || async {
+        (body_bytes().await == 0.0).then_some(())
+    })
+    .await;
+    assert!(
+        freed.is_some(),
+        "the stalled bodies' memory never came back"
+    );
     let mut stalled = vec![];
     for _ in 0..3 {
         let mut s = TcpStream::connect(g.addr).await.unwrap();
@@ -547,8 +571,15 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
         s.write_all(&[b' '; 50_000]).await.unwrap();
         stalled.push(s);
     }
-    // Let the three reach the body read (their slots are taken then).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The three reach the body read (their slots are taken before its memory is reserved).
+    let reading = poll_until(Duration::from_secs(10), || async {
+        (body_bytes().await >= 300_000.0).then_some(())
+    })
+    .await;
+    assert!(
+        reading.is_some(),
+        "the three stalled bodies are not being read"
+    );
     for _ in 0..5 {
         let mut s = TcpStream::connect(g.addr).await.unwrap();
         s.write_all(&body_head(&slow_key(), 100_000)).await.unwrap();

@@ -408,7 +408,7 @@ async fn request_log_has_one_json_line_per_request_with_attempts_and_no_secret()
     assert_eq!(refused.status().as_u16(), 403);
     let path = g.data_dir().with_extension("log");
     let mut lines = vec![];
-    for _ in 0..50 {
+    for _ in 0..200 {
         lines = std::fs::read_to_string(&path)
             .unwrap_or_default()
             .lines()

@@ -294,8 +294,9 @@ async fn hanging_and_stalling_providers_time_out_and_free_their_slot() {
     let took = started.elapsed();
     assert_eq!(s, 504, "{body}");
     assert!(body.contains("upstream_timeout"));
+    // One timeout, not two (a retry would double it); the margin covers a loaded CI host.
     assert!(
-        took >= Duration::from_millis(1000) && took <= Duration::from_millis(1100),
+        took >= Duration::from_millis(1000) && took < Duration::from_millis(1900),
         "{took:?}"
     );
     // A stream that stalls mid-way is closed after the idle limit, and its slot comes back.
@@ -352,7 +353,7 @@ async fn a_failing_target_is_ejected_then_probed_and_recovers() {
     // eject it, a few more already in flight (8 at a time), and a probe per cool-down.
     let hits = m[0].received().len();
     assert!(
-        (3..=12).contains(&hits),
+        (3..=15).contains(&hits),
         "ejected target kept getting traffic: {hits}"
     );
     // Healed: after the cool-down it is tried again and takes its share.

@@ -168,9 +168,9 @@ async fn budget_threshold_and_exhausted_fire_once_across_a_restart_signed() {
         got.iter().any(|g| g.json["event"] == "budget.threshold")
     })
     .await;
-    // kill -9 once the spend is flushed (every 250 ms): the threshold already announced
-    // is not announced again by the new process.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // kill -9 once the spend is flushed (every 250 ms, at least every second): the
+    // threshold already announced is not announced again by the new process.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     g.restart(&env());
     admin.wait().await;
     // The 4th overshoots (reserved as 10 tokens, billed 300); the rest are refused.
