@@ -1,5 +1,6 @@
 // The console's shell: sign-in, the navigation the token's role allows, and a page per
-// `#hash`. Pages are modules with `render(root)`; each draws from the admin API alone.
+// `#hash`. Pages are modules with `render(root, rerender)` (see `draw` in ui.js); each draws
+// from the admin API alone.
 
 import { session, loadMe, can, me } from './api.js';
 import { h, clear, draw } from './ui.js';

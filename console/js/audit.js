@@ -5,8 +5,7 @@ import { h, table, when, pageHeader, field, attempt } from './ui.js';
 
 const state = { filters: {}, cursors: [null] };
 
-export async function render(root, redraw) {
-  const rerender = redraw;
+export async function render(root, rerender) {
   const f = state.filters;
   const inputs = Object.fromEntries(['group', 'key', 'actor', 'type', 'since', 'until'].map((n) => [n, h('input', {
     name: n, type: 'text', autocomplete: 'off', value: f[n] || '',

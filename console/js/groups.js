@@ -11,10 +11,9 @@ function limitsText(l) {
   return parts.length ? parts.join(', ') : 'none';
 }
 
-export async function render(root, redraw) {
+export async function render(root, rerender) {
   const groups = (await get('/v1/groups')).data;
   root.append(pageHeader('Groups'));
-  const rerender = redraw;
 
   const action = (g, verb, label, message, danger) => h('button', {
     type: 'button', class: danger ? 'danger small' : 'secondary small', 'data-action': verb, 'data-group': g.id,

@@ -201,9 +201,8 @@ async function formDialog(title, form, submit, label) {
   return result;
 }
 
-export async function render(root, redraw) {
+export async function render(root, rerender) {
   const groups = await groupIds();
-  const rerender = redraw;
   const cursor = state.cursors[state.cursors.length - 1];
   const page = await get(`/v1/keys${query({ ...state.filters, limit: state.limit, cursor })}`);
 

@@ -7,9 +7,9 @@ import { spendChart } from './chart.js';
 
 let grain = 'hour';
 
-export async function render(root, redraw) {
+export async function render(root, rerender) {
   const grainSel = select('grain', [['hour', 'hourly, last 24 hours'], ['day', 'daily, last 30 days']], grain);
-  grainSel.addEventListener('change', () => { grain = grainSel.value; redraw(); });
+  grainSel.addEventListener('change', () => { grain = grainSel.value; rerender(); });
   root.append(pageHeader('Overview', h('div', { class: 'controls' }, field('Chart grain', grainSel))));
 
   const groups = (await get('/v1/groups')).data;

@@ -4,9 +4,8 @@
 import { get, post, can } from './api.js';
 import { h, table, num, pageHeader, attempt, confirm } from './ui.js';
 
-export async function render(root, redraw) {
+export async function render(root, rerender) {
   const p = await get('/v1/policy');
-  const rerender = redraw;
   const reload = can('POST /v1/reload')
     ? h('button', {
       type: 'button', 'data-action': 'reload',

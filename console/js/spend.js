@@ -10,10 +10,9 @@ const state = { group: null, from: '', to: '', grain: 'day', tag: 'team' };
 const dateInput = (name, value) => h('input', { name, type: 'date', value });
 const day = (d) => iso(d).slice(0, 10);
 
-export async function render(root, redraw) {
+export async function render(root, rerender) {
   const groups = can('GET /v1/groups') ? (await get('/v1/groups')).data.map((g) => g.id) : me.groups || [];
   if (!state.group || !groups.includes(state.group)) state.group = groups[0];
-  const rerender = redraw;
 
   const group = select('group', groups, state.group);
   const from = dateInput('from', state.from);
