@@ -7,8 +7,8 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use tollgate::admission::{Admission, AdmitRequest, Layer, LayerLimits, ScopeKey, Usage};
 use tollgate::clock::SystemClock;
-use tollgate::config::{Budget, BudgetPeriod, Limits};
-use tollgate::usage::{Scanner, StreamFormat};
+use tollgate::llm::usage::{Scanner, StreamFormat};
+use tollgate::policy::config::{Budget, BudgetPeriod, Limits};
 
 fn admission(c: &mut Criterion) {
     let adm = Arc::new(Admission::new(Arc::new(SystemClock), None, 1));

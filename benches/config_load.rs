@@ -8,8 +8,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use std::fmt::Write;
 use std::hint::black_box;
 use std::path::Path;
-use tollgate::config::parse_config;
-use tollgate::snapshot::{Loopback, Snapshot};
+use tollgate::policy::config::parse_config;
+use tollgate::policy::snapshot::{Loopback, Snapshot};
 
 const LIMITS: &str = "rpm = {r}\nrph = {r}0\nrpd = {r}00\ntpm = {t}\ntpd = {t}00\nmax_parallel = {p}\nbudget_usd = {b}\nbudget_period = \"monthly\"\n";
 
@@ -103,7 +103,7 @@ fn config_load(c: &mut Criterion) {
             std::env::temp_dir().join(format!("tollgate-bench-{}-{n}.toml", std::process::id()));
         std::fs::write(&file, &text).expect("write the policy file");
         g.bench_function(format!("load_file_{n}_keys"), |b| {
-            b.iter(|| black_box(tollgate::config::load(black_box(&file)).is_ok()))
+            b.iter(|| black_box(tollgate::policy::config::load(black_box(&file)).is_ok()))
         });
         let _ = std::fs::remove_file(&file);
     }

@@ -4,11 +4,11 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::SeedableRng;
 use std::hint::black_box;
-use tollgate::config::{parse_config, Api, Routing};
-use tollgate::request::Serves;
-use tollgate::route::health::Health;
-use tollgate::route::{affinity, pick, Choice};
-use tollgate::snapshot::{Loopback, Snapshot};
+use tollgate::llm::body::Serves;
+use tollgate::policy::config::{parse_config, Api, Routing};
+use tollgate::policy::snapshot::{Loopback, Snapshot};
+use tollgate::proxy::route::health::Health;
+use tollgate::proxy::route::{affinity, pick, Choice};
 
 fn snapshot(n: usize) -> Snapshot {
     let targets: Vec<String> = (0..n)

@@ -6,9 +6,9 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
-use tollgate::config::{parse_config, Config, KeyDef, KeyState};
-use tollgate::directory::{ApiKey, ApiKeyParts, Directory};
-use tollgate::snapshot::{Loopback, Snapshot};
+use tollgate::policy::config::{parse_config, Config, KeyDef, KeyState};
+use tollgate::policy::snapshot::{Loopback, Snapshot};
+use tollgate::proxy::directory::{ApiKey, ApiKeyParts, Directory};
 
 const BASE: &str = r#"
 [server]
@@ -54,7 +54,7 @@ fn config_with_keys(n: usize) -> Config {
     cfg.keys = (0..n)
         .map(|i| KeyDef {
             id: format!("k{i}").into(),
-            digest: tollgate::auth::digest(key_string(i).as_bytes()),
+            digest: tollgate::proxy::auth::digest(key_string(i).as_bytes()),
             ..proto.clone()
         })
         .collect();
@@ -66,7 +66,7 @@ fn api_key(i: usize) -> Arc<ApiKey> {
         ApiKeyParts {
             id: format!("key_api{i}").into(),
             group: "g".into(),
-            digest: tollgate::auth::digest(api_key_string(i).as_bytes()),
+            digest: tollgate::proxy::auth::digest(api_key_string(i).as_bytes()),
             previous: None,
             state: KeyState::Active,
             expires_at: None,
@@ -97,20 +97,21 @@ fn request(key: &str) -> pingora_http::RequestHeader {
 /// What the data plane does per request up to admission: auth, state, CIDRs, model gating.
 fn auth_and_policy(snap: &Snapshot, dir: &Directory, req: &pingora_http::RequestHeader) {
     let ip = Some(std::net::IpAddr::from([127, 0, 0, 1]));
-    let key = tollgate::auth::authenticate(snap, dir, black_box(req), 1_700_000_000).expect("key");
+    let key =
+        tollgate::proxy::auth::authenticate(snap, dir, black_box(req), 1_700_000_000).expect("key");
     let state = dir.group_state(&key.group);
-    tollgate::policy::check_state(&key, state, SystemTime::now()).expect("state");
-    tollgate::policy::check_ip(&key, ip).expect("ip");
-    let m = tollgate::policy::resolve_model(
+    tollgate::proxy::checks::check_state(&key, state, SystemTime::now()).expect("state");
+    tollgate::proxy::checks::check_ip(&key, ip).expect("ip");
+    let m = tollgate::proxy::checks::resolve_model(
         snap,
         &key,
         Some("fast"),
-        tollgate::request::Route::ChatCompletions.serves(),
+        tollgate::llm::body::Endpoint::ChatCompletions.serves(),
         ip,
         state,
     )
     .expect("model");
-    tollgate::policy::check_max_tokens(&key, Some(1000)).expect("cap");
+    tollgate::proxy::checks::check_max_tokens(&key, Some(1000)).expect("cap");
     black_box(m);
 }
 
@@ -163,7 +164,8 @@ fn lookup(c: &mut Criterion) {
     g.bench_function("unknown key, 10k file + 1M API keys", |b| {
         b.iter(|| {
             black_box(
-                tollgate::auth::authenticate(&snap, &dir, black_box(&bad), 1_700_000_000).is_err(),
+                tollgate::proxy::auth::authenticate(&snap, &dir, black_box(&bad), 1_700_000_000)
+                    .is_err(),
             )
         })
     });

@@ -19,9 +19,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollgate::admission::budget::period_start;
-use tollgate::config::BudgetPeriod;
-use tollgate::ledger::{Dim, Ledger, Level, UsageKey, UsageTotals};
-use tollgate::store::Store;
+use tollgate::policy::config::BudgetPeriod;
+use tollgate::storage::ledger::{Dim, Ledger, Level, UsageKey, UsageTotals};
+use tollgate::storage::Store;
 
 const HOUR_MS: u64 = 3_600_000;
 const KEYS: usize = 1_000;

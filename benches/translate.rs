@@ -5,8 +5,8 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use std::hint::black_box;
-use tollgate::request::RequestBody;
-use tollgate::translate::{
+use tollgate::llm::body::RequestBody;
+use tollgate::llm::translate::{
     chat_to_messages, messages_json_to_chat, messages_to_chat, AnthropicToOpenAi, OpenAiToAnthropic,
 };
 

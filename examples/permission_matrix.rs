@@ -2,5 +2,5 @@
 //! README: `cargo run --example permission_matrix`.
 
 fn main() {
-    print!("{}", tollgate::admin::authz::matrix());
+    print!("{}", tollgate::control::admin::authz::matrix());
 }

@@ -7,10 +7,10 @@
 //! and prints the time and the process's RSS.
 
 use std::sync::Arc;
+use tollgate::control::events::Events;
 use tollgate::control::ControlPlane;
-use tollgate::directory::Directory;
-use tollgate::events::Events;
-use tollgate::store::{ControlStore, KeyRecord, KeySpec, KeyStatus, Store};
+use tollgate::proxy::directory::Directory;
+use tollgate::storage::{ControlStore, KeyRecord, KeySpec, KeyStatus, Store};
 
 const POLICY: &str = "[server]\nlisten = [\"127.0.0.1:1\"]\n[[providers]]\nid = \"p\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\n[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"p\" }]\n[[orgs]]\nid = \"o\"\n[[groups]]\nid = \"g\"\norg = \"o\"\n";
 
@@ -45,8 +45,8 @@ fn main() -> anyhow::Result<()> {
                         KeyRecord {
                             id: format!("key_{i:020}"),
                             group: "g".into(),
-                            sha256: hex::encode(tollgate::auth::digest(secret.as_bytes())),
-                            prefix: tollgate::auth::display_prefix(&secret),
+                            sha256: hex::encode(tollgate::proxy::auth::digest(secret.as_bytes())),
+                            prefix: tollgate::proxy::auth::display_prefix(&secret),
                             status: KeyStatus::Active,
                             created_at: 1_700_000_000,
                             created_by: "root".into(),
@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
                             spec: KeySpec {
                                 name: Some(format!("student-{i}")),
                                 owner: Some("teacher".into()),
-                                rpm: Some(tollgate::config::raw::LimitField::Plain(60)),
+                                rpm: Some(tollgate::policy::config::raw::LimitField::Plain(60)),
                                 tags: Some([("class".to_string(), "cs101".to_string())].into()),
                                 ..Default::default()
                             },
@@ -72,14 +72,15 @@ fn main() -> anyhow::Result<()> {
         Some("load") => {
             let before = rss_mib();
             let store = Arc::new(Store::open(&dir, std::time::Duration::ZERO)?);
-            let cfg = tollgate::config::parse_config(POLICY, std::path::Path::new("p.toml"))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let snapshot = tollgate::snapshot::Snapshot::build(
+            let cfg =
+                tollgate::policy::config::parse_config(POLICY, std::path::Path::new("p.toml"))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let snapshot = tollgate::policy::snapshot::Snapshot::build(
                 cfg,
                 &Default::default(),
                 None,
                 1,
-                &tollgate::snapshot::Loopback,
+                &tollgate::policy::snapshot::Loopback,
                 &Default::default(),
             )?;
             let policy = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));

@@ -3,7 +3,7 @@
 //! `status()`, `code()` (also the metrics label) and `body()` follow the SPEC §4 table.
 //! Messages name the scope and limit that blocked, never a secret.
 
-use crate::config::Api;
+use crate::policy::config::Api;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, thiserror::Error)]

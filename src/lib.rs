@@ -1,80 +1,62 @@
 //! tollgate — an LLM API gateway on Pingora. Keys are identity, groups are policy.
 //!
+//! The planes are the top-level modules:
+//!
+//! | module       | plane                                                                  |
+//! |--------------|------------------------------------------------------------------------|
+//! | [`proxy`]    | the data plane in request order: Pingora phases, identify, checks,     |
+//! |              | account (reserve/settle), route, upstream, connections, key directory  |
+//! | [`policy`]   | the policy file → validated config → immutable snapshot; reload        |
+//! | [`llm`]      | wire formats without Pingora: body spans, translation, usage           |
+//! | [`admission`]| sliding windows, `max_parallel`, budgets: reserve → settle             |
+//! | [`control`]  | keys, groups, tokens, spend, lifecycle; admin API, webhooks, audit     |
+//! | [`storage`]  | the embedded store (one owner per tree) and the spend ledger           |
+//! | [`observe`]  | request log and sinks, metrics, faults, error rates                    |
+//! | [`app`]      | server assembly and `tollgate demo`                                    |
+//! | [`testing`]  | the mock provider and the fuzz targets' properties                     |
+//!
 //! One request, top to bottom (Pingora phase → module):
 //!
 //! ```text
-//!  client ──► conn::Guarded                            connection cap; header deadline and
+//!  client ──► proxy::conn::Guarded                     connection cap; header deadline and
 //!                                                      size, keep-alive idle (conn::watch)
-//!         ──► request_filter ─┬─ request::Route        which API (OpenAI / Anthropic)
-//!                             ├─ auth                  (1) key digest → KeyEntry: the file
-//!                             │                            snapshot, then `directory` (API keys)
-//!                             ├─ policy                (2) key/group state, CIDRs, model gating
-//!                             ├─ account::hold_slots   max_parallel slot, before the body
-//!                             ├─ respond::read_body    body ≤ max_body, body_timeout, memory
-//!                             │                        from conn::budget (replayed on retries)
-//!                             └─ admission via account (3) windows, slots, budgets: reserve
-//!            upstream_peer ─┬─── route::Plan           (4) target by strategy, then fallbacks
-//!                           └─── translate::render     chat ⇄ messages when the APIs differ
-//!  upstream_request_filter ───── upstream              (5) credential swap, Host, framing
-//!     response_body_filter ─┬─── usage::Scanner        (6) usage from JSON / SSE, chunk by chunk
-//!                           └─── translate::Responder  the answer in the client's API
-//!                  logging ─┬─── account::settle       (7) settle (value types in, Billed out); ledger
+//!         ──► request_filter ─┬─ llm::body::Endpoint   which API (OpenAI / Anthropic)
+//!                             ├─ proxy::auth           (1) identify: key digest → KeyEntry (the
+//!                             │                            snapshot, then proxy::directory)
+//!                             ├─ proxy::checks         (2) key/group state, CIDRs, model gating
+//!                             ├─ proxy::respond        read the body: ≤ max_body, body_timeout,
+//!                             │                        memory from conn::body_memory
+//!                             └─ proxy::account        (3) reserve: windows, slots, budgets
+//!            upstream_peer ─┬─── proxy::route::Plan    (4) target by strategy, then fallbacks
+//!                           └─── llm::translate        chat ⇄ messages when the APIs differ
+//!  upstream_request_filter ───── proxy::upstream       (5) credential swap, Host, framing
+//!     response_body_filter ─┬─── llm::usage::Scanner   (6) usage from JSON / SSE, chunk by chunk
+//!                           └─── llm::translate        the answer in the client's API
+//!                  logging ─┬─── proxy::account        (7) settle; storage::ledger
 //!                           └─── observe               (8) metrics, request log
 //! ```
-//!
-//! Around it: `config` (raw → validated), `snapshot` (the immutable policy behind one
-//! `ArcSwap`), `reload` (SIGHUP; the file is read once at rest), `server` (Pingora
-//! services), `fault` (every refusal or abort attributed to client, gateway or upstream),
-//! `mock` (the mock provider for tests, demo and load tests), `fuzz` (the fuzz targets'
-//! properties).
 //!
 //! The control plane, beside the request path:
 //!
 //! ```text
-//!  admin (axum route table) ──► control (validate → store → events → commit → directory)
-//!                                  │            │            │
-//!                                store       events      directory ◄── auth (data plane)
-//!                           (sled trees,   (audit trail,  (API keys by digest, group
-//!                            ControlStore)   log,          state overrides, last_seen)
-//!                                            webhooks ──► queue in the store ──► delivery
-//!                                            service: signed POSTs, retries, off the
-//!                                            request path)
+//!  control::admin (axum) ──► control (validate → storage → events → commit → directory)
+//!                                │             │              │
+//!                             storage     control::events   proxy::directory ◄── proxy::auth
+//!                           (sled trees)  (audit trail,     (API keys by digest, group
+//!                                          log, webhooks ──► queue in storage ──► delivery
+//!                                          off the request path)
 //! ```
 
-pub mod account;
-pub mod admin;
 pub mod admission;
-pub mod audit;
-pub mod auth;
+pub mod app;
 pub mod clock;
-pub mod config;
-pub mod conn;
 pub mod control;
-pub mod demo;
 pub mod digest;
-pub mod directory;
 pub mod error;
-pub mod events;
-pub mod fault;
-#[doc(hidden)]
-pub mod fuzz;
-pub mod gateway;
-pub mod headers;
-pub mod last_seen;
-pub mod ledger;
-#[path = "mock_provider/mod.rs"]
-pub mod mock;
+pub mod llm;
 pub mod observe;
 pub mod policy;
-pub mod reload;
-pub mod request;
-pub mod respond;
-pub mod route;
+pub mod proxy;
 pub mod secret;
-pub mod server;
-pub mod snapshot;
-pub mod store;
-pub mod translate;
-pub mod upstream;
-pub mod usage;
-pub mod webhooks;
+pub mod storage;
+pub mod testing;

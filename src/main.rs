@@ -4,8 +4,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tollgate::config;
-use tollgate::reload::install_early_sighup_flag;
+use tollgate::policy::config;
+use tollgate::policy::reload::install_early_sighup_flag;
 
 #[derive(Parser)]
 #[command(
@@ -72,17 +72,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Keygen) => {
-            let key = tollgate::auth::generate_key();
+            let key = tollgate::proxy::auth::generate_key();
             println!("key:    {key}");
             println!(
                 "sha256 = \"{}\"",
-                hex::encode(tollgate::auth::digest(key.as_bytes()))
+                hex::encode(tollgate::proxy::auth::digest(key.as_bytes()))
             );
             println!("# The key is shown once: store it now. Only the sha256 line goes in the policy file.");
             ExitCode::SUCCESS
         }
         Some(Cmd::Mock { listen }) => run_mock(&listen),
-        Some(Cmd::Demo { conf }) => tollgate::demo::run(&conf, early_hup),
+        Some(Cmd::Demo { conf }) => tollgate::app::demo::run(&conf, early_hup),
         None => {
             let Some(conf) = cli.conf else {
                 eprintln!("usage: tollgate -c FILE [-t] [-d] [-u]   (see --help)");
@@ -123,7 +123,7 @@ fn run_mock(listen: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(tollgate::mock::run_forever(listen)) {
+    match rt.block_on(tollgate::testing::mock::run_forever(listen)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tollgate mock: {e:#}");
@@ -138,7 +138,7 @@ fn run(
     upgrade: bool,
     early_hup: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<()> {
-    let server = tollgate::server::build(path, daemon, upgrade, early_hup)?;
+    let server = tollgate::app::server::build(path, daemon, upgrade, early_hup)?;
     server.run_forever()
 }
 

@@ -8,10 +8,10 @@ use std::alloc::System;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
+use tollgate::llm::body::RequestBody;
+use tollgate::llm::usage::{Scanner, StreamFormat};
 use tollgate::observe::{line, Finished, Outcome};
-use tollgate::request::RequestBody;
-use tollgate::snapshot::{Loopback, Snapshot};
-use tollgate::usage::{Scanner, StreamFormat};
+use tollgate::policy::snapshot::{Loopback, Snapshot};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -65,9 +65,10 @@ fn allocations(mut f: impl FnMut()) -> f64 {
 
 #[test]
 fn allocations_per_request_stay_under_their_ceilings() {
-    let digest = hex::encode(tollgate::auth::digest(KEY.as_bytes()));
-    let cfg = tollgate::config::parse_config(&POLICY.replace("SHA", &digest), Path::new("t"))
-        .expect("policy");
+    let digest = hex::encode(tollgate::proxy::auth::digest(KEY.as_bytes()));
+    let cfg =
+        tollgate::policy::config::parse_config(&POLICY.replace("SHA", &digest), Path::new("t"))
+            .expect("policy");
     let snap = Snapshot::build(
         cfg,
         &Default::default(),
@@ -77,14 +78,14 @@ fn allocations_per_request_stay_under_their_ceilings() {
         &Default::default(),
     )
     .expect("snapshot");
-    let dir = tollgate::directory::Directory::default();
+    let dir = tollgate::proxy::directory::Directory::default();
     let mut req =
         pingora_http::RequestHeader::build("POST", b"/v1/chat/completions", None).expect("req");
     req.insert_header("authorization", format!("Bearer {KEY}"))
         .expect("header");
 
     let auth = allocations(|| {
-        let k = tollgate::auth::authenticate(&snap, &dir, &req, 1_700_000_000).expect("key");
+        let k = tollgate::proxy::auth::authenticate(&snap, &dir, &req, 1_700_000_000).expect("key");
         std::hint::black_box(k);
     });
     let parse = allocations(|| {
@@ -97,7 +98,7 @@ fn allocations_per_request_stay_under_their_ceilings() {
         s.chunk(&mut chunk, true);
         assert_eq!(s.usage.output, Some(8));
     });
-    let key = tollgate::auth::authenticate(&snap, &dir, &req, 1_700_000_000).expect("key");
+    let key = tollgate::proxy::auth::authenticate(&snap, &dir, &req, 1_700_000_000).expect("key");
     let body = RequestBody::parse(BODY).expect("body");
     let attempts: Vec<(Arc<str>, Outcome)> = vec![("p/gpt-4o-mini".into(), Outcome::Status(200))];
     let started = Instant::now();

@@ -266,7 +266,7 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
     let _ = env.g.child.wait();
     {
         let store =
-            tollgate::store::Store::open(&env.g.data_dir(), Duration::from_secs(5)).unwrap();
+            tollgate::storage::Store::open(&env.g.data_dir(), Duration::from_secs(5)).unwrap();
         let key = hex::decode(victim.strip_prefix("evt_").unwrap()).unwrap();
         let raw = store.audit.get(&key).unwrap().unwrap();
         let forged = String::from_utf8(raw.to_vec())

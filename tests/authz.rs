@@ -203,7 +203,7 @@ async fn every_route_by_role_and_scope() {
             .1,
     ];
     let table = expected();
-    let routes = tollgate::admin::route_list();
+    let routes = tollgate::control::admin::route_list();
     for (method, path) in &routes {
         let row = table
             .get(&(method.as_str(), path.as_str()))
@@ -596,7 +596,7 @@ fn readme_carries_the_permission_matrix_of_the_code() {
         + start;
     assert_eq!(
         &readme[start..end],
-        tollgate::admin::authz::matrix(),
-        "README's permission matrix differs from tollgate::admin::authz::matrix()"
+        tollgate::control::admin::authz::matrix(),
+        "README's permission matrix differs from tollgate::control::admin::authz::matrix()"
     );
 }

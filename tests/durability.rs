@@ -40,7 +40,7 @@ async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
         let _ = gw.child.wait();
         gw.data_dir()
     };
-    let ledger = tollgate::ledger::Ledger::open(&data, Duration::from_secs(5)).unwrap();
+    let ledger = tollgate::storage::ledger::Ledger::open(&data, Duration::from_secs(5)).unwrap();
     let (mut requests, mut tokens) = (0u64, 0u64);
     for (_, t) in ledger.usage_between(0, u64::MAX) {
         requests += t.requests;
@@ -48,19 +48,19 @@ async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
     }
     // The rollups (written with the hourly rows, in one transaction) survived the kills in
     // step with them: the same totals, group by group.
-    let mut by_group: std::collections::HashMap<String, tollgate::ledger::UsageTotals> =
+    let mut by_group: std::collections::HashMap<String, tollgate::storage::ledger::UsageTotals> =
         Default::default();
     for (k, t) in ledger.usage_between(0, u64::MAX) {
         by_group.entry(k.group.to_string()).or_default().add(&t);
     }
     for (group, hourly) in &by_group {
-        let mut rolled = tollgate::ledger::UsageTotals::default();
+        let mut rolled = tollgate::storage::ledger::UsageTotals::default();
         ledger.rollup_scan(
-            tollgate::ledger::Dim::Total,
+            tollgate::storage::ledger::Dim::Total,
             group,
             0,
             u64::MAX / 2,
-            tollgate::ledger::Level::Month,
+            tollgate::storage::ledger::Level::Month,
             &mut |_, _, t| rolled.add(t),
         );
         assert_eq!(

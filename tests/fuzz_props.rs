@@ -1,4 +1,4 @@
-//! The fuzz targets' properties (`tollgate::fuzz`, `fuzz/`), run on stable with proptest
+//! The fuzz targets' properties (`tollgate::testing::fuzz`, `fuzz/`), run on stable with proptest
 //! for a bounded number of cases (`TOLLGATE_FUZZ_CASES`, default 256 per target), plus a
 //! replay of every seed in `fuzz/corpus/` and every saved crash in `fuzz/regressions/`.
 //! Inputs are built from each format's grammar (and raw bytes), so the cases reach past
@@ -165,22 +165,22 @@ proptest! {
 
     #[test]
     fn usage_scanner(seed in any::<[u8; 2]>(), body in glued(SSE, 40)) {
-        tollgate::fuzz::usage_scanner(&[&seed[..], &body].concat());
+        tollgate::testing::fuzz::usage_scanner(&[&seed[..], &body].concat());
     }
 
     #[test]
     fn request_body_fields(body in request_body()) {
-        tollgate::fuzz::request_body(&body);
+        tollgate::testing::fuzz::request_body(&body);
     }
 
     #[test]
     fn policy_parser(text in policy_text()) {
-        tollgate::fuzz::policy(&text);
+        tollgate::testing::fuzz::policy(&text);
     }
 
     #[test]
     fn credential_parser(lines in glued(CRED, 12)) {
-        tollgate::fuzz::credentials(&lines);
+        tollgate::testing::fuzz::credentials(&lines);
     }
 }
 
@@ -190,10 +190,10 @@ fn corpora_and_regressions_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     type Check = fn(&[u8]);
     let targets: [(&str, Check); 4] = [
-        ("usage_scanner", tollgate::fuzz::usage_scanner),
-        ("request_body", tollgate::fuzz::request_body),
-        ("policy", tollgate::fuzz::policy),
-        ("credentials", tollgate::fuzz::credentials),
+        ("usage_scanner", tollgate::testing::fuzz::usage_scanner),
+        ("request_body", tollgate::testing::fuzz::request_body),
+        ("policy", tollgate::testing::fuzz::policy),
+        ("credentials", tollgate::testing::fuzz::credentials),
     ];
     let mut n = 0;
     for (name, check) in targets {

@@ -788,7 +788,7 @@ async fn spend_survives_50_kills_at_random_moments() {
         let _ = gw.child.wait();
         (gw.data_dir(), gw.dir.path().to_path_buf())
     };
-    let ledger = tollgate::ledger::Ledger::open(&data, Duration::from_secs(5)).unwrap();
+    let ledger = tollgate::storage::ledger::Ledger::open(&data, Duration::from_secs(5)).unwrap();
     let (mut requests, mut tokens) = (0u64, 0u64);
     for (_, t) in ledger.usage_between(0, u64::MAX) {
         requests += t.requests;

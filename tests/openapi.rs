@@ -1,4 +1,4 @@
-//! `docs/openapi.json` describes exactly the admin routes of `tollgate::admin::routes()`:
+//! `docs/openapi.json` describes exactly the admin routes of `tollgate::control::admin::routes()`:
 //! the same (method, path) pairs, every operation with a response, every `{param}` of a
 //! path declared, every `$ref` resolvable, and the token required everywhere but the
 //! health probes.
@@ -66,12 +66,13 @@ fn documented_routes_are_exactly_the_route_table() {
         .into_iter()
         .map(|(m, p, _, _)| (m, p))
         .collect();
-    let served: BTreeSet<(String, String)> = tollgate::admin::route_list().into_iter().collect();
+    let served: BTreeSet<(String, String)> =
+        tollgate::control::admin::route_list().into_iter().collect();
     let missing: Vec<_> = served.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&served).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "docs/openapi.json disagrees with tollgate::admin::routes():\n  \
+        "docs/openapi.json disagrees with tollgate::control::admin::routes():\n  \
          missing from the document (served, not documented): {missing:?}\n  \
          extra in the document (documented, not served): {extra:?}"
     );

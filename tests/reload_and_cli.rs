@@ -298,7 +298,8 @@ async fn sigterm_lets_in_flight_streams_finish_and_flushes_spend() {
     );
     // Its spend was flushed on the way out.
     let ledger =
-        tollgate::ledger::Ledger::open(&g.data_dir(), std::time::Duration::from_secs(2)).unwrap();
+        tollgate::storage::ledger::Ledger::open(&g.data_dir(), std::time::Duration::from_secs(2))
+            .unwrap();
     let out: u64 = ledger
         .usage_between(0, u64::MAX)
         .iter()

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tollgate::mock::{Behaviour, Fault};
+use tollgate::testing::mock::{Behaviour, Fault};
 
 /// `targets` is the TOML list of targets for model "m"; providers p0..pN point at `mocks`.
 fn policy(mocks: &[std::net::SocketAddr], targets: &str, group: &str) -> String {

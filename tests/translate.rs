@@ -494,7 +494,7 @@ async fn unsupported_fields_and_provider_errors_in_the_route_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_from_a_failing_openai_target_to_an_anthropic_one_translates() {
     let failing = MockProvider::start("127.0.0.1:0").await.unwrap();
-    failing.set_behaviour(tollgate::mock::Behaviour {
+    failing.set_behaviour(tollgate::testing::mock::Behaviour {
         status: Some(500),
         ..Default::default()
     });
@@ -550,7 +550,7 @@ async fn fallback_from_a_failing_openai_target_to_an_anthropic_one_translates() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2mib_chat_prompt_is_translated_streamed_and_not_and_after_a_retry() {
     let failing = MockProvider::start("127.0.0.1:0").await.unwrap();
-    failing.set_behaviour(tollgate::mock::Behaviour {
+    failing.set_behaviour(tollgate::testing::mock::Behaviour {
         status: Some(503),
         ..Default::default()
     });

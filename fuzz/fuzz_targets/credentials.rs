@@ -1,5 +1,5 @@
-//! `cargo +nightly fuzz run credentials`: the property is `tollgate::fuzz::credentials` (also run, bounded,
+//! `cargo +nightly fuzz run credentials`: the property is `tollgate::testing::fuzz::credentials` (also run, bounded,
 //! by `tests/fuzz_props.rs` on stable).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tollgate::fuzz::credentials(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tollgate::testing::fuzz::credentials(data));

@@ -1,5 +1,5 @@
-//! `cargo +nightly fuzz run policy`: the property is `tollgate::fuzz::policy` (also run, bounded,
+//! `cargo +nightly fuzz run policy`: the property is `tollgate::testing::fuzz::policy` (also run, bounded,
 //! by `tests/fuzz_props.rs` on stable).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tollgate::fuzz::policy(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tollgate::testing::fuzz::policy(data));

@@ -1,6 +1,6 @@
 //! USD budgets in integer micro-dollars, reserved then settled, over UTC calendar periods.
 
-use crate::config::BudgetPeriod;
+use crate::policy::config::BudgetPeriod;
 
 const DAY_MS: u64 = 86_400_000;
 

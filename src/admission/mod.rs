@@ -16,9 +16,9 @@ pub mod budget;
 pub mod window;
 
 use crate::clock::Clock;
-use crate::config::{BudgetPeriod, Limits, Shadow};
 use crate::digest::FastHash;
 use crate::error::GatewayError;
+use crate::policy::config::{BudgetPeriod, Limits, Shadow};
 use budget::BudgetState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -510,7 +510,7 @@ impl Drop for SlotHold {
     }
 }
 
-pub use crate::config::micros_to_usd;
+pub use crate::policy::config::micros_to_usd;
 
 /// One layer a reservation holds: scope, its counters, alert fractions, budget, whether
 /// that budget is a shadow one.
@@ -518,7 +518,7 @@ type HeldScope = (
     ScopeKey,
     Arc<Mutex<ScopeState>>,
     Vec<f64>,
-    Option<crate::config::Budget>,
+    Option<crate::policy::config::Budget>,
     bool,
 );
 
@@ -681,7 +681,7 @@ impl Reservation {
 /// Thresholds crossed by a spend change, each at most once per period.
 fn crossings(
     st: &mut BudgetState,
-    b: &crate::config::Budget,
+    b: &crate::policy::config::Budget,
     thresholds: &[f64],
     after: u64,
 ) -> Vec<(&'static str, f64)> {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::clock::ManualClock;
-use crate::config::{Budget, BudgetPeriod, Limits};
+use crate::policy::config::{Budget, BudgetPeriod, Limits};
 use std::num::{NonZeroU32, NonZeroU64};
 
 fn nz(n: u64) -> Option<NonZeroU64> {
@@ -338,9 +338,9 @@ fn shadow_limits_count_report_and_never_refuse() {
     // Group: shadow rpm 2, shadow budget of 1000 µ$ (soft at 500); key: enforced rpm 4.
     let (_c, adm) = setup();
     let none = Limits::default();
-    let mut shadow = crate::config::Shadow::default();
-    shadow.set(crate::config::Shadow::RPM);
-    shadow.set(crate::config::Shadow::BUDGET);
+    let mut shadow = crate::policy::config::Shadow::default();
+    shadow.set(crate::policy::config::Shadow::RPM);
+    shadow.set(crate::policy::config::Shadow::BUDGET);
     let group = Limits {
         rpm: nz(2),
         budget: Some(Budget {

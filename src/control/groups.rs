@@ -3,11 +3,11 @@
 
 use super::view::parse_state;
 use super::{now_ms, now_s, Actor, ApiError, ApiResult, ControlPlane};
-use crate::config::{GroupState, KeyState};
-use crate::directory::{Directory, StateOverride};
-use crate::events::Event;
-use crate::snapshot::{GroupEntry, Snapshot};
-use crate::store::{GroupOverride, KeyRecord, KeyStatus};
+use crate::control::events::Event;
+use crate::policy::config::{GroupState, KeyState};
+use crate::policy::snapshot::{GroupEntry, Snapshot};
+use crate::proxy::directory::{Directory, StateOverride};
+use crate::storage::{GroupOverride, KeyRecord, KeyStatus};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,10 +3,10 @@
 
 use super::spec::{check_future, check_in_group, check_spec, duration, object, take_str, typed};
 use super::{now_ms, now_s, parse_record, Actor, ApiError, ApiResult, ControlPlane, Role};
-use crate::events::Event;
+use crate::control::events::Event;
+use crate::policy::snapshot::{KeyEntry, Snapshot};
 use crate::secret::Secret;
-use crate::snapshot::{KeyEntry, Snapshot};
-use crate::store::{KeyRecord, KeySpec, KeyStatus, PreviousSecret};
+use crate::storage::{KeyRecord, KeySpec, KeyStatus, PreviousSecret};
 use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -72,7 +72,7 @@ impl ControlPlane {
         actor: &Actor,
         snapshot: &'s Snapshot,
         group: &str,
-    ) -> ApiResult<&'s Arc<crate::snapshot::GroupEntry>> {
+    ) -> ApiResult<&'s Arc<crate::policy::snapshot::GroupEntry>> {
         if !actor.sees_group(group) {
             return Err(ApiError::not_found("group", group));
         }
@@ -189,13 +189,13 @@ impl ControlPlane {
         if let Some(ss) = self_service {
             super::selfservice::after(self, ss, actor, g, &checked)?;
         }
-        let secret = crate::auth::generate_key();
+        let secret = crate::proxy::auth::generate_key();
         let now = now_s();
         let record = KeyRecord {
             id: new_id(),
             group: group.to_string(),
-            sha256: hex::encode(crate::auth::digest(secret.as_bytes())),
-            prefix: crate::auth::display_prefix(&secret),
+            sha256: hex::encode(crate::proxy::auth::digest(secret.as_bytes())),
+            prefix: crate::proxy::auth::display_prefix(&secret),
             status: KeyStatus::Active,
             created_at: now,
             created_by: actor.id.clone(),
@@ -533,7 +533,7 @@ impl ControlPlane {
         grace: Duration,
         kind: &'static str,
     ) -> ApiResult<(KeyRecord, String)> {
-        let secret = crate::auth::generate_key();
+        let secret = crate::proxy::auth::generate_key();
         let for_event = (kind == "key.rotated").then(|| Secret::new(secret.clone()));
         let r = self.update_key(
             actor,
@@ -545,8 +545,8 @@ impl ControlPlane {
                     sha256: r.sha256.clone(),
                     until: now + grace.as_secs().max(1),
                 });
-                r.sha256 = hex::encode(crate::auth::digest(secret.as_bytes()));
-                r.prefix = crate::auth::display_prefix(&secret);
+                r.sha256 = hex::encode(crate::proxy::auth::digest(secret.as_bytes()));
+                r.prefix = crate::proxy::auth::display_prefix(&secret);
                 r.secret_at = now;
                 Ok(kind)
             },

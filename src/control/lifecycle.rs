@@ -6,7 +6,7 @@
 //! (SPEC: at least once a minute).
 
 use super::{now_s, Actor, ControlPlane};
-use crate::config::KeyState;
+use crate::policy::config::KeyState;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -36,8 +36,8 @@ impl ControlPlane {
             if let Some(limit) = group.idle_disable {
                 let last = k.last_used.get().max(k.created_at);
                 if now.saturating_sub(last) >= limit.as_secs() {
-                    let idle_disable = |r: &mut crate::store::KeyRecord, _: &_| {
-                        r.status = crate::store::KeyStatus::Disabled;
+                    let idle_disable = |r: &mut crate::storage::KeyRecord, _: &_| {
+                        r.status = crate::storage::KeyStatus::Disabled;
                         Ok("key.idle_disabled")
                     };
                     match self.update_key(&system, &k.id, idle_disable, None) {
@@ -87,7 +87,7 @@ impl ControlPlane {
     /// [`EXPIRY_NOTICE`] and not yet past, once per key and expiry: the expiry announced is
     /// kept in the store, so a restart does not announce it again, and a key whose expiry
     /// is moved is announced anew.
-    fn expiry_notices(&self, snapshot: &crate::snapshot::Snapshot, now: u64) {
+    fn expiry_notices(&self, snapshot: &crate::policy::snapshot::Snapshot, now: u64) {
         let due = |expires_at: Option<std::time::SystemTime>| {
             let at = unix_s(expires_at?);
             (now < at && at <= now + EXPIRY_NOTICE.as_secs()).then_some(at)
@@ -120,7 +120,7 @@ impl ControlPlane {
                 continue;
             }
             let org = snapshot.groups.get(&group).map(|g| g.org.id.to_string());
-            self.events.emit_logged(&crate::events::Event {
+            self.events.emit_logged(&crate::control::events::Event {
                 kind: "key.expiring",
                 at_ms: super::now_ms(),
                 actor: "system".into(),

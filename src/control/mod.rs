@@ -9,8 +9,12 @@
 //! Writes are serialised by one lock (they are rare next to requests, and it makes
 //! concurrent edits of one key linearisable). Reads need no lock.
 
+pub mod admin;
+pub mod audit;
+pub mod events;
 mod groups;
 pub mod tokens;
+pub mod webhooks;
 pub use groups::Bulk;
 pub use tokens::Role;
 mod keys;
@@ -24,11 +28,11 @@ mod view;
 pub use spec::parse_record;
 pub use view::rfc3339;
 
-use crate::directory::Directory;
-use crate::events::{Event, Events};
-use crate::ledger::Ledger;
-use crate::snapshot::Snapshot;
-use crate::store::ControlStore;
+use crate::control::events::{Event, Events};
+use crate::policy::snapshot::Snapshot;
+use crate::proxy::directory::Directory;
+use crate::storage::ledger::Ledger;
+use crate::storage::ControlStore;
 use arc_swap::ArcSwap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -178,11 +182,11 @@ fn load_keys(
         let (mut loaded, mut bad) = (0, 0);
         for batch in rx {
             for raw in batch {
-                let parsed = serde_json::from_slice::<crate::store::KeyRecord>(&raw)
+                let parsed = serde_json::from_slice::<crate::storage::KeyRecord>(&raw)
                     .map_err(|e| e.to_string())
                     .and_then(|r| {
                         let seen = last_used.get(&r.id).copied().unwrap_or(0);
-                        let cell = Arc::new(crate::last_seen::LastUsed::seeded(seen));
+                        let cell = Arc::new(crate::proxy::last_seen::LastUsed::seeded(seen));
                         spec::parse_record_interned(&r, cell, &mut interner)
                             .map_err(|e| format!("key {}: {}", r.id, e.message))
                     });

@@ -5,10 +5,10 @@
 
 use super::spec::Checked;
 use super::{Actor, ApiError, ApiResult, ControlPlane};
-use crate::config::raw::LimitField;
-use crate::config::{looser_than, KeyState, SelfService};
-use crate::snapshot::GroupEntry;
-use crate::store::KeySpec;
+use crate::policy::config::raw::LimitField;
+use crate::policy::config::{looser_than, KeyState, SelfService};
+use crate::policy::snapshot::GroupEntry;
+use crate::storage::KeySpec;
 use std::time::SystemTime;
 
 /// Refuses a group without self-service; forces the owner; gives the key each ceiling it

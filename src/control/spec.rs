@@ -2,11 +2,11 @@
 //! `config::looser_than`), and stored records → the directory's form.
 
 use super::{ApiError, ApiResult};
-use crate::config::{fields, looser_than, KeyState, Limits, ModelFilter};
-use crate::directory::{ApiKey, ApiKeyParts};
-use crate::last_seen::LastUsed;
-use crate::snapshot::{Digest, GroupEntry};
-use crate::store::{KeyRecord, KeySpec, KeyStatus};
+use crate::policy::config::{fields, looser_than, KeyState, Limits, ModelFilter};
+use crate::policy::snapshot::{Digest, GroupEntry};
+use crate::proxy::directory::{ApiKey, ApiKeyParts};
+use crate::proxy::last_seen::LastUsed;
+use crate::storage::{KeyRecord, KeySpec, KeyStatus};
 use ipnet::IpNet;
 use serde_json::{Map, Value};
 use std::sync::Arc;

@@ -6,8 +6,8 @@
 use super::view::usd;
 use super::{Actor, ApiError, ApiResult, ControlPlane};
 use crate::admission::budget::period_start;
-use crate::config::BudgetPeriod;
-use crate::ledger::{Dim, Level, UsageTotals};
+use crate::policy::config::BudgetPeriod;
+use crate::storage::ledger::{Dim, Level, UsageTotals};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -116,7 +116,7 @@ fn ranked(sums: HashMap<String, Sum>, label: &str) -> Vec<Value> {
 }
 
 impl ControlPlane {
-    /// Rollup rows of `dim` in `scope` over the range (see [`crate::ledger::Ledger::rollup_scan`]).
+    /// Rollup rows of `dim` in `scope` over the range (see [`crate::storage::ledger::Ledger::rollup_scan`]).
     fn scan(
         &self,
         dim: Dim,

@@ -4,9 +4,9 @@
 
 use super::spec::{object, typed};
 use super::{now_ms, now_s, Actor, ApiError, ApiResult, ControlPlane};
-use crate::events::Event;
-use crate::snapshot::{Digest, DigestHash};
-use crate::store::TokenRecord;
+use crate::control::events::Event;
+use crate::policy::snapshot::{Digest, DigestHash};
+use crate::storage::TokenRecord;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -46,7 +46,7 @@ pub struct Tokens(RwLock<HashMap<Digest, Arc<Actor>, DigestHash>>);
 impl Tokens {
     /// The token a presented secret belongs to.
     pub fn find(&self, presented: &[u8]) -> Option<Arc<Actor>> {
-        let d = crate::auth::digest(presented);
+        let d = crate::proxy::auth::digest(presented);
         let map = self.0.read().unwrap_or_else(|p| p.into_inner());
         let (stored, actor) = map.get_key_value(&d)?;
         bool::from(stored.ct_eq(&d)).then(|| actor.clone())
@@ -73,7 +73,7 @@ fn actor_of(t: &TokenRecord) -> Option<Actor> {
 }
 
 /// Fills the table from the store (live tokens only).
-pub fn load(store: &dyn crate::store::ControlStore, tokens: &Tokens) -> anyhow::Result<usize> {
+pub fn load(store: &dyn crate::storage::ControlStore, tokens: &Tokens) -> anyhow::Result<usize> {
     let mut n = 0;
     for t in store.tokens()? {
         if t.revoked_at.is_some() {
@@ -167,9 +167,9 @@ impl ControlPlane {
         }
         let secret = format!(
             "{TOKEN_PREFIX}{}",
-            &crate::auth::generate_key()[crate::auth::KEY_PREFIX.len()..]
+            &crate::proxy::auth::generate_key()[crate::proxy::auth::KEY_PREFIX.len()..]
         );
-        let digest = crate::auth::digest(secret.as_bytes());
+        let digest = crate::proxy::auth::digest(secret.as_bytes());
         let id = format!("tok_{}", super::keys::random_tail(20));
         let t = TokenRecord {
             id,

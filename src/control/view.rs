@@ -2,9 +2,9 @@
 
 use super::ControlPlane;
 use crate::admission::Layer;
-use crate::config::{BudgetPeriod, GroupState, KeyState, Limits, Shadow};
-use crate::snapshot::{GroupEntry, KeyEntry, Snapshot};
-use crate::store::{KeyRecord, KeyStatus};
+use crate::policy::config::{BudgetPeriod, GroupState, KeyState, Limits, Shadow};
+use crate::policy::snapshot::{GroupEntry, KeyEntry, Snapshot};
+use crate::storage::{KeyRecord, KeyStatus};
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -114,7 +114,7 @@ impl ControlPlane {
     /// An API key as the admin API shows it (never its secret).
     pub fn api_key_view(&self, r: &KeyRecord, snapshot: &Snapshot) -> Value {
         let group = snapshot.groups.get(r.group.as_str());
-        let limits = crate::config::fields::limits(r.spec.raw_limits()).unwrap_or_default();
+        let limits = crate::policy::config::fields::limits(r.spec.raw_limits()).unwrap_or_default();
         let expires = r
             .spec
             .expires_at

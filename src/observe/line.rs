@@ -3,9 +3,9 @@
 //! Never the key itself: only its id.
 
 use super::{Finished, Outcome, PROMPT_CAP};
-use crate::config::LogLevel;
 use crate::error::GatewayError;
-use crate::request::RequestBody;
+use crate::llm::body::RequestBody;
+use crate::policy::config::LogLevel;
 use std::cell::Cell;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -76,7 +76,8 @@ pub fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"fault\":");
     opt_string(
         out,
-        crate::fault::Fault::of(f.error, f.status).map(crate::fault::Fault::as_str),
+        crate::observe::fault::Fault::of(f.error, f.status)
+            .map(crate::observe::fault::Fault::as_str),
     );
     out.extend_from_slice(b",\"input_tokens\":");
     integer(out, b.input);
@@ -352,7 +353,8 @@ mod reference {
             o.serialize_field("code", &f.error.map(GatewayError::code))?;
             o.serialize_field(
                 "fault",
-                &crate::fault::Fault::of(f.error, f.status).map(crate::fault::Fault::as_str),
+                &crate::observe::fault::Fault::of(f.error, f.status)
+                    .map(crate::observe::fault::Fault::as_str),
             )?;
             o.serialize_field("input_tokens", &b.input)?;
             o.serialize_field("output_tokens", &b.output)?;
@@ -410,8 +412,8 @@ mod tests {
         );
     }
 
-    fn snapshot() -> crate::snapshot::Snapshot {
-        let cfg = crate::config::parse_config(
+    fn snapshot() -> crate::policy::snapshot::Snapshot {
+        let cfg = crate::policy::config::parse_config(
             r#"
 [server]
 listen = ["127.0.0.1:1"]
@@ -460,12 +462,12 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
             std::path::Path::new("t"),
         )
         .expect("policy");
-        crate::snapshot::Snapshot::build(
+        crate::policy::snapshot::Snapshot::build(
             cfg,
             &Default::default(),
             None,
             1,
-            &crate::snapshot::Loopback,
+            &crate::policy::snapshot::Loopback,
             &Default::default(),
         )
         .expect("snapshot")
@@ -499,7 +501,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
 
     #[test]
     fn the_hand_written_line_is_the_serde_line() {
-        use crate::usage::{Billed, Completion};
+        use crate::llm::usage::{Billed, Completion};
         use std::sync::Arc;
         use std::time::Instant;
         let snap = snapshot();

@@ -4,15 +4,17 @@
 //! - [`sink`]: the shared buffer and the background writer (no syscall on the request path);
 //! - [`record_metrics`]: the counters and histograms.
 
+pub mod error_rate;
+pub mod fault;
 pub mod line;
 pub mod sink;
 
 pub use sink::RequestLog;
 
 use crate::error::GatewayError;
-use crate::request::RequestBody;
-use crate::snapshot::KeyEntry;
-use crate::usage::{Billed, Completion};
+use crate::llm::body::RequestBody;
+use crate::llm::usage::{Billed, Completion};
+use crate::policy::snapshot::KeyEntry;
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -113,7 +115,7 @@ pub fn record_metrics(m: &metrics::Metrics, f: &Finished<'_>) {
     if let Some(e) = f.error {
         m.rejections.with_label_values(&[group, e.code()]).inc();
     }
-    if let Some(fault) = crate::fault::Fault::of(f.error, f.status) {
+    if let Some(fault) = crate::observe::fault::Fault::of(f.error, f.status) {
         let code = f.error.map_or("provider_status", GatewayError::code);
         m.errors
             .with_label_values(&[group, fault.as_str(), code])

@@ -13,7 +13,7 @@
 //! The writer thread starts with the first line, not at construction: with `-d` the
 //! process forks after start-up, and threads do not survive a fork.
 
-use crate::config::RequestLog as Sink;
+use crate::policy::config::RequestLog as Sink;
 use prometheus::IntCounter;
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
-pub use tollgate::mock::MockProvider;
+pub use tollgate::testing::mock::MockProvider;
 
 pub mod receiver;
 
@@ -19,7 +19,7 @@ pub fn key(n: u32) -> String {
 }
 
 pub fn sha(key: &str) -> String {
-    hex::encode(tollgate::auth::digest(key.as_bytes()))
+    hex::encode(tollgate::proxy::auth::digest(key.as_bytes()))
 }
 
 /// A port for a server a test starts later. Taken below the kernel's ephemeral range

@@ -1,0 +1,4 @@
+//! Assembly: the Pingora server and its services (`server`), and `tollgate demo`.
+
+pub mod demo;
+pub mod server;

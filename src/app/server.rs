@@ -1,0 +1,253 @@
+//! Builds the Pingora server from the policy file's `[server]` section: one file
+//! configures everything, there is no second YAML file.
+
+use crate::admission::{Admission, SpendStore};
+use crate::clock::SystemClock;
+use crate::control::admin::{AdminService, AdminState};
+use crate::control::audit::AuditLog;
+use crate::control::events::{EventLog, Events};
+use crate::control::lifecycle::{self, LifecycleService};
+use crate::control::webhooks::deliver::{Delivery, DeliveryService, Tuning};
+use crate::control::webhooks::Webhooks;
+use crate::control::ControlPlane;
+use crate::observe::error_rate::ErrorRates;
+use crate::observe::metrics::Metrics;
+use crate::observe::RequestLog;
+use crate::policy::config;
+use crate::policy::reload::{DnsService, Policy, SighupService};
+use crate::proxy::account::{Accounting, LedgerService};
+use crate::proxy::directory::Directory;
+use crate::proxy::gateway::Gateway;
+use crate::proxy::last_seen::LastSeen;
+use crate::secret::Secret;
+use crate::storage::ledger::Ledger;
+use crate::storage::{ControlStore, Store};
+use anyhow::Context;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::{RunArgs, Server};
+use pingora_core::services::background::background_service;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The server, and what must be flushed when it stops.
+pub struct Built {
+    pub server: Server,
+    pub request_log: Arc<RequestLog>,
+}
+
+impl Built {
+    /// Serves until shutdown, writes the request log's last lines, exits.
+    pub fn run_forever(self) -> ! {
+        self.server.run(RunArgs::default());
+        self.request_log.flush();
+        std::process::exit(0)
+    }
+}
+
+pub fn build(
+    path: &Path,
+    daemon: bool,
+    upgrade: bool,
+    early_hup: Arc<AtomicBool>,
+) -> anyhow::Result<Built> {
+    let cfg = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let last_seen = Arc::new(LastSeen::default());
+    let server_cfg = cfg.server.clone();
+    let policy = Arc::new(Policy::new(path.to_path_buf(), cfg, last_seen.clone())?);
+    let s = &server_cfg;
+    let grace = s.grace_period.as_secs().max(1);
+    let conf = ServerConf {
+        threads: s.threads,
+        daemon,
+        pid_file: s.pid_file.display().to_string(),
+        upgrade_sock: s.upgrade_sock.display().to_string(),
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace),
+        work_stealing: s.work_stealing,
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade,
+        daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+    // Pingora's own 400s (a request header it cannot parse) get the SPEC's error shape.
+    pingora_core::protocols::http::server::set_error_body(
+        crate::proxy::respond::pingora_error_body,
+    );
+
+    let scale = std::env::var("TOLLGATE_WINDOW_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    if scale != 1 {
+        log::warn!(
+            "TOLLGATE_WINDOW_SCALE={scale}: rate windows are {scale}x shorter (testing only)"
+        );
+    }
+    let store = Arc::new(Store::open(
+        &s.data_dir,
+        s.grace_period + Duration::from_secs(10),
+    )?);
+    let ledger = Arc::new(Ledger::new(store.clone()));
+    let directory = Arc::new(Directory::default());
+    let events = Arc::new(Events::default());
+    events.subscribe(Arc::new(EventLog));
+    let audit = Arc::new(AuditLog::open(store.clone())?);
+    events.subscribe(audit.clone());
+    policy.set_events(events.clone());
+    let webhooks = Arc::new(Webhooks::new(
+        store.webhooks.clone(),
+        policy.current.clone(),
+        directory.clone(),
+    )?);
+    events.subscribe(webhooks.clone());
+    let control = Arc::new(ControlPlane::open(
+        store.clone() as Arc<dyn ControlStore>,
+        directory.clone(),
+        policy.current.clone(),
+        Some(ledger.clone()),
+        events.clone(),
+    )?);
+
+    let admission = Arc::new(Admission::new(
+        Arc::new(SystemClock),
+        Some(ledger.clone() as Arc<dyn SpendStore>),
+        scale,
+    ));
+    let accounting = Arc::new(Accounting {
+        admission,
+        ledger: Some(ledger),
+        inflight: Arc::new(AtomicUsize::new(0)),
+        connections: Arc::default(),
+        body_budget: Arc::default(),
+        refusals: crate::control::audit::Refusals::new(
+            std::env::var("TOLLGATE_REFUSAL_MINUTE_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60_000),
+        ),
+    });
+    let metrics = Arc::new(Metrics::new()?);
+    let request_log = Arc::new(
+        RequestLog::open(&s.request_log, metrics.request_log_dropped.clone())
+            .with_context(|| format!("request_log {:?}", s.request_log))?,
+    );
+    let error_rates = Arc::new(ErrorRates::default());
+    server.add_service(background_service(
+        "webhooks",
+        Delivery(Arc::new(DeliveryService {
+            next_due: 0.into(),
+            finished: 0.into(),
+            hooks: webhooks,
+            events: events.clone(),
+            metrics: metrics.clone(),
+            error_rates: error_rates.clone(),
+            policy: policy.current.clone(),
+            tuning: Tuning::from_env(),
+        })),
+    ));
+    {
+        let control = control.clone();
+        let request_log = request_log.clone();
+        policy.on_reload(move |_, new| {
+            control.after_reload(new);
+            // Lines of the old policy are on disk before the new one's.
+            request_log.flush();
+        });
+    }
+    let gateway = Gateway {
+        policy: policy.current.clone(),
+        directory,
+        accounting: accounting.clone(),
+        request_log: request_log.clone(),
+        metrics: metrics.clone(),
+        error_rates,
+    };
+    // Pingora's HTTP proxy behind the connection cap and client deadlines (src/conn).
+    let mut proxy = pingora_core::services::listening::Service::new(
+        "tollgate".to_string(),
+        crate::proxy::conn::Guarded::new(
+            pingora_proxy::http_proxy(&server.configuration, gateway),
+            policy.current.clone(),
+            accounting.connections.clone(),
+        ),
+    );
+    for addr in &s.listen {
+        let addr = addr.to_string();
+        match &s.tls {
+            Some(tls) => proxy
+                .add_tls(
+                    &addr,
+                    &tls.cert.display().to_string(),
+                    &tls.key.display().to_string(),
+                )
+                .with_context(|| format!("TLS listener {addr}"))?,
+            None => proxy.add_tcp(&addr),
+        }
+    }
+    server.add_service(proxy);
+    if let Some(addr) = s.admin_listen {
+        let token = std::env::var(&s.admin_token_env)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        if token.is_none() {
+            log::warn!(
+                "{} is not set: the admin API answers 401 (health checks stay open)",
+                s.admin_token_env
+            );
+        }
+        let state = AdminState {
+            policy: policy.clone(),
+            metrics,
+            accounting: accounting.clone(),
+            health: policy.health.clone(),
+            token,
+            control: control.clone(),
+            audit: audit.clone(),
+        };
+        server.add_service(background_service("admin", AdminService { addr, state }));
+    }
+    let every = std::env::var("TOLLGATE_LIFECYCLE_EVERY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(lifecycle::EVERY, Duration::from_millis);
+    server.add_service(background_service(
+        "lifecycle",
+        LifecycleService { control, every },
+    ));
+    server.add_service(background_service(
+        "dns",
+        DnsService {
+            policy: policy.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "sighup",
+        SighupService {
+            policy: policy.clone(),
+            early: early_hup,
+        },
+    ));
+    server.add_service(background_service(
+        "ledger",
+        LedgerService {
+            accounting,
+            grace: s.grace_period,
+            events: events.clone(),
+            policy: policy.current.clone(),
+            audit: Some((audit, s.audit_retention)),
+        },
+    ));
+    Ok(Built {
+        server,
+        request_log,
+    })
+}

@@ -1,0 +1,255 @@
+//! Key and group routes: authenticate, then hand the call to the control plane on a
+//! blocking thread (a write ends in an fsync).
+
+use super::{error_response, AdminState};
+use crate::control::spend::SpendQuery;
+use crate::control::{Actor, ApiError, ApiResult, Bulk, ControlPlane};
+use crate::policy::config::GroupState;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use axum::Json;
+use serde_json::Value;
+
+async fn run<F>(s: AdminState, who: Actor, ok: StatusCode, f: F) -> Response
+where
+    F: FnOnce(&ControlPlane, &Actor) -> ApiResult<Value> + Send + 'static,
+{
+    let cp = s.control.clone();
+    match tokio::task::spawn_blocking(move || f(&cp, &who)).await {
+        Ok(Ok(v)) => (ok, Json(v)).into_response(),
+        Ok(Err(e)) => error_response(&e),
+        Err(e) => error_response(&ApiError::internal(e)),
+    }
+}
+
+pub async fn create_key(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    body: Bytes,
+) -> Response {
+    run(s, h, StatusCode::CREATED, move |cp, a| {
+        cp.create_key(a, &body)
+    })
+    .await
+}
+
+pub async fn create_batch(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    body: Bytes,
+) -> Response {
+    run(s, h, StatusCode::CREATED, move |cp, a| {
+        cp.create_batch(a, &body)
+    })
+    .await
+}
+
+pub async fn list_keys(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    run(s, h, StatusCode::OK, move |cp, a| {
+        let query = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::bad_request("", format!("query: {e}")))?;
+        cp.list_keys(a, &query)
+    })
+    .await
+}
+
+/// A route on one object (`/{id}`), answered 200: `on_id!(name, |cp, actor, id| call)`.
+macro_rules! on_id {
+    ($name:ident, |$cp:ident, $a:ident, $id:ident| $call:expr) => {
+        pub async fn $name(
+            State(s): State<AdminState>,
+            Extension(h): Extension<Actor>,
+            Path($id): Path<String>,
+        ) -> Response {
+            run(s, h, StatusCode::OK, move |$cp, $a| $call).await
+        }
+    };
+}
+
+/// The same with the request body: `on_id_body!(name, |cp, actor, id, body| call)`.
+macro_rules! on_id_body {
+    ($name:ident, |$cp:ident, $a:ident, $id:ident, $body:ident| $call:expr) => {
+        pub async fn $name(
+            State(s): State<AdminState>,
+            Extension(h): Extension<Actor>,
+            Path($id): Path<String>,
+            $body: Bytes,
+        ) -> Response {
+            run(s, h, StatusCode::OK, move |$cp, $a| $call).await
+        }
+    };
+}
+
+on_id!(get_key, |cp, a, id| cp.get_key(a, &id));
+on_id_body!(patch_key, |cp, a, id, body| cp.patch_key(a, &id, &body));
+on_id!(revoke_key, |cp, a, id| cp.revoke_key(a, &id));
+on_id!(disable_key, |cp, a, id| cp.disable_key(a, &id));
+on_id!(enable_key, |cp, a, id| cp.enable_key(a, &id));
+on_id_body!(regenerate_key, |cp, a, id, body| cp
+    .regenerate_key(a, &id, &body));
+on_id_body!(move_key, |cp, a, id, body| cp.move_key(a, &id, &body));
+
+/// Groups carry `refusals` (since the process started) beside their spend: the console's
+/// Overview shows them to every role that reads groups, `/metrics` being admin-only.
+pub async fn list_groups(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
+    let refusals = super::introspect::refusals(&s.metrics);
+    run(s, h, StatusCode::OK, move |cp, a| {
+        let mut v = cp.list_groups(a);
+        if let Some(groups) = v.get_mut("data").and_then(Value::as_array_mut) {
+            groups
+                .iter_mut()
+                .for_each(|g| super::introspect::add_refusals(g, &refusals));
+        }
+        Ok(v)
+    })
+    .await
+}
+
+/// A group answer with its `refusals` added.
+async fn group_answer<F>(s: AdminState, who: Actor, f: F) -> Response
+where
+    F: FnOnce(&ControlPlane, &Actor) -> ApiResult<Value> + Send + 'static,
+{
+    let refusals = super::introspect::refusals(&s.metrics);
+    run(s, who, StatusCode::OK, move |cp, a| {
+        let mut v = f(cp, a)?;
+        super::introspect::add_refusals(&mut v, &refusals);
+        Ok(v)
+    })
+    .await
+}
+
+/// A route answering one group: `on_group!(name, |cp, actor, id| call)`.
+macro_rules! on_group {
+    ($name:ident, |$cp:ident, $a:ident, $id:ident| $call:expr) => {
+        pub async fn $name(
+            State(s): State<AdminState>,
+            Extension(h): Extension<Actor>,
+            Path($id): Path<String>,
+        ) -> Response {
+            group_answer(s, h, move |$cp, $a| $call).await
+        }
+    };
+}
+
+on_group!(get_group, |cp, a, id| cp.get_group(a, &id));
+on_group!(pause_group, |cp, a, id| cp.set_group_state(
+    a,
+    &id,
+    GroupState::Paused
+));
+on_group!(resume_group, |cp, a, id| cp.set_group_state(
+    a,
+    &id,
+    GroupState::Active
+));
+on_group!(quarantine_group, |cp, a, id| cp.set_group_state(
+    a,
+    &id,
+    GroupState::Quarantined
+));
+on_id!(bulk_disable, |cp, a, id| cp.bulk(a, &id, Bulk::Disable));
+on_id!(bulk_enable, |cp, a, id| cp.bulk(a, &id, Bulk::Enable));
+on_id!(bulk_revoke, |cp, a, id| cp.bulk(a, &id, Bulk::Revoke));
+
+pub async fn create_token(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    body: Bytes,
+) -> Response {
+    run(s, h, StatusCode::CREATED, move |cp, a| {
+        cp.create_token(a, &body)
+    })
+    .await
+}
+
+pub async fn list_tokens(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
+    run(s, h, StatusCode::OK, |cp, _| cp.list_tokens()).await
+}
+
+on_id!(revoke_token, |cp, a, id| cp.revoke_token(a, &id));
+
+/// A spend route: JSON, or CSV with `?format=csv`.
+async fn spend<F>(s: AdminState, who: Actor, q: Option<String>, label: &str, f: F) -> Response
+where
+    F: FnOnce(&ControlPlane, &Actor, &SpendQuery) -> ApiResult<Value> + Send + 'static,
+{
+    let query: SpendQuery = match serde_urlencoded::from_str(q.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return error_response(&ApiError::bad_request("", format!("query: {e}"))),
+    };
+    let csv = match query.csv() {
+        Ok(c) => c,
+        Err(e) => return error_response(&e),
+    };
+    let cp = s.control.clone();
+    match tokio::task::spawn_blocking(move || f(&cp, &who, &query)).await {
+        Ok(Ok(v)) if csv => (
+            [(http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            crate::control::spend::to_csv(&v, label),
+        )
+            .into_response(),
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error_response(&e),
+        Err(e) => error_response(&ApiError::internal(e)),
+    }
+}
+
+macro_rules! spend_route {
+    ($name:ident, $label:literal, |$cp:ident, $a:ident, $id:ident, $q:ident| $call:expr) => {
+        pub async fn $name(
+            State(s): State<AdminState>,
+            Extension(h): Extension<Actor>,
+            Path($id): Path<String>,
+            RawQuery(q): RawQuery,
+        ) -> Response {
+            spend(s, h, q, $label, move |$cp, $a, $q| $call).await
+        }
+    };
+}
+
+spend_route!(spend_group, "group", |cp, a, id, q| cp
+    .spend_group(a, &id, q));
+spend_route!(spend_by_model, "model", |cp, a, id, q| cp
+    .spend_group_by(a, &id, false, q));
+spend_route!(spend_by_key, "key_id", |cp, a, id, q| cp
+    .spend_group_by(a, &id, true, q));
+spend_route!(spend_timeline, "start", |cp, a, id, q| cp
+    .spend_timeline(a, &id, q));
+spend_route!(spend_key, "key_id", |cp, a, id, q| cp.spend_key(a, &id, q));
+spend_route!(spend_org, "org", |cp, a, id, q| cp.spend_org(a, &id, q));
+spend_route!(spend_tag, "value", |cp, a, id, q| cp.spend_tag(a, &id, q));
+
+pub async fn list_audit(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let audit = s.audit.clone();
+    run(s, h, StatusCode::OK, move |_, a| {
+        let query: crate::control::audit::AuditQuery =
+            serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
+                .map_err(|e| ApiError::bad_request("", format!("query: {e}")))?;
+        // A scoped token sees its groups' events; events of no group only unscoped ones.
+        let visible = |g: Option<&str>| match g {
+            Some(g) => a.sees_group(g),
+            None => a.groups.is_none(),
+        };
+        audit
+            .list(&query, &visible)
+            .map_err(|(field, msg)| ApiError::bad_request(field, msg))
+    })
+    .await
+}
+
+pub async fn verify_audit(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
+    let audit = s.audit.clone();
+    run(s, h, StatusCode::OK, move |_, _| Ok(audit.verify())).await
+}

@@ -1,0 +1,121 @@
+//! What the console needs to know about itself and the policy, as documented routes:
+//! `GET /v1/whoami` (the calling token and the routes it may call, from the route table, so
+//! a client never re-derives the permission rules) and `GET /v1/policy` (the loaded
+//! snapshot and what `tollgate -t` says about the file on disk now). Also the per-group
+//! refusal counts the group answers carry.
+
+use super::{error_response, route_perms, AdminState};
+use crate::control::{Actor, ApiError};
+use crate::observe::metrics::Metrics;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use prometheus::core::Collector;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+/// `GET /v1/whoami`: any valid token.
+pub async fn whoami(State(s): State<AdminState>, Extension(a): Extension<Actor>) -> Response {
+    let cp = s.control.clone();
+    let who = a.clone();
+    let mut v = match tokio::task::spawn_blocking(move || cp.whoami(&who)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return error_response(&e),
+        Err(e) => return error_response(&ApiError::internal(e)),
+    };
+    let may: Vec<String> = route_perms()
+        .into_iter()
+        .filter(|(_, _, perm)| perm.allows(a.role))
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("may".into(), json!(may));
+    }
+    Json(v).into_response()
+}
+
+/// `GET /v1/policy`: the snapshot in force, and the file on disk validated exactly as
+/// `tollgate -t` does (`problems` empty when a reload would succeed).
+pub async fn policy(State(s): State<AdminState>) -> Response {
+    let policy = s.policy.clone();
+    let checked =
+        tokio::task::spawn_blocking(move || crate::policy::config::load(&policy.path)).await;
+    let (summary, problems) = match checked {
+        Ok(Ok(cfg)) => (Some(cfg.summary()), vec![]),
+        Ok(Err(e)) => (
+            None,
+            e.problems
+                .iter()
+                .map(|p| {
+                    json!({
+                        "line": p.line.map(|l| l.0),
+                        "column": p.line.map(|l| l.1),
+                        "path": p.path,
+                        "message": p.message,
+                    })
+                })
+                .collect(),
+        ),
+        Err(e) => return error_response(&ApiError::internal(e)),
+    };
+    let snap = s.policy.current.load();
+    Json(json!({
+        "path": s.policy.path.display().to_string(),
+        "generation": snap.generation,
+        "counts": {
+            "providers": snap.providers.len(),
+            "models": snap.models.len(),
+            "orgs": snap.orgs.len(),
+            "groups": snap.groups.len(),
+            "file_keys": snap.file_keys().count(),
+        },
+        "reloads": {
+            "ok": s.policy.reloads_ok.load(Ordering::Relaxed),
+            "failed": s.policy.reloads_failed.load(Ordering::Relaxed),
+        },
+        "file_ok": problems.is_empty(),
+        "summary": summary,
+        "problems": problems,
+    }))
+    .into_response()
+}
+
+/// Refusals per group and error code since the process started, read from
+/// `tollgate_rejections_total{group,reason}`.
+pub fn refusals(metrics: &Metrics) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for family in metrics.rejections.collect() {
+        for m in family.get_metric() {
+            let label = |name: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_string())
+            };
+            if let (Some(g), Some(r)) = (label("group"), label("reason")) {
+                *out.entry(g).or_default().entry(r).or_default() += m.get_counter().value() as u64;
+            }
+        }
+    }
+    out
+}
+
+/// Adds `refusals: {total, by_code}` to one group answer.
+pub fn add_refusals(group: &mut Value, all: &BTreeMap<String, BTreeMap<String, u64>>) {
+    let Some(o) = group.as_object_mut() else {
+        return;
+    };
+    let by_code = o
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| all.get(id))
+        .cloned()
+        .unwrap_or_default();
+    let total: u64 = by_code.values().sum();
+    let by_code: Map<String, Value> = by_code.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    o.insert(
+        "refusals".into(),
+        json!({"total": total, "by_code": by_code}),
+    );
+}

@@ -1,0 +1,198 @@
+//! Step 6: token usage from the provider's answer — JSON bodies and SSE streams, chunk by
+//! chunk without holding the stream back — and its price.
+
+mod scan;
+mod text;
+
+pub use scan::{Scanner, StreamFormat};
+pub use text::{Completion, COMPLETION_CAP};
+
+use crate::policy::config::Price;
+
+/// What one request was billed: tokens and micro-dollars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Billed {
+    pub input: u64,
+    pub output: u64,
+    pub cost_micros: u64,
+}
+
+impl Billed {
+    pub fn is_zero(&self) -> bool {
+        *self == Billed::default()
+    }
+}
+
+/// Tokens a provider reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub input: Option<u64>,
+    pub output: Option<u64>,
+}
+
+impl TokenUsage {
+    pub fn is_known(&self) -> bool {
+        self.input.is_some() || self.output.is_some()
+    }
+
+    /// Merges a later report: each field present replaces the earlier value (Anthropic's
+    /// `message_delta` carries the running output total).
+    pub fn merge(&mut self, later: TokenUsage) {
+        if later.input.is_some() {
+            self.input = later.input;
+        }
+        if later.output.is_some() {
+            self.output = later.output;
+        }
+    }
+
+    /// Extracts usage from one JSON event or body, whatever the API.
+    pub fn from_json(v: &serde_json::Value) -> TokenUsage {
+        let u = [&v["usage"], &v["message"]["usage"], &v["response"]["usage"]]
+            .into_iter()
+            .find(|u| u.is_object());
+        let Some(u) = u else {
+            return TokenUsage::default();
+        };
+        let n = |k: &str| u.get(k).and_then(|x| x.as_u64());
+        let input = n("prompt_tokens").or_else(|| {
+            let base = n("input_tokens")?;
+            // Anthropic reports cached prompt tokens separately.
+            Some(
+                base + n("cache_creation_input_tokens").unwrap_or(0)
+                    + n("cache_read_input_tokens").unwrap_or(0),
+            )
+        });
+        let output = n("completion_tokens").or_else(|| n("output_tokens"));
+        // Embeddings report only prompt tokens: their output is zero, not unknown.
+        let output = output.or_else(|| {
+            input
+                .filter(|_| n("total_tokens").is_some() && u.get("completion_tokens").is_none())
+                .map(|_| 0)
+        });
+        TokenUsage { input, output }
+    }
+}
+
+/// A `usage` object read typed (the fields [`TokenUsage::from_json`] looks at; the rest
+/// is skipped without being built).
+#[derive(serde::Deserialize)]
+pub(crate) struct UsageFields {
+    prompt_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+}
+
+impl UsageFields {
+    /// The same rules as [`TokenUsage::from_json`].
+    pub(crate) fn usage(&self) -> TokenUsage {
+        let input = self.prompt_tokens.or_else(|| {
+            Some(
+                self.input_tokens?
+                    + self.cache_creation_input_tokens.unwrap_or(0)
+                    + self.cache_read_input_tokens.unwrap_or(0),
+            )
+        });
+        let output = self.completion_tokens.or(self.output_tokens).or_else(|| {
+            input
+                .filter(|_| self.total_tokens.is_some() && self.completion_tokens.is_none())
+                .map(|_| 0)
+        });
+        TokenUsage { input, output }
+    }
+}
+
+/// Cost in micro-dollars of `input` and `output` tokens at `price`, rounded up.
+pub fn cost_micros(price: &Price, input: u64, output: u64) -> u64 {
+    let num = input as u128 * price.input_micros_per_mtok as u128
+        + output as u128 * price.output_micros_per_mtok as u128;
+    num.div_ceil(1_000_000).min(u64::MAX as u128) as u64
+}
+
+/// The prompt-size estimate used for reservations: one token per 4 bytes of body, the
+/// usual ratio for English text and JSON (documented in the README).
+pub fn estimate_input_tokens(body_len: usize) -> u64 {
+    (body_len as u64).div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn typed_usage_agrees_with_the_value_path() {
+        for u in [
+            json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "prompt_tokens_details": {"cached_tokens": 0}}),
+            json!({"input_tokens": 10, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 2, "output_tokens": 7}),
+            json!({"prompt_tokens": 8, "total_tokens": 8}),
+            json!({"output_tokens": 4}),
+            json!({}),
+        ] {
+            let typed: UsageFields = serde_json::from_value(u.clone()).expect("typed");
+            assert_eq!(
+                typed.usage(),
+                TokenUsage::from_json(&json!({ "usage": u })),
+                "{u}"
+            );
+        }
+    }
+
+    #[test]
+    fn usage_from_every_api() {
+        let oa = TokenUsage::from_json(
+            &json!({"usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}),
+        );
+        assert_eq!(
+            oa,
+            TokenUsage {
+                input: Some(10),
+                output: Some(5)
+            }
+        );
+        let emb = TokenUsage::from_json(&json!({"usage": {"prompt_tokens": 7, "total_tokens": 7}}));
+        assert_eq!(
+            emb,
+            TokenUsage {
+                input: Some(7),
+                output: Some(0)
+            }
+        );
+        let start = TokenUsage::from_json(
+            &json!({"type": "message_start", "message": {"usage": {"input_tokens": 20, "cache_read_input_tokens": 5, "output_tokens": 1}}}),
+        );
+        assert_eq!(
+            start,
+            TokenUsage {
+                input: Some(25),
+                output: Some(1)
+            }
+        );
+        let resp = TokenUsage::from_json(
+            &json!({"type": "response.completed", "response": {"usage": {"input_tokens": 3, "output_tokens": 4}}}),
+        );
+        assert_eq!(
+            resp,
+            TokenUsage {
+                input: Some(3),
+                output: Some(4)
+            }
+        );
+        assert!(!TokenUsage::from_json(&json!({"usage": null})).is_known());
+    }
+
+    #[test]
+    fn prices_round_up_in_micro_dollars() {
+        let p = Price {
+            input_micros_per_mtok: 150_000,
+            output_micros_per_mtok: 600_000,
+        };
+        assert_eq!(cost_micros(&p, 1_000_000, 0), 150_000);
+        assert_eq!(cost_micros(&p, 1, 0), 1);
+        assert_eq!(cost_micros(&p, 1000, 1000), 750);
+    }
+}

@@ -1,0 +1,696 @@
+//! Validation of `[[orgs]]`, `[[groups]]` and `[[keys]]`: limits and the "lower layers
+//! only tighten" rule, references, model lists and CIDRs.
+
+use super::super::raw::*;
+use super::super::*;
+use super::{check_unique, cidrs, duration, globs, model_filter, usd_to_micros, Checker, Loc};
+use crate::digest::DigestHash;
+use hashbrown::HashTable;
+use std::collections::hash_map::RandomState;
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+
+/// Converts the limit fields of one layer; `parent` is the nearest layer above (for the
+/// "lower layers only tighten" rule) with its display name.
+pub(super) fn layer_limits(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    raw: RawLimits,
+    parent: Option<(&str, &Limits)>,
+) -> Limits {
+    let RawLimits {
+        rpm,
+        rph,
+        rpd,
+        tpm,
+        tpd,
+        max_parallel,
+        max_tokens,
+        budget_usd,
+        budget_period,
+        soft_budget_usd,
+    } = raw;
+    // Shadow fields keep their value; a bit says they count but never refuse.
+    let mut shadow = Shadow::default();
+    let mut split = |v: Option<LimitField<u64>>, bit: u8| -> Option<u64> {
+        let (v, is_shadow) = v?.split();
+        if is_shadow {
+            shadow.set(bit);
+        }
+        Some(v)
+    };
+    let (rpm, rph, rpd) = (
+        split(rpm, Shadow::RPM),
+        split(rph, Shadow::RPH),
+        split(rpd, Shadow::RPD),
+    );
+    let (tpm, tpd) = (split(tpm, Shadow::TPM), split(tpd, Shadow::TPD));
+    let max_parallel = split(max_parallel, Shadow::MAX_PARALLEL);
+    let max_tokens = split(max_tokens, Shadow::MAX_TOKENS);
+    let budget_usd = budget_usd.map(|b| {
+        let (v, is_shadow) = b.split();
+        if is_shadow {
+            shadow.set(Shadow::BUDGET);
+        }
+        v
+    });
+    let nz = |c: &mut Checker, field: &str, v: Option<u64>| -> Option<NonZeroU64> {
+        let v = v?;
+        match NonZeroU64::new(v) {
+            Some(n) => Some(n),
+            None => {
+                c.problem(
+                    loc,
+                    format!("{path}.{field}"),
+                    "0 is not a limit; pause the group or disable the key instead",
+                );
+                None
+            }
+        }
+    };
+    let mut l = Limits {
+        rpm: nz(c, "rpm", rpm),
+        rph: nz(c, "rph", rph),
+        rpd: nz(c, "rpd", rpd),
+        tpm: nz(c, "tpm", tpm),
+        tpd: nz(c, "tpd", tpd),
+        max_parallel: nz(c, "max_parallel", max_parallel)
+            .and_then(|n| NonZeroU32::new(u32::try_from(n.get()).unwrap_or(u32::MAX))),
+        max_tokens: nz(c, "max_tokens", max_tokens)
+            .and_then(|n| NonZeroU32::new(u32::try_from(n.get()).unwrap_or(u32::MAX))),
+        budget: None,
+        shadow,
+    };
+    let period = match budget_period.as_deref() {
+        None | Some("monthly") => BudgetPeriod::Monthly,
+        Some("daily") => BudgetPeriod::Daily,
+        Some("weekly") => BudgetPeriod::Weekly,
+        Some("never") => BudgetPeriod::Never,
+        Some(other) => {
+            c.problem(
+                loc,
+                format!("{path}.budget_period"),
+                format!("{other:?}: want daily, weekly, monthly or never"),
+            );
+            BudgetPeriod::Monthly
+        }
+    };
+    match (budget_usd, soft_budget_usd) {
+        (Some(b), soft) => {
+            let limit_micros = usd_to_micros(c, loc, &format!("{path}.budget_usd"), b);
+            let soft_micros =
+                soft.map(|s| usd_to_micros(c, loc, &format!("{path}.soft_budget_usd"), s));
+            if soft_micros.is_some_and(|s| s > limit_micros) {
+                c.problem(
+                    loc,
+                    format!("{path}.soft_budget_usd"),
+                    format!("{} exceeds budget_usd {b}", soft.unwrap_or_default()),
+                );
+            }
+            l.budget = Some(Budget {
+                limit_micros,
+                period,
+                soft_micros,
+            });
+        }
+        (None, Some(_)) => c.problem(loc, format!("{path}.soft_budget_usd"), "needs budget_usd"),
+        (None, None) if budget_period.is_some() => {
+            c.problem(loc, format!("{path}.budget_period"), "needs budget_usd")
+        }
+        (None, None) => {}
+    }
+    if let Some((pname, p)) = parent {
+        for (field, mine, theirs) in looser_than(&l, p) {
+            c.problem(
+                loc,
+                format!("{path}.{field}"),
+                format!("{mine} exceeds {pname} {field} {theirs} (lower layers only tighten)"),
+            );
+        }
+    }
+    l
+}
+
+/// "Lower layers only tighten", the one rule the policy file and the admin API share: every
+/// field of `child` above the same field of `parent`, as `(field, child's, parent's)` in
+/// the file's units (budgets in USD).
+pub fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str, String, String)> {
+    // Shadow limits refuse nothing: they neither bind a lower layer nor are bound.
+    let (child, parent) = (&child.enforced(), &parent.enforced());
+    let mut out = vec![];
+    let mut check = |field: &'static str, mine: Option<u64>, theirs: Option<u64>| {
+        if let (Some(m), Some(t)) = (mine, theirs) {
+            if m > t {
+                out.push((field, m.to_string(), t.to_string()));
+            }
+        }
+    };
+    let g = |v: Option<NonZeroU64>| v.map(NonZeroU64::get);
+    let g32 = |v: Option<NonZeroU32>| v.map(|n| u64::from(n.get()));
+    check("rpm", g(child.rpm), g(parent.rpm));
+    check("rph", g(child.rph), g(parent.rph));
+    check("rpd", g(child.rpd), g(parent.rpd));
+    check("tpm", g(child.tpm), g(parent.tpm));
+    check("tpd", g(child.tpd), g(parent.tpd));
+    check(
+        "max_parallel",
+        g32(child.max_parallel),
+        g32(parent.max_parallel),
+    );
+    check("max_tokens", g32(child.max_tokens), g32(parent.max_tokens));
+    if let (Some(mine), Some(theirs)) = (child.budget, parent.budget) {
+        if mine.limit_micros > theirs.limit_micros {
+            out.push((
+                "budget_usd",
+                crate::policy::config::micros_to_usd(mine.limit_micros),
+                crate::policy::config::micros_to_usd(theirs.limit_micros),
+            ));
+        }
+    }
+    out
+}
+
+/// Limits with each field taken from the nearest layer that sets it: the bound a child
+/// layer is checked against.
+pub fn tightest(a: &Limits, b: &Limits) -> Limits {
+    let (a, b) = (&a.enforced(), &b.enforced());
+    fn min<T: Ord + Copy>(x: Option<T>, y: Option<T>) -> Option<T> {
+        match (x, y) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        }
+    }
+    Limits {
+        rpm: min(a.rpm, b.rpm),
+        rph: min(a.rph, b.rph),
+        rpd: min(a.rpd, b.rpd),
+        tpm: min(a.tpm, b.tpm),
+        tpd: min(a.tpd, b.tpd),
+        max_parallel: min(a.max_parallel, b.max_parallel),
+        max_tokens: min(a.max_tokens, b.max_tokens),
+        budget: match (a.budget, b.budget) {
+            (Some(x), Some(y)) => Some(if x.limit_micros <= y.limit_micros {
+                x
+            } else {
+                y
+            }),
+            (x, y) => x.or(y),
+        },
+        shadow: Shadow::default(),
+    }
+}
+
+pub(super) fn check_orgs(c: &mut Checker, raw: Vec<(RawOrg, Loc, String)>) -> Vec<Org> {
+    let mut seen = HashSet::new();
+    raw.into_iter()
+        .map(|(o, loc, path)| {
+            let lim = o.limits();
+            let RawOrg { id, name, .. } = o;
+            check_unique(c, loc, &path, "org", &id, &mut seen);
+            let path = format!("{path} ({id})");
+            Org {
+                limits: layer_limits(c, loc, &path, lim, None),
+                id: id.into(),
+                name,
+            }
+        })
+        .collect()
+}
+
+pub(super) fn check_groups(
+    c: &mut Checker,
+    raw: Vec<(RawGroup, Loc, String)>,
+    orgs: &[Org],
+    models: &[Model],
+) -> Vec<Group> {
+    let mut seen = HashSet::new();
+    let mut out = vec![];
+    let catalogue = |name: &str| {
+        models
+            .iter()
+            .find(|m| *m.name == *name)
+            .map(|m| m.name.clone())
+    };
+    for (g, loc, path) in raw {
+        let lim = g.limits();
+        let RawGroup {
+            id,
+            org,
+            name,
+            state,
+            models: allow,
+            deny_models,
+            default_model,
+            aliases,
+            routing,
+            fallbacks,
+            timeout,
+            retries,
+            allowed_cidrs,
+            quarantine_cidrs,
+            quarantine_models,
+            key_ttl,
+            idle_disable,
+            tags,
+            log_level,
+            webhook,
+            webhook_secret_env,
+            alert_thresholds,
+            error_rate_alert,
+            self_service,
+            ..
+        } = g;
+        check_unique(c, loc, &path, "group", &id, &mut seen);
+        let path = format!("{path} ({id})");
+        let Some(oi) = orgs.iter().position(|o| *o.id == *org) else {
+            c.problem(loc, format!("{path}.org"), format!("unknown org {org:?}"));
+            continue;
+        };
+        let parent = format!("org {}", orgs[oi].id);
+        let limits = layer_limits(c, loc, &path, lim, Some((&parent, &orgs[oi].limits)));
+        let state = match state.as_deref() {
+            None | Some("active") => GroupState::Active,
+            Some("paused") => GroupState::Paused,
+            Some("quarantined") => GroupState::Quarantined,
+            Some(o) => {
+                c.problem(
+                    loc,
+                    format!("{path}.state"),
+                    format!("{o:?}: want active, paused or quarantined"),
+                );
+                GroupState::Active
+            }
+        };
+        let mut alias_map = HashMap::new();
+        for (from, to) in aliases {
+            match catalogue(&to) {
+                Some(m) => {
+                    alias_map.insert(from, m);
+                }
+                None => c.problem(
+                    loc,
+                    format!("{path}.aliases.{from}"),
+                    format!("{to:?} is not in the model catalogue"),
+                ),
+            }
+        }
+        let default_model = default_model.and_then(|d| {
+            let resolved = alias_map.get(&d).cloned().or_else(|| catalogue(&d));
+            if resolved.is_none() {
+                c.problem(
+                    loc,
+                    format!("{path}.default_model"),
+                    format!("{d:?} is neither an alias nor in the model catalogue"),
+                );
+            }
+            resolved
+        });
+        let mut fb = HashMap::new();
+        for (from, chain) in fallbacks {
+            let Some(from_m) = catalogue(&from) else {
+                c.problem(
+                    loc,
+                    format!("{path}.fallbacks"),
+                    format!("{from:?} is not in the model catalogue"),
+                );
+                continue;
+            };
+            let mut resolved = vec![];
+            for to in chain {
+                match catalogue(&to) {
+                    Some(m) => resolved.push(m),
+                    None => c.problem(
+                        loc,
+                        format!("{path}.fallbacks.{from}"),
+                        format!("{to:?} is not in the model catalogue"),
+                    ),
+                }
+            }
+            fb.insert(from_m, resolved);
+        }
+        let routing = match routing.as_deref() {
+            None | Some("weighted") => Routing::Weighted,
+            Some("latency") => Routing::Latency,
+            Some("cost") => Routing::Cost,
+            Some("sticky") => Routing::Sticky,
+            Some("tag") => Routing::Tag,
+            Some(o) => {
+                c.problem(
+                    loc,
+                    format!("{path}.routing"),
+                    format!("{o:?}: want weighted, latency, cost, sticky or tag"),
+                );
+                Routing::Weighted
+            }
+        };
+        let log_level = match log_level.as_deref() {
+            None | Some("metadata") => LogLevel::Metadata,
+            Some("prompt") => LogLevel::Prompt,
+            Some("full") => LogLevel::Full,
+            Some(o) => {
+                c.problem(
+                    loc,
+                    format!("{path}.log_level"),
+                    format!("{o:?}: want metadata, prompt or full"),
+                );
+                LogLevel::Metadata
+            }
+        };
+        if let Some(w) = &webhook {
+            if !(w.starts_with("http://") || w.starts_with("https://"))
+                || w.parse::<http::Uri>().is_err()
+            {
+                c.problem(
+                    loc,
+                    format!("{path}.webhook"),
+                    format!("{w:?} is not an http(s) URL"),
+                );
+            }
+        }
+        match (&webhook, &webhook_secret_env) {
+            (Some(_), None) => c.problem(
+                loc,
+                format!("{path}.webhook_secret_env"),
+                "a webhook needs webhook_secret_env (the env var holding its signing secret)",
+            ),
+            (None, Some(_)) => {
+                c.problem(loc, format!("{path}.webhook_secret_env"), "needs webhook")
+            }
+            _ => {}
+        }
+        if let Some(env) = &webhook_secret_env {
+            if env.is_empty() || env.contains('=') || env.contains('\0') {
+                c.problem(
+                    loc,
+                    format!("{path}.webhook_secret_env"),
+                    format!("{env:?} is not an environment variable name"),
+                );
+            }
+        }
+        let error_rate_alert = error_rate_alert.and_then(|a| {
+            let RawErrorRateAlert {
+                threshold,
+                window,
+                min_requests,
+            } = a;
+            let p = format!("{path}.error_rate_alert");
+            let mut ok = true;
+            if !(threshold.is_finite() && threshold > 0.0 && threshold < 1.0) {
+                c.problem(
+                    loc,
+                    format!("{p}.threshold"),
+                    format!("{threshold}: want a fraction between 0 and 1"),
+                );
+                ok = false;
+            }
+            let window = duration(
+                c,
+                loc,
+                &format!("{p}.window"),
+                Some(&window),
+                Duration::from_secs(60),
+            );
+            if window.is_zero() {
+                c.problem(loc, format!("{p}.window"), "want a duration above 0");
+                ok = false;
+            }
+            let min_requests = NonZeroU64::new(min_requests);
+            if min_requests.is_none() {
+                c.problem(loc, format!("{p}.min_requests"), "want at least 1");
+            }
+            Some(ErrorRateAlert {
+                threshold,
+                window,
+                min_requests: min_requests?,
+            })
+            .filter(|_| ok)
+        });
+        if alert_thresholds.iter().any(|t| !t.is_finite() || *t <= 0.0) {
+            c.problem(
+                loc,
+                format!("{path}.alert_thresholds"),
+                "thresholds are fractions of budget_usd above 0",
+            );
+        }
+        if !alert_thresholds.is_empty() && limits.budget.is_none() {
+            c.problem(loc, format!("{path}.alert_thresholds"), "needs budget_usd");
+        }
+        let retries = match retries {
+            None => 2,
+            Some(r @ 0..=10) => r as u32,
+            Some(r) => {
+                c.problem(loc, format!("{path}.retries"), format!("{r}: want 0..=10"));
+                2
+            }
+        };
+        let self_service = self_service.map(|ss| {
+            let RawSelfService {
+                enabled,
+                max_keys_per_owner,
+                require_expiry,
+                max_ttl,
+                limits: raw,
+            } = ss;
+            let ss_path = format!("{path}.self_service.limits");
+            let ceilings = layer_limits(c, loc, &ss_path, raw, Some(("the group", &limits)));
+            SelfService {
+                enabled,
+                max_keys_per_owner,
+                require_expiry,
+                max_ttl: max_ttl.map(|t| {
+                    duration(
+                        c,
+                        loc,
+                        &format!("{path}.self_service.max_ttl"),
+                        Some(&t),
+                        Duration::ZERO,
+                    )
+                }),
+                limits: ceilings,
+            }
+        });
+        let mut thresholds = alert_thresholds;
+        thresholds.sort_by(f64::total_cmp);
+        out.push(Group {
+            org: oi,
+            name,
+            state,
+            limits,
+            models: model_filter(c, loc, &path, allow, deny_models),
+            default_model,
+            aliases: alias_map,
+            routing,
+            fallbacks: fb,
+            timeout: duration(
+                c,
+                loc,
+                &format!("{path}.timeout"),
+                timeout.as_deref(),
+                Duration::from_secs(60),
+            ),
+            retries,
+            allowed_cidrs: allowed_cidrs
+                .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
+            quarantine_cidrs: cidrs(
+                c,
+                loc,
+                &format!("{path}.quarantine_cidrs"),
+                &quarantine_cidrs,
+            ),
+            quarantine_models: globs(
+                c,
+                loc,
+                &format!("{path}.quarantine_models"),
+                &quarantine_models,
+            ),
+            key_ttl: key_ttl
+                .map(|t| duration(c, loc, &format!("{path}.key_ttl"), Some(&t), Duration::ZERO)),
+            idle_disable: idle_disable.map(|t| {
+                duration(
+                    c,
+                    loc,
+                    &format!("{path}.idle_disable"),
+                    Some(&t),
+                    Duration::ZERO,
+                )
+            }),
+            tags: tags.into_iter().collect(),
+            log_level,
+            webhook,
+            webhook_secret_env,
+            alert_thresholds: thresholds,
+            error_rate_alert,
+            self_service,
+            id: id.into(),
+        });
+    }
+    out
+}
+
+pub(super) fn check_keys(
+    c: &mut Checker,
+    raw: Vec<(RawKey, Loc, String)>,
+    groups: &[Group],
+    orgs: &[Org],
+) -> KeyDefs {
+    let mut keys = KeyChecker::default();
+    for (k, loc, path) in raw {
+        keys.check(c, k, loc, path, groups, orgs);
+    }
+    keys.finish()
+}
+
+/// Checks `[[keys]]` elements one at a time (the fast path feeds it chunk by chunk, so the
+/// raw form of a key is dropped as soon as it is checked).
+#[derive(Default)]
+pub(super) struct KeyChecker {
+    /// Indices into `out` by id and by digest, for the duplicate checks: 4 bytes a slot
+    /// instead of a copy of each id pointer or digest (at a million keys, sets of those took
+    /// ~100 MB next to the definitions).
+    ids: HashTable<u32>,
+    digests: HashTable<u32>,
+    /// Ids of keys not kept (unknown group): the file is refused anyway.
+    dropped_ids: HashSet<Arc<str>>,
+    id_hash: RandomState,
+    out: KeyDefs,
+}
+
+/// Finds `id` or `digest` among the keys kept so far.
+fn find_index<T: Eq + ?Sized>(
+    table: &HashTable<u32>,
+    hash: u64,
+    out: &KeyDefs,
+    field: impl Fn(&KeyDef) -> &T,
+    want: &T,
+) -> bool {
+    table
+        .find(hash, |&i| field(&out[i as usize]) == want)
+        .is_some()
+}
+
+impl KeyChecker {
+    pub(super) fn check(
+        &mut self,
+        c: &mut Checker,
+        k: RawKey,
+        loc: Loc,
+        path: String,
+        groups: &[Group],
+        orgs: &[Org],
+    ) {
+        let lim = k.limits();
+        let RawKey {
+            id,
+            name,
+            group,
+            sha256,
+            expires_at,
+            models,
+            deny_models,
+            allowed_cidrs,
+            state,
+            tags,
+            ..
+        } = k;
+        let id: Arc<str> = id.into();
+        let hash = self.id_hash.hash_one(&*id);
+        if id.is_empty() {
+            c.problem(loc, format!("{path}.id"), "key id must not be empty");
+        } else if self.dropped_ids.contains(&id)
+            || find_index(&self.ids, hash, &self.out, |k| &*k.id, &*id)
+        {
+            c.problem(
+                loc,
+                format!("{path}.id"),
+                format!("duplicate key id {id:?}"),
+            );
+        }
+        let path = format!("{path} ({id})");
+        let Some(gi) = groups.iter().position(|g| *g.id == *group) else {
+            c.problem(
+                loc,
+                format!("{path}.group"),
+                format!("unknown group {group:?}"),
+            );
+            if !id.is_empty() {
+                self.dropped_ids.insert(id);
+            }
+            return;
+        };
+        // This key is kept: it will be `out[index]`.
+        let index = u32::try_from(self.out.len()).unwrap_or(u32::MAX);
+        let out = &self.out;
+        if !id.is_empty() {
+            let rehash = &self.id_hash;
+            self.ids
+                .insert_unique(hash, index, |&i| rehash.hash_one(&*out[i as usize].id));
+        }
+        let g = &groups[gi];
+        let bound = tightest(&g.limits, &orgs[g.org].limits);
+        let parent = format!("group {}", g.id);
+        let limits = layer_limits(c, loc, &path, lim, Some((&parent, &bound)));
+        let mut digest = [0u8; 32];
+        if sha256.len() != 64 || hex::decode_to_slice(&sha256, &mut digest).is_err() {
+            c.problem(
+                loc,
+                format!("{path}.sha256"),
+                "want 64 hex digits (see `tollgate keygen`)",
+            );
+        } else {
+            let hash = DigestHash.hash_one(digest);
+            if find_index(&self.digests, hash, out, |k| &k.digest, &digest) {
+                c.problem(
+                    loc,
+                    format!("{path}.sha256"),
+                    "the same key digest appears twice",
+                );
+            }
+            self.digests.insert_unique(hash, index, |&i| {
+                DigestHash.hash_one(out[i as usize].digest)
+            });
+        }
+        let expires_at = expires_at.and_then(|e| match humantime::parse_rfc3339(&e) {
+            Ok(t) => Some(t),
+            Err(err) => {
+                c.problem(
+                    loc,
+                    format!("{path}.expires_at"),
+                    format!("{e:?}: {err} (want RFC 3339 UTC, e.g. 2027-01-01T00:00:00Z)"),
+                );
+                None
+            }
+        });
+        let state = match state.as_deref() {
+            None | Some("active") => KeyState::Active,
+            Some("disabled") => KeyState::Disabled,
+            Some(o) => {
+                c.problem(
+                    loc,
+                    format!("{path}.state"),
+                    format!("{o:?}: want active or disabled"),
+                );
+                KeyState::Active
+            }
+        };
+        let models = model_filter(c, loc, &path, models, deny_models);
+        let own_models = models.allow_src.is_some() || !models.deny_src.is_empty();
+        self.out.push(KeyDef {
+            name: name.map(String::into_boxed_str),
+            group: gi,
+            digest,
+            expires_at,
+            state,
+            models: own_models.then(|| Box::new(models)),
+            allowed_cidrs: allowed_cidrs
+                .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
+            limits,
+            tags: tags.into_iter().collect(),
+            id,
+        });
+    }
+
+    pub(super) fn finish(self) -> KeyDefs {
+        self.out
+    }
+}

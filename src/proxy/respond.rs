@@ -1,0 +1,213 @@
+//! Answers the gateway writes itself: refusals, `GET /v1/models`, and the body read that
+//! comes before them.
+
+use crate::error::GatewayError;
+use crate::policy::config::{Api, ServerConfig};
+use crate::proxy::conn::body_memory::{self, BodyHold};
+use bytes::{Bytes, BytesMut};
+use pingora_error::Result;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+/// Writes a complete JSON response.
+pub async fn write_json(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    request_id: &str,
+    err: Option<&GatewayError>,
+) -> Result<()> {
+    let mut h = ResponseHeader::build(status, Some(6))?;
+    h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    h.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    h.insert_header("x-request-id", request_id)?;
+    if let Some(s) = err.and_then(GatewayError::retry_after) {
+        h.insert_header(http::header::RETRY_AFTER, s)?;
+    }
+    if let Some((kind, limit)) = err.and_then(GatewayError::blocked_window) {
+        h.insert_header(format!("x-ratelimit-limit-{kind}"), limit)?;
+        h.insert_header(format!("x-ratelimit-remaining-{kind}"), 0)?;
+    }
+    session.write_response_header(Box::new(h), false).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await?;
+    Ok(())
+}
+
+/// Writes a refusal in the route's error shape.
+pub async fn write_error(
+    session: &mut Session,
+    err: &GatewayError,
+    api: Api,
+    request_id: &str,
+) -> Result<()> {
+    if matches!(err.status(), 400 | 408 | 413) || !session.is_body_done() {
+        // The rest of the body may still be on the wire: do not reuse the connection
+        // (draining it would let a client hold the connection as long as it likes).
+        session.set_keepalive(None);
+    }
+    write_json(session, err.status(), err.body(api), request_id, Some(err)).await
+}
+
+/// Answers a refusal from `request_filter`: written in the route's shape, unless the
+/// client is gone (then the error ends the request, and `logging` records the abort).
+pub async fn refuse(
+    session: &mut Session,
+    err: &GatewayError,
+    api: Api,
+    request_id: &str,
+) -> Result<()> {
+    if !err.writable() {
+        return Err(pingora_error::Error::explain(
+            pingora_error::ErrorType::ConnectionClosed,
+            "client closed the connection",
+        )
+        .into_down());
+    }
+    write_error(session, err, api, request_id).await
+}
+
+/// Bytes of body memory reserved ahead of a chunked body: one read's worth, so what is
+/// read is always already counted.
+const CHUNK_STEP: u64 = 64 * 1024;
+
+/// Reads the whole request body, refusing more than `max_body` bytes, a body slower than
+/// `body_timeout` (408) and a body that does not fit in `body_memory` (503 `overloaded`,
+/// after a short wait). Memory is reserved in `hold` before it is read.
+///
+/// A body of known length is read into one buffer of that size: no growth, no copies
+/// left behind in the allocator, so a stalled client holds what it sent, once. Pingora's
+/// retry buffer (which must not be empty for Pingora to send a body upstream at all; the
+/// body sent is ours, see `request_body_filter`) is enabled only for the last
+/// [`CHUNK_STEP`] bytes. A chunked body has no known end: it goes through the retry buffer
+/// as well as ours.
+pub async fn read_body(
+    session: &mut Session,
+    server: &ServerConfig,
+    hold: &mut BodyHold,
+) -> Result<std::result::Result<Bytes, GatewayError>> {
+    let max = server.max_body;
+    let limits = &server.clients;
+    let too_large = GatewayError::RequestTooLarge { limit: max };
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Ok(Err(too_large));
+    }
+    let busy = || {
+        GatewayError::Overloaded(format!(
+            "request bodies in memory at server.body_memory {}; retry shortly",
+            bytesize::ByteSize(limits.body_memory).display().iec()
+        ))
+    };
+    // A chunked body is held twice while it is read (ours and the retry buffer): it is
+    // counted twice.
+    let weight = if declared.is_some() { 1 } else { 2 };
+    let charge = |n: u64| (n * weight).min(limits.body_memory);
+    let first = declared.unwrap_or(CHUNK_STEP.min(max));
+    if !hold
+        .grow_to(charge(first), limits.body_memory, body_memory::WAIT)
+        .await
+    {
+        return Ok(Err(busy()));
+    }
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        // We read the body ourselves, so the interim answer is ours to send.
+        let continue_ = Box::new(ResponseHeader::build(100, Some(0))?);
+        if let Err(e) = session.write_response_header(continue_, false).await {
+            return Ok(Err(crate::observe::fault::client_error(&e)));
+        }
+    }
+    let mut buf = BytesMut::with_capacity(first as usize);
+    let read = async {
+        let mut replaying = false;
+        loop {
+            let left = declared.map_or(0, |d| d.saturating_sub(buf.len() as u64));
+            if !replaying && left <= CHUNK_STEP {
+                session.enable_retry_buffering();
+                replaying = true;
+            }
+            // Every failure here is the client's: bad framing, a closed connection.
+            let chunk = match session.read_request_body().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => return Ok(Err(crate::observe::fault::client_error(&e))),
+            };
+            let received = (buf.len() + chunk.len()) as u64;
+            if received > max {
+                return Ok(Err(too_large));
+            }
+            let ahead = (received + CHUNK_STEP)
+                .min(declared.unwrap_or(max))
+                .max(first);
+            if !hold
+                .grow_to(charge(ahead), limits.body_memory, body_memory::WAIT)
+                .await
+            {
+                return Ok(Err(busy()));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Ok(()))
+    };
+    let outcome = tokio::time::timeout(limits.body_timeout, read).await;
+    match outcome {
+        Err(_) => Ok(Err(GatewayError::RequestTimeout {
+            what: "request body",
+            setting: "body_timeout",
+            limit: limits.body_timeout,
+        })),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(Err(e))) => Ok(Err(e)),
+        Ok(Ok(Ok(()))) => Ok(Ok(buf.freeze())),
+    }
+}
+
+/// The body of the errors Pingora answers by itself, before any route is known (a request
+/// header it cannot parse: bad framing, too many or too large headers; CONNECT). One shape
+/// both APIs' clients read: OpenAI's `error.{message,type,code,param}` and Anthropic's
+/// `type: "error"` with `error.{type,message}`.
+pub fn pingora_error_body(status: u16) -> Option<Bytes> {
+    let (code, message) = match status {
+        400 => (
+            "invalid_request",
+            "malformed request: the request line or headers could not be parsed \
+             (bad framing, invalid Content-Length, too many or too large headers)",
+        ),
+        405 => ("unknown_route", "method not allowed"),
+        _ => return None,
+    };
+    let v = serde_json::json!({
+        "type": "error",
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "code": code,
+            "param": null,
+        }
+    });
+    serde_json::to_vec(&v).ok().map(Bytes::from)
+}
+
+/// `GET /v1/models`: the catalogue models this key may call, OpenAI list format.
+pub fn models_list(
+    snapshot: &crate::policy::snapshot::Snapshot,
+    key: &crate::policy::snapshot::KeyEntry,
+) -> Vec<u8> {
+    let data: Vec<serde_json::Value> = snapshot
+        .models
+        .iter()
+        .filter(|m| key.allowed[m.index])
+        .map(|m| serde_json::json!({"id": &*m.name, "object": "model", "created": 0, "owned_by": "tollgate"}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default()
+}

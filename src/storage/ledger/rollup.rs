@@ -1,0 +1,253 @@
+//! Usage rollups: the hourly `usage` buckets summed along the dimensions the spend routes
+//! group by, at hour, day and calendar-month grain, so a query over a year reads a few
+//! thousand rows instead of millions.
+//!
+//! Tree `rollup`: `dim(1) scope \0 level(1) start-hour(be) label` -> requests, input, output,
+//! cost (4 × u64 be, like `usage`):
+//!
+//! | dim | scope   | label   | answers                                  |
+//! |-----|---------|---------|------------------------------------------|
+//! | `k` | group   | key id  | by-key, tags                             |
+//! | `m` | group   | model   | by-model                                 |
+//! | `t` | group   | (empty) | group totals, timeline, orgs             |
+//! | `K` | key id  | group   | a key's spend (in every group it was in) |
+//!
+//! Levels: `h` (one hour), `d` (a UTC day, 24 hours), `M` (a UTC calendar month); `start` is
+//! always the first hour of the period (hours since the epoch), so every level scans by hour.
+//!
+//! **Invariant**: every rollup row equals the sum of the `usage` rows it covers. The ledger
+//! keeps it by writing each batch of hourly buckets and the rollups they touch in one sled
+//! transaction (atomic, also across a crash), each rollup moved by the difference between the
+//! bucket's new and stored totals read in that same transaction — so a replayed flush (the
+//! same absolute total again) moves nothing, and no crash can leave the two disagreeing. A
+//! store without rollups (written before they existed) gets them built at start-up, once,
+//! from the hourly rows (see [`super::Ledger::new`]).
+
+use super::{UsageKey, UsageTotals};
+use crate::admission::budget::{period_start, until_next_period};
+use crate::policy::config::BudgetPeriod;
+
+pub(super) const HOUR_MS: u64 = 3_600_000;
+
+/// What a rollup row is summed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dim {
+    /// Per key, within a group.
+    Key,
+    /// Per model, within a group.
+    Model,
+    /// The group's total.
+    Total,
+    /// Per group, within a key.
+    KeyGroups,
+}
+
+impl Dim {
+    fn byte(self) -> u8 {
+        match self {
+            Dim::Key => b'k',
+            Dim::Model => b'm',
+            Dim::Total => b't',
+            Dim::KeyGroups => b'K',
+        }
+    }
+
+    pub const ALL: [Dim; 4] = [Dim::Key, Dim::Model, Dim::Total, Dim::KeyGroups];
+
+    /// The scope and label of an hourly bucket in this dimension.
+    pub fn of(self, k: &UsageKey) -> (&str, &str) {
+        match self {
+            Dim::Key => (&k.group, &k.key),
+            Dim::Model => (&k.group, &k.model),
+            Dim::Total => (&k.group, ""),
+            Dim::KeyGroups => (&k.key, &k.group),
+        }
+    }
+}
+
+/// How long a rollup row's period is; ordered finest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Hour,
+    Day,
+    Month,
+}
+
+impl Level {
+    fn byte(self) -> u8 {
+        match self {
+            Level::Hour => b'h',
+            Level::Day => b'd',
+            Level::Month => b'M',
+        }
+    }
+
+    pub const ALL: [Level; 3] = [Level::Hour, Level::Day, Level::Month];
+
+    /// The first hour of the period of this level holding `hour`.
+    pub fn start(self, hour: u64) -> u64 {
+        match self {
+            Level::Hour => hour,
+            Level::Day => hour / 24 * 24,
+            Level::Month => month_start(hour),
+        }
+    }
+}
+
+/// 10000-01-01: months are only used before it (beyond, calendar arithmetic saturates).
+const LAST_HOUR: u64 = 253_402_300_800 / 3600;
+
+fn month_start(hour: u64) -> u64 {
+    period_start(BudgetPeriod::Monthly, hour.saturating_mul(HOUR_MS)) / HOUR_MS
+}
+
+/// The first hour of the next month, for an `hour` that starts a month.
+fn month_end(hour: u64) -> u64 {
+    let ms = hour.saturating_mul(HOUR_MS);
+    until_next_period(BudgetPeriod::Monthly, ms)
+        .map_or(u64::MAX, |d| ms.saturating_add(d) / HOUR_MS)
+}
+
+/// `dim scope \0 level` — the prefix of a run of rows, followed by the start hour.
+pub fn prefix(dim: Dim, scope: &str, level: Level) -> Vec<u8> {
+    let mut k = Vec::with_capacity(scope.len() + 3 + 8 + 24);
+    k.push(dim.byte());
+    k.extend_from_slice(scope.as_bytes());
+    k.push(0);
+    k.push(level.byte());
+    k
+}
+
+pub fn row_key(dim: Dim, scope: &str, level: Level, start: u64, label: &str) -> Vec<u8> {
+    let mut k = prefix(dim, scope, level);
+    k.extend_from_slice(&start.to_be_bytes());
+    k.extend_from_slice(label.as_bytes());
+    k
+}
+
+/// The rollup rows an hourly bucket counts in (one per dimension and level).
+pub fn rows_of(k: &UsageKey) -> impl Iterator<Item = Vec<u8>> + '_ {
+    Level::ALL.into_iter().flat_map(move |level| {
+        let start = level.start(k.hour);
+        Dim::ALL.into_iter().map(move |dim| {
+            let (scope, label) = dim.of(k);
+            row_key(dim, scope, level, start, label)
+        })
+    })
+}
+
+/// A run of whole periods of one level: rows with `from <= start < to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub level: Level,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// Covers the hours `[from, to)` with whole months, days and hours (no level above `max`),
+/// coarsest first where it fits: at most 5 runs (hours, days, months, days, hours).
+pub fn cover(from: u64, to: u64, max: Level) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    let mut cur = from;
+    while cur < to {
+        let months = max >= Level::Month && cur < LAST_HOUR;
+        let (level, next) = if months && month_start(cur) == cur && month_end(cur) <= to {
+            (Level::Month, month_end(cur))
+        } else if max >= Level::Day && cur % 24 == 0 && cur + 24 <= to {
+            // Whole days, up to the next month where months are wanted.
+            let days = cur + (to - cur) / 24 * 24;
+            let limit = if months {
+                month_end(month_start(cur))
+            } else {
+                u64::MAX
+            };
+            (Level::Day, days.min(limit))
+        } else if max >= Level::Day {
+            // Hours up to the next day boundary (or the end).
+            (Level::Hour, ((cur / 24 + 1) * 24).min(to))
+        } else {
+            (Level::Hour, to)
+        };
+        let next = next.min(to).max(cur + 1);
+        match runs.last_mut() {
+            Some(r) if r.level == level && r.to == cur => r.to = next,
+            _ => runs.push(Run {
+                level,
+                from: cur,
+                to: next,
+            }),
+        }
+        cur = next;
+    }
+    runs
+}
+
+/// Reads one rollup row's value (`UsageTotals` bytes).
+pub fn totals(b: &[u8]) -> UsageTotals {
+    UsageTotals::from_bytes(b)
+}
+
+/// `a + (new - old)`, field by field, modulo 2^64: exact as long as the true sums fit.
+pub fn moved(a: UsageTotals, new: &UsageTotals, old: &UsageTotals) -> UsageTotals {
+    UsageTotals {
+        requests: a
+            .requests
+            .wrapping_add(new.requests.wrapping_sub(old.requests)),
+        input_tokens: a
+            .input_tokens
+            .wrapping_add(new.input_tokens.wrapping_sub(old.input_tokens)),
+        output_tokens: a
+            .output_tokens
+            .wrapping_add(new.output_tokens.wrapping_sub(old.output_tokens)),
+        cost_micros: a
+            .cost_micros
+            .wrapping_add(new.cost_micros.wrapping_sub(old.cost_micros)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cover_tiles_the_range_exactly() {
+        // 2024-01-30 05:00 .. 2024-04-02 07:00 UTC, and small ranges.
+        let h = 1_706_590_800 / 3600;
+        for (from, to) in [
+            (h, h + 24 * 64 + 2),
+            (h, h + 1),
+            (h - 5, h + 3),
+            (0, 24 * 40),
+            (0, 500_000),
+            (h + 7, u64::MAX / 2),
+        ] {
+            for max in Level::ALL {
+                let runs = cover(from, to, max);
+                let mut cur = from;
+                for r in &runs {
+                    assert_eq!(r.from, cur);
+                    assert!(r.level <= max);
+                    let mut s = r.from;
+                    match r.level {
+                        Level::Hour => s = r.to,
+                        Level::Day => {
+                            assert_eq!(r.from % 24, 0);
+                            assert_eq!((r.to - r.from) % 24, 0);
+                            s = r.to;
+                        }
+                        Level::Month => {
+                            while s < r.to {
+                                assert_eq!(month_start(s), s, "{r:?}");
+                                s = month_end(s);
+                            }
+                        }
+                    }
+                    assert_eq!(s, r.to);
+                    cur = r.to;
+                }
+                assert_eq!(cur, to);
+                assert!(runs.len() <= 5, "{runs:?}");
+            }
+        }
+    }
+}

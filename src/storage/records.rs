@@ -1,0 +1,135 @@
+//! What the store keeps for the control plane, as written to disk (JSON, versioned by
+//! being additive: new fields are optional).
+
+use crate::policy::config::raw::LimitField;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Disabled,
+    Revoked,
+}
+
+/// The fields of a key that its owner sets (create, PATCH): exactly the admin API's JSON.
+/// `None` = not set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_models: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_cidrs: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rph: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpd: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpd: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<LimitField<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_period: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_budget_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// humantime, e.g. "30d".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_interval: Option<String>,
+}
+
+impl KeySpec {
+    pub fn raw_limits(&self) -> crate::policy::config::RawLimits {
+        crate::policy::config::RawLimits {
+            rpm: self.rpm,
+            rph: self.rph,
+            rpd: self.rpd,
+            tpm: self.tpm,
+            tpd: self.tpd,
+            max_parallel: self.max_parallel,
+            max_tokens: self.max_tokens,
+            budget_usd: self.budget_usd,
+            budget_period: self.budget_period.clone(),
+            soft_budget_usd: self.soft_budget_usd,
+        }
+    }
+}
+
+/// The secret a regenerated key had, valid until `until` (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    pub sha256: String,
+    pub until: u64,
+}
+
+/// An API-made key. Only the SHA-256 of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub group: String,
+    pub sha256: String,
+    /// `tg-a1b2c3…`, for lists.
+    pub prefix: String,
+    pub status: KeyStatus,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub created_by: String,
+    pub updated_at: u64,
+    /// When the secret was last (re)generated: rotation counts from here.
+    pub secret_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousSecret>,
+    pub spec: KeySpec,
+}
+
+/// A group's runtime state set through the API, and the file's state it was set over: a
+/// reload that changes the file's `state` replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupOverride {
+    pub group: String,
+    pub state: String,
+    pub file_state: String,
+    pub at: u64,
+    pub by: String,
+}
+
+/// An admin token made through the API. Only the SHA-256 of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    /// `admin`, `group_admin`, `viewer` or `developer`.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub sha256: String,
+    pub prefix: String,
+    pub created_at: u64,
+    pub created_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+}

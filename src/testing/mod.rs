@@ -1,0 +1,5 @@
+//! For tests, the demo and load tests: the mock provider and the fuzz targets' properties.
+
+#[doc(hidden)]
+pub mod fuzz;
+pub mod mock;
