@@ -5,6 +5,9 @@
 #   bash scripts/vendor.sh           rewrite vendor/<crate> (README.md and patches/ stay)
 #   bash scripts/vendor.sh --check   rebuild in a temp dir and compare with vendor/;
 #                                    exit 1 with a diff summary if they differ
+#   bash scripts/vendor.sh --edit vendor/patches/<crate>/NNNN-name.patch
+#                                    a git work tree to change that patch in, and the
+#                                    command that writes it back
 #
 # The .crate files come from cargo's cache ($CARGO_HOME/registry/cache); when one is
 # missing, cargo downloads it (`cargo fetch` in a scratch project). Each .crate is checked
@@ -32,16 +35,29 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 vendor=$root/vendor
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 
+die() {
+    echo "vendor.sh: $*" >&2
+    exit 2
+}
+
 mode=write
 case "${1:-}" in
     "") ;;
     --check) mode=check ;;
+    --edit)
+        mode=edit
+        [ -f "${2:-}" ] || die "--edit needs an existing vendor/patches/<crate>/NNNN-*.patch"
+        edit_patch=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+        edit_crate=$(basename "$(dirname "$edit_patch")")
+        [ "$(dirname "$(dirname "$edit_patch")")" = "$vendor/patches" ] && [ -n "${SHA256[$edit_crate]:-}" ] ||
+            die "$2: not a patch of vendor/patches/<crate>/"
+        ;;
     -h | --help)
-        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        echo "usage: bash scripts/vendor.sh [--check]" >&2
+        echo "usage: bash scripts/vendor.sh [--check | --edit PATCH]" >&2
         exit 2
         ;;
 esac
@@ -50,11 +66,6 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-vendor.XXXXXX")
 keep_tmp=0
 cleanup() { if [ "$keep_tmp" = 0 ]; then rm -rf "$tmp"; fi; }
 trap cleanup EXIT
-
-die() {
-    echo "vendor.sh: $*" >&2
-    exit 2
-}
 
 # The cached .crate of $1 whose SHA-256 matches, if any.
 cached_crate() {
@@ -106,28 +117,36 @@ unpack_crate() {
     for f in "${EXCLUDE[@]}"; do rm -f "$out/$c/$f"; done
 }
 
-# Unpacks $1 into $2/$1 and applies its patches. When one does not apply, prepares a git
-# work tree with the patches before it applied and committed, and this one applied as far
-# as it goes (*.rej files), and says how to refresh the patch from it.
+# Unpacks $1 into $2/$1 and applies its patches; see work_tree when one does not apply.
 build_crate() {
-    local c=$1 out=$2 p q w rel
+    local c=$1 out=$2 p
     unpack_crate "$c" "$out"
     for p in "$vendor/patches/$c"/*.patch; do
         [ -f "$p" ] || continue
         apply_patch "$out/$c" "$p" && continue
-        keep_tmp=1
-        w=$tmp/work
-        unpack_crate "$c" "$w"
-        for q in "$vendor/patches/$c"/*.patch; do
-            [ "$q" = "$p" ] && break
-            apply_patch "$w/$c" "$q" || die "$q: applied once, not twice?"
-        done
-        git -C "$w/$c" init -q
-        git -C "$w/$c" add -A
-        git -C "$w/$c" -c user.name=vendor.sh -c user.email=vendor.sh@localhost \
-            -c commit.gpgsign=false commit -qm "$c $VERSION + the patches before ${p##*/}"
+        work_tree "$c" "$p" reject
+        exit 2
+    done
+}
+
+# A git work tree, kept, to refresh patch $2 of crate $1 in: $1 with the patches before
+# $2 applied and committed, and $2 applied as far as it goes (*.rej files when $3 is
+# "reject"); prints how to write the patch back from it.
+work_tree() {
+    local c=$1 p=$2 why=$3 w=$tmp/work q rel
+    keep_tmp=1
+    unpack_crate "$c" "$w"
+    for q in "$vendor/patches/$c"/*.patch; do
+        [ "$q" = "$p" ] && break
+        apply_patch "$w/$c" "$q" || die "${q#"$root"/} does not apply to $c $VERSION"
+    done
+    git -C "$w/$c" init -q
+    git -C "$w/$c" add -A
+    git -C "$w/$c" -c user.name=vendor.sh -c user.email=vendor.sh@localhost \
+        -c commit.gpgsign=false commit -qm "$c $VERSION + the patches before ${p##*/}"
+    rel=${p#"$root"/}
+    if [ "$why" = reject ]; then
         apply_patch "$w/$c" "$p" 2>/dev/null || true
-        rel=${p#"$root"/}
         cat >&2 <<EOF2
 
 vendor.sh: $c: $rel does not apply to $c $VERSION (above).
@@ -136,12 +155,21 @@ To refresh it: apply what is in the *.rej files by hand in
 (a git work tree: $c $VERSION with the patches before this one committed, this one
 applied as far as it goes), delete the *.rej and *.orig files, then, from the
 repository's root:
+EOF2
+    else
+        apply_patch "$w/$c" "$p" || die "$rel does not apply to $c $VERSION"
+        cat >&2 <<EOF2
+vendor.sh: edit $rel in
+  $w/$c
+(a git work tree: $c $VERSION with the patches before this one committed, this one
+applied; \`git -C ... diff\` shows it), then, from the repository's root:
+EOF2
+    fi
+    cat >&2 <<EOF2
   git -C $w/$c add -N . && { sed '/^diff --git/,\$d' $rel; git -C $w/$c diff --no-color \\
     --no-ext-diff --src-prefix=a/ --dst-prefix=b/; } >$rel.new && mv $rel.new $rel
-and run scripts/vendor.sh again.
+and run scripts/vendor.sh again (a later patch of $c may then need the same).
 EOF2
-        exit 2
-    done
 }
 
 # Applies patch $2 in directory $1, strictly (no fuzz): GNU patch, else git apply. Quiet
@@ -162,6 +190,11 @@ apply_patch() {
 need=0
 for c in "${CRATES[@]}"; do cached_crate "$c" >/dev/null || need=1; done
 if [ "$need" = 1 ]; then fetch_crates; fi
+
+if [ "$mode" = edit ]; then
+    work_tree "$edit_crate" "$edit_patch" edit
+    exit 0
+fi
 
 out=$tmp/expected
 mkdir -p "$out"
