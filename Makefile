@@ -14,6 +14,7 @@ demo: build
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	bash scripts/vendor.sh --check
 
 # The whole test suite (CI runs exactly this through .ci/run).
 test: lint
