@@ -5,9 +5,11 @@
 //! → usage and translation of the answer → settle (`account`) and log (`observe`).
 
 pub mod account;
+pub mod admit;
 pub mod auth;
 pub mod checks;
 pub mod conn;
+pub mod ctx;
 pub mod directory;
 pub mod gateway;
 pub mod headers;

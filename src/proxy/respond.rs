@@ -2,10 +2,12 @@
 //! comes before them.
 
 use crate::error::GatewayError;
+use crate::llm::body::Endpoint;
 use crate::policy::config::{Api, ServerConfig};
 use crate::proxy::conn::body_memory::{self, BodyHold};
+use crate::proxy::ctx::RequestCtx;
 use bytes::{Bytes, BytesMut};
-use pingora_error::Result;
+use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
@@ -86,7 +88,7 @@ pub async fn read_body(
     session: &mut Session,
     server: &ServerConfig,
     hold: &mut BodyHold,
-) -> Result<std::result::Result<Bytes, GatewayError>> {
+) -> std::result::Result<Bytes, GatewayError> {
     let max = server.max_body;
     let limits = &server.clients;
     let too_large = GatewayError::RequestTooLarge { limit: max };
@@ -96,7 +98,7 @@ pub async fn read_body(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return Ok(Err(too_large));
+        return Err(too_large);
     }
     let busy = || {
         GatewayError::Overloaded(format!(
@@ -113,7 +115,7 @@ pub async fn read_body(
         .grow_to(charge(first), limits.body_memory, body_memory::WAIT)
         .await
     {
-        return Ok(Err(busy()));
+        return Err(busy());
     }
     let expects_continue = session
         .req_header()
@@ -122,9 +124,10 @@ pub async fn read_body(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if expects_continue {
         // We read the body ourselves, so the interim answer is ours to send.
-        let continue_ = Box::new(ResponseHeader::build(100, Some(0))?);
+        let continue_ =
+            Box::new(ResponseHeader::build(100, Some(0)).map_err(|_| GatewayError::Internal)?);
         if let Err(e) = session.write_response_header(continue_, false).await {
-            return Ok(Err(crate::observe::fault::client_error(&e)));
+            return Err(crate::observe::fault::client_error(&e));
         }
     }
     let mut buf = BytesMut::with_capacity(first as usize);
@@ -140,11 +143,11 @@ pub async fn read_body(
             let chunk = match session.read_request_body().await {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
-                Err(e) => return Ok(Err(crate::observe::fault::client_error(&e))),
+                Err(e) => return Err(crate::observe::fault::client_error(&e)),
             };
             let received = (buf.len() + chunk.len()) as u64;
             if received > max {
-                return Ok(Err(too_large));
+                return Err(too_large);
             }
             let ahead = (received + CHUNK_STEP)
                 .min(declared.unwrap_or(max))
@@ -153,23 +156,47 @@ pub async fn read_body(
                 .grow_to(charge(ahead), limits.body_memory, body_memory::WAIT)
                 .await
             {
-                return Ok(Err(busy()));
+                return Err(busy());
             }
             buf.extend_from_slice(&chunk);
         }
-        Ok(Ok(()))
+        Ok(())
     };
     let outcome = tokio::time::timeout(limits.body_timeout, read).await;
     match outcome {
-        Err(_) => Ok(Err(GatewayError::RequestTimeout {
+        Err(_) => Err(GatewayError::RequestTimeout {
             what: "request body",
             setting: "body_timeout",
             limit: limits.body_timeout,
-        })),
+        }),
         Ok(Err(e)) => Err(e),
-        Ok(Ok(Err(e))) => Ok(Err(e)),
-        Ok(Ok(Ok(()))) => Ok(Ok(buf.freeze())),
+        Ok(Ok(())) => Ok(buf.freeze()),
     }
+}
+
+/// `GET /v1/models` for an identified key.
+pub async fn list_models(session: &mut Session, ctx: &RequestCtx) -> Result<()> {
+    let key = ctx
+        .key()
+        .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+    let body = models_list(ctx.snapshot(), key);
+    write_json(session, 200, body, ctx.request_id(), None).await
+}
+
+/// `fail_to_proxy`: writes `err` if nothing (but a 1xx) reached the client yet and the
+/// client is still there; the status written, or 0.
+pub async fn write_failure(session: &mut Session, err: &GatewayError, ctx: &RequestCtx) -> u16 {
+    let unanswered = session
+        .response_written()
+        .is_none_or(|h| h.status.is_informational());
+    if !(unanswered && err.writable()) {
+        return 0;
+    }
+    let api = ctx.endpoint().map_or(Api::OpenAi, Endpoint::api);
+    if let Err(w) = write_error(session, err, api, ctx.request_id()).await {
+        log::debug!("cannot write error response: {w}");
+    }
+    err.status()
 }
 
 /// The body of the errors Pingora answers by itself, before any route is known (a request

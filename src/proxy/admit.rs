@@ -1,0 +1,155 @@
+//! `request_filter`'s three stages, each refusing with a [`GatewayError`]:
+//!
+//! 1. [`identify`]: which endpoint, which key (file snapshot, then the directory), key and
+//!    group state, the client's IP against the allow-lists;
+//! 2. [`read_body`]: a `max_parallel` slot first (a client cannot have more bodies in
+//!    memory than requests in flight), then the body within `max_body`, `body_timeout` and
+//!    `server.body_memory`, then model gating and `max_tokens`;
+//! 3. [`reserve`]: routing plan, then windows, slots and budgets of all three layers,
+//!    reserved at once.
+
+use crate::error::GatewayError;
+use crate::llm::body::{Endpoint, RequestBody};
+use crate::policy::snapshot::{KeyEntry, ModelEntry};
+use crate::proxy::ctx::{Admitted, RequestCtx};
+use crate::proxy::gateway::Gateway;
+use crate::proxy::route::{self, Plan};
+use crate::proxy::{account, auth, checks, headers, respond};
+use pingora_proxy::Session;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// What stage 1 found: the key and its group's runtime state.
+pub struct Identified {
+    pub endpoint: Endpoint,
+    pub key: Arc<KeyEntry>,
+    group_state: crate::policy::config::GroupState,
+}
+
+/// Stage 1: endpoint, credential → key, key and group state, client IP.
+pub fn identify(
+    gw: &Gateway,
+    session: &Session,
+    ctx: &mut RequestCtx,
+) -> Result<Identified, GatewayError> {
+    let snapshot = ctx.snapshot().clone();
+    let req = session.req_header();
+    let endpoint = Endpoint::parse(&req.method, req.uri.path())?;
+    ctx.set_endpoint(endpoint);
+    let now = SystemTime::now();
+    let now_s = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let key = auth::authenticate(&snapshot, &gw.directory, req, now_s)?;
+    ctx.set_key(key.clone());
+    let group_state = gw.directory.group_state(&key.group);
+    checks::check_state(&key, group_state, now)?;
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let xff = req
+        .headers
+        .get(headers::FORWARDED_FOR.name())
+        .map(|v| v.as_bytes());
+    let ip = checks::client_ip(peer, xff, &snapshot.server.trusted_proxies);
+    ctx.set_client_ip(ip);
+    checks::check_ip(&key, ip)?;
+    Ok(Identified {
+        endpoint,
+        key,
+        group_state,
+    })
+}
+
+/// Stage 2: a slot, the body, then the model it names (gating and `max_tokens`).
+pub async fn read_body(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    who: &Identified,
+) -> Result<(RequestBody, Arc<ModelEntry>), GatewayError> {
+    let key = &who.key;
+    ctx.hold_slots(account::hold_slots(&gw.accounting.admission, key)?);
+    let snapshot = ctx.snapshot().clone();
+    let hold = ctx.body_hold(&gw.accounting.body_budget);
+    let bytes = respond::read_body(session, &snapshot.server, hold).await?;
+    let body = RequestBody::parse(bytes)?;
+    let checked = checks::resolve_model(
+        &snapshot,
+        key,
+        body.model.as_deref(),
+        who.endpoint.serves(),
+        ctx.client_ip(),
+        who.group_state,
+    )
+    .and_then(|m| checks::check_max_tokens(key, body.max_tokens).map(|()| m));
+    match checked {
+        Ok(model) => Ok((body, model)),
+        Err(e) => {
+            ctx.keep_body(body);
+            Err(e)
+        }
+    }
+}
+
+/// Stage 3: the routing plan, then one reservation against all three layers.
+pub fn reserve(
+    gw: &Gateway,
+    session: &Session,
+    ctx: &mut RequestCtx,
+    who: Identified,
+    body: RequestBody,
+    model: Arc<ModelEntry>,
+) -> Result<(), GatewayError> {
+    let Identified { endpoint, key, .. } = who;
+    let snapshot = ctx.snapshot().clone();
+    let ask_usage = body.stream
+        && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
+        && !body.client_wants_stream_usage();
+    let plan = Plan::new(&snapshot, &key, model.clone(), endpoint.serves());
+    let req = &session.req_header().headers;
+    let tags = req
+        .get(headers::TAGS.name())
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let affinity = route::affinity(
+        req.get(headers::SESSION.name()).map(|v| v.as_bytes()),
+        &key.id,
+    );
+    let admitted = account::admit(
+        &gw.accounting.admission,
+        &snapshot,
+        &key,
+        &plan.models,
+        &body,
+        endpoint,
+        ctx.take_slots(),
+    );
+    let (mut reservation, estimate) = match admitted {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.keep_body(body);
+            ctx.keep_model(model);
+            return Err(e);
+        }
+    };
+    checks::shadow_max_tokens(&key, body.max_tokens, &mut reservation.shadow);
+    ctx.admitted(Admitted {
+        plan,
+        body,
+        model,
+        reservation,
+        estimate,
+        ask_usage,
+        tags,
+        affinity,
+    });
+    Ok(())
+}
