@@ -309,6 +309,172 @@ fn tightest_max_tokens(layers: &[(Option<std::num::NonZeroU32>, String)]) -> Opt
         .min_by_key(|(v, _)| *v)
 }
 
+/// A provider's entry: its Host and credential header values built once.
+fn provider_entry(
+    p: &crate::policy::config::Provider,
+    env: &dyn Environment,
+) -> anyhow::Result<Arc<ProviderEntry>> {
+    let default_port = if p.base.tls { 443 } else { 80 };
+    let host_header = if p.base.port == default_port {
+        p.base.host.clone()
+    } else if p.base.host.contains(':') {
+        format!("[{}]:{}", p.base.host, p.base.port)
+    } else {
+        format!("{}:{}", p.base.host, p.base.port)
+    };
+    let ca = match &p.ca_file {
+        None => None,
+        Some(path) => Some(load_ca(path)?),
+    };
+    let credential = p
+        .api_key_env
+        .as_ref()
+        .and_then(|v| env.var(v))
+        .map(Secret::new);
+    if let (Some(v), None) = (&p.api_key_env, &credential) {
+        log::warn!("provider {}: environment variable {v} is not set; requests go upstream without a provider key", p.id);
+    }
+    let auth_value = credential.as_ref().and_then(|c| {
+        let text = match p.api {
+            Api::OpenAi => format!("Bearer {}", c.expose()),
+            Api::Anthropic => c.expose().to_string(),
+        };
+        let mut v = http::HeaderValue::from_str(&text).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    });
+    Ok(Arc::new(ProviderEntry {
+        id: p.id.clone(),
+        api: p.api,
+        host_value: http::HeaderValue::from_str(&host_header).ok(),
+        auth_value,
+        addrs: arc_swap::ArcSwap::from_pointee(env.resolve(&p.base.host, p.base.port)),
+        base: p.base.clone(),
+        host_header,
+        credential,
+        connect_timeout: p.connect_timeout,
+        headers: p.headers.clone(),
+        ca,
+    }))
+}
+
+/// The catalogue, each target with its health cell (kept across snapshots by label).
+fn model_entries(
+    model_defs: &[crate::policy::config::Model],
+    providers: &[Arc<ProviderEntry>],
+    health: &crate::proxy::route::health::Health,
+) -> Vec<Arc<ModelEntry>> {
+    model_defs
+        .iter()
+        .enumerate()
+        .map(|(index, m)| {
+            Arc::new(ModelEntry {
+                index,
+                name: m.name.clone(),
+                price: m.price,
+                targets: m
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        let provider = providers[t.provider].clone();
+                        let label: Arc<str> = format!("{}/{}", provider.id, t.model).into();
+                        TargetEntry {
+                            health: health.target(&label),
+                            label,
+                            provider,
+                            model: t.model.clone(),
+                            weight: t.weight,
+                            tags: t.tags.clone(),
+                            price: t.price.unwrap_or(m.price),
+                        }
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// Groups with their org, models and tightest `max_tokens` resolved.
+fn group_entries(
+    group_defs: &[Group],
+    orgs: &[Arc<OrgEntry>],
+    models: &[Arc<ModelEntry>],
+) -> Vec<Arc<GroupEntry>> {
+    group_defs
+        .iter()
+        .map(|g| {
+            let org = orgs[g.org].clone();
+            Arc::new(GroupEntry {
+                allowed: allowed_vector(models, &g.models, None),
+                max_tokens: tightest_max_tokens(&[
+                    (g.limits.enforced().max_tokens, format!("group {}", g.id)),
+                    (org.limits.enforced().max_tokens, format!("org {}", org.id)),
+                ]),
+                def: g.clone(),
+                org,
+            })
+        })
+        .collect()
+}
+
+/// The file's keys, resolved against their group; the definitions are dropped a run at a
+/// time as their entries are made.
+fn key_entries(
+    key_defs: crate::policy::config::KeyDefs,
+    carry: &mut carry::Carry,
+    groups: &[Arc<GroupEntry>],
+    models: &[Arc<ModelEntry>],
+) -> HashSet<ByDigest<KeyEntry>, DigestHash> {
+    let mut keys = HashSet::with_capacity_and_hasher(key_defs.len(), DigestHash);
+    for run in key_defs.into_runs() {
+        for k in run {
+            let KeyDef {
+                id,
+                name,
+                group,
+                digest,
+                expires_at,
+                state,
+                models: own,
+                allowed_cidrs,
+                limits,
+                tags,
+            } = k;
+            let parts = KeyParts {
+                last_used: carry.cell(&id, &digest),
+                id,
+                name,
+                digest,
+                expires_at,
+                state,
+                limits,
+                models: own.as_deref(),
+                allowed_cidrs: allowed_cidrs.map(Vec::into_boxed_slice),
+                source: KeySource::Config,
+            };
+            let mut entry = KeyEntry::resolve(parts, &groups[group], models);
+            if own.is_some() || !tags.is_empty() {
+                let (allow_src, deny_src) = own.map_or((None, vec![]), |m| {
+                    let ModelFilter {
+                        allow_src,
+                        deny_src,
+                        ..
+                    } = *m;
+                    (allow_src, deny_src)
+                });
+                entry.written = Some(Box::new(Written {
+                    models: allow_src,
+                    deny_models: deny_src,
+                    tags,
+                }));
+            }
+            keys.insert(ByDigest(Arc::new(entry)));
+        }
+    }
+
+    keys
+}
+
 impl Snapshot {
     /// Builds a snapshot from a validated config. Blocking (DNS, CA files): call it off
     /// the request path.
@@ -335,76 +501,10 @@ impl Snapshot {
         } = config;
         let providers: Vec<Arc<ProviderEntry>> = provider_defs
             .iter()
-            .map(|p| {
-                let default_port = if p.base.tls { 443 } else { 80 };
-                let host_header = if p.base.port == default_port {
-                    p.base.host.clone()
-                } else if p.base.host.contains(':') {
-                    format!("[{}]:{}", p.base.host, p.base.port)
-                } else {
-                    format!("{}:{}", p.base.host, p.base.port)
-                };
-                let ca = match &p.ca_file {
-                    None => None,
-                    Some(path) => Some(load_ca(path)?),
-                };
-                let credential = p.api_key_env.as_ref().and_then(|v| env.var(v)).map(Secret::new);
-                if let (Some(v), None) = (&p.api_key_env, &credential) {
-                    log::warn!("provider {}: environment variable {v} is not set; requests go upstream without a provider key", p.id);
-                }
-                let auth_value = credential.as_ref().and_then(|c| {
-                    let text = match p.api {
-                        Api::OpenAi => format!("Bearer {}", c.expose()),
-                        Api::Anthropic => c.expose().to_string(),
-                    };
-                    let mut v = http::HeaderValue::from_str(&text).ok()?;
-                    v.set_sensitive(true);
-                    Some(v)
-                });
-                Ok(Arc::new(ProviderEntry {
-                    id: p.id.clone(),
-                    api: p.api,
-                    host_value: http::HeaderValue::from_str(&host_header).ok(),
-                    auth_value,
-                    addrs: arc_swap::ArcSwap::from_pointee(env.resolve(&p.base.host, p.base.port)),
-                    base: p.base.clone(),
-                    host_header,
-                    credential,
-                    connect_timeout: p.connect_timeout,
-                    headers: p.headers.clone(),
-                    ca,
-                }))
-            })
+            .map(|p| provider_entry(p, env))
             .collect::<anyhow::Result<_>>()?;
 
-        let models: Vec<Arc<ModelEntry>> = model_defs
-            .iter()
-            .enumerate()
-            .map(|(index, m)| {
-                Arc::new(ModelEntry {
-                    index,
-                    name: m.name.clone(),
-                    price: m.price,
-                    targets: m
-                        .targets
-                        .iter()
-                        .map(|t| {
-                            let provider = providers[t.provider].clone();
-                            let label: Arc<str> = format!("{}/{}", provider.id, t.model).into();
-                            TargetEntry {
-                                health: health.target(&label),
-                                label,
-                                provider,
-                                model: t.model.clone(),
-                                weight: t.weight,
-                                tags: t.tags.clone(),
-                                price: t.price.unwrap_or(m.price),
-                            }
-                        })
-                        .collect(),
-                })
-            })
-            .collect();
+        let models = model_entries(&model_defs, &providers, health);
         let models_by_name = models.iter().map(|m| (m.name.clone(), m.index)).collect();
 
         let orgs: Vec<Arc<OrgEntry>> = org_defs
@@ -417,69 +517,9 @@ impl Snapshot {
             })
             .collect();
 
-        let groups: Vec<Arc<GroupEntry>> = group_defs
-            .iter()
-            .map(|g| {
-                let org = orgs[g.org].clone();
-                Arc::new(GroupEntry {
-                    allowed: allowed_vector(&models, &g.models, None),
-                    max_tokens: tightest_max_tokens(&[
-                        (g.limits.enforced().max_tokens, format!("group {}", g.id)),
-                        (org.limits.enforced().max_tokens, format!("org {}", org.id)),
-                    ]),
-                    def: g.clone(),
-                    org,
-                })
-            })
-            .collect();
-
+        let groups = group_entries(&group_defs, &orgs, &models);
         let mut carry = carry::Carry::new(previous, &key_defs, last_seen);
-        let mut keys = HashSet::with_capacity_and_hasher(key_defs.len(), DigestHash);
-        for run in key_defs.into_runs() {
-            for k in run {
-                let KeyDef {
-                    id,
-                    name,
-                    group,
-                    digest,
-                    expires_at,
-                    state,
-                    models: own,
-                    allowed_cidrs,
-                    limits,
-                    tags,
-                } = k;
-                let parts = KeyParts {
-                    last_used: carry.cell(&id, &digest),
-                    id,
-                    name,
-                    digest,
-                    expires_at,
-                    state,
-                    limits,
-                    models: own.as_deref(),
-                    allowed_cidrs: allowed_cidrs.map(Vec::into_boxed_slice),
-                    source: KeySource::Config,
-                };
-                let mut entry = KeyEntry::resolve(parts, &groups[group], &models);
-                if own.is_some() || !tags.is_empty() {
-                    let (allow_src, deny_src) = own.map_or((None, vec![]), |m| {
-                        let ModelFilter {
-                            allow_src,
-                            deny_src,
-                            ..
-                        } = *m;
-                        (allow_src, deny_src)
-                    });
-                    entry.written = Some(Box::new(Written {
-                        models: allow_src,
-                        deny_models: deny_src,
-                        tags,
-                    }));
-                }
-                keys.insert(ByDigest(Arc::new(entry)));
-            }
-        }
+        let keys = key_entries(key_defs, &mut carry, &groups, &models);
 
         let snapshot = Snapshot {
             generation,

@@ -226,306 +226,380 @@ pub(super) fn check_groups(
 ) -> Vec<Group> {
     let mut seen = HashSet::new();
     let mut out = vec![];
-    let catalogue = |name: &str| {
-        models
-            .iter()
-            .find(|m| *m.name == *name)
-            .map(|m| m.name.clone())
-    };
     for (g, loc, path) in raw {
-        let lim = g.limits();
-        let RawGroup {
-            id,
-            org,
-            name,
-            state,
-            models: allow,
-            deny_models,
-            default_model,
-            aliases,
-            routing,
-            fallbacks,
-            timeout,
-            retries,
-            allowed_cidrs,
-            quarantine_cidrs,
-            quarantine_models,
-            key_ttl,
-            idle_disable,
-            tags,
-            log_level,
-            webhook,
-            webhook_secret_env,
-            alert_thresholds,
-            error_rate_alert,
-            self_service,
-            ..
-        } = g;
-        check_unique(c, loc, &path, "group", &id, &mut seen);
-        let path = format!("{path} ({id})");
-        let Some(oi) = orgs.iter().position(|o| *o.id == *org) else {
-            c.problem(loc, format!("{path}.org"), format!("unknown org {org:?}"));
+        check_unique(c, loc, &path, "group", &g.id, &mut seen);
+        let path = format!("{path} ({})", g.id);
+        let Some(oi) = orgs.iter().position(|o| *o.id == *g.org) else {
+            c.problem(
+                loc,
+                format!("{path}.org"),
+                format!("unknown org {:?}", g.org),
+            );
             continue;
         };
-        let parent = format!("org {}", orgs[oi].id);
-        let limits = layer_limits(c, loc, &path, lim, Some((&parent, &orgs[oi].limits)));
-        let state = match state.as_deref() {
-            None | Some("active") => GroupState::Active,
-            Some("paused") => GroupState::Paused,
-            Some("quarantined") => GroupState::Quarantined,
-            Some(o) => {
-                c.problem(
-                    loc,
-                    format!("{path}.state"),
-                    format!("{o:?}: want active, paused or quarantined"),
-                );
-                GroupState::Active
+        out.push(check_group(c, loc, &path, g, (oi, &orgs[oi]), models));
+    }
+    out
+}
+
+/// One group, its org found (index and entry).
+fn check_group(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    g: RawGroup,
+    (oi, org): (usize, &Org),
+    models: &[Model],
+) -> Group {
+    let lim = g.limits();
+    let RawGroup {
+        id,
+        org: _,
+        name,
+        state,
+        models: allow,
+        deny_models,
+        default_model,
+        aliases,
+        routing,
+        fallbacks,
+        timeout,
+        retries,
+        allowed_cidrs,
+        quarantine_cidrs,
+        quarantine_models,
+        key_ttl,
+        idle_disable,
+        tags,
+        log_level,
+        webhook,
+        webhook_secret_env,
+        alert_thresholds,
+        error_rate_alert,
+        self_service,
+        ..
+    } = g;
+    let parent = format!("org {}", org.id);
+    let limits = layer_limits(c, loc, path, lim, Some((&parent, &org.limits)));
+    let state = group_state(c, loc, path, state.as_deref());
+    let alias_map = group_aliases(c, loc, path, aliases, models);
+    let default_model = default_model.and_then(|d| {
+        let resolved = alias_map.get(&d).cloned().or_else(|| catalogue(models, &d));
+        if resolved.is_none() {
+            c.problem(
+                loc,
+                format!("{path}.default_model"),
+                format!("{d:?} is neither an alias nor in the model catalogue"),
+            );
+        }
+        resolved
+    });
+    let fallbacks = group_fallbacks(c, loc, path, fallbacks, models);
+    let routing = group_routing(c, loc, path, routing.as_deref());
+    let log_level = group_log_level(c, loc, path, log_level.as_deref());
+    check_webhook(
+        c,
+        loc,
+        path,
+        webhook.as_deref(),
+        webhook_secret_env.as_deref(),
+    );
+    let error_rate_alert = error_rate_alert.and_then(|a| check_error_rate_alert(c, loc, path, a));
+    let alert_thresholds = check_alert_thresholds(c, loc, path, alert_thresholds, &limits);
+    let retries = match retries {
+        None => 2,
+        Some(r @ 0..=10) => r as u32,
+        Some(r) => {
+            c.problem(loc, format!("{path}.retries"), format!("{r}: want 0..=10"));
+            2
+        }
+    };
+    let self_service = self_service.map(|ss| check_self_service(c, loc, path, ss, &limits));
+    let at = |field: &str| format!("{path}.{field}");
+    Group {
+        org: oi,
+        name,
+        state,
+        models: model_filter(c, loc, path, allow, deny_models),
+        default_model,
+        aliases: alias_map,
+        routing,
+        fallbacks,
+        timeout: duration(
+            c,
+            loc,
+            &at("timeout"),
+            timeout.as_deref(),
+            Duration::from_secs(60),
+        ),
+        retries,
+        allowed_cidrs: allowed_cidrs.map(|l| cidrs(c, loc, &at("allowed_cidrs"), &l)),
+        quarantine_cidrs: cidrs(c, loc, &at("quarantine_cidrs"), &quarantine_cidrs),
+        quarantine_models: globs(c, loc, &at("quarantine_models"), &quarantine_models),
+        key_ttl: key_ttl.map(|t| duration(c, loc, &at("key_ttl"), Some(&t), Duration::ZERO)),
+        idle_disable: idle_disable
+            .map(|t| duration(c, loc, &at("idle_disable"), Some(&t), Duration::ZERO)),
+        tags: tags.into_iter().collect(),
+        log_level,
+        webhook,
+        webhook_secret_env,
+        alert_thresholds,
+        error_rate_alert,
+        self_service,
+        limits,
+        id: id.into(),
+    }
+}
+
+/// The catalogue's own name for `name`, if it is a catalogue model.
+fn catalogue(models: &[Model], name: &str) -> Option<Arc<str>> {
+    models
+        .iter()
+        .find(|m| *m.name == *name)
+        .map(|m| m.name.clone())
+}
+
+fn group_state(c: &mut Checker, loc: Loc, path: &str, state: Option<&str>) -> GroupState {
+    match state {
+        None | Some("active") => GroupState::Active,
+        Some("paused") => GroupState::Paused,
+        Some("quarantined") => GroupState::Quarantined,
+        Some(o) => {
+            c.problem(
+                loc,
+                format!("{path}.state"),
+                format!("{o:?}: want active, paused or quarantined"),
+            );
+            GroupState::Active
+        }
+    }
+}
+
+fn group_aliases(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    aliases: impl IntoIterator<Item = (String, String)>,
+    models: &[Model],
+) -> HashMap<String, Arc<str>> {
+    let mut alias_map = HashMap::new();
+    for (from, to) in aliases {
+        match catalogue(models, &to) {
+            Some(m) => {
+                alias_map.insert(from, m);
             }
+            None => c.problem(
+                loc,
+                format!("{path}.aliases.{from}"),
+                format!("{to:?} is not in the model catalogue"),
+            ),
+        }
+    }
+    alias_map
+}
+
+fn group_fallbacks(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    fallbacks: impl IntoIterator<Item = (String, Vec<String>)>,
+    models: &[Model],
+) -> HashMap<Arc<str>, Vec<Arc<str>>> {
+    let mut fb = HashMap::new();
+    for (from, chain) in fallbacks {
+        let Some(from_m) = catalogue(models, &from) else {
+            c.problem(
+                loc,
+                format!("{path}.fallbacks"),
+                format!("{from:?} is not in the model catalogue"),
+            );
+            continue;
         };
-        let mut alias_map = HashMap::new();
-        for (from, to) in aliases {
-            match catalogue(&to) {
-                Some(m) => {
-                    alias_map.insert(from, m);
-                }
+        let mut resolved = vec![];
+        for to in chain {
+            match catalogue(models, &to) {
+                Some(m) => resolved.push(m),
                 None => c.problem(
                     loc,
-                    format!("{path}.aliases.{from}"),
+                    format!("{path}.fallbacks.{from}"),
                     format!("{to:?} is not in the model catalogue"),
                 ),
             }
         }
-        let default_model = default_model.and_then(|d| {
-            let resolved = alias_map.get(&d).cloned().or_else(|| catalogue(&d));
-            if resolved.is_none() {
-                c.problem(
-                    loc,
-                    format!("{path}.default_model"),
-                    format!("{d:?} is neither an alias nor in the model catalogue"),
-                );
-            }
-            resolved
-        });
-        let mut fb = HashMap::new();
-        for (from, chain) in fallbacks {
-            let Some(from_m) = catalogue(&from) else {
-                c.problem(
-                    loc,
-                    format!("{path}.fallbacks"),
-                    format!("{from:?} is not in the model catalogue"),
-                );
-                continue;
-            };
-            let mut resolved = vec![];
-            for to in chain {
-                match catalogue(&to) {
-                    Some(m) => resolved.push(m),
-                    None => c.problem(
-                        loc,
-                        format!("{path}.fallbacks.{from}"),
-                        format!("{to:?} is not in the model catalogue"),
-                    ),
-                }
-            }
-            fb.insert(from_m, resolved);
-        }
-        let routing = match routing.as_deref() {
-            None | Some("weighted") => Routing::Weighted,
-            Some("latency") => Routing::Latency,
-            Some("cost") => Routing::Cost,
-            Some("sticky") => Routing::Sticky,
-            Some("tag") => Routing::Tag,
-            Some(o) => {
-                c.problem(
-                    loc,
-                    format!("{path}.routing"),
-                    format!("{o:?}: want weighted, latency, cost, sticky or tag"),
-                );
-                Routing::Weighted
-            }
-        };
-        let log_level = match log_level.as_deref() {
-            None | Some("metadata") => LogLevel::Metadata,
-            Some("prompt") => LogLevel::Prompt,
-            Some("full") => LogLevel::Full,
-            Some(o) => {
-                c.problem(
-                    loc,
-                    format!("{path}.log_level"),
-                    format!("{o:?}: want metadata, prompt or full"),
-                );
-                LogLevel::Metadata
-            }
-        };
-        if let Some(w) = &webhook {
-            if !(w.starts_with("http://") || w.starts_with("https://"))
-                || w.parse::<http::Uri>().is_err()
-            {
-                c.problem(
-                    loc,
-                    format!("{path}.webhook"),
-                    format!("{w:?} is not an http(s) URL"),
-                );
-            }
-        }
-        match (&webhook, &webhook_secret_env) {
-            (Some(_), None) => c.problem(
-                loc,
-                format!("{path}.webhook_secret_env"),
-                "a webhook needs webhook_secret_env (the env var holding its signing secret)",
-            ),
-            (None, Some(_)) => {
-                c.problem(loc, format!("{path}.webhook_secret_env"), "needs webhook")
-            }
-            _ => {}
-        }
-        if let Some(env) = &webhook_secret_env {
-            if env.is_empty() || env.contains('=') || env.contains('\0') {
-                c.problem(
-                    loc,
-                    format!("{path}.webhook_secret_env"),
-                    format!("{env:?} is not an environment variable name"),
-                );
-            }
-        }
-        let error_rate_alert = error_rate_alert.and_then(|a| {
-            let RawErrorRateAlert {
-                threshold,
-                window,
-                min_requests,
-            } = a;
-            let p = format!("{path}.error_rate_alert");
-            let mut ok = true;
-            if !(threshold.is_finite() && threshold > 0.0 && threshold < 1.0) {
-                c.problem(
-                    loc,
-                    format!("{p}.threshold"),
-                    format!("{threshold}: want a fraction between 0 and 1"),
-                );
-                ok = false;
-            }
-            let window = duration(
-                c,
-                loc,
-                &format!("{p}.window"),
-                Some(&window),
-                Duration::from_secs(60),
-            );
-            if window.is_zero() {
-                c.problem(loc, format!("{p}.window"), "want a duration above 0");
-                ok = false;
-            }
-            let min_requests = NonZeroU64::new(min_requests);
-            if min_requests.is_none() {
-                c.problem(loc, format!("{p}.min_requests"), "want at least 1");
-            }
-            Some(ErrorRateAlert {
-                threshold,
-                window,
-                min_requests: min_requests?,
-            })
-            .filter(|_| ok)
-        });
-        if alert_thresholds.iter().any(|t| !t.is_finite() || *t <= 0.0) {
+        fb.insert(from_m, resolved);
+    }
+    fb
+}
+
+fn group_routing(c: &mut Checker, loc: Loc, path: &str, routing: Option<&str>) -> Routing {
+    match routing {
+        None | Some("weighted") => Routing::Weighted,
+        Some("latency") => Routing::Latency,
+        Some("cost") => Routing::Cost,
+        Some("sticky") => Routing::Sticky,
+        Some("tag") => Routing::Tag,
+        Some(o) => {
             c.problem(
                 loc,
-                format!("{path}.alert_thresholds"),
-                "thresholds are fractions of budget_usd above 0",
+                format!("{path}.routing"),
+                format!("{o:?}: want weighted, latency, cost, sticky or tag"),
+            );
+            Routing::Weighted
+        }
+    }
+}
+
+fn group_log_level(c: &mut Checker, loc: Loc, path: &str, level: Option<&str>) -> LogLevel {
+    match level {
+        None | Some("metadata") => LogLevel::Metadata,
+        Some("prompt") => LogLevel::Prompt,
+        Some("full") => LogLevel::Full,
+        Some(o) => {
+            c.problem(
+                loc,
+                format!("{path}.log_level"),
+                format!("{o:?}: want metadata, prompt or full"),
+            );
+            LogLevel::Metadata
+        }
+    }
+}
+
+fn check_webhook(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    webhook: Option<&str>,
+    secret_env: Option<&str>,
+) {
+    if let Some(w) = webhook {
+        if !(w.starts_with("http://") || w.starts_with("https://"))
+            || w.parse::<http::Uri>().is_err()
+        {
+            c.problem(
+                loc,
+                format!("{path}.webhook"),
+                format!("{w:?} is not an http(s) URL"),
             );
         }
-        if !alert_thresholds.is_empty() && limits.budget.is_none() {
-            c.problem(loc, format!("{path}.alert_thresholds"), "needs budget_usd");
-        }
-        let retries = match retries {
-            None => 2,
-            Some(r @ 0..=10) => r as u32,
-            Some(r) => {
-                c.problem(loc, format!("{path}.retries"), format!("{r}: want 0..=10"));
-                2
-            }
-        };
-        let self_service = self_service.map(|ss| {
-            let RawSelfService {
-                enabled,
-                max_keys_per_owner,
-                require_expiry,
-                max_ttl,
-                limits: raw,
-            } = ss;
-            let ss_path = format!("{path}.self_service.limits");
-            let ceilings = layer_limits(c, loc, &ss_path, raw, Some(("the group", &limits)));
-            SelfService {
-                enabled,
-                max_keys_per_owner,
-                require_expiry,
-                max_ttl: max_ttl.map(|t| {
-                    duration(
-                        c,
-                        loc,
-                        &format!("{path}.self_service.max_ttl"),
-                        Some(&t),
-                        Duration::ZERO,
-                    )
-                }),
-                limits: ceilings,
-            }
-        });
-        let mut thresholds = alert_thresholds;
-        thresholds.sort_by(f64::total_cmp);
-        out.push(Group {
-            org: oi,
-            name,
-            state,
-            limits,
-            models: model_filter(c, loc, &path, allow, deny_models),
-            default_model,
-            aliases: alias_map,
-            routing,
-            fallbacks: fb,
-            timeout: duration(
-                c,
-                loc,
-                &format!("{path}.timeout"),
-                timeout.as_deref(),
-                Duration::from_secs(60),
-            ),
-            retries,
-            allowed_cidrs: allowed_cidrs
-                .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
-            quarantine_cidrs: cidrs(
-                c,
-                loc,
-                &format!("{path}.quarantine_cidrs"),
-                &quarantine_cidrs,
-            ),
-            quarantine_models: globs(
-                c,
-                loc,
-                &format!("{path}.quarantine_models"),
-                &quarantine_models,
-            ),
-            key_ttl: key_ttl
-                .map(|t| duration(c, loc, &format!("{path}.key_ttl"), Some(&t), Duration::ZERO)),
-            idle_disable: idle_disable.map(|t| {
-                duration(
-                    c,
-                    loc,
-                    &format!("{path}.idle_disable"),
-                    Some(&t),
-                    Duration::ZERO,
-                )
-            }),
-            tags: tags.into_iter().collect(),
-            log_level,
-            webhook,
-            webhook_secret_env,
-            alert_thresholds: thresholds,
-            error_rate_alert,
-            self_service,
-            id: id.into(),
-        });
     }
-    out
+    match (webhook, secret_env) {
+        (Some(_), None) => c.problem(
+            loc,
+            format!("{path}.webhook_secret_env"),
+            "a webhook needs webhook_secret_env (the env var holding its signing secret)",
+        ),
+        (None, Some(_)) => c.problem(loc, format!("{path}.webhook_secret_env"), "needs webhook"),
+        _ => {}
+    }
+    if let Some(env) = secret_env {
+        if env.is_empty() || env.contains('=') || env.contains('\0') {
+            c.problem(
+                loc,
+                format!("{path}.webhook_secret_env"),
+                format!("{env:?} is not an environment variable name"),
+            );
+        }
+    }
+}
+
+fn check_error_rate_alert(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    a: RawErrorRateAlert,
+) -> Option<ErrorRateAlert> {
+    let RawErrorRateAlert {
+        threshold,
+        window,
+        min_requests,
+    } = a;
+    let p = format!("{path}.error_rate_alert");
+    let mut ok = true;
+    if !(threshold.is_finite() && threshold > 0.0 && threshold < 1.0) {
+        c.problem(
+            loc,
+            format!("{p}.threshold"),
+            format!("{threshold}: want a fraction between 0 and 1"),
+        );
+        ok = false;
+    }
+    let window = duration(
+        c,
+        loc,
+        &format!("{p}.window"),
+        Some(&window),
+        Duration::from_secs(60),
+    );
+    if window.is_zero() {
+        c.problem(loc, format!("{p}.window"), "want a duration above 0");
+        ok = false;
+    }
+    let min_requests = NonZeroU64::new(min_requests);
+    if min_requests.is_none() {
+        c.problem(loc, format!("{p}.min_requests"), "want at least 1");
+    }
+    Some(ErrorRateAlert {
+        threshold,
+        window,
+        min_requests: min_requests?,
+    })
+    .filter(|_| ok)
+}
+
+/// `alert_thresholds`, checked and sorted.
+fn check_alert_thresholds(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    mut thresholds: Vec<f64>,
+    limits: &Limits,
+) -> Vec<f64> {
+    if thresholds.iter().any(|t| !t.is_finite() || *t <= 0.0) {
+        c.problem(
+            loc,
+            format!("{path}.alert_thresholds"),
+            "thresholds are fractions of budget_usd above 0",
+        );
+    }
+    if !thresholds.is_empty() && limits.budget.is_none() {
+        c.problem(loc, format!("{path}.alert_thresholds"), "needs budget_usd");
+    }
+    thresholds.sort_by(f64::total_cmp);
+    thresholds
+}
+
+fn check_self_service(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    ss: RawSelfService,
+    limits: &Limits,
+) -> SelfService {
+    let RawSelfService {
+        enabled,
+        max_keys_per_owner,
+        require_expiry,
+        max_ttl,
+        limits: raw,
+    } = ss;
+    let ss_path = format!("{path}.self_service.limits");
+    let ceilings = layer_limits(c, loc, &ss_path, raw, Some(("the group", limits)));
+    SelfService {
+        enabled,
+        max_keys_per_owner,
+        require_expiry,
+        max_ttl: max_ttl.map(|t| {
+            duration(
+                c,
+                loc,
+                &format!("{path}.self_service.max_ttl"),
+                Some(&t),
+                Duration::ZERO,
+            )
+        }),
+        limits: ceilings,
+    }
 }
 
 pub(super) fn check_keys(

@@ -52,36 +52,8 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         );
     }
     let admin_listen = admin_listen.and_then(|a| addr(c, "admin_listen", &a));
-    let threads = match threads {
-        None => 2,
-        Some(t @ 1..=256) => t as usize,
-        Some(t) => {
-            c.problem(loc, format!("{path}.threads"), format!("{t}: want 1..=256"));
-            2
-        }
-    };
-    let max_body = match max_body.as_deref() {
-        None => 8 * 1024 * 1024,
-        Some(s) => match s.parse::<bytesize::ByteSize>() {
-            Ok(b) if b.as_u64() > 0 && b.as_u64() <= MAX_BODY_CEILING => b.as_u64(),
-            Ok(b) => {
-                c.problem(
-                    loc,
-                    format!("{path}.max_body"),
-                    format!("{b}: want more than 0 and at most 64MiB"),
-                );
-                8 * 1024 * 1024
-            }
-            Err(e) => {
-                c.problem(
-                    loc,
-                    format!("{path}.max_body"),
-                    format!("invalid size {s:?}: {e}"),
-                );
-                8 * 1024 * 1024
-            }
-        },
-    };
+    let threads = in_range(c, loc, &format!("{path}.threads"), threads, 1..=256, 2) as usize;
+    let max_body = check_max_body(c, loc, path, max_body.as_deref());
     let clients = super::clients::check(
         c,
         loc,
@@ -120,43 +92,23 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
             ),
         );
     }
-    let request_log = match request_log.as_deref() {
-        None | Some("stdout") => RequestLog::Stdout,
-        Some("off") => RequestLog::Off,
-        Some("") => {
-            c.problem(
-                loc,
-                format!("{path}.request_log"),
-                "want \"stdout\", \"off\" or a path",
-            );
-            RequestLog::Off
-        }
-        Some(p) => RequestLog::File(PathBuf::from(p)),
-    };
-    let default_max_tokens = match default_max_tokens {
-        None => 4096,
-        Some(n @ 1..=10_000_000) => n as u32,
-        Some(n) => {
-            c.problem(
-                loc,
-                format!("{path}.default_max_tokens"),
-                format!("{n}: want 1..=10000000"),
-            );
-            4096
-        }
-    };
-    let upstream_keepalive_pool_size = match upstream_keepalive_pool_size {
-        None => 128,
-        Some(n @ 0..=100_000) => n as usize,
-        Some(n) => {
-            c.problem(
-                loc,
-                format!("{path}.upstream_keepalive_pool_size"),
-                format!("{n}: want 0..=100000"),
-            );
-            128
-        }
-    };
+    let request_log = check_request_log(c, loc, path, request_log.as_deref());
+    let default_max_tokens = in_range(
+        c,
+        loc,
+        &format!("{path}.default_max_tokens"),
+        default_max_tokens,
+        1..=10_000_000,
+        4096,
+    ) as u32;
+    let upstream_keepalive_pool_size = in_range(
+        c,
+        loc,
+        &format!("{path}.upstream_keepalive_pool_size"),
+        upstream_keepalive_pool_size,
+        0..=100_000,
+        128,
+    ) as usize;
     ServerConfig {
         listen: listen_addrs,
         admin_listen,
@@ -187,6 +139,75 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         ),
         work_stealing: work_stealing.unwrap_or(false),
         upstream_keepalive_pool_size,
+    }
+}
+
+/// A whole number in `range`, or `default` (with a problem when it is outside).
+fn in_range(
+    c: &mut Checker,
+    loc: Loc,
+    field: &str,
+    v: Option<u64>,
+    range: std::ops::RangeInclusive<u64>,
+    default: u64,
+) -> u64 {
+    match v {
+        None => default,
+        Some(n) if range.contains(&n) => n,
+        Some(n) => {
+            c.problem(
+                loc,
+                field.to_string(),
+                format!("{n}: want {}..={}", range.start(), range.end()),
+            );
+            default
+        }
+    }
+}
+
+fn check_max_body(c: &mut Checker, loc: Loc, path: &str, max_body: Option<&str>) -> u64 {
+    match max_body {
+        None => 8 * 1024 * 1024,
+        Some(s) => match s.parse::<bytesize::ByteSize>() {
+            Ok(b) if b.as_u64() > 0 && b.as_u64() <= MAX_BODY_CEILING => b.as_u64(),
+            Ok(b) => {
+                c.problem(
+                    loc,
+                    format!("{path}.max_body"),
+                    format!("{b}: want more than 0 and at most 64MiB"),
+                );
+                8 * 1024 * 1024
+            }
+            Err(e) => {
+                c.problem(
+                    loc,
+                    format!("{path}.max_body"),
+                    format!("invalid size {s:?}: {e}"),
+                );
+                8 * 1024 * 1024
+            }
+        },
+    }
+}
+
+fn check_request_log(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    request_log: Option<&str>,
+) -> RequestLog {
+    match request_log {
+        None | Some("stdout") => RequestLog::Stdout,
+        Some("off") => RequestLog::Off,
+        Some("") => {
+            c.problem(
+                loc,
+                format!("{path}.request_log"),
+                "want \"stdout\", \"off\" or a path",
+            );
+            RequestLog::Off
+        }
+        Some(p) => RequestLog::File(PathBuf::from(p)),
     }
 }
 
