@@ -1,7 +1,22 @@
 //! A wrapper for secrets (provider keys, admin tokens) whose `Debug`/`Display` print `***`,
 //! so a stray `{:?}` in a log line cannot leak one.
 
+use rand::Rng;
 use std::fmt;
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `prefix` then `n` random base62 characters from the OS's generator: the one generator
+/// of API keys, admin tokens and ids (key, token and webhook delivery ids).
+pub fn base62(prefix: &str, n: usize) -> String {
+    let mut rng = rand::rngs::OsRng;
+    let mut s = String::with_capacity(prefix.len() + n);
+    s.push_str(prefix);
+    for _ in 0..n {
+        s.push(BASE62[rng.gen_range(0..BASE62.len())] as char);
+    }
+    s
+}
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -36,5 +51,13 @@ mod tests {
         let s = super::Secret::new("sk-live-123".into());
         assert_eq!(format!("{s:?} {s}"), "*** ***");
         assert_eq!(s.expose(), "sk-live-123");
+    }
+
+    #[test]
+    fn base62_tails() {
+        let a = super::base62("tga-", 43);
+        assert!(a.starts_with("tga-") && a.len() == 47);
+        assert!(a[4..].bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, super::base62("tga-", 43));
     }
 }

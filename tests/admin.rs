@@ -169,3 +169,118 @@ async fn admin_reload_metrics_and_auth() {
         "key ids or secrets in metrics"
     );
 }
+
+/// The admin listener's own refusals (a body over its limit, an unknown path, a wrong
+/// method) and typed-field refusals answer in the SPEC error shape, saying what a field takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_errors_are_in_the_error_shape_and_the_users_words() {
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let admin = admin_addr();
+    let policy = basic_policy(mock.addr(), "").with_admin(admin);
+    let _g = start_gateway_env(&policy, &[("TEST_ADMIN_TOKEN", TOKEN)]);
+    let url = |p: &str| format!("http://{admin}{p}");
+    let c = client();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while c.get(url("/healthz")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "admin listener not up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let shape = |v: &serde_json::Value| {
+        let e = &v["error"];
+        assert!(e["message"].is_string(), "{v}");
+        assert!(e["type"].is_string(), "{v}");
+        assert!(e.get("param").is_some(), "{v}");
+    };
+    // 413: a body over the admin limit (2 MiB). The listener closes that connection
+    // unread: a client of its own.
+    let r = client()
+        .post(url("/v1/keys"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let v: serde_json::Value = r.json().await.unwrap();
+    shape(&v);
+    assert_eq!(v["error"]["code"], "request_too_large", "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    // 404: no such route.
+    let r = c
+        .get(url("/v1/nope"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let v: serde_json::Value = r.json().await.unwrap();
+    shape(&v);
+    assert_eq!(v["error"]["code"], "unknown_route", "{v}");
+    // 405: a served path, another method.
+    let r = c
+        .put(url("/v1/keys"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let v: serde_json::Value = r.json().await.unwrap();
+    shape(&v);
+    assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
+    // 400: what a field takes, naming it.
+    for (body, param, start) in [
+        (
+            json!({"name": "x", "group": "grp_prod", "rpm": -1}),
+            "rpm",
+            "rpm: expected a whole number ≥ 0",
+        ),
+        (
+            json!({"name": "x", "group": "grp_prod", "budget_usd": "lots"}),
+            "budget_usd",
+            "budget_usd: expected an amount in USD",
+        ),
+        (
+            json!({"name": "x", "group": "grp_prod", "ttl": 30}),
+            "ttl",
+            "ttl: expected a duration",
+        ),
+        (
+            json!({"name": "x", "group": "grp_prod", "ttl": "soon"}),
+            "ttl",
+            "ttl: expected a duration",
+        ),
+        (
+            json!({"name": "x", "group": "grp_prod", "allowed_cidrs": "10.0.0.0/8"}),
+            "allowed_cidrs",
+            "allowed_cidrs: expected a list",
+        ),
+    ] {
+        let r = c
+            .post(url("/v1/keys"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_request", "{v}");
+        assert_eq!(v["error"]["param"], param, "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.starts_with(start), "{body}: {msg}");
+    }
+    let r = c
+        .post(url("/v1/tokens"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "t", "role": "boss"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "role", "{v}");
+}

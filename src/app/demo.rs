@@ -19,7 +19,7 @@ pub fn run(conf: &Path, early_hup: Arc<AtomicBool>) -> ExitCode {
     if let Some(c) = &cfg {
         let var = &c.server.admin_token_env;
         if admin.is_some() && std::env::var_os(var).is_none() {
-            let token = format!("tga-demo-{}", &crate::proxy::auth::generate_key()[3..23]);
+            let token = crate::secret::base62("tga-demo-", 20);
             std::env::set_var(var, &token);
             demo_token = Some(token);
         }

@@ -329,9 +329,9 @@ impl Refusals {
             .filter_map(|k| m.remove(&k).map(|c| (k, c)))
             .map(|((key, code, shadow, minute), c)| Event {
                 kind: if shadow {
-                    "request.shadow_limited"
+                    crate::control::events::EventKind::RequestShadowLimited
                 } else {
-                    "request.refused"
+                    crate::control::events::EventKind::RequestRefused
                 },
                 at_ms: crate::control::now_ms(),
                 actor: "system".into(),

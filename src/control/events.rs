@@ -6,12 +6,71 @@
 use crate::secret::Secret;
 use std::sync::{Arc, RwLock};
 
+/// Declares [`EventKind`] from one list: variant and wire name (the audit trail's `type`,
+/// the webhook's `event`, the policy file's `webhook_events`, log lines).
+macro_rules! event_kinds {
+    ($($variant:ident = $wire:literal),* $(,)?) => {
+        /// What happened. The wire names are part of the contract (SPEC §7, §9).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum EventKind {
+            $(#[serde(rename = $wire)] $variant,)*
+        }
+
+        impl EventKind {
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventKind::$variant => $wire,)*
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    KeyCreated = "key.created",
+    KeyUpdated = "key.updated",
+    KeyRevoked = "key.revoked",
+    KeyDisabled = "key.disabled",
+    KeyEnabled = "key.enabled",
+    KeyRegenerated = "key.regenerated",
+    KeyMoved = "key.moved",
+    KeyIdleDisabled = "key.idle_disabled",
+    KeyRotated = "key.rotated",
+    KeyExpiring = "key.expiring",
+    GroupPaused = "group.paused",
+    GroupResumed = "group.resumed",
+    GroupQuarantined = "group.quarantined",
+    TokenCreated = "token.created",
+    TokenRevoked = "token.revoked",
+    ConfigReloaded = "config.reloaded",
+    ConfigReloadFailed = "config.reload_failed",
+    BudgetThreshold = "budget.threshold",
+    BudgetExhausted = "budget.exhausted",
+    ErrorRateHigh = "error_rate.high",
+    WebhookDelivered = "webhook.delivered",
+    WebhookFailed = "webhook.failed",
+    RequestRefused = "request.refused",
+    RequestShadowLimited = "request.shadow_limited",
+}
+
+impl EventKind {
+    /// The kind with this wire name.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// `key.created`, `key.updated`, `key.revoked`, `key.disabled`, `key.enabled`,
-    /// `key.regenerated`, `key.moved`, `key.idle_disabled`, `key.rotated`, `group.paused`,
-    /// `group.resumed`, `group.quarantined`.
-    pub kind: &'static str,
+    pub kind: EventKind,
     /// Unix milliseconds.
     pub at_ms: u64,
     /// `root` (the admin token from the environment), `system` (lifecycle), or a token id.
@@ -78,5 +137,23 @@ impl Subscriber for EventLog {
             e.key_id.as_deref().unwrap_or("-")
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventKind;
+
+    #[test]
+    fn wire_names_round_trip() {
+        for k in EventKind::ALL {
+            let v = serde_json::to_value(k).unwrap();
+            assert_eq!(v, k.as_str());
+            assert_eq!(serde_json::from_value::<EventKind>(v).unwrap(), *k);
+            assert_eq!(EventKind::parse(k.as_str()), Some(*k));
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        assert_eq!(EventKind::ErrorRateHigh.as_str(), "error_rate.high");
+        assert_eq!(EventKind::parse("key.nope"), None);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::view::parse_state;
 use super::{now_ms, now_s, Actor, ApiError, ApiResult, ControlPlane};
-use crate::control::events::Event;
+use crate::control::events::{Event, EventKind};
 use crate::policy::config::{GroupState, KeyState};
 use crate::policy::snapshot::{GroupEntry, Snapshot};
 use crate::proxy::directory::{Directory, StateOverride};
@@ -163,9 +163,9 @@ impl ControlPlane {
             .put_group_override(&g.id, o.as_ref())
             .map_err(ApiError::internal)?;
         let kind = match to {
-            GroupState::Active => "group.resumed",
-            GroupState::Paused => "group.paused",
-            GroupState::Quarantined => "group.quarantined",
+            GroupState::Active => EventKind::GroupResumed,
+            GroupState::Paused => EventKind::GroupPaused,
+            GroupState::Quarantined => EventKind::GroupQuarantined,
         };
         let committed = self
             .emit(Event {
@@ -211,9 +211,9 @@ impl ControlPlane {
             .map(|k| k.id.to_string())
             .collect();
         let (to, kind) = match action {
-            Bulk::Disable => (KeyStatus::Disabled, "key.disabled"),
-            Bulk::Enable => (KeyStatus::Active, "key.enabled"),
-            Bulk::Revoke => (KeyStatus::Revoked, "key.revoked"),
+            Bulk::Disable => (KeyStatus::Disabled, EventKind::KeyDisabled),
+            Bulk::Enable => (KeyStatus::Active, EventKind::KeyEnabled),
+            Bulk::Revoke => (KeyStatus::Revoked, EventKind::KeyRevoked),
         };
         let mut changed: Vec<(KeyRecord, KeyRecord)> = vec![];
         let mut skipped = file_keys;

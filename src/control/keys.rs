@@ -3,11 +3,10 @@
 
 use super::spec::{check_future, check_in_group, check_spec, duration, object, take_str, typed};
 use super::{now_ms, now_s, parse_record, Actor, ApiError, ApiResult, ControlPlane, Role};
-use crate::control::events::Event;
+use crate::control::events::{Event, EventKind};
 use crate::policy::snapshot::{KeyEntry, Snapshot};
 use crate::secret::Secret;
 use crate::storage::{KeyRecord, KeySpec, KeyStatus, PreviousSecret};
-use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,17 +14,9 @@ use std::time::Duration;
 /// At most this many keys per `POST /v1/keys/batch`.
 pub const BATCH_MAX: u64 = 1000;
 
-/// `n` random base62 characters (ids; not secrets, but unguessable all the same).
-pub(super) fn random_tail(n: usize) -> String {
-    const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::rngs::OsRng;
-    (0..n)
-        .map(|_| B62[rng.gen_range(0..B62.len())] as char)
-        .collect()
-}
-
+/// Ids are not secrets, but unguessable all the same.
 fn new_id() -> String {
-    format!("key_{}", random_tail(20))
+    crate::secret::base62("key_", 20)
 }
 
 /// The record's audited form: everything but digests.
@@ -128,7 +119,7 @@ impl ControlPlane {
 
     pub(super) fn event(
         &self,
-        kind: &'static str,
+        kind: EventKind,
         actor: &Actor,
         r: &KeyRecord,
         before: Option<Value>,
@@ -220,7 +211,7 @@ impl ControlPlane {
         let snapshot = self.policy.load_full();
         let (record, secret) = self.new_record(actor, &group, spec, ttl, &snapshot)?;
         let e = self.event(
-            "key.created",
+            EventKind::KeyCreated,
             actor,
             &record,
             None,
@@ -266,7 +257,7 @@ impl ControlPlane {
         }
         let events = made
             .iter()
-            .map(|(r, _)| self.event("key.created", actor, r, None, Some(audit_form(r))))
+            .map(|(r, _)| self.event(EventKind::KeyCreated, actor, r, None, Some(audit_form(r))))
             .collect();
         let pairs: Vec<(Option<&KeyRecord>, &KeyRecord)> =
             made.iter().map(|(r, _)| (None, r)).collect();
@@ -389,7 +380,7 @@ impl ControlPlane {
         &self,
         actor: &Actor,
         id: &str,
-        change: impl FnOnce(&mut KeyRecord, &Snapshot) -> ApiResult<&'static str>,
+        change: impl FnOnce(&mut KeyRecord, &Snapshot) -> ApiResult<EventKind>,
         secret: Option<Secret>,
     ) -> ApiResult<KeyRecord> {
         let _guard = self.lock();
@@ -459,7 +450,7 @@ impl ControlPlane {
                     check_in_group(&checked.limits, g)?;
                 }
                 r.spec = spec;
-                Ok("key.updated")
+                Ok(EventKind::KeyUpdated)
             },
             None,
         )?;
@@ -481,9 +472,9 @@ impl ControlPlane {
                 }
                 r.status = to;
                 Ok(match to {
-                    KeyStatus::Active => "key.enabled",
-                    KeyStatus::Disabled => "key.disabled",
-                    KeyStatus::Revoked => "key.revoked",
+                    KeyStatus::Active => EventKind::KeyEnabled,
+                    KeyStatus::Disabled => EventKind::KeyDisabled,
+                    KeyStatus::Revoked => EventKind::KeyRevoked,
                 })
             },
             None,
@@ -518,7 +509,7 @@ impl ControlPlane {
                 format!("unknown field {k:?}"),
             ));
         }
-        let (r, secret) = self.regenerate(actor, id, grace, "key.regenerated")?;
+        let (r, secret) = self.regenerate(actor, id, grace, EventKind::KeyRegenerated)?;
         let mut view = self.view(&r);
         view["key"] = json!(secret);
         Ok(view)
@@ -531,10 +522,10 @@ impl ControlPlane {
         actor: &Actor,
         id: &str,
         grace: Duration,
-        kind: &'static str,
+        kind: EventKind,
     ) -> ApiResult<(KeyRecord, String)> {
         let secret = crate::proxy::auth::generate_key();
-        let for_event = (kind == "key.rotated").then(|| Secret::new(secret.clone()));
+        let for_event = (kind == EventKind::KeyRotated).then(|| Secret::new(secret.clone()));
         let r = self.update_key(
             actor,
             id,
@@ -576,7 +567,7 @@ impl ControlPlane {
                 let checked = check_spec(&r.spec)?;
                 check_in_group(&checked.limits, g)?;
                 r.group = group.clone();
-                Ok("key.moved")
+                Ok(EventKind::KeyMoved)
             },
             None,
         )?;

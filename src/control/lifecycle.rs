@@ -38,7 +38,7 @@ impl ControlPlane {
                 if now.saturating_sub(last) >= limit.as_secs() {
                     let idle_disable = |r: &mut crate::storage::KeyRecord, _: &_| {
                         r.status = crate::storage::KeyStatus::Disabled;
-                        Ok("key.idle_disabled")
+                        Ok(crate::control::events::EventKind::KeyIdleDisabled)
                     };
                     match self.update_key(&system, &k.id, idle_disable, None) {
                         Ok(_) => idle += 1,
@@ -49,7 +49,12 @@ impl ControlPlane {
             }
             if let Some(every) = k.rotation_s() {
                 if now >= k.secret_at.saturating_add(every) {
-                    match self.regenerate(&system, &k.id, ROTATION_GRACE, "key.rotated") {
+                    match self.regenerate(
+                        &system,
+                        &k.id,
+                        ROTATION_GRACE,
+                        crate::control::events::EventKind::KeyRotated,
+                    ) {
                         Ok(_) => rotated += 1,
                         Err(e) => log::error!("rotation {}: {}", k.id, e.message),
                     }
@@ -121,7 +126,7 @@ impl ControlPlane {
             }
             let org = snapshot.groups.get(&group).map(|g| g.org.id.to_string());
             self.events.emit_logged(&crate::control::events::Event {
-                kind: "key.expiring",
+                kind: crate::control::events::EventKind::KeyExpiring,
                 at_ms: super::now_ms(),
                 actor: "system".into(),
                 org,

@@ -32,21 +32,84 @@ pub fn object(body: &[u8]) -> ApiResult<Map<String, Value>> {
     }
 }
 
-/// Deserializes `v` naming the offending field on error.
+/// A limit: a whole number, or the shadow form.
+const LIMIT: &str =
+    "expected a whole number ≥ 0, or {\"value\": n, \"mode\": \"shadow\" or \"enforce\"}, or null";
+
+/// What each typed field of the admin API's bodies takes, in the user's words (serde's own
+/// messages name Rust types: "data did not match any variant of untagged enum LimitField").
+pub(crate) const EXPECTED: &[(&str, &str)] = &[
+    ("rpm", LIMIT),
+    ("rph", LIMIT),
+    ("rpd", LIMIT),
+    ("tpm", LIMIT),
+    ("tpd", LIMIT),
+    ("max_parallel", LIMIT),
+    ("max_tokens", LIMIT),
+    (
+        "budget_usd",
+        "expected an amount in USD ≥ 0, or {\"value\": usd, \"mode\": \"shadow\" or \"enforce\"}, or null",
+    ),
+    ("soft_budget_usd", "expected an amount in USD ≥ 0, or null"),
+    (
+        "budget_period",
+        "expected \"daily\", \"weekly\", \"monthly\" or \"never\", or null",
+    ),
+    ("name", "expected a string"),
+    ("name_prefix", "expected a string"),
+    ("owner", "expected a string, or null"),
+    ("group", "expected a group id (a string)"),
+    (
+        "expires_at",
+        "expected an RFC 3339 UTC time such as \"2027-01-01T00:00:00Z\", or null",
+    ),
+    ("ttl", "expected a duration such as \"30d\" or \"12h\", or null"),
+    (
+        "grace_period",
+        "expected a duration such as \"1h\" or \"0s\", or null",
+    ),
+    (
+        "rotation_interval",
+        "expected a duration such as \"30d\", or null",
+    ),
+    ("models", "expected a list of model names or globs, or null"),
+    ("deny_models", "expected a list of model names or globs, or null"),
+    ("allowed_cidrs", "expected a list of CIDRs such as \"10.0.0.0/8\", or null"),
+    ("groups", "expected a list of group ids, or null"),
+    ("tags", "expected an object of string values, or null"),
+    ("metadata", "expected a JSON object, or null"),
+    ("count", "expected a whole number from 1 to 1000"),
+    ("role", "expected \"admin\", \"group_admin\", \"viewer\" or \"developer\""),
+];
+
+/// `field: expected …` for a field whose value did not deserialize.
+pub(crate) fn expected(field: &str) -> Option<String> {
+    EXPECTED
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map(|(f, what)| format!("{f}: {what}"))
+}
+
+/// Deserializes `v` naming the offending field on error, and saying what it takes.
 pub fn typed<T: serde::de::DeserializeOwned>(v: Value) -> ApiResult<T> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         // "unknown field `x`, expected one of …": the field is in the message.
-        let param = if path == "." {
-            inner
+        if path == "." {
+            let param = inner
                 .split('`')
                 .nth(1)
-                .map_or_else(String::new, str::to_string)
-        } else {
-            path.split('.').next().unwrap_or(&path).to_string()
+                .map_or_else(String::new, str::to_string);
+            return ApiError::bad_request(param, inner);
+        }
+        let param = path.split('.').next().unwrap_or(&path).to_string();
+        // An unknown field keeps serde's list of the known ones.
+        let message = match expected(&param) {
+            Some(m) if !inner.starts_with("unknown field") => m,
+            _ => inner,
         };
-        ApiError::bad_request(param, inner)
+        ApiError::bad_request(param, message)
     })
 }
 
@@ -57,15 +120,19 @@ pub fn take_str(m: &mut Map<String, Value>, field: &str) -> ApiResult<Option<Str
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(ApiError::bad_request(
             field,
-            format!("{field} must be a string"),
+            expected(field).unwrap_or_else(|| format!("{field} must be a string")),
         )),
     }
 }
 
 /// Parses a humantime duration field.
 pub fn duration(field: &str, s: &str) -> ApiResult<Duration> {
-    humantime::parse_duration(s)
-        .map_err(|e| ApiError::bad_request(field, format!("invalid duration {s:?}: {e}")))
+    humantime::parse_duration(s).map_err(|e| {
+        ApiError::bad_request(
+            field,
+            format!("{field}: expected a duration such as \"30d\" or \"12h\"; {s:?}: {e}"),
+        )
+    })
 }
 
 /// The fields of a spec checked on their own (no group).
@@ -258,4 +325,71 @@ pub fn parse_record_interned(
         id: id.clone(),
     };
     Ok(ApiKey::new(parts, last_used))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refusal(body: Value) -> (String, String) {
+        let e = typed::<KeySpec>(body).expect_err("refused");
+        assert_eq!((e.status, e.code), (400, "invalid_request"));
+        (e.param.unwrap_or_default(), e.message)
+    }
+
+    #[test]
+    fn a_bad_field_is_named_with_what_it_takes() {
+        let (param, msg) = refusal(json!({"rpm": -1}));
+        assert_eq!(param, "rpm");
+        assert!(msg.starts_with("rpm: expected a whole number ≥ 0"), "{msg}");
+        assert!(msg.ends_with("or null"), "{msg}");
+        assert!(!msg.contains("untagged"), "{msg}");
+        let (param, msg) = refusal(json!({"max_tokens": {"value": 5, "mode": "loud"}}));
+        assert_eq!(param, "max_tokens");
+        assert!(msg.contains("\"shadow\" or \"enforce\""), "{msg}");
+        let (param, msg) = refusal(json!({"budget_usd": "ten"}));
+        assert_eq!(param, "budget_usd");
+        assert!(
+            msg.starts_with("budget_usd: expected an amount in USD"),
+            "{msg}"
+        );
+        let (param, msg) = refusal(json!({"models": "gpt-4o"}));
+        assert_eq!(
+            (param.as_str(), msg.as_str()),
+            (
+                "models",
+                "models: expected a list of model names or globs, or null"
+            )
+        );
+        let (param, msg) = refusal(json!({"tags": {"team": 5}}));
+        assert_eq!(param, "tags");
+        assert!(msg.starts_with("tags: expected an object"), "{msg}");
+        let (param, msg) = refusal(json!({"expires_at": 1_800_000_000}));
+        assert_eq!(param, "expires_at");
+        assert!(msg.contains("RFC 3339"), "{msg}");
+        // Unknown fields keep serde's list of the known ones.
+        let (param, msg) = refusal(json!({"colour": "red"}));
+        assert_eq!(param, "colour");
+        assert!(msg.starts_with("unknown field `colour`"), "{msg}");
+    }
+
+    #[test]
+    fn durations_say_what_they_take() {
+        let mut m = object(br#"{"ttl": 30}"#).unwrap();
+        let e = take_str(&mut m, "ttl").unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("ttl"));
+        assert!(
+            e.message.starts_with("ttl: expected a duration"),
+            "{}",
+            e.message
+        );
+        let e = duration("grace_period", "soon").unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("grace_period"));
+        assert!(
+            e.message.starts_with("grace_period: expected a duration"),
+            "{}",
+            e.message
+        );
+    }
 }

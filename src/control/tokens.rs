@@ -4,7 +4,7 @@
 
 use super::spec::{object, typed};
 use super::{now_ms, now_s, Actor, ApiError, ApiResult, ControlPlane};
-use crate::control::events::Event;
+use crate::control::events::{Event, EventKind};
 use crate::policy::snapshot::{Digest, DigestHash};
 use crate::storage::TokenRecord;
 use serde_json::{json, Value};
@@ -114,7 +114,7 @@ struct NewToken {
 }
 
 impl ControlPlane {
-    fn token_event(&self, kind: &'static str, actor: &Actor, t: &TokenRecord) -> Event {
+    fn token_event(&self, kind: EventKind, actor: &Actor, t: &TokenRecord) -> Event {
         Event {
             kind,
             at_ms: now_ms(),
@@ -165,12 +165,9 @@ impl ControlPlane {
                 "a developer token needs an owner",
             ));
         }
-        let secret = format!(
-            "{TOKEN_PREFIX}{}",
-            &crate::proxy::auth::generate_key()[crate::proxy::auth::KEY_PREFIX.len()..]
-        );
+        let secret = crate::secret::base62(TOKEN_PREFIX, crate::proxy::auth::KEY_RANDOM_LEN);
         let digest = crate::proxy::auth::digest(secret.as_bytes());
-        let id = format!("tok_{}", super::keys::random_tail(20));
+        let id = crate::secret::base62("tok_", 20);
         let t = TokenRecord {
             id,
             name: n.name,
@@ -185,7 +182,7 @@ impl ControlPlane {
         };
         let _guard = self.lock();
         self.store.put_token(&t).map_err(ApiError::internal)?;
-        self.emit(self.token_event("token.created", actor, &t))?;
+        self.emit(self.token_event(EventKind::TokenCreated, actor, &t))?;
         self.commit()?;
         if let Some(a) = actor_of(&t) {
             self.tokens.insert(digest, a);
@@ -240,7 +237,7 @@ impl ControlPlane {
         if t.revoked_at.is_none() {
             t.revoked_at = Some(now_s());
             self.store.put_token(&t).map_err(ApiError::internal)?;
-            self.emit(self.token_event("token.revoked", actor, &t))?;
+            self.emit(self.token_event(EventKind::TokenRevoked, actor, &t))?;
             self.commit()?;
         }
         self.tokens.remove(&super::spec::digest_hex(&t.sha256)?);

@@ -177,7 +177,7 @@ impl ErrorRates {
                 humantime::format_duration(a.window)
             );
             out.push(Event {
-                kind: "error_rate.high",
+                kind: crate::control::events::EventKind::ErrorRateHigh,
                 at_ms: now_ms,
                 actor: "system".into(),
                 org: Some(g.org.id.to_string()),

@@ -312,7 +312,11 @@ fn budget_event(e: &BudgetEvent, snapshot: &Snapshot) -> Event {
         Layer::Key => (None, None, Some(id)),
     };
     Event {
-        kind: e.event,
+        kind: if e.event == "budget.exhausted" {
+            crate::control::events::EventKind::BudgetExhausted
+        } else {
+            crate::control::events::EventKind::BudgetThreshold
+        },
         at_ms: crate::control::now_ms(),
         actor: "system".into(),
         org,

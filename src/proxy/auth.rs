@@ -8,7 +8,6 @@ use crate::error::GatewayError;
 use crate::policy::snapshot::{Digest, KeyEntry, Snapshot};
 use crate::proxy::directory::Directory;
 use pingora_http::RequestHeader;
-use rand::Rng;
 use sha2::{Digest as _, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -17,7 +16,6 @@ use subtle::ConstantTimeEq;
 pub const KEY_PREFIX: &str = "tg-";
 /// Base62 characters after the prefix: 43 * log2(62) ≈ 256 bits.
 pub const KEY_RANDOM_LEN: usize = 43;
-const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// Why no key could be taken from a request's headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,13 +108,7 @@ pub fn authenticate(
 
 /// A fresh key: `tg-` + 43 base62 characters from the OS CSPRNG.
 pub fn generate_key() -> String {
-    let mut rng = rand::rngs::OsRng;
-    let mut s = String::with_capacity(KEY_PREFIX.len() + KEY_RANDOM_LEN);
-    s.push_str(KEY_PREFIX);
-    for _ in 0..KEY_RANDOM_LEN {
-        s.push(BASE62[rng.gen_range(0..BASE62.len())] as char);
-    }
-    s
+    crate::secret::base62(KEY_PREFIX, KEY_RANDOM_LEN)
 }
 
 /// What lists show instead of a key: `tg-a1b2c3…`.

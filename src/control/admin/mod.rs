@@ -237,6 +237,28 @@ pub fn route_perms() -> Vec<(String, String, Perm)> {
         .collect()
 }
 
+/// The largest request body the admin API reads (axum's default, written down): a larger
+/// one is answered 413 `request_too_large`, as the data plane answers a body over
+/// `max_body`.
+pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The listener's own refusals in the SPEC error shape: axum answers a body over
+/// [`BODY_LIMIT`] with a plain-text 413 from inside the extractor.
+async fn own_errors_as_json(resp: Response) -> Response {
+    let json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+        return err(
+            413,
+            "request_too_large",
+            &format!("the body is over the admin API's limit of {BODY_LIMIT} bytes"),
+        );
+    }
+    resp
+}
+
 pub fn router(state: AdminState) -> Router {
     let mut r = Router::new();
     for (_, path, perm, handler) in routes() {
@@ -253,6 +275,8 @@ pub fn router(state: AdminState) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(own_errors_as_json))
         .layer(axum::middleware::from_fn_with_state(metrics, count_request))
         .with_state(state)
 }

@@ -12,7 +12,7 @@
 
 use super::queue::Pending;
 use super::{signature, Webhooks, SIGNATURE_HEADER};
-use crate::control::events::{Event, Events};
+use crate::control::events::{Event, EventKind, Events};
 use crate::observe::error_rate::ErrorRates;
 use crate::observe::metrics::Metrics;
 use crate::policy::snapshot::Snapshot;
@@ -157,7 +157,7 @@ impl DeliveryService {
                     log::error!("webhook queue: {e}");
                 }
                 let d = serde_json::json!({"status": status});
-                ("webhook.delivered", "delivered", d)
+                (EventKind::WebhookDelivered, "delivered", d)
             }
             Attempt::Failed(status, error)
                 if now.saturating_sub(p.created_ms)
@@ -175,17 +175,17 @@ impl DeliveryService {
                     "retry_at": crate::clock::rfc3339(p.next_ms / 1000),
                     "gave_up": false,
                 });
-                ("webhook.failed", "retry", d)
+                (EventKind::WebhookFailed, "retry", d)
             }
             Attempt::Failed(status, error) => {
                 let _ = self.hooks.queue.remove(seq);
                 let d = serde_json::json!({"status": status, "error": error, "gave_up": true});
-                ("webhook.failed", "failed", d)
+                (EventKind::WebhookFailed, "failed", d)
             }
             Attempt::Hopeless(error) => {
                 let _ = self.hooks.queue.remove(seq);
                 let d = serde_json::json!({"status": null, "error": error, "gave_up": true});
-                ("webhook.failed", "failed", d)
+                (EventKind::WebhookFailed, "failed", d)
             }
         };
         if result != "delivered" {

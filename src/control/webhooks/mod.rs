@@ -18,7 +18,7 @@
 pub mod deliver;
 pub mod queue;
 
-use crate::control::events::{Event, Subscriber};
+use crate::control::events::{Event, EventKind, Subscriber};
 use crate::policy::snapshot::Snapshot;
 use crate::proxy::directory::Directory;
 use arc_swap::ArcSwap;
@@ -31,17 +31,17 @@ use std::sync::Arc;
 
 /// The events a group's receiver is sent (SPEC §9); every other event stays in the audit
 /// trail only (delivery outcomes among them, so a delivery never begets another).
-pub const DELIVERED: &[&str] = &[
-    "budget.threshold",
-    "budget.exhausted",
-    "group.paused",
-    "group.resumed",
-    "group.quarantined",
-    "key.revoked",
-    "key.idle_disabled",
-    "key.rotated",
-    "key.expiring",
-    "error_rate.high",
+pub const DELIVERED: &[EventKind] = &[
+    EventKind::BudgetThreshold,
+    EventKind::BudgetExhausted,
+    EventKind::GroupPaused,
+    EventKind::GroupResumed,
+    EventKind::GroupQuarantined,
+    EventKind::KeyRevoked,
+    EventKind::KeyIdleDisabled,
+    EventKind::KeyRotated,
+    EventKind::KeyExpiring,
+    EventKind::ErrorRateHigh,
 ];
 
 /// The signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
@@ -89,13 +89,7 @@ pub fn body(e: &Event, id: &str, org: Option<&str>, group: Option<&str>) -> Stri
 }
 
 fn new_id() -> String {
-    use rand::Rng;
-    const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::rngs::OsRng;
-    let tail: String = (0..20)
-        .map(|_| B62[rng.gen_range(0..B62.len())] as char)
-        .collect();
-    format!("evt_{tail}")
+    crate::secret::base62("evt_", 20)
 }
 
 /// The events subscriber: turns an event into one queue entry per receiver. It runs where
@@ -199,7 +193,7 @@ impl Subscriber for Webhooks {
         for r in receivers {
             self.queue.push(&Pending {
                 id: id.clone(),
-                event: e.kind.to_string(),
+                event: e.kind.as_str().to_string(),
                 org: org.clone(),
                 group: Some(r.group),
                 key_id: e.key_id.clone(),

@@ -3,7 +3,7 @@ use super::*;
 use crate::secret::Secret;
 use std::time::Duration;
 
-fn event(kind: &'static str) -> Event {
+fn event(kind: EventKind) -> Event {
     Event {
         kind,
         at_ms: 1_767_225_600_000,
@@ -33,7 +33,7 @@ fn signature_is_hmac_of_t_dot_body() {
 #[test]
 fn body_shape_and_the_rotated_secret() {
     let b: Value = serde_json::from_str(&body(
-        &event("key.revoked"),
+        &event(EventKind::KeyRevoked),
         "evt_1",
         Some("acme"),
         Some("grp"),
@@ -48,7 +48,7 @@ fn body_shape_and_the_rotated_secret() {
     assert_eq!(b["detail"]["status"], "revoked");
     assert_eq!(b["detail"]["before"]["status"], "active");
     assert!(b["detail"].get("key").is_none());
-    let mut e = event("key.rotated");
+    let mut e = event(EventKind::KeyRotated);
     e.secret = Some(Secret::new("tg-new-secret".into()));
     let b: Value = serde_json::from_str(&body(&e, "evt_2", None, None)).expect("json");
     assert_eq!(b["detail"]["key"], "tg-new-secret");

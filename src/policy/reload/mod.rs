@@ -106,9 +106,9 @@ impl Policy {
         if let Some(events) = self.events.get() {
             events.emit_logged(&Event {
                 kind: if result.is_ok() {
-                    "config.reloaded"
+                    crate::control::events::EventKind::ConfigReloaded
                 } else {
-                    "config.reload_failed"
+                    crate::control::events::EventKind::ConfigReloadFailed
                 },
                 at_ms: crate::control::now_ms(),
                 actor: "system".into(),
