@@ -1,13 +1,13 @@
 //! SHA-256 digests of API keys as map keys, and the cheap hashers of the request path's maps.
 
 /// SHA-256 of a raw API key.
-pub type Digest = [u8; 32];
+pub(crate) type Digest = [u8; 32];
 
 /// Hashes a [`Digest`] by taking 8 of its bytes: SHA-256 output is already uniform, so
 /// SipHash over it is wasted work on every request. (Lookups of attacker-chosen digests
 /// land in random buckets; stored digests come from our own CSPRNG keys.)
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DigestHash;
+pub(crate) struct DigestHash;
 
 impl std::hash::BuildHasher for DigestHash {
     type Hasher = DigestHasher;
@@ -17,7 +17,7 @@ impl std::hash::BuildHasher for DigestHash {
 }
 
 #[derive(Debug, Default)]
-pub struct DigestHasher(u64);
+pub(crate) struct DigestHasher(u64);
 
 impl std::hash::Hasher for DigestHasher {
     fn finish(&self) -> u64 {
@@ -37,10 +37,10 @@ impl std::hash::Hasher for DigestHasher {
 /// The hasher of the request path's maps keyed by ids and names (admission scopes, the
 /// ledger's buckets): foldhash, seeded per process. std's SipHash costs ~100 instructions
 /// per short key, and a request makes a dozen such lookups.
-pub type FastHash = foldhash::fast::RandomState;
+pub(crate) type FastHash = foldhash::fast::RandomState;
 
 /// A key entry that is found by its digest.
-pub trait Keyed {
+pub(crate) trait Keyed {
     fn digest(&self) -> &Digest;
 }
 
@@ -48,7 +48,7 @@ pub trait Keyed {
 /// with a bare [`Digest`] and holds one pointer a slot (not a digest beside it). The
 /// snapshot's file keys and the directory's API keys.
 #[derive(Debug)]
-pub struct ByDigest<T>(pub std::sync::Arc<T>);
+pub(crate) struct ByDigest<T>(pub std::sync::Arc<T>);
 
 impl<T: Keyed> std::borrow::Borrow<Digest> for ByDigest<T> {
     fn borrow(&self) -> &Digest {

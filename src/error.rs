@@ -97,7 +97,7 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         use GatewayError::*;
         match self {
             MissingApiKey | InvalidApiKey | ConflictingCredentials => 401,
@@ -121,7 +121,7 @@ impl GatewayError {
     }
 
     /// The SPEC error code; also the `reason` label of `tollgate_rejections_total`.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         use GatewayError::*;
         match self {
             MissingApiKey => "missing_api_key",
@@ -155,12 +155,12 @@ impl GatewayError {
     }
 
     /// Whether an answer can be written for it (not to a client that is gone).
-    pub fn writable(&self) -> bool {
+    pub(crate) fn writable(&self) -> bool {
         !matches!(self, GatewayError::ClientClosed(_))
     }
 
     /// The error `type` field.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self.status() {
             401 => "authentication_error",
             403 => "permission_error",
@@ -171,7 +171,7 @@ impl GatewayError {
     }
 
     /// Seconds for the `retry-after` header of a 429.
-    pub fn retry_after(&self) -> Option<u64> {
+    pub(crate) fn retry_after(&self) -> Option<u64> {
         match self {
             GatewayError::RateLimitExceeded { retry_after, .. }
             | GatewayError::TokenLimitExceeded { retry_after, .. } => Some(*retry_after),
@@ -182,7 +182,7 @@ impl GatewayError {
     }
 
     /// `(header name prefix, limit)` for the `x-ratelimit-*` headers of a window refusal.
-    pub fn blocked_window(&self) -> Option<(&'static str, u64)> {
+    pub(crate) fn blocked_window(&self) -> Option<(&'static str, u64)> {
         match self {
             GatewayError::RateLimitExceeded { limit, .. } => Some(("requests", *limit)),
             GatewayError::TokenLimitExceeded { limit, .. } => Some(("tokens", *limit)),
@@ -191,7 +191,7 @@ impl GatewayError {
     }
 
     /// The request field an error is about (`param` of the OpenAI error shape).
-    pub fn param(&self) -> Option<&str> {
+    pub(crate) fn param(&self) -> Option<&str> {
         match self {
             GatewayError::UnsupportedParameter { param, .. } => Some(param),
             _ => None,
@@ -199,7 +199,7 @@ impl GatewayError {
     }
 
     /// The JSON body in the shape of the route's API (OpenAI or Anthropic).
-    pub fn body(&self, api: Api) -> Vec<u8> {
+    pub(crate) fn body(&self, api: Api) -> Vec<u8> {
         let message = self.to_string();
         let v = match api {
             Api::OpenAi => serde_json::json!({

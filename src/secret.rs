@@ -8,7 +8,7 @@ const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 
 /// `prefix` then `n` random base62 characters from the OS's generator: the one generator
 /// of API keys, admin tokens and ids (key, token and webhook delivery ids).
-pub fn base62(prefix: &str, n: usize) -> String {
+pub(crate) fn base62(prefix: &str, n: usize) -> String {
     let mut rng = rand::rngs::OsRng;
     let mut s = String::with_capacity(prefix.len() + n);
     s.push_str(prefix);
@@ -19,15 +19,15 @@ pub fn base62(prefix: &str, n: usize) -> String {
 }
 
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn new(s: String) -> Secret {
+    pub(crate) fn new(s: String) -> Secret {
         Secret(s)
     }
 
     /// The secret itself: call only where it is sent (an upstream header).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

@@ -6,7 +6,7 @@ const DAY_MS: u64 = 86_400_000;
 
 /// Identifies a budget period: days since the epoch (daily), Monday-based weeks since the
 /// epoch (weekly), `year * 12 + month0` (monthly), 0 (never).
-pub fn period_id(period: BudgetPeriod, now_ms: u64) -> u64 {
+pub(crate) fn period_id(period: BudgetPeriod, now_ms: u64) -> u64 {
     let days = now_ms / DAY_MS;
     match period {
         BudgetPeriod::Daily => days,
@@ -42,7 +42,7 @@ pub fn period_start(period: BudgetPeriod, now_ms: u64) -> u64 {
 }
 
 /// Milliseconds from `now_ms` to the start of the next period (`None` for `never`).
-pub fn until_next_period(period: BudgetPeriod, now_ms: u64) -> Option<u64> {
+pub(crate) fn until_next_period(period: BudgetPeriod, now_ms: u64) -> Option<u64> {
     let next_start = match period {
         BudgetPeriod::Daily => (now_ms / DAY_MS + 1) * DAY_MS,
         BudgetPeriod::Weekly => {
@@ -63,27 +63,27 @@ pub fn until_next_period(period: BudgetPeriod, now_ms: u64) -> Option<u64> {
 
 /// Spend of one layer in its current period.
 #[derive(Debug, Clone, Default)]
-pub struct BudgetState {
-    pub period: u64,
+pub(crate) struct BudgetState {
+    pub(crate) period: u64,
     /// Settled spend this period.
-    pub spent: u64,
+    pub(crate) spent: u64,
     /// Worst-case cost of requests admitted and not yet settled.
-    pub reserved: u64,
+    pub(crate) reserved: u64,
     /// Highest alert threshold index already fired this period (+1); 0 = none.
-    pub fired: usize,
+    pub(crate) fired: usize,
     /// Soft budget already fired this period.
-    pub soft_fired: bool,
+    pub(crate) soft_fired: bool,
     /// Spend this period found in the store when the period was taken up: thresholds at
     /// or below it were announced by the process that stored it (events go out before the
     /// spend is flushed), so they are not announced again after a restart.
-    pub loaded: u64,
+    pub(crate) loaded: u64,
     /// Changed since the last flush to the store.
-    pub dirty: bool,
+    pub(crate) dirty: bool,
 }
 
 impl BudgetState {
     /// Moves to the period of `now`, starting it from `loaded` (the store's value for it).
-    pub fn roll(&mut self, period: u64, loaded: impl FnOnce() -> u64) {
+    pub(crate) fn roll(&mut self, period: u64, loaded: impl FnOnce() -> u64) {
         if self.period != period {
             self.period = period;
             self.spent = loaded();
@@ -94,7 +94,7 @@ impl BudgetState {
         }
     }
 
-    pub fn fits(&self, worst: u64, limit: u64) -> bool {
+    pub(crate) fn fits(&self, worst: u64, limit: u64) -> bool {
         self.spent
             .saturating_add(self.reserved)
             .saturating_add(worst)

@@ -13,7 +13,7 @@
 //! window).
 
 pub mod budget;
-pub mod window;
+pub(crate) mod window;
 
 use crate::clock::Clock;
 use crate::digest::FastHash;
@@ -33,7 +33,7 @@ pub enum Layer {
 }
 
 impl Layer {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Layer::Org => "org",
             Layer::Group => "group",
@@ -118,10 +118,10 @@ impl Win {
 
 /// Counters of one scope (an org, a group or a key).
 #[derive(Debug, Default)]
-pub struct ScopeState {
+pub(crate) struct ScopeState {
     windows: [Option<Box<Window>>; 5],
-    pub inflight: u32,
-    pub budget: BudgetState,
+    pub(crate) inflight: u32,
+    pub(crate) budget: BudgetState,
     budget_kind: Option<BudgetPeriod>,
     last_used_ms: u64,
 }
@@ -148,13 +148,13 @@ pub trait SpendStore: Send + Sync {
 
 /// A budget threshold crossed for the first time this period.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BudgetEvent {
-    pub scope: ScopeKey,
+pub(crate) struct BudgetEvent {
+    pub(crate) scope: ScopeKey,
     /// `budget.threshold` (soft budget or an alert fraction) or `budget.exhausted`.
-    pub event: &'static str,
-    pub spent_micros: u64,
-    pub limit_micros: u64,
-    pub threshold: f64,
+    pub(crate) event: &'static str,
+    pub(crate) spent_micros: u64,
+    pub(crate) limit_micros: u64,
+    pub(crate) threshold: f64,
 }
 
 /// One layer of a request: its scope and the limits the snapshot gives it.
@@ -227,7 +227,10 @@ impl Admission {
     /// body is read: a client cannot have more bodies in the gateway than it may have
     /// requests in flight. Hand the hold to [`Admission::admit_held`]; dropped, it gives
     /// the slots back.
-    pub fn hold(self: &Arc<Self>, layers: &[LayerLimits<'_>; 3]) -> Result<SlotHold, GatewayError> {
+    pub(crate) fn hold(
+        self: &Arc<Self>,
+        layers: &[LayerLimits<'_>; 3],
+    ) -> Result<SlotHold, GatewayError> {
         let now = self.clock.now_ms();
         let states: [Arc<Mutex<ScopeState>>; 3] = [
             self.state(&layers[0].scope),
@@ -257,7 +260,7 @@ impl Admission {
     /// [`Admission::admit`] for a request that already holds its in-flight slots: they are
     /// not checked again, and the reservation takes them over. `held` must come from
     /// [`Admission::hold`] with the same layers.
-    pub fn admit_held(
+    pub(crate) fn admit_held(
         self: &Arc<Self>,
         req: &AdmitRequest<'_>,
         held: SlotHold,
@@ -441,7 +444,7 @@ impl Admission {
 
     /// Scopes whose spend changed since the last call, with their current state, for the
     /// ledger's flush. Clears the dirty marks it returns.
-    pub fn take_dirty(&self) -> Vec<(ScopeKey, BudgetPeriod, u64, u64)> {
+    pub(crate) fn take_dirty(&self) -> Vec<(ScopeKey, BudgetPeriod, u64, u64)> {
         let list = std::mem::take(&mut *lock(&self.dirty));
         list.into_iter()
             .filter_map(|(k, s)| {
@@ -453,13 +456,13 @@ impl Admission {
     }
 
     /// Budget events since the last call.
-    pub fn take_events(&self) -> Vec<BudgetEvent> {
+    pub(crate) fn take_events(&self) -> Vec<BudgetEvent> {
         std::mem::take(&mut *lock(&self.events))
     }
 
     /// Drops idle entries (no window counts, nothing in flight, spend flushed, unused for
     /// five minutes). Returns how many remain.
-    pub fn sweep(&self) -> usize {
+    pub(crate) fn sweep(&self) -> usize {
         let now = self.clock.now_ms();
         let mut left = 0;
         for shard in self.shards.iter() {
@@ -497,7 +500,7 @@ fn check_parallel(layer: &LayerLimits<'_>, st: &ScopeState) -> Result<(), Gatewa
 /// In-flight slots taken before the body is read ([`Admission::hold`]): handed over to
 /// the reservation, or given back on drop.
 #[must_use = "a slot hold is given back when dropped"]
-pub struct SlotHold {
+pub(crate) struct SlotHold {
     states: Option<[Arc<Mutex<ScopeState>>; 3]>,
 }
 
@@ -510,7 +513,7 @@ impl Drop for SlotHold {
     }
 }
 
-pub use crate::policy::config::micros_to_usd;
+pub(crate) use crate::policy::config::micros_to_usd;
 
 /// One layer a reservation holds: scope, its counters, alert fractions, budget, whether
 /// that budget is a shadow one.
@@ -612,7 +615,7 @@ impl Reservation {
     }
 
     /// Releases without charging (the request never reached a provider).
-    pub fn cancel(mut self) {
+    pub(crate) fn cancel(mut self) {
         self.finish(Some(Usage {
             tokens: 0,
             cost_micros: 0,

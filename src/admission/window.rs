@@ -7,10 +7,10 @@
 //! interval overshoot. Memory: 61 × 8 bytes + 16 per window.
 
 /// Sub-buckets per window (one more than 60, see the module doc).
-pub const SLOTS: usize = 61;
+pub(crate) const SLOTS: usize = 61;
 
 #[derive(Debug, Clone)]
-pub struct Window {
+pub(crate) struct Window {
     bucket_ms: u64,
     /// Absolute index (time / bucket_ms) of the newest bucket.
     head: u64,
@@ -21,10 +21,10 @@ pub struct Window {
 
 /// Where an admitted amount was counted, to adjust it at settlement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slot(u64);
+pub(crate) struct Slot(u64);
 
 impl Window {
-    pub fn new(len_ms: u64) -> Window {
+    pub(crate) fn new(len_ms: u64) -> Window {
         Window {
             bucket_ms: (len_ms / 60).max(1),
             head: 0,
@@ -33,7 +33,7 @@ impl Window {
         }
     }
 
-    pub fn len_ms(&self) -> u64 {
+    pub(crate) fn len_ms(&self) -> u64 {
         self.bucket_ms * 60
     }
 
@@ -56,14 +56,14 @@ impl Window {
     }
 
     /// The amount counted in the last window length (after advancing to `now_ms`).
-    pub fn used(&mut self, now_ms: u64) -> u64 {
+    pub(crate) fn used(&mut self, now_ms: u64) -> u64 {
         self.advance(now_ms);
         self.total
     }
 
     /// `Ok` if `amount` more fits under `limit`; else the milliseconds until it would.
     /// An amount larger than the limit never fits: the answer is then the window length.
-    pub fn check(&mut self, now_ms: u64, amount: u64, limit: u64) -> Result<(), u64> {
+    pub(crate) fn check(&mut self, now_ms: u64, amount: u64, limit: u64) -> Result<(), u64> {
         let used = self.used(now_ms);
         if used + amount <= limit {
             return Ok(());
@@ -86,7 +86,7 @@ impl Window {
     }
 
     /// Counts `amount` now. Call after a successful [`check`](Self::check) at the same time.
-    pub fn add(&mut self, now_ms: u64, amount: u64) -> Slot {
+    pub(crate) fn add(&mut self, now_ms: u64, amount: u64) -> Slot {
         self.advance(now_ms);
         self.counts[(self.head % SLOTS as u64) as usize] += amount;
         self.total += amount;
@@ -95,7 +95,7 @@ impl Window {
 
     /// Replaces `old` by `new` in the bucket an earlier [`add`](Self::add) used, if that
     /// bucket still counts (settling a token reservation with real usage).
-    pub fn adjust(&mut self, now_ms: u64, slot: Slot, old: u64, new: u64) {
+    pub(crate) fn adjust(&mut self, now_ms: u64, slot: Slot, old: u64, new: u64) {
         self.advance(now_ms);
         if slot.0 + (SLOTS as u64) <= self.head || slot.0 > self.head {
             return;
@@ -107,7 +107,7 @@ impl Window {
     }
 
     /// Nothing counted any more: the window can be dropped.
-    pub fn is_idle(&mut self, now_ms: u64) -> bool {
+    pub(crate) fn is_idle(&mut self, now_ms: u64) -> bool {
         self.used(now_ms) == 0
     }
 }

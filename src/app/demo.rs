@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// The demo key; its digest is in `conf/demo.toml`. Public: demo use only.
-pub const DEMO_KEY: &str = "tg-DemoKeyForTheLocalMockProviderOnly0000000";
+pub(crate) const DEMO_KEY: &str = "tg-DemoKeyForTheLocalMockProviderOnly0000000";
 const MOCK_ADDR: &str = "127.0.0.1:18081";
 
 pub fn run(conf: &Path, early_hup: Arc<AtomicBool>) -> ExitCode {

@@ -34,8 +34,8 @@ use std::time::Duration;
 
 /// The server, and what must be flushed when it stops.
 pub struct Built {
-    pub server: Server,
-    pub request_log: Arc<RequestLog>,
+    pub(crate) server: Server,
+    pub(crate) request_log: Arc<RequestLog>,
 }
 
 impl Built {

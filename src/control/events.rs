@@ -82,7 +82,7 @@ pub struct Event {
     pub after: Option<serde_json::Value>,
     /// The new secret of a rotated key: for the signed `key.rotated` webhook only, never
     /// for the audit trail or a log line.
-    pub secret: Option<Secret>,
+    pub(crate) secret: Option<Secret>,
 }
 
 pub trait Subscriber: Send + Sync {

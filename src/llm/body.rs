@@ -21,7 +21,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub fn parse(method: &http::Method, path: &str) -> Result<Endpoint, GatewayError> {
+    pub(crate) fn parse(method: &http::Method, path: &str) -> Result<Endpoint, GatewayError> {
         let path = path.split('?').next().unwrap_or(path);
         let r = match (method.as_str(), path) {
             ("POST", "/v1/chat/completions") => Endpoint::ChatCompletions,
@@ -40,7 +40,7 @@ impl Endpoint {
         Ok(r)
     }
 
-    pub fn api(self) -> Api {
+    pub(crate) fn api(self) -> Api {
         match self {
             Endpoint::Messages => Api::Anthropic,
             _ => Api::OpenAi,
@@ -57,7 +57,7 @@ impl Endpoint {
     }
 
     /// The error shape for a path, even one that is not a route.
-    pub fn api_for_path(path: &str) -> Api {
+    pub(crate) fn api_for_path(path: &str) -> Api {
         if path.starts_with("/v1/messages") {
             Api::Anthropic
         } else {
@@ -74,7 +74,7 @@ pub enum Serves {
 }
 
 impl Serves {
-    pub fn accepts(self, api: Api) -> bool {
+    pub(crate) fn accepts(self, api: Api) -> bool {
         match self {
             Serves::Only(a) => a == api,
             Serves::Any => true,
@@ -113,10 +113,10 @@ pub struct RequestBody {
     fields: Vec<Field>,
     /// A name was sent twice: the body must be re-rendered, never passed through.
     duplicates: bool,
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// The largest of `max_tokens`, `max_completion_tokens`, `max_output_tokens`.
-    pub max_tokens: Option<u64>,
-    pub stream: bool,
+    pub(crate) max_tokens: Option<u64>,
+    pub(crate) stream: bool,
 }
 
 /// Serde's view of the body: a map of borrowed names to borrowed raw values.
@@ -300,7 +300,7 @@ impl RequestBody {
     }
 
     /// Length of the body as the client sent it.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.raw.len()
     }
 
@@ -310,7 +310,7 @@ impl RequestBody {
     }
 
     /// The raw JSON text of the top-level field `name`.
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
+    pub(crate) fn get(&self, name: &str) -> Option<&[u8]> {
         self.fields
             .iter()
             .find(|f| self.is_named(f, name))
@@ -318,12 +318,12 @@ impl RequestBody {
     }
 
     /// The top-level field names, in the client's order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.fields.iter().map(|f| self.name(f))
     }
 
     /// The top-level fields, name and raw JSON text, in the client's order (translation).
-    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
         self.fields.iter().map(|f| {
             // Raw JSON values of a body that parsed: UTF-8.
             let v = std::str::from_utf8(self.value(f)).unwrap_or_default();
@@ -334,7 +334,7 @@ impl RequestBody {
     /// The prompt fields as the client sent them, as one JSON object (`log_level =
     /// "prompt"`): `system` and `messages` (chat, Anthropic), `instructions` and `input`
     /// (Responses, embeddings), `prompt` (completions). None when there are none.
-    pub fn prompt_json(&self) -> Option<String> {
+    pub(crate) fn prompt_json(&self) -> Option<String> {
         let mut out = Vec::new();
         for f in &self.fields {
             let Some(name) = PROMPT_FIELDS.iter().find(|n| self.is_named(f, n)) else {
@@ -356,7 +356,7 @@ impl RequestBody {
     }
 
     /// Whether the client asked for usage in its stream (`stream_options.include_usage`).
-    pub fn client_wants_stream_usage(&self) -> bool {
+    pub(crate) fn client_wants_stream_usage(&self) -> bool {
         self.get("stream_options")
             .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
             .is_some_and(|v| v["include_usage"] == serde_json::Value::Bool(true))

@@ -94,20 +94,20 @@ impl Window {
 
 /// What a check decided for one group.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Change {
+pub(crate) enum Change {
     Fired { total: u64, failed: u64 },
     Rearmed,
 }
 
 #[derive(Default)]
-pub struct ErrorRates {
+pub(crate) struct ErrorRates {
     groups: DashMap<Arc<str>, Mutex<Window>>,
 }
 
 impl ErrorRates {
     /// Counts a finished request (the `logging` phase).
     /// `now_ms` is read only for a group with an alert (no clock read per request else).
-    pub fn record(&self, f: &Finished<'_>, now_ms: impl FnOnce() -> u64) {
+    pub(crate) fn record(&self, f: &Finished<'_>, now_ms: impl FnOnce() -> u64) {
         let Some(key) = f.key else { return };
         let Some(alert) = key.group.error_rate_alert else {
             return;
@@ -123,7 +123,7 @@ impl ErrorRates {
         self.count(&key.group.id, alert, now_ms(), failed);
     }
 
-    pub fn count(&self, group: &Arc<str>, alert: ErrorRateAlert, now_ms: u64, failed: bool) {
+    pub(crate) fn count(&self, group: &Arc<str>, alert: ErrorRateAlert, now_ms: u64, failed: bool) {
         let entry = match self.groups.get(group) {
             Some(e) => e,
             None => self
@@ -141,7 +141,7 @@ impl ErrorRates {
     }
 
     /// Checks every group against its alert; returns what changed.
-    pub fn check(&self, snapshot: &Snapshot, now_ms: u64) -> Vec<(Arc<str>, Change)> {
+    pub(crate) fn check(&self, snapshot: &Snapshot, now_ms: u64) -> Vec<(Arc<str>, Change)> {
         self.groups.retain(|g, _| {
             snapshot
                 .groups
@@ -159,7 +159,7 @@ impl ErrorRates {
     }
 
     /// Runs a check and turns each alert into an `error_rate.high` event.
-    pub fn events(&self, snapshot: &Snapshot, now_ms: u64) -> Vec<Event> {
+    pub(crate) fn events(&self, snapshot: &Snapshot, now_ms: u64) -> Vec<Event> {
         let mut out = vec![];
         for (group, change) in self.check(snapshot, now_ms) {
             let Some(g) = snapshot.groups.get(&*group) else {

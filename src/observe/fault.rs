@@ -18,14 +18,14 @@ use crate::error::GatewayError;
 use pingora_error::{Error, ErrorSource, ErrorType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     Client,
     Gateway,
     Upstream,
 }
 
 impl Fault {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Fault::Client => "client",
             Fault::Gateway => "gateway",
@@ -35,7 +35,7 @@ impl Fault {
 
     /// The fault of a finished request: its error's, else a provider's own answer passed
     /// through (429 and 5xx are the provider's trouble, other 4xx the request's).
-    pub fn of(error: Option<&GatewayError>, status: u16) -> Option<Fault> {
+    pub(crate) fn of(error: Option<&GatewayError>, status: u16) -> Option<Fault> {
         match error {
             Some(e) => Some(e.fault()),
             None if status == 429 || status >= 500 => Some(Fault::Upstream),
@@ -48,7 +48,7 @@ impl Fault {
 impl GatewayError {
     /// Who caused it: only [`Fault::Upstream`] counts as an upstream error (metrics,
     /// `error_rate.high`, target health).
-    pub fn fault(&self) -> Fault {
+    pub(crate) fn fault(&self) -> Fault {
         use GatewayError::*;
         match self {
             UpstreamError(_) | NoHealthyTarget(_) | UpstreamTimeout(_) => Fault::Upstream,
@@ -60,7 +60,7 @@ impl GatewayError {
 }
 
 /// A failure while talking to the client (reading its body, writing the answer).
-pub fn client_error(e: &Error) -> GatewayError {
+pub(crate) fn client_error(e: &Error) -> GatewayError {
     match e.etype() {
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => GatewayError::ClientTimeout(
             "the client sent nothing for too long while the gateway read the request body".into(),
@@ -91,7 +91,7 @@ fn malformed(e: &Error) -> GatewayError {
 /// last target tried (`None`: no upstream attempt was made, so whatever failed was not an
 /// upstream — Pingora leaves the source of a failed body read unset); `timed_out` whether
 /// the last attempt timed out before the first byte.
-pub fn attribute(e: &Error, target: Option<&str>, timed_out: bool) -> GatewayError {
+pub(crate) fn attribute(e: &Error, target: Option<&str>, timed_out: bool) -> GatewayError {
     match e.esource() {
         ErrorSource::Internal => return GatewayError::Internal,
         _ if matches!(e.etype(), ErrorType::InternalError) => return GatewayError::Internal,
@@ -114,7 +114,7 @@ pub fn attribute(e: &Error, target: Option<&str>, timed_out: bool) -> GatewayErr
 /// An upstream status the gateway cannot relay as a final answer: interim 1xx (101
 /// included: the gateway never asks for an upgrade, nor sends `Expect` upstream) and
 /// anything above 599.
-pub fn unrelayable(status: u16, target: Option<&str>) -> Option<GatewayError> {
+pub(crate) fn unrelayable(status: u16, target: Option<&str>) -> Option<GatewayError> {
     if (200..=599).contains(&status) {
         return None;
     }

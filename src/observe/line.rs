@@ -266,7 +266,7 @@ mod reference {
     use std::fmt::Display;
     use std::sync::Arc;
 
-    pub fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
+    pub(crate) fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
         let _ = serde_json::to_writer(&mut *out, &Line(f));
     }
 

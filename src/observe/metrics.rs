@@ -7,30 +7,30 @@ use prometheus::{
 };
 use std::sync::{Arc, OnceLock, RwLock};
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
-    pub requests: IntCounterVec,
-    pub rejections: IntCounterVec,
+    pub(crate) requests: IntCounterVec,
+    pub(crate) rejections: IntCounterVec,
     /// `tollgate_errors_total{group,fault,code}`: every request that ended in an error,
     /// by who caused it (client | gateway | upstream).
-    pub errors: IntCounterVec,
-    pub tokens: IntCounterVec,
-    pub spend: prometheus::CounterVec,
-    pub request_duration: HistogramVec,
-    pub overhead: Histogram,
-    pub upstream_duration: HistogramVec,
-    pub target_healthy: IntGaugeVec,
-    pub inflight: IntGauge,
-    pub connections: IntGauge,
-    pub body_memory: IntGauge,
-    pub reloads: IntCounterVec,
+    pub(crate) errors: IntCounterVec,
+    pub(crate) tokens: IntCounterVec,
+    pub(crate) spend: prometheus::CounterVec,
+    pub(crate) request_duration: HistogramVec,
+    pub(crate) overhead: Histogram,
+    pub(crate) upstream_duration: HistogramVec,
+    pub(crate) target_healthy: IntGaugeVec,
+    pub(crate) inflight: IntGauge,
+    pub(crate) connections: IntGauge,
+    pub(crate) body_memory: IntGauge,
+    pub(crate) reloads: IntCounterVec,
     /// `tollgate_keys{group,status}`, set at scrape time.
-    pub keys: IntGaugeVec,
-    pub admin_requests: IntCounterVec,
-    pub shadow_limited: IntCounterVec,
-    pub webhook_deliveries: IntCounterVec,
+    pub(crate) keys: IntGaugeVec,
+    pub(crate) admin_requests: IntCounterVec,
+    pub(crate) shadow_limited: IntCounterVec,
+    pub(crate) webhook_deliveries: IntCounterVec,
     /// Request-log lines dropped because the sink could not keep up.
-    pub request_log_dropped: IntCounter,
+    pub(crate) request_log_dropped: IntCounter,
     /// The series of answered requests, resolved once per label set.
     series: RwLock<hashbrown::HashMap<SeriesKey, Arc<Series>, crate::digest::FastHash>>,
 }
@@ -38,9 +38,9 @@ pub struct Metrics {
 /// The series one answered request touches, found together: one hashed lookup per request
 /// instead of six `with_label_values` (each hashes its labels with SipHash and takes the
 /// vector's lock). Token, spend and upstream series are made on first use, as before.
-pub struct Series {
-    pub requests: IntCounter,
-    pub duration: Histogram,
+pub(crate) struct Series {
+    pub(crate) requests: IntCounter,
+    pub(crate) duration: Histogram,
     group: Box<str>,
     model: Box<str>,
     target: Option<Box<str>>,
@@ -50,7 +50,7 @@ pub struct Series {
 
 impl Series {
     /// Tokens in, tokens out, USD.
-    pub fn billing(&self, m: &Metrics) -> &(IntCounter, IntCounter, prometheus::Counter) {
+    pub(crate) fn billing(&self, m: &Metrics) -> &(IntCounter, IntCounter, prometheus::Counter) {
         self.billing.get_or_init(|| {
             let (g, model) = (&*self.group, &*self.model);
             (
@@ -62,7 +62,7 @@ impl Series {
     }
 
     /// `tollgate_upstream_duration_seconds` of the target that answered, if one did.
-    pub fn upstream(&self, m: &Metrics) -> Option<&Histogram> {
+    pub(crate) fn upstream(&self, m: &Metrics) -> Option<&Histogram> {
         self.upstream
             .get_or_init(|| {
                 let t = self.target.as_deref()?;
@@ -110,7 +110,7 @@ const OVERHEAD_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
-    pub fn new() -> prometheus::Result<Metrics> {
+    pub(crate) fn new() -> prometheus::Result<Metrics> {
         let registry = Registry::new();
         let counter =
             |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
@@ -252,7 +252,7 @@ impl Metrics {
 
     /// The series of a request answered with `status` for `group` and `model` (served by
     /// `target`, if one answered).
-    pub fn series(
+    pub(crate) fn series(
         &self,
         group: &str,
         model: &str,
@@ -295,7 +295,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of everything.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out

@@ -4,12 +4,12 @@
 //! - [`sink`]: the shared buffer and the background writer (no syscall on the request path);
 //! - [`record_metrics`]: the counters and histograms.
 
-pub mod error_rate;
-pub mod fault;
+pub(crate) mod error_rate;
+pub(crate) mod fault;
 pub mod line;
-pub mod sink;
+pub(crate) mod sink;
 
-pub use sink::RequestLog;
+pub(crate) use sink::RequestLog;
 
 use crate::error::GatewayError;
 use crate::llm::body::RequestBody;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Bytes of the prompt's JSON kept in a line (`log_level = "prompt"` or `"full"`).
-pub const PROMPT_CAP: usize = 1 << 20;
+pub(crate) const PROMPT_CAP: usize = 1 << 20;
 
 thread_local! {
     /// The line being built, reused by every request of this thread.
@@ -30,7 +30,7 @@ thread_local! {
 
 impl RequestLog {
     /// Renders the line of `f` and queues it.
-    pub fn write(&self, f: &Finished<'_>) {
+    pub(crate) fn write(&self, f: &Finished<'_>) {
         if !self.enabled() {
             return;
         }
@@ -63,7 +63,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The outcome's name; `Status` has none (the log writes its code).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Outcome::Pending => "pending",
             Outcome::Status(_) => "status",
@@ -104,10 +104,10 @@ pub struct Finished<'a> {
     pub completion: Option<&'a Completion>,
 }
 
-pub mod metrics;
+pub(crate) mod metrics;
 
 /// Counts one finished request in the Prometheus metrics.
-pub fn record_metrics(m: &metrics::Metrics, f: &Finished<'_>) {
+pub(crate) fn record_metrics(m: &metrics::Metrics, f: &Finished<'_>) {
     let group = f.key.map_or("-", |k| &*k.group.id);
     let model = f.served_model.or(f.model).unwrap_or("-");
     let series = m.series(group, model, f.target, f.status);

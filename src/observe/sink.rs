@@ -20,13 +20,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 /// Bytes of lines waiting for the writer; past this, lines are dropped (and counted).
-pub const QUEUE_BYTES: usize = 64 << 20;
+pub(crate) const QUEUE_BYTES: usize = 64 << 20;
 /// Waiting bytes that wake the writer before its timer.
-pub const FLUSH_BYTES: usize = 64 << 10;
+pub(crate) const FLUSH_BYTES: usize = 64 << 10;
 /// The writer's timer: a line reaches the sink at most this long after its request ended.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-pub struct RequestLog {
+pub(crate) struct RequestLog {
     /// `None` when the log is off.
     shared: Option<Arc<Shared>>,
     writer: OnceLock<()>,
@@ -82,7 +82,7 @@ impl Shared {
 impl RequestLog {
     /// Opens the sink now, so a bad path fails start-up rather than the first request.
     /// `dropped` counts lines lost to overload.
-    pub fn open(sink: &Sink, dropped: IntCounter) -> std::io::Result<RequestLog> {
+    pub(crate) fn open(sink: &Sink, dropped: IntCounter) -> std::io::Result<RequestLog> {
         let out: Option<Box<dyn Write + Send>> = match sink {
             Sink::Off => None,
             Sink::Stdout => Some(Box::new(std::io::stdout())),
@@ -97,7 +97,10 @@ impl RequestLog {
     }
 
     /// A log writing to `out` (`None`: off). For tests and benchmarks.
-    pub fn with_writer(out: Option<Box<dyn Write + Send>>, dropped: IntCounter) -> RequestLog {
+    pub(crate) fn with_writer(
+        out: Option<Box<dyn Write + Send>>,
+        dropped: IntCounter,
+    ) -> RequestLog {
         RequestLog {
             shared: out.map(|sink| {
                 Arc::new(Shared {
@@ -116,12 +119,13 @@ impl RequestLog {
         }
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.shared.is_some()
     }
 
     /// Lines dropped so far.
-    pub fn dropped(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.get()
     }
 
@@ -148,7 +152,7 @@ impl RequestLog {
     }
 
     /// Queues one line (JSON without its newline, which is added here).
-    pub fn push(&self, line: &[u8]) {
+    pub(crate) fn push(&self, line: &[u8]) {
         let Some(shared) = &self.shared else { return };
         self.start_writer(shared);
         let mut pending = lock(&shared.pending);
@@ -170,7 +174,7 @@ impl RequestLog {
     /// Has the writer write every line queued so far (shutdown, reload) and waits for it,
     /// for at most two seconds: a stuck sink must not hold up a shutdown. Only the writer
     /// thread ever writes to the sink, so a sink that blocks blocks only that thread.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let Some(shared) = &self.shared else { return };
         if self.writer.get().is_none() {
             return; // no line yet: the writer starts with the first one

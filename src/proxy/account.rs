@@ -22,10 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Counts requests in the process (for draining on shutdown); released on drop.
-pub struct InflightGuard(Arc<AtomicUsize>);
+pub(crate) struct InflightGuard(Arc<AtomicUsize>);
 
 impl InflightGuard {
-    pub fn new(counter: &Arc<AtomicUsize>) -> InflightGuard {
+    pub(crate) fn new(counter: &Arc<AtomicUsize>) -> InflightGuard {
         counter.fetch_add(1, Ordering::SeqCst);
         InflightGuard(counter.clone())
     }
@@ -38,22 +38,22 @@ impl Drop for InflightGuard {
 }
 
 /// Process-wide accounting state: counters, the store, requests in flight.
-pub struct Accounting {
-    pub admission: Arc<Admission>,
-    pub ledger: Option<Arc<Ledger>>,
-    pub inflight: Arc<AtomicUsize>,
+pub(crate) struct Accounting {
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) ledger: Option<Arc<Ledger>>,
+    pub(crate) inflight: Arc<AtomicUsize>,
     /// Client connections open on the data plane (`server.max_connections`).
-    pub connections: Arc<AtomicUsize>,
+    pub(crate) connections: Arc<AtomicUsize>,
     /// Request bodies in memory, all requests together (`server.body_memory`).
-    pub body_budget: Arc<crate::proxy::conn::body_memory::BodyBudget>,
+    pub(crate) body_budget: Arc<crate::proxy::conn::body_memory::BodyBudget>,
     /// Limit and budget refusals, aggregated for the audit trail.
-    pub refusals: crate::control::audit::Refusals,
+    pub(crate) refusals: crate::control::audit::Refusals,
 }
 
 impl Accounting {
     /// Notes a refusal for a limit or a budget, and the shadow limits a request went over
     /// (audited, aggregated per key, code and minute).
-    pub fn note_refusals(
+    pub(crate) fn note_refusals(
         &self,
         key: Option<&KeyEntry>,
         error: Option<&GatewayError>,
@@ -77,10 +77,10 @@ impl Accounting {
 
 /// Tokens a request reserved: what an unknown part of its usage is charged at.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Estimate {
-    pub input: u64,
+pub(crate) struct Estimate {
+    pub(crate) input: u64,
     /// The request's max_tokens or the server default.
-    pub output: u64,
+    pub(crate) output: u64,
 }
 
 /// The request's three layers: org, group, key (admission's lock order).
@@ -115,13 +115,16 @@ fn layers(key: &KeyEntry) -> [LayerLimits<'_>; 3] {
 }
 
 /// Takes the request's in-flight slot in all three layers before its body is read.
-pub fn hold_slots(admission: &Arc<Admission>, key: &KeyEntry) -> Result<SlotHold, GatewayError> {
+pub(crate) fn hold_slots(
+    admission: &Arc<Admission>,
+    key: &KeyEntry,
+) -> Result<SlotHold, GatewayError> {
     admission.hold(&layers(key))
 }
 
 /// Reserves the request's worst case against all three layers; `held` are the in-flight
 /// slots taken before the body was read (the reservation takes them over).
-pub fn admit(
+pub(crate) fn admit(
     admission: &Arc<Admission>,
     snapshot: &Snapshot,
     key: &KeyEntry,
@@ -162,7 +165,7 @@ pub fn admit(
 }
 
 /// The usage scanner for a provider's answer (2xx only: errors carry no usage).
-pub fn scanner_for(resp: &ResponseHeader, ask_usage: bool) -> Option<Scanner> {
+pub(crate) fn scanner_for(resp: &ResponseHeader, ask_usage: bool) -> Option<Scanner> {
     if !resp.status.is_success() {
         return None;
     }
@@ -182,7 +185,10 @@ pub fn scanner_for(resp: &ResponseHeader, ask_usage: bool) -> Option<Scanner> {
 
 /// `x-ratelimit-*` (enforced limits) and `x-tollgate-shadow-limited` (the shadow limits the
 /// request went over, e.g. `key k1 rpm 10, group g tpm 1000`).
-pub fn limit_headers(resp: &mut ResponseHeader, r: &Reservation) -> pingora_error::Result<()> {
+pub(crate) fn limit_headers(
+    resp: &mut ResponseHeader,
+    r: &Reservation,
+) -> pingora_error::Result<()> {
     use crate::proxy::headers::*;
     if !r.shadow.is_empty() {
         let names: Vec<&str> = r.shadow.iter().map(|h| h.scope.as_str()).collect();
@@ -201,18 +207,18 @@ pub fn limit_headers(resp: &mut ResponseHeader, r: &Reservation) -> pingora_erro
 }
 
 /// How the upstream exchange ended, as far as accounting cares.
-pub struct Served<'a> {
+pub(crate) struct Served<'a> {
     /// The upstream's status, if any answer arrived.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// The catalogue model that served (a fallback, possibly) and its target's price.
-    pub model: &'a Arc<str>,
-    pub price: Price,
+    pub(crate) model: &'a Arc<str>,
+    pub(crate) price: Price,
     /// Usage the provider reported.
-    pub reported: TokenUsage,
+    pub(crate) reported: TokenUsage,
 }
 
 /// Settles the reservation with the real usage and records it. Runs once per request.
-pub fn settle(
+pub(crate) fn settle(
     acc: &Accounting,
     reservation: Reservation,
     key: &KeyEntry,
@@ -276,14 +282,14 @@ const SWEEP_EVERY_TICKS: u64 = 120;
 /// Flushes the ledger every 250 ms, sweeps idle counters every 30 s; on shutdown waits for
 /// requests in flight (up to the grace period), flushes a last time and exits, so spend
 /// is on disk before the process goes.
-pub struct LedgerService {
-    pub accounting: Arc<Accounting>,
-    pub grace: Duration,
-    pub events: Arc<Events>,
+pub(crate) struct LedgerService {
+    pub(crate) accounting: Arc<Accounting>,
+    pub(crate) grace: Duration,
+    pub(crate) events: Arc<Events>,
     /// To name the org and group of a budget event.
-    pub policy: Arc<ArcSwap<Snapshot>>,
+    pub(crate) policy: Arc<ArcSwap<Snapshot>>,
     /// The audit trail and its retention (pruned hourly).
-    pub audit: Option<(Arc<crate::control::audit::AuditLog>, Duration)>,
+    pub(crate) audit: Option<(Arc<crate::control::audit::AuditLog>, Duration)>,
 }
 
 /// A budget threshold crossed, as a lifecycle event (`budget.threshold` /

@@ -20,14 +20,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 /// What stage 1 found: the key and its group's runtime state.
-pub struct Identified {
-    pub endpoint: Endpoint,
-    pub key: Arc<KeyEntry>,
+pub(crate) struct Identified {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) key: Arc<KeyEntry>,
     group_state: crate::policy::config::GroupState,
 }
 
 /// Stage 1: endpoint, credential → key, key and group state, client IP.
-pub fn identify(
+pub(crate) fn identify(
     gw: &Gateway,
     session: &Session,
     ctx: &mut RequestCtx,
@@ -63,7 +63,7 @@ pub fn identify(
 }
 
 /// Stage 2: a slot, the body, then the model it names (gating and `max_tokens`).
-pub async fn read_body(
+pub(crate) async fn read_body(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -94,7 +94,7 @@ pub async fn read_body(
 }
 
 /// Stage 3: the routing plan, then one reservation against all three layers.
-pub fn reserve(
+pub(crate) fn reserve(
     gw: &Gateway,
     session: &Session,
     ctx: &mut RequestCtx,

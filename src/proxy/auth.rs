@@ -13,13 +13,13 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// Prefix of every tollgate key.
-pub const KEY_PREFIX: &str = "tg-";
+pub(crate) const KEY_PREFIX: &str = "tg-";
 /// Base62 characters after the prefix: 43 * log2(62) ≈ 256 bits.
-pub const KEY_RANDOM_LEN: usize = 43;
+pub(crate) const KEY_RANDOM_LEN: usize = 43;
 
 /// Why no key could be taken from a request's headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialError {
+pub(crate) enum CredentialError {
     /// Neither a Bearer credential nor `x-api-key` (an `Authorization` header with another
     /// scheme, such as Basic, is not a tollgate credential and counts as none).
     Missing,
@@ -36,7 +36,7 @@ pub enum CredentialError {
 /// with any other scheme (Basic, Digest, …) and a Bearer header without a token are
 /// ignored, so `Authorization: Basic …` next to a valid `x-api-key` authenticates with the
 /// `x-api-key`.
-pub fn parse_credentials<'a>(
+pub(crate) fn parse_credentials<'a>(
     authorization: impl IntoIterator<Item = &'a [u8]>,
     api_key: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<&'a [u8], CredentialError> {
@@ -69,7 +69,7 @@ fn bearer_token(v: &[u8]) -> Option<&[u8]> {
 }
 
 /// The presented credential of a request (see [`parse_credentials`]).
-pub fn credential(req: &RequestHeader) -> Result<&[u8], CredentialError> {
+pub(crate) fn credential(req: &RequestHeader) -> Result<&[u8], CredentialError> {
     let h = &req.headers;
     parse_credentials(
         h.get_all(http::header::AUTHORIZATION)

@@ -37,7 +37,11 @@ pub fn check_state(
 
 /// The client's address: the socket peer, or, when the peer is a trusted proxy, the first
 /// untrusted address of `X-Forwarded-For` read right to left.
-pub fn client_ip(peer: Option<IpAddr>, xff: Option<&[u8]>, trusted: &[IpNet]) -> Option<IpAddr> {
+pub(crate) fn client_ip(
+    peer: Option<IpAddr>,
+    xff: Option<&[u8]>,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
     let peer = peer?;
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
@@ -134,7 +138,7 @@ pub fn resolve_model(
 }
 
 /// Shadow `max_tokens` caps of key, group and org that the request goes over.
-pub fn shadow_max_tokens(key: &KeyEntry, requested: Option<u64>, out: &mut Vec<ShadowHit>) {
+pub(crate) fn shadow_max_tokens(key: &KeyEntry, requested: Option<u64>, out: &mut Vec<ShadowHit>) {
     let Some(r) = requested else { return };
     let g = &key.group;
     let layers = [

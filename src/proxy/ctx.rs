@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     snapshot: Arc<Snapshot>,
     started: Instant,
     request_id: String,
@@ -74,19 +74,19 @@ pub struct RequestCtx {
 }
 
 /// What stage 3 (reserve) hands the context when a request is admitted.
-pub struct Admitted {
-    pub plan: Plan,
-    pub body: RequestBody,
-    pub model: Arc<ModelEntry>,
-    pub reservation: Reservation,
-    pub estimate: Estimate,
-    pub ask_usage: bool,
-    pub tags: Vec<String>,
-    pub affinity: u64,
+pub(crate) struct Admitted {
+    pub(crate) plan: Plan,
+    pub(crate) body: RequestBody,
+    pub(crate) model: Arc<ModelEntry>,
+    pub(crate) reservation: Reservation,
+    pub(crate) estimate: Estimate,
+    pub(crate) ask_usage: bool,
+    pub(crate) tags: Vec<String>,
+    pub(crate) affinity: u64,
 }
 
 impl RequestCtx {
-    pub fn new(snapshot: Arc<Snapshot>, inflight: InflightGuard) -> RequestCtx {
+    pub(crate) fn new(snapshot: Arc<Snapshot>, inflight: InflightGuard) -> RequestCtx {
         RequestCtx {
             snapshot,
             started: Instant::now(),
@@ -122,33 +122,33 @@ impl RequestCtx {
 
     // ---- reading ----
 
-    pub fn snapshot(&self) -> &Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> &Arc<Snapshot> {
         &self.snapshot
     }
 
-    pub fn request_id(&self) -> &str {
+    pub(crate) fn request_id(&self) -> &str {
         &self.request_id
     }
 
-    pub fn endpoint(&self) -> Option<Endpoint> {
+    pub(crate) fn endpoint(&self) -> Option<Endpoint> {
         self.endpoint
     }
 
-    pub fn key(&self) -> Option<&Arc<KeyEntry>> {
+    pub(crate) fn key(&self) -> Option<&Arc<KeyEntry>> {
         self.key.as_ref()
     }
 
-    pub fn client_ip(&self) -> Option<IpAddr> {
+    pub(crate) fn client_ip(&self) -> Option<IpAddr> {
         self.client_ip
     }
 
     /// The client's API: the route's, or the path's when the route is unknown.
-    pub fn api(&self, path: &str) -> Api {
+    pub(crate) fn api(&self, path: &str) -> Api {
         self.endpoint
             .map_or_else(|| Endpoint::api_for_path(path), Endpoint::api)
     }
 
-    pub fn target_label(&self) -> Option<Arc<str>> {
+    pub(crate) fn target_label(&self) -> Option<Arc<str>> {
         Some(self.target_entry()?.label.clone())
     }
 
@@ -157,62 +157,58 @@ impl RequestCtx {
         Some(&self.snapshot.models[m].targets[t])
     }
 
-    pub fn upstream_body(&self) -> &Bytes {
+    pub(crate) fn upstream_body(&self) -> &Bytes {
         &self.upstream_body
     }
 
-    pub fn first_byte_seen(&self) -> bool {
+    pub(crate) fn first_byte_seen(&self) -> bool {
         self.upstream_status.is_some()
-    }
-
-    pub fn timed_out(&self) -> bool {
-        self.timed_out
     }
 
     // ---- request_filter: identify, read body, reserve ----
 
     /// The request's id: the client's `x-request-id` when it is usable, else a new one.
-    pub fn begin(&mut self, req: &RequestHeader) {
+    pub(crate) fn begin(&mut self, req: &RequestHeader) {
         self.request_id = request_id(req);
     }
 
-    pub fn set_endpoint(&mut self, endpoint: Endpoint) {
+    pub(crate) fn set_endpoint(&mut self, endpoint: Endpoint) {
         self.endpoint = Some(endpoint);
     }
 
     /// The key is known (even if a later check refuses it: the refusal is the key's).
-    pub fn set_key(&mut self, key: Arc<KeyEntry>) {
+    pub(crate) fn set_key(&mut self, key: Arc<KeyEntry>) {
         self.key = Some(key);
     }
 
-    pub fn set_client_ip(&mut self, ip: Option<IpAddr>) {
+    pub(crate) fn set_client_ip(&mut self, ip: Option<IpAddr>) {
         self.client_ip = ip;
     }
 
-    pub fn hold_slots(&mut self, slots: SlotHold) {
+    pub(crate) fn hold_slots(&mut self, slots: SlotHold) {
         self.slots = Some(slots);
     }
 
-    pub fn take_slots(&mut self) -> Option<SlotHold> {
+    pub(crate) fn take_slots(&mut self) -> Option<SlotHold> {
         self.slots.take()
     }
 
     /// The request's share of `server.body_memory`, taken before its body is read.
-    pub fn body_hold(&mut self, budget: &Arc<BodyBudget>) -> &mut BodyHold {
+    pub(crate) fn body_hold(&mut self, budget: &Arc<BodyBudget>) -> &mut BodyHold {
         self.body_hold.insert(BodyHold::new(budget))
     }
 
     /// A body read but refused before admission: kept for the request log.
-    pub fn keep_body(&mut self, body: RequestBody) {
+    pub(crate) fn keep_body(&mut self, body: RequestBody) {
         self.body = Some(body);
     }
 
     /// The model a refused request named (for the request log).
-    pub fn keep_model(&mut self, model: Arc<ModelEntry>) {
+    pub(crate) fn keep_model(&mut self, model: Arc<ModelEntry>) {
         self.model = Some(model);
     }
 
-    pub fn admitted(&mut self, a: Admitted) {
+    pub(crate) fn admitted(&mut self, a: Admitted) {
         let Admitted {
             plan,
             body,
@@ -233,7 +229,7 @@ impl RequestCtx {
         self.affinity = affinity;
     }
 
-    pub fn refused(&mut self, e: GatewayError) {
+    pub(crate) fn refused(&mut self, e: GatewayError) {
         self.error = Some(e);
     }
 
@@ -257,7 +253,7 @@ impl RequestCtx {
     /// Picks the next target of the plan, renders the body for it and starts the attempt.
     /// A target whose host does not resolve fails here, before any connection: it counts
     /// as a failed attempt and the next one is tried.
-    pub fn next_peer(&mut self) -> Result<Box<HttpPeer>> {
+    pub(crate) fn next_peer(&mut self) -> Result<Box<HttpPeer>> {
         loop {
             let Some(mut plan) = self.plan.take() else {
                 return Error::e_explain(ErrorType::InternalError, "upstream_peer without a plan");
@@ -321,7 +317,7 @@ impl RequestCtx {
     }
 
     /// `upstream_request_filter`: the credential swap, Host and framing for this target.
-    pub fn rewrite_upstream_request(&self, req: &mut RequestHeader) -> Result<()> {
+    pub(crate) fn rewrite_upstream_request(&self, req: &mut RequestHeader) -> Result<()> {
         let (m, t) = self
             .target
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
@@ -337,7 +333,7 @@ impl RequestCtx {
     // ---- attempts ----
 
     /// Whether another attempt is possible (`answered`: something reached the client).
-    pub fn can_retry(&self, answered: bool) -> bool {
+    pub(crate) fn can_retry(&self, answered: bool) -> bool {
         !answered
             && self
                 .plan
@@ -345,14 +341,14 @@ impl RequestCtx {
                 .is_some_and(|p| p.has_next(&self.tried, &self.choice()))
     }
 
-    pub fn end_attempt(&mut self, outcome: Outcome) {
+    pub(crate) fn end_attempt(&mut self, outcome: Outcome) {
         if let Some(last) = self.attempts.last_mut() {
             last.1 = outcome;
         }
     }
 
     /// Passive health: the current attempt failed.
-    pub fn attempt_failed(&self) {
+    pub(crate) fn attempt_failed(&self) {
         if let Some(t) = self.target_entry() {
             let spent = self.attempt_started.map(|s| s.elapsed().as_micros() as u64);
             if t.health.record_failure(now_ms(), spent) {
@@ -362,7 +358,7 @@ impl RequestCtx {
     }
 
     /// The attempt failed before its first byte: `timed_out` if it ran out of time.
-    pub fn attempt_broke(&mut self, timed_out: bool) {
+    pub(crate) fn attempt_broke(&mut self, timed_out: bool) {
         self.attempt_failed();
         self.timed_out = timed_out;
         self.end_attempt(if timed_out {
@@ -385,7 +381,7 @@ impl RequestCtx {
     /// `upstream_response_filter`: the provider answered with `resp`. An error to retry on
     /// (a 429/5xx with a target left, or a status that cannot be relayed) is returned as
     /// Pingora's error; otherwise the usage scanner and translator are set up.
-    pub fn answer_started(
+    pub(crate) fn answer_started(
         &mut self,
         resp: &mut ResponseHeader,
         answered: bool,
@@ -438,7 +434,7 @@ impl RequestCtx {
 
     /// `response_filter`: `x-request-id`, `x-tollgate-target`, four `x-ratelimit-*`, in
     /// place of the provider's, written after its headers.
-    pub fn answer_headers(&self, resp: &mut ResponseHeader) -> Result<()> {
+    pub(crate) fn answer_headers(&self, resp: &mut ResponseHeader) -> Result<()> {
         headers::remove_added(resp);
         resp.append_wire_header(&headers::REQUEST_ID, self.request_id.as_bytes())?;
         if let Some(t) = self.target_entry() {
@@ -451,7 +447,7 @@ impl RequestCtx {
     }
 
     /// `response_body_filter`: usage scanning, then translation, chunk by chunk.
-    pub fn answer_chunk(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) {
+    pub(crate) fn answer_chunk(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) {
         if let Some(scanner) = self.scanner.as_mut() {
             scanner.chunk(body, end_of_stream);
         }
@@ -462,7 +458,7 @@ impl RequestCtx {
 
     /// `fail_to_proxy`: the error to answer with — ours if a step set one, else Pingora's
     /// attributed to client, gateway or upstream.
-    pub fn take_error_or(&mut self, e: &Error) -> GatewayError {
+    pub(crate) fn take_error_or(&mut self, e: &Error) -> GatewayError {
         self.error.take().unwrap_or_else(|| {
             let timed_out = self.timed_out
                 || (matches!(e.etype(), ErrorType::ReadTimedout) && self.upstream_status.is_none());
@@ -470,14 +466,14 @@ impl RequestCtx {
         })
     }
 
-    pub fn error(&self) -> Option<&GatewayError> {
+    pub(crate) fn error(&self) -> Option<&GatewayError> {
         self.error.as_ref()
     }
 
     // ---- logging ----
 
     /// The shadow limits this request went over (taken before the reservation is settled).
-    pub fn take_shadow_hits(&mut self) -> Vec<ShadowHit> {
+    pub(crate) fn take_shadow_hits(&mut self) -> Vec<ShadowHit> {
         self.reservation
             .as_mut()
             .map(|r| std::mem::take(&mut r.shadow))
@@ -485,7 +481,7 @@ impl RequestCtx {
     }
 
     /// Settles what admission reserved with what the upstream reported (once).
-    pub fn settle(&mut self, acc: &Accounting) -> Option<Billed> {
+    pub(crate) fn settle(&mut self, acc: &Accounting) -> Option<Billed> {
         let reservation = *self.reservation.take()?;
         let (Some(key), Some(model)) = (&self.key, &self.model) else {
             reservation.cancel();
@@ -513,7 +509,7 @@ impl RequestCtx {
         ))
     }
 
-    pub fn finished<'a>(
+    pub(crate) fn finished<'a>(
         &'a self,
         status: u16,
         billed: Option<Billed>,

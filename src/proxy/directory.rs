@@ -28,8 +28,8 @@ use subtle::ConstantTimeEq;
 /// its definition, its last use, and its resolution against the latest snapshot.
 #[derive(Debug)]
 pub struct ApiKey {
-    pub def: ApiKeyDef,
-    pub last_used: Arc<LastUsed>,
+    pub(crate) def: ApiKeyDef,
+    pub(crate) last_used: Arc<LastUsed>,
     resolved: ArcSwapOption<Resolved>,
 }
 
@@ -45,15 +45,15 @@ impl std::ops::Deref for ApiKey {
 /// keys took 64 MB more).
 #[derive(Debug)]
 pub struct ApiKeyDef {
-    pub id: Arc<str>,
-    pub group: Arc<str>,
-    pub digest: Digest,
-    pub state: KeyState,
-    pub expires_at: Option<SystemTime>,
-    pub limits: Limits,
-    pub owner: Option<Arc<str>>,
-    pub created_at: u64,
-    pub secret_at: u64,
+    pub(crate) id: Arc<str>,
+    pub(crate) group: Arc<str>,
+    pub(crate) digest: Digest,
+    pub(crate) state: KeyState,
+    pub(crate) expires_at: Option<SystemTime>,
+    pub(crate) limits: Limits,
+    pub(crate) owner: Option<Arc<str>>,
+    pub(crate) created_at: u64,
+    pub(crate) secret_at: u64,
     rare: Option<Box<Rare>>,
 }
 
@@ -109,20 +109,20 @@ impl ApiKeyDef {
     }
 
     /// The secret before the last regeneration and when it stops working (unix seconds).
-    pub fn previous(&self) -> Option<&(Digest, u64)> {
+    pub(crate) fn previous(&self) -> Option<&(Digest, u64)> {
         self.rare.as_ref()?.previous.as_ref()
     }
 
-    pub fn models(&self) -> Option<&ModelFilter> {
+    pub(crate) fn models(&self) -> Option<&ModelFilter> {
         self.rare.as_ref()?.models.as_deref()
     }
 
-    pub fn allowed_cidrs(&self) -> Option<&[IpNet]> {
+    pub(crate) fn allowed_cidrs(&self) -> Option<&[IpNet]> {
         self.rare.as_ref()?.allowed_cidrs.as_deref()
     }
 
     /// `rotation_interval` in seconds.
-    pub fn rotation_s(&self) -> Option<u64> {
+    pub(crate) fn rotation_s(&self) -> Option<u64> {
         self.rare.as_ref()?.rotation_s
     }
 }
@@ -165,7 +165,7 @@ impl ApiKey {
     }
 
     /// This key resolved against `snapshot` (computed once per snapshot generation).
-    pub fn entry(&self, snapshot: &Snapshot) -> Option<Arc<KeyEntry>> {
+    pub(crate) fn entry(&self, snapshot: &Snapshot) -> Option<Arc<KeyEntry>> {
         if let Some(r) = self.resolved.load().as_ref() {
             if r.generation == snapshot.generation {
                 return Some(r.entry.clone());
@@ -203,9 +203,9 @@ impl ApiKey {
 
 /// A group state set through the API over the file's `file_state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StateOverride {
-    pub state: GroupState,
-    pub file_state: GroupState,
+pub(crate) struct StateOverride {
+    pub(crate) state: GroupState,
+    pub(crate) file_state: GroupState,
 }
 
 impl crate::digest::Keyed for ApiKey {
@@ -225,7 +225,7 @@ pub struct Directory {
 
 impl Directory {
     /// Step 1 for API keys: the key a digest belongs to, resolved against `snapshot`.
-    pub fn lookup(
+    pub(crate) fn lookup(
         &self,
         presented: &Digest,
         snapshot: &Snapshot,
@@ -260,7 +260,7 @@ impl Directory {
     }
 
     /// The key holding `digest` as its current secret.
-    pub fn get(&self, digest: &Digest) -> Option<Arc<ApiKey>> {
+    pub(crate) fn get(&self, digest: &Digest) -> Option<Arc<ApiKey>> {
         self.keys.get(digest).map(|k| k.key().0.clone())
     }
 
@@ -319,11 +319,11 @@ impl Directory {
         }
     }
 
-    pub fn group_override(&self, group: &str) -> Option<StateOverride> {
+    pub(crate) fn group_override(&self, group: &str) -> Option<StateOverride> {
         self.groups.load().get(group).copied()
     }
 
-    pub fn set_group_override(&self, group: &Arc<str>, o: Option<StateOverride>) {
+    pub(crate) fn set_group_override(&self, group: &Arc<str>, o: Option<StateOverride>) {
         self.groups.rcu(|cur| {
             let mut next = HashMap::clone(cur);
             match o {

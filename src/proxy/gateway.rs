@@ -25,7 +25,7 @@ use crate::observe::{record_metrics, Outcome, RequestLog};
 use crate::policy::snapshot::Snapshot;
 use crate::proxy::account::{Accounting, InflightGuard};
 use crate::proxy::admit;
-pub use crate::proxy::ctx::RequestCtx;
+pub(crate) use crate::proxy::ctx::RequestCtx;
 use crate::proxy::directory::Directory;
 use crate::proxy::respond;
 use arc_swap::ArcSwap;
@@ -37,15 +37,15 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
 
-pub struct Gateway {
-    pub policy: Arc<ArcSwap<Snapshot>>,
+pub(crate) struct Gateway {
+    pub(crate) policy: Arc<ArcSwap<Snapshot>>,
     /// API-made keys and group runtime state, updated in place by the admin API.
-    pub directory: Arc<Directory>,
-    pub accounting: Arc<Accounting>,
-    pub request_log: Arc<RequestLog>,
-    pub metrics: Arc<Metrics>,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) accounting: Arc<Accounting>,
+    pub(crate) request_log: Arc<RequestLog>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Counts for `error_rate.high` (checked by the webhook service).
-    pub error_rates: Arc<crate::observe::error_rate::ErrorRates>,
+    pub(crate) error_rates: Arc<crate::observe::error_rate::ErrorRates>,
 }
 
 enum Admission {

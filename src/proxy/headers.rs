@@ -4,21 +4,24 @@
 
 use pingora_http::StaticHeaderName;
 
-pub static REQUEST_ID: StaticHeaderName = StaticHeaderName::new("x-request-id");
-pub static TARGET: StaticHeaderName = StaticHeaderName::new("x-tollgate-target");
-pub static LIMIT_REQUESTS: StaticHeaderName = StaticHeaderName::new("x-ratelimit-limit-requests");
-pub static REMAINING_REQUESTS: StaticHeaderName =
+pub(crate) static REQUEST_ID: StaticHeaderName = StaticHeaderName::new("x-request-id");
+pub(crate) static TARGET: StaticHeaderName = StaticHeaderName::new("x-tollgate-target");
+pub(crate) static LIMIT_REQUESTS: StaticHeaderName =
+    StaticHeaderName::new("x-ratelimit-limit-requests");
+pub(crate) static REMAINING_REQUESTS: StaticHeaderName =
     StaticHeaderName::new("x-ratelimit-remaining-requests");
-pub static LIMIT_TOKENS: StaticHeaderName = StaticHeaderName::new("x-ratelimit-limit-tokens");
-pub static REMAINING_TOKENS: StaticHeaderName =
+pub(crate) static LIMIT_TOKENS: StaticHeaderName =
+    StaticHeaderName::new("x-ratelimit-limit-tokens");
+pub(crate) static REMAINING_TOKENS: StaticHeaderName =
     StaticHeaderName::new("x-ratelimit-remaining-tokens");
-pub static SHADOW_LIMITED: StaticHeaderName = StaticHeaderName::new("x-tollgate-shadow-limited");
-pub static API_KEY: StaticHeaderName = StaticHeaderName::new("x-api-key");
+pub(crate) static SHADOW_LIMITED: StaticHeaderName =
+    StaticHeaderName::new("x-tollgate-shadow-limited");
+pub(crate) static API_KEY: StaticHeaderName = StaticHeaderName::new("x-api-key");
 /// Standard names the upstream request sets, in the case Pingora's `insert_header` writes.
-pub static HOST: StaticHeaderName = StaticHeaderName::with_case("host", "Host");
-pub static CONTENT_LENGTH: StaticHeaderName =
+pub(crate) static HOST: StaticHeaderName = StaticHeaderName::with_case("host", "Host");
+pub(crate) static CONTENT_LENGTH: StaticHeaderName =
     StaticHeaderName::with_case("content-length", "Content-Length");
-pub static AUTHORIZATION: StaticHeaderName =
+pub(crate) static AUTHORIZATION: StaticHeaderName =
     StaticHeaderName::with_case("authorization", "Authorization");
 
 /// The headers the gateway adds to an answer (`append_wire_header`, our pingora-http
@@ -36,7 +39,7 @@ static ADDED: [&StaticHeaderName; 7] = [
 /// Removes the provider's headers of the names the gateway adds (OpenAI sends its own
 /// `x-request-id` and `x-ratelimit-*`): ours replace them. One pass over the names, no
 /// hashing, when there are none.
-pub fn remove_added(resp: &mut pingora_http::ResponseHeader) {
+pub(crate) fn remove_added(resp: &mut pingora_http::ResponseHeader) {
     while let Some(name) = resp
         .headers
         .keys()
@@ -49,7 +52,7 @@ pub fn remove_added(resp: &mut pingora_http::ResponseHeader) {
 
 /// A value built once ahead of the request path, or — when `text` could not be a header
 /// value — the error inserting `text` gives.
-pub fn prebuilt(
+pub(crate) fn prebuilt(
     v: &Option<http::HeaderValue>,
     text: &str,
 ) -> pingora_error::Result<http::HeaderValue> {
@@ -60,7 +63,7 @@ pub fn prebuilt(
 }
 
 /// `v` as a header value, or the error Pingora's `insert_header` gives for a bad one.
-pub fn value(v: &str) -> pingora_error::Result<http::HeaderValue> {
+pub(crate) fn value(v: &str) -> pingora_error::Result<http::HeaderValue> {
     use pingora_error::OrErr;
     http::HeaderValue::from_str(v).or_err(
         pingora_error::ErrorType::InvalidHTTPHeader,
@@ -69,6 +72,6 @@ pub fn value(v: &str) -> pingora_error::Result<http::HeaderValue> {
 }
 
 /// Request headers the gateway reads (looked up by a ready name, not a parsed `&str`).
-pub static FORWARDED_FOR: StaticHeaderName = StaticHeaderName::new("x-forwarded-for");
-pub static TAGS: StaticHeaderName = StaticHeaderName::new("x-tollgate-tags");
-pub static SESSION: StaticHeaderName = StaticHeaderName::new("x-tollgate-session");
+pub(crate) static FORWARDED_FOR: StaticHeaderName = StaticHeaderName::new("x-forwarded-for");
+pub(crate) static TAGS: StaticHeaderName = StaticHeaderName::new("x-tollgate-tags");
+pub(crate) static SESSION: StaticHeaderName = StaticHeaderName::new("x-tollgate-session");

@@ -15,7 +15,7 @@ pub struct LastUsed {
 
 impl LastUsed {
     /// A cell holding a value read from the store.
-    pub fn seeded(secs: u64) -> LastUsed {
+    pub(crate) fn seeded(secs: u64) -> LastUsed {
         LastUsed {
             at: AtomicU64::new(secs),
             persisted: AtomicU64::new(secs),
@@ -23,23 +23,23 @@ impl LastUsed {
     }
 
     /// Sets the value read from the store (at start-up, before any request).
-    pub fn seed(&self, secs: u64) {
+    pub(crate) fn seed(&self, secs: u64) {
         self.at.store(secs, Ordering::Relaxed);
         self.persisted.store(secs, Ordering::Relaxed);
     }
 
-    pub fn touch(&self, now_s: u64) {
+    pub(crate) fn touch(&self, now_s: u64) {
         if self.at.load(Ordering::Relaxed) < now_s {
             self.at.store(now_s, Ordering::Relaxed);
         }
     }
 
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.at.load(Ordering::Relaxed)
     }
 
     /// The value to persist, if it changed since the last call.
-    pub fn take_changed(&self) -> Option<u64> {
+    pub(crate) fn take_changed(&self) -> Option<u64> {
         let now = self.get();
         (self.persisted.swap(now, Ordering::Relaxed) != now).then_some(now)
     }

@@ -4,16 +4,16 @@
 //! → reserve (`account` over `admission`) → route (`route`) → credential swap (`upstream`)
 //! → usage and translation of the answer → settle (`account`) and log (`observe`).
 
-pub mod account;
-pub mod admit;
+pub(crate) mod account;
+pub(crate) mod admit;
 pub mod auth;
 pub mod checks;
-pub mod conn;
-pub mod ctx;
+pub(crate) mod conn;
+pub(crate) mod ctx;
 pub mod directory;
-pub mod gateway;
-pub mod headers;
-pub mod last_seen;
-pub mod respond;
+pub(crate) mod gateway;
+pub(crate) mod headers;
+pub(crate) mod last_seen;
+pub(crate) mod respond;
 pub mod route;
-pub mod upstream;
+pub(crate) mod upstream;

@@ -12,7 +12,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 /// Writes a complete JSON response.
-pub async fn write_json(
+pub(crate) async fn write_json(
     session: &mut Session,
     status: u16,
     body: Vec<u8>,
@@ -38,7 +38,7 @@ pub async fn write_json(
 }
 
 /// Writes a refusal in the route's error shape.
-pub async fn write_error(
+pub(crate) async fn write_error(
     session: &mut Session,
     err: &GatewayError,
     api: Api,
@@ -54,7 +54,7 @@ pub async fn write_error(
 
 /// Answers a refusal from `request_filter`: written in the route's shape, unless the
 /// client is gone (then the error ends the request, and `logging` records the abort).
-pub async fn refuse(
+pub(crate) async fn refuse(
     session: &mut Session,
     err: &GatewayError,
     api: Api,
@@ -84,7 +84,7 @@ const CHUNK_STEP: u64 = 64 * 1024;
 /// body sent is ours, see `request_body_filter`) is enabled only for the last
 /// [`CHUNK_STEP`] bytes. A chunked body has no known end: it goes through the retry buffer
 /// as well as ours.
-pub async fn read_body(
+pub(crate) async fn read_body(
     session: &mut Session,
     server: &ServerConfig,
     hold: &mut BodyHold,
@@ -175,7 +175,7 @@ pub async fn read_body(
 }
 
 /// `GET /v1/models` for an identified key.
-pub async fn list_models(session: &mut Session, ctx: &RequestCtx) -> Result<()> {
+pub(crate) async fn list_models(session: &mut Session, ctx: &RequestCtx) -> Result<()> {
     let key = ctx
         .key()
         .ok_or_else(|| Error::new(ErrorType::InternalError))?;
@@ -185,7 +185,11 @@ pub async fn list_models(session: &mut Session, ctx: &RequestCtx) -> Result<()> 
 
 /// `fail_to_proxy`: writes `err` if nothing (but a 1xx) reached the client yet and the
 /// client is still there; the status written, or 0.
-pub async fn write_failure(session: &mut Session, err: &GatewayError, ctx: &RequestCtx) -> u16 {
+pub(crate) async fn write_failure(
+    session: &mut Session,
+    err: &GatewayError,
+    ctx: &RequestCtx,
+) -> u16 {
     let unanswered = session
         .response_written()
         .is_none_or(|h| h.status.is_informational());
@@ -203,7 +207,7 @@ pub async fn write_failure(session: &mut Session, err: &GatewayError, ctx: &Requ
 /// header it cannot parse: bad framing, too many or too large headers; CONNECT). One shape
 /// both APIs' clients read: OpenAI's `error.{message,type,code,param}` and Anthropic's
 /// `type: "error"` with `error.{type,message}`.
-pub fn pingora_error_body(status: u16) -> Option<Bytes> {
+pub(crate) fn pingora_error_body(status: u16) -> Option<Bytes> {
     let (code, message) = match status {
         400 => (
             "invalid_request",
@@ -226,7 +230,7 @@ pub fn pingora_error_body(status: u16) -> Option<Bytes> {
 }
 
 /// `GET /v1/models`: the catalogue models this key may call, OpenAI list format.
-pub fn models_list(
+pub(crate) fn models_list(
     snapshot: &crate::policy::snapshot::Snapshot,
     key: &crate::policy::snapshot::KeyEntry,
 ) -> Vec<u8> {

@@ -28,11 +28,11 @@ const STRIP: &[&str] = &[
     "forwarded",
 ];
 
-pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+pub(crate) const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// The peer for one attempt. `read_timeout` bounds the wait for each upstream read, so it
 /// is both the time-to-first-byte limit and the idle limit of a stream.
-pub fn peer(target: &TargetEntry, timeout: Duration) -> Result<Box<HttpPeer>> {
+pub(crate) fn peer(target: &TargetEntry, timeout: Duration) -> Result<Box<HttpPeer>> {
     let p = &target.provider;
     let addr = *p.addrs.load().first().ok_or_else(|| {
         Error::explain(
@@ -64,7 +64,7 @@ pub fn peer(target: &TargetEntry, timeout: Duration) -> Result<Box<HttpPeer>> {
 
 /// Rewrites the client's request header for the provider. `api_path` replaces the client's
 /// path when the request was translated to the provider's API.
-pub fn rewrite_request(
+pub(crate) fn rewrite_request(
     req: &mut RequestHeader,
     provider: &ProviderEntry,
     body_len: usize,

@@ -35,11 +35,11 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct AdminState {
-    pub policy: Arc<Policy>,
-    pub metrics: Arc<Metrics>,
-    pub accounting: Arc<Accounting>,
-    pub health: Arc<Health>,
-    pub token: Option<Secret>,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) accounting: Arc<Accounting>,
+    pub(crate) health: Arc<Health>,
+    pub(crate) token: Option<Secret>,
     pub control: Arc<ControlPlane>,
     pub audit: Arc<crate::control::audit::AuditLog>,
 }

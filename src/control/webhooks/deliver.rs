@@ -88,8 +88,8 @@ pub struct DeliveryService {
     pub finished: AtomicU64,
     pub hooks: Arc<Webhooks>,
     pub events: Arc<Events>,
-    pub metrics: Arc<Metrics>,
-    pub error_rates: Arc<ErrorRates>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) error_rates: Arc<ErrorRates>,
     pub policy: Arc<ArcSwap<Snapshot>>,
     pub tuning: Tuning,
 }

@@ -20,7 +20,8 @@ mod response;
 mod stream;
 
 pub use request::{chat_to_messages, messages_to_chat};
-pub use response::{chat_json_to_messages, error_to_route, messages_json_to_chat};
+pub(crate) use response::error_to_route;
+pub use response::{chat_json_to_messages, messages_json_to_chat};
 pub use stream::{AnthropicToOpenAi, OpenAiToAnthropic};
 
 use crate::error::GatewayError;
@@ -32,7 +33,7 @@ use pingora_http::ResponseHeader;
 
 /// Which way an attempt is translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     /// `/v1/chat/completions` served by an Anthropic target.
     ChatToMessages,
     /// `/v1/messages` served by an OpenAI target.
@@ -42,7 +43,7 @@ pub enum Direction {
 impl Direction {
     /// The translation an attempt needs, if any. Only chat ⇄ messages are translated; the
     /// routing plan never offers another route a target of the other API.
-    pub fn between(route: Endpoint, target: Api) -> Option<Direction> {
+    pub(crate) fn between(route: Endpoint, target: Api) -> Option<Direction> {
         match (route, target) {
             (Endpoint::ChatCompletions, Api::Anthropic) => Some(Direction::ChatToMessages),
             (Endpoint::Messages, Api::OpenAi) => Some(Direction::MessagesToChat),
@@ -51,7 +52,7 @@ impl Direction {
     }
 
     /// The upstream path of the target's API.
-    pub fn upstream_path(self) -> &'static str {
+    pub(crate) fn upstream_path(self) -> &'static str {
         match self {
             Direction::ChatToMessages => "/v1/messages",
             Direction::MessagesToChat => "/v1/chat/completions",
@@ -61,17 +62,17 @@ impl Direction {
 
 /// What one translated attempt needs to remember for the answer.
 #[derive(Debug, Clone)]
-pub struct Translation {
-    pub direction: Direction,
+pub(crate) struct Translation {
+    pub(crate) direction: Direction,
     /// The model name the client asked for: answers carry it, not the target's id.
-    pub model: String,
+    pub(crate) model: String,
     /// The client asked for the usage chunk (`stream_options.include_usage`).
-    pub include_usage: bool,
+    pub(crate) include_usage: bool,
 }
 
 /// The body for one attempt on `target_api`, translated when the APIs differ.
 /// `ask_usage`: the gateway asks an OpenAI stream for usage on the client's behalf.
-pub fn render(
+pub(crate) fn render(
     body: &RequestBody,
     route: Endpoint,
     target_api: Api,
@@ -97,14 +98,14 @@ pub fn render(
 
 /// `max_tokens` for an Anthropic target when the client sent none: the server default,
 /// within the key's `max_tokens` cap.
-pub fn default_max_tokens(server: &ServerConfig, key: &KeyEntry) -> u64 {
+pub(crate) fn default_max_tokens(server: &ServerConfig, key: &KeyEntry) -> u64 {
     let d = u64::from(server.default_max_tokens);
     key.max_tokens.map_or(d, |cap| d.min(u64::from(cap.limit)))
 }
 
 /// Rewrites an answer, chunk by chunk, into the client's API.
 #[derive(Debug)]
-pub enum Responder {
+pub(crate) enum Responder {
     /// A JSON answer: collected, translated at the end.
     /// `buf` is `None` once the document outgrew [`MAX_COLLECT`] and is passed through.
     Json {
@@ -127,7 +128,7 @@ const MAX_COLLECT: usize = 32 * 1024 * 1024;
 impl Responder {
     /// Chooses the translator for an upstream answer and adjusts its header: the route's
     /// error status, and no `content-length` (the translated body has another length).
-    pub fn for_response(
+    pub(crate) fn for_response(
         t: &Translation,
         resp: &mut ResponseHeader,
     ) -> pingora_error::Result<Responder> {
@@ -163,7 +164,7 @@ impl Responder {
     }
 
     /// Translates one chunk of the answer in place.
-    pub fn chunk(&mut self, body: &mut Option<Bytes>, end: bool) {
+    pub(crate) fn chunk(&mut self, body: &mut Option<Bytes>, end: bool) {
         match self {
             Responder::ChatStream(s) => s.chunk(body, end),
             Responder::MessagesStream(s) => s.chunk(body, end),

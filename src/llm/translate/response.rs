@@ -3,14 +3,14 @@
 use super::Direction;
 use serde_json::{json, Map, Value};
 
-pub fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
 /// Anthropic `stop_reason` → OpenAI `finish_reason`.
-pub fn finish_reason(stop_reason: &str) -> &'static str {
+pub(crate) fn finish_reason(stop_reason: &str) -> &'static str {
     match stop_reason {
         "max_tokens" | "model_context_window_exceeded" => "length",
         "tool_use" => "tool_calls",
@@ -22,7 +22,7 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
 
 /// OpenAI `finish_reason` → Anthropic `stop_reason`. OpenAI does not say whether a stop
 /// sequence ended the answer, so `stop` is always `end_turn`.
-pub fn stop_reason(finish_reason: &str) -> &'static str {
+pub(crate) fn stop_reason(finish_reason: &str) -> &'static str {
     match finish_reason {
         "length" => "max_tokens",
         "tool_calls" | "function_call" => "tool_use",
@@ -33,7 +33,7 @@ pub fn stop_reason(finish_reason: &str) -> &'static str {
 
 /// Anthropic usage → OpenAI usage. Anthropic's `input_tokens` excludes cached prompt
 /// tokens; OpenAI's `prompt_tokens` includes them.
-pub fn openai_usage(u: &Value) -> Value {
+pub(crate) fn openai_usage(u: &Value) -> Value {
     let n = |k: &str| u[k].as_u64().unwrap_or(0);
     let cached = n("cache_read_input_tokens");
     let prompt = n("input_tokens") + n("cache_creation_input_tokens") + cached;
@@ -47,7 +47,7 @@ pub fn openai_usage(u: &Value) -> Value {
 }
 
 /// OpenAI usage → Anthropic usage.
-pub fn anthropic_usage(u: &Value) -> Value {
+pub(crate) fn anthropic_usage(u: &Value) -> Value {
     let cached = u["prompt_tokens_details"]["cached_tokens"]
         .as_u64()
         .unwrap_or(0);
@@ -136,7 +136,7 @@ pub fn chat_json_to_messages(body: &[u8], model: &str) -> Option<Vec<u8>> {
 
 /// A tool call → a `tool_use` block. Arguments that are not a JSON object (a model can
 /// produce broken JSON) are kept as the string they were.
-pub fn tool_use(id: &Value, name: &Value, arguments: &str) -> Value {
+pub(crate) fn tool_use(id: &Value, name: &Value, arguments: &str) -> Value {
     let input = match serde_json::from_str::<Value>(arguments) {
         Ok(v @ Value::Object(_)) => v,
         _ if arguments.trim().is_empty() => Value::Object(Map::new()),
@@ -147,7 +147,7 @@ pub fn tool_use(id: &Value, name: &Value, arguments: &str) -> Value {
 
 /// The status a provider's error is answered with on the client's route: Anthropic's 529
 /// (overloaded) is OpenAI's 503 and the other way round. Also the error `type`.
-pub fn error_status(direction: Direction, status: u16) -> (u16, &'static str) {
+pub(crate) fn error_status(direction: Direction, status: u16) -> (u16, &'static str) {
     match direction {
         Direction::ChatToMessages => {
             let to = if status == 529 { 503 } else { status };
@@ -177,7 +177,7 @@ pub fn error_status(direction: Direction, status: u16) -> (u16, &'static str) {
 
 /// A provider's error body → the route's error shape. The provider's message is kept; its
 /// own type (or code) becomes the OpenAI `code`.
-pub fn error_to_route(direction: Direction, status: u16, body: &[u8]) -> Vec<u8> {
+pub(crate) fn error_to_route(direction: Direction, status: u16, body: &[u8]) -> Vec<u8> {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let e = &v["error"];
     let message = e["message"].as_str().map_or_else(

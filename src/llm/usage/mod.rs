@@ -5,7 +5,7 @@ mod scan;
 mod text;
 
 pub use scan::{Scanner, StreamFormat};
-pub use text::{Completion, COMPLETION_CAP};
+pub(crate) use text::Completion;
 
 use crate::policy::config::Price;
 
@@ -18,7 +18,7 @@ pub struct Billed {
 }
 
 impl Billed {
-    pub fn is_zero(&self) -> bool {
+    pub(crate) fn is_zero(&self) -> bool {
         *self == Billed::default()
     }
 }
@@ -37,7 +37,7 @@ impl TokenUsage {
 
     /// Merges a later report: each field present replaces the earlier value (Anthropic's
     /// `message_delta` carries the running output total).
-    pub fn merge(&mut self, later: TokenUsage) {
+    pub(crate) fn merge(&mut self, later: TokenUsage) {
         if later.input.is_some() {
             self.input = later.input;
         }
@@ -47,7 +47,7 @@ impl TokenUsage {
     }
 
     /// Extracts usage from one JSON event or body, whatever the API.
-    pub fn from_json(v: &serde_json::Value) -> TokenUsage {
+    pub(crate) fn from_json(v: &serde_json::Value) -> TokenUsage {
         let u = [&v["usage"], &v["message"]["usage"], &v["response"]["usage"]]
             .into_iter()
             .find(|u| u.is_object());
@@ -107,7 +107,7 @@ impl UsageFields {
 }
 
 /// Cost in micro-dollars of `input` and `output` tokens at `price`, rounded up.
-pub fn cost_micros(price: &Price, input: u64, output: u64) -> u64 {
+pub(crate) fn cost_micros(price: &Price, input: u64, output: u64) -> u64 {
     let num = input as u128 * price.input_micros_per_mtok as u128
         + output as u128 * price.output_micros_per_mtok as u128;
     num.div_ceil(1_000_000).min(u64::MAX as u128) as u64
@@ -115,7 +115,7 @@ pub fn cost_micros(price: &Price, input: u64, output: u64) -> u64 {
 
 /// The prompt-size estimate used for reservations: one token per 4 bytes of body, the
 /// usual ratio for English text and JSON (documented in the README).
-pub fn estimate_input_tokens(body_len: usize) -> u64 {
+pub(crate) fn estimate_input_tokens(body_len: usize) -> u64 {
     (body_len as u64).div_ceil(4)
 }
 

@@ -32,9 +32,9 @@ pub struct Scanner {
     /// Partial line (SSE) or kept body (JSON).
     buf: BytesMut,
     pub usage: TokenUsage,
-    pub saw_done: bool,
+    pub(crate) saw_done: bool,
     /// The answer's text, when the group logs it (`log_level = "full"`).
-    pub completion: Option<Completion>,
+    pub(crate) completion: Option<Completion>,
     /// The start of a JSON body was dropped (over the cap).
     cut: bool,
     /// The usage-only event was just dropped: drop the blank line that ends it too, even
@@ -72,7 +72,7 @@ impl Scanner {
     }
 
     /// Also reassembles the answer's text (off unless asked: it costs a parse per event).
-    pub fn collect_completion(&mut self) {
+    pub(crate) fn collect_completion(&mut self) {
         self.completion = Some(Completion::default());
     }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// Bytes of completion text kept for the request log; the rest is dropped and the line
 /// says `completion_truncated`.
-pub const COMPLETION_CAP: usize = 4 << 20;
+pub(crate) const COMPLETION_CAP: usize = 4 << 20;
 
 #[derive(Debug, Default)]
 pub struct Completion {
@@ -35,7 +35,7 @@ impl Completion {
 
     /// One SSE `data:` payload: OpenAI chat / completions chunks, Anthropic
     /// `content_block_delta`, Responses API `response.output_text.delta`.
-    pub fn event(&mut self, data: &[u8]) {
+    pub(crate) fn event(&mut self, data: &[u8]) {
         if self.truncated {
             return;
         }
@@ -67,7 +67,7 @@ impl Completion {
 
     /// A whole JSON answer: OpenAI `choices[0].message.content` / `choices[0].text`,
     /// Anthropic `content[].text`, Responses API `output[].content[].text`.
-    pub fn body(&mut self, body: &[u8]) {
+    pub(crate) fn body(&mut self, body: &[u8]) {
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
             return;
         };

@@ -19,7 +19,7 @@ pub struct KeyDefs {
 }
 
 impl KeyDefs {
-    pub fn push(&mut self, k: KeyDef) {
+    pub(crate) fn push(&mut self, k: KeyDef) {
         match self.runs.last_mut() {
             Some(run) if run.len() < RUN => run.push(k),
             _ => {
@@ -31,7 +31,7 @@ impl KeyDefs {
         self.len += 1;
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
@@ -39,16 +39,17 @@ impl KeyDefs {
         self.len == 0
     }
 
-    pub fn get(&self, i: usize) -> Option<&KeyDef> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, i: usize) -> Option<&KeyDef> {
         self.runs.get(i / RUN)?.get(i % RUN)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &KeyDef> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &KeyDef> {
         self.runs.iter().flatten()
     }
 
     /// The runs in file order, each given up whole (the caller drops it when done).
-    pub fn into_runs(self) -> impl Iterator<Item = Vec<KeyDef>> {
+    pub(crate) fn into_runs(self) -> impl Iterator<Item = Vec<KeyDef>> {
         self.runs.into_iter()
     }
 }

@@ -18,19 +18,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use keydefs::KeyDefs;
-pub use raw::RawLimits;
-pub use validate::{fields, looser_than, parse_config, tightest};
+pub(crate) use keydefs::KeyDefs;
+pub(crate) use raw::RawLimits;
+pub use validate::parse_config;
+pub(crate) use validate::{fields, looser_than};
 
 /// Micro-dollars as a decimal USD string without trailing zeros (`1500000` → `1.5`).
-pub fn micros_to_usd(m: u64) -> String {
+pub(crate) fn micros_to_usd(m: u64) -> String {
     let s = format!("{}.{:06}", m / 1_000_000, m % 1_000_000);
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
 }
 
 /// Hard ceiling for `server.max_body`: the patched Pingora retry buffer (vendor/README.md).
-pub const MAX_BODY_CEILING: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY_CEILING: u64 = 64 * 1024 * 1024;
 
 /// Reads and validates the policy file at `path`.
 ///
@@ -43,17 +44,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Every problem found in a policy file.
 #[derive(Debug)]
 pub struct ConfigError {
-    pub file: String,
-    pub problems: Vec<Problem>,
+    pub(crate) file: String,
+    pub(crate) problems: Vec<Problem>,
 }
 
 #[derive(Debug, Clone)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// 1-based line (and column) where known.
-    pub line: Option<(usize, usize)>,
+    pub(crate) line: Option<(usize, usize)>,
     /// Field path such as `groups[1] (grp_prod).rpm`.
-    pub path: String,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -84,58 +85,58 @@ impl std::error::Error for ConfigError {}
 /// A validated policy file. Runtime types only: nothing here is `Deserialize`.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub path: PathBuf,
-    pub server: ServerConfig,
-    pub providers: Vec<Provider>,
-    pub models: Vec<Model>,
-    pub orgs: Vec<Org>,
-    pub groups: Vec<Group>,
+    pub(crate) path: PathBuf,
+    pub(crate) server: ServerConfig,
+    pub(crate) providers: Vec<Provider>,
+    pub(crate) models: Vec<Model>,
+    pub(crate) orgs: Vec<Org>,
+    pub(crate) groups: Vec<Group>,
     pub keys: KeyDefs,
 }
 
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub listen: Vec<SocketAddr>,
-    pub admin_listen: Option<SocketAddr>,
-    pub threads: usize,
-    pub data_dir: PathBuf,
-    pub admin_token_env: String,
-    pub trusted_proxies: Vec<IpNet>,
-    pub max_body: u64,
-    pub clients: ClientLimits,
-    pub grace_period: Duration,
+pub(crate) struct ServerConfig {
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) admin_listen: Option<SocketAddr>,
+    pub(crate) threads: usize,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) admin_token_env: String,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) max_body: u64,
+    pub(crate) clients: ClientLimits,
+    pub(crate) grace_period: Duration,
     /// SPEC §3: a reload waits until the file has been unchanged (size, mtime, content)
     /// this long, so a file caught half-written is never loaded.
-    pub reload_settle: Duration,
-    pub request_log: RequestLog,
-    pub tls: Option<TlsFiles>,
-    pub pid_file: PathBuf,
-    pub upgrade_sock: PathBuf,
-    pub default_max_tokens: u32,
-    pub audit_retention: Duration,
+    pub(crate) reload_settle: Duration,
+    pub(crate) request_log: RequestLog,
+    pub(crate) tls: Option<TlsFiles>,
+    pub(crate) pid_file: PathBuf,
+    pub(crate) upgrade_sock: PathBuf,
+    pub(crate) default_max_tokens: u32,
+    pub(crate) audit_retention: Duration,
     /// Pingora's work-stealing runtime (off by default: one single-threaded runtime per
     /// data-plane thread is ~25 µs cheaper per request; see README "Performance").
-    pub work_stealing: bool,
+    pub(crate) work_stealing: bool,
     /// Idle upstream connections kept per data-plane thread.
-    pub upstream_keepalive_pool_size: usize,
+    pub(crate) upstream_keepalive_pool_size: usize,
 }
 
 /// Deadlines and caps that keep slow and hostile clients from holding memory and
 /// connections (`[server]` fields of the same names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientLimits {
+pub(crate) struct ClientLimits {
     /// From a connection's first byte of a request (or its accept) to the end of the header.
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// From the start of the body read to its last byte.
-    pub body_timeout: Duration,
+    pub(crate) body_timeout: Duration,
     /// A keep-alive connection waiting for its next request is closed after this long.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Connections open at once; beyond it a new one gets a 503 and is closed.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Request line plus headers.
-    pub max_header_bytes: usize,
+    pub(crate) max_header_bytes: usize,
     /// Request bodies buffered at once, all requests together.
-    pub body_memory: u64,
+    pub(crate) body_memory: u64,
 }
 
 impl Default for ClientLimits {
@@ -152,16 +153,16 @@ impl Default for ClientLimits {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestLog {
+pub(crate) enum RequestLog {
     Stdout,
     Off,
     File(PathBuf),
 }
 
 #[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+pub(crate) struct TlsFiles {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 /// Wire format spoken by a provider, and by a data-plane route.
@@ -172,7 +173,7 @@ pub enum Api {
 }
 
 impl Api {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Api::OpenAi => "openai",
             Api::Anthropic => "anthropic",
@@ -181,49 +182,49 @@ impl Api {
 }
 
 #[derive(Debug, Clone)]
-pub struct Provider {
-    pub id: Arc<str>,
-    pub api: Api,
-    pub base: BaseUrl,
-    pub api_key_env: Option<String>,
-    pub connect_timeout: Duration,
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    pub ca_file: Option<PathBuf>,
+pub(crate) struct Provider {
+    pub(crate) id: Arc<str>,
+    pub(crate) api: Api,
+    pub(crate) base: BaseUrl,
+    pub(crate) api_key_env: Option<String>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// `base_url` split into what a peer needs. Host names are resolved when the snapshot
 /// is built, never on the request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseUrl {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
+pub(crate) struct BaseUrl {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// Path prefix without a trailing slash ("" for none), prepended to the route path.
-    pub path_prefix: String,
+    pub(crate) path_prefix: String,
 }
 
 /// Prices in micro-dollars per million tokens (integers: money never accumulates in floats).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Price {
-    pub input_micros_per_mtok: u64,
-    pub output_micros_per_mtok: u64,
+pub(crate) struct Price {
+    pub(crate) input_micros_per_mtok: u64,
+    pub(crate) output_micros_per_mtok: u64,
 }
 
 #[derive(Debug, Clone)]
-pub struct Model {
-    pub name: Arc<str>,
-    pub price: Price,
-    pub targets: Vec<Target>,
+pub(crate) struct Model {
+    pub(crate) name: Arc<str>,
+    pub(crate) price: Price,
+    pub(crate) targets: Vec<Target>,
 }
 
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// Index into [`Config::providers`].
-    pub provider: usize,
-    pub model: Arc<str>,
-    pub weight: u32,
-    pub tags: Vec<String>,
-    pub price: Option<Price>,
+    pub(crate) provider: usize,
+    pub(crate) model: Arc<str>,
+    pub(crate) weight: u32,
+    pub(crate) tags: Vec<String>,
+    pub(crate) price: Option<Price>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,7 +286,7 @@ impl Shadow {
 
 impl Limits {
     /// The limits that refuse: shadow fields left out.
-    pub fn enforced(&self) -> Limits {
+    pub(crate) fn enforced(&self) -> Limits {
         let s = self.shadow;
         let keep = |bit: u8| !s.has(bit);
         Limits {
@@ -303,10 +304,12 @@ impl Limits {
 }
 
 #[derive(Debug, Clone)]
-pub struct Org {
-    pub id: Arc<str>,
-    pub name: Option<String>,
-    pub limits: Limits,
+pub(crate) struct Org {
+    pub(crate) id: Arc<str>,
+    /// Shown by `tollgate -t`; not used by the request path.
+    #[allow(dead_code)]
+    pub(crate) name: Option<String>,
+    pub(crate) limits: Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,7 +320,7 @@ pub enum GroupState {
 }
 
 impl GroupState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             GroupState::Active => "active",
             GroupState::Paused => "paused",
@@ -336,7 +339,7 @@ pub enum Routing {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
+pub(crate) enum LogLevel {
     Metadata,
     Prompt,
     Full,
@@ -353,7 +356,7 @@ pub struct ModelFilter {
 }
 
 impl ModelFilter {
-    pub fn permits(&self, model: &str) -> bool {
+    pub(crate) fn permits(&self, model: &str) -> bool {
         self.allow.as_ref().is_none_or(|a| a.is_match(model))
             && !self.deny.as_ref().is_some_and(|d| d.is_match(model))
     }
@@ -361,58 +364,58 @@ impl ModelFilter {
 
 #[derive(Debug, Clone)]
 pub struct Group {
-    pub id: Arc<str>,
+    pub(crate) id: Arc<str>,
     /// Index into [`Config::orgs`].
-    pub org: usize,
-    pub name: Option<String>,
-    pub state: GroupState,
-    pub limits: Limits,
-    pub models: ModelFilter,
+    pub(crate) org: usize,
+    pub(crate) name: Option<String>,
+    pub(crate) state: GroupState,
+    pub(crate) limits: Limits,
+    pub(crate) models: ModelFilter,
     /// Catalogue name (aliases already resolved).
-    pub default_model: Option<Arc<str>>,
+    pub(crate) default_model: Option<Arc<str>>,
     /// Client name -> catalogue name.
-    pub aliases: HashMap<String, Arc<str>>,
-    pub routing: Routing,
+    pub(crate) aliases: HashMap<String, Arc<str>>,
+    pub(crate) routing: Routing,
     /// Catalogue name -> fallback catalogue names, in order.
-    pub fallbacks: HashMap<Arc<str>, Vec<Arc<str>>>,
-    pub timeout: Duration,
-    pub retries: u32,
-    pub allowed_cidrs: Option<Vec<IpNet>>,
-    pub quarantine_cidrs: Vec<IpNet>,
-    pub quarantine_models: Option<GlobSet>,
-    pub key_ttl: Option<Duration>,
-    pub idle_disable: Option<Duration>,
-    pub tags: Vec<(String, String)>,
-    pub log_level: LogLevel,
-    pub webhook: Option<String>,
+    pub(crate) fallbacks: HashMap<Arc<str>, Vec<Arc<str>>>,
+    pub(crate) timeout: Duration,
+    pub(crate) retries: u32,
+    pub(crate) allowed_cidrs: Option<Vec<IpNet>>,
+    pub(crate) quarantine_cidrs: Vec<IpNet>,
+    pub(crate) quarantine_models: Option<GlobSet>,
+    pub(crate) key_ttl: Option<Duration>,
+    pub(crate) idle_disable: Option<Duration>,
+    pub(crate) tags: Vec<(String, String)>,
+    pub(crate) log_level: LogLevel,
+    pub(crate) webhook: Option<String>,
     /// The environment variable holding the webhook's HMAC key (read when signing, so a
     /// secret never sits in the file or the snapshot).
-    pub webhook_secret_env: Option<String>,
-    pub alert_thresholds: Vec<f64>,
-    pub error_rate_alert: Option<ErrorRateAlert>,
-    pub self_service: Option<SelfService>,
+    pub(crate) webhook_secret_env: Option<String>,
+    pub(crate) alert_thresholds: Vec<f64>,
+    pub(crate) error_rate_alert: Option<ErrorRateAlert>,
+    pub(crate) self_service: Option<SelfService>,
 }
 
 /// `error_rate.high` fires when, over `window`, at least `min_requests` were counted and
 /// the share of 5xx/upstream failures among them is above `threshold`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ErrorRateAlert {
+pub(crate) struct ErrorRateAlert {
     /// A fraction in (0, 1).
-    pub threshold: f64,
-    pub window: Duration,
-    pub min_requests: NonZeroU64,
+    pub(crate) threshold: f64,
+    pub(crate) window: Duration,
+    pub(crate) min_requests: NonZeroU64,
 }
 
 /// What developer tokens may do in a group on their own (SPEC §7 "Self-service policy").
 #[derive(Debug, Clone)]
-pub struct SelfService {
-    pub enabled: bool,
+pub(crate) struct SelfService {
+    pub(crate) enabled: bool,
     /// Live keys (not revoked, not expired) one owner may hold in the group.
-    pub max_keys_per_owner: Option<u64>,
-    pub require_expiry: bool,
-    pub max_ttl: Option<Duration>,
+    pub(crate) max_keys_per_owner: Option<u64>,
+    pub(crate) require_expiry: bool,
+    pub(crate) max_ttl: Option<Duration>,
     /// Ceilings: a developer's key gets these when it sets none and may only set lower.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

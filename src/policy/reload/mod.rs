@@ -2,9 +2,8 @@
 //! build a new snapshot off the request path, swap it in atomically. An invalid file
 //! changes nothing.
 
-pub mod retire;
+pub(crate) mod retire;
 mod settle;
-pub use settle::read_settled;
 
 use crate::control::events::{Event, Events};
 use crate::policy::config::{self, Config};
@@ -22,18 +21,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 type AfterSwap = dyn Fn(&Snapshot, &Snapshot) + Send + Sync;
 
 /// The live policy: the snapshot every new request loads, and how to rebuild it.
-pub struct Policy {
-    pub path: PathBuf,
-    pub current: Arc<ArcSwap<Snapshot>>,
+pub(crate) struct Policy {
+    pub(crate) path: PathBuf,
+    pub(crate) current: Arc<ArcSwap<Snapshot>>,
     generation: AtomicU64,
     /// Serialises reloads (SIGHUP and the admin endpoint may race).
     lock: Mutex<()>,
-    pub reloads_ok: AtomicU64,
-    pub reloads_failed: AtomicU64,
+    pub(crate) reloads_ok: AtomicU64,
+    pub(crate) reloads_failed: AtomicU64,
     /// Target health survives reloads.
-    pub health: Arc<Health>,
+    pub(crate) health: Arc<Health>,
     /// Keys' last use survives reloads.
-    pub last_seen: Arc<LastSeen>,
+    pub(crate) last_seen: Arc<LastSeen>,
     /// Called with the old and the new snapshot after every successful reload.
     after_swap: OnceLock<Box<AfterSwap>>,
     /// `config.reloaded` / `config.reload_failed` go here (audit trail).
@@ -41,7 +40,11 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(path: PathBuf, config: Config, last_seen: Arc<LastSeen>) -> anyhow::Result<Policy> {
+    pub(crate) fn new(
+        path: PathBuf,
+        config: Config,
+        last_seen: Arc<LastSeen>,
+    ) -> anyhow::Result<Policy> {
         let health = Arc::new(Health::default());
         let snapshot = Snapshot::build(config, &last_seen, None, 1, &SystemEnvironment, &health)?;
         Ok(Policy {
@@ -58,18 +61,18 @@ impl Policy {
         })
     }
 
-    pub fn set_events(&self, events: Arc<Events>) {
+    pub(crate) fn set_events(&self, events: Arc<Events>) {
         let _ = self.events.set(events);
     }
 
     /// Registers what must follow a reload (the control plane reconciles group state).
-    pub fn on_reload(&self, f: impl Fn(&Snapshot, &Snapshot) + Send + Sync + 'static) {
+    pub(crate) fn on_reload(&self, f: impl Fn(&Snapshot, &Snapshot) + Send + Sync + 'static) {
         let _ = self.after_swap.set(Box::new(f));
     }
 
     /// Blocking: waits for the file to settle, reads it, resolves provider hosts. Returns
     /// the new generation.
-    pub fn reload(&self) -> Result<u64, String> {
+    pub(crate) fn reload(&self) -> Result<u64, String> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = std::time::Instant::now();
         let settle = self.current.load().server.reload_settle;
@@ -157,9 +160,9 @@ pub fn install_early_sighup_flag() -> std::io::Result<Arc<AtomicBool>> {
 }
 
 /// Background service (runs after daemonizing) that turns SIGHUP into reloads.
-pub struct SighupService {
-    pub policy: Arc<Policy>,
-    pub early: Arc<AtomicBool>,
+pub(crate) struct SighupService {
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) early: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -189,8 +192,8 @@ impl BackgroundService for SighupService {
 
 /// Background service that re-resolves provider host names every 30 s (every 5 s while
 /// one of them has no address yet).
-pub struct DnsService {
-    pub policy: Arc<Policy>,
+pub(crate) struct DnsService {
+    pub(crate) policy: Arc<Policy>,
 }
 
 #[async_trait]

@@ -40,7 +40,7 @@ fn retired() -> &'static Retired {
 }
 
 /// Frees `old` on the reaper thread once nothing else holds it.
-pub fn retire<T: Send + Sync + 'static>(old: Arc<T>) {
+pub(crate) fn retire<T: Send + Sync + 'static>(old: Arc<T>) {
     let mut list = retired().lock().unwrap_or_else(|p| p.into_inner());
     list.push(old);
 }
@@ -68,7 +68,7 @@ fn lower_priority() {
 
 /// Runs `work` on its own thread at the background priority and waits for it without
 /// blocking the async runtime (reloads: SIGHUP and `POST /v1/reload`).
-pub async fn in_background<T: Send + 'static>(
+pub(crate) async fn in_background<T: Send + 'static>(
     name: &str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {

@@ -41,7 +41,11 @@ fn look(path: &Path) -> (Seen, Option<Vec<u8>>) {
 /// Waits until the file at `path` has not changed for `settle`, then returns its bytes
 /// (the content that was at rest). Gives up after `give_up` of continuous change.
 /// Blocking: runs on a blocking thread, off the request path.
-pub fn read_settled(path: &Path, settle: Duration, give_up: Duration) -> Result<Vec<u8>, String> {
+pub(crate) fn read_settled(
+    path: &Path,
+    settle: Duration,
+    give_up: Duration,
+) -> Result<Vec<u8>, String> {
     let started = Instant::now();
     let (mut seen, mut bytes) = look(path);
     let mut since = Instant::now();
@@ -71,7 +75,7 @@ pub fn read_settled(path: &Path, settle: Duration, give_up: Duration) -> Result<
 }
 
 /// How long a reload keeps waiting for a file that never settles.
-pub fn give_up_after(settle: Duration) -> Duration {
+pub(crate) fn give_up_after(settle: Duration) -> Duration {
     (settle * 30).max(Duration::from_secs(60))
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::digest::ByDigest;
-pub use crate::digest::{Digest, DigestHash, DigestHasher};
+pub(crate) use crate::digest::{Digest, DigestHash};
 
 mod carry;
 
@@ -26,32 +26,32 @@ mod carry;
 pub struct Snapshot {
     /// Increases by one on every successful reload.
     pub generation: u64,
-    pub server: ServerConfig,
+    pub(crate) server: ServerConfig,
     /// The file's keys, found by digest (a set of entries: one pointer per slot instead of
     /// a copy of each 32-byte digest next to it).
     keys: HashSet<ByDigest<KeyEntry>, DigestHash>,
     /// Catalogue, by name and by index (`ModelEntry::index`).
-    pub models: Vec<Arc<ModelEntry>>,
+    pub(crate) models: Vec<Arc<ModelEntry>>,
     models_by_name: HashMap<Arc<str>, usize>,
-    pub providers: Vec<Arc<ProviderEntry>>,
-    pub groups: HashMap<Arc<str>, Arc<GroupEntry>>,
-    pub orgs: HashMap<Arc<str>, Arc<OrgEntry>>,
+    pub(crate) providers: Vec<Arc<ProviderEntry>>,
+    pub(crate) groups: HashMap<Arc<str>, Arc<GroupEntry>>,
+    pub(crate) orgs: HashMap<Arc<str>, Arc<OrgEntry>>,
 }
 
 #[derive(Debug)]
-pub struct OrgEntry {
-    pub id: Arc<str>,
-    pub limits: Limits,
+pub(crate) struct OrgEntry {
+    pub(crate) id: Arc<str>,
+    pub(crate) limits: Limits,
 }
 
 /// A group as configured, plus what the snapshot resolved for it. Derefs to the
 /// [`Group`] definition for everything else.
 #[derive(Debug)]
 pub struct GroupEntry {
-    pub def: Group,
-    pub org: Arc<OrgEntry>,
+    pub(crate) def: Group,
+    pub(crate) org: Arc<OrgEntry>,
     /// `allowed[model.index]`: the group's allow/deny globs applied to the catalogue.
-    pub allowed: Arc<[bool]>,
+    pub(crate) allowed: Arc<[bool]>,
     /// The tightest `max_tokens` of group and org.
     pub max_tokens: Option<(u64, String)>,
 }
@@ -67,42 +67,42 @@ impl std::ops::Deref for GroupEntry {
 /// boxed and nothing is stored that can be derived (a test keeps it at 240 bytes).
 #[derive(Debug)]
 pub struct KeyEntry {
-    pub id: Arc<str>,
-    pub name: Option<Box<str>>,
-    pub digest: Digest,
-    pub expires_at: Option<SystemTime>,
-    pub state: KeyState,
+    pub(crate) id: Arc<str>,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) digest: Digest,
+    pub(crate) expires_at: Option<SystemTime>,
+    pub(crate) state: KeyState,
     pub group: Arc<GroupEntry>,
-    pub limits: Limits,
-    pub allowed_cidrs: Option<Box<[IpNet]>>,
+    pub(crate) limits: Limits,
+    pub(crate) allowed_cidrs: Option<Box<[IpNet]>>,
     /// `allowed[model.index]`: key ∩ group model lists (shared with the group when the key
     /// has no list of its own).
-    pub allowed: Arc<[bool]>,
+    pub(crate) allowed: Arc<[bool]>,
     /// Whether `allowed` was narrowed by the key's own lists (for error messages).
-    pub own_models: bool,
+    pub(crate) own_models: bool,
     /// The tightest `max_tokens` of key, group and org, with the layer that set it.
-    pub max_tokens: Option<MaxTokens>,
+    pub(crate) max_tokens: Option<MaxTokens>,
     /// Read from the file (`config`) or made through the admin API (`api`).
     pub source: KeySource,
     /// A file key's own model lists and tags, as written (for the admin API's views).
-    pub written: Option<Box<Written>>,
-    pub last_used: Arc<LastUsed>,
+    pub(crate) written: Option<Box<Written>>,
+    pub(crate) last_used: Arc<LastUsed>,
 }
 
 /// A key's `max_tokens` cap and the layer it comes from; the layer's id is the entry's own,
 /// its group's or its org's ([`KeyEntry::scope`]), so no string is kept per key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MaxTokens {
-    pub limit: u32,
-    pub layer: Layer,
+pub(crate) struct MaxTokens {
+    pub(crate) limit: u32,
+    pub(crate) layer: Layer,
 }
 
 /// A file key's lists as written in the file.
 #[derive(Debug, Default)]
-pub struct Written {
-    pub models: Option<Vec<String>>,
-    pub deny_models: Vec<String>,
-    pub tags: Vec<(String, String)>,
+pub(crate) struct Written {
+    pub(crate) models: Option<Vec<String>>,
+    pub(crate) deny_models: Vec<String>,
+    pub(crate) tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,23 +114,23 @@ pub enum KeySource {
 /// What a key is before it is resolved against its group: the file's `[[keys]]` entry or
 /// an API-made key. Owned parts move into the entry (a file key's id and name are not
 /// copied).
-pub struct KeyParts<'a> {
-    pub id: Arc<str>,
-    pub name: Option<Box<str>>,
-    pub digest: Digest,
-    pub expires_at: Option<SystemTime>,
-    pub state: KeyState,
-    pub limits: Limits,
-    pub models: Option<&'a ModelFilter>,
-    pub allowed_cidrs: Option<Box<[IpNet]>>,
-    pub source: KeySource,
-    pub last_used: Arc<LastUsed>,
+pub(crate) struct KeyParts<'a> {
+    pub(crate) id: Arc<str>,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) digest: Digest,
+    pub(crate) expires_at: Option<SystemTime>,
+    pub(crate) state: KeyState,
+    pub(crate) limits: Limits,
+    pub(crate) models: Option<&'a ModelFilter>,
+    pub(crate) allowed_cidrs: Option<Box<[IpNet]>>,
+    pub(crate) source: KeySource,
+    pub(crate) last_used: Arc<LastUsed>,
 }
 
 impl KeyEntry {
     /// Resolves a key against its group in a snapshot: the effective model set (key ∩
     /// group) and the tightest `max_tokens` of the three layers.
-    pub fn resolve(
+    pub(crate) fn resolve(
         k: KeyParts<'_>,
         group: &Arc<GroupEntry>,
         catalogue: &[Arc<ModelEntry>],
@@ -175,7 +175,7 @@ impl KeyEntry {
     }
 
     /// `key k1`, `group g` or `org o`: a layer of this key, as error messages name it.
-    pub fn scope(&self, layer: Layer) -> String {
+    pub(crate) fn scope(&self, layer: Layer) -> String {
         let id = match layer {
             Layer::Key => &self.id,
             Layer::Group => &self.group.id,
@@ -193,51 +193,51 @@ impl crate::digest::Keyed for KeyEntry {
 
 #[derive(Debug)]
 pub struct ModelEntry {
-    pub index: usize,
-    pub name: Arc<str>,
-    pub price: Price,
+    pub(crate) index: usize,
+    pub(crate) name: Arc<str>,
+    pub(crate) price: Price,
     pub targets: Vec<TargetEntry>,
 }
 
 #[derive(Debug)]
 pub struct TargetEntry {
-    pub provider: Arc<ProviderEntry>,
-    pub model: Arc<str>,
-    pub weight: u32,
-    pub tags: Vec<String>,
-    pub price: Price,
+    pub(crate) provider: Arc<ProviderEntry>,
+    pub(crate) model: Arc<str>,
+    pub(crate) weight: u32,
+    pub(crate) tags: Vec<String>,
+    pub(crate) price: Price,
     /// `provider/model`, as shown in `x-tollgate-target` and metrics.
-    pub label: Arc<str>,
+    pub(crate) label: Arc<str>,
     /// Passive health and latency, shared across snapshots.
     pub health: Arc<crate::proxy::route::health::TargetHealth>,
 }
 
 #[derive(Debug)]
-pub struct ProviderEntry {
-    pub id: Arc<str>,
-    pub api: Api,
-    pub base: BaseUrl,
+pub(crate) struct ProviderEntry {
+    pub(crate) id: Arc<str>,
+    pub(crate) api: Api,
+    pub(crate) base: BaseUrl,
     /// Resolved when the snapshot was built and refreshed in the background
     /// ([`refresh_addresses`]); empty while resolution fails.
-    pub addrs: arc_swap::ArcSwap<Vec<SocketAddr>>,
+    pub(crate) addrs: arc_swap::ArcSwap<Vec<SocketAddr>>,
     /// `host[:port]` for the upstream Host header.
-    pub host_header: String,
+    pub(crate) host_header: String,
     /// `host_header` as the header value, built once (`None` if it cannot be one).
-    pub host_value: Option<http::HeaderValue>,
+    pub(crate) host_value: Option<http::HeaderValue>,
     /// The credential as the header that carries it (`Bearer <key>` in `authorization`
     /// for OpenAI, `x-api-key` for Anthropic), built once and marked sensitive (never
     /// printed by `Debug`). `None` without a credential or if it cannot be a header value.
-    pub auth_value: Option<http::HeaderValue>,
-    pub credential: Option<Secret>,
-    pub connect_timeout: Duration,
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub(crate) auth_value: Option<http::HeaderValue>,
+    pub(crate) credential: Option<Secret>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// CA bundle replacing the platform roots for this provider (parsed once, here).
-    pub ca: Option<CaBundle>,
+    pub(crate) ca: Option<CaBundle>,
 }
 
 /// Parsed `ca_file` certificates, in the form Pingora's peers take.
 #[derive(Clone)]
-pub struct CaBundle(pub Arc<[pingora_core::utils::tls::WrappedX509]>);
+pub(crate) struct CaBundle(pub Arc<[pingora_core::utils::tls::WrappedX509]>);
 
 impl std::fmt::Debug for CaBundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -265,7 +265,7 @@ impl Environment for Loopback {
 }
 
 /// The real process environment and system resolver.
-pub struct SystemEnvironment;
+pub(crate) struct SystemEnvironment;
 
 impl Environment for SystemEnvironment {
     fn var(&self, name: &str) -> Option<String> {
@@ -535,21 +535,21 @@ impl Snapshot {
         Ok(snapshot)
     }
 
-    pub fn key(&self, digest: &Digest) -> Option<&Arc<KeyEntry>> {
+    pub(crate) fn key(&self, digest: &Digest) -> Option<&Arc<KeyEntry>> {
         self.keys.get(digest).map(|k| &k.0)
     }
 
     /// Ids of the keys from the policy file.
-    pub fn key_ids(&self) -> HashSet<&str> {
+    pub(crate) fn key_ids(&self) -> HashSet<&str> {
         self.keys.iter().map(|k| &*k.0.id).collect()
     }
 
-    pub fn key_count(&self) -> usize {
+    pub(crate) fn key_count(&self) -> usize {
         self.keys.len()
     }
 
     /// The file's keys, in no particular order.
-    pub fn file_keys(&self) -> impl Iterator<Item = &Arc<KeyEntry>> {
+    pub(crate) fn file_keys(&self) -> impl Iterator<Item = &Arc<KeyEntry>> {
         self.keys.iter().map(|k| &k.0)
     }
 
@@ -587,7 +587,7 @@ fn load_ca(path: &std::path::Path) -> anyhow::Result<CaBundle> {
 /// Re-resolves provider host names (not IP literals) and swaps in changed addresses, so a
 /// provider that moves its IPs keeps working without a reload. Blocking: run it off the
 /// request path. Returns how many providers still have no address.
-pub fn refresh_addresses(snapshot: &Snapshot, env: &dyn Environment) -> usize {
+pub(crate) fn refresh_addresses(snapshot: &Snapshot, env: &dyn Environment) -> usize {
     let mut unresolved = 0;
     for p in &snapshot.providers {
         if p.base.host.parse::<std::net::IpAddr>().is_ok() {

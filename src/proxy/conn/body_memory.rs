@@ -13,17 +13,17 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// How long a request waits for body memory before it is refused.
-pub const WAIT: Duration = Duration::from_millis(500);
+pub(crate) const WAIT: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Default)]
-pub struct BodyBudget {
+pub(crate) struct BodyBudget {
     used: AtomicU64,
     freed: Notify,
 }
 
 impl BodyBudget {
     /// Bytes reserved now, all requests together.
-    pub fn used(&self) -> u64 {
+    pub(crate) fn used(&self) -> u64 {
         self.used.load(Ordering::Acquire)
     }
 
@@ -45,26 +45,27 @@ impl BodyBudget {
 
 /// Bytes of the budget one request holds; given back on drop.
 #[derive(Debug)]
-pub struct BodyHold {
+pub(crate) struct BodyHold {
     budget: Arc<BodyBudget>,
     held: u64,
 }
 
 impl BodyHold {
-    pub fn new(budget: &Arc<BodyBudget>) -> BodyHold {
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> u64 {
+        self.held
+    }
+
+    pub(crate) fn new(budget: &Arc<BodyBudget>) -> BodyHold {
         BodyHold {
             budget: budget.clone(),
             held: 0,
         }
     }
 
-    pub fn held(&self) -> u64 {
-        self.held
-    }
-
     /// Makes the hold at least `total` bytes, waiting up to `wait` for others to give
     /// memory back. `false`: it did not fit in `cap` in time (the hold is unchanged).
-    pub async fn grow_to(&mut self, total: u64, cap: u64, wait: Duration) -> bool {
+    pub(crate) async fn grow_to(&mut self, total: u64, cap: u64, wait: Duration) -> bool {
         let Some(more) = total.checked_sub(self.held).filter(|m| *m > 0) else {
             return true;
         };

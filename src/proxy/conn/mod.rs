@@ -17,8 +17,8 @@
 //! from `logging`) so the idle clock starts; the body deadline and the body memory budget
 //! are the request path's own (`respond::read_body`, [`budget`]).
 
-pub mod body_memory;
-pub mod watch;
+pub(crate) mod body_memory;
+pub(crate) mod watch;
 
 use crate::error::GatewayError;
 use crate::policy::config::ClientLimits;
@@ -35,7 +35,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Where a connection is in its request cycle (what its reads are waiting for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Waiting for (the rest of) a request header: `header_timeout` from the first byte
     /// (or from the accept, for a new connection).
     Header,
@@ -47,18 +47,18 @@ pub enum Phase {
 
 /// The phase of one connection and when it began; shared by its stream and its requests.
 #[derive(Debug)]
-pub struct ConnState(Mutex<(Phase, Instant)>);
+pub(crate) struct ConnState(Mutex<(Phase, Instant)>);
 
 impl ConnState {
-    pub fn new() -> ConnState {
+    pub(crate) fn new() -> ConnState {
         ConnState(Mutex::new((Phase::Header, Instant::now())))
     }
 
-    pub fn get(&self) -> (Phase, Instant) {
+    pub(crate) fn get(&self) -> (Phase, Instant) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn set(&self, phase: Phase) {
+    pub(crate) fn set(&self, phase: Phase) {
         // A busy connection has no deadline here: its start time is never read (no clock).
         let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
         *s = match phase {
@@ -81,12 +81,12 @@ tokio::task_local! {
 
 /// The request on this connection is over: the keep-alive idle clock starts. Called from
 /// `logging`, which Pingora runs after the response and before it reads the next request.
-pub fn request_finished() {
+pub(crate) fn request_finished() {
     let _ = CONN.try_with(|c| c.set(Phase::Idle));
 }
 
 /// The data-plane service: Pingora's HTTP proxy behind a connection cap and deadlines.
-pub struct Guarded<A> {
+pub(crate) struct Guarded<A> {
     app: Arc<A>,
     policy: Arc<ArcSwap<Snapshot>>,
     open: Arc<AtomicUsize>,
@@ -94,7 +94,11 @@ pub struct Guarded<A> {
 
 impl<A> Guarded<A> {
     /// `open` counts the connections (shared with the metrics).
-    pub fn new(app: A, policy: Arc<ArcSwap<Snapshot>>, open: Arc<AtomicUsize>) -> Guarded<A> {
+    pub(crate) fn new(
+        app: A,
+        policy: Arc<ArcSwap<Snapshot>>,
+        open: Arc<AtomicUsize>,
+    ) -> Guarded<A> {
         Guarded {
             app: Arc::new(app),
             policy,
@@ -161,7 +165,7 @@ const LINGER_BYTES: usize = 2 * 1024 * 1024;
 /// Closing a socket with unread bytes makes the kernel answer with a reset, which can
 /// destroy the refusal we just wrote before the client reads it (nginx's
 /// `lingering_close`).
-pub async fn linger<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(s: &mut S) {
+pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(s: &mut S) {
     let _ = tokio::time::timeout(LINGER, s.shutdown()).await;
     let drain = async {
         let mut buf = [0u8; 16 * 1024];
@@ -178,7 +182,7 @@ pub async fn linger<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(s: &mut S) {
 
 /// A complete HTTP/1.1 refusal in the SPEC shape (OpenAI's: no route is known yet) that
 /// closes the connection.
-pub fn canned(e: &GatewayError) -> Vec<u8> {
+pub(crate) fn canned(e: &GatewayError) -> Vec<u8> {
     let body = e.body(crate::policy::config::Api::OpenAi);
     let reason = http::StatusCode::from_u16(e.status())
         .ok()

@@ -25,7 +25,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-pub struct Watched {
+pub(crate) struct Watched {
     inner: Stream,
     state: Arc<ConnState>,
     limits: ClientLimits,
@@ -52,7 +52,7 @@ impl std::fmt::Debug for Watched {
 }
 
 impl Watched {
-    pub fn new(inner: Stream, state: Arc<ConnState>, limits: ClientLimits) -> Watched {
+    pub(crate) fn new(inner: Stream, state: Arc<ConnState>, limits: ClientLimits) -> Watched {
         Watched {
             inner,
             state,

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub const EJECT_AFTER: u32 = 3;
+pub(crate) const EJECT_AFTER: u32 = 3;
 const BASE_COOLDOWN_MS: u64 = 1_000;
 const MAX_COOLDOWN_MS: u64 = 60_000;
 /// Weight of a new sample in the latency EWMA.
@@ -26,11 +26,11 @@ pub struct TargetHealth {
 }
 
 impl TargetHealth {
-    pub fn healthy(&self, now_ms: u64) -> bool {
+    pub(crate) fn healthy(&self, now_ms: u64) -> bool {
         self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 
-    pub fn latency_us(&self) -> u64 {
+    pub(crate) fn latency_us(&self) -> u64 {
         self.ewma_us.load(Ordering::Relaxed)
     }
 
@@ -48,7 +48,7 @@ impl TargetHealth {
 
     /// A failed attempt; `latency_us` (time spent on it) also counts against the EWMA so a
     /// target that times out looks slow, not unknown. Returns true if it was ejected now.
-    pub fn record_failure(&self, now_ms: u64, latency_us: Option<u64>) -> bool {
+    pub(crate) fn record_failure(&self, now_ms: u64, latency_us: Option<u64>) -> bool {
         if let Some(l) = latency_us {
             let old = self.ewma_us.load(Ordering::Relaxed);
             self.ewma_us.store(
@@ -75,13 +75,13 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn target(&self, label: &Arc<str>) -> Arc<TargetHealth> {
+    pub(crate) fn target(&self, label: &Arc<str>) -> Arc<TargetHealth> {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(label.clone()).or_default().clone()
     }
 
     /// `(label, healthy, ewma µs)` of every known target (metrics, admin).
-    pub fn report(&self, now_ms: u64) -> Vec<(Arc<str>, bool, u64)> {
+    pub(crate) fn report(&self, now_ms: u64) -> Vec<(Arc<str>, bool, u64)> {
         let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         m.iter()
             .map(|(k, h)| (k.clone(), h.healthy(now_ms), h.latency_us()))

@@ -14,7 +14,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 /// A target of a model: `(model index, target index)`.
-pub type TargetRef = (usize, usize);
+pub(crate) type TargetRef = (usize, usize);
 
 /// Share of `latency` picks sent to a random other target, so a recovered target is seen.
 const EXPLORE: f64 = 0.05;
@@ -132,15 +132,15 @@ pub fn pick(
 
 /// The models a request may be served by, in order, and where it stands.
 #[derive(Debug)]
-pub struct Plan {
-    pub models: Vec<Arc<ModelEntry>>,
+pub(crate) struct Plan {
+    pub(crate) models: Vec<Arc<ModelEntry>>,
     current: usize,
     attempts_on_current: u32,
     max_per_model: u32,
 }
 
 impl Plan {
-    pub fn new(
+    pub(crate) fn new(
         snapshot: &Snapshot,
         key: &KeyEntry,
         primary: Arc<ModelEntry>,
@@ -167,7 +167,7 @@ impl Plan {
     }
 
     /// The next attempt, or the error that ends the request.
-    pub fn next(
+    pub(crate) fn next(
         &mut self,
         tried: &[TargetRef],
         c: &Choice<'_>,
@@ -206,7 +206,7 @@ impl Plan {
     }
 
     /// Whether [`next`](Self::next) would find another attempt.
-    pub fn has_next(&self, tried: &[TargetRef], c: &Choice<'_>) -> bool {
+    pub(crate) fn has_next(&self, tried: &[TargetRef], c: &Choice<'_>) -> bool {
         self.models
             .iter()
             .enumerate()

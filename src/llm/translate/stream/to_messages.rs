@@ -59,7 +59,7 @@ impl OpenAiToAnthropic {
     }
 
     /// Translates one chunk of the upstream stream in place.
-    pub fn chunk(&mut self, body: &mut Option<Bytes>, end: bool) {
+    pub(crate) fn chunk(&mut self, body: &mut Option<Bytes>, end: bool) {
         let mut out = Vec::new();
         let chunk = body.take().unwrap_or_default();
         let state = &mut self.state;

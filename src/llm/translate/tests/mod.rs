@@ -9,21 +9,21 @@ use crate::llm::body::RequestBody;
 use serde_json::Value;
 
 /// Tool calls as reassembled from a stream: (id, name, arguments JSON).
-pub type Calls = Vec<(String, String, String)>;
+pub(crate) type Calls = Vec<(String, String, String)>;
 
-pub fn to_messages(req: Value) -> Result<Value, GatewayError> {
+pub(crate) fn to_messages(req: Value) -> Result<Value, GatewayError> {
     let b = RequestBody::parse(req.to_string())?;
     let out = chat_to_messages(&b, "claude-x", 4096)?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
-pub fn to_chat(req: Value) -> Result<Value, GatewayError> {
+pub(crate) fn to_chat(req: Value) -> Result<Value, GatewayError> {
     let b = RequestBody::parse(req.to_string())?;
     let out = messages_to_chat(&b, "gpt-x")?;
     Ok(serde_json::from_slice(&out).unwrap())
 }
 
-pub fn sse(events: &[Value], named: bool) -> String {
+pub(crate) fn sse(events: &[Value], named: bool) -> String {
     events
         .iter()
         .map(|e| {
@@ -37,7 +37,7 @@ pub fn sse(events: &[Value], named: bool) -> String {
 }
 
 /// Feeds `input` in two chunks split at `at`, returns the output.
-pub fn run(mut f: impl FnMut(&mut Option<Bytes>, bool), input: &str, at: usize) -> String {
+pub(crate) fn run(mut f: impl FnMut(&mut Option<Bytes>, bool), input: &str, at: usize) -> String {
     let (a, b) = input.split_at(at);
     let mut out = String::new();
     for (i, part) in [a, b].iter().enumerate() {
@@ -49,7 +49,7 @@ pub fn run(mut f: impl FnMut(&mut Option<Bytes>, bool), input: &str, at: usize) 
 }
 
 /// Reassembles OpenAI chunks: (text, tool calls (id, name, args), finish, usage, done).
-pub fn assemble_openai(out: &str) -> (String, Calls, String, Option<Value>, bool) {
+pub(crate) fn assemble_openai(out: &str) -> (String, Calls, String, Option<Value>, bool) {
     let (mut text, mut calls, mut finish, mut usage, mut done) = (
         String::new(),
         Vec::<(String, String, String)>::new(),
@@ -92,7 +92,7 @@ pub fn assemble_openai(out: &str) -> (String, Calls, String, Option<Value>, bool
 }
 
 /// Reassembles Anthropic events: (event names, text, tool uses (id, name, json), stop, usage).
-pub fn assemble_anthropic(out: &str) -> (Vec<String>, String, Calls, String, Value) {
+pub(crate) fn assemble_anthropic(out: &str) -> (Vec<String>, String, Calls, String, Value) {
     let (mut names, mut text, mut tools, mut stop, mut usage) = (
         vec![],
         String::new(),

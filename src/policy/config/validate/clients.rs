@@ -6,12 +6,12 @@ use std::time::Duration;
 
 /// The fields as written.
 pub(super) struct Raw {
-    pub header_timeout: Option<String>,
-    pub body_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub max_connections: Option<u64>,
-    pub max_header_bytes: Option<String>,
-    pub body_memory: Option<String>,
+    pub(crate) header_timeout: Option<String>,
+    pub(crate) body_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
+    pub(crate) max_connections: Option<u64>,
+    pub(crate) max_header_bytes: Option<String>,
+    pub(crate) body_memory: Option<String>,
 }
 
 pub(super) fn check(

@@ -135,7 +135,7 @@ pub(super) fn layer_limits(
 /// "Lower layers only tighten", the one rule the policy file and the admin API share: every
 /// field of `child` above the same field of `parent`, as `(field, child's, parent's)` in
 /// the file's units (budgets in USD).
-pub fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str, String, String)> {
+pub(crate) fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str, String, String)> {
     // Shadow limits refuse nothing: they neither bind a lower layer nor are bound.
     let (child, parent) = (&child.enforced(), &parent.enforced());
     let mut out = vec![];
@@ -173,7 +173,7 @@ pub fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str, String
 
 /// Limits with each field taken from the nearest layer that sets it: the bound a child
 /// layer is checked against.
-pub fn tightest(a: &Limits, b: &Limits) -> Limits {
+pub(crate) fn tightest(a: &Limits, b: &Limits) -> Limits {
     let (a, b) = (&a.enforced(), &b.enforced());
     fn min<T: Ord + Copy>(x: Option<T>, y: Option<T>) -> Option<T> {
         match (x, y) {

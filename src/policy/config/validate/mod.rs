@@ -8,8 +8,8 @@ mod sources;
 use super::raw::*;
 use super::*;
 use globset::{Glob, GlobSetBuilder};
+pub(crate) use layers::looser_than;
 use layers::{check_groups, check_keys, check_orgs, KeyChecker};
-pub use layers::{looser_than, tightest};
 use serde::Deserialize;
 use sources::{check_models, check_providers, check_server};
 use std::collections::HashSet;
@@ -356,10 +356,10 @@ impl<'a> Checker<'a> {
 
 /// The policy file's field rules, for the admin API: the same checks, one field at a time,
 /// the first problem as `(field, message)`.
-pub mod fields {
+pub(crate) mod fields {
     use super::*;
 
-    pub type FieldError = (String, String);
+    pub(crate) type FieldError = (String, String);
 
     fn checked<T>(f: impl FnOnce(&mut Checker) -> T) -> Result<T, FieldError> {
         let mut c = Checker::new("");
@@ -375,18 +375,18 @@ pub mod fields {
     }
 
     /// Limit fields, without the inheritance check (see [`looser_than`]).
-    pub fn limits(raw: RawLimits) -> Result<Limits, FieldError> {
+    pub(crate) fn limits(raw: RawLimits) -> Result<Limits, FieldError> {
         checked(|c| layers::layer_limits(c, None, "", raw, None))
     }
 
-    pub fn model_filter(
+    pub(crate) fn model_filter(
         allow: Option<Vec<String>>,
         deny: Vec<String>,
     ) -> Result<ModelFilter, FieldError> {
         checked(|c| super::model_filter(c, None, "", allow, deny))
     }
 
-    pub fn cidrs(field: &str, list: &[String]) -> Result<Vec<IpNet>, FieldError> {
+    pub(crate) fn cidrs(field: &str, list: &[String]) -> Result<Vec<IpNet>, FieldError> {
         checked(|c| super::cidrs(c, None, field, list))
     }
 }
