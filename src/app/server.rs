@@ -21,7 +21,7 @@ use crate::proxy::gateway::Gateway;
 use crate::proxy::last_seen::LastSeen;
 use crate::secret::Secret;
 use crate::storage::ledger::Ledger;
-use crate::storage::{ControlStore, Store};
+use crate::storage::Store;
 use anyhow::Context;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server};
@@ -95,21 +95,21 @@ pub fn build(
         &s.data_dir,
         s.grace_period + Duration::from_secs(10),
     )?);
-    let ledger = Arc::new(Ledger::new(store.clone()));
+    let ledger = Arc::new(Ledger::new(&store));
     let directory = Arc::new(Directory::default());
     let events = Arc::new(Events::default());
     events.subscribe(Arc::new(EventLog));
-    let audit = Arc::new(AuditLog::open(store.clone())?);
+    let audit = Arc::new(AuditLog::open(store.audit_store())?);
     events.subscribe(audit.clone());
     policy.set_events(events.clone());
     let webhooks = Arc::new(Webhooks::new(
-        store.webhooks.clone(),
+        store.webhook_queue(),
         policy.current.clone(),
         directory.clone(),
     )?);
     events.subscribe(webhooks.clone());
     let control = Arc::new(ControlPlane::open(
-        store.clone() as Arc<dyn ControlStore>,
+        store.control(),
         directory.clone(),
         policy.current.clone(),
         Some(ledger.clone()),

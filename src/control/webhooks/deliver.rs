@@ -10,12 +10,12 @@
 //! `gave_up`). Delivery is at least once: an entry delivered just before a crash may be
 //! sent again, with the same `id`.
 
-use super::queue::Pending;
 use super::{signature, Webhooks, SIGNATURE_HEADER};
 use crate::control::events::{Event, Events};
 use crate::observe::error_rate::ErrorRates;
 use crate::observe::metrics::Metrics;
 use crate::policy::snapshot::Snapshot;
+use crate::storage::Pending;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
@@ -240,7 +240,7 @@ impl DeliveryService {
         let below = self.hooks.queue.written_below();
         let fresh = self.hooks.dirty.swap(false, Ordering::SeqCst);
         if fresh {
-            if let Err(e) = self.hooks.queue.flush_async().await {
+            if let Err(e) = self.hooks.queue.commit().await {
                 log::error!("webhook queue: flush failed ({e}); retrying next tick");
                 self.hooks.dirty.store(true, Ordering::SeqCst);
                 return;
