@@ -286,6 +286,8 @@ impl Subscriber for AuditLog {
 /// lock per refused request; events are emitted once their minute has ended.
 pub struct Refusals {
     minute_ms: u64,
+    /// The time of the events emitted.
+    clock: Arc<dyn crate::clock::Clock>,
     counts: Mutex<std::collections::HashMap<RefusalBucket, RefusalCount>>,
 }
 
@@ -311,9 +313,10 @@ pub fn audited_refusal(code: &str) -> bool {
 
 impl Refusals {
     /// `minute_ms` is 60 000 except in tests (`TOLLGATE_REFUSAL_MINUTE_MS`).
-    pub fn new(minute_ms: u64) -> Refusals {
+    pub fn new(minute_ms: u64, clock: Arc<dyn crate::clock::Clock>) -> Refusals {
         Refusals {
             minute_ms: minute_ms.max(1),
+            clock,
             counts: Mutex::default(),
         }
     }
@@ -340,6 +343,8 @@ impl Refusals {
     /// Events for minutes that ended before `now_ms` (all of them with `now_ms = u64::MAX`).
     pub fn take_closed(&self, now_ms: u64) -> Vec<Event> {
         let current = now_ms / self.minute_ms;
+        // `now_ms` may be `u64::MAX` (all of them, at shutdown): the events' time is the clock's.
+        let at_ms = self.clock.now_ms();
         let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let closed: Vec<_> = m
             .keys()
@@ -355,7 +360,7 @@ impl Refusals {
                 } else {
                     "request.refused"
                 },
-                at_ms: crate::control::now_ms(),
+                at_ms,
                 actor: "system".into(),
                 org: Some(c.org.to_string()),
                 group: Some(c.group.to_string()),
@@ -369,5 +374,96 @@ impl Refusals {
                 secret: None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+
+    fn event(kind: &'static str, at_ms: u64) -> Event {
+        Event {
+            kind,
+            at_ms,
+            actor: "root".into(),
+            org: None,
+            group: Some("g".into()),
+            key_id: None,
+            before: None,
+            after: None,
+            secret: None,
+        }
+    }
+
+    /// Event times come from the emitter's clock: `at` and the id follow it, a clock that
+    /// steps back cannot reorder the chain, and retention prunes by the clock's time.
+    #[test]
+    fn timestamps_follow_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::storage::Store::open(dir.path(), std::time::Duration::ZERO).unwrap();
+        let log = AuditLog::open(store.audit_store()).unwrap();
+        let clock = ManualClock::new(1_767_225_600_000); // 2026-01-01T00:00:00Z
+        log.append(&event("key.created", clock.now_ms())).unwrap();
+        log.append(&event("key.updated", clock.now_ms())).unwrap();
+        clock.advance(86_400_000 + 1_500);
+        log.append(&event("key.revoked", clock.now_ms())).unwrap();
+        clock.set(1_767_225_600_000 - 1); // back in time
+        log.append(&event("key.enabled", clock.now_ms())).unwrap();
+        let all = log.list(&AuditQuery::default(), &|_| true).unwrap();
+        let at: Vec<(&str, &str, &str)> = all["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["type"].as_str().unwrap(),
+                    v["at"].as_str().unwrap(),
+                    v["id"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let d1 = "0000019b76daa800";
+        let d2 = "0000019b7c0109dc";
+        let want = [
+            (
+                "key.enabled",
+                "2026-01-02T00:00:01.500Z",
+                format!("evt_{d2}{:016x}", 1),
+            ),
+            (
+                "key.revoked",
+                "2026-01-02T00:00:01.500Z",
+                format!("evt_{d2}{:016x}", 0),
+            ),
+            (
+                "key.updated",
+                "2026-01-01T00:00:00.000Z",
+                format!("evt_{d1}{:016x}", 1),
+            ),
+            (
+                "key.created",
+                "2026-01-01T00:00:00.000Z",
+                format!("evt_{d1}{:016x}", 0),
+            ),
+        ];
+        let want: Vec<(&str, &str, &str)> =
+            want.iter().map(|(a, b, c)| (*a, *b, c.as_str())).collect();
+        assert_eq!(at, want);
+        assert_eq!(log.verify()["ok"], true);
+        // A day's retention at the clock's time drops the first day only; the chain holds.
+        clock.set(1_767_225_600_000 + 86_400_000 + 1_500);
+        assert_eq!(log.prune(clock.now_ms() - 86_400_000).unwrap(), 2);
+        let v = log.verify();
+        assert_eq!(
+            (v["ok"].clone(), v["events"].clone()),
+            (json!(true), json!(2))
+        );
+        // The chain continues across a reopen.
+        drop(log);
+        let log = AuditLog::open(store.audit_store()).unwrap();
+        log.append(&event("key.disabled", clock.now_ms())).unwrap();
+        assert_eq!(log.verify()["events"], 3);
+        assert_eq!(log.verify()["ok"], true);
     }
 }

@@ -72,3 +72,44 @@ fn backoff_spans_more_than_an_hour() {
     }
     assert!(attempts >= 15, "{attempts} attempts");
 }
+
+/// The retry schedule as the delivery service walks it: each failed attempt at the clock's
+/// time, the next one when the clock reaches `retry_at`; given up once an attempt fails an
+/// hour or more after the event.
+#[test]
+fn backoff_schedule_on_a_manual_clock() {
+    use crate::clock::{Clock, ManualClock};
+    let t = Tuning::default();
+    let clock = ManualClock::new(1_767_225_600_000);
+    let mut p = crate::storage::Pending {
+        id: "evt_1".into(),
+        event: "key.revoked".into(),
+        org: None,
+        group: Some("grp".into()),
+        key_id: None,
+        url: "http://127.0.0.1:1/".into(),
+        secret_env: "S".into(),
+        body: "{}".into(),
+        attempts: 0,
+        created_ms: clock.now_ms(),
+        next_ms: 0,
+    };
+    let mut waits = vec![];
+    loop {
+        p.attempts += 1;
+        let now = clock.now_ms();
+        let Some(next) = t.retry_at(&p, now) else {
+            break;
+        };
+        waits.push((next - now) / 1000);
+        clock.set(next);
+    }
+    assert_eq!(&waits[..11], [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600]);
+    assert!(waits[11..].iter().all(|w| *w == 600), "{waits:?}");
+    let last_failed = clock.now_ms() - p.created_ms;
+    assert!(last_failed >= 3_600_000, "gave up after {last_failed} ms");
+    assert!(
+        last_failed - waits.last().unwrap_or(&0) * 1000 < 3_600_000,
+        "the attempt before was still within the hour"
+    );
+}

@@ -519,6 +519,59 @@ mod tests {
         );
     }
 
+    /// A key's spend totals roll over with the clock: a new day starts the daily figure
+    /// again while the month and all time keep counting; a new month restarts the monthly
+    /// one. Flushed and reopened, the same.
+    #[test]
+    fn spend_periods_roll_over_with_the_clock() {
+        use crate::clock::Clock;
+        let dir = tempfile::tempdir().unwrap();
+        // 2026-01-30 12:00 UTC.
+        let clock = Arc::new(ManualClock::new(1_769_774_400_000));
+        let ledger = Ledger::open(dir.path(), Duration::ZERO).unwrap();
+        let adm = Admission::new(clock.clone(), None, 1);
+        let spend = |ledger: &Ledger, cost| {
+            ledger.record(
+                UsageKey {
+                    hour: clock.now_ms() / 3_600_000,
+                    group: "g".into(),
+                    key: "k".into(),
+                    model: "m".into(),
+                },
+                UsageTotals {
+                    requests: 1,
+                    cost_micros: cost,
+                    ..Default::default()
+                },
+            );
+        };
+        let current = |ledger: &Ledger| {
+            let t = ledger.totals(Layer::Key, "k");
+            let now = clock.now_ms();
+            [
+                t.current(BudgetPeriod::Daily, now),
+                t.current(BudgetPeriod::Monthly, now),
+                t.current(BudgetPeriod::Never, now),
+            ]
+        };
+        spend(&ledger, 100);
+        assert_eq!(current(&ledger), [100, 100, 100]);
+        clock.advance(24 * 3_600_000); // 2026-01-31
+        assert_eq!(current(&ledger), [0, 100, 100]);
+        spend(&ledger, 20);
+        assert_eq!(current(&ledger), [20, 120, 120]);
+        ledger.flush(&adm).unwrap();
+        clock.advance(24 * 3_600_000); // 2026-02-01
+        assert_eq!(current(&ledger), [0, 0, 120]);
+        spend(&ledger, 3);
+        ledger.flush(&adm).unwrap();
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), Duration::from_secs(5)).unwrap();
+        assert_eq!(current(&ledger), [3, 3, 123]);
+        clock.advance(24 * 3_600_000);
+        assert_eq!(current(&ledger), [0, 3, 123]);
+    }
+
     type Sums = std::collections::BTreeMap<(u64, String), UsageTotals>;
 
     /// Rollup answers, keyed by (bucket of `max`'s grain, label).
