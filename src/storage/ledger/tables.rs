@@ -448,3 +448,53 @@ impl LedgerStore for LedgerTables {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The on-disk encodings, byte for byte: stores written before this module existed
+    /// must read the same.
+    #[test]
+    fn encodings_are_the_stored_format() {
+        let k = UsageKey {
+            hour: 0x0102,
+            group: "g".into(),
+            key: "k".into(),
+            model: "m".into(),
+        };
+        assert_eq!(usage_key(&k), b"\0\0\0\0\0\0\x01\x02g\0k\0m");
+        assert_eq!(parse_usage_key(&usage_key(&k)), Some(k.clone()));
+        let t = UsageTotals {
+            requests: 1,
+            input_tokens: 2,
+            output_tokens: 3,
+            cost_micros: 4,
+        };
+        let b = totals_bytes(&t);
+        assert_eq!((b[7], b[15], b[23], b[31]), (1, 2, 3, 4));
+        assert_eq!(totals_of(&b), t);
+        let scope = ScopeKey {
+            layer: Layer::Group,
+            id: "g1".into(),
+        };
+        assert_eq!(
+            spend_key(&scope, BudgetPeriod::Monthly, 677),
+            b"group\0g1\0monthly\x00677"
+        );
+        assert_eq!(totals_key(Layer::Key, "k1"), b"key\0k1");
+        let s = SpendTotals {
+            all_time: 9,
+            periods: [(1, 2), (3, 4), (5, 6)],
+        };
+        assert_eq!(spend_totals_of(&spend_totals_bytes(&s)), s);
+        assert_eq!(spend_totals_bytes(&s)[7], 9);
+        assert_eq!(
+            rollup_key(Dim::KeyGroups, "k1", Level::Month, 2, "g"),
+            b"Kk1\0M\0\0\0\0\0\0\0\x02g"
+        );
+        let rows: Vec<Vec<u8>> = rollup_keys_of(&k).collect();
+        assert_eq!(rows.len(), 12);
+        assert!(rows.contains(&b"tg\0h\0\0\0\0\0\0\x01\x02".to_vec()));
+    }
+}
