@@ -1,8 +1,8 @@
 //! Spend queries over a year of usage: 1,000 keys × 10 models in one group, hourly buckets
 //! for the 8,760 hours up to now. Each key is active in a pseudo-random ~10 % of hours
 //! (`TOLLGATE_BENCH_ACTIVE=<percent>`, 100 for every hour) and then uses all 10 models:
-//! ~8.76M hourly rows at 10 %. The rows are written with sled batches straight into the
-//! `usage` tree, as a store from before rollups; opening the ledger builds the rollups
+//! ~8.76M hourly rows at 10 %. The rows are written straight into the `usage` tree, as a
+//! store from before rollups has them; opening the ledger builds the rollups
 //! (the start-up migration, timed). Then by-key and the timeline (hour and day grain) over
 //! the current month (the routes' default range) and over the full year, summed the way
 //! `control::spend` does.
@@ -47,7 +47,7 @@ fn build(dir: &std::path::Path, now_h: u64, percent: u64) -> Ledger {
     let started = Instant::now();
     let mut rows = 0u64;
     for hour in now_h + 1 - HOURS..=now_h {
-        let mut batch = sled::Batch::default();
+        let mut batch = Vec::new();
         for (ki, key) in keys.iter().enumerate() {
             if !active(ki, hour, percent) {
                 continue;
@@ -66,11 +66,11 @@ fn build(dir: &std::path::Path, now_h: u64, percent: u64) -> Ledger {
                     output_tokens: n * 250,
                     cost_micros: n * 1_234 + mi as u64,
                 };
-                batch.insert(k.to_bytes(), t.to_bytes().to_vec());
+                batch.push((k, t));
                 rows += 1;
             }
         }
-        store.usage.apply_batch(batch).unwrap();
+        store.write_usage_without_rollups(&batch).unwrap();
     }
     store.flush().unwrap();
     eprintln!(
@@ -78,11 +78,11 @@ fn build(dir: &std::path::Path, now_h: u64, percent: u64) -> Ledger {
         started.elapsed()
     );
     let started = Instant::now();
-    let ledger = Ledger::new(Arc::new(store));
+    let ledger = Ledger::new(&store);
     eprintln!(
         "spend bench: start-up migration (rollups built from the hourly rows) took {:.1?}; rollup rows: {}",
         started.elapsed(),
-        ledger.store().rollup.len()
+        store.rollup_rows()
     );
     ledger
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tollgate::control::events::Events;
 use tollgate::control::ControlPlane;
 use tollgate::proxy::directory::Directory;
-use tollgate::storage::{ControlStore, KeyRecord, KeySpec, KeyStatus, Store};
+use tollgate::storage::{KeyRecord, KeySpec, KeyStatus, Store};
 
 const POLICY: &str = "[server]\nlisten = [\"127.0.0.1:1\"]\n[[providers]]\nid = \"p\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\n[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"p\" }]\n[[orgs]]\nid = \"o\"\n[[groups]]\nid = \"g\"\norg = \"o\"\n";
 
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
                 .get(3)
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1_000_000);
-            let store = Store::open(&dir, std::time::Duration::ZERO)?;
+            let store = Store::open(&dir, std::time::Duration::ZERO)?.control();
             let started = std::time::Instant::now();
             for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
                 let records: Vec<KeyRecord> = chunk
@@ -71,7 +71,7 @@ fn main() -> anyhow::Result<()> {
         }
         Some("load") => {
             let before = rss_mib();
-            let store = Arc::new(Store::open(&dir, std::time::Duration::ZERO)?);
+            let store = Store::open(&dir, std::time::Duration::ZERO)?.control();
             let cfg =
                 tollgate::policy::config::parse_config(POLICY, std::path::Path::new("p.toml"))
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
             let directory = Arc::new(Directory::default());
             let started = std::time::Instant::now();
             let _cp = ControlPlane::open(
-                store as Arc<dyn ControlStore>,
+                store,
                 directory.clone(),
                 policy,
                 None,
@@ -102,16 +102,16 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Some("scan") => {
-            let store = Store::open(&dir, std::time::Duration::ZERO)?;
+            let store = Store::open(&dir, std::time::Duration::ZERO)?.control();
             println!("opened: RSS {:.0} MiB", rss_mib());
             let started = std::time::Instant::now();
             let mut n = 0usize;
             let mut bytes = 0usize;
-            for kv in store.keys.iter() {
-                let (_, v) = kv?;
+            store.scan_raw_keys(&mut |v| {
                 n += 1;
                 bytes += v.len();
-            }
+                true
+            })?;
             println!(
                 "scanned {n} records ({bytes} bytes) in {:.2} s; RSS {:.0} MiB",
                 started.elapsed().as_secs_f64(),

@@ -2,7 +2,7 @@
 //! configures everything, there is no second YAML file.
 
 use crate::admission::{Admission, SpendStore};
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::control::admin::{AdminService, AdminState};
 use crate::control::audit::AuditLog;
 use crate::control::events::{EventLog, Events};
@@ -21,7 +21,7 @@ use crate::proxy::gateway::Gateway;
 use crate::proxy::last_seen::LastSeen;
 use crate::secret::Secret;
 use crate::storage::ledger::Ledger;
-use crate::storage::{ControlStore, Store};
+use crate::storage::Store;
 use anyhow::Context;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server};
@@ -91,25 +91,27 @@ pub fn build(
             "TOLLGATE_WINDOW_SCALE={scale}: rate windows are {scale}x shorter (testing only)"
         );
     }
+    // The one clock: admission, budgets, the ledger's flush, lifecycle, webhooks, audit.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Arc::new(Store::open(
         &s.data_dir,
         s.grace_period + Duration::from_secs(10),
     )?);
-    let ledger = Arc::new(Ledger::new(store.clone()));
+    let ledger = Arc::new(Ledger::new(&store));
     let directory = Arc::new(Directory::default());
     let events = Arc::new(Events::default());
     events.subscribe(Arc::new(EventLog));
-    let audit = Arc::new(AuditLog::open(store.clone())?);
+    let audit = Arc::new(AuditLog::open(store.audit_store())?);
     events.subscribe(audit.clone());
     policy.set_events(events.clone());
     let webhooks = Arc::new(Webhooks::new(
-        store.webhooks.clone(),
+        store.webhook_queue(),
         policy.current.clone(),
         directory.clone(),
     )?);
     events.subscribe(webhooks.clone());
     let control = Arc::new(ControlPlane::open(
-        store.clone() as Arc<dyn ControlStore>,
+        store.control(),
         directory.clone(),
         policy.current.clone(),
         Some(ledger.clone()),
@@ -117,7 +119,7 @@ pub fn build(
     )?);
 
     let admission = Arc::new(Admission::new(
-        Arc::new(SystemClock),
+        clock.clone(),
         Some(ledger.clone() as Arc<dyn SpendStore>),
         scale,
     ));
@@ -132,6 +134,7 @@ pub fn build(
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(60_000),
+            clock.clone(),
         ),
     });
     let metrics = Arc::new(Metrics::new()?);
@@ -151,6 +154,7 @@ pub fn build(
             error_rates: error_rates.clone(),
             policy: policy.current.clone(),
             tuning: Tuning::from_env(),
+            clock: clock.clone(),
         })),
     ));
     {
@@ -221,7 +225,11 @@ pub fn build(
         .map_or(lifecycle::EVERY, Duration::from_millis);
     server.add_service(background_service(
         "lifecycle",
-        LifecycleService { control, every },
+        LifecycleService {
+            control,
+            every,
+            clock: clock.clone(),
+        },
     ));
     server.add_service(background_service(
         "dns",

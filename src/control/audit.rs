@@ -1,29 +1,26 @@
 //! The audit trail (SPEC §7 "Audit"): every lifecycle event of the control plane, reloads,
 //! budget thresholds, webhook outcomes and refusals for limits and budgets (aggregated per
-//! key, code and minute), appended to the store's `audit` tree.
+//! key, code and minute), appended to the store through [`AuditStore`].
 //!
 //! **Hash chain.** Each stored event carries `prev`, the `hash` of the event before it, and
 //! its own `hash` = SHA-256(`prev` ‖ the event's JSON without `hash`). Appends are serialised
-//! (one lock), so chain order is key order. [`AuditLog::verify`] walks the tree and names
+//! (one lock), so chain order is key order. [`AuditLog::verify`] walks the trail and names
 //! the first event whose hash or link does not hold. Events past `audit_retention` are
 //! pruned from the front; the last pruned hash is kept as the chain's anchor.
 
 use crate::control::events::{Event, Subscriber};
-use crate::storage::Store;
+use crate::storage::{AuditKey, AuditStore};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 
-const ANCHOR: &[u8] = b"audit_anchor";
-
 struct Chain {
     prev: String,
-    ms: u64,
-    seq: u64,
+    last: AuditKey,
 }
 
 pub struct AuditLog {
-    store: Arc<Store>,
+    store: Arc<dyn AuditStore>,
     chain: Mutex<Chain>,
 }
 
@@ -42,11 +39,25 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-fn tree_key(ms: u64, seq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&ms.to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
-    k
+/// `evt_` and the event's place in the trail (ms and sequence, 16 hex digits each).
+fn event_id(k: AuditKey) -> String {
+    format!("evt_{:016x}{:016x}", k.ms, k.seq)
+}
+
+fn parse_event_id(id: &str) -> Option<AuditKey> {
+    let h = id.strip_prefix("evt_")?;
+    if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(AuditKey {
+        ms: u64::from_str_radix(h.get(..16)?, 16).ok()?,
+        seq: u64::from_str_radix(h.get(16..)?, 16).ok()?,
+    })
+}
+
+/// The first key of millisecond `ms`.
+fn at(ms: u64) -> AuditKey {
+    AuditKey { ms, seq: 0 }
 }
 
 fn hash(prev: &str, body: &[u8]) -> String {
@@ -66,26 +77,15 @@ fn without_hash(v: &Value) -> Option<(Map<String, Value>, Vec<u8>)> {
 
 impl AuditLog {
     /// Continues the chain from the last stored event.
-    pub fn open(store: Arc<Store>) -> anyhow::Result<AuditLog> {
+    pub fn open(store: Arc<dyn AuditStore>) -> anyhow::Result<AuditLog> {
         let mut chain = Chain {
-            prev: String::new(),
-            ms: 0,
-            seq: 0,
+            prev: store.anchor()?.unwrap_or_default(),
+            last: AuditKey::default(),
         };
-        if let Some(a) = store.meta.get(ANCHOR)? {
-            chain.prev = String::from_utf8_lossy(&a).into_owned();
-        }
-        if let Some((k, v)) = store.audit.last()? {
+        if let Some((k, v)) = store.last()? {
             let v: Value = serde_json::from_slice(&v)?;
             chain.prev = v["hash"].as_str().unwrap_or_default().to_string();
-            chain.ms = k
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_be_bytes);
-            chain.seq = k
-                .get(8..16)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_be_bytes);
+            chain.last = k;
         }
         Ok(AuditLog {
             store,
@@ -97,10 +97,11 @@ impl AuditLog {
     pub fn append(&self, e: &Event) -> anyhow::Result<()> {
         let mut c = self.chain.lock().unwrap_or_else(|p| p.into_inner());
         // Keys grow with the chain even if clocks or emitters disagree on the time.
-        let ms = e.at_ms.max(c.ms);
-        c.seq = if ms == c.ms { c.seq + 1 } else { 0 };
-        c.ms = ms;
-        let key = tree_key(ms, c.seq);
+        let ms = e.at_ms.max(c.last.ms);
+        let key = AuditKey {
+            ms,
+            seq: if ms == c.last.ms { c.last.seq + 1 } else { 0 },
+        };
         let mut detail = Map::new();
         if let Some(b) = &e.before {
             detail.insert("before".into(), b.clone());
@@ -109,7 +110,7 @@ impl AuditLog {
             detail.insert("after".into(), a.clone());
         }
         let mut v = json!({
-            "id": format!("evt_{}", hex::encode(key)),
+            "id": event_id(key),
             "at": humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string(),
             "actor": e.actor,
             "type": e.kind,
@@ -122,7 +123,9 @@ impl AuditLog {
         let body = serde_json::to_vec(&v)?;
         let h = hash(&c.prev, &body);
         v["hash"] = json!(h);
-        self.store.audit.insert(key, serde_json::to_vec(&v)?)?;
+        // The chain moves only once the event is stored.
+        self.store.append(&[(key, serde_json::to_vec(&v)?)])?;
+        c.last = key;
         c.prev = h;
         Ok(())
     }
@@ -130,52 +133,71 @@ impl AuditLog {
     /// `GET /v1/audit/verify`: `{ok, events, first_bad}`.
     pub fn verify(&self) -> Value {
         let _c = self.chain.lock().unwrap_or_else(|p| p.into_inner());
-        let mut prev = self
-            .store
-            .meta
-            .get(ANCHOR)
-            .ok()
-            .flatten()
-            .map(|a| String::from_utf8_lossy(&a).into_owned())
-            .unwrap_or_default();
+        let mut prev = self.store.anchor().ok().flatten().unwrap_or_default();
         let mut n = 0u64;
-        for kv in self.store.audit.iter() {
-            n += 1;
-            let Ok((k, raw)) = kv else {
-                return json!({"ok": false, "events": n, "first_bad": null});
-            };
-            let id = format!("evt_{}", hex::encode(&k));
-            let good = serde_json::from_slice::<Value>(&raw).ok().and_then(|v| {
-                let (m, body) = without_hash(&v)?;
-                let ok = m.get("prev").and_then(Value::as_str) == Some(prev.as_str())
-                    && m.get("id").and_then(Value::as_str) == Some(id.as_str())
-                    && v["hash"].as_str() == Some(hash(&prev, &body).as_str());
-                ok.then(|| v["hash"].as_str().unwrap_or_default().to_string())
+        let mut bad: Option<Value> = None;
+        let scanned = self
+            .store
+            .scan(AuditKey::default(), AuditKey::MAX, false, &mut |row| {
+                n += 1;
+                let Ok((k, raw)) = row else {
+                    bad = Some(Value::Null);
+                    return false;
+                };
+                let id = event_id(k);
+                let good = serde_json::from_slice::<Value>(raw).ok().and_then(|v| {
+                    let (m, body) = without_hash(&v)?;
+                    let ok = m.get("prev").and_then(Value::as_str) == Some(prev.as_str())
+                        && m.get("id").and_then(Value::as_str) == Some(id.as_str())
+                        && v["hash"].as_str() == Some(hash(&prev, &body).as_str());
+                    ok.then(|| v["hash"].as_str().unwrap_or_default().to_string())
+                });
+                match good {
+                    Some(h) => {
+                        prev = h;
+                        true
+                    }
+                    None => {
+                        bad = Some(json!(id));
+                        false
+                    }
+                }
             });
-            match good {
-                Some(h) => prev = h,
-                None => return json!({"ok": false, "events": n, "first_bad": id}),
-            }
+        if scanned.is_err() {
+            bad = Some(Value::Null);
         }
-        json!({"ok": true, "events": n, "first_bad": null})
+        match bad {
+            Some(first_bad) => json!({"ok": false, "events": n, "first_bad": first_bad}),
+            None => json!({"ok": true, "events": n, "first_bad": null}),
+        }
     }
 
     /// Drops events older than `cutoff_ms`, keeping the last dropped hash as the anchor.
     pub fn prune(&self, cutoff_ms: u64) -> anyhow::Result<usize> {
         let _c = self.chain.lock().unwrap_or_else(|p| p.into_inner());
-        let mut n = 0;
         let mut anchor = None;
-        for kv in self.store.audit.range(..tree_key(cutoff_ms, 0)) {
-            let (k, v) = kv?;
-            let v: Value = serde_json::from_slice(&v)?;
-            anchor = v["hash"].as_str().map(str::to_string);
-            self.store.audit.remove(k)?;
-            n += 1;
+        let mut unreadable = None;
+        self.store
+            .scan(AuditKey::default(), at(cutoff_ms), false, &mut |row| {
+                let parsed = row.and_then(|(_, v)| Ok(serde_json::from_slice::<Value>(v)?));
+                match parsed {
+                    Ok(v) => {
+                        anchor = v["hash"].as_str().map(str::to_string);
+                        true
+                    }
+                    Err(e) => {
+                        unreadable = Some(e);
+                        false
+                    }
+                }
+            })?;
+        if let Some(e) = unreadable {
+            return Err(e);
         }
-        if let Some(a) = anchor {
-            self.store.meta.insert(ANCHOR, a.as_bytes())?;
+        match anchor {
+            Some(a) => self.store.prune(at(cutoff_ms), &a),
+            None => Ok(0),
         }
-        Ok(n)
     }
 
     /// Events newest first, filtered; `visible(group)` says what the caller may see.
@@ -203,22 +225,18 @@ impl AuditLog {
         };
         let since = time("since", &q.since)?.unwrap_or(0);
         let until = time("until", &q.until)?.map_or(u64::MAX, |u| u.saturating_add(1));
-        let mut upper = tree_key(until, 0).to_vec();
+        let mut upper = at(until);
         if let Some(c) = &q.cursor {
-            let k = c
-                .strip_prefix("evt_")
-                .and_then(|h| hex::decode(h).ok())
-                .filter(|k| k.len() == 16)
-                .ok_or_else(|| bad("cursor", "invalid cursor".into()))?;
+            let k = parse_event_id(c).ok_or_else(|| bad("cursor", "invalid cursor".into()))?;
             upper = upper.min(k);
         }
-        let lower = tree_key(since, 0).to_vec();
+        let lower = at(since);
         let mut out = vec![];
         let mut more = false;
-        for kv in self.store.audit.range(lower..upper).rev() {
-            let Ok((_, raw)) = kv else { continue };
-            let Ok(v) = serde_json::from_slice::<Value>(&raw) else {
-                continue;
+        let scanned = self.store.scan(lower, upper, true, &mut |row| {
+            let Ok((_, raw)) = row else { return true };
+            let Ok(v) = serde_json::from_slice::<Value>(raw) else {
+                return true;
             };
             let s = |f: &str| v[f].as_str().map(str::to_string);
             let keep = visible(v["group"].as_str())
@@ -235,13 +253,17 @@ impl AuditLog {
                     .as_ref()
                     .is_none_or(|t| s("type").as_ref() == Some(t));
             if !keep {
-                continue;
+                return true;
             }
             if out.len() == limit {
                 more = true;
-                break;
+                return false;
             }
             out.push(v);
+            true
+        });
+        if let Err(e) = scanned {
+            log::error!("audit: {e}");
         }
         let next = more
             .then(|| {
@@ -264,6 +286,8 @@ impl Subscriber for AuditLog {
 /// lock per refused request; events are emitted once their minute has ended.
 pub struct Refusals {
     minute_ms: u64,
+    /// The time of the events emitted.
+    clock: Arc<dyn crate::clock::Clock>,
     counts: Mutex<std::collections::HashMap<RefusalBucket, RefusalCount>>,
 }
 
@@ -289,9 +313,10 @@ pub fn audited_refusal(code: &str) -> bool {
 
 impl Refusals {
     /// `minute_ms` is 60 000 except in tests (`TOLLGATE_REFUSAL_MINUTE_MS`).
-    pub fn new(minute_ms: u64) -> Refusals {
+    pub fn new(minute_ms: u64, clock: Arc<dyn crate::clock::Clock>) -> Refusals {
         Refusals {
             minute_ms: minute_ms.max(1),
+            clock,
             counts: Mutex::default(),
         }
     }
@@ -318,6 +343,8 @@ impl Refusals {
     /// Events for minutes that ended before `now_ms` (all of them with `now_ms = u64::MAX`).
     pub fn take_closed(&self, now_ms: u64) -> Vec<Event> {
         let current = now_ms / self.minute_ms;
+        // `now_ms` may be `u64::MAX` (all of them, at shutdown): the events' time is the clock's.
+        let at_ms = self.clock.now_ms();
         let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let closed: Vec<_> = m
             .keys()
@@ -333,7 +360,7 @@ impl Refusals {
                 } else {
                     crate::control::events::EventKind::RequestRefused
                 },
-                at_ms: crate::control::now_ms(),
+                at_ms,
                 actor: "system".into(),
                 org: Some(c.org.to_string()),
                 group: Some(c.group.to_string()),
@@ -347,5 +374,96 @@ impl Refusals {
                 secret: None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+
+    fn event(kind: &str, at_ms: u64) -> Event {
+        Event {
+            kind: crate::control::events::EventKind::parse(kind).expect("a known kind"),
+            at_ms,
+            actor: "root".into(),
+            org: None,
+            group: Some("g".into()),
+            key_id: None,
+            before: None,
+            after: None,
+            secret: None,
+        }
+    }
+
+    /// Event times come from the emitter's clock: `at` and the id follow it, a clock that
+    /// steps back cannot reorder the chain, and retention prunes by the clock's time.
+    #[test]
+    fn timestamps_follow_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::storage::Store::open(dir.path(), std::time::Duration::ZERO).unwrap();
+        let log = AuditLog::open(store.audit_store()).unwrap();
+        let clock = ManualClock::new(1_767_225_600_000); // 2026-01-01T00:00:00Z
+        log.append(&event("key.created", clock.now_ms())).unwrap();
+        log.append(&event("key.updated", clock.now_ms())).unwrap();
+        clock.advance(86_400_000 + 1_500);
+        log.append(&event("key.revoked", clock.now_ms())).unwrap();
+        clock.set(1_767_225_600_000 - 1); // back in time
+        log.append(&event("key.enabled", clock.now_ms())).unwrap();
+        let all = log.list(&AuditQuery::default(), &|_| true).unwrap();
+        let at: Vec<(&str, &str, &str)> = all["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["type"].as_str().unwrap(),
+                    v["at"].as_str().unwrap(),
+                    v["id"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let d1 = "0000019b76daa800";
+        let d2 = "0000019b7c0109dc";
+        let want = [
+            (
+                "key.enabled",
+                "2026-01-02T00:00:01.500Z",
+                format!("evt_{d2}{:016x}", 1),
+            ),
+            (
+                "key.revoked",
+                "2026-01-02T00:00:01.500Z",
+                format!("evt_{d2}{:016x}", 0),
+            ),
+            (
+                "key.updated",
+                "2026-01-01T00:00:00.000Z",
+                format!("evt_{d1}{:016x}", 1),
+            ),
+            (
+                "key.created",
+                "2026-01-01T00:00:00.000Z",
+                format!("evt_{d1}{:016x}", 0),
+            ),
+        ];
+        let want: Vec<(&str, &str, &str)> =
+            want.iter().map(|(a, b, c)| (*a, *b, c.as_str())).collect();
+        assert_eq!(at, want);
+        assert_eq!(log.verify()["ok"], true);
+        // A day's retention at the clock's time drops the first day only; the chain holds.
+        clock.set(1_767_225_600_000 + 86_400_000 + 1_500);
+        assert_eq!(log.prune(clock.now_ms() - 86_400_000).unwrap(), 2);
+        let v = log.verify();
+        assert_eq!(
+            (v["ok"].clone(), v["events"].clone()),
+            (json!(true), json!(2))
+        );
+        // The chain continues across a reopen.
+        drop(log);
+        let log = AuditLog::open(store.audit_store()).unwrap();
+        log.append(&event("key.disabled", clock.now_ms())).unwrap();
+        assert_eq!(log.verify()["events"], 3);
+        assert_eq!(log.verify()["ok"], true);
     }
 }

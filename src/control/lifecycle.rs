@@ -5,7 +5,8 @@
 //! once per expiry (`key.expiring`), and last-use times are persisted. Runs every [`EVERY`]
 //! (SPEC: at least once a minute).
 
-use super::{now_s, Actor, ControlPlane};
+use super::{Actor, ControlPlane};
+use crate::clock::Clock;
 use crate::policy::config::KeyState;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
@@ -20,10 +21,11 @@ pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
 pub const EXPIRY_NOTICE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl ControlPlane {
-    /// One pass; returns (idle-disabled, rotated).
-    pub fn lifecycle_pass(&self) -> (usize, usize) {
+    /// One pass at `now_ms` (the lifecycle service's clock); returns (idle-disabled,
+    /// rotated).
+    pub fn lifecycle_pass(&self, now_ms: u64) -> (usize, usize) {
         let system = Actor::system();
-        let now = now_s();
+        let now = now_ms / 1000;
         let snapshot = self.policy.load_full();
         let (mut idle, mut rotated) = (0, 0);
         for k in self.directory.keys() {
@@ -61,7 +63,7 @@ impl ControlPlane {
                 }
             }
         }
-        self.expiry_notices(&snapshot, now);
+        self.expiry_notices(&snapshot, now_ms);
         let mut seen: Vec<(Arc<str>, u64)> = self
             .directory
             .keys()
@@ -92,7 +94,8 @@ impl ControlPlane {
     /// [`EXPIRY_NOTICE`] and not yet past, once per key and expiry: the expiry announced is
     /// kept in the store, so a restart does not announce it again, and a key whose expiry
     /// is moved is announced anew.
-    fn expiry_notices(&self, snapshot: &crate::policy::snapshot::Snapshot, now: u64) {
+    fn expiry_notices(&self, snapshot: &crate::policy::snapshot::Snapshot, now_ms: u64) {
+        let now = now_ms / 1000;
         let due = |expires_at: Option<std::time::SystemTime>| {
             let at = unix_s(expires_at?);
             (now < at && at <= now + EXPIRY_NOTICE.as_secs()).then_some(at)
@@ -127,7 +130,7 @@ impl ControlPlane {
             let org = snapshot.groups.get(&group).map(|g| g.org.id.to_string());
             self.events.emit_logged(&crate::control::events::Event {
                 kind: crate::control::events::EventKind::KeyExpiring,
-                at_ms: super::now_ms(),
+                at_ms: now_ms,
                 actor: "system".into(),
                 org,
                 group: Some(group.to_string()),
@@ -152,6 +155,8 @@ impl ControlPlane {
 pub struct LifecycleService {
     pub control: Arc<ControlPlane>,
     pub every: Duration,
+    /// What "now" is for idle, rotation and expiry.
+    pub clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
@@ -163,7 +168,8 @@ impl BackgroundService for LifecycleService {
                 _ = shutdown.changed() => return,
             }
             let cp = self.control.clone();
-            let _ = tokio::task::spawn_blocking(move || cp.lifecycle_pass()).await;
+            let now_ms = self.clock.now_ms();
+            let _ = tokio::task::spawn_blocking(move || cp.lifecycle_pass(now_ms)).await;
         }
     }
 }

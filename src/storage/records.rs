@@ -133,3 +133,29 @@ pub struct TokenRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<u64>,
 }
+
+/// A webhook delivery not yet made (tree `webhooks`): the event's body as it will be sent,
+/// where to, and the retry state.
+///
+/// The body is stored as it will be sent — for `key.rotated` that includes the new secret,
+/// so the queue is as sensitive as the rest of `data_dir` until the entry is delivered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Pending {
+    /// The event's id: the same on every retry (receivers de-duplicate on it).
+    pub id: String,
+    pub event: String,
+    pub org: Option<String>,
+    /// The group whose receiver this is.
+    pub group: Option<String>,
+    pub key_id: Option<String>,
+    pub url: String,
+    /// The environment variable holding the signing secret (read at each attempt).
+    pub secret_env: String,
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the event happened (unix ms): retries stop an hour or more after it.
+    pub created_ms: u64,
+    /// Not before (unix ms).
+    pub next_ms: u64,
+}

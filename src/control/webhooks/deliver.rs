@@ -10,12 +10,13 @@
 //! `gave_up`). Delivery is at least once: an entry delivered just before a crash may be
 //! sent again, with the same `id`.
 
-use super::queue::Pending;
 use super::{signature, Webhooks, SIGNATURE_HEADER};
+use crate::clock::Clock;
 use crate::control::events::{Event, EventKind, Events};
 use crate::observe::error_rate::ErrorRates;
 use crate::observe::metrics::Metrics;
 use crate::policy::snapshot::Snapshot;
+use crate::storage::Pending;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
@@ -79,6 +80,13 @@ impl Tuning {
         let factor = 1u32 << attempts.saturating_sub(1).min(20);
         self.first_retry.saturating_mul(factor).min(self.max_retry)
     }
+
+    /// When to try `p` again after its `p.attempts`-th attempt failed at `now_ms`; `None`:
+    /// give up (the attempt came [`Tuning::give_up_after`] or more after the event).
+    pub fn retry_at(&self, p: &Pending, now_ms: u64) -> Option<u64> {
+        (now_ms.saturating_sub(p.created_ms) < self.give_up_after.as_millis() as u64)
+            .then(|| now_ms + self.backoff(p.attempts).as_millis() as u64)
+    }
 }
 
 pub struct DeliveryService {
@@ -92,6 +100,8 @@ pub struct DeliveryService {
     pub(crate) error_rates: Arc<ErrorRates>,
     pub policy: Arc<ArcSwap<Snapshot>>,
     pub tuning: Tuning,
+    /// Due times, retry times, signature timestamps, outcome events.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What one attempt came to.
@@ -123,11 +133,11 @@ fn client(t: &Tuning) -> anyhow::Result<reqwest::Client> {
 }
 
 impl DeliveryService {
-    async fn send(client: &reqwest::Client, p: &Pending) -> Attempt {
+    /// One POST, signed with timestamp `t` (unix seconds).
+    async fn send(client: &reqwest::Client, p: &Pending, t: u64) -> Attempt {
         let Some(secret) = std::env::var_os(&p.secret_env).filter(|s| !s.is_empty()) else {
             return Attempt::Hopeless(format!("{} is not set", p.secret_env));
         };
-        let t = crate::control::now_s();
         let sig = signature(secret.as_encoded_bytes(), t, p.body.as_bytes());
         let sent = client
             .post(&p.url)
@@ -148,23 +158,20 @@ impl DeliveryService {
 
     /// One attempt at one entry, and its outcome recorded.
     async fn attempt(self: Arc<Self>, client: reqwest::Client, seq: u64, mut p: Pending) {
-        let outcome = Self::send(&client, &p).await;
+        let outcome = Self::send(&client, &p, self.clock.now_ms() / 1000).await;
         p.attempts += 1;
-        let now = crate::control::now_ms();
-        let (kind, result, detail) = match outcome {
-            Attempt::Delivered(status) => {
+        let now = self.clock.now_ms();
+        let retry_at = self.tuning.retry_at(&p, now);
+        let (kind, result, detail) = match (outcome, retry_at) {
+            (Attempt::Delivered(status), _) => {
                 if let Err(e) = self.hooks.queue.remove(seq) {
                     log::error!("webhook queue: {e}");
                 }
                 let d = serde_json::json!({"status": status});
                 (EventKind::WebhookDelivered, "delivered", d)
             }
-            Attempt::Failed(status, error)
-                if now.saturating_sub(p.created_ms)
-                    < self.tuning.give_up_after.as_millis() as u64 =>
-            {
-                let wait = self.tuning.backoff(p.attempts);
-                p.next_ms = now + wait.as_millis() as u64;
+            (Attempt::Failed(status, error), Some(next)) => {
+                p.next_ms = next;
                 self.next_due.fetch_min(p.next_ms, Ordering::SeqCst);
                 if let Err(e) = self.hooks.queue.put(seq, &p) {
                     log::error!("webhook queue: {e}");
@@ -177,12 +184,12 @@ impl DeliveryService {
                 });
                 (EventKind::WebhookFailed, "retry", d)
             }
-            Attempt::Failed(status, error) => {
+            (Attempt::Failed(status, error), None) => {
                 let _ = self.hooks.queue.remove(seq);
                 let d = serde_json::json!({"status": status, "error": error, "gave_up": true});
                 (EventKind::WebhookFailed, "failed", d)
             }
-            Attempt::Hopeless(error) => {
+            (Attempt::Hopeless(error), _) => {
                 let _ = self.hooks.queue.remove(seq);
                 let d = serde_json::json!({"status": null, "error": error, "gave_up": true});
                 (EventKind::WebhookFailed, "failed", d)
@@ -224,7 +231,7 @@ impl DeliveryService {
 
     /// One tick: error-rate alerts, then the attempts that are due.
     async fn tick(self: &Arc<Self>, client: &reqwest::Client, inflight: &Arc<Mutex<HashSet<u64>>>) {
-        let now = crate::control::now_ms();
+        let now = self.clock.now_ms();
         let alerts = self.error_rates.events(&self.policy.load(), now);
         if !alerts.is_empty() {
             let events = self.events.clone();
@@ -240,7 +247,7 @@ impl DeliveryService {
         let below = self.hooks.queue.written_below();
         let fresh = self.hooks.dirty.swap(false, Ordering::SeqCst);
         if fresh {
-            if let Err(e) = self.hooks.queue.flush_async().await {
+            if let Err(e) = self.hooks.queue.commit().await {
                 log::error!("webhook queue: flush failed ({e}); retrying next tick");
                 self.hooks.dirty.store(true, Ordering::SeqCst);
                 return;

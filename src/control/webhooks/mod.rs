@@ -2,7 +2,7 @@
 //! in a queue in the store and POSTed in the background.
 //!
 //! ```text
-//!  Events ──► Webhooks (subscriber) ── body + id ──► queue (sled tree `webhooks`)
+//!  Events ──► Webhooks (subscriber) ── body + id ──► queue ([`WebhookQueue`] in the store)
 //!                                                        │  flushed before any attempt
 //!  DeliveryService (BackgroundService, own HTTP client) ◄┘
 //!     ├─ POST with x-tollgate-signature, ≤ CONCURRENCY at once, timeout per attempt
@@ -16,14 +16,13 @@
 //! runs on the request path except the error-rate counters (one map lookup, one short lock).
 
 pub mod deliver;
-pub mod queue;
 
 use crate::control::events::{Event, EventKind, Subscriber};
 use crate::policy::snapshot::Snapshot;
 use crate::proxy::directory::Directory;
+use crate::storage::{Pending, WebhookQueue};
 use arc_swap::ArcSwap;
 use hmac::{Hmac, Mac};
-use queue::{Pending, Queue};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,7 +95,7 @@ fn new_id() -> String {
 /// the event is emitted (an admin call, the ledger tick, the lifecycle pass), writes to the
 /// store and wakes the delivery service; it never waits on the network.
 pub struct Webhooks {
-    pub queue: Queue,
+    pub queue: Arc<dyn WebhookQueue>,
     pub policy: Arc<ArcSwap<Snapshot>>,
     pub directory: Arc<Directory>,
     /// Wakes the delivery service when an entry is queued.
@@ -115,12 +114,12 @@ struct Receiver {
 
 impl Webhooks {
     pub fn new(
-        tree: sled::Tree,
+        queue: Arc<dyn WebhookQueue>,
         policy: Arc<ArcSwap<Snapshot>>,
         directory: Arc<Directory>,
     ) -> anyhow::Result<Webhooks> {
         Ok(Webhooks {
-            queue: Queue::open(tree)?,
+            queue,
             policy,
             directory,
             wake: tokio::sync::Notify::new(),
@@ -190,8 +189,9 @@ impl Subscriber for Webhooks {
         }
         let id = new_id();
         let body = body(e, &id, org.as_deref(), group.as_deref());
-        for r in receivers {
-            self.queue.push(&Pending {
+        let entries: Vec<Pending> = receivers
+            .into_iter()
+            .map(|r| Pending {
                 id: id.clone(),
                 event: e.kind.as_str().to_string(),
                 org: org.clone(),
@@ -203,8 +203,9 @@ impl Subscriber for Webhooks {
                 attempts: 0,
                 created_ms: e.at_ms,
                 next_ms: 0,
-            })?;
-        }
+            })
+            .collect();
+        self.queue.push(&entries)?;
         self.dirty.store(true, Ordering::SeqCst);
         self.wake.notify_one();
         Ok(())

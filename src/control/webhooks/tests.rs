@@ -73,13 +73,16 @@ fn backoff_spans_more_than_an_hour() {
     assert!(attempts >= 15, "{attempts} attempts");
 }
 
+/// The retry schedule as the delivery service walks it: each failed attempt at the clock's
+/// time, the next one when the clock reaches `retry_at`; given up once an attempt fails an
+/// hour or more after the event.
 #[test]
-fn queue_survives_reopen_in_order() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let db = sled::open(dir.path()).expect("db");
-    let q = queue::Queue::open(db.open_tree("webhooks").expect("tree")).expect("queue");
-    let p = |id: &str, next_ms| queue::Pending {
-        id: id.into(),
+fn backoff_schedule_on_a_manual_clock() {
+    use crate::clock::{Clock, ManualClock};
+    let t = Tuning::default();
+    let clock = ManualClock::new(1_767_225_600_000);
+    let mut p = crate::storage::Pending {
+        id: "evt_1".into(),
         event: "key.revoked".into(),
         org: None,
         group: Some("grp".into()),
@@ -88,29 +91,25 @@ fn queue_survives_reopen_in_order() {
         secret_env: "S".into(),
         body: "{}".into(),
         attempts: 0,
-        created_ms: 0,
-        next_ms,
+        created_ms: clock.now_ms(),
+        next_ms: 0,
     };
-    assert_eq!(q.push(&p("a", 0)).expect("push"), 0);
-    assert_eq!(q.push(&p("b", 5_000)).expect("push"), 1);
-    assert_eq!(q.push(&p("c", 0)).expect("push"), 2);
-    let due: Vec<String> = q
-        .due(1_000, q.written_below(), 10)
-        .0
-        .into_iter()
-        .map(|(_, p)| p.id)
-        .collect();
-    assert_eq!(due, ["a", "c"]);
-    assert_eq!(q.due(1_000, 1, 10).0.len(), 1, "only below the watermark");
-    assert_eq!(q.due(1_000, 3, 10).1, 5_000, "the next one due");
-    assert_eq!(
-        q.due(1_000, 3, 1).1,
-        0,
-        "one due entry left out: look again at once"
+    let mut waits = vec![];
+    loop {
+        p.attempts += 1;
+        let now = clock.now_ms();
+        let Some(next) = t.retry_at(&p, now) else {
+            break;
+        };
+        waits.push((next - now) / 1000);
+        clock.set(next);
+    }
+    assert_eq!(&waits[..11], [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600]);
+    assert!(waits[11..].iter().all(|w| *w == 600), "{waits:?}");
+    let last_failed = clock.now_ms() - p.created_ms;
+    assert!(last_failed >= 3_600_000, "gave up after {last_failed} ms");
+    assert!(
+        last_failed - waits.last().unwrap_or(&0) * 1000 < 3_600_000,
+        "the attempt before was still within the hour"
     );
-    q.remove(0).expect("remove");
-    drop(q);
-    let q = queue::Queue::open(db.open_tree("webhooks").expect("tree")).expect("queue");
-    assert_eq!(q.len(), 2);
-    assert_eq!(q.push(&p("d", 0)).expect("push"), 3, "numbers keep growing");
 }

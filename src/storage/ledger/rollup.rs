@@ -2,21 +2,22 @@
 //! group by, at hour, day and calendar-month grain, so a query over a year reads a few
 //! thousand rows instead of millions.
 //!
-//! Tree `rollup`: `dim(1) scope \0 level(1) start-hour(be) label` -> requests, input, output,
-//! cost (4 × u64 be, like `usage`):
+//! A rollup row is (dim, scope, level, start hour, label) -> requests, input, output, cost
+//! (stored in tree `rollup`: see [`super::tables`] for the encoding, `k`/`m`/`t`/`K` for the
+//! dims and `h`/`d`/`M` for the levels):
 //!
-//! | dim | scope   | label   | answers                                  |
-//! |-----|---------|---------|------------------------------------------|
-//! | `k` | group   | key id  | by-key, tags                             |
-//! | `m` | group   | model   | by-model                                 |
-//! | `t` | group   | (empty) | group totals, timeline, orgs             |
-//! | `K` | key id  | group   | a key's spend (in every group it was in) |
+//! | dim              | scope   | label   | answers                                  |
+//! |------------------|---------|---------|------------------------------------------|
+//! | [`Dim::Key`]       | group   | key id  | by-key, tags                             |
+//! | [`Dim::Model`]     | group   | model   | by-model                                 |
+//! | [`Dim::Total`]     | group   | (empty) | group totals, timeline, orgs             |
+//! | [`Dim::KeyGroups`] | key id  | group   | a key's spend (in every group it was in) |
 //!
-//! Levels: `h` (one hour), `d` (a UTC day, 24 hours), `M` (a UTC calendar month); `start` is
-//! always the first hour of the period (hours since the epoch), so every level scans by hour.
+//! Levels: an hour, a UTC day (24 hours), a UTC calendar month; `start` is always the first
+//! hour of the period (hours since the epoch), so every level scans by hour.
 //!
-//! **Invariant**: every rollup row equals the sum of the `usage` rows it covers. The ledger
-//! keeps it by writing each batch of hourly buckets and the rollups they touch in one sled
+//! **Invariant**: every rollup row equals the sum of the `usage` rows it covers. The store
+//! keeps it by writing each batch of hourly buckets and the rollups they touch in one
 //! transaction (atomic, also across a crash), each rollup moved by the difference between the
 //! bucket's new and stored totals read in that same transaction — so a replayed flush (the
 //! same absolute total again) moves nothing, and no crash can leave the two disagreeing. A
@@ -30,7 +31,7 @@ use crate::policy::config::BudgetPeriod;
 pub(super) const HOUR_MS: u64 = 3_600_000;
 
 /// What a rollup row is summed by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dim {
     /// Per key, within a group.
     Key,
@@ -43,15 +44,6 @@ pub enum Dim {
 }
 
 impl Dim {
-    fn byte(self) -> u8 {
-        match self {
-            Dim::Key => b'k',
-            Dim::Model => b'm',
-            Dim::Total => b't',
-            Dim::KeyGroups => b'K',
-        }
-    }
-
     pub const ALL: [Dim; 4] = [Dim::Key, Dim::Model, Dim::Total, Dim::KeyGroups];
 
     /// The scope and label of an hourly bucket in this dimension.
@@ -66,7 +58,7 @@ impl Dim {
 }
 
 /// How long a rollup row's period is; ordered finest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     Hour,
     Day,
@@ -74,14 +66,6 @@ pub enum Level {
 }
 
 impl Level {
-    fn byte(self) -> u8 {
-        match self {
-            Level::Hour => b'h',
-            Level::Day => b'd',
-            Level::Month => b'M',
-        }
-    }
-
     pub const ALL: [Level; 3] = [Level::Hour, Level::Day, Level::Month];
 
     /// The first hour of the period of this level holding `hour`.
@@ -106,34 +90,6 @@ fn month_end(hour: u64) -> u64 {
     let ms = hour.saturating_mul(HOUR_MS);
     until_next_period(BudgetPeriod::Monthly, ms)
         .map_or(u64::MAX, |d| ms.saturating_add(d) / HOUR_MS)
-}
-
-/// `dim scope \0 level` — the prefix of a run of rows, followed by the start hour.
-pub fn prefix(dim: Dim, scope: &str, level: Level) -> Vec<u8> {
-    let mut k = Vec::with_capacity(scope.len() + 3 + 8 + 24);
-    k.push(dim.byte());
-    k.extend_from_slice(scope.as_bytes());
-    k.push(0);
-    k.push(level.byte());
-    k
-}
-
-pub fn row_key(dim: Dim, scope: &str, level: Level, start: u64, label: &str) -> Vec<u8> {
-    let mut k = prefix(dim, scope, level);
-    k.extend_from_slice(&start.to_be_bytes());
-    k.extend_from_slice(label.as_bytes());
-    k
-}
-
-/// The rollup rows an hourly bucket counts in (one per dimension and level).
-pub fn rows_of(k: &UsageKey) -> impl Iterator<Item = Vec<u8>> + '_ {
-    Level::ALL.into_iter().flat_map(move |level| {
-        let start = level.start(k.hour);
-        Dim::ALL.into_iter().map(move |dim| {
-            let (scope, label) = dim.of(k);
-            row_key(dim, scope, level, start, label)
-        })
-    })
 }
 
 /// A run of whole periods of one level: rows with `from <= start < to`.
@@ -180,11 +136,6 @@ pub fn cover(from: u64, to: u64, max: Level) -> Vec<Run> {
         cur = next;
     }
     runs
-}
-
-/// Reads one rollup row's value (`UsageTotals` bytes).
-pub fn totals(b: &[u8]) -> UsageTotals {
-    UsageTotals::from_bytes(b)
 }
 
 /// `a + (new - old)`, field by field, modulo 2^64: exact as long as the true sums fit.
