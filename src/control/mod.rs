@@ -18,6 +18,7 @@ pub mod webhooks;
 pub use groups::Bulk;
 pub use tokens::Role;
 mod keys;
+mod requests;
 pub use keys::KeyQuery;
 pub mod lifecycle;
 mod selfservice;
@@ -27,6 +28,7 @@ mod view;
 
 pub use spec::parse_record;
 pub use view::rfc3339;
+pub use view::{GroupView, KeyView, KeyWithSecret, List};
 
 use crate::control::events::{Event, Events};
 use crate::policy::snapshot::Snapshot;
@@ -263,6 +265,19 @@ impl ControlPlane {
             tokens,
             write: Mutex::new(()),
         })
+    }
+
+    /// Now, in milliseconds since the Unix epoch, as the control plane reads it.
+    pub(crate) fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    pub(crate) fn now_s(&self) -> u64 {
+        self.now_ms() / 1000
+    }
+
+    pub(crate) fn now(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.now_ms())
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
