@@ -4,7 +4,8 @@
 //! Each is read from the body in the order the API has always checked it (`group`, then
 //! `ttl`, then the key's own fields), so the first refusal and its words (`spec::typed`,
 //! `spec::EXPECTED`) are what they were. They serialize back to their documented
-//! fields: the schema test compares the two.
+//! fields, leaving out what is absent (the schema test compares them with the documented
+//! `properties`, and a minimal request's with `required`).
 
 use super::spec::{duration, object, take_str, typed};
 use super::{ApiError, ApiResult};
@@ -46,7 +47,10 @@ fn no_more(m: &Map<String, Value>) -> ApiResult<()> {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct NewKey {
     pub group: String,
-    #[serde(serialize_with = "humantime_opt")]
+    #[serde(
+        serialize_with = "humantime_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ttl: Option<Duration>,
     #[serde(flatten)]
     pub spec: KeySpec,
@@ -67,8 +71,12 @@ impl NewKey {
 pub(crate) struct NewBatch {
     pub count: u64,
     pub group: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name_prefix: Option<String>,
-    #[serde(serialize_with = "humantime_opt")]
+    #[serde(
+        serialize_with = "humantime_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ttl: Option<Duration>,
     /// Its `name` is never set: the keys are named from `name_prefix`.
     #[serde(flatten)]
@@ -190,7 +198,10 @@ pub(crate) struct KeyPatch {
 /// `PATCH /v1/keys/{id}`'s whole body: `ttl` (sets `expires_at` from now) and the fields.
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct PatchKey {
-    #[serde(serialize_with = "humantime_opt")]
+    #[serde(
+        serialize_with = "humantime_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ttl: Option<Duration>,
     #[serde(flatten)]
     pub fields: KeyPatch,
@@ -263,7 +274,10 @@ impl KeyPatch {
 /// `POST /v1/keys/{id}/regenerate`: `{grace_period?}` (none: the old secret stops at once).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Regenerate {
-    #[serde(serialize_with = "humantime_opt")]
+    #[serde(
+        serialize_with = "humantime_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grace_period: Option<Duration>,
 }
 

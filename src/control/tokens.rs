@@ -161,7 +161,9 @@ fn view(t: &TokenRecord) -> TokenView {
 pub(crate) struct NewToken {
     pub name: String,
     pub role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
 }
 

@@ -14,6 +14,8 @@ pub mod authz;
 mod console;
 mod handlers;
 mod introspect;
+#[cfg(test)]
+mod schema;
 mod system;
 
 use crate::control::{ApiError, ControlPlane};
