@@ -192,7 +192,7 @@ impl ControlPlane {
             spec.expires_at = Some(humantime::format_rfc3339_seconds(at).to_string());
         }
         let checked = check_spec(&spec)?;
-        check_future(checked.expires_at)?;
+        check_future(checked.expires_at, self.now())?;
         check_in_group(&checked.limits, g)?;
         if let Some(ss) = self_service {
             super::selfservice::after(self, ss, actor, g, &checked)?;
@@ -430,7 +430,7 @@ impl ControlPlane {
                 }
                 let checked = check_spec(&spec)?;
                 if spec.expires_at != r.spec.expires_at {
-                    check_future(checked.expires_at)?;
+                    check_future(checked.expires_at, self.now())?;
                 }
                 if let Some(g) = snapshot.groups.get(r.group.as_str()) {
                     check_in_group(&checked.limits, g)?;

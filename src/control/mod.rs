@@ -24,12 +24,15 @@ pub mod lifecycle;
 mod selfservice;
 mod spec;
 pub mod spend;
+#[cfg(test)]
+mod tests;
 mod view;
 
 pub use spec::parse_record;
 pub use view::rfc3339;
 pub use view::{GroupView, KeyView, KeyWithSecret, List};
 
+use crate::clock::{Clock, SystemClock};
 use crate::control::events::{Event, Events};
 use crate::policy::snapshot::Snapshot;
 use crate::proxy::directory::Directory;
@@ -142,6 +145,9 @@ pub struct ControlPlane {
     pub events: Arc<Events>,
     /// Admin tokens made through the API.
     pub tokens: tokens::Tokens,
+    /// What the control plane reads as now: creation and update times, expiries from a
+    /// `ttl`, key status (`expired`), grace periods, spend periods.
+    clock: Arc<dyn Clock>,
     write: Mutex<()>,
 }
 
@@ -263,13 +269,21 @@ impl ControlPlane {
             ledger,
             events,
             tokens,
+            clock: Arc::new(SystemClock),
             write: Mutex::new(()),
         })
     }
 
+    /// The same control plane reading time from `clock` (tests: a
+    /// [`crate::clock::ManualClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> ControlPlane {
+        self.clock = clock;
+        self
+    }
+
     /// Now, in milliseconds since the Unix epoch, as the control plane reads it.
     pub(crate) fn now_ms(&self) -> u64 {
-        now_ms()
+        self.clock.now_ms()
     }
 
     pub(crate) fn now_s(&self) -> u64 {
