@@ -151,6 +151,8 @@ pub struct ControlPlane {
     write: Mutex<()>,
 }
 
+/// The machine's time, for callers without the control plane at hand (lifecycle, reload
+/// events); the control plane itself reads its clock ([`ControlPlane::now_ms`]).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
