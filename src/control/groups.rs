@@ -1,14 +1,14 @@
 //! Group operations of the admin API: list, get, pause / resume / quarantine (overrides
 //! kept in the store), and bulk disable / enable / revoke of a group's API keys.
 
-use super::view::parse_state;
-use super::{now_ms, now_s, Actor, ApiError, ApiResult, ControlPlane};
+use super::view::{parse_state, GroupView, KeyCounts, List};
+use super::{Actor, ApiError, ApiResult, ControlPlane};
 use crate::control::events::{Event, EventKind};
 use crate::policy::config::{GroupState, KeyState};
 use crate::policy::snapshot::{GroupEntry, Snapshot};
 use crate::proxy::directory::{Directory, StateOverride};
 use crate::storage::{GroupOverride, KeyRecord, KeyStatus};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -63,6 +63,14 @@ pub(super) fn reconcile(cp: &ControlPlane, new: &Snapshot) {
     }
 }
 
+/// A bulk action's answer (`BulkResult`): keys changed, and keys skipped (file keys, keys
+/// already in the target state, revoked keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BulkResult {
+    pub affected: u64,
+    pub skipped: u64,
+}
+
 /// Which bulk action.
 #[derive(Debug, Clone, Copy)]
 pub enum Bulk {
@@ -85,7 +93,7 @@ impl ControlPlane {
     /// Key counts per group and status, file and API keys.
     /// Keys per group: `[active, disabled, expired, revoked, of which from the file]`.
     pub fn key_counts(&self, snapshot: &Snapshot) -> HashMap<Arc<str>, [u64; 5]> {
-        let now = SystemTime::now();
+        let now = self.now();
         let mut counts: HashMap<Arc<str>, [u64; 5]> = HashMap::new();
         let slot = |state: KeyState, expires: Option<SystemTime>| -> usize {
             match super::view::status_name(state, expires, now) {
@@ -107,16 +115,8 @@ impl ControlPlane {
         counts
     }
 
-    fn counts_view(c: Option<&[u64; 5]>) -> Value {
-        let c = c.copied().unwrap_or_default();
-        json!({
-            "active": c[0], "disabled": c[1], "expired": c[2], "revoked": c[3],
-            "total": c[0] + c[1] + c[2] + c[3], "config": c[4],
-        })
-    }
-
     /// `GET /v1/groups`.
-    pub fn list_groups(&self, actor: &Actor) -> Value {
+    pub fn list_groups(&self, actor: &Actor) -> List<GroupView> {
         let snapshot = self.policy.load_full();
         let counts = self.key_counts(&snapshot);
         let mut groups: Vec<&Arc<GroupEntry>> = snapshot
@@ -125,23 +125,26 @@ impl ControlPlane {
             .filter(|g| actor.sees_group(&g.id))
             .collect();
         groups.sort_by(|a, b| a.id.cmp(&b.id));
-        let data: Vec<Value> = groups
+        let data = groups
             .into_iter()
-            .map(|g| self.group_view(g, &Self::counts_view(counts.get(&g.id))))
+            .map(|g| self.group_view(g, KeyCounts::of(counts.get(&g.id))))
             .collect();
-        json!({"data": data, "next_cursor": null})
+        List {
+            data,
+            next_cursor: None,
+        }
     }
 
     /// `GET /v1/groups/{id}`.
-    pub fn get_group(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+    pub fn get_group(&self, actor: &Actor, id: &str) -> ApiResult<GroupView> {
         let snapshot = self.policy.load_full();
         let g = self.group(actor, &snapshot, id)?;
         let counts = self.key_counts(&snapshot);
-        Ok(self.group_view(&g, &Self::counts_view(counts.get(&g.id))))
+        Ok(self.group_view(&g, KeyCounts::of(counts.get(&g.id))))
     }
 
     /// `POST /v1/groups/{id}/pause|resume|quarantine`.
-    pub fn set_group_state(&self, actor: &Actor, id: &str, to: GroupState) -> ApiResult<Value> {
+    pub fn set_group_state(&self, actor: &Actor, id: &str, to: GroupState) -> ApiResult<GroupView> {
         let _guard = self.lock();
         let snapshot = self.policy.load_full();
         let g = self.group(actor, &snapshot, id)?;
@@ -151,7 +154,7 @@ impl ControlPlane {
             group: g.id.to_string(),
             state: to.as_str().into(),
             file_state: g.state.as_str().into(),
-            at: now_s(),
+            at: self.now_s(),
             by: actor.id.clone(),
         });
         let previous = self
@@ -170,7 +173,7 @@ impl ControlPlane {
         let committed = self
             .emit(Event {
                 kind,
-                at_ms: now_ms(),
+                at_ms: self.now_ms(),
                 actor: actor.id.clone(),
                 org: Some(g.org.id.to_string()),
                 group: Some(g.id.to_string()),
@@ -198,7 +201,7 @@ impl ControlPlane {
 
     /// `POST /v1/groups/{id}/keys/disable|enable|revoke` → `{affected, skipped}`. File keys
     /// and keys already in the target state (or revoked) are skipped.
-    pub fn bulk(&self, actor: &Actor, id: &str, action: Bulk) -> ApiResult<Value> {
+    pub fn bulk(&self, actor: &Actor, id: &str, action: Bulk) -> ApiResult<BulkResult> {
         let _guard = self.lock();
         let snapshot = self.policy.load_full();
         let g = self.group(actor, &snapshot, id)?;
@@ -227,7 +230,7 @@ impl ControlPlane {
             }
             let mut new = old.clone();
             new.status = to;
-            new.updated_at = now_s();
+            new.updated_at = self.now_s();
             changed.push((old, new));
         }
         let events = changed
@@ -240,6 +243,9 @@ impl ControlPlane {
         let pairs: Vec<(Option<&KeyRecord>, &KeyRecord)> =
             changed.iter().map(|(o, n)| (Some(o), n)).collect();
         self.apply(&pairs, events)?;
-        Ok(json!({"affected": changed.len(), "skipped": skipped}))
+        Ok(BulkResult {
+            affected: changed.len() as u64,
+            skipped,
+        })
     }
 }

@@ -1,13 +1,15 @@
 //! Key operations of the admin API: create, batch, list, get, PATCH, revoke, disable,
 //! enable, regenerate, move.
 
-use super::spec::{check_future, check_in_group, check_spec, duration, object, take_str, typed};
-use super::{now_ms, now_s, parse_record, Actor, ApiError, ApiResult, ControlPlane, Role};
+use super::requests::{MoveKey, NewBatch, NewKey, PatchKey, Regenerate};
+use super::spec::{check_future, check_in_group, check_spec};
+use super::view::{KeyView, KeyWithSecret, List};
+use super::{parse_record, Actor, ApiError, ApiResult, ControlPlane, Role};
 use crate::control::events::{Event, EventKind};
 use crate::policy::snapshot::{KeyEntry, Snapshot};
 use crate::secret::Secret;
 use crate::storage::{KeyRecord, KeySpec, KeyStatus, PreviousSecret};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +24,21 @@ fn new_id() -> String {
 /// The record's audited form: everything but digests.
 fn audit_form(r: &KeyRecord) -> Value {
     json!({"group": r.group, "status": r.status, "spec": r.spec})
+}
+
+/// One key of a batch, with its secret (`BatchKey`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchKey {
+    pub id: String,
+    pub name: Option<String>,
+    pub prefix: String,
+    pub key: String,
+}
+
+/// `POST /v1/keys/batch`'s answer (`BatchResponse`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchAnswer {
+    pub data: Vec<BatchKey>,
 }
 
 /// List filters of `GET /v1/keys`.
@@ -133,7 +150,7 @@ impl ControlPlane {
             .map(|g| g.org.id.to_string());
         Event {
             kind,
-            at_ms: now_ms(),
+            at_ms: self.now_ms(),
             actor: actor.id.clone(),
             org,
             group: Some(r.group.clone()),
@@ -171,17 +188,17 @@ impl ControlPlane {
         } else {
             None
         }) {
-            let at = std::time::SystemTime::now() + ttl;
+            let at = self.now() + ttl;
             spec.expires_at = Some(humantime::format_rfc3339_seconds(at).to_string());
         }
         let checked = check_spec(&spec)?;
-        check_future(checked.expires_at)?;
+        check_future(checked.expires_at, self.now())?;
         check_in_group(&checked.limits, g)?;
         if let Some(ss) = self_service {
             super::selfservice::after(self, ss, actor, g, &checked)?;
         }
         let secret = crate::proxy::auth::generate_key();
-        let now = now_s();
+        let now = self.now_s();
         let record = KeyRecord {
             id: new_id(),
             group: group.to_string(),
@@ -199,14 +216,8 @@ impl ControlPlane {
     }
 
     /// `POST /v1/keys` → the key's view plus `key`, the raw secret (shown only here).
-    pub fn create_key(&self, actor: &Actor, body: &[u8]) -> ApiResult<Value> {
-        let mut m = object(body)?;
-        let group = take_str(&mut m, "group")?
-            .ok_or_else(|| ApiError::bad_request("group", "group is required"))?;
-        let ttl = take_str(&mut m, "ttl")?
-            .map(|t| duration("ttl", &t))
-            .transpose()?;
-        let spec: KeySpec = typed(Value::Object(m))?;
+    pub fn create_key(&self, actor: &Actor, body: &[u8]) -> ApiResult<KeyWithSecret> {
+        let NewKey { group, ttl, spec } = NewKey::parse(body)?;
         let _guard = self.lock();
         let snapshot = self.policy.load_full();
         let (record, secret) = self.new_record(actor, &group, spec, ttl, &snapshot)?;
@@ -218,32 +229,22 @@ impl ControlPlane {
             Some(audit_form(&record)),
         );
         self.apply(&[(None, &record)], vec![e])?;
-        let mut view = self.api_key_view(&record, &snapshot);
-        view["key"] = json!(secret);
-        Ok(view)
+        Ok(KeyWithSecret {
+            view: self.api_key_view(&record, &snapshot),
+            key: secret,
+        })
     }
 
     /// `POST /v1/keys/batch` → `{data: [{id, name, prefix, key}]}`.
-    pub fn create_batch(&self, actor: &Actor, body: &[u8]) -> ApiResult<Value> {
-        let mut m = object(body)?;
-        let count = match m.remove("count") {
-            Some(Value::Number(n)) => n.as_u64().filter(|c| (1..=BATCH_MAX).contains(c)),
-            _ => None,
-        }
-        .ok_or_else(|| ApiError::bad_request("count", format!("count: 1 to {BATCH_MAX}")))?;
-        let group = take_str(&mut m, "group")?
-            .ok_or_else(|| ApiError::bad_request("group", "group is required"))?;
-        let prefix = take_str(&mut m, "name_prefix")?.unwrap_or_else(|| "key".into());
-        let ttl = take_str(&mut m, "ttl")?
-            .map(|t| duration("ttl", &t))
-            .transpose()?;
-        if m.contains_key("name") {
-            return Err(ApiError::bad_request(
-                "name",
-                "a batch names its keys from name_prefix",
-            ));
-        }
-        let spec: KeySpec = typed(Value::Object(m))?;
+    pub fn create_batch(&self, actor: &Actor, body: &[u8]) -> ApiResult<BatchAnswer> {
+        let NewBatch {
+            count,
+            group,
+            name_prefix,
+            ttl,
+            spec,
+        } = NewBatch::parse(body)?;
+        let prefix = name_prefix.unwrap_or_else(|| "key".into());
         let _guard = self.lock();
         let snapshot = self.policy.load_full();
         let width = count.to_string().len();
@@ -262,15 +263,20 @@ impl ControlPlane {
         let pairs: Vec<(Option<&KeyRecord>, &KeyRecord)> =
             made.iter().map(|(r, _)| (None, r)).collect();
         self.apply(&pairs, events)?;
-        let data: Vec<Value> = made
-            .iter()
-            .map(|(r, secret)| json!({"id": r.id, "name": r.spec.name, "prefix": r.prefix, "key": secret}))
+        let data = made
+            .into_iter()
+            .map(|(r, key)| BatchKey {
+                id: r.id,
+                name: r.spec.name,
+                prefix: r.prefix,
+                key,
+            })
             .collect();
-        Ok(json!({ "data": data }))
+        Ok(BatchAnswer { data })
     }
 
     /// `GET /v1/keys/{id}`.
-    pub fn get_key(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+    pub fn get_key(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
         let snapshot = self.policy.load_full();
         if let Some(r) = self.store.key(id).map_err(ApiError::internal)? {
             if actor.sees_key(&r.group, r.spec.owner.as_deref()) {
@@ -285,7 +291,7 @@ impl ControlPlane {
     }
 
     /// `GET /v1/keys`: API and file keys in id order, filtered, paginated by id.
-    pub fn list_keys(&self, actor: &Actor, q: &KeyQuery) -> ApiResult<Value> {
+    pub fn list_keys(&self, actor: &Actor, q: &KeyQuery) -> ApiResult<List<KeyView>> {
         let limit = q.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(ApiError::bad_request("limit", "limit: 1 to 1000"));
@@ -315,18 +321,19 @@ impl ControlPlane {
             None => None,
         };
         let snapshot = self.policy.load_full();
-        let matches = |v: &Value| -> bool {
-            let s = |f: &str| v[f].as_str().unwrap_or_default().to_string();
-            actor.sees_key(&s("group"), v["owner"].as_str())
-                && q.group.as_ref().is_none_or(|g| s("group") == *g)
-                && q.status.as_ref().is_none_or(|st| s("status") == *st)
-                && q.owner.as_ref().is_none_or(|o| s("owner") == *o)
-                && tag.is_none_or(|(k, val)| v["tags"][k].as_str() == Some(val))
+        // A field that is null compares as "" (`owner=` lists the keys without an owner).
+        let text = |f: &Option<String>| f.clone().unwrap_or_default();
+        let matches = |v: &KeyView| -> bool {
+            actor.sees_key(&v.group, v.owner.as_deref())
+                && q.group.as_ref().is_none_or(|g| v.group == *g)
+                && q.status.as_ref().is_none_or(|st| v.status == st.as_str())
+                && q.owner.as_ref().is_none_or(|o| text(&v.owner) == *o)
+                && tag.is_none_or(|(k, val)| v.tags.get(k).map(String::as_str) == Some(val))
                 && q.q.as_ref().is_none_or(|needle| {
                     let n = needle.to_lowercase();
-                    ["id", "name", "prefix"]
+                    [v.id.clone(), text(&v.name), text(&v.prefix)]
                         .iter()
-                        .any(|f| s(f).to_lowercase().contains(&n))
+                        .any(|f| f.to_lowercase().contains(&n))
                 })
         };
         // File keys, sorted, merged with the store's id-ordered scan.
@@ -370,9 +377,11 @@ impl ControlPlane {
         } else {
             None
         };
-        let out = page.out;
-        let data: Vec<Value> = out.into_iter().map(|(_, v)| v).collect();
-        Ok(json!({"data": data, "next_cursor": next}))
+        let data = page.out.into_iter().map(|(_, v)| v).collect();
+        Ok(List {
+            data,
+            next_cursor: next,
+        })
     }
 
     /// Loads, changes and writes one key; `change` returns the event kind.
@@ -388,7 +397,7 @@ impl ControlPlane {
         let old = self.record_for_write(actor, id)?;
         let mut new = old.clone();
         let kind = change(&mut new, &snapshot)?;
-        new.updated_at = now_s();
+        new.updated_at = self.now_s();
         let mut e = self.event(
             kind,
             actor,
@@ -401,50 +410,27 @@ impl ControlPlane {
         Ok(new)
     }
 
-    fn view(&self, r: &KeyRecord) -> Value {
+    fn view(&self, r: &KeyRecord) -> KeyView {
         self.api_key_view(r, &self.policy.load())
     }
 
     /// `PATCH /v1/keys/{id}`: fields present replace, `null` clears, `group` is refused.
-    pub fn patch_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
+    pub fn patch_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyView> {
         self.record_for_write(actor, id)?;
-        let mut patch = object(body)?;
-        if patch.contains_key("group") {
-            return Err(ApiError::bad_request(
-                "group",
-                "a key changes group with POST /v1/keys/{id}/move",
-            ));
-        }
-        let ttl = take_str(&mut patch, "ttl")?
-            .map(|t| duration("ttl", &t))
-            .transpose()?;
+        let PatchKey { ttl, fields } = PatchKey::parse(body)?;
         let r = self.update_key(
             actor,
             id,
             |r, snapshot| {
                 not_revoked(r)?;
-                let mut merged: Map<String, Value> = match serde_json::to_value(&r.spec) {
-                    Ok(Value::Object(m)) => m,
-                    _ => Map::new(),
-                };
-                for (k, v) in patch {
-                    if v.is_null() {
-                        merged.remove(&k);
-                    } else {
-                        merged.insert(k, v);
-                    }
-                }
+                let mut spec = fields.apply(r.spec.clone());
                 if let Some(ttl) = ttl {
-                    let at = std::time::SystemTime::now() + ttl;
-                    merged.insert(
-                        "expires_at".into(),
-                        json!(humantime::format_rfc3339_seconds(at).to_string()),
-                    );
+                    let at = self.now() + ttl;
+                    spec.expires_at = Some(humantime::format_rfc3339_seconds(at).to_string());
                 }
-                let spec: KeySpec = typed(Value::Object(merged))?;
                 let checked = check_spec(&spec)?;
                 if spec.expires_at != r.spec.expires_at {
-                    check_future(checked.expires_at)?;
+                    check_future(checked.expires_at, self.now())?;
                 }
                 if let Some(g) = snapshot.groups.get(r.group.as_str()) {
                     check_in_group(&checked.limits, g)?;
@@ -457,7 +443,7 @@ impl ControlPlane {
         Ok(self.view(&r))
     }
 
-    fn set_status(&self, actor: &Actor, id: &str, to: KeyStatus) -> ApiResult<Value> {
+    fn set_status(&self, actor: &Actor, id: &str, to: KeyStatus) -> ApiResult<KeyView> {
         let current = self.record_for_write(actor, id)?;
         if current.status == to {
             // Nothing to change, nothing to audit.
@@ -483,36 +469,28 @@ impl ControlPlane {
     }
 
     /// `DELETE /v1/keys/{id}`: permanent; the data plane answers 403 `key_revoked`.
-    pub fn revoke_key(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+    pub fn revoke_key(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
         self.set_status(actor, id, KeyStatus::Revoked)
     }
 
-    pub fn disable_key(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+    pub fn disable_key(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
         self.set_status(actor, id, KeyStatus::Disabled)
     }
 
-    pub fn enable_key(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+    pub fn enable_key(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
         self.set_status(actor, id, KeyStatus::Active)
     }
 
     /// `POST /v1/keys/{id}/regenerate` `{grace_period?}` → view plus the new `key`.
-    pub fn regenerate_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
+    pub fn regenerate_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyWithSecret> {
         self.record_for_write(actor, id)?;
-        let mut m = object(body)?;
-        let grace = take_str(&mut m, "grace_period")?
-            .map(|g| duration("grace_period", &g))
-            .transpose()?
-            .unwrap_or_default();
-        if let Some(k) = m.keys().next() {
-            return Err(ApiError::bad_request(
-                k.clone(),
-                format!("unknown field {k:?}"),
-            ));
-        }
+        let Regenerate { grace_period } = Regenerate::parse(body)?;
+        let grace = grace_period.unwrap_or_default();
         let (r, secret) = self.regenerate(actor, id, grace, EventKind::KeyRegenerated)?;
-        let mut view = self.view(&r);
-        view["key"] = json!(secret);
-        Ok(view)
+        Ok(KeyWithSecret {
+            view: self.view(&r),
+            key: secret,
+        })
     }
 
     /// New secret, same id; the old one works for `grace` more (none: stops at once).
@@ -531,7 +509,7 @@ impl ControlPlane {
             id,
             |r, _| {
                 not_revoked(r)?;
-                let now = now_s();
+                let now = self.now_s();
                 r.previous = (!grace.is_zero()).then(|| PreviousSecret {
                     sha256: r.sha256.clone(),
                     until: now + grace.as_secs().max(1),
@@ -547,17 +525,9 @@ impl ControlPlane {
     }
 
     /// `POST /v1/keys/{id}/move` `{group}`: same secret and id, the new group's policy.
-    pub fn move_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<Value> {
+    pub fn move_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyView> {
         self.record_for_write(actor, id)?;
-        let mut m = object(body)?;
-        let group = take_str(&mut m, "group")?
-            .ok_or_else(|| ApiError::bad_request("group", "group is required"))?;
-        if let Some(k) = m.keys().next() {
-            return Err(ApiError::bad_request(
-                k.clone(),
-                format!("unknown field {k:?}"),
-            ));
-        }
+        let MoveKey { group } = MoveKey::parse(body)?;
         let r = self.update_key(
             actor,
             id,
@@ -577,14 +547,14 @@ impl ControlPlane {
 
 /// One page of a list: items that matched, until one more than fits shows there are more.
 struct Page {
-    out: Vec<(String, Value)>,
+    out: Vec<(String, KeyView)>,
     limit: usize,
     more: bool,
 }
 
 impl Page {
     /// False once the page is full and another match was seen.
-    fn push(&mut self, id: String, v: Value, matches: &dyn Fn(&Value) -> bool) -> bool {
+    fn push(&mut self, id: String, v: KeyView, matches: &dyn Fn(&KeyView) -> bool) -> bool {
         if !matches(&v) {
             return true;
         }

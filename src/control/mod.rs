@@ -18,16 +18,21 @@ pub mod webhooks;
 pub use groups::Bulk;
 pub use tokens::Role;
 mod keys;
+mod requests;
 pub use keys::KeyQuery;
 pub mod lifecycle;
 mod selfservice;
 mod spec;
 pub mod spend;
+#[cfg(test)]
+mod tests;
 mod view;
 
 pub use spec::parse_record;
 pub use view::rfc3339;
+pub use view::{GroupView, KeyView, KeyWithSecret, List};
 
+use crate::clock::{Clock, SystemClock};
 use crate::control::events::{Event, Events};
 use crate::policy::snapshot::Snapshot;
 use crate::proxy::directory::Directory;
@@ -140,9 +145,14 @@ pub struct ControlPlane {
     pub events: Arc<Events>,
     /// Admin tokens made through the API.
     pub tokens: tokens::Tokens,
+    /// What the control plane reads as now: creation and update times, expiries from a
+    /// `ttl`, key status (`expired`), grace periods, spend periods.
+    clock: Arc<dyn Clock>,
     write: Mutex<()>,
 }
 
+/// The machine's time, for callers without the control plane at hand (lifecycle, reload
+/// events); the control plane itself reads its clock ([`ControlPlane::now_ms`]).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -261,8 +271,29 @@ impl ControlPlane {
             ledger,
             events,
             tokens,
+            clock: Arc::new(SystemClock),
             write: Mutex::new(()),
         })
+    }
+
+    /// The same control plane reading time from `clock` (tests: a
+    /// [`crate::clock::ManualClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> ControlPlane {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, in milliseconds since the Unix epoch, as the control plane reads it.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn now_s(&self) -> u64 {
+        self.now_ms() / 1000
+    }
+
+    pub(crate) fn now(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.now_ms())
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {

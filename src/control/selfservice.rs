@@ -9,7 +9,6 @@ use crate::policy::config::raw::LimitField;
 use crate::policy::config::{looser_than, KeyState, SelfService};
 use crate::policy::snapshot::GroupEntry;
 use crate::storage::KeySpec;
-use std::time::SystemTime;
 
 /// Refuses a group without self-service; forces the owner; gives the key each ceiling it
 /// does not set itself.
@@ -85,7 +84,7 @@ pub fn after(
                 ),
             ))
         }
-        (Some(at), Some(max)) if at > SystemTime::now() + max => {
+        (Some(at), Some(max)) if at > cp.now() + max => {
             return Err(ApiError::bad_request(
                 "expires_at",
                 format!(
@@ -108,7 +107,7 @@ pub fn after(
     }
     if let Some(max) = ss.max_keys_per_owner {
         let owner = actor.owner.as_deref().unwrap_or(&actor.id);
-        let now = SystemTime::now();
+        let now = cp.now();
         let live = cp
             .directory
             .keys()

@@ -256,9 +256,9 @@ pub fn check_in_group(limits: &Limits, group: &GroupEntry) -> ApiResult<()> {
     Ok(())
 }
 
-/// An expiry must lie in the future when it is set.
-pub fn check_future(expires_at: Option<SystemTime>) -> ApiResult<()> {
-    if expires_at.is_some_and(|t| t <= SystemTime::now()) {
+/// An expiry must lie in the future (after `now`) when it is set.
+pub fn check_future(expires_at: Option<SystemTime>, now: SystemTime) -> ApiResult<()> {
+    if expires_at.is_some_and(|t| t <= now) {
         return Err(ApiError::bad_request(
             "expires_at",
             "expires_at is in the past",

@@ -8,7 +8,8 @@ use super::{Actor, ApiError, ApiResult, ControlPlane};
 use crate::admission::budget::period_start;
 use crate::policy::config::BudgetPeriod;
 use crate::storage::ledger::{Dim, Level, UsageTotals};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
 const HOUR_MS: u64 = 3_600_000;
@@ -50,8 +51,8 @@ fn parse_time(field: &str, s: &str) -> ApiResult<u64> {
         })
 }
 
-fn range(q: &SpendQuery, default_period: BudgetPeriod) -> ApiResult<Range> {
-    let now = super::now_ms();
+fn range(q: &SpendQuery, default_period: BudgetPeriod, now_ms: u64) -> ApiResult<Range> {
+    let now = now_ms;
     let from = match &q.from {
         Some(f) => parse_time("from", f)?,
         None => period_start(default_period, now),
@@ -78,31 +79,129 @@ impl Sum {
         self.0.add(t);
     }
 
-    fn json(&self, mut base: Map<String, Value>) -> Value {
-        base.insert("requests".into(), json!(self.0.requests));
-        base.insert("input_tokens".into(), json!(self.0.input_tokens));
-        base.insert("output_tokens".into(), json!(self.0.output_tokens));
-        base.insert("cost_usd".into(), usd(self.0.cost_micros));
-        Value::Object(base)
+    fn totals(&self) -> SpendTotals {
+        SpendTotals {
+            requests: self.0.requests,
+            input_tokens: self.0.input_tokens,
+            output_tokens: self.0.output_tokens,
+            cost_usd: usd(self.0.cost_micros),
+        }
     }
 }
 
-fn obj(pairs: &[(&str, Value)]) -> Map<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
+/// Totals of everything settled in a range (`SpendTotals`); the answers below carry them
+/// after their own fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SpendTotals {
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
 }
 
-fn range_fields(r: Range) -> [(&'static str, Value); 2] {
-    [
-        ("from", json!(crate::clock::rfc3339(r.from_h * 3600))),
-        ("to", json!(crate::clock::rfc3339(r.to_h * 3600))),
-    ]
+/// `GET /v1/spend/groups/{id}` (`GroupSpend`).
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupSpend {
+    pub group: String,
+    pub from: String,
+    pub to: String,
+    #[serde(flatten)]
+    pub totals: SpendTotals,
 }
 
-/// Groups of rows by a label, largest cost first.
-fn ranked(sums: HashMap<String, Sum>, label: &str) -> Vec<Value> {
+/// `GET /v1/spend/keys/{id}` (`KeySpend`).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeySpend {
+    pub key_id: String,
+    pub group: String,
+    pub from: String,
+    pub to: String,
+    #[serde(flatten)]
+    pub totals: SpendTotals,
+}
+
+/// `GET /v1/spend/orgs/{id}` (`OrgSpend`).
+#[derive(Debug, Clone, Serialize)]
+pub struct OrgSpend {
+    pub org: String,
+    pub from: String,
+    pub to: String,
+    #[serde(flatten)]
+    pub totals: SpendTotals,
+}
+
+/// One model's totals (`ModelSpendRow`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSpendRow {
+    pub model: String,
+    #[serde(flatten)]
+    pub totals: SpendTotals,
+}
+
+/// One key's totals in a group (`KeySpendRow`).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeySpendRow {
+    pub key_id: String,
+    #[serde(flatten)]
+    pub totals: SpendTotals,
+}
+
+/// One bucket of a timeline (`TimelineBucket`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineBucket {
+    pub start: String,
+    #[serde(flatten)]
+    pub totals: SpendTotals,
+}
+
+/// One value of a tag, `null` for spend of keys and groups without it (`TagSpendRow`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TagSpendRow {
+    pub value: Option<String>,
+    #[serde(flatten)]
+    pub totals: SpendTotals,
+}
+
+/// `GET /v1/spend/groups/{id}/by-model` and `/by-key` (`GroupSpendByModel`,
+/// `GroupSpendByKey`): rows largest cost first.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupSpendBy<Row> {
+    pub group: String,
+    pub from: String,
+    pub to: String,
+    pub data: Vec<Row>,
+}
+
+/// `GET /v1/spend/groups/{id}/timeline` (`GroupSpendTimeline`).
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupSpendTimeline {
+    pub group: String,
+    /// `hour` or `day`.
+    pub grain: &'static str,
+    pub from: String,
+    pub to: String,
+    pub data: Vec<TimelineBucket>,
+}
+
+/// `GET /v1/spend/tags/{tag}` (`TagSpend`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TagSpend {
+    pub tag: String,
+    pub from: String,
+    pub to: String,
+    pub data: Vec<TagSpendRow>,
+}
+
+/// The range's ends as the answers show them.
+fn range_text(r: Range) -> (String, String) {
+    (
+        crate::clock::rfc3339(r.from_h * 3600),
+        crate::clock::rfc3339(r.to_h * 3600),
+    )
+}
+
+/// Sums by a label, largest cost first.
+fn ranked(sums: HashMap<String, Sum>) -> Vec<(String, SpendTotals)> {
     let mut v: Vec<(String, Sum)> = sums.into_iter().collect();
     v.sort_by(|a, b| {
         b.1 .0
@@ -110,9 +209,7 @@ fn ranked(sums: HashMap<String, Sum>, label: &str) -> Vec<Value> {
             .cmp(&a.1 .0.cost_micros)
             .then(a.0.cmp(&b.0))
     });
-    v.into_iter()
-        .map(|(k, s)| s.json(obj(&[(label, json!(k))])))
-        .collect()
+    v.into_iter().map(|(k, s)| (k, s.totals())).collect()
 }
 
 impl ControlPlane {
@@ -140,26 +237,58 @@ impl ControlPlane {
         range(
             q,
             g.limits.budget.map_or(BudgetPeriod::Monthly, |b| b.period),
+            self.now_ms(),
         )
     }
 
     /// `GET /v1/spend/groups/{id}`.
-    pub fn spend_group(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Value> {
+    pub fn spend_group(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<GroupSpend> {
         let r = self.group_range(actor, id, q)?;
         let mut s = Sum::default();
         self.scan(Dim::Total, id, r, Level::Month, &mut |_, _, t| s.add(t));
-        let [f, t] = range_fields(r);
-        Ok(s.json(obj(&[("group", json!(id)), f, t])))
+        let (from, to) = range_text(r);
+        Ok(GroupSpend {
+            group: id.to_string(),
+            from,
+            to,
+            totals: s.totals(),
+        })
     }
 
-    /// `GET /v1/spend/groups/{id}/by-model` and `/by-key`.
-    pub fn spend_group_by(
+    /// `GET /v1/spend/groups/{id}/by-model`.
+    pub fn spend_by_model(
+        &self,
+        actor: &Actor,
+        id: &str,
+        q: &SpendQuery,
+    ) -> ApiResult<GroupSpendBy<ModelSpendRow>> {
+        self.spend_group_by(actor, id, false, q, |model, totals| ModelSpendRow {
+            model,
+            totals,
+        })
+    }
+
+    /// `GET /v1/spend/groups/{id}/by-key`.
+    pub fn spend_by_key(
+        &self,
+        actor: &Actor,
+        id: &str,
+        q: &SpendQuery,
+    ) -> ApiResult<GroupSpendBy<KeySpendRow>> {
+        self.spend_group_by(actor, id, true, q, |key_id, totals| KeySpendRow {
+            key_id,
+            totals,
+        })
+    }
+
+    fn spend_group_by<Row>(
         &self,
         actor: &Actor,
         id: &str,
         by_key: bool,
         q: &SpendQuery,
-    ) -> ApiResult<Value> {
+        row: impl Fn(String, SpendTotals) -> Row,
+    ) -> ApiResult<GroupSpendBy<Row>> {
         let r = self.group_range(actor, id, q)?;
         let mut sums: HashMap<String, Sum> = HashMap::new();
         let dim = if by_key { Dim::Key } else { Dim::Model };
@@ -173,13 +302,22 @@ impl ControlPlane {
                 None => sums.entry(label.to_string()).or_default().add(t),
             },
         );
-        let [f, t] = range_fields(r);
-        let label = if by_key { "key_id" } else { "model" };
-        Ok(json!({"group": id, "from": f.1, "to": t.1, "data": ranked(sums, label)}))
+        let (from, to) = range_text(r);
+        Ok(GroupSpendBy {
+            group: id.to_string(),
+            from,
+            to,
+            data: ranked(sums).into_iter().map(|(k, t)| row(k, t)).collect(),
+        })
     }
 
     /// `GET /v1/spend/groups/{id}/timeline?grain=hour|day`: every bucket, empty ones too.
-    pub fn spend_timeline(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Value> {
+    pub fn spend_timeline(
+        &self,
+        actor: &Actor,
+        id: &str,
+        q: &SpendQuery,
+    ) -> ApiResult<GroupSpendTimeline> {
         let step = match q.grain.as_deref() {
             None | Some("day") => 24,
             Some("hour") => 1,
@@ -199,23 +337,30 @@ impl ControlPlane {
         self.scan(Dim::Total, id, r, max, &mut |hour, _, t| {
             buckets.entry(hour / step * step).or_default().add(t)
         });
-        let data: Vec<Value> = buckets
+        let data = buckets
             .into_iter()
-            .map(|(h, s)| s.json(obj(&[("start", json!(crate::clock::rfc3339(h * 3600)))])))
+            .map(|(h, s)| TimelineBucket {
+                start: crate::clock::rfc3339(h * 3600),
+                totals: s.totals(),
+            })
             .collect();
-        let [f, t] = range_fields(r);
-        Ok(
-            json!({"group": id, "grain": if step == 1 { "hour" } else { "day" }, "from": f.1, "to": t.1, "data": data}),
-        )
+        let (from, to) = range_text(r);
+        Ok(GroupSpendTimeline {
+            group: id.to_string(),
+            grain: if step == 1 { "hour" } else { "day" },
+            from,
+            to,
+            data,
+        })
     }
 
     /// `GET /v1/spend/keys/{id}`: the key's spend in every group it has been in.
-    pub fn spend_key(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Value> {
+    pub fn spend_key(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<KeySpend> {
         // Readable = in scope (the same rule as GET /v1/keys/{id}).
         let view = self.get_key(actor, id)?;
         let snapshot = self.policy.load();
-        let group = view["group"].as_str().and_then(|g| snapshot.groups.get(g));
-        let own = match view["limits"]["budget_period"].as_str() {
+        let group = snapshot.groups.get(view.group.as_str());
+        let own = match view.limits.budget_period {
             Some("daily") => Some(BudgetPeriod::Daily),
             Some("weekly") => Some(BudgetPeriod::Weekly),
             Some("monthly") => Some(BudgetPeriod::Monthly),
@@ -227,20 +372,21 @@ impl ControlPlane {
             .or_else(|| group.and_then(|g| g.limits.budget).map(|b| b.period))
             .or_else(|| group.and_then(|g| g.org.limits.budget).map(|b| b.period))
             .unwrap_or(BudgetPeriod::Monthly);
-        let r = range(q, period)?;
+        let r = range(q, period, self.now_ms())?;
         let mut s = Sum::default();
         self.scan(Dim::KeyGroups, id, r, Level::Month, &mut |_, _, t| s.add(t));
-        let [f, t] = range_fields(r);
-        Ok(s.json(obj(&[
-            ("key_id", json!(id)),
-            ("group", view["group"].clone()),
-            f,
-            t,
-        ])))
+        let (from, to) = range_text(r);
+        Ok(KeySpend {
+            key_id: id.to_string(),
+            group: view.group,
+            from,
+            to,
+            totals: s.totals(),
+        })
     }
 
     /// `GET /v1/spend/orgs/{id}`: the org's groups (those the token sees).
-    pub fn spend_org(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Value> {
+    pub fn spend_org(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<OrgSpend> {
         let snapshot = self.policy.load_full();
         let org = snapshot
             .orgs
@@ -257,6 +403,7 @@ impl ControlPlane {
             org.limits
                 .budget
                 .map_or(BudgetPeriod::Monthly, |b| b.period),
+            self.now_ms(),
         )?;
         let mut s = Sum::default();
         for g in snapshot.groups.values() {
@@ -264,14 +411,19 @@ impl ControlPlane {
                 self.scan(Dim::Total, &g.id, r, Level::Month, &mut |_, _, t| s.add(t));
             }
         }
-        let [f, t] = range_fields(r);
-        Ok(s.json(obj(&[("org", json!(id)), f, t])))
+        let (from, to) = range_text(r);
+        Ok(OrgSpend {
+            org: id.to_string(),
+            from,
+            to,
+            totals: s.totals(),
+        })
     }
 
     /// `GET /v1/spend/tags/{tag}`: spend per value of a tag — the key's tag, else its
     /// group's; rows with neither are reported under `value: null`.
-    pub fn spend_tag(&self, actor: &Actor, tag: &str, q: &SpendQuery) -> ApiResult<Value> {
-        let r = range(q, BudgetPeriod::Monthly)?;
+    pub fn spend_tag(&self, actor: &Actor, tag: &str, q: &SpendQuery) -> ApiResult<TagSpend> {
+        let r = range(q, BudgetPeriod::Monthly, self.now_ms())?;
         let snapshot = self.policy.load_full();
         let mut key_tags: HashMap<String, Option<String>> = HashMap::new();
         for k in snapshot.file_keys() {
@@ -333,12 +485,20 @@ impl ControlPlane {
                 .cmp(&a.1 .0.cost_micros)
                 .then(a.0.cmp(&b.0))
         });
-        let data: Vec<Value> = data
+        let data = data
             .into_iter()
-            .map(|(v, s)| s.json(obj(&[("value", json!(v))])))
+            .map(|(value, s)| TagSpendRow {
+                value,
+                totals: s.totals(),
+            })
             .collect();
-        let [f, t] = range_fields(r);
-        Ok(json!({"tag": tag, "from": f.1, "to": t.1, "data": data}))
+        let (from, to) = range_text(r);
+        Ok(TagSpend {
+            tag: tag.to_string(),
+            from,
+            to,
+            data,
+        })
     }
 }
 

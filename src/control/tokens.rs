@@ -3,7 +3,8 @@
 //! stop working on the next call: the in-memory table is updated after the commit.
 
 use super::spec::{object, typed};
-use super::{now_ms, now_s, Actor, ApiError, ApiResult, ControlPlane};
+use super::view::List;
+use super::{Actor, ApiError, ApiResult, ControlPlane};
 use crate::control::events::{Event, EventKind};
 use crate::policy::snapshot::{Digest, DigestHash};
 use crate::storage::TokenRecord;
@@ -90,34 +91,87 @@ pub fn load(store: &dyn crate::storage::ControlStore, tokens: &Tokens) -> anyhow
     Ok(n)
 }
 
-fn view(t: &TokenRecord) -> Value {
-    json!({
-        "id": t.id,
-        "name": t.name,
-        "role": t.role,
-        "groups": t.groups,
-        "owner": t.owner,
-        "prefix": t.prefix,
-        "created_at": crate::clock::rfc3339(t.created_at),
-        "created_by": t.created_by,
-        "revoked_at": t.revoked_at.map(crate::clock::rfc3339),
-    })
+/// An admin token as the API lists it, never the raw token (`Token`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub groups: Option<Vec<String>>,
+    pub owner: Option<String>,
+    pub prefix: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub revoked_at: Option<String>,
 }
 
-#[derive(serde::Deserialize)]
+/// A new token's answer: its view and the raw `token`, shown only here
+/// (`TokenWithSecret`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenWithSecret {
+    #[serde(flatten)]
+    pub view: TokenView,
+    pub token: String,
+}
+
+/// `GET /v1/whoami` (`Whoami`): the calling token as the list shows it; the root token has
+/// no record, hence no `prefix`. `may` (the routes it may call) is filled in by the admin
+/// listener, which holds the route table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Whoami {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub groups: Option<Vec<String>>,
+    pub owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    pub may: Vec<String>,
+}
+
+fn view(t: &TokenRecord) -> TokenView {
+    let TokenRecord {
+        id,
+        name,
+        role,
+        groups,
+        owner,
+        sha256: _,
+        prefix,
+        created_at,
+        created_by,
+        revoked_at,
+    } = t.clone();
+    TokenView {
+        id,
+        name,
+        role,
+        groups,
+        owner,
+        prefix,
+        created_at: crate::clock::rfc3339(created_at),
+        created_by,
+        revoked_at: revoked_at.map(crate::clock::rfc3339),
+    }
+}
+
+/// `POST /v1/tokens` (`NewToken`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewToken {
-    name: String,
-    role: String,
-    groups: Option<Vec<String>>,
-    owner: Option<String>,
+pub(crate) struct NewToken {
+    pub name: String,
+    pub role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl ControlPlane {
     fn token_event(&self, kind: EventKind, actor: &Actor, t: &TokenRecord) -> Event {
         Event {
             kind,
-            at_ms: now_ms(),
+            at_ms: self.now_ms(),
             actor: actor.id.clone(),
             org: None,
             group: None,
@@ -131,7 +185,7 @@ impl ControlPlane {
     }
 
     /// `POST /v1/tokens` `{name, role, groups?, owner?}` → 201 with `token` (shown once).
-    pub fn create_token(&self, actor: &Actor, body: &[u8]) -> ApiResult<Value> {
+    pub fn create_token(&self, actor: &Actor, body: &[u8]) -> ApiResult<TokenWithSecret> {
         let m = object(body)?;
         let n: NewToken = typed(Value::Object(m))?;
         let role = Role::parse(&n.role).ok_or_else(|| {
@@ -176,7 +230,7 @@ impl ControlPlane {
             owner: n.owner,
             sha256: hex::encode(digest),
             prefix: format!("{}…", &secret[..TOKEN_PREFIX.len() + 6]),
-            created_at: now_s(),
+            created_at: self.now_s(),
             created_by: actor.id.clone(),
             revoked_at: None,
         };
@@ -187,26 +241,35 @@ impl ControlPlane {
         if let Some(a) = actor_of(&t) {
             self.tokens.insert(digest, a);
         }
-        let mut v = view(&t);
-        v["token"] = json!(secret);
-        Ok(v)
+        Ok(TokenWithSecret {
+            view: view(&t),
+            token: secret,
+        })
     }
 
     /// `GET /v1/tokens`: never the raw token.
-    pub fn list_tokens(&self) -> ApiResult<Value> {
+    pub fn list_tokens(&self) -> ApiResult<List<TokenView>> {
         let mut all = self.store.tokens().map_err(ApiError::internal)?;
         all.sort_by(|a, b| a.id.cmp(&b.id));
-        let data: Vec<Value> = all.iter().map(view).collect();
-        Ok(json!({"data": data, "next_cursor": null}))
+        Ok(List {
+            data: all.iter().map(view).collect(),
+            next_cursor: None,
+        })
     }
 
     /// `GET /v1/whoami`: the calling token as the list shows it (the root token has no
     /// record: `root`, role `admin`, every group).
-    pub fn whoami(&self, actor: &Actor) -> ApiResult<Value> {
+    pub fn whoami(&self, actor: &Actor) -> ApiResult<Whoami> {
         if actor.id == "root" {
-            return Ok(json!({
-                "id": "root", "name": "root", "role": "admin", "groups": null, "owner": null,
-            }));
+            return Ok(Whoami {
+                id: "root".into(),
+                name: "root".into(),
+                role: "admin".into(),
+                groups: None,
+                owner: None,
+                prefix: None,
+                may: vec![],
+            });
         }
         let t = self
             .store
@@ -215,17 +278,19 @@ impl ControlPlane {
             .into_iter()
             .find(|t| t.id == actor.id)
             .ok_or_else(|| ApiError::not_found("token", &actor.id))?;
-        let mut v = view(&t);
-        if let Some(o) = v.as_object_mut() {
-            o.retain(|k, _| {
-                ["id", "name", "role", "groups", "owner", "prefix"].contains(&k.as_str())
-            });
-        }
-        Ok(v)
+        Ok(Whoami {
+            id: t.id,
+            name: t.name,
+            role: t.role,
+            groups: t.groups,
+            owner: t.owner,
+            prefix: Some(t.prefix),
+            may: vec![],
+        })
     }
 
     /// `DELETE /v1/tokens/{id}`: stops working on the next call.
-    pub fn revoke_token(&self, actor: &Actor, id: &str) -> ApiResult<Value> {
+    pub fn revoke_token(&self, actor: &Actor, id: &str) -> ApiResult<TokenView> {
         let _guard = self.lock();
         let mut t = self
             .store
@@ -235,7 +300,7 @@ impl ControlPlane {
             .find(|t| t.id == id)
             .ok_or_else(|| ApiError::not_found("token", id))?;
         if t.revoked_at.is_none() {
-            t.revoked_at = Some(now_s());
+            t.revoked_at = Some(self.now_s());
             self.store.put_token(&t).map_err(ApiError::internal)?;
             self.emit(self.token_event(EventKind::TokenRevoked, actor, &t))?;
             self.commit()?;

@@ -1,11 +1,14 @@
-//! The admin API's JSON views of keys and groups.
+//! The admin API's answers about keys and groups, as serde types: each is a schema of
+//! `docs/openapi.json` (`Key`, `Group`, `Limits`, …) with the same fields in the same
+//! order, checked by `admin::schema` tests.
 
 use super::ControlPlane;
 use crate::admission::Layer;
 use crate::policy::config::{BudgetPeriod, GroupState, KeyState, Limits, Shadow};
 use crate::policy::snapshot::{GroupEntry, KeyEntry, Snapshot};
 use crate::storage::{KeyRecord, KeyStatus};
-use serde_json::{json, Value};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crate::clock::rfc3339;
@@ -14,8 +17,9 @@ fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-pub fn usd(micros: u64) -> Value {
-    json!(micros as f64 / 1e6)
+/// Micro-dollars as the admin API shows money: decimal USD.
+pub fn usd(micros: u64) -> f64 {
+    micros as f64 / 1e6
 }
 
 pub fn period_name(p: BudgetPeriod) -> &'static str {
@@ -27,54 +31,192 @@ pub fn period_name(p: BudgetPeriod) -> &'static str {
     }
 }
 
-/// A value as written: plain, or `{value, mode: "shadow"}` for a shadow limit.
-fn with_mode(v: Value, shadow: bool) -> Value {
-    if shadow {
-        json!({"value": v, "mode": "shadow"})
-    } else {
-        v
+/// A list answer: `{data, next_cursor}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct List<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A limit as written: plain, or `{value, mode: "shadow"}` for a shadow limit
+/// (`ShadowLimit`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum LimitView<T> {
+    Plain(T),
+    Shadow { value: T, mode: &'static str },
+}
+
+impl<T> LimitView<T> {
+    fn new(v: T, shadow: bool) -> LimitView<T> {
+        if shadow {
+            LimitView::Shadow {
+                value: v,
+                mode: "shadow",
+            }
+        } else {
+            LimitView::Plain(v)
+        }
     }
 }
 
-pub fn limits_view(l: &Limits) -> Value {
-    let mut m = serde_json::Map::new();
+/// A layer's own limits (`Limits`): fields that are not set are absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LimitsView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<LimitView<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rph: Option<LimitView<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpd: Option<LimitView<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<LimitView<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpd: Option<LimitView<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<LimitView<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<LimitView<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<LimitView<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_period: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_budget_usd: Option<f64>,
+}
+
+pub fn limits_view(l: &Limits) -> LimitsView {
     let s = l.shadow;
-    let mut put = |k: &str, v: Option<u64>, bit: u8| {
-        if let Some(v) = v {
-            m.insert(k.into(), with_mode(json!(v), s.has(bit)));
-        }
-    };
-    put("rpm", l.rpm.map(|n| n.get()), Shadow::RPM);
-    put("rph", l.rph.map(|n| n.get()), Shadow::RPH);
-    put("rpd", l.rpd.map(|n| n.get()), Shadow::RPD);
-    put("tpm", l.tpm.map(|n| n.get()), Shadow::TPM);
-    put("tpd", l.tpd.map(|n| n.get()), Shadow::TPD);
-    put(
-        "max_parallel",
-        l.max_parallel.map(|n| u64::from(n.get())),
-        Shadow::MAX_PARALLEL,
-    );
-    put(
-        "max_tokens",
-        l.max_tokens.map(|n| u64::from(n.get())),
-        Shadow::MAX_TOKENS,
-    );
-    if let Some(b) = l.budget {
-        m.insert(
-            "budget_usd".into(),
-            with_mode(usd(b.limit_micros), s.has(Shadow::BUDGET)),
-        );
-        m.insert("budget_period".into(), json!(period_name(b.period)));
-        if let Some(s) = b.soft_micros {
-            m.insert("soft_budget_usd".into(), usd(s));
+    let lim = |v: Option<u64>, bit: u8| v.map(|v| LimitView::new(v, s.has(bit)));
+    LimitsView {
+        rpm: lim(l.rpm.map(|n| n.get()), Shadow::RPM),
+        rph: lim(l.rph.map(|n| n.get()), Shadow::RPH),
+        rpd: lim(l.rpd.map(|n| n.get()), Shadow::RPD),
+        tpm: lim(l.tpm.map(|n| n.get()), Shadow::TPM),
+        tpd: lim(l.tpd.map(|n| n.get()), Shadow::TPD),
+        max_parallel: lim(
+            l.max_parallel.map(|n| u64::from(n.get())),
+            Shadow::MAX_PARALLEL,
+        ),
+        max_tokens: lim(l.max_tokens.map(|n| u64::from(n.get())), Shadow::MAX_TOKENS),
+        budget_usd: l
+            .budget
+            .map(|b| LimitView::new(usd(b.limit_micros), s.has(Shadow::BUDGET))),
+        budget_period: l.budget.map(|b| period_name(b.period)),
+        soft_budget_usd: l.budget.and_then(|b| b.soft_micros).map(usd),
+    }
+}
+
+/// A key as the admin API shows it, never its secret (`Key`). Keys from the policy file
+/// have no `updated_at` and no `grace_until` (absent, not null): hence the
+/// `Option<Option<_>>` of `grace_until`, absent for them and null when no grace runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub name: Option<String>,
+    pub prefix: Option<String>,
+    pub group: String,
+    pub org: Option<String>,
+    pub owner: Option<String>,
+    /// `api` or `config`.
+    pub source: &'static str,
+    pub status: &'static str,
+    pub created_at: Option<String>,
+    pub created_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub limits: LimitsView,
+    pub models: Option<Vec<String>>,
+    pub deny_models: Option<Vec<String>>,
+    pub allowed_cidrs: Option<Vec<String>>,
+    pub tags: BTreeMap<String, String>,
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub rotation_interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<Option<String>>,
+    pub spend_usd: f64,
+    pub spend_all_time_usd: f64,
+    pub budget_usd: Option<f64>,
+}
+
+/// A new or regenerated key's answer: its view and `key`, the raw secret, shown only here
+/// (`KeyWithSecret`).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyWithSecret {
+    #[serde(flatten)]
+    pub view: KeyView,
+    pub key: String,
+}
+
+/// Keys of a group by status, file and API keys; `config`: how many come from the file
+/// (`KeyCounts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KeyCounts {
+    pub active: u64,
+    pub disabled: u64,
+    pub expired: u64,
+    pub revoked: u64,
+    pub total: u64,
+    pub config: u64,
+}
+
+impl KeyCounts {
+    /// From `[active, disabled, expired, revoked, of which from the file]`.
+    pub fn of(c: Option<&[u64; 5]>) -> KeyCounts {
+        let [active, disabled, expired, revoked, config] = c.copied().unwrap_or_default();
+        KeyCounts {
+            active,
+            disabled,
+            expired,
+            revoked,
+            total: active + disabled + expired + revoked,
+            config,
         }
     }
-    Value::Object(m)
+}
+
+/// Requests of a group the gateway refused since the process started (`Refusals`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Refusals {
+    pub total: u64,
+    pub by_code: BTreeMap<String, u64>,
+}
+
+/// A group: its definition from the file, runtime state, key counts, spend (`Group`).
+/// `refusals` is filled in by the admin listener, which holds the metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupView {
+    pub id: String,
+    pub name: Option<String>,
+    pub org: String,
+    pub state: &'static str,
+    pub file_state: &'static str,
+    /// `api` (an override set through the API) or `config`.
+    pub state_source: &'static str,
+    pub limits: LimitsView,
+    pub models: Option<Vec<String>>,
+    pub deny_models: Vec<String>,
+    pub default_model: Option<String>,
+    pub routing: String,
+    pub retries: u32,
+    pub timeout: String,
+    pub key_ttl: Option<String>,
+    pub idle_disable: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub log_level: String,
+    pub keys: KeyCounts,
+    pub budget_usd: Option<f64>,
+    pub budget_period: &'static str,
+    pub spend_usd: f64,
+    pub spend_all_time_usd: f64,
+    pub refusals: Refusals,
 }
 
 /// The period a key's "spend this period" covers: its own budget's, else its group's, else
 /// its org's, else the calendar month.
-fn key_period(own: &Limits, group: Option<&GroupEntry>) -> BudgetPeriod {
+pub(crate) fn key_period(own: &Limits, group: Option<&GroupEntry>) -> BudgetPeriod {
     own.budget
         .or_else(|| group.and_then(|g| g.limits.budget))
         .or_else(|| group.and_then(|g| g.org.limits.budget))
@@ -102,17 +244,21 @@ pub fn record_state(s: KeyStatus) -> KeyState {
     }
 }
 
+fn duration_text(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 impl ControlPlane {
     fn spend(&self, layer: Layer, id: &str, period: BudgetPeriod) -> (u64, u64) {
         let Some(ledger) = &self.ledger else {
             return (0, 0);
         };
         let t = ledger.totals(layer, id);
-        (t.current(period, super::now_ms()), t.all_time)
+        (t.current(period, self.now_ms()), t.all_time)
     }
 
     /// An API key as the admin API shows it (never its secret).
-    pub fn api_key_view(&self, r: &KeyRecord, snapshot: &Snapshot) -> Value {
+    pub fn api_key_view(&self, r: &KeyRecord, snapshot: &Snapshot) -> KeyView {
         let group = snapshot.groups.get(r.group.as_str());
         let limits = crate::policy::config::fields::limits(r.spec.raw_limits()).unwrap_or_default();
         let expires = r
@@ -126,67 +272,80 @@ impl ControlPlane {
             .ok()
             .and_then(|d| self.directory.get(&d))
             .map_or(0, |k| k.last_used.get());
-        json!({
-            "id": r.id,
-            "name": r.spec.name,
-            "prefix": r.prefix,
-            "group": r.group,
-            "org": group.map(|g| &*g.org.id),
-            "owner": r.spec.owner,
-            "source": "api",
-            "status": status_name(record_state(r.status), expires, SystemTime::now()),
-            "created_at": rfc3339(r.created_at),
-            "created_by": r.created_by,
-            "updated_at": rfc3339(r.updated_at),
-            "expires_at": expires.map(|t| rfc3339(secs(t))),
-            "last_used_at": (last_used > 0).then(|| rfc3339(last_used)),
-            "limits": limits_view(&limits),
-            "models": r.spec.models,
-            "deny_models": r.spec.deny_models,
-            "allowed_cidrs": r.spec.allowed_cidrs,
-            "tags": r.spec.tags.clone().unwrap_or_default(),
-            "metadata": r.spec.metadata,
-            "rotation_interval": r.spec.rotation_interval,
-            "grace_until": r.previous.as_ref().filter(|p| p.until > super::now_s()).map(|p| rfc3339(p.until)),
-            "spend_usd": usd(spend),
-            "spend_all_time_usd": usd(all_time),
-            "budget_usd": limits.budget.map(|b| usd(b.limit_micros)),
-        })
+        let now_s = self.now_s();
+        KeyView {
+            id: r.id.clone(),
+            name: r.spec.name.clone(),
+            prefix: Some(r.prefix.clone()),
+            group: r.group.clone(),
+            org: group.map(|g| g.org.id.to_string()),
+            owner: r.spec.owner.clone(),
+            source: "api",
+            status: status_name(record_state(r.status), expires, self.now()),
+            created_at: Some(rfc3339(r.created_at)),
+            created_by: r.created_by.clone(),
+            updated_at: Some(rfc3339(r.updated_at)),
+            expires_at: expires.map(|t| rfc3339(secs(t))),
+            last_used_at: (last_used > 0).then(|| rfc3339(last_used)),
+            limits: limits_view(&limits),
+            models: r.spec.models.clone(),
+            deny_models: r.spec.deny_models.clone(),
+            allowed_cidrs: r.spec.allowed_cidrs.clone(),
+            tags: r.spec.tags.clone().unwrap_or_default(),
+            metadata: r.spec.metadata.clone(),
+            rotation_interval: r.spec.rotation_interval.clone(),
+            grace_until: Some(
+                r.previous
+                    .as_ref()
+                    .filter(|p| p.until > now_s)
+                    .map(|p| rfc3339(p.until)),
+            ),
+            spend_usd: usd(spend),
+            spend_all_time_usd: usd(all_time),
+            budget_usd: limits.budget.map(|b| usd(b.limit_micros)),
+        }
     }
 
     /// A key from the policy file (read-only here).
-    pub fn file_key_view(&self, k: &KeyEntry) -> Value {
+    pub fn file_key_view(&self, k: &KeyEntry) -> KeyView {
         let (spend, all_time) =
             self.spend(Layer::Key, &k.id, key_period(&k.limits, Some(&k.group)));
         let last_used = k.last_used.get();
         let w = k.written.as_deref();
-        json!({
-            "id": &*k.id,
-            "name": k.name,
-            "prefix": null,
-            "group": &*k.group.id,
-            "org": &*k.group.org.id,
-            "owner": null,
-            "source": "config",
-            "status": status_name(k.state, k.expires_at, SystemTime::now()),
-            "created_at": null,
-            "created_by": "config",
-            "expires_at": k.expires_at.map(|t| rfc3339(secs(t))),
-            "last_used_at": (last_used > 0).then(|| rfc3339(last_used)),
-            "limits": limits_view(&k.limits),
-            "models": w.and_then(|w| w.models.as_ref()),
-            "deny_models": w.map(|w| &w.deny_models).filter(|d| !d.is_empty()),
-            "allowed_cidrs": k.allowed_cidrs.as_ref().map(|l| l.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
-            "tags": w.map(|w| w.tags.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()).unwrap_or_default(),
-            "metadata": null,
-            "rotation_interval": null,
-            "spend_usd": usd(spend),
-            "spend_all_time_usd": usd(all_time),
-            "budget_usd": k.limits.budget.map(|b| usd(b.limit_micros)),
-        })
+        KeyView {
+            id: k.id.to_string(),
+            name: k.name.as_deref().map(str::to_string),
+            prefix: None,
+            group: k.group.id.to_string(),
+            org: Some(k.group.org.id.to_string()),
+            owner: None,
+            source: "config",
+            status: status_name(k.state, k.expires_at, self.now()),
+            created_at: None,
+            created_by: "config".into(),
+            updated_at: None,
+            expires_at: k.expires_at.map(|t| rfc3339(secs(t))),
+            last_used_at: (last_used > 0).then(|| rfc3339(last_used)),
+            limits: limits_view(&k.limits),
+            models: w.and_then(|w| w.models.clone()),
+            deny_models: w.map(|w| w.deny_models.clone()).filter(|d| !d.is_empty()),
+            allowed_cidrs: k
+                .allowed_cidrs
+                .as_ref()
+                .map(|l| l.iter().map(|n| n.to_string()).collect()),
+            tags: w
+                .map(|w| w.tags.iter().cloned().collect())
+                .unwrap_or_default(),
+            metadata: None,
+            rotation_interval: None,
+            grace_until: None,
+            spend_usd: usd(spend),
+            spend_all_time_usd: usd(all_time),
+            budget_usd: k.limits.budget.map(|b| usd(b.limit_micros)),
+        }
     }
 
-    pub fn group_view(&self, g: &GroupEntry, counts: &Value) -> Value {
+    pub fn group_view(&self, g: &GroupEntry, keys: KeyCounts) -> GroupView {
         let state = self.directory.group_state(g);
         let period = g.limits.budget.map_or(BudgetPeriod::Monthly, |b| b.period);
         let (spend, all_time) = self.spend(Layer::Group, &g.id, period);
@@ -194,30 +353,31 @@ impl ControlPlane {
             .directory
             .group_override(&g.id)
             .filter(|o| o.file_state == g.state);
-        json!({
-            "id": &*g.id,
-            "name": g.name,
-            "org": &*g.org.id,
-            "state": state.as_str(),
-            "file_state": g.state.as_str(),
-            "state_source": if o.is_some() { "api" } else { "config" },
-            "limits": limits_view(&g.limits),
-            "models": g.models.allow_src,
-            "deny_models": g.models.deny_src,
-            "default_model": g.default_model.as_deref(),
-            "routing": format!("{:?}", g.routing).to_lowercase(),
-            "retries": g.retries,
-            "timeout": humantime::format_duration(g.timeout).to_string(),
-            "key_ttl": g.key_ttl.map(|d| humantime::format_duration(d).to_string()),
-            "idle_disable": g.idle_disable.map(|d| humantime::format_duration(d).to_string()),
-            "tags": g.tags.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-            "log_level": format!("{:?}", g.log_level).to_lowercase(),
-            "keys": counts,
-            "budget_usd": g.limits.budget.map(|b| usd(b.limit_micros)),
-            "budget_period": period_name(period),
-            "spend_usd": usd(spend),
-            "spend_all_time_usd": usd(all_time),
-        })
+        GroupView {
+            id: g.id.to_string(),
+            name: g.name.clone(),
+            org: g.org.id.to_string(),
+            state: state.as_str(),
+            file_state: g.state.as_str(),
+            state_source: if o.is_some() { "api" } else { "config" },
+            limits: limits_view(&g.limits),
+            models: g.models.allow_src.clone(),
+            deny_models: g.models.deny_src.clone(),
+            default_model: g.default_model.as_deref().map(str::to_string),
+            routing: format!("{:?}", g.routing).to_lowercase(),
+            retries: g.retries,
+            timeout: duration_text(g.timeout),
+            key_ttl: g.key_ttl.map(duration_text),
+            idle_disable: g.idle_disable.map(duration_text),
+            tags: g.tags.iter().cloned().collect(),
+            log_level: format!("{:?}", g.log_level).to_lowercase(),
+            keys,
+            budget_usd: g.limits.budget.map(|b| usd(b.limit_micros)),
+            budget_period: period_name(period),
+            spend_usd: usd(spend),
+            spend_all_time_usd: usd(all_time),
+            refusals: Refusals::default(),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::{error_response, AdminState};
 use crate::control::spend::SpendQuery;
-use crate::control::{Actor, ApiError, ApiResult, Bulk, ControlPlane};
+use crate::control::{Actor, ApiError, ApiResult, Bulk, ControlPlane, GroupView};
 use crate::policy::config::GroupState;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -11,11 +11,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
-use serde_json::Value;
+use serde::Serialize;
 
-async fn run<F>(s: AdminState, who: Actor, ok: StatusCode, f: F) -> Response
+async fn run<T, F>(s: AdminState, who: Actor, ok: StatusCode, f: F) -> Response
 where
-    F: FnOnce(&ControlPlane, &Actor) -> ApiResult<Value> + Send + 'static,
+    T: Serialize + Send + 'static,
+    F: FnOnce(&ControlPlane, &Actor) -> ApiResult<T> + Send + 'static,
 {
     let cp = s.control.clone();
     match tokio::task::spawn_blocking(move || f(&cp, &who)).await {
@@ -102,10 +103,8 @@ pub async fn list_groups(State(s): State<AdminState>, Extension(h): Extension<Ac
     let refusals = super::introspect::refusals(&s.metrics);
     run(s, h, StatusCode::OK, move |cp, a| {
         let mut v = cp.list_groups(a);
-        if let Some(groups) = v.get_mut("data").and_then(Value::as_array_mut) {
-            groups
-                .iter_mut()
-                .for_each(|g| super::introspect::add_refusals(g, &refusals));
+        for g in &mut v.data {
+            g.refusals = super::introspect::refusals_of(&g.id, &refusals);
         }
         Ok(v)
     })
@@ -115,12 +114,12 @@ pub async fn list_groups(State(s): State<AdminState>, Extension(h): Extension<Ac
 /// A group answer with its `refusals` added.
 async fn group_answer<F>(s: AdminState, who: Actor, f: F) -> Response
 where
-    F: FnOnce(&ControlPlane, &Actor) -> ApiResult<Value> + Send + 'static,
+    F: FnOnce(&ControlPlane, &Actor) -> ApiResult<GroupView> + Send + 'static,
 {
     let refusals = super::introspect::refusals(&s.metrics);
     run(s, who, StatusCode::OK, move |cp, a| {
         let mut v = f(cp, a)?;
-        super::introspect::add_refusals(&mut v, &refusals);
+        v.refusals = super::introspect::refusals_of(&v.id, &refusals);
         Ok(v)
     })
     .await
@@ -177,9 +176,10 @@ pub async fn list_tokens(State(s): State<AdminState>, Extension(h): Extension<Ac
 on_id!(revoke_token, |cp, a, id| cp.revoke_token(a, &id));
 
 /// A spend route: JSON, or CSV with `?format=csv`.
-async fn spend<F>(s: AdminState, who: Actor, q: Option<String>, label: &str, f: F) -> Response
+async fn spend<T, F>(s: AdminState, who: Actor, q: Option<String>, label: &str, f: F) -> Response
 where
-    F: FnOnce(&ControlPlane, &Actor, &SpendQuery) -> ApiResult<Value> + Send + 'static,
+    T: Serialize + Send + 'static,
+    F: FnOnce(&ControlPlane, &Actor, &SpendQuery) -> ApiResult<T> + Send + 'static,
 {
     let query: SpendQuery = match serde_urlencoded::from_str(q.as_deref().unwrap_or("")) {
         Ok(q) => q,
@@ -191,11 +191,14 @@ where
     };
     let cp = s.control.clone();
     match tokio::task::spawn_blocking(move || f(&cp, &who, &query)).await {
-        Ok(Ok(v)) if csv => (
-            [(http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            crate::control::spend::to_csv(&v, label),
-        )
-            .into_response(),
+        Ok(Ok(v)) if csv => match serde_json::to_value(&v) {
+            Ok(v) => (
+                [(http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+                crate::control::spend::to_csv(&v, label),
+            )
+                .into_response(),
+            Err(e) => error_response(&ApiError::internal(e)),
+        },
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => error_response(&e),
         Err(e) => error_response(&ApiError::internal(e)),
@@ -218,9 +221,9 @@ macro_rules! spend_route {
 spend_route!(spend_group, "group", |cp, a, id, q| cp
     .spend_group(a, &id, q));
 spend_route!(spend_by_model, "model", |cp, a, id, q| cp
-    .spend_group_by(a, &id, false, q));
+    .spend_by_model(a, &id, q));
 spend_route!(spend_by_key, "key_id", |cp, a, id, q| cp
-    .spend_group_by(a, &id, true, q));
+    .spend_by_key(a, &id, q));
 spend_route!(spend_timeline, "start", |cp, a, id, q| cp
     .spend_timeline(a, &id, q));
 spend_route!(spend_key, "key_id", |cp, a, id, q| cp.spend_key(a, &id, q));

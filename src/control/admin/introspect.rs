@@ -5,13 +5,14 @@
 //! refusal counts the group answers carry.
 
 use super::{error_response, route_perms, AdminState};
+use crate::control::view::Refusals;
 use crate::control::{Actor, ApiError};
 use crate::observe::metrics::Metrics;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use prometheus::core::Collector;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
@@ -24,15 +25,50 @@ pub async fn whoami(State(s): State<AdminState>, Extension(a): Extension<Actor>)
         Ok(Err(e)) => return error_response(&e),
         Err(e) => return error_response(&ApiError::internal(e)),
     };
-    let may: Vec<String> = route_perms()
+    v.may = route_perms()
         .into_iter()
         .filter(|(_, _, perm)| perm.allows(a.role))
         .map(|(m, p, _)| format!("{m} {p}"))
         .collect();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("may".into(), json!(may));
-    }
     Json(v).into_response()
+}
+
+/// One problem `tollgate -t` finds in the file (`PolicyProblem`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyProblem {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub path: String,
+    pub message: String,
+}
+
+/// How much the loaded snapshot holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyCounts {
+    pub providers: usize,
+    pub models: usize,
+    pub orgs: usize,
+    pub groups: usize,
+    pub file_keys: usize,
+}
+
+/// Reloads since the process started.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reloads {
+    pub ok: u64,
+    pub failed: u64,
+}
+
+/// `GET /v1/policy` (`PolicyInfo`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyInfo {
+    pub path: String,
+    pub generation: u64,
+    pub counts: PolicyCounts,
+    pub reloads: Reloads,
+    pub file_ok: bool,
+    pub summary: Option<String>,
+    pub problems: Vec<PolicyProblem>,
 }
 
 /// `GET /v1/policy`: the snapshot in force, and the file on disk validated exactly as
@@ -47,37 +83,35 @@ pub async fn policy(State(s): State<AdminState>) -> Response {
             None,
             e.problems
                 .iter()
-                .map(|p| {
-                    json!({
-                        "line": p.line.map(|l| l.0),
-                        "column": p.line.map(|l| l.1),
-                        "path": p.path,
-                        "message": p.message,
-                    })
+                .map(|p| PolicyProblem {
+                    line: p.line.map(|l| l.0),
+                    column: p.line.map(|l| l.1),
+                    path: p.path.clone(),
+                    message: p.message.clone(),
                 })
                 .collect(),
         ),
         Err(e) => return error_response(&ApiError::internal(e)),
     };
     let snap = s.policy.current.load();
-    Json(json!({
-        "path": s.policy.path.display().to_string(),
-        "generation": snap.generation,
-        "counts": {
-            "providers": snap.providers.len(),
-            "models": snap.models.len(),
-            "orgs": snap.orgs.len(),
-            "groups": snap.groups.len(),
-            "file_keys": snap.file_keys().count(),
+    Json(PolicyInfo {
+        path: s.policy.path.display().to_string(),
+        generation: snap.generation,
+        counts: PolicyCounts {
+            providers: snap.providers.len(),
+            models: snap.models.len(),
+            orgs: snap.orgs.len(),
+            groups: snap.groups.len(),
+            file_keys: snap.file_keys().count(),
         },
-        "reloads": {
-            "ok": s.policy.reloads_ok.load(Ordering::Relaxed),
-            "failed": s.policy.reloads_failed.load(Ordering::Relaxed),
+        reloads: Reloads {
+            ok: s.policy.reloads_ok.load(Ordering::Relaxed),
+            failed: s.policy.reloads_failed.load(Ordering::Relaxed),
         },
-        "file_ok": problems.is_empty(),
-        "summary": summary,
-        "problems": problems,
-    }))
+        file_ok: problems.is_empty(),
+        summary,
+        problems,
+    })
     .into_response()
 }
 
@@ -101,21 +135,11 @@ pub fn refusals(metrics: &Metrics) -> BTreeMap<String, BTreeMap<String, u64>> {
     out
 }
 
-/// Adds `refusals: {total, by_code}` to one group answer.
-pub fn add_refusals(group: &mut Value, all: &BTreeMap<String, BTreeMap<String, u64>>) {
-    let Some(o) = group.as_object_mut() else {
-        return;
-    };
-    let by_code = o
-        .get("id")
-        .and_then(Value::as_str)
-        .and_then(|id| all.get(id))
-        .cloned()
-        .unwrap_or_default();
-    let total: u64 = by_code.values().sum();
-    let by_code: Map<String, Value> = by_code.into_iter().map(|(k, v)| (k, json!(v))).collect();
-    o.insert(
-        "refusals".into(),
-        json!({"total": total, "by_code": by_code}),
-    );
+/// One group's `refusals: {total, by_code}`.
+pub fn refusals_of(group: &str, all: &BTreeMap<String, BTreeMap<String, u64>>) -> Refusals {
+    let by_code = all.get(group).cloned().unwrap_or_default();
+    Refusals {
+        total: by_code.values().sum(),
+        by_code,
+    }
 }

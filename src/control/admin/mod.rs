@@ -14,6 +14,8 @@ pub mod authz;
 mod console;
 mod handlers;
 mod introspect;
+#[cfg(test)]
+mod schema;
 mod system;
 
 use crate::control::{ApiError, ControlPlane};
@@ -49,6 +51,21 @@ pub struct AdminService {
     pub state: AdminState,
 }
 
+/// An error answer (`Error`): `{error: {message, type, code, param}}`.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct ErrorDetail<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub param: Option<&'a str>,
+}
+
 /// An error in the SPEC's OpenAI shape, `param` naming the offending field.
 pub fn error_response(e: &ApiError) -> Response {
     let kind = match e.status {
@@ -57,9 +74,14 @@ pub fn error_response(e: &ApiError) -> Response {
         s if s >= 500 => "api_error",
         _ => "invalid_request_error",
     };
-    let body = serde_json::json!({"error": {
-        "message": e.message, "type": kind, "code": e.code, "param": e.param,
-    }});
+    let body = ErrorBody {
+        error: ErrorDetail {
+            message: &e.message,
+            kind,
+            code: e.code,
+            param: e.param.as_deref(),
+        },
+    };
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(body)).into_response()
 }

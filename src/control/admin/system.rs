@@ -58,14 +58,23 @@ pub async fn metrics(State(s): State<AdminState>) -> Response {
         .into_response()
 }
 
+/// `POST /v1/reload`'s answer (`ReloadResult`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadResult {
+    pub reloaded: bool,
+    pub generation: u64,
+}
+
 pub async fn reload(State(s): State<AdminState>) -> Response {
     let policy = s.policy.clone();
     match crate::policy::reload::retire::in_background("tollgate-reload", move || policy.reload())
         .await
     {
-        Some(Ok(generation)) => {
-            Json(serde_json::json!({"reloaded": true, "generation": generation})).into_response()
-        }
+        Some(Ok(generation)) => Json(ReloadResult {
+            reloaded: true,
+            generation,
+        })
+        .into_response(),
         Some(Err(problems)) => err(
             400,
             "invalid_request",
