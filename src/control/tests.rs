@@ -5,7 +5,7 @@ use super::{Actor, ControlPlane};
 use crate::clock::ManualClock;
 use crate::policy::snapshot::{Loopback, Snapshot};
 use crate::proxy::directory::Directory;
-use crate::storage::{ControlStore, Store};
+use crate::storage::Store;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +27,9 @@ fn plane(dir: &std::path::Path, clock: Arc<ManualClock>) -> ControlPlane {
         &Default::default(),
     )
     .expect("the snapshot builds");
-    let store = Arc::new(Store::open(dir, Duration::ZERO).expect("the store opens"));
+    let store = Store::open(dir, Duration::ZERO).expect("the store opens");
     ControlPlane::open(
-        store as Arc<dyn ControlStore>,
+        store.control(),
         Arc::new(Directory::default()),
         Arc::new(ArcSwap::from_pointee(snapshot)),
         None,
