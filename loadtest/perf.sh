@@ -19,7 +19,8 @@
 # threads, from /proc/PID/stat) / requests completed.
 #
 # Knobs (environment): KEYS (10000), LOG=file|off (file), LIMITS=all|none (all), ROUNDS (5),
-# DUR (4s), MAX_RATIO (1.10), KEEP=1 keeps the work directory.
+# DUR (4s), MAX_RATIO (1.10), WORK_STEALING=true (tollgate on Pingora's work-stealing runtime),
+# KEEP=1 keeps the work directory.
 # Installs what it needs from Debian's packages when missing (scripts/setup.sh, nginx, wrk, bc).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -94,6 +95,9 @@ sed -i -e "s#^request_log = .*#request_log = \"$log\"#" \
        -e "s#^listen = .*#&\nadmin_listen = \"127.0.0.1:$ADM\"\nadmin_token_env = \"TG_ADMIN\"#" \
        -e "s#^base_url = \"http://127.0.0.1:18181\"#base_url = \"http://127.0.0.1:$UP\"\napi_key_env = \"TG_PROVIDER\"#" \
        "$work/tollgate.toml"
+if [ "${WORK_STEALING:-false}" = true ]; then
+  sed -i -e 's#^threads = 1#&\nwork_stealing = true#' "$work/tollgate.toml"
+fi
 if [ "$LIMITS" = none ]; then
   sed -i -E '/^(rpm|rph|rpd|tpm|tpd|max_parallel|budget_usd|budget_period) = /d' "$work/tollgate.toml"
 fi
@@ -139,7 +143,7 @@ measure() { # port [pid] -> "req/s p50 p99 cpu_us_per_req non2xx"
 # A short warm-up of each proxy (connection pools, allocator), not counted.
 DUR=2s measure "$BP" > /dev/null; DUR=2s measure "$TG" > /dev/null
 
-echo "machine: $(nproc) cores; wrk -t1 -c32 -d$DUR; KEYS=$KEYS LOG=$LOG LIMITS=$LIMITS"
+echo "machine: $(nproc) cores; wrk -t1 -c32 -d$DUR; KEYS=$KEYS LOG=$LOG LIMITS=$LIMITS WORK_STEALING=${WORK_STEALING:-false}"
 echo "system rps p50 p99 cpu_us_per_req non2xx"
 echo "direct $(measure "$UP")"
 echo "nginx $(measure "$PX")"
