@@ -2,7 +2,7 @@
 # Latency at a fixed 2k req/s (oha, latency-corrected) direct to the mock provider and through
 # tollgate (10k keys, every limit on, request log to a file: loadtest/gen_policy.py), streaming
 # time to first byte (curl, 300 sequential streamed requests each), and tollgate's RSS.
-# When ../shared/bench/bare-pingora has been built (perf.sh builds it), the bare Pingora proxy
+# When loadtest/bare-pingora has been built (loadtest/perf.sh builds it), the bare Pingora proxy
 # is measured at the same rate too: what any Pingora proxy adds on this machine.
 # PIN=1 (the default on a machine with 2+ cores) runs the load generator on CPU 0 and the
 # servers (mock, tollgate, bare Pingora) on CPU 1, so that oha's threads do not preempt the
@@ -24,8 +24,8 @@ python3 loadtest/gen_policy.py 10000 127.0.0.1:18190 "$work/data" \
   | sed "s#request_log = \"off\"#request_log = \"$work/requests.jsonl\"#" > "$work/policy.toml"
 RUST_LOG=warn $SERVE "$BIN" -c "$work/policy.toml" > "$work/tg.log" 2>&1 & pids+=($!); TG=$!
 for _ in $(seq 300); do curl -s -o /dev/null 127.0.0.1:18190/ && break; sleep 0.1; done
-BARE=../shared/bench/bare-pingora/target/release/bare-pingora
-if [ -x "$BARE" ]; then # listens on 18080, proxies to 18081 (hard-coded in its source)
+BARE=target/bare-pingora/release/bare-pingora
+if [ -x "$BARE" ]; then # listens on 18080, proxies to 18081 (its defaults)
   $SERVE "$BIN" mock --listen 127.0.0.1:18081 >/dev/null 2>&1 & pids+=($!)
   printf 'version: 1\nthreads: 1\nwork_stealing: false\npid_file: %s/bp.pid\nupgrade_sock: %s/bp.sock\n' "$work" "$work" > "$work/bp.yaml"
   $SERVE "$BARE" -c "$work/bp.yaml" >/dev/null 2>&1 & pids+=($!)

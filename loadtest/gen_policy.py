@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A policy file like ../shared/bench/perf.sh's: N keys in 20 groups over 2 orgs, every limit
-type on all three layers. Usage: gen_policy.py KEYS [LISTEN] [DATA_DIR] > file.toml"""
+"""The load-test policy (loadtest/perf.sh and the other scripts): N keys in 20 groups over
+2 orgs, every limit type on all three layers. Usage: gen_policy.py KEYS [LISTEN] [DATA_DIR] > file.toml"""
 import hashlib, sys
 
 keys = int(sys.argv[1])
