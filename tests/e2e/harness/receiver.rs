@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::wait::poll_until;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -106,20 +108,14 @@ impl Receiver {
             .collect()
     }
 
-    /// Polls until `done` holds for what was received, or panics after `within`.
+    /// Waits until `done` holds for what was received; panics after `within`.
     pub async fn wait(&self, within: Duration, what: &str, done: impl Fn(&[Got]) -> bool) {
-        let deadline = Instant::now() + within;
-        loop {
-            if done(&self.got()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "webhook receiver: {what} not seen in {within:?}; got {:#?}",
-                self.got().iter().map(|g| &g.json).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let seen = poll_until(within, || async { done(&self.got()).then_some(()) }).await;
+        assert!(
+            seen.is_some(),
+            "webhook receiver: {what} not seen in {within:?}; got {:#?}",
+            self.got().iter().map(|g| &g.json).collect::<Vec<_>>()
+        );
     }
 }
 

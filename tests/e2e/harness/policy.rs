@@ -1,0 +1,114 @@
+//! Policies: the one most tests start from, and the edits tests make to a policy.
+
+use super::{free_addr, key, sha};
+use std::net::SocketAddr;
+
+/// A policy with one OpenAI and one Anthropic provider pointing at `mock`.
+pub fn basic_policy(mock: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["{{LISTEN}}"]
+data_dir = "{{DATA}}"
+upgrade_sock = "{{SOCK}}"
+grace_period = "1s"
+reload_settle = "50ms"
+request_log = "off"
+threads = 2
+
+[[providers]]
+id = "oa"
+api = "openai"
+base_url = "http://{mock}"
+api_key_env = "TEST_PROVIDER_KEY"
+
+[[providers]]
+id = "an"
+api = "anthropic"
+base_url = "http://{mock}"
+api_key_env = "TEST_PROVIDER_KEY"
+
+[[models]]
+name = "gpt-4o-mini"
+input_usd_per_mtok = 0.15
+output_usd_per_mtok = 0.60
+targets = [{{ provider = "oa", model = "gpt-4o-mini-2024-07-18" }}]
+
+[[models]]
+name = "gpt-4o"
+input_usd_per_mtok = 2.5
+output_usd_per_mtok = 10.0
+targets = [{{ provider = "oa" }}]
+
+[[models]]
+name = "o1-preview"
+targets = [{{ provider = "oa" }}]
+
+[[models]]
+name = "claude-sonnet-4-5"
+input_usd_per_mtok = 3.0
+output_usd_per_mtok = 15.0
+targets = [{{ provider = "an", model = "claude-sonnet-4-5-20250929" }}]
+
+[[models]]
+name = "text-embedding-3-small"
+targets = [{{ provider = "oa" }}]
+
+[[orgs]]
+id = "acme"
+max_tokens = 8000
+
+[[groups]]
+id = "grp_prod"
+org = "acme"
+models = ["gpt-4o*", "claude-*", "o1-*", "text-embedding-*"]
+deny_models = ["*-preview"]
+default_model = "gpt-4o-mini"
+aliases = {{ fast = "gpt-4o-mini", smart = "claude-sonnet-4-5" }}
+max_tokens = 4000
+
+[[keys]]
+id = "key_main"
+group = "grp_prod"
+sha256 = "{main}"
+
+{extra}
+"#,
+        main = sha(&key(1)),
+    )
+}
+
+/// Edits of a policy's text.
+pub trait PolicyExt {
+    /// `lines` added at the top of the `[server]` table.
+    fn in_server(&self, lines: &str) -> String;
+    /// An admin listener on a free port, its root token read from `TEST_ADMIN_TOKEN`
+    /// ([`ADMIN_ENV`](super::ADMIN_ENV)); [`GatewayProc::admin`](super::GatewayProc::admin)
+    /// calls it.
+    fn with_admin(&self) -> String;
+    /// A request log in the gateway's directory
+    /// ([`GatewayProc::request_log`](super::GatewayProc::request_log)).
+    fn with_request_log(&self) -> String;
+}
+
+impl PolicyExt for str {
+    fn in_server(&self, lines: &str) -> String {
+        assert!(self.contains("[server]\n"), "a policy with a [server] table");
+        self.replacen("[server]\n", &format!("[server]\n{lines}\n"), 1)
+    }
+
+    fn with_admin(&self) -> String {
+        self.in_server(&format!(
+            "admin_listen = \"{}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"",
+            free_addr()
+        ))
+    }
+
+    fn with_request_log(&self) -> String {
+        assert!(self.contains("request_log = \"off\""), "{self}");
+        self.replace(
+            "request_log = \"off\"",
+            "request_log = \"{DATA}/../requests.log\"",
+        )
+    }
+}
