@@ -1,81 +1,41 @@
 //! End to end: the admin listener — health, readiness, `POST /v1/reload` (same as SIGHUP),
 //! `/metrics` with the SPEC §8 series, and the admin token.
 
-#![allow(clippy::unwrap_used)]
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::time::Duration;
 
-mod common;
-use common::*;
-use serde_json::json;
-
-const TOKEN: &str = "admin-secret-for-tests";
+async fn chat(g: &GatewayProc, model: &str) -> u16 {
+    let body = json!({"model": model, "messages": []});
+    g.call(CHAT, &key(1), &[], &body).await.status
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_reload_metrics_and_auth() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin = admin_addr();
-    let policy = basic_policy(mock.addr(), "").with_admin(admin);
-    let g = start_gateway_env(&policy, &[("TEST_ADMIN_TOKEN", TOKEN)]);
-    let url = |p: &str| format!("http://{admin}{p}");
-    let c = client();
+    let mock = mock().await;
+    let policy = basic_policy(mock.addr(), "").with_admin();
+    let g = start_gateway_env(&policy, ADMIN_ENV);
+    let admin = g.admin(ROOT);
     // Health checks need no token.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while c.get(url("/healthz")).send().await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "admin listener not up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for probe in ["/healthz", "/readyz"] {
+        let r = client().get(admin.url(probe)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{probe}");
     }
-    assert_eq!(
-        c.get(url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        c.get(url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
     // Everything else does.
-    let r = c.post(url("/v1/reload")).send().await.unwrap();
+    let r = client().post(admin.url("/v1/reload")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
     assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["error"]["code"],
+        r.json::<Value>().await.unwrap()["error"]["code"],
         "invalid_admin_token"
     );
-    let r = c
-        .get(url("/metrics"))
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(admin.call_as("wrong", "GET", "/metrics", None).await.0, 401);
 
     // Traffic: one served, one refused.
-    let ok = post_json(
-        &g,
-        "/v1/chat/completions",
-        &key(1),
-        &json!({"model": "gpt-4o-mini", "messages": []}),
-    )
-    .await;
-    assert_eq!(ok.status().as_u16(), 200);
-    let no = post_json(
-        &g,
-        "/v1/chat/completions",
-        &key(1),
-        &json!({"model": "o1-preview"}),
-    )
-    .await;
-    assert_eq!(no.status().as_u16(), 403);
+    assert_eq!(chat(&g, "gpt-4o-mini").await, 200);
+    let no = g
+        .call(CHAT, &key(1), &[], &json!({"model": "o1-preview"}))
+        .await;
+    assert_eq!(no.status, 403);
 
     // POST /v1/reload: an invalid file is refused and changes nothing...
     write_policy(
@@ -84,67 +44,33 @@ async fn admin_reload_metrics_and_auth() {
         g.addr,
         g.dir.path(),
     );
-    let r = c
-        .post(url("/v1/reload"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
-    assert!(r.text().await.unwrap().contains("unknown field `nope`"));
-    let still = post_json(
-        &g,
-        "/v1/chat/completions",
-        &key(1),
-        &json!({"model": "gpt-4o", "messages": []}),
-    )
-    .await;
-    assert_eq!(still.status().as_u16(), 200);
+    let (s, v) = admin.call("POST", "/v1/reload", None).await;
+    assert_eq!(s, 400);
+    assert!(v.to_string().contains("unknown field `nope`"), "{v}");
+    assert_eq!(chat(&g, "gpt-4o").await, 200);
     // ...a valid one is applied before the answer.
     let narrowed = policy.replace(
         "deny_models = [\"*-preview\"]",
         "deny_models = [\"*-preview\", \"gpt-4o\"]",
     );
     write_policy(&g.conf, &narrowed, g.addr, g.dir.path());
-    let r = c
-        .post(url("/v1/reload"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["reloaded"],
-        true
-    );
-    let denied = post_json(
-        &g,
-        "/v1/chat/completions",
-        &key(1),
-        &json!({"model": "gpt-4o", "messages": []}),
-    )
-    .await;
-    assert_eq!(denied.status().as_u16(), 403);
+    let (s, v) = admin.call("POST", "/v1/reload", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["reloaded"], true);
+    assert_eq!(chat(&g, "gpt-4o").await, 403);
 
-    // Metrics are counted after each answer is sent: poll until the last request shows.
-    let mut text = String::new();
-    for _ in 0..40 {
-        text = c
-            .get(url("/metrics"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text.contains(r#"reason="model_not_allowed"} 2"#)
-            && text.contains("tollgate_inflight_requests 0")
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // Metrics are counted after each answer is sent: wait until the last request shows.
+    let last_counted = |t: &str| {
+        t.contains(r#"reason="model_not_allowed"} 2"#) && t.contains("tollgate_inflight_requests 0")
+    };
+    let text = match poll_until(Duration::from_secs(10), || async {
+        Some(admin.metrics().await).filter(|t| last_counted(t))
+    })
+    .await
+    {
+        Some(text) => text,
+        None => admin.metrics().await,
+    };
     for series in [
         r#"tollgate_requests_total{group="grp_prod",model="gpt-4o-mini",status="200"} 1"#,
         r#"tollgate_rejections_total{group="grp_prod",reason="model_not_allowed"} 2"#,

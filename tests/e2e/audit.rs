@@ -2,22 +2,9 @@
 //! reloads, refusals aggregated per key, code and minute, filters and pagination, scope,
 //! and the hash chain catching an event altered in the store offline.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
-use reqwest::Method;
+use crate::harness::*;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-const ROOT: &str = "root-admin-token-for-tests";
-
-struct Env {
-    g: GatewayProc,
-    admin: SocketAddr,
-    _mock: MockProvider,
-}
+use std::time::Duration;
 
 /// A refusal "minute" of a thousand years: 10,000 refusals fall into one bucket whatever
 /// the wall clock (an hour-long one split them when the run crossed hh:00).
@@ -26,64 +13,24 @@ const ENV: &[(&str, &str)] = &[
     ("TOLLGATE_REFUSAL_MINUTE_MS", "31557600000000"),
 ];
 
-impl Env {
-    async fn start() -> Env {
-        let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-        let admin = admin_addr();
-        let policy = basic_policy(mock.addr(), "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\n")
-            .with_admin(admin);
-        let g = start_gateway_env(&policy, ENV);
-        let env = Env {
-            g,
-            admin,
-            _mock: mock,
-        };
-        env.wait().await;
-        env
-    }
-
-    async fn wait(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while client()
-            .get(format!("http://{}/healthz", self.admin))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "admin listener not up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn call(&self, token: &str, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = client()
-            .request(m, format!("http://{}{path}", self.admin))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let r = r.send().await.unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn events(&self, query: &str) -> Vec<Value> {
-        let (s, v) = self
-            .call(ROOT, Method::GET, &format!("/v1/audit?{query}"), None)
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v["data"].as_array().unwrap().clone()
-    }
+/// The audit events `query` selects.
+async fn events(admin: &Admin, query: &str) -> Vec<Value> {
+    let (s, v) = admin.get(&format!("/v1/audit?{query}")).await;
+    assert_eq!(s, 200, "{v}");
+    v["data"].as_array().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_trail_of_changes_refusals_and_tampering() {
-    let mut env = Env::start().await;
+    let mock = mock().await;
+    let policy =
+        basic_policy(mock.addr(), "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\n").with_admin();
+    let mut g = start_gateway_env(&policy, ENV);
+    let admin = g.admin(ROOT);
     // A group admin token makes changes: its id is the actor.
-    let (_, t) = env
+    let (_, t) = admin
         .call(
-            ROOT,
-            Method::POST,
+            "POST",
             "/v1/tokens",
             Some(json!({"name": "lead", "role": "group_admin", "groups": ["grp_prod"]})),
         )
@@ -92,10 +39,10 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
         t["id"].as_str().unwrap().to_string(),
         t["token"].as_str().unwrap().to_string(),
     );
-    let (s, k) = env
-        .call(
+    let (s, k) = admin
+        .call_as(
             &lead,
-            Method::POST,
+            "POST",
             "/v1/keys",
             Some(json!({"name": "svc", "group": "grp_prod", "rpm": 1})),
         )
@@ -103,31 +50,24 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
     assert_eq!(s, 201, "{k}");
     let kid = k["id"].as_str().unwrap().to_string();
     let secret = k["key"].as_str().unwrap().to_string();
-    env.call(
-        &lead,
-        Method::PATCH,
-        &format!("/v1/keys/{kid}"),
-        Some(json!({"name": "svc-renamed"})),
-    )
-    .await;
-    env.call(
-        &lead,
-        Method::POST,
-        "/v1/groups/grp_prod/pause",
-        Some(json!({})),
-    )
-    .await;
-    env.call(
-        &lead,
-        Method::POST,
-        "/v1/groups/grp_prod/resume",
-        Some(json!({})),
-    )
-    .await;
-    env.g.signal(libc::SIGHUP);
-    env.g.wait_reloads(1, 0);
+    admin
+        .call_as(
+            &lead,
+            "PATCH",
+            &format!("/v1/keys/{kid}"),
+            Some(json!({"name": "svc-renamed"})),
+        )
+        .await;
+    admin
+        .call_as(&lead, "POST", "/v1/groups/grp_prod/pause", Some(json!({})))
+        .await;
+    admin
+        .call_as(&lead, "POST", "/v1/groups/grp_prod/resume", Some(json!({})))
+        .await;
+    g.signal(libc::SIGHUP);
+    g.wait_reloads(1, 0);
 
-    let created = env.events("type=key.created").await;
+    let created = events(&admin, "type=key.created").await;
     assert_eq!(created.len(), 1);
     assert_eq!(created[0]["actor"], lead_id.as_str());
     assert_eq!(created[0]["key_id"], kid.as_str());
@@ -137,17 +77,17 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
         !created[0].to_string().contains(&secret),
         "no secret in the audit trail"
     );
-    let updated = env.events(&format!("type=key.updated&key={kid}")).await;
+    let updated = events(&admin, &format!("type=key.updated&key={kid}")).await;
     assert_eq!(updated[0]["detail"]["before"]["spec"]["name"], "svc");
     assert_eq!(updated[0]["detail"]["after"]["spec"]["name"], "svc-renamed");
-    let paused = env.events("type=group.paused").await;
+    let paused = events(&admin, "type=group.paused").await;
     assert_eq!(paused[0]["actor"], lead_id.as_str());
     assert_eq!(paused[0]["detail"]["before"]["state"], "active");
     assert_eq!(paused[0]["detail"]["after"]["state"], "paused");
-    let token_made = env.events("type=token.created").await;
+    let token_made = events(&admin, "type=token.created").await;
     assert_eq!(token_made[0]["actor"], "root");
     // Newest first; actor filter; a reload is there too.
-    let mine = env.events(&format!("actor={lead_id}")).await;
+    let mine = events(&admin, &format!("actor={lead_id}")).await;
     let types: Vec<&str> = mine.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
@@ -158,15 +98,19 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
             "key.created"
         ]
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while env.events("type=config.reloaded").await.is_empty() {
-        assert!(Instant::now() < deadline, "no config.reloaded event");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(
+        Duration::from_secs(5),
+        "a config.reloaded event",
+        || async {
+            let reloads = events(&admin, "type=config.reloaded").await;
+            (!reloads.is_empty()).then_some(())
+        },
+    )
+    .await;
 
     // 10,000 refusals: one event per key and code, with the count.
     let client = client();
-    let url = env.g.url("/v1/chat/completions");
+    let url = g.url("/v1/chat/completions");
     let mut tasks = vec![];
     for _ in 0..20 {
         let (client, url, secret) = (client.clone(), url.clone(), secret.clone());
@@ -191,17 +135,15 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
     }
     assert!(refused >= 10_000, "{refused}");
     // A graceful stop writes the open bucket; then start again.
-    env.g.signal(libc::SIGTERM);
-    let _ = env.g.child.wait();
-    env.g.restart(ENV);
-    env.wait().await;
-    let agg = env.events(&format!("type=request.refused&key={kid}")).await;
+    g.stop(libc::SIGTERM);
+    g.restart(ENV);
+    let agg = events(&admin, &format!("type=request.refused&key={kid}")).await;
     assert_eq!(agg.len(), 1, "{agg:?}");
     assert_eq!(agg[0]["detail"]["after"]["code"], "rate_limit_exceeded");
     assert_eq!(agg[0]["detail"]["after"]["count"], refused);
 
     // Pagination walks everything once, newest first.
-    let all = env.events("limit=1000").await;
+    let all = events(&admin, "limit=1000").await;
     let mut walked = vec![];
     let mut cursor: Option<String> = None;
     loop {
@@ -209,9 +151,7 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
             Some(c) => format!("limit=3&cursor={c}"),
             None => "limit=3".into(),
         };
-        let (_, v) = env
-            .call(ROOT, Method::GET, &format!("/v1/audit?{q}"), None)
-            .await;
+        let (_, v) = admin.call("GET", &format!("/v1/audit?{q}"), None).await;
         walked.extend(
             v["data"]
                 .as_array()
@@ -229,16 +169,15 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
         all.iter().map(|e| e["id"].clone()).collect::<Vec<_>>()
     );
     // A scoped viewer sees its group's events only; the chain check is for admins.
-    let (_, t) = env
+    let (_, t) = admin
         .call(
-            ROOT,
-            Method::POST,
+            "POST",
             "/v1/tokens",
             Some(json!({"name": "v", "role": "viewer", "groups": ["grp_c"]})),
         )
         .await;
     let viewer = t["token"].as_str().unwrap().to_string();
-    let (s, v) = env.call(&viewer, Method::GET, "/v1/audit", None).await;
+    let (s, v) = admin.call_as(&viewer, "GET", "/v1/audit", None).await;
     assert_eq!(s, 200);
     assert!(
         v["data"]
@@ -248,25 +187,23 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
             .all(|e| e["group"] == "grp_c"),
         "{v}"
     );
-    let (s, _) = env
-        .call(&viewer, Method::GET, "/v1/audit/verify", None)
+    let (s, _) = admin
+        .call_as(&viewer, "GET", "/v1/audit/verify", None)
         .await;
     assert_eq!(s, 403);
 
     // The chain holds; then one event is altered in the store with the gateway stopped.
-    let (_, v) = env.call(ROOT, Method::GET, "/v1/audit/verify", None).await;
+    let (_, v) = admin.call("GET", "/v1/audit/verify", None).await;
     assert_eq!(v["ok"], true, "{v}");
     let n = v["events"].as_u64().unwrap();
-    assert_eq!(n as usize, env.events("limit=1000").await.len());
-    let victim = env.events("type=key.created").await[0]["id"]
+    assert_eq!(n as usize, events(&admin, "limit=1000").await.len());
+    let victim = events(&admin, "type=key.created").await[0]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let _ = env.g.child.kill();
-    let _ = env.g.child.wait();
+    g.stop(libc::SIGKILL);
     {
-        let store =
-            tollgate::store::Store::open(&env.g.data_dir(), Duration::from_secs(5)).unwrap();
+        let store = Store::open(&g.data_dir(), Duration::from_secs(5)).unwrap();
         let key = hex::decode(victim.strip_prefix("evt_").unwrap()).unwrap();
         let raw = store.audit.get(&key).unwrap().unwrap();
         let forged = String::from_utf8(raw.to_vec())
@@ -275,9 +212,8 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
         store.audit.insert(key, forged.as_bytes()).unwrap();
         store.flush().unwrap();
     }
-    env.g.restart(ENV);
-    env.wait().await;
-    let (_, v) = env.call(ROOT, Method::GET, "/v1/audit/verify", None).await;
+    g.restart(ENV);
+    let (_, v) = admin.call("GET", "/v1/audit/verify", None).await;
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["first_bad"], victim.as_str());
 }

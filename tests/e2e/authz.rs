@@ -2,25 +2,18 @@
 //! policy"). The table test walks every route the router serves × every role × an object
 //! inside and outside the token's scope; a route without a row fails it.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
-use reqwest::Method;
+use crate::harness::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-const ROOT: &str = "root-admin-token-for-tests";
 
 struct Env {
     g: GatewayProc,
-    admin: SocketAddr,
+    admin: Admin,
     _mock: MockProvider,
 }
 
-fn policy(mock: SocketAddr, admin: SocketAddr) -> String {
+fn policy(mock: SocketAddr) -> String {
     basic_policy(
         mock,
         r#"
@@ -40,65 +33,26 @@ rpm = 1000
 self_service = { enabled = true, max_keys_per_owner = 3, require_expiry = true, max_ttl = "30d", limits = { rpm = 600, budget_usd = 50 } }
 "#,
     )
-    .with_admin(admin)
+    .with_admin()
     .replace(
         "max_tokens = 4000\n",
         "max_tokens = 4000\nself_service = { enabled = true, max_keys_per_owner = 1000 }\n",
     )
 }
 
-const ENV: &[(&str, &str)] = &[("TEST_ADMIN_TOKEN", ROOT)];
-
 async fn start() -> Env {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin = admin_addr();
-    let g = start_gateway_env(&policy(mock.addr(), admin), ENV);
-    let env = Env {
+    let mock = mock().await;
+    let g = start_gateway_env(&policy(mock.addr()), ADMIN_ENV);
+    Env {
+        admin: g.admin(ROOT),
         g,
-        admin,
         _mock: mock,
-    };
-    env.wait_admin().await;
-    env
+    }
 }
 
 impl Env {
-    async fn wait_admin(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while client()
-            .get(format!("http://{}/healthz", self.admin))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "admin listener not up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn call(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = client()
-            .request(method, format!("http://{}{path}", self.admin))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let s = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (s, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
     async fn token(&self, body: Value) -> (String, String) {
-        let (s, v) = self
-            .call(ROOT, Method::POST, "/v1/tokens", Some(body))
-            .await;
+        let (s, v) = self.admin.post("/v1/tokens", body).await;
         assert_eq!(s, 201, "{v}");
         (
             v["id"].as_str().unwrap().into(),
@@ -108,17 +62,17 @@ impl Env {
 
     /// A key made by root; returns its id.
     async fn key(&self, group: &str, owner: &str) -> String {
-        let (s, v) = self
-            .call(
-                ROOT,
-                Method::POST,
-                "/v1/keys",
-                Some(json!({"name": "k", "group": group, "owner": owner, "ttl": "1d"})),
-            )
-            .await;
+        let body = json!({"name": "k", "group": group, "owner": owner, "ttl": "1d"});
+        let (s, v) = self.admin.post("/v1/keys", body).await;
         assert_eq!(s, 201, "{v}");
         v["id"].as_str().unwrap().into()
     }
+}
+
+/// The ids of a list's `data`.
+fn ids(list: &Value) -> Vec<&str> {
+    let data = list["data"].as_array().unwrap();
+    data.iter().map(|k| k["id"].as_str().unwrap()).collect()
 }
 
 /// Expected status per role, `[in scope, out of scope]` for admin, group_admin, viewer,
@@ -203,7 +157,7 @@ async fn every_route_by_role_and_scope() {
             .1,
     ];
     let table = expected();
-    let routes = tollgate::admin::route_list();
+    let routes = route_list();
     for (method, path) in &routes {
         let row = table
             .get(&(method.as_str(), path.as_str()))
@@ -239,8 +193,7 @@ async fn every_route_by_role_and_scope() {
                     ("POST", _) => Some(json!({})),
                     _ => None,
                 };
-                let m = Method::from_bytes(method.as_bytes()).unwrap();
-                let (got, v) = env.call(token, m, &url, body).await;
+                let (got, v) = env.admin.call_as(token, method, &url, body).await;
                 assert_eq!(
                     got,
                     want,
@@ -258,13 +211,9 @@ async fn every_route_by_role_and_scope() {
         }
         // The root token resumes groups the row may have paused.
         for g in ["grp_prod", "grp_c"] {
-            env.call(
-                ROOT,
-                Method::POST,
-                &format!("/v1/groups/{g}/resume"),
-                Some(json!({})),
-            )
-            .await;
+            env.admin
+                .post(&format!("/v1/groups/{g}/resume"), json!({}))
+                .await;
         }
     }
     assert_eq!(
@@ -285,9 +234,10 @@ async fn self_service_for_a_developer() {
         .await;
     // Within the ceilings: owner forced, ceilings defaulted; the key works.
     let (s, v) = env
-        .call(
+        .admin
+        .call_as(
             &dev,
-            Method::POST,
+            "POST",
             "/v1/keys",
             Some(json!({"name": "mine", "group": "grp_ss", "owner": "mallory", "ttl": "7d"})),
         )
@@ -298,84 +248,57 @@ async fn self_service_for_a_developer() {
     assert_eq!(v["limits"]["budget_usd"], 50.0);
     let mine = v["id"].as_str().unwrap().to_string();
     let secret = v["key"].as_str().unwrap().to_string();
-    let r = post_json(
-        &env.g,
-        "/v1/chat/completions",
-        &secret,
-        &json!({"model": "gpt-4o-mini", "messages": []}),
-    )
-    .await;
-    assert_eq!(r.status().as_u16(), 200);
-    // Above a ceiling: 400 naming the field.
-    let (s, v) = env
-        .call(
-            &dev,
-            Method::POST,
-            "/v1/keys",
-            Some(json!({"name": "x", "group": "grp_ss", "rpm": 700, "ttl": "1d"})),
-        )
-        .await;
-    assert_eq!((s, v["error"]["param"].as_str()), (400, Some("rpm")), "{v}");
-    let (s, v) = env
-        .call(
-            &dev,
-            Method::POST,
-            "/v1/keys",
-            Some(json!({"name": "x", "group": "grp_ss", "budget_usd": 60, "ttl": "1d"})),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["param"].as_str()),
-        (400, Some("budget_usd")),
-        "{v}"
-    );
-    // Expiry required, and capped by max_ttl.
-    let (s, v) = env
-        .call(
-            &dev,
-            Method::POST,
-            "/v1/keys",
-            Some(json!({"name": "x", "group": "grp_ss"})),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["param"].as_str()),
-        (400, Some("expires_at")),
-        "{v}"
-    );
-    let (s, v) = env
-        .call(
-            &dev,
-            Method::POST,
-            "/v1/keys",
-            Some(json!({"name": "x", "group": "grp_ss", "ttl": "60d"})),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["param"].as_str()),
-        (400, Some("expires_at")),
-        "{v}"
-    );
-    // Self-service off in grp_c.
-    let (s, v) = env
-        .call(
-            &dev,
-            Method::POST,
-            "/v1/keys",
-            Some(json!({"name": "x", "group": "grp_c", "ttl": "1d"})),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (403, Some("self_service_disabled")),
-        "{v}"
-    );
+    let chat = json!({"model": "gpt-4o-mini", "messages": []});
+    assert_eq!(env.g.call(CHAT, &secret, &[], &chat).await.status, 200);
+    let refused = [
+        // Above a ceiling: 400 naming the field.
+        (
+            json!({"name": "x", "group": "grp_ss", "rpm": 700, "ttl": "1d"}),
+            400,
+            "param",
+            "rpm",
+        ),
+        (
+            json!({"name": "x", "group": "grp_ss", "budget_usd": 60, "ttl": "1d"}),
+            400,
+            "param",
+            "budget_usd",
+        ),
+        // Expiry required, and capped by max_ttl.
+        (
+            json!({"name": "x", "group": "grp_ss"}),
+            400,
+            "param",
+            "expires_at",
+        ),
+        (
+            json!({"name": "x", "group": "grp_ss", "ttl": "60d"}),
+            400,
+            "param",
+            "expires_at",
+        ),
+        // Self-service off in grp_c.
+        (
+            json!({"name": "x", "group": "grp_c", "ttl": "1d"}),
+            403,
+            "code",
+            "self_service_disabled",
+        ),
+    ];
+    for (body, status, field, want) in refused {
+        let (s, v) = env
+            .admin
+            .call_as(&dev, "POST", "/v1/keys", Some(body))
+            .await;
+        assert_eq!((s, v["error"][field].as_str()), (status, Some(want)), "{v}");
+    }
     // max_keys_per_owner = 3 live keys: two more fit, the fourth does not; revoking one frees a slot.
     for _ in 0..2 {
         let (s, v) = env
-            .call(
+            .admin
+            .call_as(
                 &dev,
-                Method::POST,
+                "POST",
                 "/v1/keys",
                 Some(json!({"name": "more", "group": "grp_ss", "ttl": "1d"})),
             )
@@ -383,9 +306,10 @@ async fn self_service_for_a_developer() {
         assert_eq!(s, 201, "{v}");
     }
     let (s, v) = env
-        .call(
+        .admin
+        .call_as(
             &dev,
-            Method::POST,
+            "POST",
             "/v1/keys",
             Some(json!({"name": "one too many", "group": "grp_ss", "ttl": "1d"})),
         )
@@ -396,15 +320,15 @@ async fn self_service_for_a_developer() {
         "{v}"
     );
     // Another developer: cannot see, read, regenerate or revoke alice's key.
-    let (_, list) = env.call(&other, Method::GET, "/v1/keys", None).await;
+    let (_, list) = env.admin.call_as(&other, "GET", "/v1/keys", None).await;
     assert!(list["data"].as_array().unwrap().is_empty(), "{list}");
     for (m, p) in [
-        (Method::GET, format!("/v1/keys/{mine}")),
-        (Method::POST, format!("/v1/keys/{mine}/regenerate")),
-        (Method::DELETE, format!("/v1/keys/{mine}")),
-        (Method::POST, format!("/v1/keys/{mine}/disable")),
+        ("GET", format!("/v1/keys/{mine}")),
+        ("POST", format!("/v1/keys/{mine}/regenerate")),
+        ("DELETE", format!("/v1/keys/{mine}")),
+        ("POST", format!("/v1/keys/{mine}/disable")),
     ] {
-        let (s, v) = env.call(&other, m, &p, Some(json!({}))).await;
+        let (s, v) = env.admin.call_as(&other, m, &p, Some(json!({}))).await;
         assert_eq!(
             (s, v["error"]["code"].as_str()),
             (404, Some("not_found")),
@@ -413,15 +337,10 @@ async fn self_service_for_a_developer() {
     }
     // Alice sees only her own keys (not root's in the same group).
     let roots = env.key("grp_ss", "carol").await;
-    let (_, list) = env.call(&dev, Method::GET, "/v1/keys", None).await;
-    let ids: Vec<&str> = list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids.len(), 3, "{list}");
-    assert!(!ids.contains(&roots.as_str()));
+    let (_, list) = env.admin.call_as(&dev, "GET", "/v1/keys", None).await;
+    let listed = ids(&list);
+    assert_eq!(listed.len(), 3, "{list}");
+    assert!(!listed.contains(&roots.as_str()));
     assert!(list["data"]
         .as_array()
         .unwrap()
@@ -429,26 +348,21 @@ async fn self_service_for_a_developer() {
         .all(|k| k["owner"] == "alice"));
     // Revoking one of hers frees a slot.
     let (s, _) = env
-        .call(&dev, Method::DELETE, &format!("/v1/keys/{mine}"), None)
+        .admin
+        .call_as(&dev, "DELETE", &format!("/v1/keys/{mine}"), None)
         .await;
     assert_eq!(s, 200);
     let (s, v) = env
-        .call(
+        .admin
+        .call_as(
             &dev,
-            Method::POST,
+            "POST",
             "/v1/keys",
             Some(json!({"name": "again", "group": "grp_ss", "ttl": "1d"})),
         )
         .await;
     assert_eq!(s, 201, "{v}");
-    let r = post_json(
-        &env.g,
-        "/v1/chat/completions",
-        &secret,
-        &json!({"model": "gpt-4o-mini", "messages": []}),
-    )
-    .await;
-    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(env.g.call(CHAT, &secret, &[], &chat).await.status, 403);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -463,34 +377,24 @@ async fn viewers_group_admins_and_token_lifetimes() {
     let inside = env.key("grp_prod", "x").await;
     let outside = env.key("grp_c", "x").await;
     // A viewer reads its groups' keys and groups; every write is 403.
-    let (s, list) = env.call(&viewer, Method::GET, "/v1/keys", None).await;
+    let (s, list) = env.admin.call_as(&viewer, "GET", "/v1/keys", None).await;
     assert_eq!(s, 200);
-    let ids: Vec<&str> = list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_str().unwrap())
-        .collect();
+    let listed = ids(&list);
     assert!(
-        ids.contains(&inside.as_str()) && !ids.contains(&outside.as_str()),
+        listed.contains(&inside.as_str()) && !listed.contains(&outside.as_str()),
         "{list}"
     );
-    let (_, groups) = env.call(&viewer, Method::GET, "/v1/groups", None).await;
-    let gids: Vec<&str> = groups["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(gids, vec!["grp_prod"]);
+    let (_, groups) = env.admin.call_as(&viewer, "GET", "/v1/groups", None).await;
+    assert_eq!(ids(&groups), vec!["grp_prod"]);
     for (m, p) in [
-        (Method::POST, "/v1/keys".to_string()),
-        (Method::DELETE, format!("/v1/keys/{inside}")),
-        (Method::POST, "/v1/groups/grp_prod/pause".to_string()),
-        (Method::POST, "/v1/tokens".to_string()),
+        ("POST", "/v1/keys".to_string()),
+        ("DELETE", format!("/v1/keys/{inside}")),
+        ("POST", "/v1/groups/grp_prod/pause".to_string()),
+        ("POST", "/v1/tokens".to_string()),
     ] {
         let (s, v) = env
-            .call(
+            .admin
+            .call_as(
                 &viewer,
                 m,
                 &p,
@@ -505,9 +409,9 @@ async fn viewers_group_admins_and_token_lifetimes() {
     }
     // Admin tokens are never scoped (a scoped admin could mint an unscoped one).
     let (s, v) = env
+        .admin
         .call(
-            ROOT,
-            Method::POST,
+            "POST",
             "/v1/tokens",
             Some(json!({"name": "x", "role": "admin", "groups": ["grp_prod"]})),
         )
@@ -519,52 +423,54 @@ async fn viewers_group_admins_and_token_lifetimes() {
     );
     // A group admin cannot touch another group's keys (404) or make tokens (403).
     let (s, _) = env
-        .call(
+        .admin
+        .call_as(
             &ga,
-            Method::POST,
+            "POST",
             &format!("/v1/keys/{outside}/disable"),
             Some(json!({})),
         )
         .await;
     assert_eq!(s, 404);
     let (s, _) = env
-        .call(
+        .admin
+        .call_as(
             &ga,
-            Method::POST,
+            "POST",
             "/v1/tokens",
             Some(json!({"name": "x", "role": "admin"})),
         )
         .await;
     assert_eq!(s, 403);
     let (s, v) = env
-        .call(
+        .admin
+        .call_as(
             &ga,
-            Method::POST,
+            "POST",
             &format!("/v1/keys/{inside}/disable"),
             Some(json!({})),
         )
         .await;
     assert_eq!(s, 200, "{v}");
     // Tokens are never listed raw; they survive a restart; a revoked one is 401 next call.
-    let (_, tokens) = env.call(ROOT, Method::GET, "/v1/tokens", None).await;
+    let (_, tokens) = env.admin.call("GET", "/v1/tokens", None).await;
     let text = tokens.to_string();
     assert!(!text.contains(&ga) && !text.contains(&viewer));
-    env.g.restart(ENV);
-    env.wait_admin().await;
-    let (s, _) = env.call(&ga, Method::GET, "/v1/keys", None).await;
+    env.g.restart(ADMIN_ENV);
+    let (s, _) = env.admin.call_as(&ga, "GET", "/v1/keys", None).await;
     assert_eq!(s, 200);
     let (s, _) = env
-        .call(ROOT, Method::DELETE, &format!("/v1/tokens/{ga_id}"), None)
+        .admin
+        .call("DELETE", &format!("/v1/tokens/{ga_id}"), None)
         .await;
     assert_eq!(s, 200);
-    let (s, v) = env.call(&ga, Method::GET, "/v1/keys", None).await;
+    let (s, v) = env.admin.call_as(&ga, "GET", "/v1/keys", None).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (401, Some("invalid_admin_token"))
     );
-    env.g.restart(ENV);
-    env.wait_admin().await;
-    let (s, _) = env.call(&ga, Method::GET, "/v1/keys", None).await;
+    env.g.restart(ADMIN_ENV);
+    let (s, _) = env.admin.call_as(&ga, "GET", "/v1/keys", None).await;
     assert_eq!(s, 401);
     // The audit trail names the acting token: the group admin's disable, in the log.
     let log = env.g.log_text();
@@ -596,7 +502,7 @@ fn readme_carries_the_permission_matrix_of_the_code() {
         + start;
     assert_eq!(
         &readme[start..end],
-        tollgate::admin::authz::matrix(),
+        permission_matrix(),
         "README's permission matrix differs from tollgate::admin::authz::matrix()"
     );
 }

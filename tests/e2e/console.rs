@@ -5,71 +5,40 @@
 //! fails. The routes the console added (`/v1/whoami`, `/v1/policy`, group refusals) and
 //! the console's headers are checked here over plain HTTP too.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::*;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Instant;
 
-const ROOT: &str = "root-admin-token-for-console-tests";
-
 struct Env {
     g: GatewayProc,
-    admin: SocketAddr,
+    admin: Admin,
     _mock: MockProvider,
 }
 
 async fn start() -> Env {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin = admin_addr();
+    let mock = mock().await;
     let policy = basic_policy(
         mock.addr(),
         "[[groups]]\nid = \"grp_b\"\norg = \"acme\"\nbudget_usd = 20\n\
          self_service = { enabled = true, max_keys_per_owner = 5 }\n",
     )
-    .with_admin(admin)
+    .with_admin()
     .replace(
         "max_tokens = 4000\n",
         "max_tokens = 4000\nbudget_usd = 50\n",
     );
-    let g = start_gateway_env(&policy, &[("TEST_ADMIN_TOKEN", ROOT)]);
-    wait_admin(admin).await;
+    let g = start_gateway_env(&policy, ADMIN_ENV);
     Env {
+        admin: g.admin(ROOT),
         g,
-        admin,
         _mock: mock,
     }
 }
 
 impl Env {
-    async fn call(
-        &self,
-        token: &str,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = client()
-            .request(m, format!("http://{}{path}", self.admin))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
     async fn chat(&self, key: &str, model: &str) -> u16 {
-        let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
-        post_json(&self.g, "/v1/chat/completions", key, &body)
-            .await
-            .status()
-            .as_u16()
+        self.g.call(CHAT, key, &[], &chat_body(model)).await.status
     }
 }
 
@@ -77,22 +46,22 @@ impl Env {
 async fn whoami_policy_and_refusals_over_http() {
     let env = start().await;
     // whoami: the root token, then an API-made viewer with the routes it may call.
-    let (s, me) = env.call(ROOT, "GET", "/v1/whoami", None).await;
+    let (s, me) = env.admin.call("GET", "/v1/whoami", None).await;
     assert_eq!(
         (s, me["id"].as_str(), me["role"].as_str()),
         (200, Some("root"), Some("admin")),
         "{me}"
     );
     let (_, t) = env
+        .admin
         .call(
-            ROOT,
             "POST",
             "/v1/tokens",
             Some(json!({"name": "finance", "role": "viewer", "groups": ["grp_b"]})),
         )
         .await;
     let viewer = t["token"].as_str().unwrap();
-    let (s, me) = env.call(viewer, "GET", "/v1/whoami", None).await;
+    let (s, me) = env.admin.call_as(viewer, "GET", "/v1/whoami", None).await;
     assert_eq!(s, 200, "{me}");
     assert_eq!(me["name"], "finance");
     assert_eq!(me["groups"], json!(["grp_b"]));
@@ -114,11 +83,20 @@ async fn whoami_policy_and_refusals_over_http() {
         !me.to_string().contains(viewer),
         "whoami never echoes the secret"
     );
-    assert_eq!(env.call("tga-nope", "GET", "/v1/whoami", None).await.0, 401);
-    assert_eq!(env.call(viewer, "GET", "/v1/policy", None).await.0, 403);
+    assert_eq!(
+        env.admin
+            .call_as("tga-nope", "GET", "/v1/whoami", None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        env.admin.call_as(viewer, "GET", "/v1/policy", None).await.0,
+        403
+    );
 
     // policy: the snapshot, and the file on disk as `-t` sees it.
-    let (s, p) = env.call(ROOT, "GET", "/v1/policy", None).await;
+    let (s, p) = env.admin.call("GET", "/v1/policy", None).await;
     assert_eq!(s, 200, "{p}");
     assert_eq!(p["file_ok"], true, "{p}");
     assert_eq!(p["counts"]["groups"], 2, "{p}");
@@ -130,7 +108,7 @@ async fn whoami_policy_and_refusals_over_http() {
         good.replace("budget_usd = 20", "budget_usd = -3\nrpm = 0"),
     )
     .unwrap();
-    let (_, p) = env.call(ROOT, "GET", "/v1/policy", None).await;
+    let (_, p) = env.admin.call("GET", "/v1/policy", None).await;
     assert_eq!(p["file_ok"], false, "{p}");
     let problems = p["problems"].as_array().unwrap();
     assert!(
@@ -147,27 +125,27 @@ async fn whoami_policy_and_refusals_over_http() {
     assert_eq!(p["generation"], 1);
     std::fs::write(&env.g.conf, good).unwrap();
     assert_eq!(
-        env.call(ROOT, "GET", "/v1/policy", None).await.1["file_ok"],
+        env.admin.call("GET", "/v1/policy", None).await.1["file_ok"],
         true
     );
 
     // Refusals per group, since the process started.
     assert_eq!(env.chat(&key(1), "o1-preview").await, 403);
     assert_eq!(env.chat(&key(1), "gpt-4o-mini").await, 200);
-    let (_, g) = env.call(ROOT, "GET", "/v1/groups/grp_prod", None).await;
+    let (_, g) = env.admin.call("GET", "/v1/groups/grp_prod", None).await;
     assert_eq!(g["refusals"]["total"], 1, "{g}");
     assert_eq!(
         g["refusals"]["by_code"].as_object().unwrap().len(),
         1,
         "{g}"
     );
-    let (_, list) = env.call(ROOT, "GET", "/v1/groups", None).await;
+    let (_, list) = env.admin.call("GET", "/v1/groups", None).await;
     assert_eq!(list["data"][0]["refusals"]["total"], 0, "{list}");
     // Every group answer carries them, the state changes' too.
     for verb in ["pause", "resume"] {
         let (s, g) = env
+            .admin
             .call(
-                ROOT,
                 "POST",
                 &format!("/v1/groups/grp_prod/{verb}"),
                 Some(json!({})),
@@ -180,7 +158,7 @@ async fn whoami_policy_and_refusals_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_files_carry_the_security_headers() {
     let env = start().await;
-    let base = format!("http://{}", env.admin);
+    let base = format!("http://{}", env.admin.addr);
     let r = client()
         .get(format!("{base}/console"))
         .send()
@@ -250,8 +228,8 @@ async fn the_console_in_a_real_browser() {
     // Seed through the real API and data plane: a viewer, a key in grp_b, traffic on
     // grp_prod's file key (and one refusal), so every page has something to show.
     let (_, t) = env
+        .admin
         .call(
-            ROOT,
             "POST",
             "/v1/tokens",
             Some(json!({"name": "finance", "role": "viewer"})),
@@ -259,10 +237,9 @@ async fn the_console_in_a_real_browser() {
         .await;
     let viewer = t["token"].as_str().unwrap().to_string();
     let dev = json!({"name": "alice", "role": "developer", "groups": ["grp_b"], "owner": "alice"});
-    let (_, t) = env.call(ROOT, "POST", "/v1/tokens", Some(dev)).await;
+    let (_, t) = env.admin.call("POST", "/v1/tokens", Some(dev)).await;
     let developer = t["token"].as_str().unwrap().to_string();
-    let (s, k) = env
-        .call(ROOT, "POST", "/v1/keys", Some(json!({"name": "team b service", "group": "grp_b", "owner": "bob", "tags": {"team": "b"}, "rpm": 60, "max_parallel": 2, "models": ["gpt-4o-mini", "gpt-4o"]})))
+    let (s, k) = env.admin.call( "POST", "/v1/keys", Some(json!({"name": "team b service", "group": "grp_b", "owner": "bob", "tags": {"team": "b"}, "rpm": 60, "max_parallel": 2, "models": ["gpt-4o-mini", "gpt-4o"]})))
         .await;
     assert_eq!(s, 201, "{k}");
     let key_b = k["key"].as_str().unwrap().to_string();
@@ -277,7 +254,7 @@ async fn the_console_in_a_real_browser() {
     std::fs::create_dir_all(&shots).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/console_check.py");
     let vars = [
-        ("ADMIN", format!("http://{}", env.admin)),
+        ("ADMIN", format!("http://{}", env.admin.addr)),
         ("GATEWAY", format!("http://{}", env.g.addr)),
         ("ROOT", ROOT.to_string()),
         ("VIEWER", viewer.clone()),
@@ -305,7 +282,8 @@ async fn the_console_in_a_real_browser() {
 
     // What the browser did is what the API now says.
     let (_, keys) = env
-        .call(ROOT, "GET", "/v1/keys?group=grp_prod&status=revoked", None)
+        .admin
+        .call("GET", "/v1/keys?group=grp_prod&status=revoked", None)
         .await;
     let revoked = keys["data"].as_array().unwrap();
     assert!(
@@ -314,10 +292,11 @@ async fn the_console_in_a_real_browser() {
             .any(|k| k["name"] == "<img src=x onerror=alert(1)>"),
         "{keys}"
     );
-    let (_, g) = env.call(ROOT, "GET", "/v1/groups/grp_b", None).await;
+    let (_, g) = env.admin.call("GET", "/v1/groups/grp_b", None).await;
     assert_eq!(g["state"], "active", "{g}");
     let (_, audit) = env
-        .call(ROOT, "GET", "/v1/audit?type=group.paused", None)
+        .admin
+        .call("GET", "/v1/audit?type=group.paused", None)
         .await;
     assert_eq!(audit["data"].as_array().unwrap().len(), 1, "{audit}");
     for name in [

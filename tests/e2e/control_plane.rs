@@ -2,20 +2,14 @@
 //! binary and the mock provider. Every write's 2xx must be on disk and followed by the very
 //! next data-plane request.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
-use reqwest::Method;
+use crate::harness::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "admin-secret-for-tests";
-
 struct Env {
     g: GatewayProc,
-    admin: SocketAddr,
+    admin: Admin,
     policy: String,
     _mock: MockProvider,
     /// Every admin answer after the create calls (searched for raw keys).
@@ -35,75 +29,52 @@ id = "grp_c"
 org = "acme"
 "#;
 
-fn policy_with(mock: SocketAddr, admin: SocketAddr) -> String {
+fn policy_with(mock: SocketAddr) -> String {
     let tagged = format!(
         "\n[[keys]]\nid = \"key_tagged\"\ngroup = \"grp_c\"\nsha256 = \"{}\"\nmodels = [\"gpt-4o\"]\ntags = {{ service = \"ci\" }}\n",
         sha(&key(2))
     );
     basic_policy(mock, &format!("{GROUPS}{tagged}"))
-        .with_admin(admin)
+        .with_admin()
         .replace("request_log = \"off\"", "request_log = \"stdout\"")
 }
 
-const ENV: &[(&str, &str)] = &[("TEST_ADMIN_TOKEN", TOKEN)];
-
-async fn start() -> Env {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin = admin_addr();
-    let policy = policy_with(mock.addr(), admin);
-    let g = start_gateway_env(&policy, ENV);
-    let env = Env {
+/// A gateway on `policy_with`, edited by `edit`.
+async fn start_with(edit: impl FnOnce(String) -> String, env: &[(&str, &str)]) -> Env {
+    let mock = mock().await;
+    let policy = edit(policy_with(mock.addr()));
+    let g = start_gateway_env(&policy, env);
+    Env {
+        admin: g.admin(ROOT),
         g,
-        admin,
         policy,
         _mock: mock,
         seen: Default::default(),
-    };
-    env.wait_admin().await;
-    env
+    }
+}
+
+async fn start() -> Env {
+    start_with(|p| p, ADMIN_ENV).await
 }
 
 impl Env {
-    async fn wait_admin(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let r = client()
-                .get(format!("http://{}/healthz", self.admin))
-                .send()
-                .await;
-            if r.is_ok() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "admin listener not up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     async fn restart(&mut self) {
-        self.g.restart(ENV);
-        self.wait_admin().await;
+        self.g.restart(ADMIN_ENV);
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = client()
-            .request(method, format!("http://{}{path}", self.admin))
-            .bearer_auth(TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        self.seen.lock().unwrap().push(text.clone());
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    /// An admin call with the root token, its answer recorded in `seen`.
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, v) = self.admin.call(method, path, body).await;
+        self.seen.lock().unwrap().push(v.to_string());
+        (status, v)
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(Method::POST, path, Some(body)).await
+        self.call("POST", path, Some(body)).await
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(Method::GET, path, None).await
+        self.call("GET", path, None).await
     }
 
     /// Creates a key; returns (id, raw key).
@@ -116,41 +87,27 @@ impl Env {
         )
     }
 
-    async fn chat(&self, key: &str, model: &str) -> (u16, Value) {
-        let r = post_json(
-            &self.g,
-            "/v1/chat/completions",
-            key,
-            &json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}),
-        )
-        .await;
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
+    async fn chat(&self, key: &str, model: &str) -> Answer {
+        let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10});
+        self.g.call(CHAT, key, &[], &body).await
     }
 
     /// "ok", the OpenAI error code, or for Claude models (served on `/v1/messages`, whose
     /// error shape has no code) "status: message".
     async fn code(&self, key: &str, model: &str) -> String {
-        if model.starts_with("claude") {
-            let r = post_json(
-                &self.g,
-                "/v1/messages",
-                key,
-                &json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
-            )
-            .await;
-            let s = r.status().as_u16();
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            if s == 200 {
-                return "ok".into();
-            }
-            return format!("{s}: {}", v["error"]["message"].as_str().unwrap_or("?"));
+        let claude = model.starts_with("claude");
+        let a = if claude {
+            let body = json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+            self.g.call(MESSAGES, key, &[], &body).await
+        } else {
+            self.chat(key, model).await
+        };
+        let v = a.json();
+        match (a.status, claude) {
+            (200, _) => "ok".into(),
+            (s, true) => format!("{s}: {}", v["error"]["message"].as_str().unwrap_or("?")),
+            _ => v["error"]["code"].as_str().unwrap_or("?").to_string(),
         }
-        let (s, v) = self.chat(key, model).await;
-        if s == 200 {
-            return "ok".into();
-        }
-        v["error"]["code"].as_str().unwrap_or("?").to_string()
     }
 }
 
@@ -159,7 +116,7 @@ async fn key_lifecycle_through_the_admin_api() {
     let mut env = start().await;
     // 401 without a token, and with a wrong one.
     let r = client()
-        .get(format!("http://{}/v1/keys", env.admin))
+        .get(env.admin.url("/v1/keys"))
         .send()
         .await
         .unwrap();
@@ -207,11 +164,7 @@ async fn key_lifecycle_through_the_admin_api() {
 
     // PATCH rpm: the next requests follow.
     let (s, v) = env
-        .call(
-            Method::PATCH,
-            &format!("/v1/keys/{id}"),
-            Some(json!({"rpm": 2})),
-        )
+        .call("PATCH", &format!("/v1/keys/{id}"), Some(json!({"rpm": 2})))
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["limits"]["rpm"], 2);
@@ -229,7 +182,7 @@ async fn key_lifecycle_through_the_admin_api() {
     // null clears it.
     let (s, v) = env
         .call(
-            Method::PATCH,
+            "PATCH",
             &format!("/v1/keys/{id}"),
             Some(json!({"rpm": null})),
         )
@@ -238,7 +191,7 @@ async fn key_lifecycle_through_the_admin_api() {
     assert!(v["limits"].get("rpm").is_none());
     // PATCH models: the next request follows.
     env.call(
-        Method::PATCH,
+        "PATCH",
         &format!("/v1/keys/{id}"),
         Some(json!({"models": ["gpt-4o"]})),
     )
@@ -246,7 +199,7 @@ async fn key_lifecycle_through_the_admin_api() {
     assert_eq!(env.code(&secret, "gpt-4o-mini").await, "model_not_allowed");
     assert_eq!(env.code(&secret, "gpt-4o").await, "ok");
     env.call(
-        Method::PATCH,
+        "PATCH",
         &format!("/v1/keys/{id}"),
         Some(json!({"models": null})),
     )
@@ -285,7 +238,7 @@ async fn key_lifecycle_through_the_admin_api() {
     // Move: same string, the new group's models; limits checked against it.
     let (s, v) = env
         .call(
-            Method::PATCH,
+            "PATCH",
             &format!("/v1/keys/{id}"),
             Some(json!({"rpm": 1000})),
         )
@@ -302,7 +255,7 @@ async fn key_lifecycle_through_the_admin_api() {
         "{msg}"
     );
     env.call(
-        Method::PATCH,
+        "PATCH",
         &format!("/v1/keys/{id}"),
         Some(json!({"rpm": 500})),
     )
@@ -327,9 +280,7 @@ async fn key_lifecycle_through_the_admin_api() {
     );
 
     // Revoke: 403 key_revoked, permanently.
-    let (s, v) = env
-        .call(Method::DELETE, &format!("/v1/keys/{id}"), None)
-        .await;
+    let (s, v) = env.call("DELETE", &format!("/v1/keys/{id}"), None).await;
     assert_eq!(s, 200);
     assert_eq!(v["status"], "revoked");
     let revoked = env.code(&third, "claude-sonnet-4-5").await;
@@ -423,8 +374,8 @@ async fn bad_input_is_a_clear_400_and_file_keys_are_read_only() {
     );
     // Not JSON at all.
     let r = client()
-        .post(format!("http://{}/v1/keys", env.admin))
-        .bearer_auth(TOKEN)
+        .post(env.admin.url("/v1/keys"))
+        .bearer_auth(ROOT)
         .body("{not json")
         .send()
         .await
@@ -442,11 +393,11 @@ async fn bad_input_is_a_clear_400_and_file_keys_are_read_only() {
     assert_eq!(s, 200);
     assert_eq!(v["source"], "config");
     for (m, path) in [
-        (Method::PATCH, "/v1/keys/key_main"),
-        (Method::DELETE, "/v1/keys/key_main"),
-        (Method::POST, "/v1/keys/key_main/disable"),
-        (Method::POST, "/v1/keys/key_main/regenerate"),
-        (Method::POST, "/v1/keys/key_main/move"),
+        ("PATCH", "/v1/keys/key_main"),
+        ("DELETE", "/v1/keys/key_main"),
+        ("POST", "/v1/keys/key_main/disable"),
+        ("POST", "/v1/keys/key_main/regenerate"),
+        ("POST", "/v1/keys/key_main/move"),
     ] {
         let (s, v) = env.call(m, path, Some(json!({"group": "grp_c"}))).await;
         assert_eq!(s, 409, "{path}: {v}");
@@ -464,7 +415,7 @@ async fn bad_input_is_a_clear_400_and_file_keys_are_read_only() {
     let (id, _) = env.create(json!({"name": "y", "group": "grp_prod"})).await;
     let (s, v) = env
         .call(
-            Method::PATCH,
+            "PATCH",
             &format!("/v1/keys/{id}"),
             Some(json!({"group": "grp_b"})),
         )
@@ -579,7 +530,7 @@ async fn kill_9_after_each_kind_of_write_loses_nothing() {
     assert_eq!(env.code(&ka, "gpt-4o-mini").await, "ok");
 
     env.call(
-        Method::PATCH,
+        "PATCH",
         &format!("/v1/keys/{a}"),
         Some(json!({"models": ["gpt-4o"]})),
     )
@@ -629,8 +580,7 @@ async fn kill_9_after_each_kind_of_write_loses_nothing() {
     env.restart().await;
     assert_eq!(env.code(&kb, "gpt-4o").await, "key_disabled");
 
-    env.call(Method::DELETE, &format!("/v1/keys/{a}"), None)
-        .await;
+    env.call("DELETE", &format!("/v1/keys/{a}"), None).await;
     env.restart().await;
     assert_eq!(env.code(&ka2, "gpt-4o").await, "key_revoked");
 }
@@ -650,7 +600,7 @@ async fn concurrent_writes_on_one_key_under_traffic() {
         traffic.push(tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (s, _) = env.chat(&key(1), "gpt-4o-mini").await;
+                let s = env.chat(&key(1), "gpt-4o-mini").await.status;
                 assert!(s < 500, "data plane answered {s}");
                 n += 1;
             }
@@ -666,7 +616,7 @@ async fn concurrent_writes_on_one_key_under_traffic() {
             if i % 2 == 0 {
                 let (s, v) = env
                     .call(
-                        Method::PATCH,
+                        "PATCH",
                         &format!("/v1/keys/{id}"),
                         Some(json!({"metadata": {"i": i}, "tpm": 100000 + i})),
                     )
@@ -685,7 +635,7 @@ async fn concurrent_writes_on_one_key_under_traffic() {
                 // The secret just returned works on the very next request (or has
                 // already been superseded by a later regeneration: then it is the grace one
                 // or refused, never a 5xx).
-                let (code, _) = env.chat(&secret, "gpt-4o-mini").await;
+                let code = env.chat(&secret, "gpt-4o-mini").await.status;
                 assert!(code == 200 || code == 401, "{code}");
                 Some(secret)
             }
@@ -727,25 +677,17 @@ async fn concurrent_writes_on_one_key_under_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lifecycle_ttl_idle_disable_and_rotation() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin = admin_addr();
-    let policy = policy_with(mock.addr(), admin).replace(
-        "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\n",
-        "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\nkey_ttl = \"1h\"\nidle_disable = \"5s\"\n",
-    );
+    let lifecycle = |p: String| {
+        p.replace(
+            "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\n",
+            "[[groups]]\nid = \"grp_c\"\norg = \"acme\"\nkey_ttl = \"1h\"\nidle_disable = \"5s\"\n",
+        )
+    };
     let env_vars = [
-        ("TEST_ADMIN_TOKEN", TOKEN),
+        ("TEST_ADMIN_TOKEN", ROOT),
         ("TOLLGATE_LIFECYCLE_EVERY_MS", "200"),
     ];
-    let g = start_gateway_env(&policy, &env_vars);
-    let env = Env {
-        g,
-        admin,
-        policy,
-        _mock: mock,
-        seen: Default::default(),
-    };
-    env.wait_admin().await;
+    let env = start_with(lifecycle, &env_vars).await;
     // key_ttl: a key made without an expiry gets the group's.
     let (idle, idle_key) = env.create(json!({"name": "idle", "group": "grp_c"})).await;
     let (busy, busy_key) = env.create(json!({"name": "busy", "group": "grp_c"})).await;
@@ -766,15 +708,16 @@ async fn lifecycle_ttl_idle_disable_and_rotation() {
     // idle_disable: the unused key is disabled; the used one stays active. Last use is kept
     // in whole seconds, so 5 s leaves the busy key's every round (a request, a read, 300 ms)
     // four seconds of margin on a loaded host.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let round = Duration::from_millis(300);
+    let disabled = poll_every(round, Duration::from_secs(20), || async {
         assert_eq!(env.code(&busy_key, "gpt-4o-mini").await, "ok");
         let (_, v) = env.get(&format!("/v1/keys/{idle}")).await;
-        if v["status"] == "disabled" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "idle key never disabled: {v}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        (v["status"] == "disabled").then_some(())
+    })
+    .await;
+    if disabled.is_none() {
+        let (_, v) = env.get(&format!("/v1/keys/{idle}")).await;
+        panic!("idle key never disabled: {v}");
     }
     assert_eq!(env.code(&idle_key, "gpt-4o-mini").await, "key_disabled");
     assert_eq!(
@@ -782,11 +725,11 @@ async fn lifecycle_ttl_idle_disable_and_rotation() {
         "active"
     );
     // Rotation: a new secret was made; the old one keeps working in its 24 h grace.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while env.get(&format!("/v1/keys/{rot}")).await.1["prefix"] == first_prefix {
-        assert!(Instant::now() < deadline, "key never rotated");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for(Duration::from_secs(10), "key rotation", || async {
+        let (_, v) = env.get(&format!("/v1/keys/{rot}")).await;
+        (v["prefix"] != first_prefix).then_some(())
+    })
+    .await;
     assert_eq!(env.code(&rot_key, "gpt-4o-mini").await, "ok");
     let log = env.g.log_text();
     assert!(log.contains(&format!(

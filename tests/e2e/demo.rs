@@ -2,13 +2,10 @@
 //! ports: the printed demo key works, the printed admin token mints a key that works, and
 //! the console the demo points at is served.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::*;
 use serde_json::json;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const DEMO_KEY: &str = "tg-DemoKeyForTheLocalMockProviderOnly0000000";
@@ -17,7 +14,7 @@ const DEMO_KEY: &str = "tg-DemoKeyForTheLocalMockProviderOnly0000000";
 async fn the_demo_serves_its_key_mints_keys_and_shows_the_console() {
     let dir = tempfile::tempdir().unwrap();
     let (listen, admin) = (free_port(), free_port());
-    let conf = std::fs::read_to_string("conf/demo.toml")
+    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.toml"))
         .unwrap()
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{listen}"))
         .replace("127.0.0.1:9090", &format!("127.0.0.1:{admin}"))
@@ -35,7 +32,7 @@ async fn the_demo_serves_its_key_mints_keys_and_shows_the_console() {
         );
     let path = dir.path().join("demo.toml");
     std::fs::write(&path, conf).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+    let mut child = tollgate()
         .args(["demo", "-c"])
         .arg(&path)
         .env_remove("TOLLGATE_ADMIN_TOKEN")
@@ -79,17 +76,16 @@ async fn the_demo_serves_its_key_mints_keys_and_shows_the_console() {
     // The printed demo key, on the data plane (polled: the listener may still be coming up).
     let c = client();
     let chat = json!({"model": "fast", "messages": [{"role": "user", "content": "hello"}]});
-    let url = format!("http://127.0.0.1:{listen}/v1/chat/completions");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        match c.post(&url).bearer_auth(DEMO_KEY).json(&chat).send().await {
-            Ok(r) => break r.status(),
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("the demo gateway never answered: {e}"),
-        }
-    };
+    let url = format!("http://127.0.0.1:{listen}{CHAT}");
+    let status = wait_for(
+        Duration::from_secs(30),
+        "the demo gateway answering",
+        || async {
+            let r = c.post(&url).bearer_auth(DEMO_KEY).json(&chat).send().await;
+            r.ok().map(|r| r.status())
+        },
+    )
+    .await;
     assert_eq!(status, 200);
 
     // The printed admin token mints a key (the printed curl line's body) that works.

@@ -2,16 +2,15 @@
 //! never more than the provider reported, and misses at most about the last second of
 //! traffic before each kill.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::*;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    // Flushes are timed (every 250 ms, at least every second): alone on the machine.
+    alone();
+    let mock = mock().await;
     let policy = basic_policy(mock.addr(), "").replace(
         "[[orgs]]\nid = \"acme\"",
         "[[orgs]]\nid = \"acme\"\nbudget_usd = 1000",
@@ -23,24 +22,29 @@ async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
     let done = load.done.clone();
     let mut kills = vec![];
     for _ in 0..10 {
+        // Real time is what is tested: a second and a half of traffic (six timed flushes)
+        // before each kill.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let mut gw = g.lock().unwrap();
-        gw.signal(libc::SIGKILL);
-        let _ = gw.child.wait();
+        gw.stop(libc::SIGKILL);
         kills.push(Instant::now());
         gw.restart(&[]);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Some traffic to the last process, then a clean stop (SIGTERM flushes).
+    let last_kill = kills[kills.len() - 1];
+    wait_until(
+        Duration::from_secs(10),
+        "traffic after the last kill",
+        || done.lock().unwrap().iter().any(|(t, _)| *t > last_kill),
+    )
+    .await;
     load.stop().await;
-    // Let the last second flush, then stop cleanly (SIGTERM flushes too).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let data = {
         let mut gw = g.lock().unwrap();
-        gw.signal(libc::SIGTERM);
-        let _ = gw.child.wait();
+        gw.stop(libc::SIGTERM);
         gw.data_dir()
     };
-    let ledger = tollgate::ledger::Ledger::open(&data, Duration::from_secs(5)).unwrap();
+    let ledger = Ledger::open(&data, Duration::from_secs(5)).unwrap();
     let (mut requests, mut tokens) = (0u64, 0u64);
     for (_, t) in ledger.usage_between(0, u64::MAX) {
         requests += t.requests;
@@ -48,19 +52,18 @@ async fn spend_is_never_double_counted_and_at_most_a_second_is_lost_per_kill() {
     }
     // The rollups (written with the hourly rows, in one transaction) survived the kills in
     // step with them: the same totals, group by group.
-    let mut by_group: std::collections::HashMap<String, tollgate::ledger::UsageTotals> =
-        Default::default();
+    let mut by_group: std::collections::HashMap<String, UsageTotals> = Default::default();
     for (k, t) in ledger.usage_between(0, u64::MAX) {
         by_group.entry(k.group.to_string()).or_default().add(&t);
     }
     for (group, hourly) in &by_group {
-        let mut rolled = tollgate::ledger::UsageTotals::default();
+        let mut rolled = UsageTotals::default();
         ledger.rollup_scan(
-            tollgate::ledger::Dim::Total,
+            Dim::Total,
             group,
             0,
             u64::MAX / 2,
-            tollgate::ledger::Level::Month,
+            Level::Month,
             &mut |_, _, t| rolled.add(t),
         );
         assert_eq!(

@@ -3,17 +3,13 @@
 //! log, `tollgate_requests_total` / `tollgate_errors_total`, `error_rate.high` and target
 //! health. Credentials are parsed per RFC 9110. Pingora's own 400s carry the SPEC shape.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::receiver::Receiver;
-use common::*;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use crate::harness::http::{exchange, json_body, read_to_close, status_of};
+use crate::harness::receiver::Receiver;
+use crate::harness::*;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const ROOT: &str = "tga-FaultsRootToken0123456789abcdefghijklmnopqrstu";
 const HOOK_SECRET: &str = "whsec-faults-0123456789abcdef";
 
 fn env() -> Vec<(&'static str, &'static str)> {
@@ -25,7 +21,7 @@ fn env() -> Vec<(&'static str, &'static str)> {
 
 /// `basic_policy` with a request log file, an admin listener, and `grp_hook` (key(2))
 /// whose `error_rate.high` goes to `hook`.
-fn policy(mock: SocketAddr, admin: SocketAddr, hook: &str) -> String {
+fn policy(mock: std::net::SocketAddr, hook: &str) -> String {
     basic_policy(
         mock,
         &format!(
@@ -50,11 +46,9 @@ sha256 = "{sha}"
             sha = sha(&key(2))
         ),
     )
-    .replace(
-        "request_log = \"off\"",
-        "request_log = \"{DATA}/../requests.log\"\nbody_timeout = \"400ms\"",
-    )
-    .with_admin(admin)
+    .with_request_log()
+    .in_server("body_timeout = \"400ms\"")
+    .with_admin()
 }
 
 fn secrets() -> Vec<String> {
@@ -67,40 +61,6 @@ fn secrets() -> Vec<String> {
     ]
 }
 
-/// Sends raw bytes, then reads the answer until the gateway closes or `wait` passes.
-async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(bytes).await.unwrap();
-    read_all(&mut s, wait).await
-}
-
-async fn read_all(s: &mut TcpStream, wait: Duration) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn status_of(answer: &str) -> u16 {
-    // The last status line: a 100 Continue may come first.
-    answer
-        .match_indices("HTTP/1.1 ")
-        .filter_map(|(i, _)| answer.get(i + 9..i + 12)?.parse().ok())
-        .last()
-        .unwrap_or(0)
-}
-
-fn json_body(answer: &str) -> serde_json::Value {
-    let body = answer.rsplit("\r\n\r\n").next().unwrap_or("");
-    serde_json::from_str(body).unwrap_or_default()
-}
-
 fn head(path: &str, key: &str, id: &str, extra: &str) -> String {
     format!(
         "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
@@ -108,26 +68,8 @@ fn head(path: &str, key: &str, id: &str, extra: &str) -> String {
     )
 }
 
-/// The request-log line of request `id` (waits for the log writer).
-fn log_line(g: &GatewayProc, id: &str) -> serde_json::Value {
-    let path = g.dir.path().join("requests.log");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if let Some(v) = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["request_id"] == id)
-        {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "no log line for {id}:\n{text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn assert_logged(g: &GatewayProc, id: &str, status: u16, code: &str, fault: &str) {
-    let l = log_line(g, id);
+async fn assert_logged(g: &GatewayProc, id: &str, status: u16, code: &str, fault: &str) {
+    let l = g.log_line(id).await;
     assert_eq!(
         (
             l["status"].as_u64(),
@@ -139,70 +81,63 @@ fn assert_logged(g: &GatewayProc, id: &str, status: u16, code: &str, fault: &str
     );
 }
 
-async fn metrics(admin: SocketAddr) -> String {
-    client()
-        .get(format!("http://{admin}/metrics"))
-        .bearer_auth(ROOT)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+/// Sends `body` to the chat route, the upstream's answer slowed, as key `k`, and hangs up
+/// as soon as the mock has it (the request is routed). Returns what the mock had before.
+async fn give_up_once_forwarded(
+    g: &GatewayProc,
+    mock: &MockProvider,
+    k: &str,
+    id: &str,
+    body: &str,
+) -> usize {
+    let slow = format!(
+        "content-length: {}\r\nx-mock-latency-ms: 1500\r\n",
+        body.len()
+    );
+    let req = format!("{}{body}", head(CHAT, k, id, &slow));
+    let before = mock.received().len();
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    wait_until(Duration::from_secs(5), "request reaching the mock", || {
+        mock.received().len() > before
+    })
+    .await;
+    drop(s);
+    before
 }
 
-/// Sum of the series whose line starts with `prefix` (e.g. `tollgate_requests_total{`)
-/// and contains every one of `labels`.
-fn sum(text: &str, prefix: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix) && labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-const CHAT: &str =
+const BODY: &str =
     r#"{"model":"gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let hook = Receiver::start(200).await;
-    let admin = admin_addr();
-    let g = start_gateway_env(&policy(mock.addr(), admin, &hook.url()), &env());
-    wait_admin(admin).await;
+    let g = start_gateway_env(&policy(mock.addr(), &hook.url()), &env());
+    let admin = g.admin(ROOT);
     let k = key(2);
     let short = Duration::from_secs(5);
 
     // A chunked body with a garbage chunk-size line: 400 invalid_request, SPEC shape.
     let req = format!(
-        "{}zz\r\n{CHAT}\r\n0\r\n\r\n",
-        head(
-            "/v1/chat/completions",
-            &k,
-            "chunk-1",
-            "transfer-encoding: chunked\r\n"
-        )
+        "{}zz\r\n{BODY}\r\n0\r\n\r\n",
+        head(CHAT, &k, "chunk-1", "transfer-encoding: chunked\r\n")
     );
-    let a = raw(g.addr, req.as_bytes(), short).await;
+    let a = exchange(g.addr, req.as_bytes(), short).await;
     assert_eq!(status_of(&a), 400, "{a}");
     let v = json_body(&a);
     assert_eq!(v["error"]["code"], "invalid_request", "{a}");
     assert_eq!(v["error"]["type"], "invalid_request_error", "{a}");
-    assert_logged(&g, "chunk-1", 400, "invalid_request", "client");
+    assert_logged(&g, "chunk-1", 400, "invalid_request", "client").await;
     // The same on the Anthropic route, in its shape.
     let req = format!(
         "{}zz\r\n{{}}\r\n0\r\n\r\n",
-        head(
-            "/v1/messages",
-            &k,
-            "chunk-2",
-            "transfer-encoding: chunked\r\n"
-        )
+        head(MESSAGES, &k, "chunk-2", "transfer-encoding: chunked\r\n")
     );
-    let a = raw(g.addr, req.as_bytes(), short).await;
+    let a = exchange(g.addr, req.as_bytes(), short).await;
     assert_eq!(status_of(&a), 400, "{a}");
     assert_eq!(json_body(&a)["type"], "error", "{a}");
-    assert_logged(&g, "chunk-2", 400, "invalid_request", "client");
+    assert_logged(&g, "chunk-2", 400, "invalid_request", "client").await;
 
     // The client closes mid-body: a client abort, 499 in the log.
     for i in 0..3 {
@@ -210,7 +145,7 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
         let mut s = TcpStream::connect(g.addr).await.unwrap();
         // `Expect: 100-continue` tells when the gateway is reading the body.
         let h = head(
-            "/v1/chat/completions",
+            CHAT,
             &k,
             &id,
             "content-length: 5000\r\nexpect: 100-continue\r\n",
@@ -222,79 +157,39 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
             .unwrap()
             .unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 100"));
-        s.write_all(&CHAT.as_bytes()[..40]).await.unwrap();
+        s.write_all(&BODY.as_bytes()[..40]).await.unwrap();
         s.flush().await.unwrap();
         drop(s);
-        assert_logged(&g, &id, 499, "client_closed_request", "client");
+        assert_logged(&g, &id, 499, "client_closed_request", "client").await;
     }
 
     // Expect: 100-continue, then no body: the gateway answers 100, times the client out.
     let mut s = TcpStream::connect(g.addr).await.unwrap();
     let h = head(
-        "/v1/chat/completions",
+        CHAT,
         &k,
         "expect-1",
         "content-length: 100\r\nexpect: 100-continue\r\n",
     );
     s.write_all(h.as_bytes()).await.unwrap();
-    let a = read_all(&mut s, short).await;
+    let a = String::from_utf8_lossy(&read_to_close(&mut s, short).await.0).into_owned();
     assert!(a.starts_with("HTTP/1.1 100"), "{a}");
     assert_eq!(status_of(&a), 408, "{a}");
     assert_eq!(json_body(&a)["error"]["code"], "request_timeout", "{a}");
-    assert_logged(&g, "expect-1", 408, "request_timeout", "client");
+    assert_logged(&g, "expect-1", 408, "request_timeout", "client").await;
 
     // The client gives up while the upstream is still thinking (after routing).
     for i in 0..6 {
         let id = format!("gaveup-{i}");
-        let req = format!(
-            "{}{CHAT}",
-            head(
-                "/v1/chat/completions",
-                &k,
-                &id,
-                &format!(
-                    "content-length: {}\r\nx-mock-latency-ms: 1500\r\n",
-                    CHAT.len()
-                )
-            )
-        );
-        let before = mock.received().len();
-        let mut s = TcpStream::connect(g.addr).await.unwrap();
-        s.write_all(req.as_bytes()).await.unwrap();
-        let deadline = Instant::now() + short;
-        while mock.received().len() == before {
-            assert!(Instant::now() < deadline, "request never reached the mock");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        drop(s);
-        assert_logged(&g, &id, 499, "client_closed_request", "client");
+        give_up_once_forwarded(&g, &mock, &k, &id, BODY).await;
+        assert_logged(&g, &id, 499, "client_closed_request", "client").await;
     }
 
     // Nor is it retried on another target: the client is gone (key(1)'s group retries).
-    let body = CHAT.replace("gpt-4o-mini", "gpt-4o-twin");
-    let req = format!(
-        "{}{body}",
-        head(
-            "/v1/chat/completions",
-            &key(1),
-            "gaveup-twin",
-            &format!(
-                "content-length: {}\r\nx-mock-latency-ms: 1500\r\n",
-                body.len()
-            )
-        )
-    );
-    let before = mock.received().len();
-    let mut s = TcpStream::connect(g.addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    let deadline = Instant::now() + short;
-    while mock.received().len() == before {
-        assert!(Instant::now() < deadline, "request never reached the mock");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    drop(s);
-    assert_logged(&g, "gaveup-twin", 499, "client_closed_request", "client");
-    let l = log_line(&g, "gaveup-twin");
+    let body = BODY.replace("gpt-4o-mini", "gpt-4o-twin");
+    let before = give_up_once_forwarded(&g, &mock, &key(1), "gaveup-twin", &body).await;
+    assert_logged(&g, "gaveup-twin", 499, "client_closed_request", "client").await;
+    let l = g.log_line("gaveup-twin").await;
     assert_eq!(l["attempts"].as_array().map(Vec::len), Some(1), "{l}");
     assert_eq!(l["attempts"][0]["outcome"], "client_closed", "{l}");
     assert_eq!(
@@ -304,11 +199,11 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
     );
 
     // The client goes away mid-stream: the status it was sent, with the abort's code.
-    let body = CHAT.replace("\"max_tokens\":5", "\"max_tokens\":50,\"stream\":true");
+    let body = BODY.replace("\"max_tokens\":5", "\"max_tokens\":50,\"stream\":true");
     let req = format!(
         "{}{body}",
         head(
-            "/v1/chat/completions",
+            CHAT,
             &k,
             "midstream-1",
             &format!(
@@ -330,12 +225,12 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
         got.extend_from_slice(&buf[..n]);
     }
     drop(s);
-    assert_logged(&g, "midstream-1", 200, "client_closed_request", "client");
+    assert_logged(&g, "midstream-1", 200, "client_closed_request", "client").await;
 
     // Pingora's own 400s (a header it cannot parse) carry the SPEC error shape.
     let bad_framing = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {k}\r\n\
-         content-length: 12\r\ncontent-length: 13\r\n\r\n{CHAT}"
+         content-length: 12\r\ncontent-length: 13\r\n\r\n{BODY}"
     );
     let mut many = String::from("GET /v1/models HTTP/1.1\r\nhost: x\r\n");
     for i in 0..300 {
@@ -343,7 +238,7 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
     }
     many.push_str("\r\n");
     for req in [bad_framing, many] {
-        let a = raw(g.addr, req.as_bytes(), short).await;
+        let a = exchange(g.addr, req.as_bytes(), short).await;
         assert_eq!(status_of(&a), 400, "{a}");
         assert!(
             a.to_ascii_lowercase()
@@ -356,22 +251,22 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
     }
 
     // None of it is an upstream error, anywhere.
-    let m = metrics(admin).await;
+    let m = admin.metrics().await;
     for status in ["502", "503", "504"] {
         let series = format!("status=\"{status}\"");
         assert_eq!(
-            sum(&m, "tollgate_requests_total{", &[&series]),
+            metric_sum(&m, "tollgate_requests_total{", &[&series]),
             0.0,
             "{status}:\n{m}"
         );
     }
     assert_eq!(
-        sum(&m, "tollgate_errors_total{", &["fault=\"upstream\""]),
+        metric_sum(&m, "tollgate_errors_total{", &["fault=\"upstream\""]),
         0.0,
         "{m}"
     );
     assert_eq!(
-        sum(
+        metric_sum(
             &m,
             "tollgate_errors_total{",
             &["fault=\"client\"", "code=\"client_closed_request\""]
@@ -381,7 +276,7 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
     );
     // 10 aborts before any answer (499), one mid-stream (its 200 was sent).
     assert_eq!(
-        sum(&m, "tollgate_requests_total{", &["status=\"499\""]),
+        metric_sum(&m, "tollgate_requests_total{", &["status=\"499\""]),
         10.0,
         "{m}"
     );
@@ -394,10 +289,10 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
     // aborts after routing are requests of the window, none of them failed.
     for _ in 0..4 {
         let r = client()
-            .post(g.url("/v1/chat/completions"))
+            .post(g.url(CHAT))
             .bearer_auth(&k)
             .header("x-mock-status", "500")
-            .body(CHAT)
+            .body(BODY)
             .send()
             .await
             .unwrap();
@@ -418,28 +313,24 @@ async fn client_faults_are_logged_as_such_and_never_count_as_upstream_errors() {
         "client aborts counted as failures: {e}"
     );
 
-    let files = assert_no_secret_in_logs(
-        g.dir.path(),
-        &secrets().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-    );
+    let files = assert_no_secret_in_logs(g.dir.path(), &secrets());
     assert!(files >= 2, "request log and gateway log searched");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_statuses_the_gateway_cannot_relay_are_502() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let hook = Receiver::start(200).await;
-    let admin = admin_addr();
-    let g = start_gateway_env(&policy(mock.addr(), admin, &hook.url()), &env());
-    wait_admin(admin).await;
+    let g = start_gateway_env(&policy(mock.addr(), &hook.url()), &env());
+    let admin = g.admin(ROOT);
     for status in ["100", "103", "101", "999"] {
         let id = format!("odd-{status}");
         let r = client()
-            .post(g.url("/v1/chat/completions"))
+            .post(g.url(CHAT))
             .bearer_auth(key(1))
             .header("x-mock-status", status)
             .header("x-request-id", &id)
-            .body(CHAT)
+            .body(BODY)
             .send()
             .await
             .unwrap();
@@ -453,11 +344,11 @@ async fn upstream_statuses_the_gateway_cannot_relay_are_502() {
                 .contains("cannot relay"),
             "{v}"
         );
-        assert_logged(&g, &id, 502, "upstream_error", "upstream");
+        assert_logged(&g, &id, 502, "upstream_error", "upstream").await;
     }
-    let m = metrics(admin).await;
+    let m = admin.metrics().await;
     assert_eq!(
-        sum(
+        metric_sum(
             &m,
             "tollgate_errors_total{",
             &["fault=\"upstream\"", "code=\"upstream_error\""]
@@ -470,22 +361,19 @@ async fn upstream_statuses_the_gateway_cannot_relay_are_502() {
         m.contains("tollgate_target_healthy{target=\"oa/gpt-4o-mini-2024-07-18\"} 0"),
         "{m}"
     );
-    assert_no_secret_in_logs(
-        g.dir.path(),
-        &secrets().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-    );
+    assert_no_secret_in_logs(g.dir.path(), &secrets());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_follow_rfc_9110_with_a_documented_precedence() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let g = start_gateway(&basic_policy(mock.addr(), ""));
     let k = key(1);
     let send = |headers: Vec<(&'static str, String)>| {
         let mut r = client()
-            .post(g.url("/v1/chat/completions"))
+            .post(g.url(CHAT))
             .header("content-type", "application/json")
-            .body(CHAT);
+            .body(BODY);
         for (n, v) in headers {
             r = r.header(n, v);
         }
@@ -543,7 +431,7 @@ async fn credentials_follow_rfc_9110_with_a_documented_precedence() {
             .contains("conflicting credentials"),
         "{v}"
     );
-    assert_no_secret_in_logs(g.dir.path(), &[&k, &key(9), "sk-provider-secret"]);
+    assert_no_secret_in_logs(g.dir.path(), &[k.as_str(), &key(9), "sk-provider-secret"]);
 }
 
 /// The search every harness run ends with finds a full key or token, not a display prefix.
@@ -568,47 +456,28 @@ fn the_log_search_finds_full_credentials_only() {
 /// under `RUST_LOG=trace`, so no credential reaches the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logging_prints_no_credential() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let conf = dir.path().join("tollgate.toml");
-    write_policy(&conf, &basic_policy(mock.addr(), ""), addr, dir.path());
-    let log = std::fs::File::create(dir.path().join("trace.log")).unwrap();
-    let _child = KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .arg("-c")
-            .arg(&conf)
-            .env("RUST_LOG", "trace")
-            .env("TEST_PROVIDER_KEY", "sk-provider-secret")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mock = mock().await;
+    let g = start_gateway_env(&basic_policy(mock.addr(), ""), &[("RUST_LOG", "trace")]);
+    let (addr, dir) = (g.addr, g.dir.path());
     let k = key(1);
     let bad = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {k}\r\n\
-         content-length: 12\r\ncontent-length: 13\r\n\r\n{CHAT}"
+         content-length: 12\r\ncontent-length: 13\r\n\r\n{BODY}"
     );
     assert_eq!(
-        status_of(&raw(addr, bad.as_bytes(), Duration::from_secs(5)).await),
+        status_of(&exchange(addr, bad.as_bytes(), Duration::from_secs(5)).await),
         400
     );
     let r = client()
-        .post(format!("http://{addr}/v1/chat/completions"))
+        .post(g.url(CHAT))
         .bearer_auth(&k)
-        .body(CHAT)
+        .body(BODY)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let text = std::fs::read_to_string(dir.path().join("trace.log")).unwrap();
+    let text = g.log_text();
     assert!(text.lines().count() > 10, "trace logging is on:\n{text}");
-    assert!(leaked_credentials(dir.path()).is_empty(), "{text}");
-    assert_no_secret_in_logs(dir.path(), &[&k, "sk-provider-secret"]);
+    assert!(leaked_credentials(dir).is_empty(), "{text}");
+    assert_no_secret_in_logs(dir, &[k.as_str(), "sk-provider-secret"]);
 }

@@ -4,12 +4,13 @@
 //! Inputs are built from each format's grammar (and raw bytes), so the cases reach past
 //! the first syntax check.
 
-#![allow(clippy::unwrap_used)]
-
+use crate::harness::{fuzz, turn};
 use proptest::prelude::*;
 use std::path::Path;
 
 fn config() -> ProptestConfig {
+    // CPU-bound: not beside a test that runs alone.
+    turn::shared();
     let cases = std::env::var("TOLLGATE_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -139,7 +140,7 @@ fn request_body() -> impl Strategy<Value = Vec<u8>> {
 
 /// A real policy file with random edits: truncated, cut, or with fragments put in.
 fn policy_text() -> impl Strategy<Value = Vec<u8>> {
-    let base = include_str!("../conf/tollgate.toml").as_bytes();
+    let base = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/tollgate.toml")).as_bytes();
     let edit = (0..base.len(), 0usize..3, glued(TOML, 4));
     proptest::collection::vec(edit, 1..4).prop_map(move |edits| {
         let mut text = base.to_vec();
@@ -165,22 +166,22 @@ proptest! {
 
     #[test]
     fn usage_scanner(seed in any::<[u8; 2]>(), body in glued(SSE, 40)) {
-        tollgate::fuzz::usage_scanner(&[&seed[..], &body].concat());
+        fuzz::usage_scanner(&[&seed[..], &body].concat());
     }
 
     #[test]
     fn request_body_fields(body in request_body()) {
-        tollgate::fuzz::request_body(&body);
+        fuzz::request_body(&body);
     }
 
     #[test]
     fn policy_parser(text in policy_text()) {
-        tollgate::fuzz::policy(&text);
+        fuzz::policy(&text);
     }
 
     #[test]
     fn credential_parser(lines in glued(CRED, 12)) {
-        tollgate::fuzz::credentials(&lines);
+        fuzz::credentials(&lines);
     }
 }
 
@@ -190,10 +191,10 @@ fn corpora_and_regressions_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     type Check = fn(&[u8]);
     let targets: [(&str, Check); 4] = [
-        ("usage_scanner", tollgate::fuzz::usage_scanner),
-        ("request_body", tollgate::fuzz::request_body),
-        ("policy", tollgate::fuzz::policy),
-        ("credentials", tollgate::fuzz::credentials),
+        ("usage_scanner", fuzz::usage_scanner),
+        ("request_body", fuzz::request_body),
+        ("policy", fuzz::policy),
+        ("credentials", fuzz::credentials),
     ];
     let mut n = 0;
     for (name, check) in targets {

@@ -1,14 +1,12 @@
 //! End to end: slow and hostile clients cannot exhaust the gateway's memory or
 //! connections (issue 12, part A), and spend survives `kill -9` at random moments.
 //!
-//! Deadlines are configured short (1–2 s) so the file runs in about two minutes. The tests
-//! take turns (`SERIAL`): they measure close times and memory, which a neighbour test
+//! Deadlines are configured short (1–2 s) so the file runs in about two minutes. Each test
+//! runs alone (`alone()`): they measure close times and memory, which a neighbour test
 //! competing for the same two cores would blur.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::http::{read_response, read_to_close};
+use crate::harness::*;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,10 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const ADMIN_TOKEN: &str = "admin-secret-token-for-tests";
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A key with its own `max_parallel`, for the slot-before-body test.
 fn slow_key() -> String {
@@ -31,7 +25,7 @@ fn policy(mock: SocketAddr, server: &str) -> String {
         "[[keys]]\nid = \"key_slow\"\ngroup = \"grp_prod\"\nsha256 = \"{}\"\nmax_parallel = 3\n",
         sha(&slow_key())
     );
-    basic_policy(mock, &extra).replace("threads = 2\n", &format!("threads = 2\n{server}\n"))
+    basic_policy(mock, &extra).in_server(server)
 }
 
 fn secrets() -> Vec<String> {
@@ -39,41 +33,22 @@ fn secrets() -> Vec<String> {
         key(1),
         slow_key(),
         "sk-provider-secret".to_string(),
-        ADMIN_TOKEN.to_string(),
+        ROOT.to_string(),
     ]
 }
 
 fn check_logs(g: &GatewayProc) {
-    let s = secrets();
-    let s: Vec<&str> = s.iter().map(String::as_str).collect();
-    assert!(assert_no_secret_in_logs(g.dir.path(), &s) >= 1);
+    assert!(assert_no_secret_in_logs(g.dir.path(), &secrets()) >= 1);
 }
 
-/// Reads until the peer closes (EOF or reset) or `limit` passes. Returns what was read and
-/// when the connection was seen closed.
-async fn read_to_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Option<Instant>) {
-    let mut out = vec![];
-    let mut buf = [0u8; 8192];
-    let end = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(end, s.read(&mut buf)).await {
-            Err(_) => return (out, None),
-            Ok(Ok(0)) | Ok(Err(_)) => return (out, Some(Instant::now())),
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-/// Sends `head`, then one byte of `drip` every `every` until the gateway closes the
-/// connection (or `limit` passes). Returns the answer and the time from the end of `head`
-/// to the close.
+/// Sends `head` on `s`, then one byte every `every` until the gateway closes the connection
+/// (or `limit` passes). Returns the answer and the time from the end of `head` to the close.
 async fn drip(
-    addr: SocketAddr,
+    mut s: TcpStream,
     head: &[u8],
     every: Duration,
     limit: Duration,
 ) -> (String, Option<Duration>) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(head).await.unwrap();
     let t0 = Instant::now();
     let (mut r, mut w) = s.split();
@@ -89,6 +64,7 @@ async fn drip(
     };
     let writer = async {
         loop {
+            // The slow client under test: a byte every `every`.
             tokio::time::sleep(every).await;
             if w.write_all(b"a").await.is_err() {
                 // Closed: the reader sees it too. Keep this branch pending.
@@ -99,7 +75,7 @@ async fn drip(
     tokio::select! {
         (out, at) = reader => (String::from_utf8_lossy(&out).into_owned(), Some(at - t0)),
         _ = writer => unreachable!(),
-        _ = tokio::time::sleep(limit) => (String::new(), None),
+        _ = tokio::time::sleep(limit) => (String::new(), None), // a deadline, not a wait
     }
 }
 
@@ -123,8 +99,8 @@ fn within(d: Duration, deadline: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_headers_and_slow_bodies_are_closed_at_their_deadlines() {
-    let _serial = SERIAL.lock().await;
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    alone();
+    let mock = mock().await;
     let g = start_gateway(&policy(
         mock.addr(),
         "header_timeout = \"2s\"\nbody_timeout = \"2s\"",
@@ -137,17 +113,13 @@ async fn slowloris_headers_and_slow_bodies_are_closed_at_their_deadlines() {
     for i in 0..300u64 {
         let addr = g.addr;
         tasks.push(tokio::spawn(async move {
+            // The ramp of the attack under test.
             tokio::time::sleep(Duration::from_millis(i * 5)).await;
             let head = b"POST /v1/chat/completions HTTP/1.1\r\nx-slow: ";
+            let s = TcpStream::connect(addr).await.unwrap();
             (
                 "header",
-                drip(
-                    addr,
-                    head,
-                    Duration::from_millis(300),
-                    Duration::from_secs(10),
-                )
-                .await,
+                drip(s, head, Duration::from_millis(300), Duration::from_secs(10)).await,
             )
         }));
     }
@@ -157,10 +129,11 @@ async fn slowloris_headers_and_slow_bodies_are_closed_at_their_deadlines() {
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(2 + i * 15)).await;
             let head = body_head(&key(1), 1000);
+            let s = TcpStream::connect(addr).await.unwrap();
             (
                 "body",
                 drip(
-                    addr,
+                    s,
                     &head,
                     Duration::from_millis(300),
                     Duration::from_secs(10),
@@ -190,21 +163,15 @@ async fn slowloris_headers_and_slow_bodies_are_closed_at_their_deadlines() {
         slack(deadline)
     );
     // The gateway still serves.
-    let r = post_json(
-        &g,
-        "/v1/chat/completions",
-        &key(1),
-        &json!({"messages": []}),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
+    let r = g.call(CHAT, &key(1), &[], &json!({"messages": []})).await;
+    assert_eq!(r.status, 200);
     check_logs(&g);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keepalive_connections_are_closed_and_connections_are_capped() {
-    let _serial = SERIAL.lock().await;
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    alone();
+    let mock = mock().await;
     let g = start_gateway(&policy(
         mock.addr(),
         "idle_timeout = \"2s\"\nheader_timeout = \"10s\"\nmax_connections = 1100\nmax_header_bytes = \"16KiB\"",
@@ -326,49 +293,6 @@ async fn idle_keepalive_connections_are_closed_and_connections_are_capped() {
     check_logs(&g);
 }
 
-/// Reads one response (head and a `content-length` body) from a keep-alive connection.
-async fn read_response(s: &mut TcpStream) -> String {
-    let mut out = vec![];
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
-            .await
-            .expect("response in time")
-            .unwrap();
-        assert!(n > 0, "closed before the response ended");
-        out.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&out).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len: usize = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length: ")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
-            if out.len() >= end + 4 + len {
-                return text;
-            }
-        }
-    }
-}
-
-async fn poll_until<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
-}
-
 /// Anonymous resident memory (heap, stacks): what bodies take. `VmRSS` adds the pages of
 /// the binary paged in as new code paths run, which is not what is measured here.
 fn rss_kib(pid: u32) -> u64 {
@@ -380,47 +304,24 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-async fn metric(admin: SocketAddr, name: &str, label: &str) -> f64 {
-    let text = client()
-        .get(format!("http://{admin}/metrics"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_first() {
-    let _serial = SERIAL.lock().await;
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin = admin_addr();
+    alone();
+    let mock = mock().await;
     let budget_mib = 52u64;
     let g = start_gateway_env(
         &policy(
             mock.addr(),
             &format!("body_memory = \"{budget_mib}MiB\"\nbody_timeout = \"60s\""),
         )
-        .with_admin(admin),
-        &[("TEST_ADMIN_TOKEN", ADMIN_TOKEN)],
+        .with_admin(),
+        ADMIN_ENV,
     );
-    wait_admin(admin).await;
+    let admin = &g.admin(ROOT);
     // Warm up: the allocator, the connection pool, the snapshot.
     for _ in 0..5 {
-        let r = post_json(
-            &g,
-            "/v1/chat/completions",
-            &key(1),
-            &json!({"messages": []}),
-        )
-        .await;
-        assert_eq!(r.status(), 200);
+        let r = g.call(CHAT, &key(1), &[], &json!({"messages": []})).await;
+        assert_eq!(r.status, 200);
     }
     let pid = g.child.id();
     let idle_rss = rss_kib(pid);
@@ -439,8 +340,10 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
     }
     let refused_before = (60 - fit) as f64;
     let baseline = poll_until(Duration::from_secs(20), || async {
-        let refused = metric(admin, "tollgate_rejections_total", "reason=\"overloaded\"").await;
-        let open = metric(admin, "tollgate_connections", "").await;
+        let refused = admin
+            .metric("tollgate_rejections_total", &["reason=\"overloaded\""])
+            .await;
+        let open = admin.metric("tollgate_connections", &[]).await;
         (refused >= refused_before && open <= fit as f64).then_some(())
     })
     .await;
@@ -448,7 +351,7 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
     let before = rss_kib(pid);
     drop(heads);
     let drained = poll_until(Duration::from_secs(10), || async {
-        (metric(admin, "tollgate_connections", "").await == 0.0).then_some(())
+        (admin.metric("tollgate_connections", &[]).await == 0.0).then_some(())
     })
     .await;
     assert!(drained.is_some());
@@ -507,19 +410,22 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
     // The refused connections are gone from the gateway too (their closes linger up to a
     // second); what is left is the stalled bodies.
     let quiet = poll_until(Duration::from_secs(10), || async {
-        (metric(admin, "tollgate_connections", "").await <= n_sent as f64).then_some(())
+        (admin.metric("tollgate_connections", &[]).await <= n_sent as f64).then_some(())
     })
     .await;
     assert!(quiet.is_some(), "refused connections still open");
     let mut peak = 0;
     for _ in 0..10 {
         peak = peak.max(rss_kib(pid));
+        // The peak is sampled over a second.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let held = metric(admin, "tollgate_body_memory_bytes", "").await as u64;
+    let held = admin.metric("tollgate_body_memory_bytes", &[]).await as u64;
     let grown_mib = peak.saturating_sub(before) as f64 / 1024.0;
-    let overloaded =
-        metric(admin, "tollgate_rejections_total", "reason=\"overloaded\"").await - refused_before;
+    let overloaded = admin
+        .metric("tollgate_rejections_total", &["reason=\"overloaded\""])
+        .await
+        - refused_before;
     eprintln!(
         "60 stalled 8 MiB bodies: RSS {} MiB -> {} MiB (+{grown_mib:.1} MiB, budget {budget_mib} MiB, \
          {held} bytes reserved); {n_sent} stalled, {n_closed} refused and closed, \
@@ -555,7 +461,7 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
 
     // max_parallel (3 for this key) is taken before the body is read: with three bodies
     // stalled, a fourth request is refused on its header alone.
-    let body_bytes = || metric(admin, "tollgate_body_memory_bytes", "");
+    let body_bytes = || admin.metric("tollgate_body_memory_bytes", &[]);
     let freed = poll_until(Duration::from_secs(10), || async {
         (body_bytes().await == 0.0).then_some(())
     })
@@ -603,14 +509,10 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
     drop(stalled);
     // Their slots come back when they go.
     let ok = poll_until(Duration::from_secs(10), || async {
-        let r = post_json(
-            &g,
-            "/v1/chat/completions",
-            &slow_key(),
-            &json!({"messages": []}),
-        )
-        .await;
-        (r.status() == 200).then_some(())
+        let r = g
+            .call(CHAT, &slow_key(), &[], &json!({"messages": []}))
+            .await;
+        (r.status == 200).then_some(())
     })
     .await;
     assert!(ok.is_some());
@@ -619,7 +521,7 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_client_is_served_beside_500_slow_connections() {
-    let _serial = SERIAL.lock().await;
+    alone();
     let limit = std::process::Command::new("sh")
         .args(["-c", "ulimit -n"])
         .output()
@@ -629,39 +531,43 @@ async fn a_control_client_is_served_beside_500_slow_connections() {
         limit == "unlimited" || limit.parse::<u64>().unwrap() >= 2048,
         "raise the open-file limit (ulimit -n {limit}) to at least 2048 for this test"
     );
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let g = start_gateway(&policy(
         mock.addr(),
         "header_timeout = \"2s\"\nbody_timeout = \"2s\"",
     ));
-    let stop = Arc::new(AtomicBool::new(false));
-    let cycles = Arc::new(AtomicUsize::new(0));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (connected, cycles) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut slow = vec![];
     // 500 slow connections, reconnecting as soon as they are closed.
     for i in 0..500 {
-        let (addr, stop, cycles) = (g.addr, stop.clone(), cycles.clone());
+        let (addr, mut stopped) = (g.addr, stopped.clone());
+        let (connected, cycles) = (connected.clone(), cycles.clone());
         slow.push(tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
+            let mut first = true;
+            while !*stopped.borrow() {
                 let head = if i % 2 == 0 {
                     b"POST /v1/chat/completions HTTP/1.1\r\nx-slow: ".to_vec()
                 } else {
                     body_head(&key(1), 1000)
                 };
-                let stop_wait = async {
-                    while !stop.load(Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                };
+                let s = TcpStream::connect(addr).await.unwrap();
+                if std::mem::take(&mut first) {
+                    connected.fetch_add(1, Ordering::SeqCst);
+                }
                 tokio::select! {
-                    _ = drip(addr, &head, Duration::from_millis(500), Duration::from_secs(10)) => {
+                    _ = drip(s, &head, Duration::from_millis(500), Duration::from_secs(10)) => {
                         cycles.fetch_add(1, Ordering::SeqCst);
                     }
-                    _ = stop_wait => {}
+                    _ = stopped.wait_for(|stop| *stop) => {}
                 }
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until(Duration::from_secs(10), "500 slow connections", || {
+        connected.load(Ordering::SeqCst) == 500
+    })
+    .await;
     let (mut ok, mut total) = (0, 0);
     let c = client();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -669,7 +575,7 @@ async fn a_control_client_is_served_beside_500_slow_connections() {
         tick.tick().await;
         total += 1;
         let r = c
-            .post(g.url("/v1/chat/completions"))
+            .post(g.url(CHAT))
             .bearer_auth(key(1))
             .timeout(Duration::from_secs(5))
             .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
@@ -679,7 +585,7 @@ async fn a_control_client_is_served_beside_500_slow_connections() {
             ok += 1;
         }
     }
-    stop.store(true, Ordering::SeqCst);
+    stop.send(true).unwrap();
     for t in slow {
         t.await.unwrap();
     }
@@ -693,10 +599,10 @@ async fn a_control_client_is_served_beside_500_slow_connections() {
 }
 
 /// The group's spend as the admin API reads it: (requests, tokens).
-async fn group_spend(admin: SocketAddr) -> Option<(u64, u64)> {
+async fn group_spend(admin: &Admin) -> Option<(u64, u64)> {
     let v: serde_json::Value = client()
-        .get(format!("http://{admin}/v1/spend/groups/grp_prod"))
-        .bearer_auth(ADMIN_TOKEN)
+        .get(admin.url("/v1/spend/groups/grp_prod"))
+        .bearer_auth(ROOT)
         .send()
         .await
         .ok()?
@@ -711,19 +617,19 @@ async fn group_spend(admin: SocketAddr) -> Option<(u64, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spend_survives_50_kills_at_random_moments() {
-    let _serial = SERIAL.lock().await;
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin = admin_addr();
+    alone();
+    let mock = mock().await;
     let policy = basic_policy(mock.addr(), "")
         .replace(
             "[[orgs]]\nid = \"acme\"",
             "[[orgs]]\nid = \"acme\"\nbudget_usd = 1000",
         )
-        .with_admin(admin);
-    let env = [("TEST_ADMIN_TOKEN", ADMIN_TOKEN)];
-    let g = Arc::new(Mutex::new(start_gateway_env(&policy, &env)));
-    let addr = g.lock().unwrap().addr;
-    wait_admin(admin).await;
+        .with_admin();
+    let g = Arc::new(Mutex::new(start_gateway_env(&policy, ADMIN_ENV)));
+    let (addr, admin) = {
+        let g = g.lock().unwrap();
+        (g.addr, g.admin(ROOT))
+    };
     // Completed requests: when, and the tokens the provider reported for them.
     let load = ChatLoad::start(addr, 4);
     let (done, pause) = (load.done.clone(), load.pause.clone());
@@ -732,21 +638,19 @@ async fn spend_survives_50_kills_at_random_moments() {
     let (mut worst_lost, mut kills) = (0u64, 0);
     let (mut on_disk_before, mut resumed_at) = (0u64, Instant::now());
     for _ in 0..50 {
-        // A random moment: 300..1300 ms into serving.
+        // A random moment (what is tested): 300..1300 ms into serving.
         let wait = 300 + rand::random::<u64>() % 1000;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let killed_at = {
-            let mut gw = g.lock().unwrap();
-            gw.signal(libc::SIGKILL);
-            let _ = gw.child.wait();
+            g.lock().unwrap().stop(libc::SIGKILL);
             Instant::now()
         };
         kills += 1;
         // Hold the load while the restarted gateway's store is read back.
         pause.store(true, Ordering::SeqCst);
-        g.lock().unwrap().restart(&env);
+        g.lock().unwrap().restart(ADMIN_ENV);
         // The store opened (the gateway opens it before it listens) and reads back.
-        let (_, on_disk) = poll_until(Duration::from_secs(10), || group_spend(admin))
+        let (_, on_disk) = poll_until(Duration::from_secs(10), || group_spend(&admin))
             .await
             .unwrap_or_else(|| panic!("no spend read back after kill {kills}"));
         let (mock_in, mock_out) = mock.reported_usage();
@@ -784,11 +688,10 @@ async fn spend_survives_50_kills_at_random_moments() {
     // what the provider answered but a kill cut on its way to the client).
     let (data, dir) = {
         let mut gw = g.lock().unwrap();
-        gw.signal(libc::SIGTERM);
-        let _ = gw.child.wait();
+        gw.stop(libc::SIGTERM);
         (gw.data_dir(), gw.dir.path().to_path_buf())
     };
-    let ledger = tollgate::ledger::Ledger::open(&data, Duration::from_secs(5)).unwrap();
+    let ledger = Ledger::open(&data, Duration::from_secs(5)).unwrap();
     let (mut requests, mut tokens) = (0u64, 0u64);
     for (_, t) in ledger.usage_between(0, u64::MAX) {
         requests += t.requests;
@@ -803,15 +706,13 @@ async fn spend_survives_50_kills_at_random_moments() {
     );
     assert!(tokens <= mock_in + mock_out, "ledger above the provider");
     assert!(requests > 200, "too little traffic: {requests}");
-    let s = secrets();
-    let s: Vec<&str> = s.iter().map(String::as_str).collect();
-    assert!(assert_no_secret_in_logs(&dir, &s) >= 1);
+    assert!(assert_no_secret_in_logs(&dir, &secrets()) >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_bodies_are_read_counted_and_capped() {
-    let _serial = SERIAL.lock().await;
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    alone();
+    let mock = mock().await;
     let g = start_gateway(&policy(mock.addr(), "max_body = \"1MiB\""));
     let send = |body: Vec<u8>| async move {
         let mut s = TcpStream::connect(g.addr).await.unwrap();

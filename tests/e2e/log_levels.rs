@@ -3,19 +3,12 @@
 //! the upstream's stream for streamed answers, also when the client got a translation.
 //! No key, minted or static, and no key digest appears in any log file.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::*;
 use futures_util::StreamExt;
-use reqwest::Method;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-const TOKEN: &str = "admin-secret-for-log-levels";
-
-fn policy(mock: SocketAddr, admin: SocketAddr) -> String {
+fn policy(mock: SocketAddr) -> String {
     let extra = format!(
         r#"
 [[groups]]
@@ -41,23 +34,13 @@ sha256 = "{f}"
         p = sha(&key(2)),
         f = sha(&key(3)),
     );
-    basic_policy(mock, &extra).with_admin(admin).replace(
-        "request_log = \"off\"",
-        "request_log = \"{DATA}/../requests.log\"",
-    )
-}
-
-async fn log_line(g: &GatewayProc, request_id: &str) -> Value {
-    wait_log_line(&g.dir.path().join("requests.log"), request_id).await
+    basic_policy(mock, &extra).with_admin().with_request_log()
 }
 
 /// Sends a request; returns the text the client received (JSON or concatenated deltas).
-async fn call(g: &GatewayProc, key: &str, path: &str, id: &str, body: Value) -> String {
-    let r = client()
-        .post(g.url(path))
-        .bearer_auth(key)
-        .header("x-request-id", id)
-        .json(&body)
+async fn completion(g: &GatewayProc, key: &str, path: &str, id: &str, body: Value) -> String {
+    let r = g
+        .post(path, key, &[("x-request-id", id)], &body)
         .send()
         .await
         .unwrap();
@@ -102,46 +85,28 @@ fn messages(text: &str, stream: bool) -> Value {
         "system": "answer briefly", "messages": [{"role": "user", "content": text}]})
 }
 
-/// Mints a key in `group` through the admin API; returns the raw key.
-async fn mint(admin: SocketAddr, group: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = client()
-            .request(Method::POST, format!("http://{admin}/v1/keys"))
-            .bearer_auth(TOKEN)
-            .json(&json!({"name": "minted", "group": group}))
-            .send()
-            .await;
-        match r {
-            Ok(r) => {
-                assert_eq!(r.status().as_u16(), 201);
-                let v: Value = r.json().await.unwrap();
-                return v["key"].as_str().unwrap().to_string();
-            }
-            Err(e) => assert!(Instant::now() < deadline, "admin API down: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_and_full_log_levels_include_the_text_and_no_key() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let admin = admin_addr();
-    let g = start_gateway_env(&policy(mock.addr(), admin), &[("TEST_ADMIN_TOKEN", TOKEN)]);
-    let minted = mint(admin, "grp_full").await;
+    let mock = mock().await;
+    let g = start_gateway_env(&policy(mock.addr()), ADMIN_ENV);
+    let (s, v) = g
+        .admin(ROOT)
+        .post("/v1/keys", json!({"name": "minted", "group": "grp_full"}))
+        .await;
+    assert_eq!(s, 201);
+    let minted = v["key"].as_str().unwrap().to_string();
     let (meta, prompt, full) = (key(1), key(2), key(3));
 
     // metadata: no text fields at all.
-    call(
+    completion(
         &g,
         &meta,
-        "/v1/chat/completions",
+        CHAT,
         "m-1",
         chat("gpt-4o-mini", "secret plans", false),
     )
     .await;
-    let line = log_line(&g, "m-1").await;
+    let line = g.log_line("m-1").await;
     assert_eq!(line["group"], "grp_prod");
     for f in [
         "prompt",
@@ -153,27 +118,20 @@ async fn prompt_and_full_log_levels_include_the_text_and_no_key() {
     }
 
     // prompt: the prompt fields, no completion.
-    call(
+    completion(
         &g,
         &prompt,
-        "/v1/chat/completions",
+        CHAT,
         "p-1",
         chat("gpt-4o-mini", "zebra crossing", true),
     )
     .await;
-    call(
-        &g,
-        &prompt,
-        "/v1/messages",
-        "p-2",
-        messages("yak shaving", false),
-    )
-    .await;
-    let line = log_line(&g, "p-1").await;
+    completion(&g, &prompt, MESSAGES, "p-2", messages("yak shaving", false)).await;
+    let line = g.log_line("p-1").await;
     let p: Value = serde_json::from_str(line["prompt"].as_str().unwrap()).unwrap();
     assert_eq!(p["messages"][0]["content"], "zebra crossing", "{line}");
     assert!(line.get("completion").is_none(), "{line}");
-    let line = log_line(&g, "p-2").await;
+    let line = g.log_line("p-2").await;
     let p: Value = serde_json::from_str(line["prompt"].as_str().unwrap()).unwrap();
     assert_eq!(
         p,
@@ -183,35 +141,23 @@ async fn prompt_and_full_log_levels_include_the_text_and_no_key() {
     // full: prompt and the completion the client received, JSON and streamed, both APIs,
     // and a chat completion served by the Anthropic target (translated back to the client).
     let cases = [
-        (
-            "f-chat-json",
-            "/v1/chat/completions",
-            chat("gpt-4o-mini", "alpha", false),
-        ),
-        (
-            "f-chat-sse",
-            "/v1/chat/completions",
-            chat("gpt-4o-mini", "bravo", true),
-        ),
-        ("f-msg-json", "/v1/messages", messages("charlie", false)),
-        ("f-msg-sse", "/v1/messages", messages("delta", true)),
-        (
-            "f-xlate-sse",
-            "/v1/chat/completions",
-            chat("claude-sonnet-4-5", "echo", true),
-        ),
+        ("f-chat-json", CHAT, chat("gpt-4o-mini", "alpha", false)),
+        ("f-chat-sse", CHAT, chat("gpt-4o-mini", "bravo", true)),
+        ("f-msg-json", MESSAGES, messages("charlie", false)),
+        ("f-msg-sse", MESSAGES, messages("delta", true)),
+        ("f-xlate-sse", CHAT, chat("claude-sonnet-4-5", "echo", true)),
         (
             "f-xlate-json",
-            "/v1/chat/completions",
+            CHAT,
             chat("claude-sonnet-4-5", "foxtrot", false),
         ),
     ];
     for (i, (id, path, body)) in cases.iter().enumerate() {
         // One call with the minted key, the others with the static one.
         let k = if i == 1 { &minted } else { &full };
-        let got = call(&g, k, path, id, body.clone()).await;
+        let got = completion(&g, k, path, id, body.clone()).await;
         assert!(!got.is_empty(), "{id}: empty answer");
-        let line = log_line(&g, id).await;
+        let line = g.log_line(id).await;
         assert_eq!(line["group"], "grp_full", "{line}");
         assert_eq!(line["completion"], got.as_str(), "{id}: {line}");
         let want = body["messages"][0]["content"].as_str().unwrap();
@@ -221,6 +167,6 @@ async fn prompt_and_full_log_levels_include_the_text_and_no_key() {
     }
 
     // The whole test's log files: no key (static or minted), no key digest.
-    let files = assert_no_secret_in_logs(g.dir.path(), &[&meta, &prompt, &full, &minted]);
+    let files = assert_no_secret_in_logs(g.dir.path(), &[meta, prompt, full, minted]);
     assert!(files >= 2, "request log and gateway log searched");
 }

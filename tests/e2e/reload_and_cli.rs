@@ -1,30 +1,21 @@
 //! End to end: SIGHUP reload (SPEC §3), `-t`, `keygen`, and every file in conf/.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::*;
 use serde_json::json;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+/// A chat completion of `model` with key(1): the status and the error code ("" if none).
 async fn chat(g: &GatewayProc, model: &str) -> (u16, String) {
-    let resp = client()
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .expect("send");
-    let s = resp.status().as_u16();
-    let v: serde_json::Value = resp.json().await.unwrap_or_default();
-    (s, v["error"]["code"].as_str().unwrap_or("").to_string())
+    let a = g.call(CHAT, &key(1), &[], &chat_body(model)).await;
+    (a.status, a.code())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_applies_a_new_policy_and_keeps_the_old_one_on_error() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let base = basic_policy(mock.addr(), "");
     let g = start_gateway(&base);
     assert_eq!(chat(&g, "gpt-4o").await.0, 200);
@@ -62,7 +53,7 @@ async fn sighup_applies_a_new_policy_and_keeps_the_old_one_on_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_sighups_during_steady_traffic_fail_no_request() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let policy = basic_policy(mock.addr(), "");
     let g = Arc::new(start_gateway(&policy));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -141,12 +132,7 @@ sha256 = "abc"
 "#,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("-t")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_policy(&path);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("3 problem(s)"), "{err}");
@@ -166,12 +152,7 @@ sha256 = "abc"
         "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[orgs]]\nid = \"a\"\nrmp = 5\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("-t")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_policy(&path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains(":4:1: orgs[0]: unknown field `rmp`"), "{err}");
@@ -187,12 +168,7 @@ fn every_file_in_conf_is_valid() {
         .chain([root.join("loadtest/gateway.toml")]);
     for path in files {
         if path.extension().is_some_and(|e| e == "toml") {
-            let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-                .arg("-t")
-                .arg("-c")
-                .arg(&path)
-                .output()
-                .unwrap();
+            let out = check_policy(&path);
             assert!(
                 out.status.success(),
                 "{}: {}",
@@ -208,10 +184,7 @@ fn every_file_in_conf_is_valid() {
 
 #[test]
 fn keygen_prints_a_key_and_its_digest() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("keygen")
-        .output()
-        .unwrap();
+    let out = tollgate().arg("keygen").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let key = text
@@ -263,21 +236,18 @@ fn systemd_unit_verifies_when_the_tool_is_present() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_streams_finish_and_flushes_spend() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let policy =
         basic_policy(mock.addr(), "").replace("grace_period = \"1s\"", "grace_period = \"5s\"");
     let mut g = start_gateway(&policy);
-    let resp = client()
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .header("x-mock-chunk-interval-ms", "100")
-        .header("x-mock-output-tokens", "15")
-        .json(&json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let slow = [
+        ("x-mock-chunk-interval-ms", "100"),
+        ("x-mock-output-tokens", "15"),
+    ];
+    let resp = g.post(CHAT, &key(1), &slow, &body).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let sent = std::time::Instant::now();
+    let sent = Instant::now();
     g.signal(libc::SIGTERM);
     // The stream in flight completes...
     let text = resp.text().await.unwrap();
@@ -292,13 +262,12 @@ async fn sigterm_lets_in_flight_streams_finish_and_flushes_spend() {
     let (st, g) = status;
     assert!(st.success(), "{st:?}");
     assert!(
-        sent.elapsed() < std::time::Duration::from_secs(4),
+        sent.elapsed() < Duration::from_secs(4),
         "{:?}",
         sent.elapsed()
     );
     // Its spend was flushed on the way out.
-    let ledger =
-        tollgate::ledger::Ledger::open(&g.data_dir(), std::time::Duration::from_secs(2)).unwrap();
+    let ledger = Ledger::open(&g.data_dir(), Duration::from_secs(2)).unwrap();
     let out: u64 = ledger
         .usage_between(0, u64::MAX)
         .iter()
@@ -309,116 +278,79 @@ async fn sigterm_lets_in_flight_streams_finish_and_flushes_spend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighups_during_start_up_do_not_kill_the_process() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let conf = dir.path().join("t.toml");
-    write_policy(&conf, &basic_policy(mock.addr(), ""), addr, dir.path());
-    let mut guard = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let child = &mut guard.0;
+    let mock = mock().await;
+    let mut g = GatewayProc::launch(&basic_policy(mock.addr(), ""), &[]);
+    let pid = g.child.id();
     // Before `main` runs (dynamic loader, runtime set-up) no process can catch a signal. The
     // handler is the first thing main installs: from the moment the kernel shows SIGHUP as
-    // caught, hangups must be harmless at any point of start-up.
+    // caught, hangups must be harmless at any point of start-up. (Polled every 200 µs, and
+    // hangups sent every 3 ms: as early and as often in start-up as can be.)
     let caught = || {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("SigCgt:"))
             .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
             .is_some_and(|mask| mask & 1 == 1)
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while !caught() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "SIGHUP handler never installed"
-        );
-        std::thread::sleep(std::time::Duration::from_micros(200));
+        assert!(Instant::now() < deadline, "SIGHUP handler never installed");
+        std::thread::sleep(Duration::from_micros(200));
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(g.addr).is_err() {
+        assert!(Instant::now() < deadline, "gateway never came up");
         assert!(
-            std::time::Instant::now() < deadline,
-            "gateway never came up"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
+            g.child.try_wait().unwrap().is_none(),
             "killed by SIGHUP during start-up"
         );
-        Command::new("kill")
-            .arg("-HUP")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(3));
+        g.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(3));
     }
-    Command::new("kill")
-        .arg("-HUP")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let resp = client()
-        .post(format!("http://{addr}/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .json(&json!({"model": "gpt-4o-mini", "messages": []}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    assert!(child.try_wait().unwrap().is_none());
+    g.signal(libc::SIGHUP);
+    let a = g
+        .call(
+            CHAT,
+            &key(1),
+            &[],
+            &json!({"model": "gpt-4o-mini", "messages": []}),
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    assert!(g.child.try_wait().unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_log_has_one_json_line_per_request_with_attempts_and_no_secret() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let dead = free_port();
+    let mock = mock().await;
     let policy = basic_policy(mock.addr(), "")
-        .replace("request_log = \"off\"", "request_log = \"{DATA}.log\"")
-        .replace(
-            "targets = [{ provider = \"oa\" }]\n\n[[models]]\nname = \"o1-preview\"",
-            "targets = [{ provider = \"dead\", weight = 1000000 }, { provider = \"oa\", weight = 1 }]\n\n[[models]]\nname = \"o1-preview\"",
-        )
-        + &format!("\n[[providers]]\nid = \"dead\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{dead}\"\n");
+        .with_request_log()
+        .with_dead_target("");
     let g = start_gateway(&policy);
-    let ok = client()
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .json(&json!({"model": "gpt-4o", "messages": []}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status().as_u16(), 200);
-    let refused = client()
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .json(&json!({"model": "o1-preview"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 403);
-    let path = g.data_dir().with_extension("log");
-    let mut lines = vec![];
-    for _ in 0..200 {
-        lines = std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        if lines.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let ok = g
+        .call(
+            CHAT,
+            &key(1),
+            &[],
+            &json!({"model": "gpt-4o", "messages": []}),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    let refused = g
+        .call(CHAT, &key(1), &[], &json!({"model": "o1-preview"}))
+        .await;
+    assert_eq!(refused.status, 403);
+    let read = || {
+        let text = std::fs::read_to_string(g.request_log()).unwrap_or_default();
+        text.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    // A line is written just after its answer is sent.
+    let _ = poll_until(Duration::from_secs(10), || async {
+        (read().len() >= 2).then_some(())
+    })
+    .await;
+    let lines = read();
     assert_eq!(lines.len(), 2, "{lines:?}");
     let text = lines.join("\n");
     assert!(

@@ -1,10 +1,8 @@
 //! End to end: a policy file truncated and rewritten slowly, with SIGHUPs arriving
 //! meanwhile, is never loaded half-written (SPEC §3 `server.reload_settle`, issue 12).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::gateway::fill;
+use crate::harness::*;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,7 +33,7 @@ async fn status(g: &GatewayProc, k: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slowly_rewritten_file_is_loaded_only_once_it_has_settled() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let with = |keys: String| {
         basic_policy(mock.addr(), &keys).replace(
             "reload_settle = \"50ms\"",
@@ -46,13 +44,7 @@ async fn a_slowly_rewritten_file_is_loaded_only_once_it_has_settled() {
     let old = with(keys_block(100..120));
     let new = with(keys_block((100..119).chain([200, 201])));
     let g = Arc::new(start_gateway(&old));
-    let new = new
-        .replace("{LISTEN}", &g.addr.to_string())
-        .replace("{DATA}", &g.data_dir().display().to_string())
-        .replace(
-            "{SOCK}",
-            &g.dir.path().join("upgrade.sock").display().to_string(),
-        );
+    let new = fill(&new, g.addr, g.dir.path());
     assert_eq!(status(&g, &key(200)).await, 401);
 
     // Steady traffic with the keys both files have: not one may be refused.
@@ -82,6 +74,7 @@ async fn a_slowly_rewritten_file_is_loaded_only_once_it_has_settled() {
             g.signal(libc::SIGHUP);
             let bytes = new.as_bytes();
             for (i, piece) in bytes.chunks(200).enumerate() {
+                // The slow writer under test: a piece every 30 ms.
                 std::thread::sleep(Duration::from_millis(30));
                 f.write_all(piece).unwrap();
                 f.flush().unwrap();
@@ -107,11 +100,10 @@ async fn a_slowly_rewritten_file_is_loaded_only_once_it_has_settled() {
 
     // A little more traffic under the new policy, then the verdicts.
     let more = ok.load(Ordering::Relaxed) + 20;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ok.load(Ordering::Relaxed) < more {
-        assert!(Instant::now() < deadline, "traffic stalled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(Duration::from_secs(10), "more traffic", || {
+        ok.load(Ordering::Relaxed) >= more
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
@@ -122,6 +114,5 @@ async fn a_slowly_rewritten_file_is_loaded_only_once_it_has_settled() {
     assert_eq!(status(&g, &key(201)).await, 200);
     assert_eq!(status(&g, &key(119)).await, 401);
     let secrets: Vec<String> = (100..120).chain([200, 201]).map(key).collect();
-    let secrets: Vec<&str> = secrets.iter().map(|s| s.as_str()).collect();
     assert_no_secret_in_logs(g.dir.path(), &secrets);
 }

@@ -1,28 +1,8 @@
 //! End to end: the real binary, in-process mock provider. SPEC §4 request path.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-async fn post(
-    g: &GatewayProc,
-    path: &str,
-    key: Option<&str>,
-    body: Value,
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    let mut r = client().post(g.url(path)).json(&body);
-    if let Some(k) = key {
-        r = r.bearer_auth(k);
-    }
-    let resp = r.send().await.expect("send");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let v = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (status, v, headers)
-}
 
 fn assert_openai_error(v: &Value, code: &str, kind: &str) {
     assert_eq!(v["error"]["code"], code, "{v}");
@@ -109,117 +89,67 @@ fn extra_keys() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_has_the_spec_status_code_and_shape() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let g = start_gateway(
-        &basic_policy(mock.addr(), &extra_keys())
-            .replace("[server]", "[server]\nmax_body = \"1KiB\""),
-    );
+    let mock = mock().await;
+    let g =
+        start_gateway(&basic_policy(mock.addr(), &extra_keys()).in_server("max_body = \"1KiB\""));
     let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
-    type Case<'a> = (Option<String>, Value, &'a str, u16, &'a str, &'a str);
-    let cases: Vec<Case> = vec![
-        (
-            None,
-            chat.clone(),
-            "/v1/chat/completions",
-            401,
-            "missing_api_key",
-            "authentication_error",
-        ),
-        (
-            Some("tg-wrongwrongwrongwrongwrongwrongwrongwrong0".into()),
-            chat.clone(),
-            "/v1/chat/completions",
-            401,
-            "invalid_api_key",
-            "authentication_error",
-        ),
-        (
-            Some(key(2)),
-            chat.clone(),
-            "/v1/chat/completions",
-            403,
-            "key_expired",
-            "permission_error",
-        ),
-        (
-            Some(key(3)),
-            chat.clone(),
-            "/v1/chat/completions",
-            403,
-            "key_disabled",
-            "permission_error",
-        ),
-        (
-            Some(key(4)),
-            chat.clone(),
-            "/v1/chat/completions",
-            403,
-            "ip_not_allowed",
-            "permission_error",
-        ),
-        (
-            Some(key(6)),
-            chat.clone(),
-            "/v1/chat/completions",
-            403,
-            "group_paused",
-            "permission_error",
-        ),
+    let max_tokens = |field: &str, n: u32| json!({"model": "gpt-4o-mini", field: n});
+    let wrong = "tg-wrongwrongwrongwrongwrongwrongwrongwrong0".to_string();
+    let cases: Vec<(Option<String>, Value, &str, u16, &str)> = vec![
+        (None, chat.clone(), CHAT, 401, "missing_api_key"),
+        (Some(wrong), chat.clone(), CHAT, 401, "invalid_api_key"),
+        (Some(key(2)), chat.clone(), CHAT, 403, "key_expired"),
+        (Some(key(3)), chat.clone(), CHAT, 403, "key_disabled"),
+        (Some(key(4)), chat.clone(), CHAT, 403, "ip_not_allowed"),
+        (Some(key(6)), chat.clone(), CHAT, 403, "group_paused"),
         (
             Some(key(7)),
             json!({"model": "gpt-4o", "messages": []}),
-            "/v1/chat/completions",
+            CHAT,
             403,
             "group_paused",
-            "permission_error",
         ),
         (
             Some(key(1)),
             json!({"model": "o1-preview", "messages": []}),
-            "/v1/chat/completions",
+            CHAT,
             403,
             "model_not_allowed",
-            "permission_error",
         ),
         (
             Some(key(5)),
             json!({"model": "gpt-4o", "messages": []}),
-            "/v1/chat/completions",
+            CHAT,
             403,
             "model_not_allowed",
-            "permission_error",
         ),
         (
             Some(key(8)),
             json!({"messages": []}),
-            "/v1/chat/completions",
+            CHAT,
             400,
             "invalid_request",
-            "invalid_request_error",
         ),
         (
             Some(key(1)),
-            json!({"model": "gpt-4o-mini", "max_tokens": 4001}),
-            "/v1/chat/completions",
+            max_tokens("max_tokens", 4001),
+            CHAT,
             400,
             "max_tokens_exceeded",
-            "invalid_request_error",
         ),
         (
             Some(key(5)),
-            json!({"model": "gpt-4o-mini", "max_completion_tokens": 101}),
-            "/v1/chat/completions",
+            max_tokens("max_completion_tokens", 101),
+            CHAT,
             400,
             "max_tokens_exceeded",
-            "invalid_request_error",
         ),
         (
             Some(key(1)),
             json!({"model": "gpt-9"}),
-            "/v1/chat/completions",
+            CHAT,
             404,
             "model_not_found",
-            "invalid_request_error",
         ),
         (
             Some(key(1)),
@@ -227,31 +157,41 @@ async fn every_refusal_has_the_spec_status_code_and_shape() {
             "/v1/nope",
             404,
             "unknown_route",
-            "invalid_request_error",
         ),
         (
             Some(key(1)),
             json!({"model": "gpt-4o-mini", "pad": "x".repeat(2000)}),
-            "/v1/chat/completions",
+            CHAT,
             413,
             "request_too_large",
-            "invalid_request_error",
         ),
     ];
-    for (k, body, path, status, code, kind) in cases {
-        let (s, v, h) = post(&g, path, k.as_deref(), body).await;
-        assert_eq!(s, status, "{code}: {v}");
+    for (k, body, path, status, code) in cases {
+        let r = client().post(g.url(path)).json(&body);
+        let a = answer(match k {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        })
+        .await;
+        let v = a.json();
+        assert_eq!(a.status, status, "{code}: {v}");
+        // The error type follows from the status.
+        let kind = match status {
+            401 => "authentication_error",
+            403 => "permission_error",
+            _ => "invalid_request_error",
+        };
         assert_openai_error(&v, code, kind);
-        assert!(h.get("x-request-id").is_some(), "{code}: no x-request-id");
+        assert!(
+            a.header("x-request-id").is_some(),
+            "{code}: no x-request-id"
+        );
     }
     // The message names the scope that blocked.
-    let (_, v, _) = post(
-        &g,
-        "/v1/chat/completions",
-        Some(&key(1)),
-        json!({"model": "gpt-4o-mini", "max_tokens": 4001}),
-    )
-    .await;
+    let v = g
+        .call(CHAT, &key(1), &[], &max_tokens("max_tokens", 4001))
+        .await
+        .json();
     assert!(
         v["error"]["message"]
             .as_str()
@@ -261,7 +201,7 @@ async fn every_refusal_has_the_spec_status_code_and_shape() {
     );
     // Body that is not JSON.
     let resp = client()
-        .post(g.url("/v1/chat/completions"))
+        .post(g.url(CHAT))
         .bearer_auth(key(1))
         .body("not json")
         .send()
@@ -279,7 +219,7 @@ async fn every_refusal_has_the_spec_status_code_and_shape() {
         (Some(key(6)), 403, "permission_error"),
     ] {
         let mut r = client()
-            .post(g.url("/v1/messages"))
+            .post(g.url(MESSAGES))
             .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": []}));
         if let Some(k) = k {
             r = r.header("x-api-key", k);
@@ -309,19 +249,17 @@ async fn every_refusal_has_the_spec_status_code_and_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_gets_provider_key_and_target_model_never_the_client_key() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let g = start_gateway(&basic_policy(mock.addr(), &extra_keys()));
-    let (s, v, h) = post(
-        &g,
-        "/v1/chat/completions",
-        Some(&key(1)),
-        json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
+    let a = g.call(CHAT, &key(1), &[], &chat_body("fast")).await;
+    let v = a.json();
+    assert_eq!(a.status, 200, "{v}");
     assert_eq!(v["object"], "chat.completion");
-    assert_eq!(h["x-tollgate-target"], "oa/gpt-4o-mini-2024-07-18");
-    assert!(h.get("x-request-id").is_some());
+    assert_eq!(
+        a.header("x-tollgate-target"),
+        Some("oa/gpt-4o-mini-2024-07-18")
+    );
+    assert!(a.header("x-request-id").is_some());
     let got = mock.received();
     assert_eq!(got.len(), 1);
     let r = &got[0];
@@ -335,7 +273,7 @@ async fn upstream_gets_provider_key_and_target_model_never_the_client_key() {
     assert_eq!(r.json().unwrap()["messages"][0]["content"], "hi");
     // The client's request id is kept end to end.
     mock.clear_received();
-    let resp = client().post(g.url("/v1/messages")).header("x-api-key", key(1)).header("x-request-id", "abc-123")
+    let resp = client().post(g.url(MESSAGES)).header("x-api-key", key(1)).header("x-request-id", "abc-123")
         .json(&json!({"model": "smart", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
@@ -349,28 +287,27 @@ async fn upstream_gets_provider_key_and_target_model_never_the_client_key() {
     );
     // Default model when the request names none; quarantined group still serves its lists.
     mock.clear_received();
-    let (s, _, _) = post(
-        &g,
-        "/v1/chat/completions",
-        Some(&key(7)),
-        json!({"model": "gpt-4o-mini", "messages": []}),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _, h) = post(
-        &g,
-        "/v1/embeddings",
-        Some(&key(1)),
-        json!({"model": "text-embedding-3-small", "input": "x"}),
-    )
-    .await;
-    assert_eq!(s, 200);
-    assert_eq!(h["x-tollgate-target"], "oa/text-embedding-3-small");
+    let a = g
+        .call(
+            CHAT,
+            &key(7),
+            &[],
+            &json!({"model": "gpt-4o-mini", "messages": []}),
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    let embed = json!({"model": "text-embedding-3-small", "input": "x"});
+    let a = g.call("/v1/embeddings", &key(1), &[], &embed).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.header("x-tollgate-target"),
+        Some("oa/text-embedding-3-small")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_list_shows_what_the_key_may_call() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let g = start_gateway(&basic_policy(mock.addr(), &extra_keys()));
     let list = |k: String| {
         let url = g.url("/v1/models");
@@ -427,26 +364,16 @@ fn big_prompt(bytes: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_body_reaches_provider_intact_with_a_retry() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     // The first target refuses connections (nothing listens there), so every request is
     // retried on the second: the 2 MiB body must be replayed intact.
-    let dead = free_port();
-    let policy = basic_policy(mock.addr(), "").replace(
-        "targets = [{ provider = \"oa\" }]\n\n[[models]]\nname = \"o1-preview\"",
-        "targets = [{ provider = \"dead\", weight = 1000000 }, { provider = \"oa\", weight = 1 }]\n\n[[models]]\nname = \"o1-preview\"",
-    ) + &format!("\n[[providers]]\nid = \"dead\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:{dead}\"\nconnect_timeout = \"1s\"\n");
+    let policy = basic_policy(mock.addr(), "").with_dead_target("connect_timeout = \"1s\"\n");
     let g = start_gateway(&policy);
     let prompt = big_prompt(2 * 1024 * 1024);
     for stream in [false, true] {
         mock.clear_received();
         let body = json!({"model": "gpt-4o", "stream": stream, "messages": [{"role": "user", "content": prompt}]});
-        let resp = client()
-            .post(g.url("/v1/chat/completions"))
-            .bearer_auth(key(1))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let resp = g.post(CHAT, &key(1), &[], &body).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 200, "stream={stream}");
         assert_eq!(resp.headers()["x-tollgate-target"], "oa/gpt-4o");
         let text = resp.text().await.unwrap();
@@ -474,7 +401,7 @@ async fn large_body_reaches_provider_intact_with_a_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_pass_through_unbuffered() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let g = start_gateway(&basic_policy(mock.addr(), ""));
     for (path, body) in [
         (
@@ -486,17 +413,14 @@ async fn streams_pass_through_unbuffered() {
             json!({"model": "claude-sonnet-4-5", "stream": true, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
         ),
     ] {
+        let k = key(1);
+        let slow = [
+            ("x-api-key", k.as_str()),
+            ("x-mock-chunk-interval-ms", "200"),
+            ("x-mock-output-tokens", "5"),
+        ];
         let started = Instant::now();
-        let mut resp = client()
-            .post(g.url(path))
-            .bearer_auth(key(1))
-            .header("x-api-key", key(1))
-            .header("x-mock-chunk-interval-ms", "200")
-            .header("x-mock-output-tokens", "5")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let mut resp = g.post(path, &k, &slow, &body).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         assert!(resp.headers()["content-type"]
             .to_str()
@@ -527,7 +451,7 @@ async fn streams_pass_through_unbuffered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_100_continue_is_answered_before_the_body() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let g = start_gateway(&basic_policy(mock.addr(), ""));
     let body = serde_json::to_vec(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x".repeat(5000)}]})).unwrap();
     let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
@@ -563,29 +487,24 @@ async fn expect_100_continue_is_answered_before_the_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let extra = format!("[[keys]]\nid = \"key_office\"\ngroup = \"grp_prod\"\nsha256 = \"{}\"\nallowed_cidrs = [\"10.0.0.0/8\"]\n", sha(&key(9)));
-    let call = |g: &GatewayProc, xff: &'static str| {
-        let req = client()
-            .post(g.url("/v1/chat/completions"))
-            .bearer_auth(key(9))
-            .header("x-forwarded-for", xff)
-            .json(&json!({"model": "gpt-4o-mini", "messages": []}));
+    let from = |g: &GatewayProc, xff: &'static str| {
+        let body = json!({"model": "gpt-4o-mini", "messages": []});
+        let req = g.post(CHAT, &key(9), &[("x-forwarded-for", xff)], &body);
         async move { req.send().await.unwrap().status().as_u16() }
     };
     // Loopback is not a trusted proxy: the header is ignored, the client is 127.0.0.1.
     let g = start_gateway(&basic_policy(mock.addr(), &extra));
-    assert_eq!(call(&g, "10.1.2.3").await, 403);
+    assert_eq!(from(&g, "10.1.2.3").await, 403);
     drop(g);
     // Loopback trusted: the first untrusted address from the right is the client.
-    let trusted = basic_policy(mock.addr(), &extra).replace(
-        "[server]\n",
-        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
-    );
+    let trusted =
+        basic_policy(mock.addr(), &extra).in_server("trusted_proxies = [\"127.0.0.0/8\"]");
     let g = start_gateway(&trusted);
-    assert_eq!(call(&g, "10.1.2.3").await, 200);
-    assert_eq!(call(&g, "10.1.2.3, 8.8.8.8").await, 403);
-    assert_eq!(call(&g, "8.8.8.8, 10.1.2.3, 127.0.0.5").await, 200);
+    assert_eq!(from(&g, "10.1.2.3").await, 200);
+    assert_eq!(from(&g, "10.1.2.3, 8.8.8.8").await, 403);
+    assert_eq!(from(&g, "8.8.8.8, 10.1.2.3, 127.0.0.5").await, 200);
 }
 
 /// TCP segments the kernel has received on `s` (`segs_in` of its `TCP_INFO`, read with
@@ -673,14 +592,9 @@ async fn request_header_and_body_reach_the_provider_in_one_segment() {
     drop(c);
     let g = start_gateway(&basic_policy(up, &extra_keys()));
     for bytes in [10, 12 * 1024] {
-        let (s, v, _) = post(
-            &g,
-            "/v1/chat/completions",
-            Some(&key(1)),
-            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": big_prompt(bytes)}]}),
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
+        let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": big_prompt(bytes)}]});
+        let a = g.call(CHAT, &key(1), &[], &body).await;
+        assert_eq!(a.status, 200, "{}", a.text);
         assert_eq!(
             wait(),
             one_write,
@@ -708,18 +622,14 @@ async fn a_provider_that_never_reads_the_body_times_out() {
             "max_tokens = 4000\n",
             "max_tokens = 4000\ntimeout = \"1s\"\nretries = 0\n",
         )
-        .replace("threads = 2\n", "threads = 2\nmax_body = \"32MiB\"\n");
+        .in_server("max_body = \"32MiB\"");
     let g = start_gateway(&policy);
     let started = Instant::now();
-    let (s, v, _) = post(
-        &g,
-        "/v1/chat/completions",
-        Some(&key(1)),
-        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": big_prompt(24 * 1024 * 1024)}]}),
-    )
-    .await;
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": big_prompt(24 * 1024 * 1024)}]});
+    let a = g.call(CHAT, &key(1), &[], &body).await;
     let took = started.elapsed();
-    assert_eq!(s, 502, "{v}");
+    let v = a.json();
+    assert_eq!(a.status, 502, "{v}");
     assert_eq!(v["error"]["code"], "upstream_error", "{v}");
     assert!(
         v["error"]["message"]
@@ -763,11 +673,13 @@ async fn the_gateways_answer_headers_replace_the_providers() {
         "id = \"key_main\"\nrpm = 1000\ntpm = 1000000\n",
     );
     let g = start_gateway(&policy);
-    let resp = client()
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .header("x-request-id", "client-id-1")
-        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+    let resp = g
+        .post(
+            CHAT,
+            &key(1),
+            &[("x-request-id", "client-id-1")],
+            &chat_body("gpt-4o-mini"),
+        )
         .send()
         .await
         .unwrap();

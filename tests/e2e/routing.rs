@@ -1,15 +1,11 @@
 //! End to end: SPEC §6 routing — strategies, retries, fallbacks, timeouts, passive health —
 //! with several mock providers that behave differently.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tollgate::mock::{Behaviour, Fault};
 
 /// `targets` is the TOML list of targets for model "m"; providers p0..pN point at `mocks`.
 fn policy(mocks: &[std::net::SocketAddr], targets: &str, group: &str) -> String {
@@ -25,30 +21,15 @@ fn policy(mocks: &[std::net::SocketAddr], targets: &str, group: &str) -> String 
     s
 }
 
-async fn mocks(n: usize) -> Vec<MockProvider> {
-    let mut v = vec![];
-    for _ in 0..n {
-        v.push(MockProvider::start("127.0.0.1:0").await.unwrap());
-    }
-    v
-}
-
-async fn call(g: &GatewayProc, body: Value, headers: &[(&str, String)]) -> (u16, String, String) {
-    let mut r = client()
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .json(&body);
-    for (h, v) in headers {
-        r = r.header(*h, v);
-    }
-    let resp = r.send().await.unwrap();
-    let s = resp.status().as_u16();
-    let target = resp
-        .headers()
-        .get("x-tollgate-target")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (s, target, resp.text().await.unwrap_or_default())
+/// Sends `body` with key(1): the status, the target that served it, and the body.
+async fn routed(g: &GatewayProc, body: Value, headers: &[(&str, String)]) -> (u16, String, String) {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(h, v)| (*h, v.as_str())).collect();
+    let a = g.call(CHAT, &key(1), &headers, &body).await;
+    let target = a
+        .header("x-tollgate-target")
+        .unwrap_or_default()
+        .to_string();
+    (a.status, target, a.text)
 }
 
 fn chat() -> Value {
@@ -66,7 +47,7 @@ async fn spread(
         let hs: Vec<_> = (0..8.min(n - batch * 8))
             .map(|_| {
                 let (g, headers) = (g.clone(), headers.clone());
-                tokio::spawn(async move { call(&g, chat(), &headers).await })
+                tokio::spawn(async move { routed(&g, chat(), &headers).await })
             })
             .collect();
         for h in hs {
@@ -176,7 +157,7 @@ async fn sticky_sessions_keep_their_target_and_only_a_removed_targets_sessions_m
     g.wait_reloads(1, 0);
     let mut moved_wrongly = 0;
     for s in 0..200 {
-        let (_, t, _) = call(
+        let (_, t, _) = routed(
             &g,
             chat(),
             &[("x-tollgate-session", format!("session-{s}"))],
@@ -199,7 +180,7 @@ async fn tag_routing_reaches_only_tagged_targets() {
     )));
     let c = spread(&g, 40, vec![("x-tollgate-tags", "eu".into())]).await;
     assert_eq!(c.get("p1/eu1"), Some(&40));
-    let (s, _, body) = call(&g, chat(), &[("x-tollgate-tags", "eu, asia".into())]).await;
+    let (s, _, body) = routed(&g, chat(), &[("x-tollgate-tags", "eu, asia".into())]).await;
     assert_eq!(s, 503, "{body}");
     assert!(body.contains("no_healthy_target"));
     assert!(m[0].received().is_empty());
@@ -216,7 +197,7 @@ async fn failures_fall_through_to_the_next_target_and_the_fallback_model() {
         "retries = 1\nfallbacks = { m = [\"backup\"] }",
     ));
     // Connection refused on p2 -> p1 answers.
-    let (s, t, _) = call(&g, chat(), &[]).await;
+    let (s, t, _) = routed(&g, chat(), &[]).await;
     assert_eq!((s, t.as_str()), (200, "p1/primary-b"));
     // p1 answers 500 (and p2 refuses) -> the fallback model, with its own model id upstream.
     m[1].set_behaviour(Behaviour {
@@ -224,14 +205,14 @@ async fn failures_fall_through_to_the_next_target_and_the_fallback_model() {
         ..Default::default()
     });
     m[0].clear_received();
-    let (s, t, body) = call(&g, chat(), &[]).await;
+    let (s, t, body) = routed(&g, chat(), &[]).await;
     assert_eq!((s, t.as_str()), (200, "p0/backup-v2"), "{body}");
     assert_eq!(m[0].received()[0].json().unwrap()["model"], "backup-v2");
     m[1].set_behaviour(Behaviour {
         status: Some(429),
         ..Default::default()
     });
-    let (s, t, _) = call(&g, chat(), &[]).await;
+    let (s, t, _) = routed(&g, chat(), &[]).await;
     assert_eq!((s, t.as_str()), (200, "p0/backup-v2"));
     // A 400 from the provider is returned as it is, and not retried.
     m[1].set_behaviour(Behaviour {
@@ -240,7 +221,7 @@ async fn failures_fall_through_to_the_next_target_and_the_fallback_model() {
     });
     m[0].clear_received();
     let before = m[1].received().len();
-    let (s, t, body) = call(&g, chat(), &[]).await;
+    let (s, t, body) = routed(&g, chat(), &[]).await;
     assert_eq!((s, t.as_str()), (400, "p1/primary-b"), "{body}");
     assert!(body.contains("mock error 400"));
     assert_eq!(m[1].received().len(), before + 1);
@@ -265,7 +246,7 @@ async fn a_one_mib_body_survives_two_retries_intact() {
     ));
     let prompt: String =
         (0..140_000).map(|i| format!("{i:07} ")).collect::<String>()[..1024 * 1024].to_string();
-    let (s, t, body) = call(
+    let (s, t, body) = routed(
         &g,
         json!({"model": "m", "messages": [{"role": "user", "content": prompt}]}),
         &[],
@@ -290,7 +271,7 @@ async fn hanging_and_stalling_providers_time_out_and_free_their_slot() {
     let m = mocks(1).await;
     let g = start_gateway(&policy(&[m[0].addr()], r#"{ provider = "p0" }"#, "timeout = \"1s\"\nretries = 0\n\n[[keys]]\nid = \"k_par\"\ngroup = \"g\"\nmax_parallel = 1\nsha256 = \"SHA2\"").replace("SHA2", &sha(&key(2))));
     let started = Instant::now();
-    let (s, _, body) = call(&g, chat(), &[("x-mock-fault", "hang".into())]).await;
+    let (s, _, body) = routed(&g, chat(), &[("x-mock-fault", "hang".into())]).await;
     let took = started.elapsed();
     assert_eq!(s, 504, "{body}");
     assert!(body.contains("upstream_timeout"));
@@ -300,11 +281,13 @@ async fn hanging_and_stalling_providers_time_out_and_free_their_slot() {
         "{took:?}"
     );
     // A stream that stalls mid-way is closed after the idle limit, and its slot comes back.
-    let resp = client()
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(2))
-        .header("x-mock-fault", "stall_mid_stream")
-        .json(&json!({"model": "m", "stream": true, "messages": []}))
+    let resp = g
+        .post(
+            CHAT,
+            &key(2),
+            &[("x-mock-fault", "stall_mid_stream")],
+            &json!({"model": "m", "stream": true, "messages": []}),
+        )
         .send()
         .await
         .unwrap();
@@ -316,22 +299,14 @@ async fn hanging_and_stalling_providers_time_out_and_free_their_slot() {
         "stalled stream held for {:?}",
         started.elapsed()
     );
-    let mut ok = false;
-    for _ in 0..20 {
-        let r = client()
-            .post(g.url("/v1/chat/completions"))
-            .bearer_auth(key(2))
-            .json(&chat())
-            .send()
-            .await
-            .unwrap();
-        if r.status().as_u16() == 200 {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ok, "max_parallel slot leaked by the stalled stream");
+    let ok = poll_until(Duration::from_secs(3), || async {
+        (g.call(CHAT, &key(2), &[], &chat()).await.status == 200).then_some(())
+    })
+    .await;
+    assert!(
+        ok.is_some(),
+        "max_parallel slot leaked by the stalled stream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,20 +333,22 @@ async fn a_failing_target_is_ejected_then_probed_and_recovers() {
     );
     // Healed: after the cool-down it is tried again and takes its share.
     m[0].set_behaviour(Behaviour::default());
-    let healed = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if spread(&g, 8, vec![]).await.contains_key("p0/a") {
-            break;
-        }
-        // Cool-downs double per ejection (1 s, 2 s, 4 s, … 60 s): usually a second or two
-        // here, but on a loaded machine the failing phase lasts long enough for several
-        // ejections, so the deadline covers the longest cool-down.
-        assert!(
-            healed.elapsed() < Duration::from_secs(65),
-            "healed target never probed"
-        );
-    }
+    // Cool-downs double per ejection (1 s, 2 s, 4 s, … 60 s): usually a second or two
+    // here, but on a loaded machine the failing phase lasts long enough for several
+    // ejections, so the deadline covers the longest cool-down. Eight requests a try, a try
+    // every 300 ms.
+    let probed = poll_every(
+        Duration::from_millis(300),
+        Duration::from_secs(65),
+        || async {
+            spread(&g, 8, vec![])
+                .await
+                .contains_key("p0/a")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(probed.is_some(), "healed target never probed");
     let c = spread(&g, 80, vec![]).await;
     assert!(c.get("p0/a").copied().unwrap_or(0) >= 20, "{c:?}");
 }
@@ -385,6 +362,6 @@ async fn a_target_whose_host_does_not_resolve_is_skipped() {
         "retries = 1",
     ) + "\n[[providers]]\nid = \"nowhere\"\napi = \"openai\"\nbase_url = \"http://no-such-host.invalid\"\n";
     let g = start_gateway(&policy);
-    let (s, t, body) = call(&g, chat(), &[]).await;
+    let (s, t, body) = routed(&g, chat(), &[]).await;
     assert_eq!((s, t.as_str()), (200, "p0/y"), "{body}");
 }

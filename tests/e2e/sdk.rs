@@ -2,10 +2,7 @@
 //! `base_url` swap and nothing else (tests/sdk/*.py). `make test` creates the virtualenv
 //! (scripts/setup-sdk.sh) and sets TOLLGATE_REQUIRE_SDK=1, so CI cannot skip it.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::*;
 use std::path::Path;
 
 /// Runs `tests/sdk/{script}` against a gateway in front of `mock`; `None` when skipped.
@@ -41,7 +38,7 @@ async fn run_script(script: &str, mock: &MockProvider) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_work_through_the_gateway() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let Some(stdout) = run_script("sdk_check.py", &mock).await else {
         return;
     };
@@ -52,7 +49,7 @@ async fn official_sdks_work_through_the_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_call_models_of_the_other_api() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let Some(stdout) = run_script("translate_check.py", &mock).await else {
         return;
     };

@@ -1,10 +1,7 @@
 //! End to end: HTTPS providers are verified (SNI = host name, trusted CA), and a wrong
 //! name or an untrusted CA fails the request with 502 `upstream_error`.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::json;
 use std::sync::Arc;
@@ -88,18 +85,10 @@ sha256 = "{sha}"
     )
 }
 
-async fn call(g: &GatewayProc) -> (u16, serde_json::Value) {
-    let resp = client()
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key(1))
-        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or_default(),
-    )
+/// A chat completion with key(1): the status and the JSON answer.
+async fn chat(g: &GatewayProc) -> (u16, serde_json::Value) {
+    let a = g.call(CHAT, &key(1), &[], &chat_body("gpt-4o-mini")).await;
+    (a.status, a.json())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +102,7 @@ async fn verified_tls_upstream_works_and_bad_certificates_fail_closed() {
         .await
         .unwrap();
     let g = start_gateway(&tls_policy(mock.addr().port(), Some(&ca_path)));
-    let (s, v) = call(&g).await;
+    let (s, v) = chat(&g).await;
     assert_eq!(s, 200, "{v}\n{}", g.log_text());
     assert_eq!(
         mock.received()[0].header("authorization"),
@@ -129,7 +118,7 @@ async fn verified_tls_upstream_works_and_bad_certificates_fail_closed() {
         .await
         .unwrap();
     let g = start_gateway(&tls_policy(mock2.addr().port(), Some(&wrong_ca)));
-    let (s, v) = call(&g).await;
+    let (s, v) = chat(&g).await;
     assert_eq!(s, 502, "{v}");
     assert_eq!(v["error"]["code"], "upstream_error");
     assert!(
@@ -141,7 +130,7 @@ async fn verified_tls_upstream_works_and_bad_certificates_fail_closed() {
     // 3. Right name but a CA nobody trusts (platform roots only): refused.
     let g = start_gateway(&tls_policy(mock.addr().port(), None));
     mock.clear_received();
-    let (s, v) = call(&g).await;
+    let (s, v) = chat(&g).await;
     assert_eq!(s, 502, "{v}");
     assert_eq!(v["error"]["code"], "upstream_error");
     assert!(
@@ -152,20 +141,17 @@ async fn verified_tls_upstream_works_and_bad_certificates_fail_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_listener_serves_clients_over_https() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let dir = tempfile::tempdir().unwrap();
     let p = pki("localhost");
     let (cert, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, &p.leaf_pem).unwrap();
     std::fs::write(&key_file, &p.key_pem).unwrap();
-    let policy = basic_policy(mock.addr(), "").replace(
-        "[server]\n",
-        &format!(
-            "[server]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
-            cert.display(),
-            key_file.display()
-        ),
-    );
+    let policy = basic_policy(mock.addr(), "").in_server(&format!(
+        "tls = {{ cert = \"{}\", key = \"{}\" }}",
+        cert.display(),
+        key_file.display()
+    ));
     let g = start_gateway(&policy);
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(p.ca_pem.as_bytes()).unwrap())

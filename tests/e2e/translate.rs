@@ -2,23 +2,12 @@
 //! `/v1/messages` by an OpenAI-style one, through the real binary and the mock provider.
 //! What the provider received, what the client got, and what was settled.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::time::Instant;
 
-fn policy_with_log(mock: std::net::SocketAddr, extra: &str) -> String {
-    basic_policy(mock, extra).replace("request_log = \"off\"", "request_log = \"{DATA}.log\"")
-}
-
-/// The request log line of `request_id`, waiting for it (it is written after the answer).
-async fn log_line(g: &GatewayProc, request_id: &str) -> Value {
-    wait_log_line(&g.dir.path().join("data.log"), request_id).await
-}
-
+/// `POST path` with key(1), the request id `id` and `headers`.
 async fn post(
     g: &GatewayProc,
     path: &str,
@@ -26,15 +15,8 @@ async fn post(
     headers: &[(&str, &str)],
     body: &Value,
 ) -> reqwest::Response {
-    let mut r = client()
-        .post(g.url(path))
-        .bearer_auth(key(1))
-        .header("x-request-id", id)
-        .json(body);
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    r.send().await.unwrap()
+    let headers = [&[("x-request-id", id)][..], headers].concat();
+    g.post(path, &key(1), &headers, body).send().await.unwrap()
 }
 
 /// Usage the mock reported for the last request it received: (prompt, output).
@@ -48,7 +30,7 @@ fn cost_usd(input: u64, output: u64, in_per_mtok: f64, out_per_mtok: f64) -> f64
 }
 
 async fn assert_settled(g: &GatewayProc, id: &str, input: u64, output: u64, prices: (f64, f64)) {
-    let line = log_line(g, id).await;
+    let line = g.log_line(id).await;
     assert_eq!(line["input_tokens"], input, "{line}");
     assert_eq!(line["output_tokens"], output, "{line}");
     let want = cost_usd(input, output, prices.0, prices.1);
@@ -63,19 +45,12 @@ const MINI: (f64, f64) = (0.15, 0.60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_completions_served_by_an_anthropic_target() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let g = start_gateway(&policy_with_log(mock.addr(), ""));
+    let mock = mock().await;
+    let g = start_gateway(&basic_policy(mock.addr(), "").with_request_log());
     let body = json!({"model": "smart", "messages": [
         {"role": "system", "content": "Be terse."},
         {"role": "user", "content": "hello"}], "temperature": 0.2});
-    let r = post(
-        &g,
-        "/v1/chat/completions",
-        "t-json",
-        &[("x-mock-output-tokens", "5")],
-        &body,
-    )
-    .await;
+    let r = post(&g, CHAT, "t-json", &[("x-mock-output-tokens", "5")], &body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["x-tollgate-target"],
@@ -90,7 +65,7 @@ async fn chat_completions_served_by_an_anthropic_target() {
     );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     let got = mock.received().pop().unwrap();
-    assert_eq!(got.path, "/v1/messages");
+    assert_eq!(got.path, MESSAGES);
     assert_eq!(got.header("x-api-key"), Some("sk-provider-secret"));
     assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
     assert!(got.header("authorization").is_none());
@@ -132,8 +107,8 @@ fn data_lines(out: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_stream_from_anthropic_is_translated_unbuffered_with_usage() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let g = start_gateway(&policy_with_log(mock.addr(), ""));
+    let mock = mock().await;
+    let g = start_gateway(&basic_policy(mock.addr(), "").with_request_log());
     for include_usage in [true, false] {
         let id = format!("t-stream-{include_usage}");
         let mut body = json!({"model": "claude-sonnet-4-5", "stream": true,
@@ -143,7 +118,7 @@ async fn chat_stream_from_anthropic_is_translated_unbuffered_with_usage() {
         }
         let r = post(
             &g,
-            "/v1/chat/completions",
+            CHAT,
             &id,
             &[
                 ("x-mock-output-tokens", "6"),
@@ -197,16 +172,12 @@ async fn chat_stream_from_anthropic_is_translated_unbuffered_with_usage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_tool_calls_and_stop_sequences_through_anthropic() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let g = start_gateway(&basic_policy(mock.addr(), ""));
     let tools = json!([{"type": "function", "function": {"name": "weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}]);
     let mut body = json!({"model": "smart", "tools": tools, "messages": [{"role": "user", "content": "weather?"}]});
-    let v: Value = post(&g, "/v1/chat/completions", "t1", &[], &body)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = post(&g, CHAT, "t1", &[], &body).await.json().await.unwrap();
     let call = &v["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(call["function"]["name"], "weather");
@@ -220,7 +191,7 @@ async fn chat_tool_calls_and_stop_sequences_through_anthropic() {
     );
     // Streamed: argument fragments arrive as tool_calls deltas.
     body["stream"] = json!(true);
-    let r = post(&g, "/v1/chat/completions", "t2", &[], &body).await;
+    let r = post(&g, CHAT, "t2", &[], &body).await;
     let (out, _) = read_stream(r, "").await;
     let chunks = data_lines(&out);
     let frags: Vec<&Value> = chunks
@@ -239,11 +210,7 @@ async fn chat_tool_calls_and_stop_sequences_through_anthropic() {
     body["messages"] = json!([{"role": "user", "content": "weather?"},
         {"role": "assistant", "content": null, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 21C"}]);
-    let v: Value = post(&g, "/v1/chat/completions", "t3", &[], &body)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = post(&g, CHAT, "t3", &[], &body).await.json().await.unwrap();
     assert_eq!(
         v["choices"][0]["message"]["content"],
         "The tool returned: sunny, 21C"
@@ -254,11 +221,7 @@ async fn chat_tool_calls_and_stop_sequences_through_anthropic() {
     assert_eq!(up["messages"][2]["content"][0]["tool_use_id"], call["id"]);
     // Stop sequence.
     let body = json!({"model": "smart", "stop": ["tok3"], "messages": [{"role": "user", "content": "count"}]});
-    let v: Value = post(&g, "/v1/chat/completions", "t4", &[], &body)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = post(&g, CHAT, "t4", &[], &body).await.json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "tok0 tok1 tok2 ");
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(
@@ -269,12 +232,12 @@ async fn chat_tool_calls_and_stop_sequences_through_anthropic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_served_by_an_openai_target() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
-    let g = start_gateway(&policy_with_log(mock.addr(), ""));
+    let mock = mock().await;
+    let g = start_gateway(&basic_policy(mock.addr(), "").with_request_log());
     let body = json!({"model": "fast", "max_tokens": 100, "system": "Be terse.",
         "messages": [{"role": "user", "content": "hello"}]});
     let r = client()
-        .post(g.url("/v1/messages"))
+        .post(g.url(MESSAGES))
         .header("x-api-key", key(1))
         .header("anthropic-version", "2023-06-01")
         .header("x-request-id", "m-json")
@@ -293,7 +256,7 @@ async fn messages_served_by_an_openai_target() {
     );
     assert_eq!(v["stop_reason"], "end_turn");
     let got = mock.received().pop().unwrap();
-    assert_eq!(got.path, "/v1/chat/completions");
+    assert_eq!(got.path, CHAT);
     assert_eq!(
         got.header("authorization"),
         Some("Bearer sk-provider-secret")
@@ -319,7 +282,7 @@ async fn messages_served_by_an_openai_target() {
     let body = json!({"model": "fast", "max_tokens": 100, "stream": true,
         "messages": [{"role": "user", "content": "hello"}]});
     let r = client()
-        .post(g.url("/v1/messages"))
+        .post(g.url(MESSAGES))
         .header("x-api-key", key(1))
         .header("x-mock-chunk-interval-ms", "120")
         .json(&body)
@@ -339,7 +302,7 @@ async fn messages_served_by_an_openai_target() {
         "tools": [{"name": "weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
         "messages": [{"role": "user", "content": "weather?"}]});
     let r = client()
-        .post(g.url("/v1/messages"))
+        .post(g.url(MESSAGES))
         .header("x-api-key", key(1))
         .header("x-request-id", "m-stream")
         .header("x-mock-chunk-interval-ms", "60")
@@ -382,13 +345,13 @@ async fn messages_served_by_an_openai_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_fields_and_provider_errors_in_the_route_shape() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let g = start_gateway(&basic_policy(mock.addr(), ""));
     let msgs = json!([{"role": "user", "content": "x"}]);
     for (field, value) in [("n", json!(2)), ("logprobs", json!(true))] {
         let mut body = json!({"model": "smart", "messages": msgs});
         body[field] = value;
-        let r = post(&g, "/v1/chat/completions", "u", &[], &body).await;
+        let r = post(&g, CHAT, "u", &[], &body).await;
         assert_eq!(r.status(), 400);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "unsupported_parameter");
@@ -398,7 +361,7 @@ async fn unsupported_fields_and_provider_errors_in_the_route_shape() {
     // The same fields are fine where no translation is needed.
     let r = post(
         &g,
-        "/v1/chat/completions",
+        CHAT,
         "u",
         &[],
         &json!({"model": "fast", "n": 2, "messages": msgs}),
@@ -407,7 +370,7 @@ async fn unsupported_fields_and_provider_errors_in_the_route_shape() {
     assert_eq!(r.status(), 200);
     let r = post(
         &g,
-        "/v1/messages",
+        MESSAGES,
         "u",
         &[],
         &json!({"model": "fast", "max_tokens": 5, "top_k": 3, "messages": msgs}),
@@ -431,7 +394,7 @@ async fn unsupported_fields_and_provider_errors_in_the_route_shape() {
         mock.fail_next(status);
         let r = post(
             &g,
-            "/v1/chat/completions",
+            CHAT,
             "e",
             &[],
             &json!({"model": "smart", "messages": msgs}),
@@ -451,7 +414,7 @@ async fn unsupported_fields_and_provider_errors_in_the_route_shape() {
     ] {
         mock.fail_next(status);
         let body = json!({"model": "fast", "max_tokens": 5, "stream": true, "messages": msgs});
-        let r = post(&g, "/v1/messages", "e", &[], &body).await;
+        let r = post(&g, MESSAGES, "e", &[], &body).await;
         assert_eq!(r.status(), want);
         let v: Value = r.json().await.unwrap();
         assert_eq!(
@@ -493,12 +456,12 @@ async fn unsupported_fields_and_provider_errors_in_the_route_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_from_a_failing_openai_target_to_an_anthropic_one_translates() {
-    let failing = MockProvider::start("127.0.0.1:0").await.unwrap();
-    failing.set_behaviour(tollgate::mock::Behaviour {
+    let failing = mock().await;
+    failing.set_behaviour(Behaviour {
         status: Some(500),
         ..Default::default()
     });
-    let good = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let good = mock().await;
     let policy = basic_policy(good.addr(), "")
         .replace(
             &format!(
@@ -518,7 +481,7 @@ async fn fallback_from_a_failing_openai_target_to_an_anthropic_one_translates() 
     for stream in [false, true] {
         let body = json!({"model": "gpt-4o", "stream": stream,
             "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"}]});
-        let r = post(&g, "/v1/chat/completions", "f", &[], &body).await;
+        let r = post(&g, CHAT, "f", &[], &body).await;
         assert_eq!(r.status(), 200, "{}", g.log_text());
         assert_eq!(
             r.headers()["x-tollgate-target"],
@@ -539,22 +502,22 @@ async fn fallback_from_a_failing_openai_target_to_an_anthropic_one_translates() 
         }
         // The OpenAI attempt got the client's body as it was; the fallback a Messages body.
         let first = failing.received().pop().unwrap();
-        assert_eq!(first.path, "/v1/chat/completions");
+        assert_eq!(first.path, CHAT);
         assert_eq!(first.json().unwrap()["messages"][0]["role"], "system");
         let second = good.received().pop().unwrap();
-        assert_eq!(second.path, "/v1/messages");
+        assert_eq!(second.path, MESSAGES);
         assert_eq!(second.json().unwrap()["system"][0]["text"], "sys");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2mib_chat_prompt_is_translated_streamed_and_not_and_after_a_retry() {
-    let failing = MockProvider::start("127.0.0.1:0").await.unwrap();
-    failing.set_behaviour(tollgate::mock::Behaviour {
+    let failing = mock().await;
+    failing.set_behaviour(Behaviour {
         status: Some(503),
         ..Default::default()
     });
-    let good = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let good = mock().await;
     // Two Anthropic targets: the first answers 503, the retry goes to the second.
     let extra = format!(
         "[[providers]]\nid = \"an_bad\"\napi = \"anthropic\"\nbase_url = \"http://{}\"\napi_key_env = \"TEST_PROVIDER_KEY\"\n\n[[models]]\nname = \"claude-big\"\ntargets = [{{ provider = \"an_bad\", weight = 1000000 }}, {{ provider = \"an\", weight = 1 }}]\n",
@@ -566,12 +529,12 @@ async fn a_2mib_chat_prompt_is_translated_streamed_and_not_and_after_a_retry() {
     for stream in [false, true] {
         let body = json!({"model": "claude-big", "stream": stream, "max_tokens": 10,
             "messages": [{"role": "user", "content": prompt}]});
-        let r = post(&g, "/v1/chat/completions", "big", &[], &body).await;
+        let r = post(&g, CHAT, "big", &[], &body).await;
         assert_eq!(r.status(), 200, "{}", g.log_text());
         let text = r.text().await.unwrap();
         assert!(text.contains("tok7"), "{text}");
         let up = good.received().pop().unwrap();
-        assert_eq!(up.path, "/v1/messages");
+        assert_eq!(up.path, MESSAGES);
         let up = up.json().unwrap();
         assert_eq!(
             up["messages"][0]["content"][0]["text"]

@@ -2,15 +2,13 @@
 //! the listening sockets from the old one). No request fails during the hand-over, and
 //! the new process gets the store once the old one has flushed and let it go.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::*;
+use crate::harness::gateway::signal;
+use crate::harness::*;
 use serde_json::json;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -21,9 +19,9 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_then_graceful_upgrade_fails_no_request() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let dir = tempfile::tempdir().unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr = free_addr();
     let conf = dir.path().join("t.toml");
     let policy = basic_policy(mock.addr(), "").replace(
         "grace_period = \"1s\"",
@@ -33,7 +31,7 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
     let pid_file = dir.path().join("data.pid");
 
     // -d: the command returns, a daemon serves and writes its pid.
-    let st = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+    let st = tollgate()
         .arg("-d")
         .arg("-c")
         .arg(&conf)
@@ -42,11 +40,10 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
         .status()
         .unwrap();
     assert!(st.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() || !pid_file.exists() {
-        assert!(Instant::now() < deadline, "daemon did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(10), "the daemon up", || {
+        std::net::TcpStream::connect(addr).is_ok() && pid_file.exists()
+    })
+    .await;
     let old_pid: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -69,7 +66,7 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
             let c = reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(20)).build().unwrap();
             while !stop.load(Ordering::Relaxed) {
                 let r = c
-                    .post(format!("http://{addr}/v1/chat/completions"))
+                    .post(format!("http://{addr}{CHAT}"))
                     .bearer_auth(key(1))
                     .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
                     .send()
@@ -90,11 +87,14 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until(Duration::from_secs(10), "steady traffic", || {
+        ok.load(Ordering::Relaxed) >= 10
+    })
+    .await;
 
     // -u: the new process waits for the sockets; SIGQUIT tells the old one to hand over.
     let mut new = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        tollgate()
             .arg("-u")
             .arg("-c")
             .arg(&conf)
@@ -103,24 +103,23 @@ async fn daemon_then_graceful_upgrade_fails_no_request() {
             .spawn()
             .unwrap(),
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    Command::new("kill")
-        .arg("-QUIT")
-        .arg(old_pid.to_string())
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while alive(old_pid) {
-        assert!(Instant::now() < deadline, "old process did not exit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // It is waiting once it has made the socket the old one sends them on.
+    let sock = dir.path().join("upgrade.sock");
+    wait_until(Duration::from_secs(10), "the upgrade socket", || {
+        sock.exists()
+    })
+    .await;
+    signal(old_pid, libc::SIGQUIT);
+    wait_until(Duration::from_secs(15), "the old process's exit", || {
+        !alive(old_pid)
+    })
+    .await;
     // The new process alone serves from here on.
     let before = ok.load(Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ok.load(Ordering::Relaxed) <= before + 10 {
-        assert!(Instant::now() < deadline, "new process does not serve");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(Duration::from_secs(10), "the new process serving", || {
+        ok.load(Ordering::Relaxed) > before + 10
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for l in load {
         l.await.unwrap();

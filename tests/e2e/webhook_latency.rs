@@ -1,17 +1,12 @@
 //! End to end: a webhook receiver that accepts and never answers does not slow the data
 //! plane. p99 of sequential requests is measured before any webhook and again while the
-//! delivery service has every slot stuck on the hanging receiver. Its own test binary, so
-//! no other test shares the (2-core) machine while it measures.
+//! delivery service has every slot stuck on the hanging receiver. It runs alone, so no
+//! other test shares the (2-core) machine while it measures.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::receiver::Receiver;
-use common::*;
+use crate::harness::receiver::Receiver;
+use crate::harness::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-const ROOT: &str = "root-admin-token-for-tests";
 
 async fn p99(g: &GatewayProc, n: usize) -> Duration {
     let c = client();
@@ -19,7 +14,7 @@ async fn p99(g: &GatewayProc, n: usize) -> Duration {
     for _ in 0..n {
         let t = Instant::now();
         let r = c
-            .post(g.url("/v1/chat/completions"))
+            .post(g.url(CHAT))
             .bearer_auth(key(1))
             .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
             .send()
@@ -35,9 +30,9 @@ async fn p99(g: &GatewayProc, n: usize) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_receiver_leaves_data_plane_latency_unchanged() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    alone();
+    let mock = mock().await;
     let hook = Receiver::start(0).await; // never answers
-    let admin_addr = admin_addr();
     let policy = basic_policy(
         mock.addr(),
         &format!(
@@ -45,7 +40,7 @@ async fn a_hanging_receiver_leaves_data_plane_latency_unchanged() {
             hook.url()
         ),
     )
-    .with_admin(admin_addr);
+    .with_admin();
     let g = start_gateway_env(
         &policy,
         &[
@@ -55,30 +50,15 @@ async fn a_hanging_receiver_leaves_data_plane_latency_unchanged() {
             ("TOLLGATE_WEBHOOK_TIMEOUT_MS", "60000"),
         ],
     );
-    let admin = format!("http://{admin_addr}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client()
-        .get(format!("{admin}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let admin = g.admin(ROOT);
     const N: usize = 300;
     p99(&g, 50).await; // warm-up: connections, caches
     let before = p99(&g, N).await;
     // 40 events for the hanging receiver: pause/resume of its group.
     for i in 0..40 {
         let action = if i % 2 == 0 { "pause" } else { "resume" };
-        let r = client()
-            .post(format!("{admin}/v1/groups/grp_hook/{action}"))
-            .bearer_auth(ROOT)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        let path = format!("/v1/groups/grp_hook/{action}");
+        assert_eq!(admin.call("POST", &path, None).await.0, 200);
     }
     // Every delivery slot is now stuck on it.
     hook.wait(Duration::from_secs(10), "8 hanging attempts", |got| {

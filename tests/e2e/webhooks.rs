@@ -3,17 +3,13 @@
 //! nothing lost), `error_rate.high` once per excursion, `key.rotated` carrying a secret
 //! that works and is never logged, `key.expiring` once.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-use common::receiver::{verify, Got, Receiver};
-use common::*;
-use serde_json::{json, Value};
+use crate::harness::receiver::{verify, Got, Receiver};
+use crate::harness::*;
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const ROOT: &str = "root-admin-token-for-tests";
 const SECRET: &str = "whsec-test-3f9a1c";
 
 fn env() -> Vec<(&'static str, &'static str)> {
@@ -27,7 +23,7 @@ fn env() -> Vec<(&'static str, &'static str)> {
 
 /// `basic_policy` plus an admin listener and `grp_hook` (with `key_hook` = key(2)) whose
 /// receiver is `hook`.
-fn policy(mock: SocketAddr, admin: SocketAddr, hook: &str, group_extra: &str) -> String {
+fn policy(mock: SocketAddr, hook: &str, group_extra: &str) -> String {
     basic_policy(
         mock,
         &format!(
@@ -47,66 +43,18 @@ sha256 = "{sha}"
             sha = sha(&key(2))
         ),
     )
-    .with_admin(admin)
+    .with_admin()
 }
 
-struct Admin(String);
-
-impl Admin {
-    fn new(addr: SocketAddr) -> Admin {
-        Admin(format!("http://{addr}"))
-    }
-
-    async fn wait(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while client()
-            .get(format!("{}/healthz", self.0))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "admin listener not up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut r = client()
-            .request(method, format!("{}{path}", self.0))
-            .bearer_auth(ROOT);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let r = r.send().await.unwrap();
-        let status = r.status().as_u16();
-        let v: Value = r.json().await.unwrap_or_default();
-        assert!((200..300).contains(&status), "{path}: {status} {v}");
-        v
-    }
-
-    async fn metrics(&self) -> String {
-        client()
-            .get(format!("{}/metrics", self.0))
-            .bearer_auth(ROOT)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
+/// gpt-4o with key(2), 300 output tokens reported.
+async fn gpt4o(g: &GatewayProc) -> u16 {
+    chat(g, &key(2), "gpt-4o", &[("x-mock-output-tokens", "300")]).await
 }
 
 async fn chat(g: &GatewayProc, key: &str, model: &str, headers: &[(&str, &str)]) -> u16 {
-    let mut r = client()
-        .post(g.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&json!({"model": model, "max_tokens": 10,
-            "messages": [{"role": "user", "content": "hi"}]}));
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    r.send().await.unwrap().status().as_u16()
+    let body = json!({"model": model, "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}]});
+    g.call(CHAT, key, headers, &body).await.status
 }
 
 fn assert_signed(got: &[Got]) {
@@ -120,46 +68,20 @@ fn assert_signed(got: &[Got]) {
     }
 }
 
-/// A metric's value from the Prometheus text (0 when absent).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn budget_threshold_and_exhausted_fire_once_across_a_restart_signed() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let hook = Receiver::start(200).await;
-    let admin_addr = admin_addr();
     // gpt-4o: $10 per million output tokens; 300 tokens = $0.003 a request, reserved as 10.
     let mut g = start_gateway_env(
         &policy(
             mock.addr(),
-            admin_addr,
             &hook.url(),
             "budget_usd = 0.01\nalert_thresholds = [0.8, 1.0]",
         ),
         &env(),
     );
-    let admin = Admin::new(admin_addr);
-    admin.wait().await;
-    let gpt4o = |g: &GatewayProc| {
-        let url = g.url("/v1/chat/completions");
-        async move {
-            client()
-                .post(url)
-                .bearer_auth(key(2))
-                .header("x-mock-output-tokens", "300")
-                .json(&json!({"model": "gpt-4o", "max_tokens": 10,
-                    "messages": [{"role": "user", "content": "hi"}]}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let admin = g.admin(ROOT);
     // Three requests pass 80 %.
     for _ in 0..3 {
         assert_eq!(gpt4o(&g).await, 200);
@@ -169,10 +91,10 @@ async fn budget_threshold_and_exhausted_fire_once_across_a_restart_signed() {
     })
     .await;
     // kill -9 once the spend is flushed (every 250 ms, at least every second): the
-    // threshold already announced is not announced again by the new process.
+    // threshold already announced is not announced again by the new process. (Real time:
+    // a flush shows nowhere but on disk.)
     tokio::time::sleep(Duration::from_millis(1500)).await;
     g.restart(&env());
-    admin.wait().await;
     // The 4th overshoots (reserved as 10 tokens, billed 300); the rest are refused.
     let mut ok = 0;
     for _ in 0..4 {
@@ -184,7 +106,8 @@ async fn budget_threshold_and_exhausted_fire_once_across_a_restart_signed() {
             && got.iter().any(|g| g.json["event"] == "budget.threshold")
     })
     .await;
-    // More ticks, more refused requests: nothing new.
+    // More ticks, more refused requests: nothing new (an absence, watched for 1.5 s: seven
+    // lifecycle ticks and delivery rounds).
     for _ in 0..3 {
         chat(&g, &key(2), "gpt-4o", &[]).await;
     }
@@ -210,9 +133,10 @@ async fn budget_threshold_and_exhausted_fire_once_across_a_restart_signed() {
     // Counted by the process that delivered it (the second one, for this event).
     let m = admin.metrics().await;
     assert_eq!(
-        metric(
+        metric_sum(
             &m,
-            "tollgate_webhook_deliveries_total{event=\"budget.exhausted\",result=\"delivered\"}"
+            "tollgate_webhook_deliveries_total{event=\"budget.exhausted\",result=\"delivered\"}",
+            &[]
         ),
         1.0,
         "{m}"
@@ -221,63 +145,49 @@ async fn budget_threshold_and_exhausted_fire_once_across_a_restart_signed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn receiver_down_then_up_gets_everything_across_a_restart() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let hook_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin_addr = admin_addr();
     let url = format!("http://{hook_addr}/hooks");
-    let mut g = start_gateway_env(&policy(mock.addr(), admin_addr, &url, ""), &env());
-    let admin = Admin::new(admin_addr);
-    admin.wait().await;
+    let mut g = start_gateway_env(&policy(mock.addr(), &url, ""), &env());
+    let admin = g.admin(ROOT);
     // Events while nobody listens: two revocations, a pause, a resume.
     let down_since = Instant::now();
     let mut revoked = vec![];
     for n in 0..2 {
         let v = admin
-            .call(
-                reqwest::Method::POST,
+            .ok(
+                "POST",
                 "/v1/keys",
                 Some(json!({"name": format!("k{n}"), "group": "grp_hook"})),
             )
             .await;
         let id = v["id"].as_str().unwrap().to_string();
-        admin
-            .call(reqwest::Method::DELETE, &format!("/v1/keys/{id}"), None)
-            .await;
+        admin.ok("DELETE", &format!("/v1/keys/{id}"), None).await;
         revoked.push(id);
     }
-    admin
-        .call(reqwest::Method::POST, "/v1/groups/grp_hook/pause", None)
-        .await;
-    admin
-        .call(reqwest::Method::POST, "/v1/groups/grp_hook/resume", None)
-        .await;
+    admin.ok("POST", "/v1/groups/grp_hook/pause", None).await;
+    admin.ok("POST", "/v1/groups/grp_hook/resume", None).await;
     // Attempts fail (connection refused) and are retried.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(
-        &admin.metrics().await,
-        "tollgate_webhook_deliveries_total{event=\"key.revoked\",result=\"retry\"}",
-    ) < 2.0
-    {
-        assert!(Instant::now() < deadline, "no retries counted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let retries = |n: f64| {
+        let admin = &admin;
+        move || async move {
+            let series =
+                "tollgate_webhook_deliveries_total{event=\"key.revoked\",result=\"retry\"}";
+            (admin.metric(series, &[]).await >= n).then_some(())
+        }
+    };
+    wait_for(Duration::from_secs(10), "retries counted", retries(2.0)).await;
     // kill -9 with everything still queued; the new process picks the queue up.
     g.restart(&env());
-    admin.wait().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(
-        &admin.metrics().await,
-        "tollgate_webhook_deliveries_total{event=\"key.revoked\",result=\"retry\"}",
-    ) < 1.0
-    {
-        assert!(Instant::now() < deadline, "no retries after the restart");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        Duration::from_secs(10),
+        "retries after the restart",
+        retries(1.0),
+    )
+    .await;
     // Connection refused for ~7 s, then up but answering 503 until ~10 s: those
-    // attempts are seen, with their ids.
-    while down_since.elapsed() < Duration::from_secs(7) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // attempts are seen, with their ids. (Real time: the receiver's outage is scripted.)
+    tokio::time::sleep_until((down_since + Duration::from_secs(7)).into()).await;
     let hook = Receiver::start_on(hook_addr, 503).await;
     hook.wait(Duration::from_secs(20), "4 refused attempts", |got| {
         got.iter()
@@ -287,9 +197,7 @@ async fn receiver_down_then_up_gets_everything_across_a_restart() {
             == 4
     })
     .await;
-    while down_since.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tokio::time::sleep_until((down_since + Duration::from_secs(10)).into()).await;
     let down_for = down_since.elapsed();
     hook.set_status(200);
     hook.wait(Duration::from_secs(30), "4 deliveries", |got| {
@@ -338,15 +246,17 @@ async fn receiver_down_then_up_gets_everything_across_a_restart() {
     assert_eq!(paused.json["detail"]["state"], "paused");
     assert_eq!(paused.json["detail"]["before"]["state"], "active");
     assert_eq!(paused.json["detail"]["actor"], "root");
-    // Delivered ones leave the queue: no more attempts.
+    // Delivered ones leave the queue: no more attempts (an absence, watched for 1.5 s:
+    // seven retry rounds).
     let n = hook.got().len();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(hook.got().len(), n);
     let m = admin.metrics().await;
     assert_eq!(
-        metric(
+        metric_sum(
             &m,
-            "tollgate_webhook_deliveries_total{event=\"key.revoked\",result=\"delivered\"}"
+            "tollgate_webhook_deliveries_total{event=\"key.revoked\",result=\"delivered\"}",
+            &[]
         ),
         2.0
     );
@@ -362,13 +272,11 @@ async fn receiver_down_then_up_gets_everything_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn error_rate_high_fires_once_per_excursion() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let hook = Receiver::start(200).await;
-    let admin_addr = admin_addr();
     let g = start_gateway_env(
         &policy(
             mock.addr(),
-            admin_addr,
             &hook.url(),
             "retries = 0\nerror_rate_alert = { threshold = 0.5, window = \"4s\", min_requests = 5 }",
         ),
@@ -388,7 +296,7 @@ async fn error_rate_high_fires_once_per_excursion() {
         count(&hook) == 1
     })
     .await;
-    // Still failing: no second alert.
+    // Still failing: no second alert (an absence, watched for 1.2 s).
     for _ in 0..6 {
         chat(&g, &key(2), "gpt-4o-mini", &fail).await;
     }
@@ -402,24 +310,26 @@ async fn error_rate_high_fires_once_per_excursion() {
     assert_eq!(e["detail"]["threshold"], 0.5);
     // It recovers (the target may be ejected for a while: keep going until answers are ok
     // and the share is back below).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !g.log_text().contains("group grp_hook is back at or below") {
-        assert!(
-            Instant::now() < deadline,
-            "never re-armed:\n{}",
-            g.log_text()
-        );
+    let rearmed = poll_until(Duration::from_secs(20), || async {
+        if g.log_text().contains("group grp_hook is back at or below") {
+            return Some(());
+        }
         chat(&g, &key(2), "gpt-4o-mini", &[]).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        None
+    })
+    .await;
+    assert!(rearmed.is_some(), "never re-armed:\n{}", g.log_text());
     assert_eq!(count(&hook), 1);
     // And fails again: a second alert.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while count(&hook) < 2 {
-        assert!(Instant::now() < deadline, "no second alert");
+    wait_for(Duration::from_secs(20), "a second alert", || async {
+        if count(&hook) >= 2 {
+            return Some(());
+        }
         chat(&g, &key(2), "gpt-4o-mini", &fail).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        None
+    })
+    .await;
+    // And no third (an absence, watched for 0.8 s).
     tokio::time::sleep(Duration::from_millis(800)).await;
     let all = hook.events("error_rate.high");
     assert_eq!(all.len(), 2);
@@ -431,19 +341,14 @@ async fn error_rate_high_fires_once_per_excursion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn key_rotated_carries_a_working_secret_never_logged_and_key_expiring_once() {
-    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    let mock = mock().await;
     let hook = Receiver::start(200).await;
-    let admin_addr = admin_addr();
-    let policy = policy(mock.addr(), admin_addr, &hook.url(), "").replace(
-        "request_log = \"off\"",
-        "request_log = \"{DATA}/../requests.log\"",
-    );
+    let policy = policy(mock.addr(), &hook.url(), "").with_request_log();
     let g = start_gateway_env(&policy, &env());
-    let admin = Admin::new(admin_addr);
-    admin.wait().await;
+    let admin = g.admin(ROOT);
     let rot = admin
-        .call(
-            reqwest::Method::POST,
+        .ok(
+            "POST",
             "/v1/keys",
             Some(json!({"name": "rot", "group": "grp_hook", "rotation_interval": "2s"})),
         )
@@ -454,8 +359,8 @@ async fn key_rotated_carries_a_working_secret_never_logged_and_key_expiring_once
     )
     .to_string();
     let exp = admin
-        .call(
-            reqwest::Method::POST,
+        .ok(
+            "POST",
             "/v1/keys",
             Some(json!({"name": "exp", "group": "grp_hook", "expires_at": in_3_days})),
         )
@@ -463,8 +368,8 @@ async fn key_rotated_carries_a_working_secret_never_logged_and_key_expiring_once
     let exp_id = exp["id"].as_str().unwrap().to_string();
     // A key far from expiry is not announced.
     let far = admin
-        .call(
-            reqwest::Method::POST,
+        .ok(
+            "POST",
             "/v1/keys",
             Some(json!({"name": "far", "group": "grp_hook", "ttl": "30d"})),
         )
@@ -486,6 +391,7 @@ async fn key_rotated_carries_a_working_secret_never_logged_and_key_expiring_once
         got.iter().any(|g| g.json["event"] == "key.expiring")
     })
     .await;
+    // And no second (an absence, watched for 1.2 s: six lifecycle passes).
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let expiring = hook.events("key.expiring");
     assert_eq!(expiring.len(), 1, "{expiring:#?}");
@@ -499,8 +405,7 @@ async fn key_rotated_carries_a_working_secret_never_logged_and_key_expiring_once
         .iter()
         .map(|e| e["detail"]["key"].as_str().unwrap().to_string())
         .collect();
-    let logs = g.log_text()
-        + &std::fs::read_to_string(g.dir.path().join("requests.log")).unwrap_or_default();
+    let logs = g.log_text() + &std::fs::read_to_string(g.request_log()).unwrap_or_default();
     assert!(
         logs.contains("event key.rotated"),
         "the event itself is logged"
@@ -523,12 +428,7 @@ fn webhook_config_problems_are_all_reported() {
             format!("[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[orgs]]\nid = \"acme\"\n{groups}"),
         )
         .unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .arg("-t")
-            .arg("-c")
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = check_policy(&path);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),

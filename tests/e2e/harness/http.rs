@@ -63,12 +63,22 @@ pub async fn answer(r: reqwest::RequestBuilder) -> Answer {
 }
 
 impl GatewayProc {
-    /// `POST path` with `key` as the bearer token and `body` as JSON, to send.
-    pub fn post(&self, path: &str, key: &str, body: &Value) -> reqwest::RequestBuilder {
-        client().post(self.url(path)).bearer_auth(key).json(body)
+    /// `POST path` with `key` as the bearer token, `headers`, and `body` as JSON: to send.
+    pub fn post(
+        &self,
+        path: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> reqwest::RequestBuilder {
+        let mut r = client().post(self.url(path)).bearer_auth(key).json(body);
+        for (name, value) in headers {
+            r = r.header(*name, *value);
+        }
+        r
     }
 
-    /// The same with extra `headers`, sent: the whole answer.
+    /// The same, sent: the whole answer.
     pub async fn call(
         &self,
         path: &str,
@@ -76,11 +86,7 @@ impl GatewayProc {
         headers: &[(&str, &str)],
         body: &Value,
     ) -> Answer {
-        let mut r = self.post(path, key, body);
-        for (name, value) in headers {
-            r = r.header(*name, *value);
-        }
-        answer(r).await
+        answer(self.post(path, key, headers, body)).await
     }
 }
 

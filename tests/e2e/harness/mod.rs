@@ -26,10 +26,10 @@ pub use gateway::{check_policy, start_gateway, start_gateway_env, tollgate, writ
 pub use gateway::{GatewayProc, KillOnDrop, KillPidOnDrop};
 pub use http::{answer, chat_body, client, Answer, CHAT, MESSAGES};
 pub use load::ChatLoad;
-pub use logs::{assert_no_secret_in_logs, leaked_credentials, wait_log_line};
+pub use logs::{assert_no_secret_in_logs, leaked_credentials};
 pub use policy::{basic_policy, PolicyExt};
 pub use turn::alone;
-pub use wait::{poll_until, wait_for, wait_until};
+pub use wait::{poll_every, poll_until, wait_for, wait_until};
 
 // Every path of the `tollgate` crate the suite uses, here and nowhere else.
 pub use tollgate::admin::authz::matrix as permission_matrix;

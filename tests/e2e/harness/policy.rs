@@ -86,6 +86,9 @@ pub trait PolicyExt {
     /// ([`ADMIN_ENV`](super::ADMIN_ENV)); [`GatewayProc::admin`](super::GatewayProc::admin)
     /// calls it.
     fn with_admin(&self) -> String;
+    /// `gpt-4o` served first (by weight) by provider "dead" (with `extra` lines), on a port
+    /// where nothing listens, then by "oa": every request to it is retried.
+    fn with_dead_target(&self, extra: &str) -> String;
     /// A request log in the gateway's directory
     /// ([`GatewayProc::request_log`](super::GatewayProc::request_log)).
     fn with_request_log(&self) -> String;
@@ -93,7 +96,10 @@ pub trait PolicyExt {
 
 impl PolicyExt for str {
     fn in_server(&self, lines: &str) -> String {
-        assert!(self.contains("[server]\n"), "a policy with a [server] table");
+        assert!(
+            self.contains("[server]\n"),
+            "a policy with a [server] table"
+        );
         self.replacen("[server]\n", &format!("[server]\n{lines}\n"), 1)
     }
 
@@ -102,6 +108,18 @@ impl PolicyExt for str {
             "admin_listen = \"{}\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"",
             free_addr()
         ))
+    }
+
+    fn with_dead_target(&self, extra: &str) -> String {
+        let one_target = "targets = [{ provider = \"oa\" }]\n\n[[models]]\nname = \"o1-preview\"";
+        assert!(self.contains(one_target), "basic_policy's gpt-4o");
+        self.replace(
+            one_target,
+            "targets = [{ provider = \"dead\", weight = 1000000 }, { provider = \"oa\", weight = 1 }]\n\n[[models]]\nname = \"o1-preview\"",
+        ) + &format!(
+            "\n[[providers]]\nid = \"dead\"\napi = \"openai\"\nbase_url = \"http://{}\"\n{extra}",
+            free_addr()
+        )
     }
 
     fn with_request_log(&self) -> String {

@@ -31,7 +31,20 @@ pub fn poll_blocking(within: Duration, mut done: impl FnMut() -> bool) -> bool {
 }
 
 /// Polls `f` (a request, a read) until it gives `Some`; `None` once `within` has passed.
-pub async fn poll_until<T, Fut>(within: Duration, mut f: impl FnMut() -> Fut) -> Option<T>
+pub async fn poll_until<T, Fut>(within: Duration, f: impl FnMut() -> Fut) -> Option<T>
+where
+    Fut: Future<Output = Option<T>>,
+{
+    poll_every(EVERY, within, f).await
+}
+
+/// [`poll_until`] with a pause of `every` between two tries: for a try that costs the
+/// gateway something (requests, slots taken) and must leave it time to recover.
+pub async fn poll_every<T, Fut>(
+    every: Duration,
+    within: Duration,
+    mut f: impl FnMut() -> Fut,
+) -> Option<T>
 where
     Fut: Future<Output = Option<T>>,
 {
@@ -43,7 +56,7 @@ where
         if Instant::now() >= deadline {
             return None;
         }
-        tokio::time::sleep(EVERY).await;
+        tokio::time::sleep(every).await;
     }
 }
 
