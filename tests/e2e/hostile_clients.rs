@@ -265,7 +265,7 @@ async fn idle_keepalive_connections_are_closed_and_connections_are_capped() {
         .contains("max_connections 1100"));
     // Below the cap again, connections are served.
     open.truncate(1000);
-    let served = poll_until(Duration::from_secs(10), || async {
+    let served = poll(Duration::from_secs(10), || async {
         let r = client()
             .get(g.url("/v1/models"))
             .bearer_auth(key(1))
@@ -291,6 +291,15 @@ async fn idle_keepalive_connections_are_closed_and_connections_are_capped() {
     assert!(out.contains("\"code\":\"header_too_large\""), "{out}");
     assert!(closed.is_some());
     check_logs(&g);
+}
+
+/// [`poll_until`] every 50 ms: each try of these asks the gateway whose memory and close
+/// times are measured (a request, a read of `/metrics`).
+async fn poll<T, Fut>(within: Duration, f: impl FnMut() -> Fut) -> Option<T>
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll_every(Duration::from_millis(50), within, f).await
 }
 
 /// Anonymous resident memory (heap, stacks): what bodies take. `VmRSS` adds the pages of
@@ -320,8 +329,11 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
     let admin = &g.admin(ROOT);
     // Warm up: the allocator, the connection pool, the snapshot.
     for _ in 0..5 {
-        let r = g.call(CHAT, &key(1), &[], &json!({"messages": []})).await;
-        assert_eq!(r.status, 200);
+        let r = g
+            .post(CHAT, &key(1), &[], &json!({"messages": []}))
+            .send()
+            .await;
+        assert_eq!(r.unwrap().status(), 200);
     }
     let pid = g.child.id();
     let idle_rss = rss_kib(pid);
@@ -339,7 +351,7 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
         heads.push(s);
     }
     let refused_before = (60 - fit) as f64;
-    let baseline = poll_until(Duration::from_secs(20), || async {
+    let baseline = poll(Duration::from_secs(20), || async {
         let refused = admin
             .metric("tollgate_rejections_total", &["reason=\"overloaded\""])
             .await;
@@ -350,7 +362,7 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
     assert!(baseline.is_some(), "baseline: refusals not seen");
     let before = rss_kib(pid);
     drop(heads);
-    let drained = poll_until(Duration::from_secs(10), || async {
+    let drained = poll(Duration::from_secs(10), || async {
         (admin.metric("tollgate_connections", &[]).await == 0.0).then_some(())
     })
     .await;
@@ -400,7 +412,7 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
         }));
     }
     // Every client has either sent its ~8 MiB (and stalls) or been refused and closed.
-    let settled = poll_until(Duration::from_secs(60), || {
+    let settled = poll(Duration::from_secs(60), || {
         let (sent, closed) = (sent.load(Ordering::SeqCst), closed.load(Ordering::SeqCst));
         async move { (sent + closed >= 60).then_some(()) }
     })
@@ -409,7 +421,7 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
     assert!(settled.is_some(), "sent {n_sent}, closed {n_closed}");
     // The refused connections are gone from the gateway too (their closes linger up to a
     // second); what is left is the stalled bodies.
-    let quiet = poll_until(Duration::from_secs(10), || async {
+    let quiet = poll(Duration::from_secs(10), || async {
         (admin.metric("tollgate_connections", &[]).await <= n_sent as f64).then_some(())
     })
     .await;
@@ -462,7 +474,7 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
     // max_parallel (3 for this key) is taken before the body is read: with three bodies
     // stalled, a fourth request is refused on its header alone.
     let body_bytes = || admin.metric("tollgate_body_memory_bytes", &[]);
-    let freed = poll_until(Duration::from_secs(10), || async {
+    let freed = poll(Duration::from_secs(10), || async {
         (body_bytes().await == 0.0).then_some(())
     })
     .await;
@@ -478,7 +490,7 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
         stalled.push(s);
     }
     // The three reach the body read (their slots are taken before its memory is reserved).
-    let reading = poll_until(Duration::from_secs(10), || async {
+    let reading = poll(Duration::from_secs(10), || async {
         (body_bytes().await >= 300_000.0).then_some(())
     })
     .await;
@@ -508,7 +520,7 @@ async fn stalled_large_bodies_stay_within_the_memory_budget_and_take_a_slot_firs
     }
     drop(stalled);
     // Their slots come back when they go.
-    let ok = poll_until(Duration::from_secs(10), || async {
+    let ok = poll(Duration::from_secs(10), || async {
         let r = g
             .call(CHAT, &slow_key(), &[], &json!({"messages": []}))
             .await;
@@ -650,7 +662,7 @@ async fn spend_survives_50_kills_at_random_moments() {
         pause.store(true, Ordering::SeqCst);
         g.lock().unwrap().restart(ADMIN_ENV);
         // The store opened (the gateway opens it before it listens) and reads back.
-        let (_, on_disk) = poll_until(Duration::from_secs(10), || group_spend(&admin))
+        let (_, on_disk) = poll(Duration::from_secs(10), || group_spend(&admin))
             .await
             .unwrap_or_else(|| panic!("no spend read back after kill {kills}"));
         let (mock_in, mock_out) = mock.reported_usage();

@@ -4,6 +4,7 @@ use super::admin::Admin;
 use super::logs::{leaked_credentials, wait_log_line};
 use super::turn;
 use super::wait::poll_blocking;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -129,12 +130,14 @@ impl GatewayProc {
         Admin::new(self.admin_addr.expect("a policy with_admin()"), token)
     }
 
+    /// Waits until the data plane accepts connections and the admin listener, if any,
+    /// answers `GET /healthz`.
     fn wait_ready(&self) {
-        for addr in [Some(self.addr), self.admin_addr].into_iter().flatten() {
-            let up = || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
-            if !poll_blocking(Duration::from_secs(20), up) {
-                panic!("gateway did not start on {addr}:\n{}", self.log_text());
-            }
+        let listening =
+            || TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok();
+        let healthy = || self.admin_addr.is_none_or(healthz);
+        if !poll_blocking(Duration::from_secs(20), || listening() && healthy()) {
+            panic!("gateway did not start:\n{}", self.log_text());
         }
     }
 
@@ -184,6 +187,19 @@ impl GatewayProc {
             );
         }
     }
+}
+
+/// An answer (any) to `GET /healthz` at `addr`.
+fn healthz(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let mut head = [0u8; 9];
+    s.set_read_timeout(Some(Duration::from_secs(5))).is_ok()
+        && s.write_all(b"GET /healthz HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
+            .is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && &head == b"HTTP/1.1 "
 }
 
 /// Sends `sig` to `pid` with kill(1) (the crate forbids `unsafe`, so no libc::kill).
