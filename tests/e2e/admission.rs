@@ -8,13 +8,7 @@ use std::time::{Duration, Instant};
 fn policy(mock: std::net::SocketAddr, group_limits: &str, key_limits: &str) -> String {
     format!(
         r#"
-[server]
-listen = ["{{LISTEN}}"]
-data_dir = "{{DATA}}"
-upgrade_sock = "{{SOCK}}"
-grace_period = "1s"
-request_log = "off"
-default_max_tokens = 100
+{SERVER}default_max_tokens = 100
 
 [[providers]]
 id = "oa"

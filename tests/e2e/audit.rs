@@ -29,10 +29,9 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
     let admin = g.admin(ROOT);
     // A group admin token makes changes: its id is the actor.
     let (_, t) = admin
-        .call(
-            "POST",
+        .post(
             "/v1/tokens",
-            Some(json!({"name": "lead", "role": "group_admin", "groups": ["grp_prod"]})),
+            json!({"name": "lead", "role": "group_admin", "groups": ["grp_prod"]}),
         )
         .await;
     let (lead_id, lead) = (
@@ -151,7 +150,7 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
             Some(c) => format!("limit=3&cursor={c}"),
             None => "limit=3".into(),
         };
-        let (_, v) = admin.call("GET", &format!("/v1/audit?{q}"), None).await;
+        let (_, v) = admin.get(&format!("/v1/audit?{q}")).await;
         walked.extend(
             v["data"]
                 .as_array()
@@ -170,10 +169,9 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
     );
     // A scoped viewer sees its group's events only; the chain check is for admins.
     let (_, t) = admin
-        .call(
-            "POST",
+        .post(
             "/v1/tokens",
-            Some(json!({"name": "v", "role": "viewer", "groups": ["grp_c"]})),
+            json!({"name": "v", "role": "viewer", "groups": ["grp_c"]}),
         )
         .await;
     let viewer = t["token"].as_str().unwrap().to_string();
@@ -193,7 +191,7 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
     assert_eq!(s, 403);
 
     // The chain holds; then one event is altered in the store with the gateway stopped.
-    let (_, v) = admin.call("GET", "/v1/audit/verify", None).await;
+    let (_, v) = admin.get("/v1/audit/verify").await;
     assert_eq!(v["ok"], true, "{v}");
     let n = v["events"].as_u64().unwrap();
     assert_eq!(n as usize, events(&admin, "limit=1000").await.len());
@@ -213,7 +211,7 @@ async fn audit_trail_of_changes_refusals_and_tampering() {
         store.flush().unwrap();
     }
     g.restart(ENV);
-    let (_, v) = admin.call("GET", "/v1/audit/verify", None).await;
+    let (_, v) = admin.get("/v1/audit/verify").await;
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["first_bad"], victim.as_str());
 }

@@ -63,9 +63,10 @@ impl Env {
     /// A key made by root; returns its id.
     async fn key(&self, group: &str, owner: &str) -> String {
         let body = json!({"name": "k", "group": group, "owner": owner, "ttl": "1d"});
-        let (s, v) = self.admin.post("/v1/keys", body).await;
-        assert_eq!(s, 201, "{v}");
-        v["id"].as_str().unwrap().into()
+        self.admin.new_key(body).await["id"]
+            .as_str()
+            .unwrap()
+            .into()
     }
 }
 
@@ -410,10 +411,9 @@ async fn viewers_group_admins_and_token_lifetimes() {
     // Admin tokens are never scoped (a scoped admin could mint an unscoped one).
     let (s, v) = env
         .admin
-        .call(
-            "POST",
+        .post(
             "/v1/tokens",
-            Some(json!({"name": "x", "role": "admin", "groups": ["grp_prod"]})),
+            json!({"name": "x", "role": "admin", "groups": ["grp_prod"]}),
         )
         .await;
     assert_eq!(
@@ -453,7 +453,7 @@ async fn viewers_group_admins_and_token_lifetimes() {
         .await;
     assert_eq!(s, 200, "{v}");
     // Tokens are never listed raw; they survive a restart; a revoked one is 401 next call.
-    let (_, tokens) = env.admin.call("GET", "/v1/tokens", None).await;
+    let (_, tokens) = env.admin.get("/v1/tokens").await;
     let text = tokens.to_string();
     assert!(!text.contains(&ga) && !text.contains(&viewer));
     env.g.restart(ADMIN_ENV);

@@ -46,7 +46,7 @@ impl Env {
 async fn whoami_policy_and_refusals_over_http() {
     let env = start().await;
     // whoami: the root token, then an API-made viewer with the routes it may call.
-    let (s, me) = env.admin.call("GET", "/v1/whoami", None).await;
+    let (s, me) = env.admin.get("/v1/whoami").await;
     assert_eq!(
         (s, me["id"].as_str(), me["role"].as_str()),
         (200, Some("root"), Some("admin")),
@@ -54,10 +54,9 @@ async fn whoami_policy_and_refusals_over_http() {
     );
     let (_, t) = env
         .admin
-        .call(
-            "POST",
+        .post(
             "/v1/tokens",
-            Some(json!({"name": "finance", "role": "viewer", "groups": ["grp_b"]})),
+            json!({"name": "finance", "role": "viewer", "groups": ["grp_b"]}),
         )
         .await;
     let viewer = t["token"].as_str().unwrap();
@@ -96,7 +95,7 @@ async fn whoami_policy_and_refusals_over_http() {
     );
 
     // policy: the snapshot, and the file on disk as `-t` sees it.
-    let (s, p) = env.admin.call("GET", "/v1/policy", None).await;
+    let (s, p) = env.admin.get("/v1/policy").await;
     assert_eq!(s, 200, "{p}");
     assert_eq!(p["file_ok"], true, "{p}");
     assert_eq!(p["counts"]["groups"], 2, "{p}");
@@ -108,7 +107,7 @@ async fn whoami_policy_and_refusals_over_http() {
         good.replace("budget_usd = 20", "budget_usd = -3\nrpm = 0"),
     )
     .unwrap();
-    let (_, p) = env.admin.call("GET", "/v1/policy", None).await;
+    let (_, p) = env.admin.get("/v1/policy").await;
     assert_eq!(p["file_ok"], false, "{p}");
     let problems = p["problems"].as_array().unwrap();
     assert!(
@@ -124,32 +123,25 @@ async fn whoami_policy_and_refusals_over_http() {
     // The check changed nothing: the snapshot in force is the same generation.
     assert_eq!(p["generation"], 1);
     std::fs::write(&env.g.conf, good).unwrap();
-    assert_eq!(
-        env.admin.call("GET", "/v1/policy", None).await.1["file_ok"],
-        true
-    );
+    assert_eq!(env.admin.get("/v1/policy").await.1["file_ok"], true);
 
     // Refusals per group, since the process started.
     assert_eq!(env.chat(&key(1), "o1-preview").await, 403);
     assert_eq!(env.chat(&key(1), "gpt-4o-mini").await, 200);
-    let (_, g) = env.admin.call("GET", "/v1/groups/grp_prod", None).await;
+    let (_, g) = env.admin.get("/v1/groups/grp_prod").await;
     assert_eq!(g["refusals"]["total"], 1, "{g}");
     assert_eq!(
         g["refusals"]["by_code"].as_object().unwrap().len(),
         1,
         "{g}"
     );
-    let (_, list) = env.admin.call("GET", "/v1/groups", None).await;
+    let (_, list) = env.admin.get("/v1/groups").await;
     assert_eq!(list["data"][0]["refusals"]["total"], 0, "{list}");
     // Every group answer carries them, the state changes' too.
     for verb in ["pause", "resume"] {
         let (s, g) = env
             .admin
-            .call(
-                "POST",
-                &format!("/v1/groups/grp_prod/{verb}"),
-                Some(json!({})),
-            )
+            .post(&format!("/v1/groups/grp_prod/{verb}"), json!({}))
             .await;
         assert_eq!((s, &g["refusals"]["total"]), (200, &json!(1)), "{g}");
     }
@@ -229,19 +221,14 @@ async fn the_console_in_a_real_browser() {
     // grp_prod's file key (and one refusal), so every page has something to show.
     let (_, t) = env
         .admin
-        .call(
-            "POST",
-            "/v1/tokens",
-            Some(json!({"name": "finance", "role": "viewer"})),
-        )
+        .post("/v1/tokens", json!({"name": "finance", "role": "viewer"}))
         .await;
     let viewer = t["token"].as_str().unwrap().to_string();
     let dev = json!({"name": "alice", "role": "developer", "groups": ["grp_b"], "owner": "alice"});
     let (_, t) = env.admin.call("POST", "/v1/tokens", Some(dev)).await;
     let developer = t["token"].as_str().unwrap().to_string();
-    let (s, k) = env.admin.call( "POST", "/v1/keys", Some(json!({"name": "team b service", "group": "grp_b", "owner": "bob", "tags": {"team": "b"}, "rpm": 60, "max_parallel": 2, "models": ["gpt-4o-mini", "gpt-4o"]})))
+    let k = env.admin.new_key(json!({"name": "team b service", "group": "grp_b", "owner": "bob", "tags": {"team": "b"}, "rpm": 60, "max_parallel": 2, "models": ["gpt-4o-mini", "gpt-4o"]}))
         .await;
-    assert_eq!(s, 201, "{k}");
     let key_b = k["key"].as_str().unwrap().to_string();
     for _ in 0..3 {
         assert_eq!(env.chat(&key(1), "gpt-4o-mini").await, 200);
@@ -283,7 +270,7 @@ async fn the_console_in_a_real_browser() {
     // What the browser did is what the API now says.
     let (_, keys) = env
         .admin
-        .call("GET", "/v1/keys?group=grp_prod&status=revoked", None)
+        .get("/v1/keys?group=grp_prod&status=revoked")
         .await;
     let revoked = keys["data"].as_array().unwrap();
     assert!(
@@ -292,12 +279,9 @@ async fn the_console_in_a_real_browser() {
             .any(|k| k["name"] == "<img src=x onerror=alert(1)>"),
         "{keys}"
     );
-    let (_, g) = env.admin.call("GET", "/v1/groups/grp_b", None).await;
+    let (_, g) = env.admin.get("/v1/groups/grp_b").await;
     assert_eq!(g["state"], "active", "{g}");
-    let (_, audit) = env
-        .admin
-        .call("GET", "/v1/audit?type=group.paused", None)
-        .await;
+    let (_, audit) = env.admin.get("/v1/audit?type=group.paused").await;
     assert_eq!(audit["data"].as_array().unwrap().len(), 1, "{audit}");
     for name in [
         "signin",

@@ -29,21 +29,11 @@ fn policy(mock: std::net::SocketAddr, hook: &str) -> String {
 [[models]]
 name = "gpt-4o-twin"
 targets = [{{ provider = "oa", model = "twin-a" }}, {{ provider = "oa", model = "twin-b" }}]
-
-[[groups]]
-id = "grp_hook"
-org = "acme"
-retries = 0
-webhook = "{hook}"
-webhook_secret_env = "TEST_WEBHOOK_SECRET"
-error_rate_alert = {{ threshold = 0.3, window = "60s", min_requests = 4 }}
-
-[[keys]]
-id = "key_hook"
-group = "grp_hook"
-sha256 = "{sha}"
-"#,
-            sha = sha(&key(2))
+{}"#,
+            webhook_group(
+                hook,
+                "retries = 0\nerror_rate_alert = { threshold = 0.3, window = \"60s\", min_requests = 4 }"
+            )
         ),
     )
     .with_request_log()

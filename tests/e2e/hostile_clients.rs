@@ -79,6 +79,9 @@ async fn drip(
     }
 }
 
+/// A request line and the start of a header, never ended.
+const SLOWLORIS: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nx-slow: ";
+
 fn body_head(k: &str, len: usize) -> Vec<u8> {
     format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {k}\r\n\
@@ -107,40 +110,25 @@ async fn slowloris_headers_and_slow_bodies_are_closed_at_their_deadlines() {
     ));
     let deadline = Duration::from_secs(2);
     let mut tasks = vec![];
-    // 300 slowloris connections: a request line, then one header byte every 300 ms.
-    // They arrive over two seconds, as a ramping attack would: the clock starts at the
-    // gateway's accept, which a burst of 400 connects would delay past the client's t0.
-    for i in 0..300u64 {
-        let addr = g.addr;
-        tasks.push(tokio::spawn(async move {
-            // The ramp of the attack under test.
-            tokio::time::sleep(Duration::from_millis(i * 5)).await;
-            let head = b"POST /v1/chat/completions HTTP/1.1\r\nx-slow: ";
-            let s = TcpStream::connect(addr).await.unwrap();
-            (
-                "header",
-                drip(s, head, Duration::from_millis(300), Duration::from_secs(10)).await,
-            )
-        }));
-    }
-    // 100 slow bodies: a valid key and header, then one body byte every 300 ms.
-    for i in 0..100u64 {
-        let addr = g.addr;
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(2 + i * 15)).await;
-            let head = body_head(&key(1), 1000);
-            let s = TcpStream::connect(addr).await.unwrap();
-            (
-                "body",
-                drip(
-                    s,
-                    &head,
-                    Duration::from_millis(300),
-                    Duration::from_secs(10),
-                )
-                .await,
-            )
-        }));
+    // 300 slowloris connections (a request line, then one header byte every 300 ms) and 100
+    // slow bodies (a valid key and header, then one body byte every 300 ms). They arrive
+    // over two seconds, as a ramping attack would: the clock starts at the gateway's
+    // accept, which a burst of 400 connects would delay past the client's t0.
+    let attacks = [
+        ("header", SLOWLORIS.to_vec(), 300, 0, 5),
+        ("body", body_head(&key(1), 1000), 100, 2, 15),
+    ];
+    for (what, head, n, first_ms, gap_ms) in attacks {
+        for i in 0..n {
+            let (addr, head) = (g.addr, head.clone());
+            tasks.push(tokio::spawn(async move {
+                // The ramp of the attack under test.
+                tokio::time::sleep(Duration::from_millis(first_ms + i * gap_ms)).await;
+                let s = TcpStream::connect(addr).await.unwrap();
+                let every = Duration::from_millis(300);
+                (what, drip(s, &head, every, Duration::from_secs(10)).await)
+            }));
+        }
     }
     let (mut worst, mut late) = (Duration::ZERO, vec![]);
     for t in tasks {
@@ -559,7 +547,7 @@ async fn a_control_client_is_served_beside_500_slow_connections() {
             let mut first = true;
             while !*stopped.borrow() {
                 let head = if i % 2 == 0 {
-                    b"POST /v1/chat/completions HTTP/1.1\r\nx-slow: ".to_vec()
+                    SLOWLORIS.to_vec()
                 } else {
                     body_head(&key(1), 1000)
                 };

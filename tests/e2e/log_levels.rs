@@ -89,11 +89,10 @@ fn messages(text: &str, stream: bool) -> Value {
 async fn prompt_and_full_log_levels_include_the_text_and_no_key() {
     let mock = mock().await;
     let g = start_gateway_env(&policy(mock.addr()), ADMIN_ENV);
-    let (s, v) = g
+    let v = g
         .admin(ROOT)
-        .post("/v1/keys", json!({"name": "minted", "group": "grp_full"}))
+        .new_key(json!({"name": "minted", "group": "grp_full"}))
         .await;
-    assert_eq!(s, 201);
     let minted = v["key"].as_str().unwrap().to_string();
     let (meta, prompt, full) = (key(1), key(2), key(3));
 

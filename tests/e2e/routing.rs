@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 /// `targets` is the TOML list of targets for model "m"; providers p0..pN point at `mocks`.
 fn policy(mocks: &[std::net::SocketAddr], targets: &str, group: &str) -> String {
-    let mut s = String::from(
-        "[server]\nlisten = [\"{LISTEN}\"]\ndata_dir = \"{DATA}\"\nupgrade_sock = \"{SOCK}\"\ngrace_period = \"1s\"\nrequest_log = \"off\"\n",
-    );
+    let mut s = SERVER.to_string();
     for (i, m) in mocks.iter().enumerate() {
         s += &format!("\n[[providers]]\nid = \"p{i}\"\napi = \"openai\"\nbase_url = \"http://{m}\"\nconnect_timeout = \"500ms\"\n");
     }
@@ -19,6 +17,14 @@ fn policy(mocks: &[std::net::SocketAddr], targets: &str, group: &str) -> String 
     s += "\n[[models]]\nname = \"backup\"\ntargets = [{ provider = \"p0\", model = \"backup-v2\" }]\n";
     s += &format!("\n[[orgs]]\nid = \"o\"\n\n[[groups]]\nid = \"g\"\norg = \"o\"\n{group}\n\n[[keys]]\nid = \"k\"\ngroup = \"g\"\nsha256 = \"{}\"\n", sha(&key(1)));
     s
+}
+
+/// A mock provider's behaviour: every answer after `ms`.
+fn latency(ms: u64) -> Behaviour {
+    Behaviour {
+        latency_ms: ms,
+        ..Default::default()
+    }
 }
 
 /// Sends `body` with key(1): the status, the target that served it, and the body.
@@ -79,14 +85,8 @@ async fn weighted_canary_gets_its_share() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_routing_prefers_the_fast_target_and_follows_a_slowdown() {
     let m = mocks(2).await;
-    m[0].set_behaviour(Behaviour {
-        latency_ms: 5,
-        ..Default::default()
-    });
-    m[1].set_behaviour(Behaviour {
-        latency_ms: 80,
-        ..Default::default()
-    });
+    m[0].set_behaviour(latency(5));
+    m[1].set_behaviour(latency(80));
     let g = Arc::new(start_gateway(&policy(
         &[m[0].addr(), m[1].addr()],
         r#"{ provider = "p0", model = "fast" }, { provider = "p1", model = "slow" }"#,
@@ -97,10 +97,7 @@ async fn latency_routing_prefers_the_fast_target_and_follows_a_slowdown() {
     let fast = c.get("p0/fast").copied().unwrap_or(0);
     assert!(fast >= 170, "{c:?}");
     // The fast one slows to 200 ms: within seconds the traffic moves.
-    m[0].set_behaviour(Behaviour {
-        latency_ms: 200,
-        ..Default::default()
-    });
+    m[0].set_behaviour(latency(200));
     let started = Instant::now();
     loop {
         let c = spread(&g, 16, vec![]).await;
@@ -200,25 +197,16 @@ async fn failures_fall_through_to_the_next_target_and_the_fallback_model() {
     let (s, t, _) = routed(&g, chat(), &[]).await;
     assert_eq!((s, t.as_str()), (200, "p1/primary-b"));
     // p1 answers 500 (and p2 refuses) -> the fallback model, with its own model id upstream.
-    m[1].set_behaviour(Behaviour {
-        status: Some(500),
-        ..Default::default()
-    });
+    m[1].set_behaviour(answering(500));
     m[0].clear_received();
     let (s, t, body) = routed(&g, chat(), &[]).await;
     assert_eq!((s, t.as_str()), (200, "p0/backup-v2"), "{body}");
     assert_eq!(m[0].received()[0].json().unwrap()["model"], "backup-v2");
-    m[1].set_behaviour(Behaviour {
-        status: Some(429),
-        ..Default::default()
-    });
+    m[1].set_behaviour(answering(429));
     let (s, t, _) = routed(&g, chat(), &[]).await;
     assert_eq!((s, t.as_str()), (200, "p0/backup-v2"));
     // A 400 from the provider is returned as it is, and not retried.
-    m[1].set_behaviour(Behaviour {
-        status: Some(400),
-        ..Default::default()
-    });
+    m[1].set_behaviour(answering(400));
     m[0].clear_received();
     let before = m[1].received().len();
     let (s, t, body) = routed(&g, chat(), &[]).await;
@@ -231,10 +219,7 @@ async fn failures_fall_through_to_the_next_target_and_the_fallback_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_mib_body_survives_two_retries_intact() {
     let m = mocks(3).await;
-    m[0].set_behaviour(Behaviour {
-        status: Some(502),
-        ..Default::default()
-    });
+    m[0].set_behaviour(answering(502));
     m[1].set_behaviour(Behaviour {
         fault: Some(Fault::Reset),
         ..Default::default()
@@ -317,10 +302,7 @@ async fn a_failing_target_is_ejected_then_probed_and_recovers() {
         r#"{ provider = "p0", model = "a" }, { provider = "p1", model = "b" }"#,
         "retries = 1",
     )));
-    m[0].set_behaviour(Behaviour {
-        status: Some(503),
-        ..Default::default()
-    });
+    m[0].set_behaviour(answering(503));
     // Every request still succeeds (retried on p1); p0 is ejected after 3 failures.
     spread(&g, 16, vec![]).await;
     spread(&g, 24, vec![]).await;

@@ -22,8 +22,8 @@ async fn shadow_limits_count_and_report_but_never_refuse() {
     );
     let admin = g.admin(ROOT);
     // An API key with a shadow tpm of its own (looser than nothing: no bound applies).
-    let (_, created) = admin
-        .post("/v1/keys", json!({"name": "s", "group": "grp_s", "tpm": {"value": 1, "mode": "shadow"}, "max_parallel": 50}))
+    let created = admin
+        .new_key(json!({"name": "s", "group": "grp_s", "tpm": {"value": 1, "mode": "shadow"}, "max_parallel": 50}))
         .await;
     assert_eq!(
         created["limits"]["tpm"],

@@ -99,11 +99,8 @@ async fn spend_routes_match_the_request_log_and_metrics() {
     let mut g = start_gateway_env(&policy, ADMIN_ENV);
     let admin = g.admin(ROOT);
     // An API key in grp_c with a tag of its own.
-    let (_, created) = admin
-        .post(
-            "/v1/keys",
-            json!({"name": "c", "group": "grp_c", "tags": {"team": "own"}}),
-        )
+    let created = admin
+        .new_key(json!({"name": "c", "group": "grp_c", "tags": {"team": "own"}}))
         .await;
     let ckey = created["key"].as_str().unwrap().to_string();
     let cid = created["id"].as_str().unwrap().to_string();

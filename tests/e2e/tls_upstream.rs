@@ -50,13 +50,7 @@ fn tls_policy(port: u16, ca_file: Option<&std::path::Path>) -> String {
     });
     format!(
         r#"
-[server]
-listen = ["{{LISTEN}}"]
-data_dir = "{{DATA}}"
-upgrade_sock = "{{SOCK}}"
-grace_period = "1s"
-request_log = "off"
-
+{SERVER}
 [[providers]]
 id = "secure"
 api = "openai"

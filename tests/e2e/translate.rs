@@ -457,10 +457,7 @@ async fn unsupported_fields_and_provider_errors_in_the_route_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_from_a_failing_openai_target_to_an_anthropic_one_translates() {
     let failing = mock().await;
-    failing.set_behaviour(Behaviour {
-        status: Some(500),
-        ..Default::default()
-    });
+    failing.set_behaviour(answering(500));
     let good = mock().await;
     let policy = basic_policy(good.addr(), "")
         .replace(
@@ -513,10 +510,7 @@ async fn fallback_from_a_failing_openai_target_to_an_anthropic_one_translates() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2mib_chat_prompt_is_translated_streamed_and_not_and_after_a_retry() {
     let failing = mock().await;
-    failing.set_behaviour(Behaviour {
-        status: Some(503),
-        ..Default::default()
-    });
+    failing.set_behaviour(answering(503));
     let good = mock().await;
     // Two Anthropic targets: the first answers 503, the retry goes to the second.
     let extra = format!(

@@ -24,26 +24,7 @@ fn env() -> Vec<(&'static str, &'static str)> {
 /// `basic_policy` plus an admin listener and `grp_hook` (with `key_hook` = key(2)) whose
 /// receiver is `hook`.
 fn policy(mock: SocketAddr, hook: &str, group_extra: &str) -> String {
-    basic_policy(
-        mock,
-        &format!(
-            r#"
-[[groups]]
-id = "grp_hook"
-org = "acme"
-webhook = "{hook}"
-webhook_secret_env = "TEST_WEBHOOK_SECRET"
-{group_extra}
-
-[[keys]]
-id = "key_hook"
-group = "grp_hook"
-sha256 = "{sha}"
-"#,
-            sha = sha(&key(2))
-        ),
-    )
-    .with_admin()
+    basic_policy(mock, &webhook_group(hook, group_extra)).with_admin()
 }
 
 /// gpt-4o with key(2), 300 output tokens reported.
@@ -155,11 +136,7 @@ async fn receiver_down_then_up_gets_everything_across_a_restart() {
     let mut revoked = vec![];
     for n in 0..2 {
         let v = admin
-            .ok(
-                "POST",
-                "/v1/keys",
-                Some(json!({"name": format!("k{n}"), "group": "grp_hook"})),
-            )
+            .new_key(json!({"name": format!("k{n}"), "group": "grp_hook"}))
             .await;
         let id = v["id"].as_str().unwrap().to_string();
         admin.ok("DELETE", &format!("/v1/keys/{id}"), None).await;
@@ -347,11 +324,7 @@ async fn key_rotated_carries_a_working_secret_never_logged_and_key_expiring_once
     let g = start_gateway_env(&policy, &env());
     let admin = g.admin(ROOT);
     let rot = admin
-        .ok(
-            "POST",
-            "/v1/keys",
-            Some(json!({"name": "rot", "group": "grp_hook", "rotation_interval": "2s"})),
-        )
+        .new_key(json!({"name": "rot", "group": "grp_hook", "rotation_interval": "2s"}))
         .await;
     let rot_id = rot["id"].as_str().unwrap().to_string();
     let in_3_days = humantime::format_rfc3339_seconds(
@@ -359,20 +332,12 @@ async fn key_rotated_carries_a_working_secret_never_logged_and_key_expiring_once
     )
     .to_string();
     let exp = admin
-        .ok(
-            "POST",
-            "/v1/keys",
-            Some(json!({"name": "exp", "group": "grp_hook", "expires_at": in_3_days})),
-        )
+        .new_key(json!({"name": "exp", "group": "grp_hook", "expires_at": in_3_days}))
         .await;
     let exp_id = exp["id"].as_str().unwrap().to_string();
     // A key far from expiry is not announced.
     let far = admin
-        .ok(
-            "POST",
-            "/v1/keys",
-            Some(json!({"name": "far", "group": "grp_hook", "ttl": "30d"})),
-        )
+        .new_key(json!({"name": "far", "group": "grp_hook", "ttl": "30d"}))
         .await;
     hook.wait(Duration::from_secs(15), "key.rotated", |got| {
         got.iter().any(|g| g.json["event"] == "key.rotated")

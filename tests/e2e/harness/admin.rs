@@ -70,6 +70,14 @@ impl Admin {
         v
     }
 
+    /// A key made with `body` (`POST /v1/keys`, which must answer 201): the answer, with
+    /// the raw key.
+    pub async fn new_key(&self, body: Value) -> Value {
+        let (status, v) = self.post("/v1/keys", body).await;
+        assert_eq!(status, 201, "{v}");
+        v
+    }
+
     /// `GET path` as text, e.g. `/metrics`.
     pub async fn text(&self, path: &str) -> String {
         client()

@@ -27,7 +27,7 @@ pub use gateway::{GatewayProc, KillOnDrop, KillPidOnDrop};
 pub use http::{answer, chat_body, client, Answer, CHAT, MESSAGES};
 pub use load::ChatLoad;
 pub use logs::{assert_no_secret_in_logs, leaked_credentials};
-pub use policy::{basic_policy, PolicyExt};
+pub use policy::{basic_policy, webhook_group, PolicyExt, SERVER};
 pub use turn::alone;
 pub use wait::{poll_every, poll_until, wait_for, wait_until};
 
@@ -82,6 +82,14 @@ pub async fn mock() -> MockProvider {
     MockProvider::start("127.0.0.1:0")
         .await
         .expect("mock provider")
+}
+
+/// A mock provider's behaviour: every answer with `status`.
+pub fn answering(status: u16) -> Behaviour {
+    Behaviour {
+        status: Some(status),
+        ..Default::default()
+    }
 }
 
 /// `n` mock providers.

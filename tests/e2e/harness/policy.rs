@@ -3,17 +3,43 @@
 use super::{free_addr, key, sha};
 use std::net::SocketAddr;
 
+/// The `[server]` table every test policy starts with: listeners and files in the
+/// gateway's directory ([`fill`](super::gateway::fill)), a short grace period, no request
+/// log.
+pub const SERVER: &str = r#"[server]
+listen = ["{LISTEN}"]
+data_dir = "{DATA}"
+upgrade_sock = "{SOCK}"
+grace_period = "1s"
+request_log = "off"
+"#;
+
+/// `grp_hook` (in org acme, with `extra` lines) whose webhooks go to `hook`, signed with
+/// `TEST_WEBHOOK_SECRET`, and its key `key_hook`, key(2).
+pub fn webhook_group(hook: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[groups]]
+id = "grp_hook"
+org = "acme"
+webhook = "{hook}"
+webhook_secret_env = "TEST_WEBHOOK_SECRET"
+{extra}
+
+[[keys]]
+id = "key_hook"
+group = "grp_hook"
+sha256 = "{sha}"
+"#,
+        sha = sha(&key(2))
+    )
+}
+
 /// A policy with one OpenAI and one Anthropic provider pointing at `mock`.
 pub fn basic_policy(mock: SocketAddr, extra: &str) -> String {
     format!(
         r#"
-[server]
-listen = ["{{LISTEN}}"]
-data_dir = "{{DATA}}"
-upgrade_sock = "{{SOCK}}"
-grace_period = "1s"
-reload_settle = "50ms"
-request_log = "off"
+{SERVER}reload_settle = "50ms"
 threads = 2
 
 [[providers]]
