@@ -231,7 +231,7 @@ async fn every_refusal_has_the_spec_status_code_and_shape() {
         assert_eq!(v["error"]["type"], kind, "{v}");
         assert!(v["error"]["message"].is_string());
     }
-    // Chat and messages are translated (tests/translate.rs), but a model served only by
+    // Chat and messages are translated (the translate module), but a model served only by
     // Anthropic-style targets is not found on the other OpenAI routes.
     let resp = client()
         .post(g.url("/v1/completions"))
