@@ -34,7 +34,7 @@ loadtest: build
 # libFuzzer runs of the fuzz targets (needs a nightly toolchain and `cargo install
 # cargo-fuzz`), FUZZ_TIME seconds each; corpora in fuzz/corpus/, crashes in
 # fuzz/artifacts/ (copy them to fuzz/regressions/<target>/ when fixed). The same
-# properties run on stable, bounded, in `make test` (tests/fuzz_props.rs).
+# properties run on stable, bounded, in `make test` (tests/e2e/fuzz_props.rs).
 FUZZ_TIME ?= 60
 fuzz:
 	cp -n Cargo.lock fuzz/Cargo.lock || true

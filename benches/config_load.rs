@@ -1,5 +1,5 @@
 //! Policy-file load: parse + validate a generated file of N keys (every limit type on all
-//! three layers, as in `../shared/bench/perf.sh`), then build the snapshot from it — what
+//! three layers, as in `loadtest/perf.sh`), then build the snapshot from it — what
 //! start-up, `tollgate -t` and a reload do. Run: `cargo bench --bench config_load`.
 //! Targets (issue 11): 100k keys ≤ 1 s, 10k keys (a reload) ≤ 100 ms.
 //! `TOLLGATE_BENCH_KEYS=1000000 cargo bench --bench config_load` adds a 1M-key file.

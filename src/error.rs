@@ -1,6 +1,6 @@
 //! The one error type of the data plane: every refusal the gateway writes itself.
 //!
-//! `status()`, `code()` (also the metrics label) and `body()` follow the SPEC §4 table.
+//! `status()`, `code()` (also the metrics label) and `body()` follow the docs/data-plane.md table.
 //! Messages name the scope and limit that blocked, never a secret.
 
 use crate::policy::config::Api;
@@ -120,7 +120,7 @@ impl GatewayError {
         }
     }
 
-    /// The SPEC error code; also the `reason` label of `tollgate_rejections_total`.
+    /// The documented error code; also the `reason` label of `tollgate_rejections_total`.
     pub(crate) fn code(&self) -> &'static str {
         use GatewayError::*;
         match self {

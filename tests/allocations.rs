@@ -2,7 +2,12 @@
 //! allocator and held under a ceiling (issue 11): auth, the body parse, the usage scan of a
 //! JSON answer and the request-log line. A step that starts allocating more fails here;
 //! lower a ceiling when a step gets cheaper. (Time is measured in benches, never here.)
+//!
+//! A test binary of its own, not a module of the end-to-end suite (`tests/e2e/`): the
+//! counting allocator is global to its binary, and a region counts every allocation made
+//! meanwhile by any thread, so tests running beside it there would be counted as its own.
 
+use pingora_http::RequestHeader;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
 use std::path::Path;
@@ -11,7 +16,10 @@ use std::time::Instant;
 use tollgate::llm::body::RequestBody;
 use tollgate::llm::usage::{Scanner, StreamFormat};
 use tollgate::observe::{line, Finished, Outcome};
+use tollgate::policy::config::parse_config;
 use tollgate::policy::snapshot::{Loopback, Snapshot};
+use tollgate::proxy::auth::{authenticate, digest};
+use tollgate::proxy::directory::Directory;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -65,10 +73,8 @@ fn allocations(mut f: impl FnMut()) -> f64 {
 
 #[test]
 fn allocations_per_request_stay_under_their_ceilings() {
-    let digest = hex::encode(tollgate::proxy::auth::digest(KEY.as_bytes()));
-    let cfg =
-        tollgate::policy::config::parse_config(&POLICY.replace("SHA", &digest), Path::new("t"))
-            .expect("policy");
+    let sha = hex::encode(digest(KEY.as_bytes()));
+    let cfg = parse_config(&POLICY.replace("SHA", &sha), Path::new("t")).expect("policy");
     let snap = Snapshot::build(
         cfg,
         &Default::default(),
@@ -78,14 +84,13 @@ fn allocations_per_request_stay_under_their_ceilings() {
         &Default::default(),
     )
     .expect("snapshot");
-    let dir = tollgate::proxy::directory::Directory::default();
-    let mut req =
-        pingora_http::RequestHeader::build("POST", b"/v1/chat/completions", None).expect("req");
+    let dir = Directory::default();
+    let mut req = RequestHeader::build("POST", b"/v1/chat/completions", None).expect("req");
     req.insert_header("authorization", format!("Bearer {KEY}"))
         .expect("header");
 
     let auth = allocations(|| {
-        let k = tollgate::proxy::auth::authenticate(&snap, &dir, &req, 1_700_000_000).expect("key");
+        let k = authenticate(&snap, &dir, &req, 1_700_000_000).expect("key");
         std::hint::black_box(k);
     });
     let parse = allocations(|| {
@@ -98,7 +103,7 @@ fn allocations_per_request_stay_under_their_ceilings() {
         s.chunk(&mut chunk, true);
         assert_eq!(s.usage.output, Some(8));
     });
-    let key = tollgate::proxy::auth::authenticate(&snap, &dir, &req, 1_700_000_000).expect("key");
+    let key = authenticate(&snap, &dir, &req, 1_700_000_000).expect("key");
     let body = RequestBody::parse(BODY).expect("body");
     let attempts: Vec<(Arc<str>, Outcome)> = vec![("p/gpt-4o-mini".into(), Outcome::Status(200))];
     let started = Instant::now();

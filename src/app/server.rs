@@ -77,7 +77,7 @@ pub fn build(
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
-    // Pingora's own 400s (a request header it cannot parse) get the SPEC's error shape.
+    // Pingora's own 400s (a request header it cannot parse) get the documented error shape.
     pingora_core::protocols::http::server::set_error_body(
         crate::proxy::respond::pingora_error_body,
     );

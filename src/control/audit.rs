@@ -1,4 +1,4 @@
-//! The audit trail (SPEC §7 "Audit"): every lifecycle event of the control plane, reloads,
+//! The audit trail (docs/admin-api.md "Audit"): every lifecycle event of the control plane, reloads,
 //! budget thresholds, webhook outcomes and refusals for limits and budgets (aggregated per
 //! key, code and minute), appended to the store through [`AuditStore`].
 //!

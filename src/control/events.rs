@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 /// the webhook's `event`, the policy file's `webhook_events`, log lines).
 macro_rules! event_kinds {
     ($($variant:ident = $wire:literal),* $(,)?) => {
-        /// What happened. The wire names are part of the contract (SPEC §7, §9).
+        /// What happened. The wire names are part of the contract (docs/admin-api.md, §9).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum EventKind {
             $(#[serde(rename = $wire)] $variant,)*

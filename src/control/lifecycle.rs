@@ -1,9 +1,9 @@
-//! Key lifecycle, in the background (SPEC §7 "Key lifecycle"): keys unused for their
+//! Key lifecycle, in the background (docs/admin-api.md "Key lifecycle"): keys unused for their
 //! group's `idle_disable` are disabled, keys with a `rotation_interval` are regenerated
 //! when due (the old secret valid 24 h more; the new one goes out only in the `key.rotated`
 //! event, for the signed webhook), keys due to expire within [`EXPIRY_NOTICE`] are announced
 //! once per expiry (`key.expiring`), and last-use times are persisted. Runs every [`EVERY`]
-//! (SPEC: at least once a minute).
+//! (at least once a minute).
 
 use super::{Actor, ControlPlane};
 use crate::clock::Clock;
@@ -17,7 +17,7 @@ use std::time::Duration;
 pub const EVERY: Duration = Duration::from_secs(30);
 /// How long a rotated key's previous secret keeps working.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
-/// How long before `expires_at` a key is announced as `key.expiring` (SPEC §9).
+/// How long before `expires_at` a key is announced as `key.expiring` (docs/operations.md "Webhooks").
 pub const EXPIRY_NOTICE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl ControlPlane {

@@ -41,7 +41,7 @@ use crate::storage::ControlStore;
 use arc_swap::ArcSwap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// An admin API refusal: status, SPEC code, message, and the offending field.
+/// An admin API refusal: status, error code, message, and the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,

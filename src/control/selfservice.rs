@@ -1,4 +1,4 @@
-//! Self-service (SPEC §7 "Self-service policy"): what a developer token may mint in a group
+//! Self-service (docs/admin-api.md "Self-service policy"): what a developer token may mint in a group
 //! whose `self_service` allows it. Checked in two steps around the ordinary create checks:
 //! [`before`] (enabled, owner forced, ceilings defaulted) and [`after`] (ceilings, expiry,
 //! the per-owner quota).

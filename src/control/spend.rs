@@ -1,4 +1,4 @@
-//! Spend reporting (SPEC §7 spend routes): totals, by model, by key, timeline, per key, per
+//! Spend reporting (docs/admin-api.md spend routes): totals, by model, by key, timeline, per key, per
 //! org and per tag, from the ledger's rollups (hourly buckets summed per key, model and group
 //! at hour, day and month grain) — everything settled before the call, flushed or not. A
 //! scoped token's answers cover only its groups.

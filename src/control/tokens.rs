@@ -1,4 +1,4 @@
-//! Admin tokens (SPEC §7 "Tokens and roles"): `tga-` + 43 base62, shown once, SHA-256 at
+//! Admin tokens (docs/admin-api.md "Tokens and roles"): `tga-` + 43 base62, shown once, SHA-256 at
 //! rest; a role and optionally the groups the token is scoped to. Tokens take effect and
 //! stop working on the next call: the in-memory table is updated after the commit.
 

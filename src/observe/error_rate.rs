@@ -1,4 +1,4 @@
-//! `error_rate.high` (SPEC §9): per group with an `error_rate_alert`, requests and
+//! `error_rate.high` (docs/operations.md "Webhooks"): per group with an `error_rate_alert`, requests and
 //! failures in a sliding window of 60 sub-buckets. The request path only counts (one map
 //! lookup and a short per-group lock in `logging`); the delivery service checks every tick
 //! and emits the event once per excursion: it fires when the share of failures goes above

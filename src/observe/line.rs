@@ -1,4 +1,4 @@
-//! One request-log line (SPEC §9), serialized straight from the finished request's borrowed
+//! One request-log line (docs/operations.md "Request log"), serialized straight from the finished request's borrowed
 //! fields into a reused buffer: no `serde_json::Value`, no per-field allocation.
 //! Never the key itself: only its id.
 

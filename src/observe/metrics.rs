@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §8), in a registry of our own served on the admin listener.
+//! Prometheus metrics (docs/operations.md "Metrics"), in a registry of our own served on the admin listener.
 //! Labels are groups, models, targets and codes only — never key ids or secrets.
 
 use prometheus::{

@@ -272,7 +272,7 @@ fn record(ledger: &Ledger, acc: &Accounting, key: &KeyEntry, model: &Arc<str>, b
     );
 }
 
-/// How often spend reaches the disk: a crash loses at most this much (SPEC: ≤ 1 s).
+/// How often spend reaches the disk: a crash loses at most this much (documented: ≤ 1 s).
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// The audit trail is pruned at start-up and hourly.
 const PRUNE_EVERY_TICKS: u64 = 14_400;

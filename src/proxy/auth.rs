@@ -85,7 +85,7 @@ pub fn digest(key: &[u8]) -> Digest {
     Sha256::digest(key).into()
 }
 
-/// Finds the key for a request — the file's keys, then the API's — or the SPEC's 401,
+/// Finds the key for a request — the file's keys, then the API's — or a 401,
 /// and notes its use.
 pub fn authenticate(
     snapshot: &Snapshot,

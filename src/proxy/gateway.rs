@@ -13,7 +13,7 @@
 //! | `response_body_filter`    | (6) usage scanning, then translation, chunk by chunk   |
 //! | `logging`                 | (7) settle the reservation, record usage, log          |
 //! | `fail_to_connect` / `error_while_proxy` | retry on the next target              |
-//! | `fail_to_proxy`           | upstream failures -> 502 / 503 / 504 in the SPEC shape |
+//! | `fail_to_proxy`           | upstream failures -> 502 / 503 / 504 in the documented error shape |
 //!
 //! The request's state lives in [`RequestCtx`] (`ctx.rs`), changed only through its
 //! methods.

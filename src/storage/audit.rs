@@ -80,13 +80,13 @@ impl AuditTables {
         })
     }
 
-    /// A stored event's raw bytes by its raw key (the tamper test: tests/audit.rs).
+    /// A stored event's raw bytes by its raw key (the tamper test: tests/e2e/audit.rs).
     #[doc(hidden)]
     pub fn get(&self, key: impl AsRef<[u8]>) -> anyhow::Result<Option<Vec<u8>>> {
         Ok(self.audit.get(key.as_ref())?.map(|v| v.to_vec()))
     }
 
-    /// Overwrites a stored event's raw bytes (the tamper test: tests/audit.rs).
+    /// Overwrites a stored event's raw bytes (the tamper test: tests/e2e/audit.rs).
     #[doc(hidden)]
     pub fn insert(&self, key: impl AsRef<[u8]>, value: &[u8]) -> anyhow::Result<()> {
         self.audit.insert(key.as_ref(), value)?;

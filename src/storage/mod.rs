@@ -20,7 +20,7 @@
 //!
 //! Callers see traits named by what they need — [`ControlStore`], [`AuditStore`],
 //! [`WebhookQueue`], and the ledger's `LedgerStore` — so a shared store (Redis, for
-//! several gateway instances: SPEC §12) can implement them next; no sled type appears in a
+//! several gateway instances: fleet mode (planned)) can implement them next; no sled type appears in a
 //! signature outside this module. Every write method takes a whole batch.
 
 pub mod audit;
@@ -46,7 +46,7 @@ pub struct Store {
     db: sled::Db,
     control: Arc<control::ControlTables>,
     ledger: Arc<ledger::tables::LedgerTables>,
-    /// The audit trail's trees. Public for the tamper test (tests/audit.rs), which alters a
+    /// The audit trail's trees. Public for the tamper test (tests/e2e/audit.rs), which alters a
     /// stored event through [`AuditTables::get`] / [`AuditTables::insert`].
     pub audit: AuditTables,
     webhooks: Arc<webhooks::WebhookTables>,

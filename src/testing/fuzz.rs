@@ -1,5 +1,5 @@
 //! Properties checked by the fuzz targets (`fuzz/`, `cargo fuzz`, nightly) and by their
-//! proptest twins (`tests/fuzz_props.rs`, stable, bounded, run by `cargo test`). Each
+//! proptest twins (`tests/e2e/fuzz_props.rs`, stable, bounded, run by `cargo test`). Each
 //! takes arbitrary bytes, must never panic, and asserts what must hold for any input.
 //! Not part of the gateway's API.
 

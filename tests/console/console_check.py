@@ -1,6 +1,6 @@
 """Drives the web console (/console/) in headless Debian Chromium through Playwright.
 
-Run by tests/console.rs against a real gateway it started and seeded; env: ADMIN and
+Run by tests/e2e/console.rs against a real gateway it started and seeded; env: ADMIN and
 GATEWAY (base URLs), ROOT and VIEWER (admin tokens), KEY_B (an API key of grp_b), SHOTS
 (where the screenshots go). Every wait has a deadline (Playwright's auto-wait); nothing
 sleeps for a fixed time. Prints "all console checks passed" at the end.

@@ -1,6 +1,6 @@
 """The official OpenAI and Anthropic SDKs against tollgate, changed only by base_url.
 
-Run by tests/sdk.rs with GATEWAY (http://host:port) and KEY in the environment.
+Run by tests/e2e/sdk.rs with GATEWAY (http://host:port) and KEY in the environment.
 Exits non-zero with a message on the first failed check.
 """
 import os

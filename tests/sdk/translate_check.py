@@ -3,7 +3,7 @@
 The OpenAI SDK calls "smart" (an Anthropic-style target) and the Anthropic SDK calls
 "fast" (an OpenAI-style target), changed only by base_url. `x-mock-echo: 1` makes the mock
 answer with a JSON summary of the request it received in its own API, so the checks see
-what the translated request looked like. Run by tests/sdk.rs with GATEWAY and KEY set.
+what the translated request looked like. Run by tests/e2e/sdk.rs with GATEWAY and KEY set.
 """
 import base64
 import json

@@ -1,4 +1,4 @@
-//! The web console (SPEC §11) at `/console/`: static files compiled into the binary
+//! The web console (docs/console.md) at `/console/`: static files compiled into the binary
 //! (`console/` in the repository), served with a strict Content-Security-Policy. The pages
 //! hold no data of their own: every number and action goes through the documented admin
 //! API with the token from the browser's session storage, so the console can do exactly

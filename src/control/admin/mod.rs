@@ -1,4 +1,4 @@
-//! The admin listener (`server.admin_listen`): the admin API of SPEC §7, `/metrics`,
+//! The admin listener (`server.admin_listen`): the admin API of docs/admin-api.md, `/metrics`,
 //! `/healthz` and `/readyz`, as a Pingora background service on its own tokio listener with
 //! axum routing.
 //!
@@ -66,7 +66,7 @@ pub(crate) struct ErrorDetail<'a> {
     pub param: Option<&'a str>,
 }
 
-/// An error in the SPEC's OpenAI shape, `param` naming the offending field.
+/// An error in the documented (OpenAI) shape, `param` naming the offending field.
 pub fn error_response(e: &ApiError) -> Response {
     let kind = match e.status {
         401 => "authentication_error",
@@ -264,7 +264,7 @@ pub fn route_perms() -> Vec<(String, String, Perm)> {
 /// `max_body`.
 pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
-/// The listener's own refusals in the SPEC error shape: axum answers a body over
+/// The listener's own refusals in the documented error shape: axum answers a body over
 /// [`BODY_LIMIT`] with a plain-text 413 from inside the extractor.
 async fn own_errors_as_json(resp: Response) -> Response {
     let json = resp

@@ -1,4 +1,4 @@
-//! Signed webhooks (SPEC §9): lifecycle events a group's receiver should hear about, kept
+//! Signed webhooks (docs/operations.md "Webhooks"): lifecycle events a group's receiver should hear about, kept
 //! in a queue in the store and POSTed in the background.
 //!
 //! ```text
@@ -28,7 +28,7 @@ use sha2::Sha256;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// The events a group's receiver is sent (SPEC §9); every other event stays in the audit
+/// The events a group's receiver is sent (docs/operations.md "Webhooks"); every other event stays in the audit
 /// trail only (delivery outcomes among them, so a delivery never begets another).
 pub const DELIVERED: &[EventKind] = &[
     EventKind::BudgetThreshold,

@@ -105,7 +105,7 @@ pub(crate) struct ServerConfig {
     pub(crate) max_body: u64,
     pub(crate) clients: ClientLimits,
     pub(crate) grace_period: Duration,
-    /// SPEC §3: a reload waits until the file has been unchanged (size, mtime, content)
+    /// docs/operations.md "Reload": a reload waits until the file has been unchanged (size, mtime, content)
     /// this long, so a file caught half-written is never loaded.
     pub(crate) reload_settle: Duration,
     pub(crate) request_log: RequestLog,
@@ -242,7 +242,7 @@ pub struct Budget {
     pub soft_micros: Option<u64>,
 }
 
-/// The SPEC's limit fields for one layer (org, group or key). `None` = no limit at this layer.
+/// The limit fields for one layer (org, group or key). `None` = no limit at this layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Limits {
     pub rpm: Option<NonZeroU64>,
@@ -406,7 +406,7 @@ pub(crate) struct ErrorRateAlert {
     pub(crate) min_requests: NonZeroU64,
 }
 
-/// What developer tokens may do in a group on their own (SPEC §7 "Self-service policy").
+/// What developer tokens may do in a group on their own (docs/admin-api.md "Self-service policy").
 #[derive(Debug, Clone)]
 pub(crate) struct SelfService {
     pub(crate) enabled: bool,

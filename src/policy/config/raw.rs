@@ -1,4 +1,4 @@
-//! The policy file as written: serde structs that mirror SPEC §2 one to one.
+//! The policy file as written: serde structs that mirror docs/policy.md one to one.
 //!
 //! Nothing here is interpreted. Durations, sizes, CIDRs and globs stay strings until
 //! `validate.rs` turns them into runtime types and reports every problem at once.
@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// Declares a raw section that accepts the SPEC's limit fields next to its own.
+/// Declares a raw section that accepts the limit fields next to its own.
 ///
 /// serde's `flatten` cannot be combined with `deny_unknown_fields`, so the shared fields are
 /// spliced in by this macro instead, together with an accessor that gathers them.
@@ -48,7 +48,7 @@ macro_rules! with_limits {
     };
 }
 
-/// A limit as written: a number, or `{ value = N, mode = "shadow" }` (SPEC §5 "Shadow
+/// A limit as written: a number, or `{ value = N, mode = "shadow" }` (docs/policy.md "Limit fields" "Shadow
 /// limits": counted and reported, never refusing; `mode = "enforce"` is the plain form).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize)]
 #[serde(untagged)]
@@ -81,7 +81,7 @@ impl<T: Copy> LimitField<T> {
     }
 }
 
-/// The limit fields shared by orgs, groups and keys (SPEC §2 "Limit fields").
+/// The limit fields shared by orgs, groups and keys (docs/policy.md "Limit fields").
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {

@@ -1,4 +1,4 @@
-//! SPEC §3: a reload reads the policy file only once it has been unchanged for
+//! docs/operations.md "Reload": a reload reads the policy file only once it has been unchanged for
 //! `server.reload_settle` — its size, modification time and content — and the wait starts
 //! over whenever any of them changes. An editor or a deploy tool that truncates the file
 //! and writes it in pieces is never caught half-way: the prefix it has written so far may

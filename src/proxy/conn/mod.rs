@@ -7,7 +7,7 @@
 //! around Pingora's `HttpProxy` that
 //!
 //! - refuses a connection beyond `server.max_connections` with a 503 `overloaded` in the
-//!   SPEC shape and closes it;
+//!   documented error shape and closes it;
 //! - wraps the connection's stream in [`watch::Watched`], which sees every byte the client
 //!   sends and enforces, from the stream's side, the total header deadline
 //!   (`header_timeout`, 408), the header size cap (`max_header_bytes`, 431) and the
@@ -180,7 +180,7 @@ pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(s: &mut S
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-/// A complete HTTP/1.1 refusal in the SPEC shape (OpenAI's: no route is known yet) that
+/// A complete HTTP/1.1 refusal in the documented error shape (OpenAI's: no route is known yet) that
 /// closes the connection.
 pub(crate) fn canned(e: &GatewayError) -> Vec<u8> {
     let body = e.body(crate::policy::config::Api::OpenAi);
