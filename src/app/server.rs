@@ -14,6 +14,7 @@ use crate::observe::error_rate::ErrorRates;
 use crate::observe::metrics::Metrics;
 use crate::observe::RequestLog;
 use crate::policy::config;
+use crate::policy::config::ServerConfig;
 use crate::policy::reload::{DnsService, Policy, SighupService};
 use crate::proxy::account::{Accounting, LedgerService};
 use crate::proxy::directory::Directory;
@@ -55,9 +56,71 @@ pub fn build(
 ) -> anyhow::Result<Built> {
     let cfg = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let last_seen = Arc::new(LastSeen::default());
-    let server_cfg = cfg.server.clone();
+    let s = cfg.server.clone();
     let policy = Arc::new(Policy::new(path.to_path_buf(), cfg, last_seen.clone())?);
-    let s = &server_cfg;
+    let mut server = pingora_server(&s, daemon, upgrade);
+    // The one clock: admission, budgets, the ledger's flush, lifecycle, webhooks, audit.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let planes = Planes::open(&s, &policy, &clock)?;
+    let metrics = Arc::new(Metrics::new()?);
+    let request_log = Arc::new(
+        RequestLog::open(&s.request_log, metrics.request_log_dropped.clone())
+            .with_context(|| format!("request_log {:?}", s.request_log))?,
+    );
+    let error_rates = Arc::new(ErrorRates::default());
+    server.add_service(background_service(
+        "webhooks",
+        Delivery(Arc::new(DeliveryService {
+            next_due: 0.into(),
+            finished: 0.into(),
+            hooks: planes.webhooks.clone(),
+            events: planes.events.clone(),
+            metrics: metrics.clone(),
+            error_rates: error_rates.clone(),
+            policy: policy.current.clone(),
+            tuning: Tuning::from_env(),
+            clock: clock.clone(),
+        })),
+    ));
+    {
+        let control = planes.control.clone();
+        let request_log = request_log.clone();
+        policy.on_reload(move |_, new| {
+            control.after_reload(new);
+            // Lines of the old policy are on disk before the new one's.
+            request_log.flush();
+        });
+    }
+    let gateway = Gateway {
+        policy: policy.current.clone(),
+        directory: planes.directory.clone(),
+        accounting: planes.accounting.clone(),
+        request_log: request_log.clone(),
+        metrics: metrics.clone(),
+        error_rates,
+    };
+    server.add_service(proxy_service(&server, &s, gateway, &policy, &planes)?);
+    if let Some(addr) = s.admin_listen {
+        let state = AdminState {
+            policy: policy.clone(),
+            metrics,
+            accounting: planes.accounting.clone(),
+            health: policy.health.clone(),
+            token: admin_token(&s.admin_token_env),
+            control: planes.control.clone(),
+            audit: planes.audit.clone(),
+        };
+        server.add_service(background_service("admin", AdminService { addr, state }));
+    }
+    add_background_services(&mut server, &s, &policy, planes, clock, early_hup);
+    Ok(Built {
+        server,
+        request_log,
+    })
+}
+
+/// The Pingora server from `[server]`, with the documented body for Pingora's own errors.
+fn pingora_server(s: &ServerConfig, daemon: bool, upgrade: bool) -> Server {
     let grace = s.grace_period.as_secs().max(1);
     let conf = ServerConf {
         threads: s.threads,
@@ -81,106 +144,118 @@ pub fn build(
     pingora_core::protocols::http::server::set_error_body(
         crate::proxy::respond::pingora_error_body,
     );
+    server
+}
 
-    let scale = std::env::var("TOLLGATE_WINDOW_SCALE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+/// The state the planes share: the store and what is built on it, the key directory, the
+/// event fan-out (audit, webhooks, log) and the accounting of the data plane.
+struct Planes {
+    directory: Arc<Directory>,
+    events: Arc<Events>,
+    audit: Arc<AuditLog>,
+    webhooks: Arc<Webhooks>,
+    control: Arc<ControlPlane>,
+    accounting: Arc<Accounting>,
+}
+
+impl Planes {
+    fn open(
+        s: &ServerConfig,
+        policy: &Arc<Policy>,
+        clock: &Arc<dyn Clock>,
+    ) -> anyhow::Result<Planes> {
+        let store = Arc::new(Store::open(
+            &s.data_dir,
+            s.grace_period + Duration::from_secs(10),
+        )?);
+        let ledger = Arc::new(Ledger::new(&store));
+        let directory = Arc::new(Directory::default());
+        let events = Arc::new(Events::default());
+        events.subscribe(Arc::new(EventLog));
+        let audit = Arc::new(AuditLog::open(store.audit_store())?);
+        events.subscribe(audit.clone());
+        policy.set_events(events.clone());
+        let webhooks = Arc::new(Webhooks::new(
+            store.webhook_queue(),
+            policy.current.clone(),
+            directory.clone(),
+        )?);
+        events.subscribe(webhooks.clone());
+        let control = Arc::new(ControlPlane::open(
+            store.control(),
+            directory.clone(),
+            policy.current.clone(),
+            Some(ledger.clone()),
+            events.clone(),
+        )?);
+        let admission = Arc::new(Admission::new(
+            clock.clone(),
+            Some(ledger.clone() as Arc<dyn SpendStore>),
+            window_scale(),
+        ));
+        let accounting = Arc::new(Accounting {
+            admission,
+            ledger: Some(ledger),
+            inflight: Arc::new(AtomicUsize::new(0)),
+            connections: Arc::default(),
+            body_budget: Arc::default(),
+            refusals: crate::control::audit::Refusals::new(
+                env_number("TOLLGATE_REFUSAL_MINUTE_MS").unwrap_or(60_000),
+                clock.clone(),
+            ),
+        });
+        Ok(Planes {
+            directory,
+            events,
+            audit,
+            webhooks,
+            control,
+            accounting,
+        })
+    }
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// `TOLLGATE_WINDOW_SCALE` (tests only): rate windows that many times shorter.
+fn window_scale() -> u64 {
+    let scale = env_number("TOLLGATE_WINDOW_SCALE").unwrap_or(1);
     if scale != 1 {
         log::warn!(
             "TOLLGATE_WINDOW_SCALE={scale}: rate windows are {scale}x shorter (testing only)"
         );
     }
-    // The one clock: admission, budgets, the ledger's flush, lifecycle, webhooks, audit.
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = Arc::new(Store::open(
-        &s.data_dir,
-        s.grace_period + Duration::from_secs(10),
-    )?);
-    let ledger = Arc::new(Ledger::new(&store));
-    let directory = Arc::new(Directory::default());
-    let events = Arc::new(Events::default());
-    events.subscribe(Arc::new(EventLog));
-    let audit = Arc::new(AuditLog::open(store.audit_store())?);
-    events.subscribe(audit.clone());
-    policy.set_events(events.clone());
-    let webhooks = Arc::new(Webhooks::new(
-        store.webhook_queue(),
-        policy.current.clone(),
-        directory.clone(),
-    )?);
-    events.subscribe(webhooks.clone());
-    let control = Arc::new(ControlPlane::open(
-        store.control(),
-        directory.clone(),
-        policy.current.clone(),
-        Some(ledger.clone()),
-        events.clone(),
-    )?);
+    scale
+}
 
-    let admission = Arc::new(Admission::new(
-        clock.clone(),
-        Some(ledger.clone() as Arc<dyn SpendStore>),
-        scale,
-    ));
-    let accounting = Arc::new(Accounting {
-        admission,
-        ledger: Some(ledger),
-        inflight: Arc::new(AtomicUsize::new(0)),
-        connections: Arc::default(),
-        body_budget: Arc::default(),
-        refusals: crate::control::audit::Refusals::new(
-            std::env::var("TOLLGATE_REFUSAL_MINUTE_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(60_000),
-            clock.clone(),
-        ),
-    });
-    let metrics = Arc::new(Metrics::new()?);
-    let request_log = Arc::new(
-        RequestLog::open(&s.request_log, metrics.request_log_dropped.clone())
-            .with_context(|| format!("request_log {:?}", s.request_log))?,
-    );
-    let error_rates = Arc::new(ErrorRates::default());
-    server.add_service(background_service(
-        "webhooks",
-        Delivery(Arc::new(DeliveryService {
-            next_due: 0.into(),
-            finished: 0.into(),
-            hooks: webhooks,
-            events: events.clone(),
-            metrics: metrics.clone(),
-            error_rates: error_rates.clone(),
-            policy: policy.current.clone(),
-            tuning: Tuning::from_env(),
-            clock: clock.clone(),
-        })),
-    ));
-    {
-        let control = control.clone();
-        let request_log = request_log.clone();
-        policy.on_reload(move |_, new| {
-            control.after_reload(new);
-            // Lines of the old policy are on disk before the new one's.
-            request_log.flush();
-        });
+fn admin_token(env: &str) -> Option<Secret> {
+    let token = std::env::var(env)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
+    if token.is_none() {
+        log::warn!("{env} is not set: the admin API answers 401 (health checks stay open)");
     }
-    let gateway = Gateway {
-        policy: policy.current.clone(),
-        directory,
-        accounting: accounting.clone(),
-        request_log: request_log.clone(),
-        metrics: metrics.clone(),
-        error_rates,
-    };
-    // Pingora's HTTP proxy behind the connection cap and client deadlines (src/conn).
+    token
+}
+
+/// Pingora's HTTP proxy behind the connection cap and client deadlines (proxy/conn), on
+/// every `listen` address.
+fn proxy_service(
+    server: &Server,
+    s: &ServerConfig,
+    gateway: Gateway,
+    policy: &Policy,
+    planes: &Planes,
+) -> anyhow::Result<impl pingora_core::services::Service + 'static> {
     let mut proxy = pingora_core::services::listening::Service::new(
         "tollgate".to_string(),
         crate::proxy::conn::Guarded::new(
             pingora_proxy::http_proxy(&server.configuration, gateway),
             policy.current.clone(),
-            accounting.connections.clone(),
+            planes.accounting.connections.clone(),
         ),
     );
     for addr in &s.listen {
@@ -196,39 +271,25 @@ pub fn build(
             None => proxy.add_tcp(&addr),
         }
     }
-    server.add_service(proxy);
-    if let Some(addr) = s.admin_listen {
-        let token = std::env::var(&s.admin_token_env)
-            .ok()
-            .filter(|t| !t.is_empty())
-            .map(Secret::new);
-        if token.is_none() {
-            log::warn!(
-                "{} is not set: the admin API answers 401 (health checks stay open)",
-                s.admin_token_env
-            );
-        }
-        let state = AdminState {
-            policy: policy.clone(),
-            metrics,
-            accounting: accounting.clone(),
-            health: policy.health.clone(),
-            token,
-            control: control.clone(),
-            audit: audit.clone(),
-        };
-        server.add_service(background_service("admin", AdminService { addr, state }));
-    }
-    let every = std::env::var("TOLLGATE_LIFECYCLE_EVERY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(lifecycle::EVERY, Duration::from_millis);
+    Ok(proxy)
+}
+
+fn add_background_services(
+    server: &mut Server,
+    s: &ServerConfig,
+    policy: &Arc<Policy>,
+    planes: Planes,
+    clock: Arc<dyn Clock>,
+    early_hup: Arc<AtomicBool>,
+) {
+    let every =
+        env_number("TOLLGATE_LIFECYCLE_EVERY_MS").map_or(lifecycle::EVERY, Duration::from_millis);
     server.add_service(background_service(
         "lifecycle",
         LifecycleService {
-            control,
+            control: planes.control,
             every,
-            clock: clock.clone(),
+            clock,
         },
     ));
     server.add_service(background_service(
@@ -247,15 +308,11 @@ pub fn build(
     server.add_service(background_service(
         "ledger",
         LedgerService {
-            accounting,
+            accounting: planes.accounting,
             grace: s.grace_period,
-            events: events.clone(),
+            events: planes.events,
             policy: policy.current.clone(),
-            audit: Some((audit, s.audit_retention)),
+            audit: Some((planes.audit, s.audit_retention)),
         },
     ));
-    Ok(Built {
-        server,
-        request_log,
-    })
 }

@@ -17,7 +17,7 @@ use crate::proxy::route::{self, Plan};
 use crate::proxy::{account, auth, checks, headers, respond};
 use pingora_proxy::Session;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// What stage 1 found: the key and its group's runtime state.
 pub(crate) struct Identified {
@@ -36,10 +36,10 @@ pub(crate) fn identify(
     let req = session.req_header();
     let endpoint = Endpoint::parse(&req.method, req.uri.path())?;
     ctx.set_endpoint(endpoint);
-    let now = SystemTime::now();
-    let now_s = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    // The gateway's one clock (expiry, state), as admission reads it.
+    let now_ms = gw.accounting.admission.now_ms();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_millis(now_ms);
+    let now_s = now_ms / 1000;
     let key = auth::authenticate(&snapshot, &gw.directory, req, now_s)?;
     ctx.set_key(key.clone());
     let group_state = gw.directory.group_state(&key.group);
