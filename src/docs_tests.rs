@@ -8,11 +8,21 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-fn doc(name: &str) -> String {
+/// Fails naming every item of `names` that `docs/<page>` does not show in backticks.
+fn assert_documented<S: AsRef<str>>(page: &str, names: impl IntoIterator<Item = S>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("docs")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .join(page);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let missing: Vec<String> = names
+        .into_iter()
+        .map(|n| n.as_ref().to_string())
+        .filter(|n| !text.contains(&format!("`{n}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/{page} does not document {missing:?}"
+    );
 }
 
 /// The fields a `deny_unknown_fields` table accepts, from serde's own refusal of an
@@ -37,7 +47,6 @@ fn accepted<T: DeserializeOwned>() -> Vec<String> {
 
 #[test]
 fn every_policy_field_is_documented() {
-    let page = doc("policy.md");
     let mut fields = BTreeSet::new();
     for list in [
         accepted::<RawServer>(),
@@ -58,14 +67,7 @@ fn every_policy_field_is_documented() {
     for section in ["server", "providers", "models", "orgs", "groups", "keys"] {
         fields.insert(section.to_string());
     }
-    let missing: Vec<_> = fields
-        .iter()
-        .filter(|f| !page.contains(&format!("`{f}`")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/policy.md does not document {missing:?}"
-    );
+    assert_documented("policy.md", &fields);
 }
 
 /// One value of every variant: the match below stops compiling when a variant is added,
@@ -156,23 +158,14 @@ const WITH_FIELDS: [&str; 7] = [
 
 #[test]
 fn every_error_code_is_documented() {
-    let page = doc("data-plane.md");
     let mut codes: BTreeSet<&str> = every_gateway_error().iter().map(|e| e.code()).collect();
     codes.extend(WITH_FIELDS);
-    let missing: Vec<_> = codes
-        .iter()
-        .filter(|c| !page.contains(&format!("`{c}`")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/data-plane.md does not document {missing:?}"
-    );
+    assert_documented("data-plane.md", &codes);
 }
 
 /// Every `code: "…"` the control plane writes, and the admin listener's own.
 #[test]
 fn every_admin_error_code_is_documented() {
-    let page = doc("admin-api.md");
     let mut codes = BTreeSet::from([
         "invalid_admin_token".to_string(),
         "forbidden".to_string(),
@@ -197,12 +190,5 @@ fn every_admin_error_code_is_documented() {
             }
         }
     }
-    let missing: Vec<_> = codes
-        .iter()
-        .filter(|c| !page.contains(&format!("`{c}`")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/admin-api.md does not document {missing:?}"
-    );
+    assert_documented("admin-api.md", &codes);
 }
