@@ -11,8 +11,9 @@
 use crate::error::GatewayError;
 use crate::llm::body::{Endpoint, RequestBody};
 use crate::policy::snapshot::{KeyEntry, ModelEntry};
+use crate::proxy::account::Accounting;
 use crate::proxy::ctx::{Admitted, RequestCtx};
-use crate::proxy::gateway::Gateway;
+use crate::proxy::directory::Directory;
 use crate::proxy::route::{self, Plan};
 use crate::proxy::{account, auth, checks, headers, respond};
 use pingora_proxy::Session;
@@ -28,7 +29,8 @@ pub(crate) struct Identified {
 
 /// Stage 1: endpoint, credential → key, key and group state, client IP.
 pub(crate) fn identify(
-    gw: &Gateway,
+    directory: &Directory,
+    acc: &Accounting,
     session: &Session,
     ctx: &mut RequestCtx,
 ) -> Result<Identified, GatewayError> {
@@ -37,12 +39,12 @@ pub(crate) fn identify(
     let endpoint = Endpoint::parse(&req.method, req.uri.path())?;
     ctx.set_endpoint(endpoint);
     // The gateway's one clock (expiry, state), as admission reads it.
-    let now_ms = gw.accounting.admission.now_ms();
+    let now_ms = acc.admission.now_ms();
     let now = SystemTime::UNIX_EPOCH + Duration::from_millis(now_ms);
     let now_s = now_ms / 1000;
-    let key = auth::authenticate(&snapshot, &gw.directory, req, now_s)?;
+    let key = auth::authenticate(&snapshot, directory, req, now_s)?;
     ctx.set_key(key.clone());
-    let group_state = gw.directory.group_state(&key.group);
+    let group_state = directory.group_state(&key.group);
     checks::check_state(&key, group_state, now)?;
     let peer = session
         .client_addr()
@@ -64,15 +66,15 @@ pub(crate) fn identify(
 
 /// Stage 2: a slot, the body, then the model it names (gating and `max_tokens`).
 pub(crate) async fn read_body(
-    gw: &Gateway,
+    acc: &Accounting,
     session: &mut Session,
     ctx: &mut RequestCtx,
     who: &Identified,
 ) -> Result<(RequestBody, Arc<ModelEntry>), GatewayError> {
     let key = &who.key;
-    ctx.hold_slots(account::hold_slots(&gw.accounting.admission, key)?);
+    ctx.hold_slots(account::hold_slots(&acc.admission, key)?);
     let snapshot = ctx.snapshot().clone();
-    let hold = ctx.body_hold(&gw.accounting.body_budget);
+    let hold = ctx.body_hold(&acc.body_budget);
     let bytes = respond::read_body(session, &snapshot.server, hold).await?;
     let body = RequestBody::parse(bytes)?;
     let checked = checks::resolve_model(
@@ -95,7 +97,7 @@ pub(crate) async fn read_body(
 
 /// Stage 3: the routing plan, then one reservation against all three layers.
 pub(crate) fn reserve(
-    gw: &Gateway,
+    acc: &Accounting,
     session: &Session,
     ctx: &mut RequestCtx,
     who: Identified,
@@ -124,7 +126,7 @@ pub(crate) fn reserve(
         &key.id,
     );
     let admitted = account::admit(
-        &gw.accounting.admission,
+        &acc.admission,
         &snapshot,
         &key,
         &plan.models,

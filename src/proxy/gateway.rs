@@ -60,12 +60,13 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> std::result::Result<Admission, GatewayError> {
-        let who = admit::identify(self, session, ctx)?;
+        let acc = &self.accounting;
+        let who = admit::identify(&self.directory, acc, session, ctx)?;
         if who.endpoint == Endpoint::ListModels {
             return Ok(Admission::ListModels);
         }
-        let (body, model) = admit::read_body(self, session, ctx, &who).await?;
-        admit::reserve(self, session, ctx, who, body, model)?;
+        let (body, model) = admit::read_body(acc, session, ctx, &who).await?;
+        admit::reserve(acc, session, ctx, who, body, model)?;
         Ok(Admission::Forward)
     }
 }
