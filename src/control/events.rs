@@ -1,7 +1,7 @@
 //! Lifecycle events of the control plane (a key created, revoked, moved, a group paused, …),
-//! emitted in one place and fanned out to subscribers: the audit trail today, webhooks
-//! next. Subscribers run synchronously, before the change is committed to the store, so an
-//! audited change and its audit event become durable together.
+//! emitted in one place and fanned out to subscribers: the audit trail, the log and the
+//! webhook queue. Subscribers run synchronously, before the change is committed to the
+//! store, so an audited change and its audit event become durable together.
 
 use crate::secret::Secret;
 use std::sync::{Arc, RwLock};
