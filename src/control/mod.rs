@@ -136,31 +136,55 @@ impl Actor {
     }
 }
 
+/// The control plane: four services over one [`Writer`]. Each service is a view borrowed
+/// from here (`cp.keys().create(..)`, `cp.groups().set_state(..)`, …); the admin route
+/// calls the service that owns it.
 pub struct ControlPlane {
-    pub store: Arc<dyn ControlStore>,
-    pub directory: Arc<Directory>,
-    pub policy: Arc<ArcSwap<Snapshot>>,
-    /// Spend of keys and groups (absent in pure unit tests).
-    pub ledger: Option<Arc<Ledger>>,
-    pub events: Arc<Events>,
+    w: Writer,
     /// Admin tokens made through the API.
-    pub tokens: tokens::Tokens,
+    tokens: tokens::TokenTable,
+}
+
+/// What every write goes through, whichever service makes it: the lock that serialises
+/// writes, the store, the events, the directory the data plane reads, the policy snapshot
+/// and the clock.
+struct Writer {
+    store: Arc<dyn ControlStore>,
+    directory: Arc<Directory>,
+    policy: Arc<ArcSwap<Snapshot>>,
+    /// Spend of keys and groups (absent in pure unit tests).
+    ledger: Option<Arc<Ledger>>,
+    events: Arc<Events>,
     /// What the control plane reads as now: creation and update times, expiries from a
     /// `ttl`, key status (`expired`), grace periods, spend periods.
     clock: Arc<dyn Clock>,
     write: Mutex<()>,
 }
 
-/// The machine's time, for callers without the control plane at hand (lifecycle, reload
-/// events); the control plane itself reads its clock ([`ControlPlane::now_ms`]).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// API keys: create, list, edit, revoke, regenerate, move; their lifecycle (keys.rs,
+/// lifecycle.rs).
+#[derive(Clone, Copy)]
+pub struct Keys<'a> {
+    w: &'a Writer,
 }
 
-pub fn now_s() -> u64 {
-    now_ms() / 1000
+/// Groups: their views, runtime state and bulk actions on their keys (groups.rs).
+#[derive(Clone, Copy)]
+pub struct Groups<'a> {
+    w: &'a Writer,
+}
+
+/// Admin tokens (tokens.rs).
+#[derive(Clone, Copy)]
+pub struct Tokens<'a> {
+    w: &'a Writer,
+    table: &'a tokens::TokenTable,
+}
+
+/// Spend reports from the ledger (spend.rs).
+#[derive(Clone, Copy)]
+pub struct Spend<'a> {
+    w: &'a Writer,
 }
 
 /// Reads every stored key into the directory: one thread walks the store while another
@@ -261,38 +285,61 @@ impl ControlPlane {
                 ""
             }
         );
-        let tokens = tokens::Tokens::default();
+        let tokens = tokens::TokenTable::default();
         let live = tokens::load(&*store, &tokens)?;
         log::info!("store: {live} admin tokens loaded");
         Ok(ControlPlane {
-            store,
-            directory,
-            policy,
-            ledger,
-            events,
+            w: Writer {
+                store,
+                directory,
+                policy,
+                ledger,
+                events,
+                clock: Arc::new(SystemClock),
+                write: Mutex::new(()),
+            },
             tokens,
-            clock: Arc::new(SystemClock),
-            write: Mutex::new(()),
         })
     }
 
     /// The same control plane reading time from `clock` (tests: a
     /// [`crate::clock::ManualClock`]).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> ControlPlane {
-        self.clock = clock;
+        self.w.clock = clock;
         self
     }
 
+    pub fn keys(&self) -> Keys<'_> {
+        Keys { w: &self.w }
+    }
+
+    pub fn groups(&self) -> Groups<'_> {
+        Groups { w: &self.w }
+    }
+
+    pub fn tokens(&self) -> Tokens<'_> {
+        Tokens {
+            w: &self.w,
+            table: &self.tokens,
+        }
+    }
+
+    pub fn spend(&self) -> Spend<'_> {
+        Spend { w: &self.w }
+    }
+}
+
+impl Writer {
     /// Now, in milliseconds since the Unix epoch, as the control plane reads it.
-    pub(crate) fn now_ms(&self) -> u64 {
+    fn now_ms(&self) -> u64 {
         self.clock.now_ms()
     }
 
-    pub(crate) fn now_s(&self) -> u64 {
+    fn now_s(&self) -> u64 {
         self.now_ms() / 1000
     }
 
-    pub(crate) fn now(&self) -> std::time::SystemTime {
+    fn now(&self) -> std::time::SystemTime {
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.now_ms())
     }
 
@@ -306,12 +353,5 @@ impl ControlPlane {
 
     fn commit(&self) -> ApiResult<()> {
         self.store.commit().map_err(ApiError::internal)
-    }
-
-    /// After a reload: group overrides made over a file state that has since changed are
-    /// dropped for good (the file's new state wins).
-    pub fn after_reload(&self, new: &Snapshot) {
-        let _guard = self.lock();
-        groups::reconcile(self, new);
     }
 }

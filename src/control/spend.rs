@@ -4,7 +4,7 @@
 //! scoped token's answers cover only its groups.
 
 use super::view::usd;
-use super::{Actor, ApiError, ApiResult, ControlPlane};
+use super::{Actor, ApiError, ApiResult, Keys, Spend};
 use crate::admission::budget::period_start;
 use crate::policy::config::BudgetPeriod;
 use crate::storage::ledger::{Dim, Level, UsageTotals};
@@ -212,7 +212,7 @@ fn ranked(sums: HashMap<String, Sum>) -> Vec<(String, SpendTotals)> {
     v.into_iter().map(|(k, s)| (k, s.totals())).collect()
 }
 
-impl ControlPlane {
+impl Spend<'_> {
     /// Rollup rows of `dim` in `scope` over the range (see [`crate::storage::ledger::Ledger::rollup_scan`]).
     fn scan(
         &self,
@@ -222,13 +222,13 @@ impl ControlPlane {
         max: Level,
         visit: &mut dyn FnMut(u64, &str, &UsageTotals),
     ) {
-        if let Some(ledger) = &self.ledger {
+        if let Some(ledger) = &self.w.ledger {
             ledger.rollup_scan(dim, scope, r.from_h, r.to_h, max, visit);
         }
     }
 
     fn group_range(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Range> {
-        let snapshot = self.policy.load();
+        let snapshot = self.w.policy.load();
         let g = snapshot
             .groups
             .get(id)
@@ -237,12 +237,12 @@ impl ControlPlane {
         range(
             q,
             g.limits.budget.map_or(BudgetPeriod::Monthly, |b| b.period),
-            self.now_ms(),
+            self.w.now_ms(),
         )
     }
 
     /// `GET /v1/spend/groups/{id}`.
-    pub fn spend_group(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<GroupSpend> {
+    pub fn group(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<GroupSpend> {
         let r = self.group_range(actor, id, q)?;
         let mut s = Sum::default();
         self.scan(Dim::Total, id, r, Level::Month, &mut |_, _, t| s.add(t));
@@ -256,32 +256,32 @@ impl ControlPlane {
     }
 
     /// `GET /v1/spend/groups/{id}/by-model`.
-    pub fn spend_by_model(
+    pub fn by_model(
         &self,
         actor: &Actor,
         id: &str,
         q: &SpendQuery,
     ) -> ApiResult<GroupSpendBy<ModelSpendRow>> {
-        self.spend_group_by(actor, id, false, q, |model, totals| ModelSpendRow {
+        self.group_by(actor, id, false, q, |model, totals| ModelSpendRow {
             model,
             totals,
         })
     }
 
     /// `GET /v1/spend/groups/{id}/by-key`.
-    pub fn spend_by_key(
+    pub fn by_key(
         &self,
         actor: &Actor,
         id: &str,
         q: &SpendQuery,
     ) -> ApiResult<GroupSpendBy<KeySpendRow>> {
-        self.spend_group_by(actor, id, true, q, |key_id, totals| KeySpendRow {
+        self.group_by(actor, id, true, q, |key_id, totals| KeySpendRow {
             key_id,
             totals,
         })
     }
 
-    fn spend_group_by<Row>(
+    fn group_by<Row>(
         &self,
         actor: &Actor,
         id: &str,
@@ -312,7 +312,7 @@ impl ControlPlane {
     }
 
     /// `GET /v1/spend/groups/{id}/timeline?grain=hour|day`: every bucket, empty ones too.
-    pub fn spend_timeline(
+    pub fn timeline(
         &self,
         actor: &Actor,
         id: &str,
@@ -355,10 +355,10 @@ impl ControlPlane {
     }
 
     /// `GET /v1/spend/keys/{id}`: the key's spend in every group it has been in.
-    pub fn spend_key(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<KeySpend> {
+    pub fn key(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<KeySpend> {
         // Readable = in scope (the same rule as GET /v1/keys/{id}).
-        let view = self.get_key(actor, id)?;
-        let snapshot = self.policy.load();
+        let view = Keys { w: self.w }.get(actor, id)?;
+        let snapshot = self.w.policy.load();
         let group = snapshot.groups.get(view.group.as_str());
         let own = match view.limits.budget_period {
             Some("daily") => Some(BudgetPeriod::Daily),
@@ -372,7 +372,7 @@ impl ControlPlane {
             .or_else(|| group.and_then(|g| g.limits.budget).map(|b| b.period))
             .or_else(|| group.and_then(|g| g.org.limits.budget).map(|b| b.period))
             .unwrap_or(BudgetPeriod::Monthly);
-        let r = range(q, period, self.now_ms())?;
+        let r = range(q, period, self.w.now_ms())?;
         let mut s = Sum::default();
         self.scan(Dim::KeyGroups, id, r, Level::Month, &mut |_, _, t| s.add(t));
         let (from, to) = range_text(r);
@@ -386,8 +386,8 @@ impl ControlPlane {
     }
 
     /// `GET /v1/spend/orgs/{id}`: the org's groups (those the token sees).
-    pub fn spend_org(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<OrgSpend> {
-        let snapshot = self.policy.load_full();
+    pub fn org(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<OrgSpend> {
+        let snapshot = self.w.policy.load_full();
         let org = snapshot
             .orgs
             .get(id)
@@ -403,7 +403,7 @@ impl ControlPlane {
             org.limits
                 .budget
                 .map_or(BudgetPeriod::Monthly, |b| b.period),
-            self.now_ms(),
+            self.w.now_ms(),
         )?;
         let mut s = Sum::default();
         for g in snapshot.groups.values() {
@@ -422,9 +422,9 @@ impl ControlPlane {
 
     /// `GET /v1/spend/tags/{tag}`: spend per value of a tag — the key's tag, else its
     /// group's; rows with neither are reported under `value: null`.
-    pub fn spend_tag(&self, actor: &Actor, tag: &str, q: &SpendQuery) -> ApiResult<TagSpend> {
-        let r = range(q, BudgetPeriod::Monthly, self.now_ms())?;
-        let snapshot = self.policy.load_full();
+    pub fn tag(&self, actor: &Actor, tag: &str, q: &SpendQuery) -> ApiResult<TagSpend> {
+        let r = range(q, BudgetPeriod::Monthly, self.w.now_ms())?;
+        let snapshot = self.w.policy.load_full();
         let mut key_tags: HashMap<String, Option<String>> = HashMap::new();
         for k in snapshot.file_keys() {
             let v = k.written.as_ref().and_then(|w| {
@@ -437,6 +437,7 @@ impl ControlPlane {
         }
         let mut sums: BTreeMap<Option<String>, Sum> = BTreeMap::new();
         let groups = self
+            .w
             .ledger
             .as_ref()
             .map_or_else(Vec::new, |l| l.usage_groups());
@@ -458,6 +459,7 @@ impl ControlPlane {
                     Some(v) => v.clone(),
                     None => {
                         let v = self
+                            .w
                             .store
                             .key(&key)
                             .ok()

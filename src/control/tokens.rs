@@ -4,7 +4,7 @@
 
 use super::spec::{object, typed};
 use super::view::List;
-use super::{Actor, ApiError, ApiResult, ControlPlane};
+use super::{Actor, ApiError, ApiResult, Tokens};
 use crate::control::events::{Event, EventKind};
 use crate::policy::snapshot::{Digest, DigestHash};
 use crate::storage::TokenRecord;
@@ -42,9 +42,9 @@ impl Role {
 
 /// Live tokens by digest of their secret.
 #[derive(Default)]
-pub struct Tokens(RwLock<HashMap<Digest, Arc<Actor>, DigestHash>>);
+pub struct TokenTable(RwLock<HashMap<Digest, Arc<Actor>, DigestHash>>);
 
-impl Tokens {
+impl TokenTable {
     /// The token a presented secret belongs to.
     pub fn find(&self, presented: &[u8]) -> Option<Arc<Actor>> {
         let d = crate::proxy::auth::digest(presented);
@@ -74,7 +74,10 @@ fn actor_of(t: &TokenRecord) -> Option<Actor> {
 }
 
 /// Fills the table from the store (live tokens only).
-pub fn load(store: &dyn crate::storage::ControlStore, tokens: &Tokens) -> anyhow::Result<usize> {
+pub fn load(
+    store: &dyn crate::storage::ControlStore,
+    tokens: &TokenTable,
+) -> anyhow::Result<usize> {
     let mut n = 0;
     for t in store.tokens()? {
         if t.revoked_at.is_some() {
@@ -167,11 +170,16 @@ pub(crate) struct NewToken {
     pub owner: Option<String>,
 }
 
-impl ControlPlane {
-    fn token_event(&self, kind: EventKind, actor: &Actor, t: &TokenRecord) -> Event {
+impl Tokens<'_> {
+    /// The live token a presented secret belongs to.
+    pub fn find(&self, presented: &[u8]) -> Option<Arc<Actor>> {
+        self.table.find(presented)
+    }
+
+    fn event(&self, kind: EventKind, actor: &Actor, t: &TokenRecord) -> Event {
         Event {
             kind,
-            at_ms: self.now_ms(),
+            at_ms: self.w.now_ms(),
             actor: actor.id.clone(),
             org: None,
             group: None,
@@ -185,7 +193,7 @@ impl ControlPlane {
     }
 
     /// `POST /v1/tokens` `{name, role, groups?, owner?}` → 201 with `token` (shown once).
-    pub fn create_token(&self, actor: &Actor, body: &[u8]) -> ApiResult<TokenWithSecret> {
+    pub fn create(&self, actor: &Actor, body: &[u8]) -> ApiResult<TokenWithSecret> {
         let m = object(body)?;
         let n: NewToken = typed(Value::Object(m))?;
         let role = Role::parse(&n.role).ok_or_else(|| {
@@ -194,7 +202,7 @@ impl ControlPlane {
         if n.name.is_empty() || n.name.len() > 256 {
             return Err(ApiError::bad_request("name", "name: 1 to 256 bytes"));
         }
-        let snapshot = self.policy.load();
+        let snapshot = self.w.policy.load();
         if let Some(gs) = &n.groups {
             if let Some(g) = gs
                 .iter()
@@ -230,16 +238,17 @@ impl ControlPlane {
             owner: n.owner,
             sha256: hex::encode(digest),
             prefix: format!("{}…", &secret[..TOKEN_PREFIX.len() + 6]),
-            created_at: self.now_s(),
+            created_at: self.w.now_s(),
             created_by: actor.id.clone(),
             revoked_at: None,
         };
-        let _guard = self.lock();
-        self.store.put_token(&t).map_err(ApiError::internal)?;
-        self.emit(self.token_event(EventKind::TokenCreated, actor, &t))?;
-        self.commit()?;
+        let _guard = self.w.lock();
+        self.w.store.put_token(&t).map_err(ApiError::internal)?;
+        self.w
+            .emit(self.event(EventKind::TokenCreated, actor, &t))?;
+        self.w.commit()?;
         if let Some(a) = actor_of(&t) {
-            self.tokens.insert(digest, a);
+            self.table.insert(digest, a);
         }
         Ok(TokenWithSecret {
             view: view(&t),
@@ -248,8 +257,8 @@ impl ControlPlane {
     }
 
     /// `GET /v1/tokens`: never the raw token.
-    pub fn list_tokens(&self) -> ApiResult<List<TokenView>> {
-        let mut all = self.store.tokens().map_err(ApiError::internal)?;
+    pub fn list(&self) -> ApiResult<List<TokenView>> {
+        let mut all = self.w.store.tokens().map_err(ApiError::internal)?;
         all.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(List {
             data: all.iter().map(view).collect(),
@@ -272,6 +281,7 @@ impl ControlPlane {
             });
         }
         let t = self
+            .w
             .store
             .tokens()
             .map_err(ApiError::internal)?
@@ -290,9 +300,10 @@ impl ControlPlane {
     }
 
     /// `DELETE /v1/tokens/{id}`: stops working on the next call.
-    pub fn revoke_token(&self, actor: &Actor, id: &str) -> ApiResult<TokenView> {
-        let _guard = self.lock();
+    pub fn revoke(&self, actor: &Actor, id: &str) -> ApiResult<TokenView> {
+        let _guard = self.w.lock();
         let mut t = self
+            .w
             .store
             .tokens()
             .map_err(ApiError::internal)?
@@ -300,12 +311,13 @@ impl ControlPlane {
             .find(|t| t.id == id)
             .ok_or_else(|| ApiError::not_found("token", id))?;
         if t.revoked_at.is_none() {
-            t.revoked_at = Some(self.now_s());
-            self.store.put_token(&t).map_err(ApiError::internal)?;
-            self.emit(self.token_event(EventKind::TokenRevoked, actor, &t))?;
-            self.commit()?;
+            t.revoked_at = Some(self.w.now_s());
+            self.w.store.put_token(&t).map_err(ApiError::internal)?;
+            self.w
+                .emit(self.event(EventKind::TokenRevoked, actor, &t))?;
+            self.w.commit()?;
         }
-        self.tokens.remove(&super::spec::digest_hex(&t.sha256)?);
+        self.table.remove(&super::spec::digest_hex(&t.sha256)?);
         Ok(view(&t))
     }
 }

@@ -2,7 +2,7 @@
 //! `docs/openapi.json` (`Key`, `Group`, `Limits`, …) with the same fields in the same
 //! order, checked by `admin::schema` tests.
 
-use super::ControlPlane;
+use super::Writer;
 use crate::admission::Layer;
 use crate::policy::config::{BudgetPeriod, GroupState, KeyState, Limits, Shadow};
 use crate::policy::snapshot::{GroupEntry, KeyEntry, Snapshot};
@@ -248,7 +248,7 @@ fn duration_text(d: std::time::Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-impl ControlPlane {
+impl Writer {
     fn spend(&self, layer: Layer, id: &str, period: BudgetPeriod) -> (u64, u64) {
         let Some(ledger) = &self.ledger else {
             return (0, 0);

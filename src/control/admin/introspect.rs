@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 pub async fn whoami(State(s): State<AdminState>, Extension(a): Extension<Actor>) -> Response {
     let cp = s.control.clone();
     let who = a.clone();
-    let mut v = match tokio::task::spawn_blocking(move || cp.whoami(&who)).await {
+    let mut v = match tokio::task::spawn_blocking(move || cp.tokens().whoami(&who)).await {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return error_response(&e),
         Err(e) => return error_response(&ApiError::internal(e)),

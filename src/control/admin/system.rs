@@ -39,7 +39,7 @@ pub async fn metrics(State(s): State<AdminState>) -> Response {
     }
     let snapshot = s.policy.current.load();
     m.keys.reset();
-    for (group, c) in s.control.key_counts(&snapshot) {
+    for (group, c) in s.control.groups().key_counts(&snapshot) {
         for (status, n) in ["active", "disabled", "expired", "revoked"].iter().zip(c) {
             m.keys.with_label_values(&[&*group, status]).set(n as i64);
         }
