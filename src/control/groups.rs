@@ -37,14 +37,14 @@ pub(super) fn restore_override(dir: &Directory, snapshot: &Snapshot, o: &GroupOv
 /// A bulk action's answer (`BulkResult`): keys changed, and keys skipped (file keys, keys
 /// already in the target state, revoked keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct BulkResult {
-    pub affected: u64,
-    pub skipped: u64,
+pub(crate) struct BulkResult {
+    pub(crate) affected: u64,
+    pub(crate) skipped: u64,
 }
 
 /// Which bulk action.
 #[derive(Debug, Clone, Copy)]
-pub enum Bulk {
+pub(crate) enum Bulk {
     Disable,
     Enable,
     Revoke,
@@ -63,7 +63,7 @@ impl Groups<'_> {
 
     /// Key counts per group and status, file and API keys.
     /// Keys per group: `[active, disabled, expired, revoked, of which from the file]`.
-    pub fn key_counts(&self, snapshot: &Snapshot) -> HashMap<Arc<str>, [u64; 5]> {
+    pub(crate) fn key_counts(&self, snapshot: &Snapshot) -> HashMap<Arc<str>, [u64; 5]> {
         let now = self.w.now();
         let mut counts: HashMap<Arc<str>, [u64; 5]> = HashMap::new();
         let slot = |state: KeyState, expires: Option<SystemTime>| -> usize {
@@ -87,7 +87,7 @@ impl Groups<'_> {
     }
 
     /// `GET /v1/groups`.
-    pub fn list(&self, actor: &Actor) -> List<GroupView> {
+    pub(crate) fn list(&self, actor: &Actor) -> List<GroupView> {
         let snapshot = self.w.policy.load_full();
         let counts = self.key_counts(&snapshot);
         let mut groups: Vec<&Arc<GroupEntry>> = snapshot
@@ -107,7 +107,7 @@ impl Groups<'_> {
     }
 
     /// `GET /v1/groups/{id}`.
-    pub fn get(&self, actor: &Actor, id: &str) -> ApiResult<GroupView> {
+    pub(crate) fn get(&self, actor: &Actor, id: &str) -> ApiResult<GroupView> {
         let snapshot = self.w.policy.load_full();
         let g = self.visible(actor, &snapshot, id)?;
         let counts = self.key_counts(&snapshot);
@@ -115,7 +115,12 @@ impl Groups<'_> {
     }
 
     /// `POST /v1/groups/{id}/pause|resume|quarantine`.
-    pub fn set_state(&self, actor: &Actor, id: &str, to: GroupState) -> ApiResult<GroupView> {
+    pub(crate) fn set_state(
+        &self,
+        actor: &Actor,
+        id: &str,
+        to: GroupState,
+    ) -> ApiResult<GroupView> {
         let _guard = self.w.lock();
         let snapshot = self.w.policy.load_full();
         let g = self.visible(actor, &snapshot, id)?;
@@ -175,7 +180,7 @@ impl Groups<'_> {
 
     /// `POST /v1/groups/{id}/keys/disable|enable|revoke` → `{affected, skipped}`. File keys
     /// and keys already in the target state (or revoked) are skipped.
-    pub fn bulk(&self, actor: &Actor, id: &str, action: Bulk) -> ApiResult<BulkResult> {
+    pub(crate) fn bulk(&self, actor: &Actor, id: &str, action: Bulk) -> ApiResult<BulkResult> {
         let _guard = self.w.lock();
         let snapshot = self.w.policy.load_full();
         let g = self.visible(actor, &snapshot, id)?;
@@ -227,7 +232,7 @@ impl Groups<'_> {
 
     /// After a reload: group overrides made over a file state that has since changed are
     /// dropped for good (the file's new state wins).
-    pub fn after_reload(&self, new: &Snapshot) {
+    pub(crate) fn after_reload(&self, new: &Snapshot) {
         let _guard = self.w.lock();
         let Ok(stored) = self.w.store.group_overrides() else {
             return;

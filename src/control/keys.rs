@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// At most this many keys per `POST /v1/keys/batch`.
-pub const BATCH_MAX: u64 = 1000;
+pub(crate) const BATCH_MAX: u64 = 1000;
 
 /// Ids are not secrets, but unguessable all the same.
 fn new_id() -> String {
@@ -28,30 +28,30 @@ fn audit_form(r: &KeyRecord) -> Value {
 
 /// One key of a batch, with its secret (`BatchKey`).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct BatchKey {
-    pub id: String,
-    pub name: Option<String>,
-    pub prefix: String,
-    pub key: String,
+pub(crate) struct BatchKey {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) prefix: String,
+    pub(crate) key: String,
 }
 
 /// `POST /v1/keys/batch`'s answer (`BatchResponse`).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct BatchAnswer {
-    pub data: Vec<BatchKey>,
+pub(crate) struct BatchAnswer {
+    pub(crate) data: Vec<BatchKey>,
 }
 
 /// List filters of `GET /v1/keys`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeyQuery {
-    pub group: Option<String>,
-    pub status: Option<String>,
-    pub owner: Option<String>,
-    pub tag: Option<String>,
-    pub q: Option<String>,
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
+pub(crate) struct KeyQuery {
+    pub(crate) group: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) owner: Option<String>,
+    pub(crate) tag: Option<String>,
+    pub(crate) q: Option<String>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) cursor: Option<String>,
 }
 
 impl Writer {
@@ -218,7 +218,7 @@ impl Keys<'_> {
     }
 
     /// `POST /v1/keys` → the key's view plus `key`, the raw secret (shown only here).
-    pub fn create(&self, actor: &Actor, body: &[u8]) -> ApiResult<KeyWithSecret> {
+    pub(crate) fn create(&self, actor: &Actor, body: &[u8]) -> ApiResult<KeyWithSecret> {
         let NewKey { group, ttl, spec } = NewKey::parse(body)?;
         let _guard = self.w.lock();
         let snapshot = self.w.policy.load_full();
@@ -238,7 +238,7 @@ impl Keys<'_> {
     }
 
     /// `POST /v1/keys/batch` → `{data: [{id, name, prefix, key}]}`.
-    pub fn batch(&self, actor: &Actor, body: &[u8]) -> ApiResult<BatchAnswer> {
+    pub(crate) fn batch(&self, actor: &Actor, body: &[u8]) -> ApiResult<BatchAnswer> {
         let NewBatch {
             count,
             group,
@@ -281,7 +281,7 @@ impl Keys<'_> {
     }
 
     /// `GET /v1/keys/{id}`.
-    pub fn get(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
+    pub(crate) fn get(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
         let snapshot = self.w.policy.load_full();
         if let Some(r) = self.w.store.key(id).map_err(ApiError::internal)? {
             if actor.sees_key(&r.group, r.spec.owner.as_deref()) {
@@ -296,7 +296,7 @@ impl Keys<'_> {
     }
 
     /// `GET /v1/keys`: API and file keys in id order, filtered, paginated by id.
-    pub fn list(&self, actor: &Actor, q: &KeyQuery) -> ApiResult<List<KeyView>> {
+    pub(crate) fn list(&self, actor: &Actor, q: &KeyQuery) -> ApiResult<List<KeyView>> {
         let limit = q.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(ApiError::bad_request("limit", "limit: 1 to 1000"));
@@ -421,7 +421,7 @@ impl Keys<'_> {
     }
 
     /// `PATCH /v1/keys/{id}`: fields present replace, `null` clears, `group` is refused.
-    pub fn patch(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyView> {
+    pub(crate) fn patch(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyView> {
         self.record_for_write(actor, id)?;
         let PatchKey { ttl, fields } = PatchKey::parse(body)?;
         let r = self.update(
@@ -475,20 +475,25 @@ impl Keys<'_> {
     }
 
     /// `DELETE /v1/keys/{id}`: permanent; the data plane answers 403 `key_revoked`.
-    pub fn revoke(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
+    pub(crate) fn revoke(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
         self.set_status(actor, id, KeyStatus::Revoked)
     }
 
-    pub fn disable(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
+    pub(crate) fn disable(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
         self.set_status(actor, id, KeyStatus::Disabled)
     }
 
-    pub fn enable(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
+    pub(crate) fn enable(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
         self.set_status(actor, id, KeyStatus::Active)
     }
 
     /// `POST /v1/keys/{id}/regenerate` `{grace_period?}` → view plus the new `key`.
-    pub fn regenerate(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyWithSecret> {
+    pub(crate) fn regenerate(
+        &self,
+        actor: &Actor,
+        id: &str,
+        body: &[u8],
+    ) -> ApiResult<KeyWithSecret> {
         self.record_for_write(actor, id)?;
         let Regenerate { grace_period } = Regenerate::parse(body)?;
         let grace = grace_period.unwrap_or_default();
@@ -531,7 +536,7 @@ impl Keys<'_> {
     }
 
     /// `POST /v1/keys/{id}/move` `{group}`: same secret and id, the new group's policy.
-    pub fn move_to(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyView> {
+    pub(crate) fn move_to(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyView> {
         self.record_for_write(actor, id)?;
         let MoveKey { group } = MoveKey::parse(body)?;
         let r = self.update(

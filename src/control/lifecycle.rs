@@ -14,16 +14,16 @@ use pingora_core::services::background::BackgroundService;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const EVERY: Duration = Duration::from_secs(30);
+pub(crate) const EVERY: Duration = Duration::from_secs(30);
 /// How long a rotated key's previous secret keeps working.
-pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// How long before `expires_at` a key is announced as `key.expiring` (docs/operations.md "Webhooks").
-pub const EXPIRY_NOTICE: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const EXPIRY_NOTICE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Keys<'_> {
     /// One pass at `now_ms` (the lifecycle service's clock); returns (idle-disabled,
     /// rotated).
-    pub fn lifecycle_pass(&self, now_ms: u64) -> (usize, usize) {
+    pub(crate) fn lifecycle_pass(&self, now_ms: u64) -> (usize, usize) {
         let system = Actor::system();
         let now = now_ms / 1000;
         let snapshot = self.w.policy.load_full();
@@ -154,11 +154,11 @@ impl Keys<'_> {
     }
 }
 
-pub struct LifecycleService {
-    pub control: Arc<ControlPlane>,
-    pub every: Duration,
+pub(crate) struct LifecycleService {
+    pub(crate) control: Arc<ControlPlane>,
+    pub(crate) every: Duration,
     /// What "now" is for idle, rotation and expiry.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 #[async_trait]

@@ -12,7 +12,7 @@ use crate::storage::KeySpec;
 
 /// Refuses a group without self-service; forces the owner; gives the key each ceiling it
 /// does not set itself.
-pub fn before<'g>(
+pub(crate) fn before<'g>(
     actor: &Actor,
     g: &'g GroupEntry,
     spec: &mut KeySpec,

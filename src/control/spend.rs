@@ -17,16 +17,16 @@ const HOUR_MS: u64 = 3_600_000;
 /// `?from=&to=&grain=&format=` of the spend routes.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SpendQuery {
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub grain: Option<String>,
-    pub format: Option<String>,
+pub(crate) struct SpendQuery {
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
+    pub(crate) grain: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
 impl SpendQuery {
     /// `?format=csv` (or `json`, the default); anything else is a 400.
-    pub fn csv(&self) -> ApiResult<bool> {
+    pub(crate) fn csv(&self) -> ApiResult<bool> {
         match self.format.as_deref() {
             None | Some("json") => Ok(false),
             Some("csv") => Ok(true),
@@ -92,104 +92,104 @@ impl Sum {
 /// Totals of everything settled in a range (`SpendTotals`); the answers below carry them
 /// after their own fields.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct SpendTotals {
-    pub requests: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost_usd: f64,
+pub(crate) struct SpendTotals {
+    pub(crate) requests: u64,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) cost_usd: f64,
 }
 
 /// `GET /v1/spend/groups/{id}` (`GroupSpend`).
 #[derive(Debug, Clone, Serialize)]
-pub struct GroupSpend {
-    pub group: String,
-    pub from: String,
-    pub to: String,
+pub(crate) struct GroupSpend {
+    pub(crate) group: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// `GET /v1/spend/keys/{id}` (`KeySpend`).
 #[derive(Debug, Clone, Serialize)]
-pub struct KeySpend {
-    pub key_id: String,
-    pub group: String,
-    pub from: String,
-    pub to: String,
+pub(crate) struct KeySpend {
+    pub(crate) key_id: String,
+    pub(crate) group: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// `GET /v1/spend/orgs/{id}` (`OrgSpend`).
 #[derive(Debug, Clone, Serialize)]
-pub struct OrgSpend {
-    pub org: String,
-    pub from: String,
-    pub to: String,
+pub(crate) struct OrgSpend {
+    pub(crate) org: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// One model's totals (`ModelSpendRow`).
 #[derive(Debug, Clone, Serialize)]
-pub struct ModelSpendRow {
-    pub model: String,
+pub(crate) struct ModelSpendRow {
+    pub(crate) model: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// One key's totals in a group (`KeySpendRow`).
 #[derive(Debug, Clone, Serialize)]
-pub struct KeySpendRow {
-    pub key_id: String,
+pub(crate) struct KeySpendRow {
+    pub(crate) key_id: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// One bucket of a timeline (`TimelineBucket`).
 #[derive(Debug, Clone, Serialize)]
-pub struct TimelineBucket {
-    pub start: String,
+pub(crate) struct TimelineBucket {
+    pub(crate) start: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// One value of a tag, `null` for spend of keys and groups without it (`TagSpendRow`).
 #[derive(Debug, Clone, Serialize)]
-pub struct TagSpendRow {
-    pub value: Option<String>,
+pub(crate) struct TagSpendRow {
+    pub(crate) value: Option<String>,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// `GET /v1/spend/groups/{id}/by-model` and `/by-key` (`GroupSpendByModel`,
 /// `GroupSpendByKey`): rows largest cost first.
 #[derive(Debug, Clone, Serialize)]
-pub struct GroupSpendBy<Row> {
-    pub group: String,
-    pub from: String,
-    pub to: String,
-    pub data: Vec<Row>,
+pub(crate) struct GroupSpendBy<Row> {
+    pub(crate) group: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) data: Vec<Row>,
 }
 
 /// `GET /v1/spend/groups/{id}/timeline` (`GroupSpendTimeline`).
 #[derive(Debug, Clone, Serialize)]
-pub struct GroupSpendTimeline {
-    pub group: String,
+pub(crate) struct GroupSpendTimeline {
+    pub(crate) group: String,
     /// `hour` or `day`.
-    pub grain: &'static str,
-    pub from: String,
-    pub to: String,
-    pub data: Vec<TimelineBucket>,
+    pub(crate) grain: &'static str,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) data: Vec<TimelineBucket>,
 }
 
 /// `GET /v1/spend/tags/{tag}` (`TagSpend`).
 #[derive(Debug, Clone, Serialize)]
-pub struct TagSpend {
-    pub tag: String,
-    pub from: String,
-    pub to: String,
-    pub data: Vec<TagSpendRow>,
+pub(crate) struct TagSpend {
+    pub(crate) tag: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) data: Vec<TagSpendRow>,
 }
 
 /// The range's ends as the answers show them.
@@ -242,7 +242,7 @@ impl Spend<'_> {
     }
 
     /// `GET /v1/spend/groups/{id}`.
-    pub fn group(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<GroupSpend> {
+    pub(crate) fn group(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<GroupSpend> {
         let r = self.group_range(actor, id, q)?;
         let mut s = Sum::default();
         self.scan(Dim::Total, id, r, Level::Month, &mut |_, _, t| s.add(t));
@@ -256,7 +256,7 @@ impl Spend<'_> {
     }
 
     /// `GET /v1/spend/groups/{id}/by-model`.
-    pub fn by_model(
+    pub(crate) fn by_model(
         &self,
         actor: &Actor,
         id: &str,
@@ -269,7 +269,7 @@ impl Spend<'_> {
     }
 
     /// `GET /v1/spend/groups/{id}/by-key`.
-    pub fn by_key(
+    pub(crate) fn by_key(
         &self,
         actor: &Actor,
         id: &str,
@@ -312,7 +312,7 @@ impl Spend<'_> {
     }
 
     /// `GET /v1/spend/groups/{id}/timeline?grain=hour|day`: every bucket, empty ones too.
-    pub fn timeline(
+    pub(crate) fn timeline(
         &self,
         actor: &Actor,
         id: &str,
@@ -355,7 +355,7 @@ impl Spend<'_> {
     }
 
     /// `GET /v1/spend/keys/{id}`: the key's spend in every group it has been in.
-    pub fn key(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<KeySpend> {
+    pub(crate) fn key(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<KeySpend> {
         // Readable = in scope (the same rule as GET /v1/keys/{id}).
         let view = Keys { w: self.w }.get(actor, id)?;
         let snapshot = self.w.policy.load();
@@ -386,7 +386,7 @@ impl Spend<'_> {
     }
 
     /// `GET /v1/spend/orgs/{id}`: the org's groups (those the token sees).
-    pub fn org(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<OrgSpend> {
+    pub(crate) fn org(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<OrgSpend> {
         let snapshot = self.w.policy.load_full();
         let org = snapshot
             .orgs
@@ -422,7 +422,7 @@ impl Spend<'_> {
 
     /// `GET /v1/spend/tags/{tag}`: spend per value of a tag — the key's tag, else its
     /// group's; rows with neither are reported under `value: null`.
-    pub fn tag(&self, actor: &Actor, tag: &str, q: &SpendQuery) -> ApiResult<TagSpend> {
+    pub(crate) fn tag(&self, actor: &Actor, tag: &str, q: &SpendQuery) -> ApiResult<TagSpend> {
         let r = range(q, BudgetPeriod::Monthly, self.w.now_ms())?;
         let snapshot = self.w.policy.load_full();
         let mut key_tags: HashMap<String, Option<String>> = HashMap::new();
@@ -507,7 +507,7 @@ impl Spend<'_> {
 /// A spend answer as CSV: its `data` rows, or the answer itself as one row. Columns in the
 /// JSON's order; values quoted where needed. No rows: just the header (`label` and the
 /// totals).
-pub fn to_csv(v: &Value, label: &str) -> String {
+pub(crate) fn to_csv(v: &Value, label: &str) -> String {
     let rows: Vec<&Map<String, Value>> = match v.get("data").and_then(Value::as_array) {
         Some(a) => a.iter().filter_map(Value::as_object).collect(),
         None => v.as_object().into_iter().collect(),

@@ -9,7 +9,7 @@ use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 /// The caller, or the 401 to send.
-pub fn actor(state: &AdminState, headers: &HeaderMap) -> Result<Actor, Box<Response>> {
+pub(crate) fn actor(state: &AdminState, headers: &HeaderMap) -> Result<Actor, Box<Response>> {
     let presented = headers
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes())

@@ -26,7 +26,7 @@ where
     }
 }
 
-pub async fn create_key(
+pub(crate) async fn create_key(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,
     body: Bytes,
@@ -37,7 +37,7 @@ pub async fn create_key(
     .await
 }
 
-pub async fn create_batch(
+pub(crate) async fn create_batch(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,
     body: Bytes,
@@ -48,7 +48,7 @@ pub async fn create_batch(
     .await
 }
 
-pub async fn list_keys(
+pub(crate) async fn list_keys(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,
     RawQuery(q): RawQuery,
@@ -64,7 +64,7 @@ pub async fn list_keys(
 /// A route on one object (`/{id}`), answered 200: `on_id!(name, |cp, actor, id| call)`.
 macro_rules! on_id {
     ($name:ident, |$cp:ident, $a:ident, $id:ident| $call:expr) => {
-        pub async fn $name(
+        pub(crate) async fn $name(
             State(s): State<AdminState>,
             Extension(h): Extension<Actor>,
             Path($id): Path<String>,
@@ -77,7 +77,7 @@ macro_rules! on_id {
 /// The same with the request body: `on_id_body!(name, |cp, actor, id, body| call)`.
 macro_rules! on_id_body {
     ($name:ident, |$cp:ident, $a:ident, $id:ident, $body:ident| $call:expr) => {
-        pub async fn $name(
+        pub(crate) async fn $name(
             State(s): State<AdminState>,
             Extension(h): Extension<Actor>,
             Path($id): Path<String>,
@@ -100,7 +100,10 @@ on_id_body!(move_key, |cp, a, id, body| cp.keys().move_to(a, &id, &body));
 
 /// Groups carry `refusals` (since the process started) beside their spend: the console's
 /// Overview shows them to every role that reads groups, `/metrics` being admin-only.
-pub async fn list_groups(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
+pub(crate) async fn list_groups(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+) -> Response {
     let refusals = super::introspect::refusals(&s.metrics);
     run(s, h, StatusCode::OK, move |cp, a| {
         let mut v = cp.groups().list(a);
@@ -129,7 +132,7 @@ where
 /// A route answering one group: `on_group!(name, |cp, actor, id| call)`.
 macro_rules! on_group {
     ($name:ident, |$cp:ident, $a:ident, $id:ident| $call:expr) => {
-        pub async fn $name(
+        pub(crate) async fn $name(
             State(s): State<AdminState>,
             Extension(h): Extension<Actor>,
             Path($id): Path<String>,
@@ -171,7 +174,7 @@ on_id!(bulk_revoke, |cp, a, id| cp.groups().bulk(
     Bulk::Revoke
 ));
 
-pub async fn create_token(
+pub(crate) async fn create_token(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,
     body: Bytes,
@@ -182,7 +185,10 @@ pub async fn create_token(
     .await
 }
 
-pub async fn list_tokens(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
+pub(crate) async fn list_tokens(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+) -> Response {
     run(s, h, StatusCode::OK, |cp, _| cp.tokens().list()).await
 }
 
@@ -220,7 +226,7 @@ where
 
 macro_rules! spend_route {
     ($name:ident, $label:literal, |$cp:ident, $a:ident, $id:ident, $q:ident| $call:expr) => {
-        pub async fn $name(
+        pub(crate) async fn $name(
             State(s): State<AdminState>,
             Extension(h): Extension<Actor>,
             Path($id): Path<String>,
@@ -249,7 +255,7 @@ spend_route!(spend_key, "key_id", |cp, a, id, q| cp
 spend_route!(spend_org, "org", |cp, a, id, q| cp.spend().org(a, &id, q));
 spend_route!(spend_tag, "value", |cp, a, id, q| cp.spend().tag(a, &id, q));
 
-pub async fn list_audit(
+pub(crate) async fn list_audit(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,
     RawQuery(q): RawQuery,
@@ -271,7 +277,10 @@ pub async fn list_audit(
     .await
 }
 
-pub async fn verify_audit(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
+pub(crate) async fn verify_audit(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+) -> Response {
     let audit = s.audit.clone();
     run(s, h, StatusCode::OK, move |_, _| Ok(audit.verify())).await
 }
