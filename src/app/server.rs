@@ -86,7 +86,7 @@ pub fn build(
         let control = planes.control.clone();
         let request_log = request_log.clone();
         policy.on_reload(move |_, new| {
-            control.after_reload(new);
+            control.groups().after_reload(new);
             // Lines of the old policy are on disk before the new one's.
             request_log.flush();
         });
@@ -174,20 +174,23 @@ impl Planes {
         events.subscribe(Arc::new(EventLog));
         let audit = Arc::new(AuditLog::open(store.audit_store())?);
         events.subscribe(audit.clone());
-        policy.set_events(events.clone());
+        policy.set_events(events.clone(), clock.clone());
         let webhooks = Arc::new(Webhooks::new(
             store.webhook_queue(),
             policy.current.clone(),
             directory.clone(),
         )?);
         events.subscribe(webhooks.clone());
-        let control = Arc::new(ControlPlane::open(
-            store.control(),
-            directory.clone(),
-            policy.current.clone(),
-            Some(ledger.clone()),
-            events.clone(),
-        )?);
+        let control = Arc::new(
+            ControlPlane::open(
+                store.control(),
+                directory.clone(),
+                policy.current.clone(),
+                Some(ledger.clone()),
+                events.clone(),
+            )?
+            .with_clock(clock.clone()),
+        );
         let admission = Arc::new(Admission::new(
             clock.clone(),
             Some(ledger.clone() as Arc<dyn SpendStore>),

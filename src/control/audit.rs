@@ -19,7 +19,7 @@ struct Chain {
     last: AuditKey,
 }
 
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     store: Arc<dyn AuditStore>,
     chain: Mutex<Chain>,
 }
@@ -27,16 +27,16 @@ pub struct AuditLog {
 /// Filters of `GET /v1/audit`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    pub group: Option<String>,
-    pub key: Option<String>,
-    pub actor: Option<String>,
+pub(crate) struct AuditQuery {
+    pub(crate) group: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) actor: Option<String>,
     #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
+    pub(crate) kind: Option<String>,
+    pub(crate) since: Option<String>,
+    pub(crate) until: Option<String>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// `evt_` and the event's place in the trail (ms and sequence, 16 hex digits each).
@@ -77,7 +77,7 @@ fn without_hash(v: &Value) -> Option<(Map<String, Value>, Vec<u8>)> {
 
 impl AuditLog {
     /// Continues the chain from the last stored event.
-    pub fn open(store: Arc<dyn AuditStore>) -> anyhow::Result<AuditLog> {
+    pub(crate) fn open(store: Arc<dyn AuditStore>) -> anyhow::Result<AuditLog> {
         let mut chain = Chain {
             prev: store.anchor()?.unwrap_or_default(),
             last: AuditKey::default(),
@@ -94,7 +94,7 @@ impl AuditLog {
     }
 
     /// Appends one event (not yet durable: the caller's commit or the next flush makes it so).
-    pub fn append(&self, e: &Event) -> anyhow::Result<()> {
+    pub(crate) fn append(&self, e: &Event) -> anyhow::Result<()> {
         let mut c = self.chain.lock().unwrap_or_else(|p| p.into_inner());
         // Keys grow with the chain even if clocks or emitters disagree on the time.
         let ms = e.at_ms.max(c.last.ms);
@@ -131,7 +131,7 @@ impl AuditLog {
     }
 
     /// `GET /v1/audit/verify`: `{ok, events, first_bad}`.
-    pub fn verify(&self) -> Value {
+    pub(crate) fn verify(&self) -> Value {
         let _c = self.chain.lock().unwrap_or_else(|p| p.into_inner());
         let mut prev = self.store.anchor().ok().flatten().unwrap_or_default();
         let mut n = 0u64;
@@ -173,7 +173,7 @@ impl AuditLog {
     }
 
     /// Drops events older than `cutoff_ms`, keeping the last dropped hash as the anchor.
-    pub fn prune(&self, cutoff_ms: u64) -> anyhow::Result<usize> {
+    pub(crate) fn prune(&self, cutoff_ms: u64) -> anyhow::Result<usize> {
         let _c = self.chain.lock().unwrap_or_else(|p| p.into_inner());
         let mut anchor = None;
         let mut unreadable = None;
@@ -201,7 +201,7 @@ impl AuditLog {
     }
 
     /// Events newest first, filtered; `visible(group)` says what the caller may see.
-    pub fn list(
+    pub(crate) fn list(
         &self,
         q: &AuditQuery,
         visible: &dyn Fn(Option<&str>) -> bool,
@@ -284,7 +284,7 @@ impl Subscriber for AuditLog {
 /// Refusals for limits and budgets, counted per (key, code, minute) so a flood of 429s
 /// becomes one audit event per key, code and minute, with a count. Recording is one short
 /// lock per refused request; events are emitted once their minute has ended.
-pub struct Refusals {
+pub(crate) struct Refusals {
     minute_ms: u64,
     /// The time of the events emitted.
     clock: Arc<dyn crate::clock::Clock>,
@@ -301,7 +301,7 @@ struct RefusalCount {
 }
 
 /// The codes whose refusals are audited (limits and budgets).
-pub fn audited_refusal(code: &str) -> bool {
+pub(crate) fn audited_refusal(code: &str) -> bool {
     matches!(
         code,
         "rate_limit_exceeded"
@@ -313,7 +313,7 @@ pub fn audited_refusal(code: &str) -> bool {
 
 impl Refusals {
     /// `minute_ms` is 60 000 except in tests (`TOLLGATE_REFUSAL_MINUTE_MS`).
-    pub fn new(minute_ms: u64, clock: Arc<dyn crate::clock::Clock>) -> Refusals {
+    pub(crate) fn new(minute_ms: u64, clock: Arc<dyn crate::clock::Clock>) -> Refusals {
         Refusals {
             minute_ms: minute_ms.max(1),
             clock,
@@ -322,7 +322,7 @@ impl Refusals {
     }
 
     /// One refusal (or, `shadow`, one request over a shadow limit).
-    pub fn record(
+    pub(crate) fn record(
         &self,
         key: &crate::policy::snapshot::KeyEntry,
         code: &'static str,
@@ -341,7 +341,7 @@ impl Refusals {
     }
 
     /// Events for minutes that ended before `now_ms` (all of them with `now_ms = u64::MAX`).
-    pub fn take_closed(&self, now_ms: u64) -> Vec<Event> {
+    pub(crate) fn take_closed(&self, now_ms: u64) -> Vec<Event> {
         let current = now_ms / self.minute_ms;
         // `now_ms` may be `u64::MAX` (all of them, at shutdown): the events' time is the clock's.
         let at_ms = self.clock.now_ms();

@@ -12,14 +12,15 @@ macro_rules! event_kinds {
     ($($variant:ident = $wire:literal),* $(,)?) => {
         /// What happened. The wire names are part of the contract (docs/admin-api.md, §9).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        pub enum EventKind {
+        pub(crate) enum EventKind {
             $(#[serde(rename = $wire)] $variant,)*
         }
 
         impl EventKind {
-            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)*];
+            #[cfg(test)]
+            pub(crate) const ALL: &'static [EventKind] = &[$(EventKind::$variant,)*];
 
-            pub fn as_str(self) -> &'static str {
+            pub(crate) fn as_str(self) -> &'static str {
                 match self {
                     $(EventKind::$variant => $wire,)*
                 }
@@ -55,9 +56,10 @@ event_kinds! {
     RequestShadowLimited = "request.shadow_limited",
 }
 
+#[cfg(test)]
 impl EventKind {
     /// The kind with this wire name.
-    pub fn parse(s: &str) -> Option<EventKind> {
+    pub(crate) fn parse(s: &str) -> Option<EventKind> {
         EventKind::ALL.iter().copied().find(|k| k.as_str() == s)
     }
 }
@@ -69,23 +71,23 @@ impl std::fmt::Display for EventKind {
 }
 
 #[derive(Debug, Clone)]
-pub struct Event {
-    pub kind: EventKind,
+pub(crate) struct Event {
+    pub(crate) kind: EventKind,
     /// Unix milliseconds.
-    pub at_ms: u64,
+    pub(crate) at_ms: u64,
     /// `root` (the admin token from the environment), `system` (lifecycle), or a token id.
-    pub actor: String,
-    pub org: Option<String>,
-    pub group: Option<String>,
-    pub key_id: Option<String>,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
+    pub(crate) actor: String,
+    pub(crate) org: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) key_id: Option<String>,
+    pub(crate) before: Option<serde_json::Value>,
+    pub(crate) after: Option<serde_json::Value>,
     /// The new secret of a rotated key: for the signed `key.rotated` webhook only, never
     /// for the audit trail or a log line.
     pub(crate) secret: Option<Secret>,
 }
 
-pub trait Subscriber: Send + Sync {
+pub(crate) trait Subscriber: Send + Sync {
     fn on_event(&self, e: &Event) -> anyhow::Result<()>;
 }
 
@@ -95,7 +97,7 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn subscribe(&self, s: Arc<dyn Subscriber>) {
+    pub(crate) fn subscribe(&self, s: Arc<dyn Subscriber>) {
         self.subscribers
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -104,7 +106,7 @@ impl Events {
 
     /// For events that describe something already done (a budget crossed, a reload):
     /// every subscriber gets it, failures are logged.
-    pub fn emit_logged(&self, e: &Event) {
+    pub(crate) fn emit_logged(&self, e: &Event) {
         let subs = self.subscribers.read().unwrap_or_else(|p| p.into_inner());
         for s in subs.iter() {
             if let Err(err) = s.on_event(e) {
@@ -115,7 +117,7 @@ impl Events {
 
     /// Hands the event to every subscriber; the first failure is returned (the change it
     /// describes must then not be committed).
-    pub fn emit(&self, e: &Event) -> anyhow::Result<()> {
+    pub(crate) fn emit(&self, e: &Event) -> anyhow::Result<()> {
         let subs = self.subscribers.read().unwrap_or_else(|p| p.into_inner());
         for s in subs.iter() {
             s.on_event(e)?;
@@ -125,7 +127,7 @@ impl Events {
 }
 
 /// One log line per event (never the secret).
-pub struct EventLog;
+pub(crate) struct EventLog;
 
 impl Subscriber for EventLog {
     fn on_event(&self, e: &Event) -> anyhow::Result<()> {

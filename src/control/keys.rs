@@ -4,7 +4,7 @@
 use super::requests::{MoveKey, NewBatch, NewKey, PatchKey, Regenerate};
 use super::spec::{check_future, check_in_group, check_spec};
 use super::view::{KeyView, KeyWithSecret, List};
-use super::{parse_record, Actor, ApiError, ApiResult, ControlPlane, Role};
+use super::{parse_record, Actor, ApiError, ApiResult, Keys, Role, Writer};
 use crate::control::events::{Event, EventKind};
 use crate::policy::snapshot::{KeyEntry, Snapshot};
 use crate::secret::Secret;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// At most this many keys per `POST /v1/keys/batch`.
-pub const BATCH_MAX: u64 = 1000;
+pub(crate) const BATCH_MAX: u64 = 1000;
 
 /// Ids are not secrets, but unguessable all the same.
 fn new_id() -> String {
@@ -28,68 +28,33 @@ fn audit_form(r: &KeyRecord) -> Value {
 
 /// One key of a batch, with its secret (`BatchKey`).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct BatchKey {
-    pub id: String,
-    pub name: Option<String>,
-    pub prefix: String,
-    pub key: String,
+pub(crate) struct BatchKey {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) prefix: String,
+    pub(crate) key: String,
 }
 
 /// `POST /v1/keys/batch`'s answer (`BatchResponse`).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct BatchAnswer {
-    pub data: Vec<BatchKey>,
+pub(crate) struct BatchAnswer {
+    pub(crate) data: Vec<BatchKey>,
 }
 
 /// List filters of `GET /v1/keys`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeyQuery {
-    pub group: Option<String>,
-    pub status: Option<String>,
-    pub owner: Option<String>,
-    pub tag: Option<String>,
-    pub q: Option<String>,
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
+pub(crate) struct KeyQuery {
+    pub(crate) group: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) owner: Option<String>,
+    pub(crate) tag: Option<String>,
+    pub(crate) q: Option<String>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) cursor: Option<String>,
 }
 
-impl ControlPlane {
-    fn file_key(snapshot: &Snapshot, id: &str) -> Option<Arc<KeyEntry>> {
-        snapshot.file_keys().find(|k| &*k.id == id).cloned()
-    }
-
-    /// Reads a key's record for a write: 404 if unknown or outside the caller's scope, 409
-    /// if it comes from the file.
-    fn record_for_write(&self, actor: &Actor, id: &str) -> ApiResult<KeyRecord> {
-        if let Some(r) = self.store.key(id).map_err(ApiError::internal)? {
-            if actor.sees_key(&r.group, r.spec.owner.as_deref()) {
-                return Ok(r);
-            }
-            return Err(ApiError::not_found("key", id));
-        }
-        match Self::file_key(&self.policy.load(), id) {
-            Some(k) if actor.sees_key(&k.group.id, None) => Err(ApiError::managed_by_config(id)),
-            _ => Err(ApiError::not_found("key", id)),
-        }
-    }
-
-    /// The group of a new key, if the caller may see it (else 404, as if it did not exist).
-    fn group_for_create<'s>(
-        &self,
-        actor: &Actor,
-        snapshot: &'s Snapshot,
-        group: &str,
-    ) -> ApiResult<&'s Arc<crate::policy::snapshot::GroupEntry>> {
-        if !actor.sees_group(group) {
-            return Err(ApiError::not_found("group", group));
-        }
-        snapshot
-            .groups
-            .get(group)
-            .ok_or_else(|| ApiError::bad_request("group", format!("unknown group {group:?}")))
-    }
-
+impl Writer {
     /// Writes records, their events and commits; then the data plane sees them.
     pub(super) fn apply(
         &self,
@@ -160,6 +125,43 @@ impl ControlPlane {
             secret: None,
         }
     }
+}
+
+impl Keys<'_> {
+    fn file_key(snapshot: &Snapshot, id: &str) -> Option<Arc<KeyEntry>> {
+        snapshot.file_keys().find(|k| &*k.id == id).cloned()
+    }
+
+    /// Reads a key's record for a write: 404 if unknown or outside the caller's scope, 409
+    /// if it comes from the file.
+    fn record_for_write(&self, actor: &Actor, id: &str) -> ApiResult<KeyRecord> {
+        if let Some(r) = self.w.store.key(id).map_err(ApiError::internal)? {
+            if actor.sees_key(&r.group, r.spec.owner.as_deref()) {
+                return Ok(r);
+            }
+            return Err(ApiError::not_found("key", id));
+        }
+        match Self::file_key(&self.w.policy.load(), id) {
+            Some(k) if actor.sees_key(&k.group.id, None) => Err(ApiError::managed_by_config(id)),
+            _ => Err(ApiError::not_found("key", id)),
+        }
+    }
+
+    /// The group of a new key, if the caller may see it (else 404, as if it did not exist).
+    fn group_for_create<'s>(
+        &self,
+        actor: &Actor,
+        snapshot: &'s Snapshot,
+        group: &str,
+    ) -> ApiResult<&'s Arc<crate::policy::snapshot::GroupEntry>> {
+        if !actor.sees_group(group) {
+            return Err(ApiError::not_found("group", group));
+        }
+        snapshot
+            .groups
+            .get(group)
+            .ok_or_else(|| ApiError::bad_request("group", format!("unknown group {group:?}")))
+    }
 
     /// Group, spec and secret of a new key from a create/batch body (fields already taken
     /// out: `group`, `ttl`, batch fields).
@@ -188,17 +190,17 @@ impl ControlPlane {
         } else {
             None
         }) {
-            let at = self.now() + ttl;
+            let at = self.w.now() + ttl;
             spec.expires_at = Some(humantime::format_rfc3339_seconds(at).to_string());
         }
         let checked = check_spec(&spec)?;
-        check_future(checked.expires_at, self.now())?;
+        check_future(checked.expires_at, self.w.now())?;
         check_in_group(&checked.limits, g)?;
         if let Some(ss) = self_service {
-            super::selfservice::after(self, ss, actor, g, &checked)?;
+            super::selfservice::after(self.w, ss, actor, g, &checked)?;
         }
         let secret = crate::proxy::auth::generate_key();
-        let now = self.now_s();
+        let now = self.w.now_s();
         let record = KeyRecord {
             id: new_id(),
             group: group.to_string(),
@@ -216,27 +218,27 @@ impl ControlPlane {
     }
 
     /// `POST /v1/keys` → the key's view plus `key`, the raw secret (shown only here).
-    pub fn create_key(&self, actor: &Actor, body: &[u8]) -> ApiResult<KeyWithSecret> {
+    pub(crate) fn create(&self, actor: &Actor, body: &[u8]) -> ApiResult<KeyWithSecret> {
         let NewKey { group, ttl, spec } = NewKey::parse(body)?;
-        let _guard = self.lock();
-        let snapshot = self.policy.load_full();
+        let _guard = self.w.lock();
+        let snapshot = self.w.policy.load_full();
         let (record, secret) = self.new_record(actor, &group, spec, ttl, &snapshot)?;
-        let e = self.event(
+        let e = self.w.event(
             EventKind::KeyCreated,
             actor,
             &record,
             None,
             Some(audit_form(&record)),
         );
-        self.apply(&[(None, &record)], vec![e])?;
+        self.w.apply(&[(None, &record)], vec![e])?;
         Ok(KeyWithSecret {
-            view: self.api_key_view(&record, &snapshot),
+            view: self.w.api_key_view(&record, &snapshot),
             key: secret,
         })
     }
 
     /// `POST /v1/keys/batch` → `{data: [{id, name, prefix, key}]}`.
-    pub fn create_batch(&self, actor: &Actor, body: &[u8]) -> ApiResult<BatchAnswer> {
+    pub(crate) fn batch(&self, actor: &Actor, body: &[u8]) -> ApiResult<BatchAnswer> {
         let NewBatch {
             count,
             group,
@@ -245,8 +247,8 @@ impl ControlPlane {
             spec,
         } = NewBatch::parse(body)?;
         let prefix = name_prefix.unwrap_or_else(|| "key".into());
-        let _guard = self.lock();
-        let snapshot = self.policy.load_full();
+        let _guard = self.w.lock();
+        let snapshot = self.w.policy.load_full();
         let width = count.to_string().len();
         let mut made = Vec::with_capacity(count as usize);
         for i in 1..=count {
@@ -258,11 +260,14 @@ impl ControlPlane {
         }
         let events = made
             .iter()
-            .map(|(r, _)| self.event(EventKind::KeyCreated, actor, r, None, Some(audit_form(r))))
+            .map(|(r, _)| {
+                self.w
+                    .event(EventKind::KeyCreated, actor, r, None, Some(audit_form(r)))
+            })
             .collect();
         let pairs: Vec<(Option<&KeyRecord>, &KeyRecord)> =
             made.iter().map(|(r, _)| (None, r)).collect();
-        self.apply(&pairs, events)?;
+        self.w.apply(&pairs, events)?;
         let data = made
             .into_iter()
             .map(|(r, key)| BatchKey {
@@ -276,22 +281,22 @@ impl ControlPlane {
     }
 
     /// `GET /v1/keys/{id}`.
-    pub fn get_key(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
-        let snapshot = self.policy.load_full();
-        if let Some(r) = self.store.key(id).map_err(ApiError::internal)? {
+    pub(crate) fn get(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
+        let snapshot = self.w.policy.load_full();
+        if let Some(r) = self.w.store.key(id).map_err(ApiError::internal)? {
             if actor.sees_key(&r.group, r.spec.owner.as_deref()) {
-                return Ok(self.api_key_view(&r, &snapshot));
+                return Ok(self.w.api_key_view(&r, &snapshot));
             }
             return Err(ApiError::not_found("key", id));
         }
         match Self::file_key(&snapshot, id) {
-            Some(k) if actor.sees_key(&k.group.id, None) => Ok(self.file_key_view(&k)),
+            Some(k) if actor.sees_key(&k.group.id, None) => Ok(self.w.file_key_view(&k)),
             _ => Err(ApiError::not_found("key", id)),
         }
     }
 
     /// `GET /v1/keys`: API and file keys in id order, filtered, paginated by id.
-    pub fn list_keys(&self, actor: &Actor, q: &KeyQuery) -> ApiResult<List<KeyView>> {
+    pub(crate) fn list(&self, actor: &Actor, q: &KeyQuery) -> ApiResult<List<KeyView>> {
         let limit = q.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(ApiError::bad_request("limit", "limit: 1 to 1000"));
@@ -320,7 +325,7 @@ impl ControlPlane {
             ),
             None => None,
         };
-        let snapshot = self.policy.load_full();
+        let snapshot = self.w.policy.load_full();
         // A field that is null compares as "" (`owner=` lists the keys without an owner).
         let text = |f: &Option<String>| f.clone().unwrap_or_default();
         let matches = |v: &KeyView| -> bool {
@@ -352,22 +357,23 @@ impl ControlPlane {
         let mut visit = |r: KeyRecord| -> bool {
             while file.last().is_some_and(|f| *f.id < *r.id) {
                 let Some(f) = file.pop() else { break };
-                if !page.push(f.id.to_string(), self.file_key_view(&f), &matches) {
+                if !page.push(f.id.to_string(), self.w.file_key_view(&f), &matches) {
                     return false;
                 }
             }
             if q.group.as_ref().is_some_and(|g| *g != r.group) {
                 return true;
             }
-            let v = self.api_key_view(&r, &snapshot);
+            let v = self.w.api_key_view(&r, &snapshot);
             page.push(r.id.clone(), v, &matches)
         };
-        self.store
+        self.w
+            .store
             .scan_keys(after.as_deref(), &mut visit)
             .map_err(ApiError::internal)?;
         if !page.more {
             while let Some(f) = file.pop() {
-                if !page.push(f.id.to_string(), self.file_key_view(&f), &matches) {
+                if !page.push(f.id.to_string(), self.w.file_key_view(&f), &matches) {
                     break;
                 }
             }
@@ -385,20 +391,20 @@ impl ControlPlane {
     }
 
     /// Loads, changes and writes one key; `change` returns the event kind.
-    pub(super) fn update_key(
+    pub(super) fn update(
         &self,
         actor: &Actor,
         id: &str,
         change: impl FnOnce(&mut KeyRecord, &Snapshot) -> ApiResult<EventKind>,
         secret: Option<Secret>,
     ) -> ApiResult<KeyRecord> {
-        let _guard = self.lock();
-        let snapshot = self.policy.load_full();
+        let _guard = self.w.lock();
+        let snapshot = self.w.policy.load_full();
         let old = self.record_for_write(actor, id)?;
         let mut new = old.clone();
         let kind = change(&mut new, &snapshot)?;
-        new.updated_at = self.now_s();
-        let mut e = self.event(
+        new.updated_at = self.w.now_s();
+        let mut e = self.w.event(
             kind,
             actor,
             &new,
@@ -406,31 +412,31 @@ impl ControlPlane {
             Some(audit_form(&new)),
         );
         e.secret = secret;
-        self.apply(&[(Some(&old), &new)], vec![e])?;
+        self.w.apply(&[(Some(&old), &new)], vec![e])?;
         Ok(new)
     }
 
     fn view(&self, r: &KeyRecord) -> KeyView {
-        self.api_key_view(r, &self.policy.load())
+        self.w.api_key_view(r, &self.w.policy.load())
     }
 
     /// `PATCH /v1/keys/{id}`: fields present replace, `null` clears, `group` is refused.
-    pub fn patch_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyView> {
+    pub(crate) fn patch(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyView> {
         self.record_for_write(actor, id)?;
         let PatchKey { ttl, fields } = PatchKey::parse(body)?;
-        let r = self.update_key(
+        let r = self.update(
             actor,
             id,
             |r, snapshot| {
                 not_revoked(r)?;
                 let mut spec = fields.apply(r.spec.clone());
                 if let Some(ttl) = ttl {
-                    let at = self.now() + ttl;
+                    let at = self.w.now() + ttl;
                     spec.expires_at = Some(humantime::format_rfc3339_seconds(at).to_string());
                 }
                 let checked = check_spec(&spec)?;
                 if spec.expires_at != r.spec.expires_at {
-                    check_future(checked.expires_at, self.now())?;
+                    check_future(checked.expires_at, self.w.now())?;
                 }
                 if let Some(g) = snapshot.groups.get(r.group.as_str()) {
                     check_in_group(&checked.limits, g)?;
@@ -449,7 +455,7 @@ impl ControlPlane {
             // Nothing to change, nothing to audit.
             return Ok(self.view(&current));
         }
-        let r = self.update_key(
+        let r = self.update(
             actor,
             id,
             |r, _| {
@@ -469,24 +475,29 @@ impl ControlPlane {
     }
 
     /// `DELETE /v1/keys/{id}`: permanent; the data plane answers 403 `key_revoked`.
-    pub fn revoke_key(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
+    pub(crate) fn revoke(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
         self.set_status(actor, id, KeyStatus::Revoked)
     }
 
-    pub fn disable_key(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
+    pub(crate) fn disable(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
         self.set_status(actor, id, KeyStatus::Disabled)
     }
 
-    pub fn enable_key(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
+    pub(crate) fn enable(&self, actor: &Actor, id: &str) -> ApiResult<KeyView> {
         self.set_status(actor, id, KeyStatus::Active)
     }
 
     /// `POST /v1/keys/{id}/regenerate` `{grace_period?}` → view plus the new `key`.
-    pub fn regenerate_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyWithSecret> {
+    pub(crate) fn regenerate(
+        &self,
+        actor: &Actor,
+        id: &str,
+        body: &[u8],
+    ) -> ApiResult<KeyWithSecret> {
         self.record_for_write(actor, id)?;
         let Regenerate { grace_period } = Regenerate::parse(body)?;
         let grace = grace_period.unwrap_or_default();
-        let (r, secret) = self.regenerate(actor, id, grace, EventKind::KeyRegenerated)?;
+        let (r, secret) = self.rotate(actor, id, grace, EventKind::KeyRegenerated)?;
         Ok(KeyWithSecret {
             view: self.view(&r),
             key: secret,
@@ -495,7 +506,7 @@ impl ControlPlane {
 
     /// New secret, same id; the old one works for `grace` more (none: stops at once).
     /// `key.rotated` events carry the new secret (for the signed webhook only).
-    pub(super) fn regenerate(
+    pub(super) fn rotate(
         &self,
         actor: &Actor,
         id: &str,
@@ -504,12 +515,12 @@ impl ControlPlane {
     ) -> ApiResult<(KeyRecord, String)> {
         let secret = crate::proxy::auth::generate_key();
         let for_event = (kind == EventKind::KeyRotated).then(|| Secret::new(secret.clone()));
-        let r = self.update_key(
+        let r = self.update(
             actor,
             id,
             |r, _| {
                 not_revoked(r)?;
-                let now = self.now_s();
+                let now = self.w.now_s();
                 r.previous = (!grace.is_zero()).then(|| PreviousSecret {
                     sha256: r.sha256.clone(),
                     until: now + grace.as_secs().max(1),
@@ -525,10 +536,10 @@ impl ControlPlane {
     }
 
     /// `POST /v1/keys/{id}/move` `{group}`: same secret and id, the new group's policy.
-    pub fn move_key(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyView> {
+    pub(crate) fn move_to(&self, actor: &Actor, id: &str, body: &[u8]) -> ApiResult<KeyView> {
         self.record_for_write(actor, id)?;
         let MoveKey { group } = MoveKey::parse(body)?;
-        let r = self.update_key(
+        let r = self.update(
             actor,
             id,
             |r, snapshot| {

@@ -5,7 +5,7 @@
 //! once per expiry (`key.expiring`), and last-use times are persisted. Runs every [`EVERY`]
 //! (at least once a minute).
 
-use super::{Actor, ControlPlane};
+use super::{Actor, ControlPlane, Keys};
 use crate::clock::Clock;
 use crate::policy::config::KeyState;
 use async_trait::async_trait;
@@ -14,21 +14,21 @@ use pingora_core::services::background::BackgroundService;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const EVERY: Duration = Duration::from_secs(30);
+pub(crate) const EVERY: Duration = Duration::from_secs(30);
 /// How long a rotated key's previous secret keeps working.
-pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// How long before `expires_at` a key is announced as `key.expiring` (docs/operations.md "Webhooks").
-pub const EXPIRY_NOTICE: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const EXPIRY_NOTICE: Duration = Duration::from_secs(7 * 24 * 3600);
 
-impl ControlPlane {
+impl Keys<'_> {
     /// One pass at `now_ms` (the lifecycle service's clock); returns (idle-disabled,
     /// rotated).
-    pub fn lifecycle_pass(&self, now_ms: u64) -> (usize, usize) {
+    pub(crate) fn lifecycle_pass(&self, now_ms: u64) -> (usize, usize) {
         let system = Actor::system();
         let now = now_ms / 1000;
-        let snapshot = self.policy.load_full();
+        let snapshot = self.w.policy.load_full();
         let (mut idle, mut rotated) = (0, 0);
-        for k in self.directory.keys() {
+        for k in self.w.directory.keys() {
             if k.state != KeyState::Active {
                 continue;
             }
@@ -42,7 +42,7 @@ impl ControlPlane {
                         r.status = crate::storage::KeyStatus::Disabled;
                         Ok(crate::control::events::EventKind::KeyIdleDisabled)
                     };
-                    match self.update_key(&system, &k.id, idle_disable, None) {
+                    match self.update(&system, &k.id, idle_disable, None) {
                         Ok(_) => idle += 1,
                         Err(e) => log::error!("idle_disable {}: {}", k.id, e.message),
                     }
@@ -51,7 +51,7 @@ impl ControlPlane {
             }
             if let Some(every) = k.rotation_s() {
                 if now >= k.secret_at.saturating_add(every) {
-                    match self.regenerate(
+                    match self.rotate(
                         &system,
                         &k.id,
                         ROTATION_GRACE,
@@ -65,6 +65,7 @@ impl ControlPlane {
         }
         self.expiry_notices(&snapshot, now_ms);
         let mut seen: Vec<(Arc<str>, u64)> = self
+            .w
             .directory
             .keys()
             .iter()
@@ -76,7 +77,7 @@ impl ControlPlane {
                 .filter_map(|k| Some((k.id.clone(), k.last_used.take_changed()?))),
         );
         if !seen.is_empty() {
-            if let Err(e) = self.store.put_last_used(&seen) {
+            if let Err(e) = self.w.store.put_last_used(&seen) {
                 log::error!("store: last_used: {e}");
             }
         }
@@ -89,7 +90,7 @@ fn unix_s(t: std::time::SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-impl ControlPlane {
+impl Keys<'_> {
     /// `key.expiring` for every active key (API or file) whose `expires_at` is within
     /// [`EXPIRY_NOTICE`] and not yet past, once per key and expiry: the expiry announced is
     /// kept in the store, so a restart does not announce it again, and a key whose expiry
@@ -101,6 +102,7 @@ impl ControlPlane {
             (now < at && at <= now + EXPIRY_NOTICE.as_secs()).then_some(at)
         };
         let mut found: Vec<(Arc<str>, Arc<str>, u64)> = self
+            .w
             .directory
             .keys()
             .iter()
@@ -115,7 +117,7 @@ impl ControlPlane {
         );
         let mut announced = false;
         for (id, group, at) in found {
-            match self.store.expiry_notice(&id) {
+            match self.w.store.expiry_notice(&id) {
                 Ok(Some(prev)) if prev == at => continue,
                 Ok(_) => {}
                 Err(e) => {
@@ -123,12 +125,12 @@ impl ControlPlane {
                     continue;
                 }
             }
-            if let Err(e) = self.store.put_expiry_notice(&id, at) {
+            if let Err(e) = self.w.store.put_expiry_notice(&id, at) {
                 log::error!("store: expiry notice {id}: {e}");
                 continue;
             }
             let org = snapshot.groups.get(&group).map(|g| g.org.id.to_string());
-            self.events.emit_logged(&crate::control::events::Event {
+            self.w.events.emit_logged(&crate::control::events::Event {
                 kind: crate::control::events::EventKind::KeyExpiring,
                 at_ms: now_ms,
                 actor: "system".into(),
@@ -145,18 +147,18 @@ impl ControlPlane {
             announced = true;
         }
         if announced {
-            if let Err(e) = self.store.commit() {
+            if let Err(e) = self.w.store.commit() {
                 log::error!("store: expiry notices: {e}");
             }
         }
     }
 }
 
-pub struct LifecycleService {
-    pub control: Arc<ControlPlane>,
-    pub every: Duration,
+pub(crate) struct LifecycleService {
+    pub(crate) control: Arc<ControlPlane>,
+    pub(crate) every: Duration,
     /// What "now" is for idle, rotation and expiry.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
@@ -169,7 +171,7 @@ impl BackgroundService for LifecycleService {
             }
             let cp = self.control.clone();
             let now_ms = self.clock.now_ms();
-            let _ = tokio::task::spawn_blocking(move || cp.lifecycle_pass(now_ms)).await;
+            let _ = tokio::task::spawn_blocking(move || cp.keys().lifecycle_pass(now_ms)).await;
         }
     }
 }

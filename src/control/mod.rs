@@ -10,27 +10,25 @@
 //! concurrent edits of one key linearisable). Reads need no lock.
 
 pub mod admin;
-pub mod audit;
+pub(crate) mod audit;
 pub mod events;
 mod groups;
-pub mod tokens;
-pub mod webhooks;
-pub use groups::Bulk;
-pub use tokens::Role;
+pub(crate) mod tokens;
+pub(crate) mod webhooks;
+pub(crate) use groups::Bulk;
+pub(crate) use tokens::Role;
 mod keys;
+pub(crate) mod lifecycle;
 mod requests;
-pub use keys::KeyQuery;
-pub mod lifecycle;
 mod selfservice;
 mod spec;
-pub mod spend;
+pub(crate) mod spend;
 #[cfg(test)]
 mod tests;
 mod view;
 
-pub use spec::parse_record;
-pub use view::rfc3339;
-pub use view::{GroupView, KeyView, KeyWithSecret, List};
+pub(crate) use spec::parse_record;
+pub(crate) use view::GroupView;
 
 use crate::clock::{Clock, SystemClock};
 use crate::control::events::{Event, Events};
@@ -43,15 +41,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// An admin API refusal: status, error code, message, and the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-    pub param: Option<String>,
+pub(crate) struct ApiError {
+    pub(crate) status: u16,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) param: Option<String>,
 }
 
 impl ApiError {
-    pub fn bad_request(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(param: impl Into<String>, message: impl Into<String>) -> ApiError {
         ApiError {
             status: 400,
             code: "invalid_request",
@@ -60,7 +58,7 @@ impl ApiError {
         }
     }
 
-    pub fn not_found(what: &str, id: &str) -> ApiError {
+    pub(crate) fn not_found(what: &str, id: &str) -> ApiError {
         ApiError {
             status: 404,
             code: "not_found",
@@ -69,7 +67,7 @@ impl ApiError {
         }
     }
 
-    pub fn managed_by_config(id: &str) -> ApiError {
+    pub(crate) fn managed_by_config(id: &str) -> ApiError {
         ApiError {
             status: 409,
             code: "managed_by_config",
@@ -78,7 +76,7 @@ impl ApiError {
         }
     }
 
-    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
         log::error!("admin API: {e}");
         ApiError {
             status: 500,
@@ -89,23 +87,23 @@ impl ApiError {
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// Who is calling: the root token from the environment, the lifecycle task (`system`), or a
 /// token made through the API, with its role, group scope and owner.
 #[derive(Debug, Clone)]
-pub struct Actor {
+pub(crate) struct Actor {
     /// `root`, `system` or the token's id: the audit trail's actor.
-    pub id: String,
-    pub role: Role,
+    pub(crate) id: String,
+    pub(crate) role: Role,
     /// The groups the token is scoped to; `None` = all.
-    pub groups: Option<Vec<String>>,
+    pub(crate) groups: Option<Vec<String>>,
     /// Developer tokens: the owner their keys get.
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
 }
 
 impl Actor {
-    pub fn root() -> Actor {
+    pub(crate) fn root() -> Actor {
         Actor {
             id: "root".into(),
             role: Role::Admin,
@@ -114,7 +112,7 @@ impl Actor {
         }
     }
 
-    pub fn system() -> Actor {
+    pub(crate) fn system() -> Actor {
         Actor {
             id: "system".into(),
             ..Actor::root()
@@ -122,45 +120,69 @@ impl Actor {
     }
 
     /// Whether a group is inside the token's scope (else it is answered as not found).
-    pub fn sees_group(&self, group: &str) -> bool {
+    pub(crate) fn sees_group(&self, group: &str) -> bool {
         self.groups
             .as_ref()
             .is_none_or(|gs| gs.iter().any(|g| g == group))
     }
 
     /// Whether a key is inside the token's scope: its group, and for developers, its owner.
-    pub fn sees_key(&self, group: &str, owner: Option<&str>) -> bool {
+    pub(crate) fn sees_key(&self, group: &str, owner: Option<&str>) -> bool {
         self.sees_group(group)
             && (self.role != Role::Developer
                 || owner.is_some_and(|o| Some(o) == self.owner.as_deref()))
     }
 }
 
+/// The control plane: four services over one [`Writer`]. Each service is a view borrowed
+/// from here (`cp.keys().create(..)`, `cp.groups().set_state(..)`, …); the admin route
+/// calls the service that owns it.
 pub struct ControlPlane {
-    pub store: Arc<dyn ControlStore>,
-    pub directory: Arc<Directory>,
-    pub policy: Arc<ArcSwap<Snapshot>>,
-    /// Spend of keys and groups (absent in pure unit tests).
-    pub ledger: Option<Arc<Ledger>>,
-    pub events: Arc<Events>,
+    w: Writer,
     /// Admin tokens made through the API.
-    pub tokens: tokens::Tokens,
+    tokens: tokens::TokenTable,
+}
+
+/// What every write goes through, whichever service makes it: the lock that serialises
+/// writes, the store, the events, the directory the data plane reads, the policy snapshot
+/// and the clock.
+struct Writer {
+    store: Arc<dyn ControlStore>,
+    directory: Arc<Directory>,
+    policy: Arc<ArcSwap<Snapshot>>,
+    /// Spend of keys and groups (absent in pure unit tests).
+    ledger: Option<Arc<Ledger>>,
+    events: Arc<Events>,
     /// What the control plane reads as now: creation and update times, expiries from a
     /// `ttl`, key status (`expired`), grace periods, spend periods.
     clock: Arc<dyn Clock>,
     write: Mutex<()>,
 }
 
-/// The machine's time, for callers without the control plane at hand (lifecycle, reload
-/// events); the control plane itself reads its clock ([`ControlPlane::now_ms`]).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// API keys: create, list, edit, revoke, regenerate, move; their lifecycle (keys.rs,
+/// lifecycle.rs).
+#[derive(Clone, Copy)]
+pub(crate) struct Keys<'a> {
+    w: &'a Writer,
 }
 
-pub fn now_s() -> u64 {
-    now_ms() / 1000
+/// Groups: their views, runtime state and bulk actions on their keys (groups.rs).
+#[derive(Clone, Copy)]
+pub(crate) struct Groups<'a> {
+    w: &'a Writer,
+}
+
+/// Admin tokens (tokens.rs).
+#[derive(Clone, Copy)]
+pub(crate) struct Tokens<'a> {
+    w: &'a Writer,
+    table: &'a tokens::TokenTable,
+}
+
+/// Spend reports from the ledger (spend.rs).
+#[derive(Clone, Copy)]
+pub(crate) struct Spend<'a> {
+    w: &'a Writer,
 }
 
 /// Reads every stored key into the directory: one thread walks the store while another
@@ -261,38 +283,61 @@ impl ControlPlane {
                 ""
             }
         );
-        let tokens = tokens::Tokens::default();
+        let tokens = tokens::TokenTable::default();
         let live = tokens::load(&*store, &tokens)?;
         log::info!("store: {live} admin tokens loaded");
         Ok(ControlPlane {
-            store,
-            directory,
-            policy,
-            ledger,
-            events,
+            w: Writer {
+                store,
+                directory,
+                policy,
+                ledger,
+                events,
+                clock: Arc::new(SystemClock),
+                write: Mutex::new(()),
+            },
             tokens,
-            clock: Arc::new(SystemClock),
-            write: Mutex::new(()),
         })
     }
 
     /// The same control plane reading time from `clock` (tests: a
     /// [`crate::clock::ManualClock`]).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> ControlPlane {
-        self.clock = clock;
+    pub(crate) fn with_clock(mut self, clock: Arc<dyn Clock>) -> ControlPlane {
+        self.w.clock = clock;
         self
     }
 
+    pub(crate) fn keys(&self) -> Keys<'_> {
+        Keys { w: &self.w }
+    }
+
+    pub(crate) fn groups(&self) -> Groups<'_> {
+        Groups { w: &self.w }
+    }
+
+    pub(crate) fn tokens(&self) -> Tokens<'_> {
+        Tokens {
+            w: &self.w,
+            table: &self.tokens,
+        }
+    }
+
+    pub(crate) fn spend(&self) -> Spend<'_> {
+        Spend { w: &self.w }
+    }
+}
+
+impl Writer {
     /// Now, in milliseconds since the Unix epoch, as the control plane reads it.
-    pub(crate) fn now_ms(&self) -> u64 {
+    fn now_ms(&self) -> u64 {
         self.clock.now_ms()
     }
 
-    pub(crate) fn now_s(&self) -> u64 {
+    fn now_s(&self) -> u64 {
         self.now_ms() / 1000
     }
 
-    pub(crate) fn now(&self) -> std::time::SystemTime {
+    fn now(&self) -> std::time::SystemTime {
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.now_ms())
     }
 
@@ -306,12 +351,5 @@ impl ControlPlane {
 
     fn commit(&self) -> ApiResult<()> {
         self.store.commit().map_err(ApiError::internal)
-    }
-
-    /// After a reload: group overrides made over a file state that has since changed are
-    /// dropped for good (the file's new state wins).
-    pub fn after_reload(&self, new: &Snapshot) {
-        let _guard = self.lock();
-        groups::reconcile(self, new);
     }
 }

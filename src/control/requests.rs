@@ -46,18 +46,18 @@ fn no_more(m: &Map<String, Value>) -> ApiResult<()> {
 /// `POST /v1/keys`: `{group, ttl?, …the key's fields}`.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct NewKey {
-    pub group: String,
+    pub(crate) group: String,
     #[serde(
         serialize_with = "humantime_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    pub ttl: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
     #[serde(flatten)]
-    pub spec: KeySpec,
+    pub(crate) spec: KeySpec,
 }
 
 impl NewKey {
-    pub fn parse(body: &[u8]) -> ApiResult<NewKey> {
+    pub(crate) fn parse(body: &[u8]) -> ApiResult<NewKey> {
         let mut m = object(body)?;
         let group = required_group(&mut m)?;
         let ttl = take_duration(&mut m, "ttl")?;
@@ -69,22 +69,22 @@ impl NewKey {
 /// `POST /v1/keys/batch`: `{count, group, name_prefix?, ttl?, …the key's fields but name}`.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct NewBatch {
-    pub count: u64,
-    pub group: String,
+    pub(crate) count: u64,
+    pub(crate) group: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name_prefix: Option<String>,
+    pub(crate) name_prefix: Option<String>,
     #[serde(
         serialize_with = "humantime_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    pub ttl: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
     /// Its `name` is never set: the keys are named from `name_prefix`.
     #[serde(flatten)]
-    pub spec: KeySpec,
+    pub(crate) spec: KeySpec,
 }
 
 impl NewBatch {
-    pub fn parse(body: &[u8]) -> ApiResult<NewBatch> {
+    pub(crate) fn parse(body: &[u8]) -> ApiResult<NewBatch> {
         let mut m = object(body)?;
         let count = match m.remove("count") {
             Some(Value::Number(n)) => n.as_u64().filter(|c| (1..=BATCH_MAX).contains(c)),
@@ -122,7 +122,7 @@ pub(crate) enum Patch<T> {
 
 impl<T> Patch<T> {
     /// The field after the patch.
-    pub fn apply(self, old: Option<T>) -> Option<T> {
+    pub(crate) fn apply(self, old: Option<T>) -> Option<T> {
         match self {
             Patch::Absent => old,
             Patch::Null => None,
@@ -130,7 +130,7 @@ impl<T> Patch<T> {
         }
     }
 
-    pub fn is_absent(&self) -> bool {
+    pub(crate) fn is_absent(&self) -> bool {
         matches!(self, Patch::Absent)
     }
 }
@@ -156,43 +156,43 @@ impl<T: Serialize> Serialize for Patch<T> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct KeyPatch {
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub name: Patch<String>,
+    pub(crate) name: Patch<String>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub owner: Patch<String>,
+    pub(crate) owner: Patch<String>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub expires_at: Patch<String>,
+    pub(crate) expires_at: Patch<String>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub models: Patch<Vec<String>>,
+    pub(crate) models: Patch<Vec<String>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub deny_models: Patch<Vec<String>>,
+    pub(crate) deny_models: Patch<Vec<String>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub allowed_cidrs: Patch<Vec<String>>,
+    pub(crate) allowed_cidrs: Patch<Vec<String>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub rpm: Patch<LimitField<u64>>,
+    pub(crate) rpm: Patch<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub rph: Patch<LimitField<u64>>,
+    pub(crate) rph: Patch<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub rpd: Patch<LimitField<u64>>,
+    pub(crate) rpd: Patch<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub tpm: Patch<LimitField<u64>>,
+    pub(crate) tpm: Patch<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub tpd: Patch<LimitField<u64>>,
+    pub(crate) tpd: Patch<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub max_parallel: Patch<LimitField<u64>>,
+    pub(crate) max_parallel: Patch<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub max_tokens: Patch<LimitField<u64>>,
+    pub(crate) max_tokens: Patch<LimitField<u64>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub budget_usd: Patch<LimitField<f64>>,
+    pub(crate) budget_usd: Patch<LimitField<f64>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub budget_period: Patch<String>,
+    pub(crate) budget_period: Patch<String>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub soft_budget_usd: Patch<f64>,
+    pub(crate) soft_budget_usd: Patch<f64>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub tags: Patch<BTreeMap<String, String>>,
+    pub(crate) tags: Patch<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub metadata: Patch<Map<String, Value>>,
+    pub(crate) metadata: Patch<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
-    pub rotation_interval: Patch<String>,
+    pub(crate) rotation_interval: Patch<String>,
 }
 
 /// `PATCH /v1/keys/{id}`'s whole body: `ttl` (sets `expires_at` from now) and the fields.
@@ -202,14 +202,14 @@ pub(crate) struct PatchKey {
         serialize_with = "humantime_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    pub ttl: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
     #[serde(flatten)]
-    pub fields: KeyPatch,
+    pub(crate) fields: KeyPatch,
 }
 
 impl PatchKey {
     /// `group` is refused: a key changes group with `POST /v1/keys/{id}/move`.
-    pub fn parse(body: &[u8]) -> ApiResult<PatchKey> {
+    pub(crate) fn parse(body: &[u8]) -> ApiResult<PatchKey> {
         let mut m = object(body)?;
         if m.contains_key("group") {
             return Err(ApiError::bad_request(
@@ -225,7 +225,7 @@ impl PatchKey {
 
 impl KeyPatch {
     /// The key's fields after the patch.
-    pub fn apply(self, spec: KeySpec) -> KeySpec {
+    pub(crate) fn apply(self, spec: KeySpec) -> KeySpec {
         let KeyPatch {
             name,
             owner,
@@ -278,11 +278,11 @@ pub(crate) struct Regenerate {
         serialize_with = "humantime_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    pub grace_period: Option<Duration>,
+    pub(crate) grace_period: Option<Duration>,
 }
 
 impl Regenerate {
-    pub fn parse(body: &[u8]) -> ApiResult<Regenerate> {
+    pub(crate) fn parse(body: &[u8]) -> ApiResult<Regenerate> {
         let mut m = object(body)?;
         let grace_period = take_duration(&mut m, "grace_period")?;
         no_more(&m)?;
@@ -293,11 +293,11 @@ impl Regenerate {
 /// `POST /v1/keys/{id}/move`: `{group}`.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct MoveKey {
-    pub group: String,
+    pub(crate) group: String,
 }
 
 impl MoveKey {
-    pub fn parse(body: &[u8]) -> ApiResult<MoveKey> {
+    pub(crate) fn parse(body: &[u8]) -> ApiResult<MoveKey> {
         let mut m = object(body)?;
         let group = required_group(&mut m)?;
         no_more(&m)?;

@@ -4,7 +4,7 @@
 //! the per-owner quota).
 
 use super::spec::Checked;
-use super::{Actor, ApiError, ApiResult, ControlPlane};
+use super::{Actor, ApiError, ApiResult, Writer};
 use crate::policy::config::raw::LimitField;
 use crate::policy::config::{looser_than, KeyState, SelfService};
 use crate::policy::snapshot::GroupEntry;
@@ -12,7 +12,7 @@ use crate::storage::KeySpec;
 
 /// Refuses a group without self-service; forces the owner; gives the key each ceiling it
 /// does not set itself.
-pub fn before<'g>(
+pub(crate) fn before<'g>(
     actor: &Actor,
     g: &'g GroupEntry,
     spec: &mut KeySpec,
@@ -56,8 +56,8 @@ pub fn before<'g>(
 
 /// The key's limits against the ceilings, its expiry against `require_expiry` / `max_ttl`,
 /// and the owner's live keys against `max_keys_per_owner`.
-pub fn after(
-    cp: &ControlPlane,
+pub(super) fn after(
+    w: &Writer,
     ss: &SelfService,
     actor: &Actor,
     g: &GroupEntry,
@@ -84,7 +84,7 @@ pub fn after(
                 ),
             ))
         }
-        (Some(at), Some(max)) if at > cp.now() + max => {
+        (Some(at), Some(max)) if at > w.now() + max => {
             return Err(ApiError::bad_request(
                 "expires_at",
                 format!(
@@ -107,8 +107,8 @@ pub fn after(
     }
     if let Some(max) = ss.max_keys_per_owner {
         let owner = actor.owner.as_deref().unwrap_or(&actor.id);
-        let now = cp.now();
-        let live = cp
+        let now = w.now();
+        let live = w
             .directory
             .keys()
             .iter()

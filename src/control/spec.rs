@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// `metadata` may hold at most this much JSON.
-pub const METADATA_MAX: usize = 4096;
+pub(crate) const METADATA_MAX: usize = 4096;
 const TEXT_MAX: usize = 256;
 const TAGS_MAX: usize = 64;
 
 /// A JSON object body, or 400.
-pub fn object(body: &[u8]) -> ApiResult<Map<String, Value>> {
+pub(crate) fn object(body: &[u8]) -> ApiResult<Map<String, Value>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
@@ -91,7 +91,7 @@ pub(crate) fn expected(field: &str) -> Option<String> {
 }
 
 /// Deserializes `v` naming the offending field on error, and saying what it takes.
-pub fn typed<T: serde::de::DeserializeOwned>(v: Value) -> ApiResult<T> {
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(v: Value) -> ApiResult<T> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -114,7 +114,7 @@ pub fn typed<T: serde::de::DeserializeOwned>(v: Value) -> ApiResult<T> {
 }
 
 /// Takes `field` out of `m` as a string, if present.
-pub fn take_str(m: &mut Map<String, Value>, field: &str) -> ApiResult<Option<String>> {
+pub(crate) fn take_str(m: &mut Map<String, Value>, field: &str) -> ApiResult<Option<String>> {
     match m.remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -126,7 +126,7 @@ pub fn take_str(m: &mut Map<String, Value>, field: &str) -> ApiResult<Option<Str
 }
 
 /// Parses a humantime duration field.
-pub fn duration(field: &str, s: &str) -> ApiResult<Duration> {
+pub(crate) fn duration(field: &str, s: &str) -> ApiResult<Duration> {
     humantime::parse_duration(s).map_err(|e| {
         ApiError::bad_request(
             field,
@@ -136,19 +136,19 @@ pub fn duration(field: &str, s: &str) -> ApiResult<Duration> {
 }
 
 /// The fields of a spec checked on their own (no group).
-pub struct Checked {
-    pub limits: Limits,
-    pub models: Option<Box<ModelFilter>>,
-    pub allowed_cidrs: Option<Vec<IpNet>>,
-    pub expires_at: Option<SystemTime>,
-    pub rotation_s: Option<u64>,
+pub(crate) struct Checked {
+    pub(crate) limits: Limits,
+    pub(crate) models: Option<Box<ModelFilter>>,
+    pub(crate) allowed_cidrs: Option<Vec<IpNet>>,
+    pub(crate) expires_at: Option<SystemTime>,
+    pub(crate) rotation_s: Option<u64>,
 }
 
 fn field_err((field, message): (String, String)) -> ApiError {
     ApiError::bad_request(field, message)
 }
 
-pub fn check_spec(spec: &KeySpec) -> ApiResult<Checked> {
+pub(crate) fn check_spec(spec: &KeySpec) -> ApiResult<Checked> {
     let KeySpec {
         name,
         owner,
@@ -238,7 +238,7 @@ pub fn check_spec(spec: &KeySpec) -> ApiResult<Checked> {
 }
 
 /// "Lower layers only tighten": the key's limits against its group's and its org's.
-pub fn check_in_group(limits: &Limits, group: &GroupEntry) -> ApiResult<()> {
+pub(crate) fn check_in_group(limits: &Limits, group: &GroupEntry) -> ApiResult<()> {
     let layers = [
         (format!("group {}", group.id), &group.limits),
         (format!("org {}", group.org.id), &group.org.limits),
@@ -257,7 +257,7 @@ pub fn check_in_group(limits: &Limits, group: &GroupEntry) -> ApiResult<()> {
 }
 
 /// An expiry must lie in the future (after `now`) when it is set.
-pub fn check_future(expires_at: Option<SystemTime>, now: SystemTime) -> ApiResult<()> {
+pub(crate) fn check_future(expires_at: Option<SystemTime>, now: SystemTime) -> ApiResult<()> {
     if expires_at.is_some_and(|t| t <= now) {
         return Err(ApiError::bad_request(
             "expires_at",
@@ -267,7 +267,7 @@ pub fn check_future(expires_at: Option<SystemTime>, now: SystemTime) -> ApiResul
     Ok(())
 }
 
-pub fn digest_hex(hex_str: &str) -> ApiResult<Digest> {
+pub(crate) fn digest_hex(hex_str: &str) -> ApiResult<Digest> {
     let mut d = [0u8; 32];
     hex::decode_to_slice(hex_str, &mut d).map_err(ApiError::internal)?;
     Ok(d)
@@ -275,10 +275,10 @@ pub fn digest_hex(hex_str: &str) -> ApiResult<Digest> {
 
 /// Shares one allocation per distinct group id or owner among a million keys.
 #[derive(Default)]
-pub struct Interner(std::collections::HashMap<String, Arc<str>>);
+pub(crate) struct Interner(std::collections::HashMap<String, Arc<str>>);
 
 impl Interner {
-    pub fn get(&mut self, s: &str) -> Arc<str> {
+    pub(crate) fn get(&mut self, s: &str) -> Arc<str> {
         if let Some(a) = self.0.get(s) {
             return a.clone();
         }
@@ -289,11 +289,11 @@ impl Interner {
 }
 
 /// A stored record in the directory's form.
-pub fn parse_record(r: &KeyRecord, last_used: Arc<LastUsed>) -> ApiResult<ApiKey> {
+pub(crate) fn parse_record(r: &KeyRecord, last_used: Arc<LastUsed>) -> ApiResult<ApiKey> {
     parse_record_interned(r, last_used, &mut Interner::default())
 }
 
-pub fn parse_record_interned(
+pub(crate) fn parse_record_interned(
     r: &KeyRecord,
     last_used: Arc<LastUsed>,
     interner: &mut Interner,

@@ -4,7 +4,7 @@
 //! scoped token's answers cover only its groups.
 
 use super::view::usd;
-use super::{Actor, ApiError, ApiResult, ControlPlane};
+use super::{Actor, ApiError, ApiResult, Keys, Spend};
 use crate::admission::budget::period_start;
 use crate::policy::config::BudgetPeriod;
 use crate::storage::ledger::{Dim, Level, UsageTotals};
@@ -17,16 +17,16 @@ const HOUR_MS: u64 = 3_600_000;
 /// `?from=&to=&grain=&format=` of the spend routes.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SpendQuery {
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub grain: Option<String>,
-    pub format: Option<String>,
+pub(crate) struct SpendQuery {
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
+    pub(crate) grain: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
 impl SpendQuery {
     /// `?format=csv` (or `json`, the default); anything else is a 400.
-    pub fn csv(&self) -> ApiResult<bool> {
+    pub(crate) fn csv(&self) -> ApiResult<bool> {
         match self.format.as_deref() {
             None | Some("json") => Ok(false),
             Some("csv") => Ok(true),
@@ -92,104 +92,104 @@ impl Sum {
 /// Totals of everything settled in a range (`SpendTotals`); the answers below carry them
 /// after their own fields.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct SpendTotals {
-    pub requests: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost_usd: f64,
+pub(crate) struct SpendTotals {
+    pub(crate) requests: u64,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) cost_usd: f64,
 }
 
 /// `GET /v1/spend/groups/{id}` (`GroupSpend`).
 #[derive(Debug, Clone, Serialize)]
-pub struct GroupSpend {
-    pub group: String,
-    pub from: String,
-    pub to: String,
+pub(crate) struct GroupSpend {
+    pub(crate) group: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// `GET /v1/spend/keys/{id}` (`KeySpend`).
 #[derive(Debug, Clone, Serialize)]
-pub struct KeySpend {
-    pub key_id: String,
-    pub group: String,
-    pub from: String,
-    pub to: String,
+pub(crate) struct KeySpend {
+    pub(crate) key_id: String,
+    pub(crate) group: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// `GET /v1/spend/orgs/{id}` (`OrgSpend`).
 #[derive(Debug, Clone, Serialize)]
-pub struct OrgSpend {
-    pub org: String,
-    pub from: String,
-    pub to: String,
+pub(crate) struct OrgSpend {
+    pub(crate) org: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// One model's totals (`ModelSpendRow`).
 #[derive(Debug, Clone, Serialize)]
-pub struct ModelSpendRow {
-    pub model: String,
+pub(crate) struct ModelSpendRow {
+    pub(crate) model: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// One key's totals in a group (`KeySpendRow`).
 #[derive(Debug, Clone, Serialize)]
-pub struct KeySpendRow {
-    pub key_id: String,
+pub(crate) struct KeySpendRow {
+    pub(crate) key_id: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// One bucket of a timeline (`TimelineBucket`).
 #[derive(Debug, Clone, Serialize)]
-pub struct TimelineBucket {
-    pub start: String,
+pub(crate) struct TimelineBucket {
+    pub(crate) start: String,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// One value of a tag, `null` for spend of keys and groups without it (`TagSpendRow`).
 #[derive(Debug, Clone, Serialize)]
-pub struct TagSpendRow {
-    pub value: Option<String>,
+pub(crate) struct TagSpendRow {
+    pub(crate) value: Option<String>,
     #[serde(flatten)]
-    pub totals: SpendTotals,
+    pub(crate) totals: SpendTotals,
 }
 
 /// `GET /v1/spend/groups/{id}/by-model` and `/by-key` (`GroupSpendByModel`,
 /// `GroupSpendByKey`): rows largest cost first.
 #[derive(Debug, Clone, Serialize)]
-pub struct GroupSpendBy<Row> {
-    pub group: String,
-    pub from: String,
-    pub to: String,
-    pub data: Vec<Row>,
+pub(crate) struct GroupSpendBy<Row> {
+    pub(crate) group: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) data: Vec<Row>,
 }
 
 /// `GET /v1/spend/groups/{id}/timeline` (`GroupSpendTimeline`).
 #[derive(Debug, Clone, Serialize)]
-pub struct GroupSpendTimeline {
-    pub group: String,
+pub(crate) struct GroupSpendTimeline {
+    pub(crate) group: String,
     /// `hour` or `day`.
-    pub grain: &'static str,
-    pub from: String,
-    pub to: String,
-    pub data: Vec<TimelineBucket>,
+    pub(crate) grain: &'static str,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) data: Vec<TimelineBucket>,
 }
 
 /// `GET /v1/spend/tags/{tag}` (`TagSpend`).
 #[derive(Debug, Clone, Serialize)]
-pub struct TagSpend {
-    pub tag: String,
-    pub from: String,
-    pub to: String,
-    pub data: Vec<TagSpendRow>,
+pub(crate) struct TagSpend {
+    pub(crate) tag: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) data: Vec<TagSpendRow>,
 }
 
 /// The range's ends as the answers show them.
@@ -212,7 +212,7 @@ fn ranked(sums: HashMap<String, Sum>) -> Vec<(String, SpendTotals)> {
     v.into_iter().map(|(k, s)| (k, s.totals())).collect()
 }
 
-impl ControlPlane {
+impl Spend<'_> {
     /// Rollup rows of `dim` in `scope` over the range (see [`crate::storage::ledger::Ledger::rollup_scan`]).
     fn scan(
         &self,
@@ -222,13 +222,13 @@ impl ControlPlane {
         max: Level,
         visit: &mut dyn FnMut(u64, &str, &UsageTotals),
     ) {
-        if let Some(ledger) = &self.ledger {
+        if let Some(ledger) = &self.w.ledger {
             ledger.rollup_scan(dim, scope, r.from_h, r.to_h, max, visit);
         }
     }
 
     fn group_range(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<Range> {
-        let snapshot = self.policy.load();
+        let snapshot = self.w.policy.load();
         let g = snapshot
             .groups
             .get(id)
@@ -237,12 +237,12 @@ impl ControlPlane {
         range(
             q,
             g.limits.budget.map_or(BudgetPeriod::Monthly, |b| b.period),
-            self.now_ms(),
+            self.w.now_ms(),
         )
     }
 
     /// `GET /v1/spend/groups/{id}`.
-    pub fn spend_group(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<GroupSpend> {
+    pub(crate) fn group(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<GroupSpend> {
         let r = self.group_range(actor, id, q)?;
         let mut s = Sum::default();
         self.scan(Dim::Total, id, r, Level::Month, &mut |_, _, t| s.add(t));
@@ -256,32 +256,32 @@ impl ControlPlane {
     }
 
     /// `GET /v1/spend/groups/{id}/by-model`.
-    pub fn spend_by_model(
+    pub(crate) fn by_model(
         &self,
         actor: &Actor,
         id: &str,
         q: &SpendQuery,
     ) -> ApiResult<GroupSpendBy<ModelSpendRow>> {
-        self.spend_group_by(actor, id, false, q, |model, totals| ModelSpendRow {
+        self.group_by(actor, id, false, q, |model, totals| ModelSpendRow {
             model,
             totals,
         })
     }
 
     /// `GET /v1/spend/groups/{id}/by-key`.
-    pub fn spend_by_key(
+    pub(crate) fn by_key(
         &self,
         actor: &Actor,
         id: &str,
         q: &SpendQuery,
     ) -> ApiResult<GroupSpendBy<KeySpendRow>> {
-        self.spend_group_by(actor, id, true, q, |key_id, totals| KeySpendRow {
+        self.group_by(actor, id, true, q, |key_id, totals| KeySpendRow {
             key_id,
             totals,
         })
     }
 
-    fn spend_group_by<Row>(
+    fn group_by<Row>(
         &self,
         actor: &Actor,
         id: &str,
@@ -312,7 +312,7 @@ impl ControlPlane {
     }
 
     /// `GET /v1/spend/groups/{id}/timeline?grain=hour|day`: every bucket, empty ones too.
-    pub fn spend_timeline(
+    pub(crate) fn timeline(
         &self,
         actor: &Actor,
         id: &str,
@@ -355,10 +355,10 @@ impl ControlPlane {
     }
 
     /// `GET /v1/spend/keys/{id}`: the key's spend in every group it has been in.
-    pub fn spend_key(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<KeySpend> {
+    pub(crate) fn key(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<KeySpend> {
         // Readable = in scope (the same rule as GET /v1/keys/{id}).
-        let view = self.get_key(actor, id)?;
-        let snapshot = self.policy.load();
+        let view = Keys { w: self.w }.get(actor, id)?;
+        let snapshot = self.w.policy.load();
         let group = snapshot.groups.get(view.group.as_str());
         let own = match view.limits.budget_period {
             Some("daily") => Some(BudgetPeriod::Daily),
@@ -372,7 +372,7 @@ impl ControlPlane {
             .or_else(|| group.and_then(|g| g.limits.budget).map(|b| b.period))
             .or_else(|| group.and_then(|g| g.org.limits.budget).map(|b| b.period))
             .unwrap_or(BudgetPeriod::Monthly);
-        let r = range(q, period, self.now_ms())?;
+        let r = range(q, period, self.w.now_ms())?;
         let mut s = Sum::default();
         self.scan(Dim::KeyGroups, id, r, Level::Month, &mut |_, _, t| s.add(t));
         let (from, to) = range_text(r);
@@ -386,8 +386,8 @@ impl ControlPlane {
     }
 
     /// `GET /v1/spend/orgs/{id}`: the org's groups (those the token sees).
-    pub fn spend_org(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<OrgSpend> {
-        let snapshot = self.policy.load_full();
+    pub(crate) fn org(&self, actor: &Actor, id: &str, q: &SpendQuery) -> ApiResult<OrgSpend> {
+        let snapshot = self.w.policy.load_full();
         let org = snapshot
             .orgs
             .get(id)
@@ -403,7 +403,7 @@ impl ControlPlane {
             org.limits
                 .budget
                 .map_or(BudgetPeriod::Monthly, |b| b.period),
-            self.now_ms(),
+            self.w.now_ms(),
         )?;
         let mut s = Sum::default();
         for g in snapshot.groups.values() {
@@ -422,9 +422,9 @@ impl ControlPlane {
 
     /// `GET /v1/spend/tags/{tag}`: spend per value of a tag — the key's tag, else its
     /// group's; rows with neither are reported under `value: null`.
-    pub fn spend_tag(&self, actor: &Actor, tag: &str, q: &SpendQuery) -> ApiResult<TagSpend> {
-        let r = range(q, BudgetPeriod::Monthly, self.now_ms())?;
-        let snapshot = self.policy.load_full();
+    pub(crate) fn tag(&self, actor: &Actor, tag: &str, q: &SpendQuery) -> ApiResult<TagSpend> {
+        let r = range(q, BudgetPeriod::Monthly, self.w.now_ms())?;
+        let snapshot = self.w.policy.load_full();
         let mut key_tags: HashMap<String, Option<String>> = HashMap::new();
         for k in snapshot.file_keys() {
             let v = k.written.as_ref().and_then(|w| {
@@ -437,6 +437,7 @@ impl ControlPlane {
         }
         let mut sums: BTreeMap<Option<String>, Sum> = BTreeMap::new();
         let groups = self
+            .w
             .ledger
             .as_ref()
             .map_or_else(Vec::new, |l| l.usage_groups());
@@ -458,6 +459,7 @@ impl ControlPlane {
                     Some(v) => v.clone(),
                     None => {
                         let v = self
+                            .w
                             .store
                             .key(&key)
                             .ok()
@@ -505,7 +507,7 @@ impl ControlPlane {
 /// A spend answer as CSV: its `data` rows, or the answer itself as one row. Columns in the
 /// JSON's order; values quoted where needed. No rows: just the header (`label` and the
 /// totals).
-pub fn to_csv(v: &Value, label: &str) -> String {
+pub(crate) fn to_csv(v: &Value, label: &str) -> String {
     let rows: Vec<&Map<String, Value>> = match v.get("data").and_then(Value::as_array) {
         Some(a) => a.iter().filter_map(Value::as_object).collect(),
         None => v.as_object().into_iter().collect(),

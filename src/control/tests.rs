@@ -48,7 +48,8 @@ fn expiry_from_key_ttl_and_ttl_and_status_follow_the_clock() {
 
     // No expiry given: the group's key_ttl (1h) from the clock's now.
     let made = cp
-        .create_key(&root, br#"{"name": "a", "group": "g"}"#)
+        .keys()
+        .create(&root, br#"{"name": "a", "group": "g"}"#)
         .expect("created");
     assert_eq!(
         made.view.created_at.as_deref(),
@@ -63,23 +64,26 @@ fn expiry_from_key_ttl_and_ttl_and_status_follow_the_clock() {
     // An hour later it is expired, by the clock alone.
     clock.advance(3_600_000);
     let id = made.view.id;
-    assert_eq!(cp.get_key(&root, &id).expect("read").status, "expired");
+    assert_eq!(cp.keys().get(&root, &id).expect("read").status, "expired");
 
     // A PATCH ttl counts from now; an expiry at or before now is refused.
     let patched = cp
-        .patch_key(&root, &id, br#"{"ttl": "30m"}"#)
+        .keys()
+        .patch(&root, &id, br#"{"ttl": "30m"}"#)
         .expect("patched");
     assert_eq!(patched.expires_at.as_deref(), Some("2030-01-01T01:30:00Z"));
     assert_eq!(patched.updated_at.as_deref(), Some("2030-01-01T01:00:00Z"));
     assert_eq!(patched.status, "active");
     let past = cp
-        .patch_key(&root, &id, br#"{"expires_at": "2030-01-01T00:59:59Z"}"#)
+        .keys()
+        .patch(&root, &id, br#"{"expires_at": "2030-01-01T00:59:59Z"}"#)
         .expect_err("an expiry in the clock's past");
     assert_eq!(past.param.as_deref(), Some("expires_at"));
 
     // A regenerated key's grace runs on the clock too.
     let regen = cp
-        .regenerate_key(&root, &id, br#"{"grace_period": "10m"}"#)
+        .keys()
+        .regenerate(&root, &id, br#"{"grace_period": "10m"}"#)
         .expect("regenerated");
     assert_eq!(
         regen.view.grace_until,
@@ -87,7 +91,7 @@ fn expiry_from_key_ttl_and_ttl_and_status_follow_the_clock() {
     );
     clock.advance(600_000);
     assert_eq!(
-        cp.get_key(&root, &id).expect("read").grace_until,
+        cp.keys().get(&root, &id).expect("read").grace_until,
         Some(None)
     );
 }

@@ -4,7 +4,7 @@
 
 use super::spec::{object, typed};
 use super::view::List;
-use super::{Actor, ApiError, ApiResult, ControlPlane};
+use super::{Actor, ApiError, ApiResult, Tokens};
 use crate::control::events::{Event, EventKind};
 use crate::policy::snapshot::{Digest, DigestHash};
 use crate::storage::TokenRecord;
@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use subtle::ConstantTimeEq;
 
-pub const TOKEN_PREFIX: &str = "tga-";
+pub(crate) const TOKEN_PREFIX: &str = "tga-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Admin,
     GroupAdmin,
     Viewer,
@@ -24,9 +24,10 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::GroupAdmin, Role::Viewer, Role::Developer];
+    pub(crate) const ALL: [Role; 4] =
+        [Role::Admin, Role::GroupAdmin, Role::Viewer, Role::Developer];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::GroupAdmin => "group_admin",
@@ -35,18 +36,18 @@ impl Role {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Role> {
+    pub(crate) fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 
 /// Live tokens by digest of their secret.
 #[derive(Default)]
-pub struct Tokens(RwLock<HashMap<Digest, Arc<Actor>, DigestHash>>);
+pub(crate) struct TokenTable(RwLock<HashMap<Digest, Arc<Actor>, DigestHash>>);
 
-impl Tokens {
+impl TokenTable {
     /// The token a presented secret belongs to.
-    pub fn find(&self, presented: &[u8]) -> Option<Arc<Actor>> {
+    pub(crate) fn find(&self, presented: &[u8]) -> Option<Arc<Actor>> {
         let d = crate::proxy::auth::digest(presented);
         let map = self.0.read().unwrap_or_else(|p| p.into_inner());
         let (stored, actor) = map.get_key_value(&d)?;
@@ -74,7 +75,10 @@ fn actor_of(t: &TokenRecord) -> Option<Actor> {
 }
 
 /// Fills the table from the store (live tokens only).
-pub fn load(store: &dyn crate::storage::ControlStore, tokens: &Tokens) -> anyhow::Result<usize> {
+pub(crate) fn load(
+    store: &dyn crate::storage::ControlStore,
+    tokens: &TokenTable,
+) -> anyhow::Result<usize> {
     let mut n = 0;
     for t in store.tokens()? {
         if t.revoked_at.is_some() {
@@ -93,40 +97,40 @@ pub fn load(store: &dyn crate::storage::ControlStore, tokens: &Tokens) -> anyhow
 
 /// An admin token as the API lists it, never the raw token (`Token`).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct TokenView {
-    pub id: String,
-    pub name: String,
-    pub role: String,
-    pub groups: Option<Vec<String>>,
-    pub owner: Option<String>,
-    pub prefix: String,
-    pub created_at: String,
-    pub created_by: String,
-    pub revoked_at: Option<String>,
+pub(crate) struct TokenView {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) role: String,
+    pub(crate) groups: Option<Vec<String>>,
+    pub(crate) owner: Option<String>,
+    pub(crate) prefix: String,
+    pub(crate) created_at: String,
+    pub(crate) created_by: String,
+    pub(crate) revoked_at: Option<String>,
 }
 
 /// A new token's answer: its view and the raw `token`, shown only here
 /// (`TokenWithSecret`).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct TokenWithSecret {
+pub(crate) struct TokenWithSecret {
     #[serde(flatten)]
-    pub view: TokenView,
-    pub token: String,
+    pub(crate) view: TokenView,
+    pub(crate) token: String,
 }
 
 /// `GET /v1/whoami` (`Whoami`): the calling token as the list shows it; the root token has
 /// no record, hence no `prefix`. `may` (the routes it may call) is filled in by the admin
 /// listener, which holds the route table.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Whoami {
-    pub id: String,
-    pub name: String,
-    pub role: String,
-    pub groups: Option<Vec<String>>,
-    pub owner: Option<String>,
+pub(crate) struct Whoami {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) role: String,
+    pub(crate) groups: Option<Vec<String>>,
+    pub(crate) owner: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    pub may: Vec<String>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) may: Vec<String>,
 }
 
 fn view(t: &TokenRecord) -> TokenView {
@@ -159,19 +163,24 @@ fn view(t: &TokenRecord) -> TokenView {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewToken {
-    pub name: String,
-    pub role: String,
+    pub(crate) name: String,
+    pub(crate) role: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub groups: Option<Vec<String>>,
+    pub(crate) groups: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
 }
 
-impl ControlPlane {
-    fn token_event(&self, kind: EventKind, actor: &Actor, t: &TokenRecord) -> Event {
+impl Tokens<'_> {
+    /// The live token a presented secret belongs to.
+    pub(crate) fn find(&self, presented: &[u8]) -> Option<Arc<Actor>> {
+        self.table.find(presented)
+    }
+
+    fn event(&self, kind: EventKind, actor: &Actor, t: &TokenRecord) -> Event {
         Event {
             kind,
-            at_ms: self.now_ms(),
+            at_ms: self.w.now_ms(),
             actor: actor.id.clone(),
             org: None,
             group: None,
@@ -185,7 +194,7 @@ impl ControlPlane {
     }
 
     /// `POST /v1/tokens` `{name, role, groups?, owner?}` → 201 with `token` (shown once).
-    pub fn create_token(&self, actor: &Actor, body: &[u8]) -> ApiResult<TokenWithSecret> {
+    pub(crate) fn create(&self, actor: &Actor, body: &[u8]) -> ApiResult<TokenWithSecret> {
         let m = object(body)?;
         let n: NewToken = typed(Value::Object(m))?;
         let role = Role::parse(&n.role).ok_or_else(|| {
@@ -194,7 +203,7 @@ impl ControlPlane {
         if n.name.is_empty() || n.name.len() > 256 {
             return Err(ApiError::bad_request("name", "name: 1 to 256 bytes"));
         }
-        let snapshot = self.policy.load();
+        let snapshot = self.w.policy.load();
         if let Some(gs) = &n.groups {
             if let Some(g) = gs
                 .iter()
@@ -230,16 +239,17 @@ impl ControlPlane {
             owner: n.owner,
             sha256: hex::encode(digest),
             prefix: format!("{}…", &secret[..TOKEN_PREFIX.len() + 6]),
-            created_at: self.now_s(),
+            created_at: self.w.now_s(),
             created_by: actor.id.clone(),
             revoked_at: None,
         };
-        let _guard = self.lock();
-        self.store.put_token(&t).map_err(ApiError::internal)?;
-        self.emit(self.token_event(EventKind::TokenCreated, actor, &t))?;
-        self.commit()?;
+        let _guard = self.w.lock();
+        self.w.store.put_token(&t).map_err(ApiError::internal)?;
+        self.w
+            .emit(self.event(EventKind::TokenCreated, actor, &t))?;
+        self.w.commit()?;
         if let Some(a) = actor_of(&t) {
-            self.tokens.insert(digest, a);
+            self.table.insert(digest, a);
         }
         Ok(TokenWithSecret {
             view: view(&t),
@@ -248,8 +258,8 @@ impl ControlPlane {
     }
 
     /// `GET /v1/tokens`: never the raw token.
-    pub fn list_tokens(&self) -> ApiResult<List<TokenView>> {
-        let mut all = self.store.tokens().map_err(ApiError::internal)?;
+    pub(crate) fn list(&self) -> ApiResult<List<TokenView>> {
+        let mut all = self.w.store.tokens().map_err(ApiError::internal)?;
         all.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(List {
             data: all.iter().map(view).collect(),
@@ -259,7 +269,7 @@ impl ControlPlane {
 
     /// `GET /v1/whoami`: the calling token as the list shows it (the root token has no
     /// record: `root`, role `admin`, every group).
-    pub fn whoami(&self, actor: &Actor) -> ApiResult<Whoami> {
+    pub(crate) fn whoami(&self, actor: &Actor) -> ApiResult<Whoami> {
         if actor.id == "root" {
             return Ok(Whoami {
                 id: "root".into(),
@@ -272,6 +282,7 @@ impl ControlPlane {
             });
         }
         let t = self
+            .w
             .store
             .tokens()
             .map_err(ApiError::internal)?
@@ -290,9 +301,10 @@ impl ControlPlane {
     }
 
     /// `DELETE /v1/tokens/{id}`: stops working on the next call.
-    pub fn revoke_token(&self, actor: &Actor, id: &str) -> ApiResult<TokenView> {
-        let _guard = self.lock();
+    pub(crate) fn revoke(&self, actor: &Actor, id: &str) -> ApiResult<TokenView> {
+        let _guard = self.w.lock();
         let mut t = self
+            .w
             .store
             .tokens()
             .map_err(ApiError::internal)?
@@ -300,12 +312,13 @@ impl ControlPlane {
             .find(|t| t.id == id)
             .ok_or_else(|| ApiError::not_found("token", id))?;
         if t.revoked_at.is_none() {
-            t.revoked_at = Some(self.now_s());
-            self.store.put_token(&t).map_err(ApiError::internal)?;
-            self.emit(self.token_event(EventKind::TokenRevoked, actor, &t))?;
-            self.commit()?;
+            t.revoked_at = Some(self.w.now_s());
+            self.w.store.put_token(&t).map_err(ApiError::internal)?;
+            self.w
+                .emit(self.event(EventKind::TokenRevoked, actor, &t))?;
+            self.w.commit()?;
         }
-        self.tokens.remove(&super::spec::digest_hex(&t.sha256)?);
+        self.table.remove(&super::spec::digest_hex(&t.sha256)?);
         Ok(view(&t))
     }
 }

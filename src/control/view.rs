@@ -2,7 +2,7 @@
 //! `docs/openapi.json` (`Key`, `Group`, `Limits`, …) with the same fields in the same
 //! order, checked by `admin::schema` tests.
 
-use super::ControlPlane;
+use super::Writer;
 use crate::admission::Layer;
 use crate::policy::config::{BudgetPeriod, GroupState, KeyState, Limits, Shadow};
 use crate::policy::snapshot::{GroupEntry, KeyEntry, Snapshot};
@@ -11,18 +11,18 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use crate::clock::rfc3339;
+pub(crate) use crate::clock::rfc3339;
 
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Micro-dollars as the admin API shows money: decimal USD.
-pub fn usd(micros: u64) -> f64 {
+pub(crate) fn usd(micros: u64) -> f64 {
     micros as f64 / 1e6
 }
 
-pub fn period_name(p: BudgetPeriod) -> &'static str {
+pub(crate) fn period_name(p: BudgetPeriod) -> &'static str {
     match p {
         BudgetPeriod::Daily => "daily",
         BudgetPeriod::Weekly => "weekly",
@@ -33,16 +33,16 @@ pub fn period_name(p: BudgetPeriod) -> &'static str {
 
 /// A list answer: `{data, next_cursor}`.
 #[derive(Debug, Clone, Serialize)]
-pub struct List<T> {
-    pub data: Vec<T>,
-    pub next_cursor: Option<String>,
+pub(crate) struct List<T> {
+    pub(crate) data: Vec<T>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// A limit as written: plain, or `{value, mode: "shadow"}` for a shadow limit
 /// (`ShadowLimit`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]
-pub enum LimitView<T> {
+pub(crate) enum LimitView<T> {
     Plain(T),
     Shadow { value: T, mode: &'static str },
 }
@@ -62,30 +62,30 @@ impl<T> LimitView<T> {
 
 /// A layer's own limits (`Limits`): fields that are not set are absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct LimitsView {
+pub(crate) struct LimitsView {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rpm: Option<LimitView<u64>>,
+    pub(crate) rpm: Option<LimitView<u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rph: Option<LimitView<u64>>,
+    pub(crate) rph: Option<LimitView<u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rpd: Option<LimitView<u64>>,
+    pub(crate) rpd: Option<LimitView<u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tpm: Option<LimitView<u64>>,
+    pub(crate) tpm: Option<LimitView<u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tpd: Option<LimitView<u64>>,
+    pub(crate) tpd: Option<LimitView<u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_parallel: Option<LimitView<u64>>,
+    pub(crate) max_parallel: Option<LimitView<u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<LimitView<u64>>,
+    pub(crate) max_tokens: Option<LimitView<u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub budget_usd: Option<LimitView<f64>>,
+    pub(crate) budget_usd: Option<LimitView<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub budget_period: Option<&'static str>,
+    pub(crate) budget_period: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub soft_budget_usd: Option<f64>,
+    pub(crate) soft_budget_usd: Option<f64>,
 }
 
-pub fn limits_view(l: &Limits) -> LimitsView {
+pub(crate) fn limits_view(l: &Limits) -> LimitsView {
     let s = l.shadow;
     let lim = |v: Option<u64>, bit: u8| v.map(|v| LimitView::new(v, s.has(bit)));
     LimitsView {
@@ -111,60 +111,60 @@ pub fn limits_view(l: &Limits) -> LimitsView {
 /// have no `updated_at` and no `grace_until` (absent, not null): hence the
 /// `Option<Option<_>>` of `grace_until`, absent for them and null when no grace runs.
 #[derive(Debug, Clone, Serialize)]
-pub struct KeyView {
-    pub id: String,
-    pub name: Option<String>,
-    pub prefix: Option<String>,
-    pub group: String,
-    pub org: Option<String>,
-    pub owner: Option<String>,
+pub(crate) struct KeyView {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) group: String,
+    pub(crate) org: Option<String>,
+    pub(crate) owner: Option<String>,
     /// `api` or `config`.
-    pub source: &'static str,
-    pub status: &'static str,
-    pub created_at: Option<String>,
-    pub created_by: String,
+    pub(crate) source: &'static str,
+    pub(crate) status: &'static str,
+    pub(crate) created_at: Option<String>,
+    pub(crate) created_by: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<String>,
-    pub expires_at: Option<String>,
-    pub last_used_at: Option<String>,
-    pub limits: LimitsView,
-    pub models: Option<Vec<String>>,
-    pub deny_models: Option<Vec<String>>,
-    pub allowed_cidrs: Option<Vec<String>>,
-    pub tags: BTreeMap<String, String>,
-    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
-    pub rotation_interval: Option<String>,
+    pub(crate) updated_at: Option<String>,
+    pub(crate) expires_at: Option<String>,
+    pub(crate) last_used_at: Option<String>,
+    pub(crate) limits: LimitsView,
+    pub(crate) models: Option<Vec<String>>,
+    pub(crate) deny_models: Option<Vec<String>>,
+    pub(crate) allowed_cidrs: Option<Vec<String>>,
+    pub(crate) tags: BTreeMap<String, String>,
+    pub(crate) metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) rotation_interval: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub grace_until: Option<Option<String>>,
-    pub spend_usd: f64,
-    pub spend_all_time_usd: f64,
-    pub budget_usd: Option<f64>,
+    pub(crate) grace_until: Option<Option<String>>,
+    pub(crate) spend_usd: f64,
+    pub(crate) spend_all_time_usd: f64,
+    pub(crate) budget_usd: Option<f64>,
 }
 
 /// A new or regenerated key's answer: its view and `key`, the raw secret, shown only here
 /// (`KeyWithSecret`).
 #[derive(Debug, Clone, Serialize)]
-pub struct KeyWithSecret {
+pub(crate) struct KeyWithSecret {
     #[serde(flatten)]
-    pub view: KeyView,
-    pub key: String,
+    pub(crate) view: KeyView,
+    pub(crate) key: String,
 }
 
 /// Keys of a group by status, file and API keys; `config`: how many come from the file
 /// (`KeyCounts`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct KeyCounts {
-    pub active: u64,
-    pub disabled: u64,
-    pub expired: u64,
-    pub revoked: u64,
-    pub total: u64,
-    pub config: u64,
+pub(crate) struct KeyCounts {
+    pub(crate) active: u64,
+    pub(crate) disabled: u64,
+    pub(crate) expired: u64,
+    pub(crate) revoked: u64,
+    pub(crate) total: u64,
+    pub(crate) config: u64,
 }
 
 impl KeyCounts {
     /// From `[active, disabled, expired, revoked, of which from the file]`.
-    pub fn of(c: Option<&[u64; 5]>) -> KeyCounts {
+    pub(crate) fn of(c: Option<&[u64; 5]>) -> KeyCounts {
         let [active, disabled, expired, revoked, config] = c.copied().unwrap_or_default();
         KeyCounts {
             active,
@@ -179,39 +179,39 @@ impl KeyCounts {
 
 /// Requests of a group the gateway refused since the process started (`Refusals`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Refusals {
-    pub total: u64,
-    pub by_code: BTreeMap<String, u64>,
+pub(crate) struct Refusals {
+    pub(crate) total: u64,
+    pub(crate) by_code: BTreeMap<String, u64>,
 }
 
 /// A group: its definition from the file, runtime state, key counts, spend (`Group`).
 /// `refusals` is filled in by the admin listener, which holds the metrics.
 #[derive(Debug, Clone, Serialize)]
-pub struct GroupView {
-    pub id: String,
-    pub name: Option<String>,
-    pub org: String,
-    pub state: &'static str,
-    pub file_state: &'static str,
+pub(crate) struct GroupView {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) org: String,
+    pub(crate) state: &'static str,
+    pub(crate) file_state: &'static str,
     /// `api` (an override set through the API) or `config`.
-    pub state_source: &'static str,
-    pub limits: LimitsView,
-    pub models: Option<Vec<String>>,
-    pub deny_models: Vec<String>,
-    pub default_model: Option<String>,
-    pub routing: String,
-    pub retries: u32,
-    pub timeout: String,
-    pub key_ttl: Option<String>,
-    pub idle_disable: Option<String>,
-    pub tags: BTreeMap<String, String>,
-    pub log_level: String,
-    pub keys: KeyCounts,
-    pub budget_usd: Option<f64>,
-    pub budget_period: &'static str,
-    pub spend_usd: f64,
-    pub spend_all_time_usd: f64,
-    pub refusals: Refusals,
+    pub(crate) state_source: &'static str,
+    pub(crate) limits: LimitsView,
+    pub(crate) models: Option<Vec<String>>,
+    pub(crate) deny_models: Vec<String>,
+    pub(crate) default_model: Option<String>,
+    pub(crate) routing: String,
+    pub(crate) retries: u32,
+    pub(crate) timeout: String,
+    pub(crate) key_ttl: Option<String>,
+    pub(crate) idle_disable: Option<String>,
+    pub(crate) tags: BTreeMap<String, String>,
+    pub(crate) log_level: String,
+    pub(crate) keys: KeyCounts,
+    pub(crate) budget_usd: Option<f64>,
+    pub(crate) budget_period: &'static str,
+    pub(crate) spend_usd: f64,
+    pub(crate) spend_all_time_usd: f64,
+    pub(crate) refusals: Refusals,
 }
 
 /// The period a key's "spend this period" covers: its own budget's, else its group's, else
@@ -223,7 +223,7 @@ pub(crate) fn key_period(own: &Limits, group: Option<&GroupEntry>) -> BudgetPeri
         .map_or(BudgetPeriod::Monthly, |b| b.period)
 }
 
-pub fn status_name(
+pub(crate) fn status_name(
     state: KeyState,
     expires_at: Option<SystemTime>,
     now: SystemTime,
@@ -236,7 +236,7 @@ pub fn status_name(
     }
 }
 
-pub fn record_state(s: KeyStatus) -> KeyState {
+pub(crate) fn record_state(s: KeyStatus) -> KeyState {
     match s {
         KeyStatus::Active => KeyState::Active,
         KeyStatus::Disabled => KeyState::Disabled,
@@ -248,7 +248,7 @@ fn duration_text(d: std::time::Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-impl ControlPlane {
+impl Writer {
     fn spend(&self, layer: Layer, id: &str, period: BudgetPeriod) -> (u64, u64) {
         let Some(ledger) = &self.ledger else {
             return (0, 0);
@@ -258,7 +258,7 @@ impl ControlPlane {
     }
 
     /// An API key as the admin API shows it (never its secret).
-    pub fn api_key_view(&self, r: &KeyRecord, snapshot: &Snapshot) -> KeyView {
+    pub(crate) fn api_key_view(&self, r: &KeyRecord, snapshot: &Snapshot) -> KeyView {
         let group = snapshot.groups.get(r.group.as_str());
         let limits = crate::policy::config::fields::limits(r.spec.raw_limits()).unwrap_or_default();
         let expires = r
@@ -307,7 +307,7 @@ impl ControlPlane {
     }
 
     /// A key from the policy file (read-only here).
-    pub fn file_key_view(&self, k: &KeyEntry) -> KeyView {
+    pub(crate) fn file_key_view(&self, k: &KeyEntry) -> KeyView {
         let (spend, all_time) =
             self.spend(Layer::Key, &k.id, key_period(&k.limits, Some(&k.group)));
         let last_used = k.last_used.get();
@@ -345,7 +345,7 @@ impl ControlPlane {
         }
     }
 
-    pub fn group_view(&self, g: &GroupEntry, keys: KeyCounts) -> GroupView {
+    pub(crate) fn group_view(&self, g: &GroupEntry, keys: KeyCounts) -> GroupView {
         let state = self.directory.group_state(g);
         let period = g.limits.budget.map_or(BudgetPeriod::Monthly, |b| b.period);
         let (spend, all_time) = self.spend(Layer::Group, &g.id, period);
@@ -381,7 +381,7 @@ impl ControlPlane {
     }
 }
 
-pub fn parse_state(s: &str) -> GroupState {
+pub(crate) fn parse_state(s: &str) -> GroupState {
     match s {
         "paused" => GroupState::Paused,
         "quarantined" => GroupState::Quarantined,

@@ -294,7 +294,7 @@ pub(crate) struct LedgerService {
 
 /// A budget threshold crossed, as a lifecycle event (`budget.threshold` /
 /// `budget.exhausted`).
-fn budget_event(e: &BudgetEvent, snapshot: &Snapshot) -> Event {
+fn budget_event(e: &BudgetEvent, snapshot: &Snapshot, now_ms: u64) -> Event {
     log::warn!(
         "{}: {} {} spent ${} of ${} (threshold {})",
         e.event,
@@ -323,7 +323,7 @@ fn budget_event(e: &BudgetEvent, snapshot: &Snapshot) -> Event {
         } else {
             crate::control::events::EventKind::BudgetThreshold
         },
-        at_ms: crate::control::now_ms(),
+        at_ms: now_ms,
         actor: "system".into(),
         org,
         group,
@@ -345,8 +345,9 @@ impl LedgerService {
         // Budget thresholds crossed since the last tick become events (audit, webhooks);
         // the flush right after makes them durable.
         for e in self.accounting.admission.take_events() {
+            let now = self.accounting.admission.now_ms();
             self.events
-                .emit_logged(&budget_event(&e, &self.policy.load()));
+                .emit_logged(&budget_event(&e, &self.policy.load(), now));
         }
         let now = self.accounting.admission.now_ms();
         for e in self.accounting.refusals.take_closed(now) {

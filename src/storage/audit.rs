@@ -8,13 +8,13 @@ const ANCHOR: &str = "audit_anchor";
 /// Where an event sits in the trail: its time (unix ms) and a sequence number within
 /// that millisecond. Ordered as the trail is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AuditKey {
-    pub ms: u64,
-    pub seq: u64,
+pub(crate) struct AuditKey {
+    pub(crate) ms: u64,
+    pub(crate) seq: u64,
 }
 
 impl AuditKey {
-    pub const MAX: AuditKey = AuditKey {
+    pub(crate) const MAX: AuditKey = AuditKey {
         ms: u64::MAX,
         seq: u64::MAX,
     };
@@ -41,11 +41,11 @@ impl AuditKey {
 
 /// One stored event as read: where it sits and its JSON; `Err` for a row the store could
 /// not read.
-pub type AuditRow<'a> = anyhow::Result<(AuditKey, &'a [u8])>;
+pub(crate) type AuditRow<'a> = anyhow::Result<(AuditKey, &'a [u8])>;
 
 /// What the audit trail needs from a store. Appends are durable once the store is
 /// committed (the control plane's commit, or the ledger's flush).
-pub trait AuditStore: Send + Sync {
+pub(crate) trait AuditStore: Send + Sync {
     /// The hash of the last event pruned (the chain's anchor), if any was.
     fn anchor(&self) -> anyhow::Result<Option<String>>;
     /// The newest event.

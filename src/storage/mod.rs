@@ -23,18 +23,18 @@
 //! several gateway instances: fleet mode (planned)) can implement them next; no sled type appears in a
 //! signature outside this module. Every write method takes a whole batch.
 
-pub mod audit;
-pub mod control;
+pub(crate) mod audit;
+pub(crate) mod control;
 pub mod ledger;
-pub mod records;
-pub mod webhooks;
+pub(crate) mod records;
+pub(crate) mod webhooks;
 
-pub use audit::{AuditKey, AuditStore, AuditTables};
-pub use control::ControlStore;
+pub(crate) use audit::{AuditKey, AuditStore, AuditTables};
+pub(crate) use control::ControlStore;
 pub use records::{
     GroupOverride, KeyRecord, KeySpec, KeyStatus, Pending, PreviousSecret, TokenRecord,
 };
-pub use webhooks::WebhookQueue;
+pub(crate) use webhooks::WebhookQueue;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -105,12 +105,12 @@ impl Store {
     }
 
     /// The audit trail.
-    pub fn audit_store(&self) -> Arc<dyn AuditStore> {
+    pub(crate) fn audit_store(&self) -> Arc<dyn AuditStore> {
         Arc::new(self.audit.clone())
     }
 
     /// The webhook deliveries not yet made.
-    pub fn webhook_queue(&self) -> Arc<dyn WebhookQueue> {
+    pub(crate) fn webhook_queue(&self) -> Arc<dyn WebhookQueue> {
         self.webhooks.clone()
     }
 

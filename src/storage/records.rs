@@ -61,7 +61,7 @@ pub struct KeySpec {
 }
 
 impl KeySpec {
-    pub fn raw_limits(&self) -> crate::policy::config::RawLimits {
+    pub(crate) fn raw_limits(&self) -> crate::policy::config::RawLimits {
         crate::policy::config::RawLimits {
             rpm: self.rpm,
             rph: self.rph,
@@ -80,8 +80,8 @@ impl KeySpec {
 /// The secret a regenerated key had, valid until `until` (unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviousSecret {
-    pub sha256: String,
-    pub until: u64,
+    pub(crate) sha256: String,
+    pub(crate) until: u64,
 }
 
 /// An API-made key. Only the SHA-256 of its secret is kept.
@@ -108,30 +108,30 @@ pub struct KeyRecord {
 /// reload that changes the file's `state` replaces it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupOverride {
-    pub group: String,
-    pub state: String,
-    pub file_state: String,
-    pub at: u64,
-    pub by: String,
+    pub(crate) group: String,
+    pub(crate) state: String,
+    pub(crate) file_state: String,
+    pub(crate) at: u64,
+    pub(crate) by: String,
 }
 
 /// An admin token made through the API. Only the SHA-256 of its secret is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
-    pub id: String,
-    pub name: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
     /// `admin`, `group_admin`, `viewer` or `developer`.
-    pub role: String,
+    pub(crate) role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub groups: Option<Vec<String>>,
+    pub(crate) groups: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    pub sha256: String,
-    pub prefix: String,
-    pub created_at: u64,
-    pub created_by: String,
+    pub(crate) owner: Option<String>,
+    pub(crate) sha256: String,
+    pub(crate) prefix: String,
+    pub(crate) created_at: u64,
+    pub(crate) created_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<u64>,
+    pub(crate) revoked_at: Option<u64>,
 }
 
 /// A webhook delivery not yet made (tree `webhooks`): the event's body as it will be sent,
@@ -142,20 +142,20 @@ pub struct TokenRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Pending {
     /// The event's id: the same on every retry (receivers de-duplicate on it).
-    pub id: String,
-    pub event: String,
-    pub org: Option<String>,
+    pub(crate) id: String,
+    pub(crate) event: String,
+    pub(crate) org: Option<String>,
     /// The group whose receiver this is.
-    pub group: Option<String>,
-    pub key_id: Option<String>,
-    pub url: String,
+    pub(crate) group: Option<String>,
+    pub(crate) key_id: Option<String>,
+    pub(crate) url: String,
     /// The environment variable holding the signing secret (read at each attempt).
-    pub secret_env: String,
-    pub body: String,
+    pub(crate) secret_env: String,
+    pub(crate) body: String,
     /// Attempts made so far.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// When the event happened (unix ms): retries stop an hour or more after it.
-    pub created_ms: u64,
+    pub(crate) created_ms: u64,
     /// Not before (unix ms).
-    pub next_ms: u64,
+    pub(crate) next_ms: u64,
 }

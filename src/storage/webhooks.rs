@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 /// What webhook delivery needs from a store: a durable FIFO of deliveries, each numbered.
 #[async_trait]
-pub trait WebhookQueue: Send + Sync {
+pub(crate) trait WebhookQueue: Send + Sync {
     /// Writes new entries (not durable until [`WebhookQueue::commit`]); returns the
     /// number of the first (the others follow it).
     fn push(&self, entries: &[Pending]) -> anyhow::Result<u64>;
@@ -24,9 +24,6 @@ pub trait WebhookQueue: Send + Sync {
     /// Makes everything written so far durable.
     async fn commit(&self) -> anyhow::Result<()>;
     fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 pub(crate) struct WebhookTables {

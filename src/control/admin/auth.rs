@@ -9,7 +9,7 @@ use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 /// The caller, or the 401 to send.
-pub fn actor(state: &AdminState, headers: &HeaderMap) -> Result<Actor, Box<Response>> {
+pub(crate) fn actor(state: &AdminState, headers: &HeaderMap) -> Result<Actor, Box<Response>> {
     let presented = headers
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes())
@@ -23,7 +23,7 @@ pub fn actor(state: &AdminState, headers: &HeaderMap) -> Result<Actor, Box<Respo
             Ok(Actor::root())
         }
         (_, Some(p)) if p.starts_with(crate::control::tokens::TOKEN_PREFIX.as_bytes()) => {
-            match state.control.tokens.find(p) {
+            match state.control.tokens().find(p) {
                 Some(a) => Ok((*a).clone()),
                 None => Err(Box::new(err(401, "invalid_admin_token", "invalid admin token"))),
             }

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Perm {
+pub(crate) enum Perm {
     /// No token needed (load-balancer probes).
     Open,
     Metrics,
@@ -39,26 +39,7 @@ pub enum Perm {
 }
 
 impl Perm {
-    pub const ALL: [Perm; 16] = [
-        Perm::Open,
-        Perm::Metrics,
-        Perm::Reload,
-        Perm::ReadKeys,
-        Perm::CreateKeys,
-        Perm::ManageKeys,
-        Perm::EditKeys,
-        Perm::BatchKeys,
-        Perm::ReadGroups,
-        Perm::WriteGroups,
-        Perm::Tokens,
-        Perm::ReadSpend,
-        Perm::ReadAudit,
-        Perm::VerifyAudit,
-        Perm::Whoami,
-        Perm::ReadPolicy,
-    ];
-
-    pub fn allows(self, role: Role) -> bool {
+    pub(crate) fn allows(self, role: Role) -> bool {
         use Role::*;
         match self {
             Perm::Open | Perm::Whoami => true,
@@ -79,7 +60,7 @@ impl Perm {
 
 /// The route layer: authenticate, then check the route's permission (403 `forbidden`).
 /// The caller's [`crate::control::Actor`] is handed to the handler as an extension.
-pub async fn authorize(
+pub(crate) async fn authorize(
     State((state, perm)): State<(AdminState, Perm)>,
     mut req: Request,
     next: Next,

@@ -13,7 +13,7 @@ use axum::Router;
 
 /// No inline script or style, nothing from another origin, no framing, no forms posted
 /// anywhere: an injected string can neither run nor leak the token.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; font-src 'self'; manifest-src 'self'; \
      frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
@@ -43,7 +43,7 @@ static ASSETS: &[(&str, &str, &[u8])] = assets! {
     "favicon.svg" => "image/svg+xml",
 };
 
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
             "/console",

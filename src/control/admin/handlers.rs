@@ -26,29 +26,29 @@ where
     }
 }
 
-pub async fn create_key(
+pub(crate) async fn create_key(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,
     body: Bytes,
 ) -> Response {
     run(s, h, StatusCode::CREATED, move |cp, a| {
-        cp.create_key(a, &body)
+        cp.keys().create(a, &body)
     })
     .await
 }
 
-pub async fn create_batch(
+pub(crate) async fn create_batch(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,
     body: Bytes,
 ) -> Response {
     run(s, h, StatusCode::CREATED, move |cp, a| {
-        cp.create_batch(a, &body)
+        cp.keys().batch(a, &body)
     })
     .await
 }
 
-pub async fn list_keys(
+pub(crate) async fn list_keys(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,
     RawQuery(q): RawQuery,
@@ -56,7 +56,7 @@ pub async fn list_keys(
     run(s, h, StatusCode::OK, move |cp, a| {
         let query = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
             .map_err(|e| ApiError::bad_request("", format!("query: {e}")))?;
-        cp.list_keys(a, &query)
+        cp.keys().list(a, &query)
     })
     .await
 }
@@ -64,7 +64,7 @@ pub async fn list_keys(
 /// A route on one object (`/{id}`), answered 200: `on_id!(name, |cp, actor, id| call)`.
 macro_rules! on_id {
     ($name:ident, |$cp:ident, $a:ident, $id:ident| $call:expr) => {
-        pub async fn $name(
+        pub(crate) async fn $name(
             State(s): State<AdminState>,
             Extension(h): Extension<Actor>,
             Path($id): Path<String>,
@@ -77,7 +77,7 @@ macro_rules! on_id {
 /// The same with the request body: `on_id_body!(name, |cp, actor, id, body| call)`.
 macro_rules! on_id_body {
     ($name:ident, |$cp:ident, $a:ident, $id:ident, $body:ident| $call:expr) => {
-        pub async fn $name(
+        pub(crate) async fn $name(
             State(s): State<AdminState>,
             Extension(h): Extension<Actor>,
             Path($id): Path<String>,
@@ -88,21 +88,25 @@ macro_rules! on_id_body {
     };
 }
 
-on_id!(get_key, |cp, a, id| cp.get_key(a, &id));
-on_id_body!(patch_key, |cp, a, id, body| cp.patch_key(a, &id, &body));
-on_id!(revoke_key, |cp, a, id| cp.revoke_key(a, &id));
-on_id!(disable_key, |cp, a, id| cp.disable_key(a, &id));
-on_id!(enable_key, |cp, a, id| cp.enable_key(a, &id));
+on_id!(get_key, |cp, a, id| cp.keys().get(a, &id));
+on_id_body!(patch_key, |cp, a, id, body| cp.keys().patch(a, &id, &body));
+on_id!(revoke_key, |cp, a, id| cp.keys().revoke(a, &id));
+on_id!(disable_key, |cp, a, id| cp.keys().disable(a, &id));
+on_id!(enable_key, |cp, a, id| cp.keys().enable(a, &id));
 on_id_body!(regenerate_key, |cp, a, id, body| cp
-    .regenerate_key(a, &id, &body));
-on_id_body!(move_key, |cp, a, id, body| cp.move_key(a, &id, &body));
+    .keys()
+    .regenerate(a, &id, &body));
+on_id_body!(move_key, |cp, a, id, body| cp.keys().move_to(a, &id, &body));
 
 /// Groups carry `refusals` (since the process started) beside their spend: the console's
 /// Overview shows them to every role that reads groups, `/metrics` being admin-only.
-pub async fn list_groups(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
+pub(crate) async fn list_groups(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+) -> Response {
     let refusals = super::introspect::refusals(&s.metrics);
     run(s, h, StatusCode::OK, move |cp, a| {
-        let mut v = cp.list_groups(a);
+        let mut v = cp.groups().list(a);
         for g in &mut v.data {
             g.refusals = super::introspect::refusals_of(&g.id, &refusals);
         }
@@ -128,7 +132,7 @@ where
 /// A route answering one group: `on_group!(name, |cp, actor, id| call)`.
 macro_rules! on_group {
     ($name:ident, |$cp:ident, $a:ident, $id:ident| $call:expr) => {
-        pub async fn $name(
+        pub(crate) async fn $name(
             State(s): State<AdminState>,
             Extension(h): Extension<Actor>,
             Path($id): Path<String>,
@@ -138,42 +142,57 @@ macro_rules! on_group {
     };
 }
 
-on_group!(get_group, |cp, a, id| cp.get_group(a, &id));
-on_group!(pause_group, |cp, a, id| cp.set_group_state(
+on_group!(get_group, |cp, a, id| cp.groups().get(a, &id));
+on_group!(pause_group, |cp, a, id| cp.groups().set_state(
     a,
     &id,
     GroupState::Paused
 ));
-on_group!(resume_group, |cp, a, id| cp.set_group_state(
+on_group!(resume_group, |cp, a, id| cp.groups().set_state(
     a,
     &id,
     GroupState::Active
 ));
-on_group!(quarantine_group, |cp, a, id| cp.set_group_state(
+on_group!(quarantine_group, |cp, a, id| cp.groups().set_state(
     a,
     &id,
     GroupState::Quarantined
 ));
-on_id!(bulk_disable, |cp, a, id| cp.bulk(a, &id, Bulk::Disable));
-on_id!(bulk_enable, |cp, a, id| cp.bulk(a, &id, Bulk::Enable));
-on_id!(bulk_revoke, |cp, a, id| cp.bulk(a, &id, Bulk::Revoke));
+on_id!(bulk_disable, |cp, a, id| cp.groups().bulk(
+    a,
+    &id,
+    Bulk::Disable
+));
+on_id!(bulk_enable, |cp, a, id| cp.groups().bulk(
+    a,
+    &id,
+    Bulk::Enable
+));
+on_id!(bulk_revoke, |cp, a, id| cp.groups().bulk(
+    a,
+    &id,
+    Bulk::Revoke
+));
 
-pub async fn create_token(
+pub(crate) async fn create_token(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,
     body: Bytes,
 ) -> Response {
     run(s, h, StatusCode::CREATED, move |cp, a| {
-        cp.create_token(a, &body)
+        cp.tokens().create(a, &body)
     })
     .await
 }
 
-pub async fn list_tokens(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
-    run(s, h, StatusCode::OK, |cp, _| cp.list_tokens()).await
+pub(crate) async fn list_tokens(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+) -> Response {
+    run(s, h, StatusCode::OK, |cp, _| cp.tokens().list()).await
 }
 
-on_id!(revoke_token, |cp, a, id| cp.revoke_token(a, &id));
+on_id!(revoke_token, |cp, a, id| cp.tokens().revoke(a, &id));
 
 /// A spend route: JSON, or CSV with `?format=csv`.
 async fn spend<T, F>(s: AdminState, who: Actor, q: Option<String>, label: &str, f: F) -> Response
@@ -207,7 +226,7 @@ where
 
 macro_rules! spend_route {
     ($name:ident, $label:literal, |$cp:ident, $a:ident, $id:ident, $q:ident| $call:expr) => {
-        pub async fn $name(
+        pub(crate) async fn $name(
             State(s): State<AdminState>,
             Extension(h): Extension<Actor>,
             Path($id): Path<String>,
@@ -219,18 +238,24 @@ macro_rules! spend_route {
 }
 
 spend_route!(spend_group, "group", |cp, a, id, q| cp
-    .spend_group(a, &id, q));
+    .spend()
+    .group(a, &id, q));
 spend_route!(spend_by_model, "model", |cp, a, id, q| cp
-    .spend_by_model(a, &id, q));
+    .spend()
+    .by_model(a, &id, q));
 spend_route!(spend_by_key, "key_id", |cp, a, id, q| cp
-    .spend_by_key(a, &id, q));
+    .spend()
+    .by_key(a, &id, q));
 spend_route!(spend_timeline, "start", |cp, a, id, q| cp
-    .spend_timeline(a, &id, q));
-spend_route!(spend_key, "key_id", |cp, a, id, q| cp.spend_key(a, &id, q));
-spend_route!(spend_org, "org", |cp, a, id, q| cp.spend_org(a, &id, q));
-spend_route!(spend_tag, "value", |cp, a, id, q| cp.spend_tag(a, &id, q));
+    .spend()
+    .timeline(a, &id, q));
+spend_route!(spend_key, "key_id", |cp, a, id, q| cp
+    .spend()
+    .key(a, &id, q));
+spend_route!(spend_org, "org", |cp, a, id, q| cp.spend().org(a, &id, q));
+spend_route!(spend_tag, "value", |cp, a, id, q| cp.spend().tag(a, &id, q));
 
-pub async fn list_audit(
+pub(crate) async fn list_audit(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,
     RawQuery(q): RawQuery,
@@ -252,7 +277,10 @@ pub async fn list_audit(
     .await
 }
 
-pub async fn verify_audit(State(s): State<AdminState>, Extension(h): Extension<Actor>) -> Response {
+pub(crate) async fn verify_audit(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+) -> Response {
     let audit = s.audit.clone();
     run(s, h, StatusCode::OK, move |_, _| Ok(audit.verify())).await
 }

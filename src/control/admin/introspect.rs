@@ -17,10 +17,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 /// `GET /v1/whoami`: any valid token.
-pub async fn whoami(State(s): State<AdminState>, Extension(a): Extension<Actor>) -> Response {
+pub(crate) async fn whoami(
+    State(s): State<AdminState>,
+    Extension(a): Extension<Actor>,
+) -> Response {
     let cp = s.control.clone();
     let who = a.clone();
-    let mut v = match tokio::task::spawn_blocking(move || cp.whoami(&who)).await {
+    let mut v = match tokio::task::spawn_blocking(move || cp.tokens().whoami(&who)).await {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return error_response(&e),
         Err(e) => return error_response(&ApiError::internal(e)),
@@ -35,45 +38,45 @@ pub async fn whoami(State(s): State<AdminState>, Extension(a): Extension<Actor>)
 
 /// One problem `tollgate -t` finds in the file (`PolicyProblem`).
 #[derive(Debug, Clone, Serialize)]
-pub struct PolicyProblem {
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub path: String,
-    pub message: String,
+pub(crate) struct PolicyProblem {
+    pub(crate) line: Option<usize>,
+    pub(crate) column: Option<usize>,
+    pub(crate) path: String,
+    pub(crate) message: String,
 }
 
 /// How much the loaded snapshot holds.
 #[derive(Debug, Clone, Serialize)]
-pub struct PolicyCounts {
-    pub providers: usize,
-    pub models: usize,
-    pub orgs: usize,
-    pub groups: usize,
-    pub file_keys: usize,
+pub(crate) struct PolicyCounts {
+    pub(crate) providers: usize,
+    pub(crate) models: usize,
+    pub(crate) orgs: usize,
+    pub(crate) groups: usize,
+    pub(crate) file_keys: usize,
 }
 
 /// Reloads since the process started.
 #[derive(Debug, Clone, Serialize)]
-pub struct Reloads {
-    pub ok: u64,
-    pub failed: u64,
+pub(crate) struct Reloads {
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
 }
 
 /// `GET /v1/policy` (`PolicyInfo`).
 #[derive(Debug, Clone, Serialize)]
-pub struct PolicyInfo {
-    pub path: String,
-    pub generation: u64,
-    pub counts: PolicyCounts,
-    pub reloads: Reloads,
-    pub file_ok: bool,
-    pub summary: Option<String>,
-    pub problems: Vec<PolicyProblem>,
+pub(crate) struct PolicyInfo {
+    pub(crate) path: String,
+    pub(crate) generation: u64,
+    pub(crate) counts: PolicyCounts,
+    pub(crate) reloads: Reloads,
+    pub(crate) file_ok: bool,
+    pub(crate) summary: Option<String>,
+    pub(crate) problems: Vec<PolicyProblem>,
 }
 
 /// `GET /v1/policy`: the snapshot in force, and the file on disk validated exactly as
 /// `tollgate -t` does (`problems` empty when a reload would succeed).
-pub async fn policy(State(s): State<AdminState>) -> Response {
+pub(crate) async fn policy(State(s): State<AdminState>) -> Response {
     let policy = s.policy.clone();
     let checked =
         tokio::task::spawn_blocking(move || crate::policy::config::load(&policy.path)).await;
@@ -117,7 +120,7 @@ pub async fn policy(State(s): State<AdminState>) -> Response {
 
 /// Refusals per group and error code since the process started, read from
 /// `tollgate_rejections_total{group,reason}`.
-pub fn refusals(metrics: &Metrics) -> BTreeMap<String, BTreeMap<String, u64>> {
+pub(crate) fn refusals(metrics: &Metrics) -> BTreeMap<String, BTreeMap<String, u64>> {
     let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for family in metrics.rejections.collect() {
         for m in family.get_metric() {
@@ -136,7 +139,7 @@ pub fn refusals(metrics: &Metrics) -> BTreeMap<String, BTreeMap<String, u64>> {
 }
 
 /// One group's `refusals: {total, by_code}`.
-pub fn refusals_of(group: &str, all: &BTreeMap<String, BTreeMap<String, u64>>) -> Refusals {
+pub(crate) fn refusals_of(group: &str, all: &BTreeMap<String, BTreeMap<String, u64>>) -> Refusals {
     let by_code = all.get(group).cloned().unwrap_or_default();
     Refusals {
         total: by_code.values().sum(),

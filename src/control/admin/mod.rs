@@ -25,7 +25,7 @@ use crate::proxy::account::Accounting;
 use crate::proxy::route::health::Health;
 use crate::secret::Secret;
 use async_trait::async_trait;
-pub use authz::Perm;
+pub(crate) use authz::Perm;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{self, MethodRouter};
@@ -36,38 +36,38 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 #[derive(Clone)]
-pub struct AdminState {
+pub(crate) struct AdminState {
     pub(crate) policy: Arc<Policy>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) accounting: Arc<Accounting>,
     pub(crate) health: Arc<Health>,
     pub(crate) token: Option<Secret>,
-    pub control: Arc<ControlPlane>,
-    pub audit: Arc<crate::control::audit::AuditLog>,
+    pub(crate) control: Arc<ControlPlane>,
+    pub(crate) audit: Arc<crate::control::audit::AuditLog>,
 }
 
-pub struct AdminService {
-    pub addr: SocketAddr,
-    pub state: AdminState,
+pub(crate) struct AdminService {
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: AdminState,
 }
 
 /// An error answer (`Error`): `{error: {message, type, code, param}}`.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct ErrorBody<'a> {
-    pub error: ErrorDetail<'a>,
+    pub(crate) error: ErrorDetail<'a>,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct ErrorDetail<'a> {
-    pub message: &'a str,
+    pub(crate) message: &'a str,
     #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub code: &'static str,
-    pub param: Option<&'a str>,
+    pub(crate) kind: &'static str,
+    pub(crate) code: &'static str,
+    pub(crate) param: Option<&'a str>,
 }
 
 /// An error in the documented (OpenAI) shape, `param` naming the offending field.
-pub fn error_response(e: &ApiError) -> Response {
+pub(crate) fn error_response(e: &ApiError) -> Response {
     let kind = match e.status {
         401 => "authentication_error",
         403 => "permission_error",
@@ -97,7 +97,7 @@ fn err(status: u16, code: &'static str, message: &str) -> Response {
 
 /// Every route the admin listener serves: method, path (axum / OpenAPI syntax), the
 /// permission it needs, handler.
-pub fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminState>)> {
+pub(crate) fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminState>)> {
     use handlers::*;
     use routing::{delete, get, patch, post};
     use Perm::*;
@@ -252,7 +252,7 @@ pub fn route_list() -> Vec<(String, String)> {
 }
 
 /// `(method, path, permission)` of every route.
-pub fn route_perms() -> Vec<(String, String, Perm)> {
+pub(crate) fn route_perms() -> Vec<(String, String, Perm)> {
     routes()
         .into_iter()
         .map(|(m, p, perm, _)| (m.as_str().to_string(), p.to_string(), perm))
@@ -281,7 +281,7 @@ async fn own_errors_as_json(resp: Response) -> Response {
     resp
 }
 
-pub fn router(state: AdminState) -> Router {
+pub(crate) fn router(state: AdminState) -> Router {
     let mut r = Router::new();
     for (_, path, perm, handler) in routes() {
         let guard = axum::middleware::from_fn_with_state((state.clone(), perm), authz::authorize);

@@ -7,11 +7,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::sync::atomic::Ordering;
 
-pub async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-pub async fn readyz(State(s): State<AdminState>) -> Response {
+pub(crate) async fn readyz(State(s): State<AdminState>) -> Response {
     let snap = s.policy.current.load();
     if snap.key_count() == 0 && snap.models.is_empty() {
         return (StatusCode::SERVICE_UNAVAILABLE, "no policy loaded\n").into_response();
@@ -23,7 +23,7 @@ pub async fn readyz(State(s): State<AdminState>) -> Response {
         .into_response()
 }
 
-pub async fn metrics(State(s): State<AdminState>) -> Response {
+pub(crate) async fn metrics(State(s): State<AdminState>) -> Response {
     let m = &s.metrics;
     // Gauges and counters kept elsewhere are read at scrape time.
     m.inflight
@@ -39,7 +39,7 @@ pub async fn metrics(State(s): State<AdminState>) -> Response {
     }
     let snapshot = s.policy.current.load();
     m.keys.reset();
-    for (group, c) in s.control.key_counts(&snapshot) {
+    for (group, c) in s.control.groups().key_counts(&snapshot) {
         for (status, n) in ["active", "disabled", "expired", "revoked"].iter().zip(c) {
             m.keys.with_label_values(&[&*group, status]).set(n as i64);
         }
@@ -60,12 +60,12 @@ pub async fn metrics(State(s): State<AdminState>) -> Response {
 
 /// `POST /v1/reload`'s answer (`ReloadResult`).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ReloadResult {
-    pub reloaded: bool,
-    pub generation: u64,
+pub(crate) struct ReloadResult {
+    pub(crate) reloaded: bool,
+    pub(crate) generation: u64,
 }
 
-pub async fn reload(State(s): State<AdminState>) -> Response {
+pub(crate) async fn reload(State(s): State<AdminState>) -> Response {
     let policy = s.policy.clone();
     match crate::policy::reload::retire::in_background("tollgate-reload", move || policy.reload())
         .await

@@ -27,18 +27,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Tuning {
+pub(crate) struct Tuning {
     /// Wait before the first retry; doubles per attempt.
-    pub first_retry: Duration,
-    pub max_retry: Duration,
+    pub(crate) first_retry: Duration,
+    pub(crate) max_retry: Duration,
     /// A failed attempt this long after the event is the last.
-    pub give_up_after: Duration,
+    pub(crate) give_up_after: Duration,
     /// Per attempt, connect to last byte.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Attempts in flight at once.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// How often the queue and the error rates are looked at.
-    pub tick: Duration,
+    pub(crate) tick: Duration,
 }
 
 impl Default for Tuning {
@@ -57,7 +57,7 @@ impl Default for Tuning {
 impl Tuning {
     /// Defaults, with test-speed overrides from the environment:
     /// `TOLLGATE_WEBHOOK_RETRY_MS` (first retry) and `TOLLGATE_WEBHOOK_TIMEOUT_MS`.
-    pub fn from_env() -> Tuning {
+    pub(crate) fn from_env() -> Tuning {
         let ms = |name: &str| {
             std::env::var(name)
                 .ok()
@@ -76,32 +76,32 @@ impl Tuning {
     }
 
     /// The wait after the `attempts`-th failed attempt.
-    pub fn backoff(&self, attempts: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempts: u32) -> Duration {
         let factor = 1u32 << attempts.saturating_sub(1).min(20);
         self.first_retry.saturating_mul(factor).min(self.max_retry)
     }
 
     /// When to try `p` again after its `p.attempts`-th attempt failed at `now_ms`; `None`:
     /// give up (the attempt came [`Tuning::give_up_after`] or more after the event).
-    pub fn retry_at(&self, p: &Pending, now_ms: u64) -> Option<u64> {
+    pub(crate) fn retry_at(&self, p: &Pending, now_ms: u64) -> Option<u64> {
         (now_ms.saturating_sub(p.created_ms) < self.give_up_after.as_millis() as u64)
             .then(|| now_ms + self.backoff(p.attempts).as_millis() as u64)
     }
 }
 
-pub struct DeliveryService {
+pub(crate) struct DeliveryService {
     /// No entry is due before this (unix ms): ticks until then skip the queue scan.
-    pub next_due: AtomicU64,
+    pub(crate) next_due: AtomicU64,
     /// Attempts finished so far: a tick that saw one finish while it scanned looks again.
-    pub finished: AtomicU64,
-    pub hooks: Arc<Webhooks>,
-    pub events: Arc<Events>,
+    pub(crate) finished: AtomicU64,
+    pub(crate) hooks: Arc<Webhooks>,
+    pub(crate) events: Arc<Events>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) error_rates: Arc<ErrorRates>,
-    pub policy: Arc<ArcSwap<Snapshot>>,
-    pub tuning: Tuning,
+    pub(crate) policy: Arc<ArcSwap<Snapshot>>,
+    pub(crate) tuning: Tuning,
     /// Due times, retry times, signature timestamps, outcome events.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// What one attempt came to.
@@ -301,7 +301,7 @@ impl DeliveryService {
 }
 
 /// The service Pingora runs; holds the state in an `Arc` so attempts can outlive a tick.
-pub struct Delivery(pub Arc<DeliveryService>);
+pub(crate) struct Delivery(pub(crate) Arc<DeliveryService>);
 
 #[async_trait]
 impl BackgroundService for Delivery {

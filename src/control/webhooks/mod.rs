@@ -15,7 +15,7 @@
 //! the same bytes; only the signature's timestamp is renewed per attempt. Nothing of this
 //! runs on the request path except the error-rate counters (one map lookup, one short lock).
 
-pub mod deliver;
+pub(crate) mod deliver;
 
 use crate::control::events::{Event, EventKind, Subscriber};
 use crate::policy::snapshot::Snapshot;
@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 /// The events a group's receiver is sent (docs/operations.md "Webhooks"); every other event stays in the audit
 /// trail only (delivery outcomes among them, so a delivery never begets another).
-pub const DELIVERED: &[EventKind] = &[
+pub(crate) const DELIVERED: &[EventKind] = &[
     EventKind::BudgetThreshold,
     EventKind::BudgetExhausted,
     EventKind::GroupPaused,
@@ -44,10 +44,10 @@ pub const DELIVERED: &[EventKind] = &[
 ];
 
 /// The signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
-pub const SIGNATURE_HEADER: &str = "x-tollgate-signature";
+pub(crate) const SIGNATURE_HEADER: &str = "x-tollgate-signature";
 
 /// The signature header's value for `body` sent at `t`, keyed by `secret`.
-pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
+pub(crate) fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
     // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(m) => m,
@@ -62,7 +62,7 @@ pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
 /// The JSON body of one event: `{id, event, org, group, key_id, at, detail}`. `detail` is
 /// the event's `after` (its fields at top level), its `before`, the actor, and for
 /// `key.rotated` the new secret as `key` — the one place that secret is ever written.
-pub fn body(e: &Event, id: &str, org: Option<&str>, group: Option<&str>) -> String {
+pub(crate) fn body(e: &Event, id: &str, org: Option<&str>, group: Option<&str>) -> String {
     let mut detail = match &e.after {
         Some(Value::Object(m)) => m.clone(),
         Some(v) => Map::from_iter([("after".to_string(), v.clone())]),
@@ -94,14 +94,14 @@ fn new_id() -> String {
 /// The events subscriber: turns an event into one queue entry per receiver. It runs where
 /// the event is emitted (an admin call, the ledger tick, the lifecycle pass), writes to the
 /// store and wakes the delivery service; it never waits on the network.
-pub struct Webhooks {
-    pub queue: Arc<dyn WebhookQueue>,
-    pub policy: Arc<ArcSwap<Snapshot>>,
-    pub directory: Arc<Directory>,
+pub(crate) struct Webhooks {
+    pub(crate) queue: Arc<dyn WebhookQueue>,
+    pub(crate) policy: Arc<ArcSwap<Snapshot>>,
+    pub(crate) directory: Arc<Directory>,
     /// Wakes the delivery service when an entry is queued.
-    pub wake: tokio::sync::Notify,
+    pub(crate) wake: tokio::sync::Notify,
     /// Entries were queued since the store was last flushed by the delivery service.
-    pub dirty: AtomicBool,
+    pub(crate) dirty: AtomicBool,
 }
 
 /// A group's receiver: URL and the env var of its secret.
@@ -113,7 +113,7 @@ struct Receiver {
 }
 
 impl Webhooks {
-    pub fn new(
+    pub(crate) fn new(
         queue: Arc<dyn WebhookQueue>,
         policy: Arc<ArcSwap<Snapshot>>,
         directory: Arc<Directory>,

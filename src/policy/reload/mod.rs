@@ -5,6 +5,7 @@
 pub(crate) mod retire;
 mod settle;
 
+use crate::clock::Clock;
 use crate::control::events::{Event, Events};
 use crate::policy::config::{self, Config};
 use crate::policy::snapshot::{Snapshot, SystemEnvironment};
@@ -35,8 +36,9 @@ pub(crate) struct Policy {
     pub(crate) last_seen: Arc<LastSeen>,
     /// Called with the old and the new snapshot after every successful reload.
     after_swap: OnceLock<Box<AfterSwap>>,
-    /// `config.reloaded` / `config.reload_failed` go here (audit trail).
-    events: OnceLock<Arc<Events>>,
+    /// `config.reloaded` / `config.reload_failed` go here (audit trail), stamped by the
+    /// clock.
+    events: OnceLock<(Arc<Events>, Arc<dyn Clock>)>,
 }
 
 impl Policy {
@@ -61,8 +63,8 @@ impl Policy {
         })
     }
 
-    pub(crate) fn set_events(&self, events: Arc<Events>) {
-        let _ = self.events.set(events);
+    pub(crate) fn set_events(&self, events: Arc<Events>, clock: Arc<dyn Clock>) {
+        let _ = self.events.set((events, clock));
     }
 
     /// Registers what must follow a reload (the control plane reconciles group state).
@@ -106,14 +108,14 @@ impl Policy {
                 Ok(generation)
             });
         let (added, removed) = keys;
-        if let Some(events) = self.events.get() {
+        if let Some((events, clock)) = self.events.get() {
             events.emit_logged(&Event {
                 kind: if result.is_ok() {
                     crate::control::events::EventKind::ConfigReloaded
                 } else {
                     crate::control::events::EventKind::ConfigReloadFailed
                 },
-                at_ms: crate::control::now_ms(),
+                at_ms: clock.now_ms(),
                 actor: "system".into(),
                 org: None,
                 group: None,

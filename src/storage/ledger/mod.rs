@@ -10,7 +10,7 @@
 //! group and key-in-group at hour, day and month grain (see [`rollup`]), written with the
 //! hourly rows, all or nothing. The encoding is [`tables`]'s, behind [`LedgerStore`].
 
-pub mod rollup;
+pub(crate) mod rollup;
 pub(crate) mod tables;
 pub use rollup::{Dim, Level};
 pub(crate) use tables::LedgerStore;
@@ -55,9 +55,9 @@ pub struct UsageKey {
 /// Spend of one key or group: all time, and the current day, week and month (each as
 /// `(period id, micro-dollars)`, see [`crate::admission::budget::period_id`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SpendTotals {
-    pub all_time: u64,
-    pub periods: [(u64, u64); 3],
+pub(crate) struct SpendTotals {
+    pub(crate) all_time: u64,
+    pub(crate) periods: [(u64, u64); 3],
 }
 
 const TOTAL_PERIODS: [BudgetPeriod; 3] = [
@@ -79,7 +79,7 @@ impl SpendTotals {
     }
 
     /// Spend in the current `period` (all time for `never`).
-    pub fn current(&self, period: BudgetPeriod, now_ms: u64) -> u64 {
+    pub(crate) fn current(&self, period: BudgetPeriod, now_ms: u64) -> u64 {
         let Some(i) = TOTAL_PERIODS.iter().position(|p| *p == period) else {
             return self.all_time;
         };
@@ -162,7 +162,7 @@ impl Ledger {
 
     /// Clears the rollups and sums every hourly row into them again (absolute totals, so a
     /// build cut short and restarted cannot double count). Returns the rows read.
-    pub fn rebuild_rollups(&self) -> anyhow::Result<u64> {
+    pub(crate) fn rebuild_rollups(&self) -> anyhow::Result<u64> {
         let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
         let store = &self.store;
         store.set_rollups_complete(false)?;
@@ -219,7 +219,7 @@ impl Ledger {
     }
 
     /// Spend of a key or group, everything settled so far (flushed or not).
-    pub fn totals(&self, layer: Layer, id: &str) -> SpendTotals {
+    pub(crate) fn totals(&self, layer: Layer, id: &str) -> SpendTotals {
         let mem = self.totals_mem.lock().unwrap_or_else(|p| p.into_inner());
         match mem.get(&(layer, Arc::from(id))) {
             Some((t, _, _)) => *t,
@@ -393,7 +393,7 @@ impl Ledger {
     }
 
     /// Every group with usage, in id order (a skip scan over the rollups: one seek a group).
-    pub fn usage_groups(&self) -> Vec<String> {
+    pub(crate) fn usage_groups(&self) -> Vec<String> {
         if !self.rollups_ready.load(Ordering::Acquire) {
             let mut all: Vec<String> = self
                 .usage_rows(0, u64::MAX)
@@ -418,7 +418,7 @@ impl Ledger {
     }
 
     /// Settled spend of a scope in a period, as stored.
-    pub fn stored_spend(&self, scope: &ScopeKey, kind: BudgetPeriod, period: u64) -> u64 {
+    pub(crate) fn stored_spend(&self, scope: &ScopeKey, kind: BudgetPeriod, period: u64) -> u64 {
         self.store.spend(scope, kind, period).unwrap_or(0)
     }
 }

@@ -44,10 +44,10 @@ pub enum Dim {
 }
 
 impl Dim {
-    pub const ALL: [Dim; 4] = [Dim::Key, Dim::Model, Dim::Total, Dim::KeyGroups];
+    pub(crate) const ALL: [Dim; 4] = [Dim::Key, Dim::Model, Dim::Total, Dim::KeyGroups];
 
     /// The scope and label of an hourly bucket in this dimension.
-    pub fn of(self, k: &UsageKey) -> (&str, &str) {
+    pub(crate) fn of(self, k: &UsageKey) -> (&str, &str) {
         match self {
             Dim::Key => (&k.group, &k.key),
             Dim::Model => (&k.group, &k.model),
@@ -66,10 +66,10 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 3] = [Level::Hour, Level::Day, Level::Month];
+    pub(crate) const ALL: [Level; 3] = [Level::Hour, Level::Day, Level::Month];
 
     /// The first hour of the period of this level holding `hour`.
-    pub fn start(self, hour: u64) -> u64 {
+    pub(crate) fn start(self, hour: u64) -> u64 {
         match self {
             Level::Hour => hour,
             Level::Day => hour / 24 * 24,
@@ -94,15 +94,15 @@ fn month_end(hour: u64) -> u64 {
 
 /// A run of whole periods of one level: rows with `from <= start < to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Run {
-    pub level: Level,
-    pub from: u64,
-    pub to: u64,
+pub(crate) struct Run {
+    pub(crate) level: Level,
+    pub(crate) from: u64,
+    pub(crate) to: u64,
 }
 
 /// Covers the hours `[from, to)` with whole months, days and hours (no level above `max`),
 /// coarsest first where it fits: at most 5 runs (hours, days, months, days, hours).
-pub fn cover(from: u64, to: u64, max: Level) -> Vec<Run> {
+pub(crate) fn cover(from: u64, to: u64, max: Level) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
     let mut cur = from;
     while cur < to {
@@ -139,7 +139,7 @@ pub fn cover(from: u64, to: u64, max: Level) -> Vec<Run> {
 }
 
 /// `a + (new - old)`, field by field, modulo 2^64: exact as long as the true sums fit.
-pub fn moved(a: UsageTotals, new: &UsageTotals, old: &UsageTotals) -> UsageTotals {
+pub(crate) fn moved(a: UsageTotals, new: &UsageTotals, old: &UsageTotals) -> UsageTotals {
     UsageTotals {
         requests: a
             .requests

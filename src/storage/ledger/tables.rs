@@ -19,11 +19,11 @@ use std::sync::Arc;
 /// starting at hour `start`, for one `label` (see [`super::rollup`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct RollupRow {
-    pub dim: Dim,
-    pub scope: String,
-    pub level: Level,
-    pub start: u64,
-    pub label: String,
+    pub(crate) dim: Dim,
+    pub(crate) scope: String,
+    pub(crate) level: Level,
+    pub(crate) start: u64,
+    pub(crate) label: String,
 }
 
 /// What the ledger needs from a store. Values are absolute totals, never increments, so
