@@ -13,9 +13,6 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// At most this many keys per `POST /v1/keys/batch`.
-pub(crate) const BATCH_MAX: u64 = 1000;
-
 /// Ids are not secrets, but unguessable all the same.
 fn new_id() -> String {
     crate::secret::base62("key_", 20)

@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::keys::BATCH_MAX;
+/// At most this many keys per `POST /v1/keys/batch`.
+pub(crate) const BATCH_MAX: u64 = 1000;
 
 fn humantime_opt<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     d.map(|d| humantime::format_duration(d).to_string())
