@@ -60,6 +60,3 @@ pub mod proxy;
 pub mod secret;
 pub mod storage;
 pub mod testing;
-
-#[cfg(test)]
-mod docs_tests;

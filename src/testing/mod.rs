@@ -3,3 +3,7 @@
 #[doc(hidden)]
 pub mod fuzz;
 pub mod mock;
+
+/// The reference pages in `docs/` keep up with the code.
+#[cfg(test)]
+mod docs;
