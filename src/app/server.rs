@@ -20,7 +20,6 @@ use crate::proxy::account::{Accounting, LedgerService};
 use crate::proxy::directory::Directory;
 use crate::proxy::gateway::Gateway;
 use crate::proxy::last_seen::LastSeen;
-use crate::secret::Secret;
 use crate::storage::ledger::Ledger;
 use crate::storage::Store;
 use anyhow::Context;
@@ -233,11 +232,12 @@ fn window_scale() -> u64 {
     scale
 }
 
-fn admin_token(env: &str) -> Option<Secret> {
+/// The root admin token's digest: only the digest is kept in memory.
+fn admin_token(env: &str) -> Option<crate::digest::Digest> {
     let token = std::env::var(env)
         .ok()
         .filter(|t| !t.is_empty())
-        .map(Secret::new);
+        .map(|t| crate::proxy::auth::digest(t.as_bytes()));
     if token.is_none() {
         log::warn!("{env} is not set: the admin API answers 401 (health checks stay open)");
     }

@@ -10,7 +10,7 @@
 
 use crate::error::GatewayError;
 use crate::llm::body::{Endpoint, RequestBody};
-use crate::policy::snapshot::{KeyEntry, ModelEntry};
+use crate::policy::snapshot::{KeyEntry, ModelEntry, Snapshot};
 use crate::proxy::account::Accounting;
 use crate::proxy::ctx::{Admitted, RequestCtx};
 use crate::proxy::directory::Directory;
@@ -33,8 +33,8 @@ pub(crate) fn identify(
     acc: &Accounting,
     session: &Session,
     ctx: &mut RequestCtx,
+    snapshot: &Snapshot,
 ) -> Result<Identified, GatewayError> {
-    let snapshot = ctx.snapshot().clone();
     let req = session.req_header();
     let endpoint = Endpoint::parse(&req.method, req.uri.path())?;
     ctx.set_endpoint(endpoint);
@@ -42,7 +42,7 @@ pub(crate) fn identify(
     let now_ms = acc.admission.now_ms();
     let now = SystemTime::UNIX_EPOCH + Duration::from_millis(now_ms);
     let now_s = now_ms / 1000;
-    let key = auth::authenticate(&snapshot, directory, req, now_s)?;
+    let key = auth::authenticate(snapshot, directory, req, now_s)?;
     ctx.set_key(key.clone());
     let group_state = directory.group_state(&key.group);
     checks::check_state(&key, group_state, now)?;
@@ -69,16 +69,16 @@ pub(crate) async fn read_body(
     acc: &Accounting,
     session: &mut Session,
     ctx: &mut RequestCtx,
+    snapshot: &Snapshot,
     who: &Identified,
 ) -> Result<(RequestBody, Arc<ModelEntry>), GatewayError> {
     let key = &who.key;
     ctx.hold_slots(account::hold_slots(&acc.admission, key)?);
-    let snapshot = ctx.snapshot().clone();
     let hold = ctx.body_hold(&acc.body_budget);
     let bytes = respond::read_body(session, &snapshot.server, hold).await?;
     let body = RequestBody::parse(bytes)?;
     let checked = checks::resolve_model(
-        &snapshot,
+        snapshot,
         key,
         body.model.as_deref(),
         who.endpoint.serves(),
@@ -100,16 +100,16 @@ pub(crate) fn reserve(
     acc: &Accounting,
     session: &Session,
     ctx: &mut RequestCtx,
+    snapshot: &Snapshot,
     who: Identified,
     body: RequestBody,
     model: Arc<ModelEntry>,
 ) -> Result<(), GatewayError> {
     let Identified { endpoint, key, .. } = who;
-    let snapshot = ctx.snapshot().clone();
     let ask_usage = body.stream
         && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
         && !body.client_wants_stream_usage();
-    let plan = Plan::new(&snapshot, &key, model.clone(), endpoint.serves());
+    let plan = Plan::new(snapshot, &key, model.clone(), endpoint.serves());
     let req = &session.req_header().headers;
     let tags = req
         .get(headers::TAGS.name())
@@ -127,7 +127,7 @@ pub(crate) fn reserve(
     );
     let admitted = account::admit(
         &acc.admission,
-        &snapshot,
+        snapshot,
         &key,
         &plan.models,
         &body,

@@ -61,12 +61,14 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> std::result::Result<Admission, GatewayError> {
         let acc = &self.accounting;
-        let who = admit::identify(&self.directory, acc, session, ctx)?;
+        // One handle for the three stages (each also needs the context mutably).
+        let snapshot = ctx.snapshot().clone();
+        let who = admit::identify(&self.directory, acc, session, ctx, &snapshot)?;
         if who.endpoint == Endpoint::ListModels {
             return Ok(Admission::ListModels);
         }
-        let (body, model) = admit::read_body(acc, session, ctx, &who).await?;
-        admit::reserve(acc, session, ctx, who, body, model)?;
+        let (body, model) = admit::read_body(acc, session, ctx, &snapshot, &who).await?;
+        admit::reserve(acc, session, ctx, &snapshot, who, body, model)?;
         Ok(Admission::Forward)
     }
 }

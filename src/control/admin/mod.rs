@@ -23,7 +23,6 @@ use crate::observe::metrics::Metrics;
 use crate::policy::reload::Policy;
 use crate::proxy::account::Accounting;
 use crate::proxy::route::health::Health;
-use crate::secret::Secret;
 use async_trait::async_trait;
 pub(crate) use authz::Perm;
 use axum::http::{Method, StatusCode};
@@ -41,7 +40,8 @@ pub(crate) struct AdminState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) accounting: Arc<Accounting>,
     pub(crate) health: Arc<Health>,
-    pub(crate) token: Option<Secret>,
+    /// The root token's SHA-256 (compared in constant time, whatever the length).
+    pub(crate) token: Option<crate::digest::Digest>,
     pub(crate) control: Arc<ControlPlane>,
     pub(crate) audit: Arc<crate::control::audit::AuditLog>,
 }
