@@ -14,16 +14,17 @@
 # against the SHA-256 below (the checksum crates.io publishes, as in a Cargo.lock).
 # vendor/<crate> is the .crate's content minus EXCLUDE, plus the patches.
 #
-# Upgrading Pingora: set VERSION and the three SHA256 values (from the scratch project's
+# Upgrading Pingora: set VERSION and the SHA256 values (from the scratch project's
 # Cargo.lock, printed when they do not match), run the script, fix what does not apply.
 set -euo pipefail
 export LC_ALL=C
 
 VERSION=0.9.1
-CRATES=(pingora-core pingora-http pingora-timeout)
+CRATES=(pingora-core pingora-http pingora-proxy pingora-timeout)
 declare -A SHA256=(
     [pingora-core]=a535f47f65fdcb003f9e1df04cd18e614c128dfe9388acce3f211ae38ac14d68
     [pingora-http]=3f38e9e519d53fab09eb320f7be2cd27ef9e66f755eba3bd84cc68852108d841
+    [pingora-proxy]=8e3d5670490740405ecc8c6f75c3fcbce4d24f7adaffb355ca44550e7918e358
     [pingora-timeout]=d58d029af71f7694815494c681f1bb93aa06d83b6fa6a6b42e7154ee0e8e43e4
 )
 # Packaging metadata in the .crate (or left by cargo's extraction), not kept in vendor/.

@@ -88,6 +88,15 @@ pub fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
     integer(out, b.output);
     out.extend_from_slice(b",\"cost_usd\":");
     float(out, b.cost_micros as f64 / 1e6);
+    out.extend_from_slice(b",\"usage_source\":");
+    match b.source {
+        Some(s) => {
+            out.push(b'"');
+            out.extend_from_slice(s.as_str().as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
     out.extend_from_slice(b",\"duration_ms\":");
     float(out, duration.as_secs_f64() * 1000.0);
     out.extend_from_slice(b",\"overhead_ms\":");
@@ -343,7 +352,7 @@ mod reference {
                 .unwrap_or(f.ended)
                 .saturating_duration_since(f.started);
             let duration = f.ended.saturating_duration_since(f.started);
-            let mut o = s.serialize_struct("line", 23)?;
+            let mut o = s.serialize_struct("line", 24)?;
             // As in `render`: the line's wall time, not a policy decision.
             let ts = stamp(SystemTime::now());
             o.serialize_field("ts", std::str::from_utf8(&ts).unwrap_or_default())?;
@@ -363,6 +372,10 @@ mod reference {
             o.serialize_field("input_tokens", &b.input)?;
             o.serialize_field("output_tokens", &b.output)?;
             o.serialize_field("cost_usd", &(b.cost_micros as f64 / 1e6))?;
+            o.serialize_field(
+                "usage_source",
+                &b.source.map(crate::llm::usage::UsageSource::as_str),
+            )?;
             o.serialize_field("duration_ms", &(duration.as_secs_f64() * 1000.0))?;
             o.serialize_field("overhead_ms", &(overhead.as_secs_f64() * 1000.0))?;
             o.serialize_field("client_ip", &f.client_ip.map(Str))?;
@@ -549,6 +562,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
                             input: 12,
                             output: 8,
                             cost_micros: 7,
+                            source: Some(crate::llm::usage::UsageSource::Counted),
                         }),
                         Some([127, 0, 0, 1].into()),
                     ),
@@ -565,6 +579,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
                             input: u64::MAX,
                             output: 0,
                             cost_micros: 123_456_789,
+                            source: Some(crate::llm::usage::UsageSource::Provider),
                         }),
                         Some([255, 10, 0, 199].into()),
                     ),

@@ -8,7 +8,7 @@ use crate::admission::{
 use crate::control::events::{Event, Events};
 use crate::error::GatewayError;
 use crate::llm::body::{Endpoint, RequestBody};
-use crate::llm::usage::{self, Billed, Scanner, StreamFormat, TokenUsage};
+use crate::llm::usage::{self, Billed, Scanner, StreamFormat, UsageSource};
 use crate::policy::config::Price;
 use crate::policy::snapshot::{KeyEntry, ModelEntry, Snapshot};
 use crate::storage::ledger::{Ledger, UsageKey, UsageTotals};
@@ -213,8 +213,8 @@ pub(crate) struct Served<'a> {
     /// The catalogue model that served (a fallback, possibly) and its target's price.
     pub(crate) model: &'a Arc<str>,
     pub(crate) price: Price,
-    /// Usage the provider reported.
-    pub(crate) reported: TokenUsage,
+    /// The answer's usage scanner (none when nothing 2xx arrived).
+    pub(crate) scanner: Option<&'a Scanner>,
 }
 
 /// Settles the reservation with the real usage and records it. Runs once per request.
@@ -234,10 +234,13 @@ pub(crate) fn settle(
         }
         return Billed::default();
     }
-    // Unknown parts are charged as reserved: a stream cut before its usage event pays its
-    // worst case in tokens, at the price of the target that served it.
-    let input = served.reported.input.unwrap_or(estimate.input);
-    let output = served.reported.output.unwrap_or(estimate.output);
+    // What the provider reported; a stream cut before its report pays what it streamed
+    // (counted), a JSON answer without usage what was reserved — at the price of the
+    // target that served it.
+    let (input, output, source) = match served.scanner {
+        Some(s) => s.charge(estimate.input, estimate.output),
+        None => (estimate.input, estimate.output, UsageSource::Reserved),
+    };
     let cost = usage::cost_micros(&served.price, input, output);
     reservation.settle(Some(Usage {
         tokens: input + output,
@@ -247,6 +250,7 @@ pub(crate) fn settle(
         input,
         output,
         cost_micros: cost,
+        source: Some(source),
     };
     if let Some(ledger) = &acc.ledger {
         record(ledger, acc, key, served.model, billed);

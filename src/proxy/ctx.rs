@@ -70,8 +70,17 @@ pub(crate) struct RequestCtx {
     first_attempt_at: Option<Instant>,
     /// The last attempt failed by timing out before the first byte.
     timed_out: bool,
+    /// The client went away mid-answer; the upstream answer is still being read so its
+    /// usage is seen (bounded by [`DRAIN_MAX_BYTES`] and the group's timeout).
+    client_gone: Option<Instant>,
+    /// Answer bytes read since the client went away.
+    drained: usize,
     _inflight: InflightGuard,
 }
+
+/// What is read of an upstream answer after its client went away, at most: a long answer's
+/// SSE is a few MB; past this the read stops and the rest is charged as counted.
+pub(crate) const DRAIN_MAX_BYTES: usize = 8 << 20;
 
 /// What stage 3 (reserve) hands the context when a request is admitted.
 pub(crate) struct Admitted {
@@ -116,6 +125,8 @@ impl RequestCtx {
             attempts: SmallVec::new(),
             first_attempt_at: None,
             timed_out: false,
+            client_gone: None,
+            drained: 0,
             _inflight: inflight,
         }
     }
@@ -446,14 +457,52 @@ impl RequestCtx {
         Ok(())
     }
 
-    /// `response_body_filter`: usage scanning, then translation, chunk by chunk.
-    pub(crate) fn answer_chunk(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) {
+    /// `response_body_filter`: usage scanning, then translation, chunk by chunk. Once the
+    /// client is gone only the scanning is left, until the drain bounds end the read.
+    pub(crate) fn answer_chunk(
+        &mut self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+    ) -> Result<()> {
         if let Some(scanner) = self.scanner.as_mut() {
             scanner.chunk(body, end_of_stream);
+        }
+        if let Some(since) = self.client_gone {
+            self.drained += body.as_ref().map_or(0, Bytes::len);
+            *body = None;
+            let timeout = self.key.as_ref().map(|k| k.group.timeout);
+            if self.drained > DRAIN_MAX_BYTES || timeout.is_some_and(|t| since.elapsed() > t) {
+                let e = Error::explain(
+                    ErrorType::ReadError,
+                    "client gone; stopped reading the upstream answer at the drain bound",
+                );
+                return Err(e.into_down());
+            }
+            return Ok(());
         }
         if let Some(t) = self.translator.as_mut() {
             t.chunk(body, end_of_stream);
         }
+        Ok(())
+    }
+
+    /// Pingora's `keep_reading_upstream`: the client went away after the answer started.
+    /// An admitted request keeps reading the provider's answer to its end (within
+    /// [`DRAIN_MAX_BYTES`] and the group's timeout), so what the provider bills — the usage
+    /// it reports at the end — is what is charged.
+    pub(crate) fn client_gone(&mut self) -> bool {
+        if self.reservation.is_none() || self.upstream_status.is_none() {
+            return false;
+        }
+        self.client_gone.get_or_insert_with(Instant::now);
+        self.error.get_or_insert_with(|| {
+            GatewayError::ClientClosed(
+                "the client closed the connection mid-answer; the upstream answer was read to \
+                 its end for its usage"
+                    .into(),
+            )
+        });
+        true
     }
 
     /// `fail_to_proxy`: the error to answer with — ours if a step set one, else Pingora's
@@ -498,7 +547,7 @@ impl RequestCtx {
             status: self.upstream_status,
             model: served_model,
             price,
-            reported: self.scanner.as_ref().map(|s| s.usage).unwrap_or_default(),
+            scanner: self.scanner.as_ref(),
         };
         Some(account::settle(
             acc,

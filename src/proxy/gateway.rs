@@ -11,6 +11,7 @@
 //! | `upstream_response_filter`| note the status; start the usage scanner on 2xx        |
 //! | `response_filter`         | `x-request-id`, `x-tollgate-target`, `x-ratelimit-*`   |
 //! | `response_body_filter`    | (6) usage scanning, then translation, chunk by chunk   |
+//! | `keep_reading_upstream`   | the client left mid-answer: read the rest for its usage |
 //! | `logging`                 | (7) settle the reservation, record usage, log          |
 //! | `fail_to_connect` / `error_while_proxy` | retry on the next target              |
 //! | `fail_to_proxy`           | upstream failures -> 502 / 503 / 504 in the documented error shape |
@@ -155,8 +156,12 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
-        ctx.answer_chunk(body, end_of_stream);
+        ctx.answer_chunk(body, end_of_stream)?;
         Ok(None)
+    }
+
+    fn keep_reading_upstream(&self, _session: &Session, ctx: &mut RequestCtx) -> bool {
+        ctx.client_gone()
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {

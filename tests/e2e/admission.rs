@@ -293,16 +293,20 @@ async fn parallel_slots_are_released_when_clients_disconnect_mid_stream() {
     let mock = mock().await;
     let g = Arc::new(start_gateway(&policy(mock.addr(), "", "max_parallel = 3")));
     let stream = json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "x"}]});
-    let open = |g: Arc<GatewayProc>, body: Value| async move {
+    // A client that hangs up does not end the upstream request: the gateway reads the
+    // answer to its end for its usage (docs/billing.md), and the slot is held until then.
+    // Streams of 20 events 100 ms apart (2 s), or 10 events 1 ms apart.
+    let open = |g: Arc<GatewayProc>, body: Value, interval: &'static str| async move {
+        let tokens = if interval == "100" { "20" } else { "10" };
         let slow = [
-            ("x-mock-chunk-interval-ms", "100"),
-            ("x-mock-output-tokens", "50"),
+            ("x-mock-chunk-interval-ms", interval),
+            ("x-mock-output-tokens", tokens),
         ];
         g.post(CHAT, &key(1), &slow, &body).send().await.unwrap()
     };
     let mut held = vec![];
     for _ in 0..3 {
-        let mut r = open(g.clone(), stream.clone()).await;
+        let mut r = open(g.clone(), stream.clone(), "100").await;
         assert_eq!(r.status().as_u16(), 200);
         r.chunk().await.unwrap();
         held.push(r);
@@ -313,11 +317,14 @@ async fn parallel_slots_are_released_when_clients_disconnect_mid_stream() {
     assert_eq!(s, 429, "{text}");
     assert!(text.contains("concurrency_limit_exceeded") && text.contains("key k1 max_parallel 3"));
     drop(held);
-    // 1000 clients that hang up after the first event.
-    for i in 0..1000 {
-        // Slots are freed when the gateway notices the hang-up (next write).
+    // Still held while the upstream answers run on.
+    let a = g.call(CHAT, &key(1), &[], &small()).await;
+    assert_eq!(a.status, 429, "{}", a.text);
+    // 300 clients that hang up after the first event.
+    for i in 0..300 {
+        // Slots are freed when the upstream answer ends.
         let mut r = wait_for(Duration::from_secs(10), "a free slot", || async {
-            let r = open(g.clone(), stream.clone()).await;
+            let r = open(g.clone(), stream.clone(), "1").await;
             (r.status().as_u16() == 200).then_some(r)
         })
         .await;
@@ -333,9 +340,10 @@ async fn parallel_slots_are_released_when_clients_disconnect_mid_stream() {
         Duration::from_millis(200),
         Duration::from_secs(5),
         || async {
-            let rs: Vec<_> =
-                futures_util::future::join_all((0..3).map(|_| open(g.clone(), stream.clone())))
-                    .await;
+            let rs: Vec<_> = futures_util::future::join_all(
+                (0..3).map(|_| open(g.clone(), stream.clone(), "1")),
+            )
+            .await;
             rs.iter().all(|r| r.status().as_u16() == 200).then_some(())
         },
     )
@@ -377,8 +385,10 @@ async fn anthropic_stream_usage_is_charged() {
 async fn missing_or_garbled_usage_is_charged_as_reserved_and_never_crashes() {
     let mock = mock().await;
     let g = start_gateway(&policy(mock.addr(), "", "tpm = 100000").with_request_log());
-    let body = json!({"model": "m", "max_tokens": 5000, "stream": true, "messages": [{"role": "user", "content": "x"}]});
-    // A stream whose provider never reports usage: the 5000-token reservation stays charged.
+    let body =
+        json!({"model": "m", "max_tokens": 5000, "messages": [{"role": "user", "content": "x"}]});
+    // An answer whose provider never reports usage: the 5000-token reservation stays charged
+    // (a stream pays what it streamed instead: tests/e2e/metering.rs).
     let omit = [("x-mock-omit-usage", "1"), ("x-request-id", "omitted")];
     let Answer {
         status: s, text, ..

@@ -22,6 +22,7 @@ mod faults;
 mod fuzz_props;
 mod hostile_clients;
 mod log_levels;
+mod metering;
 mod openapi;
 mod reload_and_cli;
 mod reload_settle;

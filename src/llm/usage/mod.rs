@@ -1,6 +1,7 @@
 //! Step 6: token usage from the provider's answer — JSON bodies and SSE streams, chunk by
 //! chunk without holding the stream back — and its price.
 
+mod count;
 mod scan;
 mod text;
 
@@ -15,11 +16,35 @@ pub struct Billed {
     pub input: u64,
     pub output: u64,
     pub cost_micros: u64,
+    /// Where the token counts came from (none when nothing was billed).
+    pub source: Option<UsageSource>,
 }
 
 impl Billed {
     pub(crate) fn is_zero(&self) -> bool {
-        *self == Billed::default()
+        self.input == 0 && self.output == 0 && self.cost_micros == 0
+    }
+}
+
+/// Where a request's billed usage came from (the log line's `usage_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageSource {
+    /// The provider's own usage report.
+    Provider,
+    /// The stream ended before the provider's report: output counted from the streamed
+    /// text, input from the provider's count or the prompt estimate.
+    Counted,
+    /// Nothing to count (a JSON answer without usage): charged what was reserved.
+    Reserved,
+}
+
+impl UsageSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSource::Provider => "provider",
+            UsageSource::Counted => "counted",
+            UsageSource::Reserved => "reserved",
+        }
     }
 }
 

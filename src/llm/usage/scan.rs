@@ -6,8 +6,9 @@
 //! chunk is removed from what the client receives, so its stream is exactly what it asked
 //! for.
 
+use super::count::Counted;
 use super::text::{Completion, COMPLETION_CAP};
-use super::TokenUsage;
+use super::{TokenUsage, UsageSource};
 use bytes::{Bytes, BytesMut};
 use memchr::memmem;
 
@@ -32,6 +33,11 @@ pub struct Scanner {
     /// Partial line (SSE) or kept body (JSON).
     buf: BytesMut,
     pub usage: TokenUsage,
+    /// The output count in `usage` is the provider's final one (not Anthropic's
+    /// `message_start` placeholder).
+    output_final: bool,
+    /// Output counted from the streamed text, for a stream cut before its usage.
+    pub(crate) counted: Counted,
     pub(crate) saw_done: bool,
     /// The answer's text, when the group logs it (`log_level = "full"`).
     pub(crate) completion: Option<Completion>,
@@ -64,6 +70,8 @@ impl Scanner {
             strip_usage_chunk: strip_usage_chunk && format == StreamFormat::Sse,
             buf: BytesMut::new(),
             usage: TokenUsage::default(),
+            output_final: false,
+            counted: Counted::default(),
             saw_done: false,
             completion: None,
             cut: false,
@@ -122,12 +130,42 @@ impl Scanner {
             serde_json::Deserializer::from_slice(rest).into_iter::<super::UsageFields>();
         if let Some(Ok(u)) = typed.next() {
             self.usage.merge(u.usage());
+            self.output_final = self.usage.output.is_some();
             return;
         }
         let mut it = serde_json::Deserializer::from_slice(rest).into_iter::<serde_json::Value>();
         if let Some(Ok(u)) = it.next() {
             self.usage
                 .merge(TokenUsage::from_json(&serde_json::json!({ "usage": u })));
+            self.output_final = self.usage.output.is_some();
+        }
+    }
+
+    /// What the answer is charged, in tokens: the provider's usage when it reported it in
+    /// full; for a stream, else what was counted from its text (input: the provider's
+    /// count or the prompt estimate); else what was reserved.
+    pub(crate) fn charge(
+        &self,
+        reserved_input: u64,
+        reserved_output: u64,
+    ) -> (u64, u64, UsageSource) {
+        let input = self.usage.input;
+        let output = self.usage.output.filter(|_| self.output_final);
+        match (input, output) {
+            (Some(i), Some(o)) => (i, o, UsageSource::Provider),
+            (i, o) if self.format == StreamFormat::Sse => {
+                let counted = self.counted.tokens().max(self.usage.output.unwrap_or(0));
+                (
+                    i.unwrap_or(reserved_input),
+                    o.unwrap_or(counted),
+                    UsageSource::Counted,
+                )
+            }
+            (i, o) => (
+                i.unwrap_or(reserved_input),
+                o.unwrap_or(reserved_output),
+                UsageSource::Reserved,
+            ),
         }
     }
 
@@ -203,12 +241,20 @@ impl Scanner {
             c.event(data);
         }
         if !has_usage_object(data) {
+            self.counted.event(data);
             return false;
         }
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
             return false;
         };
-        self.usage.merge(TokenUsage::from_json(&v));
+        self.counted.event(data);
+        let u = TokenUsage::from_json(&v);
+        // Anthropic's `message_start` carries the input and a placeholder output count; the
+        // real output total comes with `message_delta`.
+        if u.output.is_some() && v["type"] != "message_start" {
+            self.output_final = true;
+        }
+        self.usage.merge(u);
         self.strip_usage_chunk && v["choices"].as_array().is_some_and(|c| c.is_empty())
     }
 }

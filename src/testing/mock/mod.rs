@@ -4,7 +4,7 @@
 //! the connection, answer garbage, stall mid-stream. Behaviour is set per instance
 //! ([`MockProvider::set_behaviour`], `PUT /_mock/behaviour`) or per request with headers:
 //! `x-mock-latency-ms`, `x-mock-chunk-interval-ms`, `x-mock-status`, `x-mock-fault`
-//! (`hang|reset|garbage|stall_mid_stream`), `x-mock-output-tokens`, `x-mock-omit-usage: 1`,
+//! (`hang|reset|garbage|stall_mid_stream|cut_mid_stream|error_mid_stream`), `x-mock-output-tokens`, `x-mock-omit-usage: 1`,
 //! `x-mock-echo: 1` (answer with a summary of the request, see `reply`). A status outside
 //! 200..=599 (`x-mock-status: 103`, `101`, `999`) is answered with the bare status line only,
 //! then the connection is closed: a provider misbehaving in a way the gateway cannot relay.
@@ -39,8 +39,15 @@ pub enum Fault {
     Reset,
     /// Answer bytes that are not HTTP, then close.
     Garbage,
-    /// Send the header and the first events of a stream, then hang.
+    /// Send the header and a stream's events up to its first text, then hang.
     StallMidStream,
+    /// Send the header and a stream's events up to its first text, then close the
+    /// connection without ending the chunked body.
+    CutMidStream,
+    /// Send a stream's events up to its first text, then an error event (Anthropic's
+    /// `event: error`, or an OpenAI-style `data: {"error": …}`), then end the stream
+    /// without usage.
+    ErrorMidStream,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -421,8 +428,26 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         if i > 0 && b.chunk_interval_ms > 0 {
             tokio::time::sleep(Duration::from_millis(b.chunk_interval_ms)).await;
         }
-        if b.fault == Some(Fault::StallMidStream) && i == 2 {
-            std::future::pending::<()>().await;
+        // The breaking faults act right after the first event that carries text.
+        if i > 0 && events[i - 1].contains("tok0") {
+            match b.fault {
+                Some(Fault::StallMidStream) => std::future::pending::<()>().await,
+                Some(Fault::CutMidStream) => {
+                    s.flush().await?;
+                    return Ok(After::Close);
+                }
+                Some(Fault::ErrorMidStream) => {
+                    let err = if kind == Kind::Messages {
+                        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"
+                    } else {
+                        "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n"
+                    };
+                    wire::write_chunk(s, err.as_bytes()).await?;
+                    wire::write_last_chunk(s).await?;
+                    return Ok(After::KeepAlive);
+                }
+                _ => {}
+            }
         }
         if i + 1 == events.len() {
             *lock(&shared.last_event_at) = Some(Instant::now());
