@@ -247,6 +247,7 @@ pub(crate) fn settle(
         input,
         output,
         cost_micros: cost,
+        cached_input: served.reported.cached_input.unwrap_or(0).min(input),
     };
     if let Some(ledger) = &acc.ledger {
         record(ledger, acc, key, served.model, billed);
@@ -268,6 +269,7 @@ fn record(ledger: &Ledger, acc: &Accounting, key: &KeyEntry, model: &Arc<str>, b
             input_tokens: b.input,
             output_tokens: b.output,
             cost_micros: b.cost_micros,
+            cached_input_tokens: b.cached_input,
         },
     );
 }

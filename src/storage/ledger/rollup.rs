@@ -153,6 +153,10 @@ pub(crate) fn moved(a: UsageTotals, new: &UsageTotals, old: &UsageTotals) -> Usa
         cost_micros: a
             .cost_micros
             .wrapping_add(new.cost_micros.wrapping_sub(old.cost_micros)),
+        cached_input_tokens: a.cached_input_tokens.wrapping_add(
+            new.cached_input_tokens
+                .wrapping_sub(old.cached_input_tokens),
+        ),
     }
 }
 
