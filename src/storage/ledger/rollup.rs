@@ -2,9 +2,9 @@
 //! group by, at hour, day and calendar-month grain, so a query over a year reads a few
 //! thousand rows instead of millions.
 //!
-//! A rollup row is (dim, scope, level, start hour, label) -> requests, input, output, cost
-//! (stored in tree `rollup`: see [`super::tables`] for the encoding, `k`/`m`/`t`/`K` for the
-//! dims and `h`/`d`/`M` for the levels):
+//! A rollup row is (dim, scope, level, start hour, label) -> requests, input, output, cost,
+//! cached input (stored in tree `rollup`: see [`super::tables`] for the encoding,
+//! `k`/`m`/`t`/`K` for the dims and `h`/`d`/`M` for the levels):
 //!
 //! | dim              | scope   | label   | answers                                  |
 //! |------------------|---------|---------|------------------------------------------|
