@@ -515,4 +515,50 @@ mod tests {
         assert_eq!(rows.len(), 12);
         assert!(rows.contains(&b"tg\0h\0\0\0\0\0\0\x01\x02".to_vec()));
     }
+
+    /// A store written before cached input was counted: its 32-byte hourly and rollup
+    /// values read with 0 cached, and a write on top moves the rollups by the difference.
+    #[test]
+    fn values_of_the_previous_format_are_read_and_extended() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = LedgerTables::open(&db, Meta(db.open_tree("meta").unwrap())).unwrap();
+        let k = UsageKey {
+            hour: 5,
+            group: "g".into(),
+            key: "k".into(),
+            model: "m".into(),
+        };
+        let old = UsageTotals {
+            requests: 2,
+            input_tokens: 20,
+            output_tokens: 10,
+            cost_micros: 300,
+            cached_input_tokens: 0,
+        };
+        // As the previous version wrote them: 4 × u64.
+        t.usage
+            .insert(usage_key(&k), &totals_bytes(&old)[..32])
+            .unwrap();
+        for rk in rollup_keys_of(&k) {
+            t.rollup.insert(rk, &totals_bytes(&old)[..32]).unwrap();
+        }
+        assert_eq!(t.usage(&k).unwrap(), Some(old));
+        let new = UsageTotals {
+            requests: 3,
+            input_tokens: 30,
+            output_tokens: 15,
+            cost_micros: 450,
+            cached_input_tokens: 8,
+        };
+        t.put_usage(&[(k.clone(), new)]).unwrap();
+        assert_eq!(t.usage(&k).unwrap(), Some(new));
+        for level in Level::ALL {
+            let mut seen = vec![];
+            t.scan_rollups(Dim::Total, "g", level, 0, u64::MAX, &mut |_, _, v| {
+                seen.push(*v)
+            })
+            .unwrap();
+            assert_eq!(seen, [new], "{level:?}");
+        }
+    }
 }
