@@ -65,6 +65,7 @@ fn build(dir: &std::path::Path, now_h: u64, percent: u64) -> Ledger {
                     input_tokens: n * 900,
                     output_tokens: n * 250,
                     cost_micros: n * 1_234 + mi as u64,
+                    cached_input_tokens: n * 100,
                 };
                 batch.push((k, t));
                 rows += 1;
@@ -191,6 +192,7 @@ fn flush(c: &mut Criterion) {
                         input_tokens: 900,
                         output_tokens: 250,
                         cost_micros: 1_234,
+                        cached_input_tokens: 100,
                     },
                 );
             }

@@ -8,6 +8,7 @@ import * as overview from './overview.js';
 import * as groups from './groups.js';
 import * as keys from './keys.js';
 import * as spend from './spend.js';
+import * as invoices from './invoices.js';
 import * as audit from './audit.js';
 import * as policy from './policy.js';
 
@@ -17,6 +18,7 @@ const PAGES = [
   { id: 'groups', title: 'Groups', mod: groups, needs: 'GET /v1/groups' },
   { id: 'keys', title: 'Keys', mod: keys, needs: 'GET /v1/keys' },
   { id: 'spend', title: 'Spend', mod: spend, needs: 'GET /v1/spend/groups/{id}' },
+  { id: 'invoices', title: 'Invoices', mod: invoices, needs: 'GET /v1/invoices' },
   { id: 'audit', title: 'Audit', mod: audit, needs: 'GET /v1/audit' },
   { id: 'policy', title: 'Policy', mod: policy, needs: 'GET /v1/policy' },
 ];

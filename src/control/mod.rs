@@ -13,6 +13,7 @@ pub mod admin;
 pub(crate) mod audit;
 pub mod events;
 mod groups;
+pub(crate) mod invoices;
 pub(crate) mod tokens;
 pub(crate) mod webhooks;
 pub(crate) use groups::Bulk;
@@ -179,7 +180,7 @@ pub(crate) struct Tokens<'a> {
     table: &'a tokens::TokenTable,
 }
 
-/// Spend reports from the ledger (spend.rs).
+/// Spend reports and invoices from the ledger (spend.rs, invoices.rs).
 #[derive(Clone, Copy)]
 pub(crate) struct Spend<'a> {
     w: &'a Writer,

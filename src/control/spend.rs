@@ -83,6 +83,7 @@ impl Sum {
         SpendTotals {
             requests: self.0.requests,
             input_tokens: self.0.input_tokens,
+            cached_input_tokens: self.0.cached_input_tokens,
             output_tokens: self.0.output_tokens,
             cost_usd: usd(self.0.cost_micros),
         }
@@ -95,6 +96,8 @@ impl Sum {
 pub(crate) struct SpendTotals {
     pub(crate) requests: u64,
     pub(crate) input_tokens: u64,
+    /// The part of `input_tokens` served from the providers' prompt caches.
+    pub(crate) cached_input_tokens: u64,
     pub(crate) output_tokens: u64,
     pub(crate) cost_usd: f64,
 }
@@ -513,7 +516,9 @@ pub(crate) fn to_csv(v: &Value, label: &str) -> String {
         None => v.as_object().into_iter().collect(),
     };
     let Some(first) = rows.first() else {
-        return format!("{label},requests,input_tokens,output_tokens,cost_usd\n");
+        return format!(
+            "{label},requests,input_tokens,cached_input_tokens,output_tokens,cost_usd\n"
+        );
     };
     let cols: Vec<&String> = first.keys().collect();
     let cell = |v: &Value| -> String {

@@ -206,6 +206,10 @@ pub(crate) struct GroupView {
     pub(crate) idle_disable: Option<String>,
     pub(crate) tags: BTreeMap<String, String>,
     pub(crate) log_level: String,
+    /// Invoices: the markup on cost, in per cent (0 when the file sets none).
+    pub(crate) markup_pct: f64,
+    /// Invoices: whom the group is billed to (`null`: its own invoice, named by its id).
+    pub(crate) invoice_to: Option<String>,
     pub(crate) keys: KeyCounts,
     pub(crate) budget_usd: Option<f64>,
     pub(crate) budget_period: &'static str,
@@ -371,6 +375,8 @@ impl Writer {
             idle_disable: g.idle_disable.map(duration_text),
             tags: g.tags.iter().cloned().collect(),
             log_level: format!("{:?}", g.log_level).to_lowercase(),
+            markup_pct: super::invoices::pct(g.markup_millipct),
+            invoice_to: g.invoice_to.as_deref().map(str::to_string),
             keys,
             budget_usd: g.limits.budget.map(|b| usd(b.limit_micros)),
             budget_period: period_name(period),

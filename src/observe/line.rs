@@ -563,6 +563,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
                             output: 8,
                             cost_micros: 7,
                             source: Some(crate::llm::usage::UsageSource::Counted),
+                            ..Billed::default()
                         }),
                         Some([127, 0, 0, 1].into()),
                     ),
@@ -580,6 +581,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
                             output: 0,
                             cost_micros: 123_456_789,
                             source: Some(crate::llm::usage::UsageSource::Provider),
+                            ..Billed::default()
                         }),
                         Some([255, 10, 0, 199].into()),
                     ),

@@ -251,6 +251,10 @@ pub(crate) fn settle(
         output,
         cost_micros: cost,
         source: Some(source),
+        cached_input: served
+            .scanner
+            .map_or(0, |s| s.usage.cached_input.unwrap_or(0))
+            .min(input),
     };
     if let Some(ledger) = &acc.ledger {
         record(ledger, acc, key, served.model, billed);
@@ -272,6 +276,7 @@ fn record(ledger: &Ledger, acc: &Accounting, key: &KeyEntry, model: &Arc<str>, b
             input_tokens: b.input,
             output_tokens: b.output,
             cost_micros: b.cost_micros,
+            cached_input_tokens: b.cached_input,
         },
     );
 }

@@ -11,8 +11,8 @@
 //! | `notices`   | `expiring \0` key id                 | the expiry already announced (u64 be) | [`control`]        |
 //! | `spend`     | `layer \0 id \0 period-kind \0 id`   | settled micro-dollars (u64 be)     | [`ledger::tables`]    |
 //! | `totals`    | `layer \0 id`                        | spend all time and per period (7 × u64 be) | [`ledger::tables`] |
-//! | `usage`     | `hour(be) group \0 key \0 model`     | requests, in, out, cost (4 × u64 be) | [`ledger::tables`]  |
-//! | `rollup`    | `dim scope \0 level start(be) label` | `usage` summed by key, model, group (4 × u64 be) | [`ledger::tables`] |
+//! | `usage`     | `hour(be) group \0 key \0 model`     | requests, in, out, cost, cached in (5 × u64 be; older rows 4, read as 0 cached) | [`ledger::tables`] |
+//! | `rollup`    | `dim scope \0 level start(be) label` | `usage` summed by key, model, group (5 × u64 be, likewise) | [`ledger::tables`] |
 //! | `audit`     | `ms(be) seq(be)`                     | event (JSON, hash-chained)         | [`audit`]             |
 //! | `webhooks`  | sequence number (u64 be)             | a [`Pending`] delivery (JSON)      | [`webhooks`]          |
 //! | `meta`      | `audit_anchor`                       | the audit chain's anchor (hash)    | [`audit`], via `Meta` |

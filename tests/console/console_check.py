@@ -127,7 +127,7 @@ def main():
         assert page.evaluate("sessionStorage.getItem('tollgate.admin_token')") == ROOT
         assert page.evaluate("localStorage.length") == 0
         assert ROOT not in page.url
-        for name in ["Overview", "Groups", "Keys", "Spend", "Audit", "Policy"]:
+        for name in ["Overview", "Groups", "Keys", "Spend", "Invoices", "Audit", "Policy"]:
             expect(page.locator("#nav").get_by_role("link", name=name)).to_be_visible()
 
         # Overview: the chart is drawn and its total, the requests and spend of grp_prod
@@ -378,6 +378,41 @@ def main():
         assert csv_text.startswith("model,"), csv_text
         shot(page, "spend")
 
+        # Invoices: this month's, with the API's totals and lines; grp_b is billed to
+        # customer-b with its 15 % markup; the CSV downloads, all or one invoice.
+        goto(page, "invoices")
+        _, invs = api("/v1/invoices")
+        assert [i["invoice_to"] for i in invs["data"]] == ["customer-b", "grp_prod"], invs
+        for inv in invs["data"]:
+            sec = page.locator(f'section[data-invoice="{inv["invoice_to"]}"]')
+            expect(sec).to_be_visible()
+            for f in ["subtotal_usd", "markup_usd", "total_usd"]:
+                shown = money(sec.locator(f'[data-field="{f}"]').inner_text())
+                assert abs(shown - inv[f]) < 1e-6, (f, shown, inv)
+            expect(sec.locator("tbody tr")).to_have_count(len(inv["lines"]))
+        b = page.locator('section[data-invoice="customer-b"]')
+        expect(b.locator('td[data-col="markup_pct"]').first).to_have_text("15%")
+        assert invs["data"][0]["markup_usd"] > 0, invs
+        period = invs["period"]
+        with page.expect_download() as dl:
+            page.locator(f'[data-csv="invoices-{period}"]').click()
+        rows = open(dl.value.path()).read().strip().split("\n")
+        assert rows[0].startswith("invoice_to,group,model,requests,"), rows
+        assert len(rows) == 1 + sum(len(i["lines"]) for i in invs["data"]), rows
+        with page.expect_download() as dl:
+            page.locator(f'[data-csv="invoice-customer-b-{period}"]').click()
+        rows = open(dl.value.path()).read().strip().split("\n")
+        assert len(rows) == 1 + len(invs["data"][0]["lines"]), rows
+        assert all(r.startswith("customer-b,grp_b,") for r in rows[1:]), rows
+        shot(page, "invoices")
+        # Another month: nothing billed.
+        page.get_by_label("Month (UTC)").fill("2001-01")
+        page.get_by_role("button", name="Show").click()
+        expect(page.locator('[data-empty="invoices"]')).to_contain_text("2001-01")
+        page.get_by_label("Month (UTC)").fill(period)
+        page.get_by_role("button", name="Show").click()
+        expect(page.locator('section[data-invoice="customer-b"]')).to_be_visible()
+
         # Audit: the revocation is there; the chain checks out.
         goto(page, "audit")
         expect(page.locator("table[data-table=audit]")).to_contain_text("key.revoked")
@@ -419,6 +454,7 @@ def main():
         sign_in(v, VIEWER)
         expect(v.locator("#who")).to_contain_text("viewer")
         expect(v.locator("#nav").get_by_role("link", name="Spend")).to_be_visible()
+        expect(v.locator("#nav").get_by_role("link", name="Invoices")).to_be_visible()
         expect(v.locator("#nav").get_by_role("link", name="Policy")).to_have_count(0)
         goto(v, "keys")
         expect(v.locator("table[data-table=keys] tbody tr[data-key]").first).to_be_visible()

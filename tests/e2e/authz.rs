@@ -136,6 +136,7 @@ fn expected() -> HashMap<(&'static str, &'static str), [[u16; 2]; 4]> {
         (("GET", "/v1/spend/keys/{id}"), spend_scoped),
         (("GET", "/v1/spend/orgs/{id}"), spend_all),
         (("GET", "/v1/spend/tags/{tag}"), spend_all),
+        (("GET", "/v1/invoices"), spend_all),
         (("GET", "/v1/audit"), spend_all),
         (("GET", "/v1/audit/verify"), admin_only(200)),
     ])

@@ -21,6 +21,7 @@ async fn start() -> Env {
     let policy = basic_policy(
         mock.addr(),
         "[[groups]]\nid = \"grp_b\"\norg = \"acme\"\nbudget_usd = 20\n\
+         markup_pct = 15\ninvoice_to = \"customer-b\"\n\
          self_service = { enabled = true, max_keys_per_owner = 5 }\n",
     )
     .with_admin()
@@ -293,6 +294,7 @@ async fn the_console_in_a_real_browser() {
         "key-edit",
         "keys-phone",
         "spend",
+        "invoices",
         "audit",
         "policy",
         "viewer-spend",

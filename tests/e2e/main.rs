@@ -21,6 +21,7 @@ mod durability;
 mod faults;
 mod fuzz_props;
 mod hostile_clients;
+mod invoices;
 mod log_levels;
 mod metering;
 mod openapi;

@@ -27,6 +27,9 @@ pub(crate) enum Perm {
     Tokens,
     /// The spend routes (a scoped token's answers cover its groups).
     ReadSpend,
+    /// Invoices: the roles that read spend (a scoped token's invoices carry its groups'
+    /// lines only).
+    ReadInvoices,
     /// The audit trail (a scoped token sees its groups' events).
     ReadAudit,
     /// The audit chain check walks every event: unscoped admins only.
@@ -51,7 +54,7 @@ impl Perm {
             Perm::EditKeys | Perm::BatchKeys | Perm::WriteGroups => {
                 matches!(role, Admin | GroupAdmin)
             }
-            Perm::ReadGroups | Perm::ReadSpend | Perm::ReadAudit => {
+            Perm::ReadGroups | Perm::ReadSpend | Perm::ReadInvoices | Perm::ReadAudit => {
                 matches!(role, Admin | GroupAdmin | Viewer)
             }
         }

@@ -35,6 +35,7 @@ static ASSETS: &[(&str, &str, &[u8])] = assets! {
     "js/groups.js" => "text/javascript; charset=utf-8",
     "js/keys.js" => "text/javascript; charset=utf-8",
     "js/spend.js" => "text/javascript; charset=utf-8",
+    "js/invoices.js" => "text/javascript; charset=utf-8",
     "js/audit.js" => "text/javascript; charset=utf-8",
     "js/policy.js" => "text/javascript; charset=utf-8",
     "vendor/uPlot.iife.min.js" => "text/javascript; charset=utf-8",

@@ -255,6 +255,34 @@ spend_route!(spend_key, "key_id", |cp, a, id, q| cp
 spend_route!(spend_org, "org", |cp, a, id, q| cp.spend().org(a, &id, q));
 spend_route!(spend_tag, "value", |cp, a, id, q| cp.spend().tag(a, &id, q));
 
+/// `GET /v1/invoices`: JSON, or CSV (a row per line item) with `?format=csv`.
+pub(crate) async fn list_invoices(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    use crate::control::invoices::{self, InvoiceQuery};
+    let query: InvoiceQuery = match serde_urlencoded::from_str(q.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return error_response(&ApiError::bad_request("", format!("query: {e}"))),
+    };
+    let csv = match query.csv() {
+        Ok(c) => c,
+        Err(e) => return error_response(&e),
+    };
+    let cp = s.control.clone();
+    match tokio::task::spawn_blocking(move || cp.spend().invoices(&h, &query)).await {
+        Ok(Ok(v)) if csv => (
+            [(http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            invoices::to_csv(&v),
+        )
+            .into_response(),
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error_response(&e),
+        Err(e) => error_response(&ApiError::internal(e)),
+    }
+}
+
 pub(crate) async fn list_audit(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,

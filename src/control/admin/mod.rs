@@ -236,6 +236,12 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminSta
             ReadSpend,
             get(spend_tag),
         ),
+        (
+            Method::GET,
+            "/v1/invoices",
+            ReadInvoices,
+            get(list_invoices),
+        ),
         (Method::GET, "/v1/audit", ReadAudit, get(list_audit)),
         (
             Method::GET,

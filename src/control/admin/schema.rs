@@ -6,6 +6,7 @@
 //! until it is given a value.
 
 use crate::control::groups::BulkResult;
+use crate::control::invoices::{Invoice, InvoiceLine, InvoiceList};
 use crate::control::keys::{BatchAnswer, BatchKey};
 use crate::control::requests::{KeyPatch, MoveKey, NewBatch, NewKey, Patch, PatchKey, Regenerate};
 use crate::control::spend::{
@@ -204,6 +205,8 @@ fn group(full: bool) -> GroupView {
         idle_disable: None,
         tags: BTreeMap::new(),
         log_level: "metadata".into(),
+        markup_pct: 12.5,
+        invoice_to: full.then(|| "customer-acme".into()),
         keys: KeyCounts::default(),
         budget_usd: None,
         budget_period: "monthly",
@@ -246,6 +249,7 @@ fn totals() -> SpendTotals {
     SpendTotals {
         requests: 1,
         input_tokens: 2,
+        cached_input_tokens: 1,
         output_tokens: 3,
         cost_usd: 0.1,
     }
@@ -343,6 +347,26 @@ fn samples() -> Vec<(&'static str, Value, Value)> {
     let tag_row = TagSpendRow {
         value: None,
         totals: totals(),
+    };
+    let invoice_line = InvoiceLine {
+        group: "grp".into(),
+        model: "gpt-4o".into(),
+        requests: 1,
+        input_tokens: 2,
+        cached_input_tokens: 1,
+        output_tokens: 3,
+        cost_usd: 0.1,
+        markup_pct: 10.0,
+        markup_usd: 0.01,
+        total_usd: 0.11,
+    };
+    let invoice = Invoice {
+        invoice_to: "customer-acme".into(),
+        groups: vec!["grp".into()],
+        subtotal_usd: 0.1,
+        markup_usd: 0.01,
+        total_usd: 0.11,
+        lines: vec![invoice_line.clone()],
     };
     let same = |name, x: Value| (name, x.clone(), x);
     let error = crate::control::admin::ErrorBody {
@@ -571,6 +595,17 @@ fn samples() -> Vec<(&'static str, Value, Value)> {
                 from: "a".into(),
                 to: "b".into(),
                 data: vec![tag_row.clone()],
+            }),
+        ),
+        same("InvoiceLine", v(&invoice_line)),
+        same("Invoice", v(&invoice)),
+        same(
+            "InvoiceList",
+            v(InvoiceList {
+                period: "2026-11".into(),
+                from: "a".into(),
+                to: "b".into(),
+                data: vec![invoice.clone()],
             }),
         ),
         same("Refusals", v(group(true).refusals)),

@@ -18,6 +18,8 @@ pub struct Billed {
     pub cost_micros: u64,
     /// Where the token counts came from (none when nothing was billed).
     pub source: Option<UsageSource>,
+    /// The part of `input` served from the provider's prompt cache (priced as input).
+    pub cached_input: u64,
 }
 
 impl Billed {
@@ -53,6 +55,10 @@ impl UsageSource {
 pub struct TokenUsage {
     pub input: Option<u64>,
     pub output: Option<u64>,
+    /// The part of `input` read from the provider's prompt cache: OpenAI's
+    /// `prompt_tokens_details.cached_tokens` (Responses API: `input_tokens_details`),
+    /// Anthropic's `cache_read_input_tokens`.
+    pub cached_input: Option<u64>,
 }
 
 impl TokenUsage {
@@ -68,6 +74,9 @@ impl TokenUsage {
         }
         if later.output.is_some() {
             self.output = later.output;
+        }
+        if later.cached_input.is_some() {
+            self.cached_input = later.cached_input;
         }
     }
 
@@ -95,8 +104,22 @@ impl TokenUsage {
                 .filter(|_| n("total_tokens").is_some() && u.get("completion_tokens").is_none())
                 .map(|_| 0)
         });
-        TokenUsage { input, output }
+        let cached_input = ["prompt_tokens_details", "input_tokens_details"]
+            .into_iter()
+            .find_map(|d| u.get(d)?.get("cached_tokens")?.as_u64())
+            .or_else(|| n("cache_read_input_tokens"));
+        TokenUsage {
+            input,
+            output,
+            cached_input,
+        }
     }
+}
+
+/// `prompt_tokens_details` / `input_tokens_details`: only the cached count is read.
+#[derive(serde::Deserialize)]
+pub(crate) struct TokenDetails {
+    cached_tokens: Option<u64>,
 }
 
 /// A `usage` object read typed (the fields [`TokenUsage::from_json`] looks at; the rest
@@ -110,6 +133,8 @@ pub(crate) struct UsageFields {
     completion_tokens: Option<u64>,
     output_tokens: Option<u64>,
     total_tokens: Option<u64>,
+    prompt_tokens_details: Option<TokenDetails>,
+    input_tokens_details: Option<TokenDetails>,
 }
 
 impl UsageFields {
@@ -127,7 +152,15 @@ impl UsageFields {
                 .filter(|_| self.total_tokens.is_some() && self.completion_tokens.is_none())
                 .map(|_| 0)
         });
-        TokenUsage { input, output }
+        let detail = |d: &Option<TokenDetails>| d.as_ref().and_then(|d| d.cached_tokens);
+        let cached_input = detail(&self.prompt_tokens_details)
+            .or_else(|| detail(&self.input_tokens_details))
+            .or(self.cache_read_input_tokens);
+        TokenUsage {
+            input,
+            output,
+            cached_input,
+        }
     }
 }
 
@@ -153,6 +186,9 @@ mod tests {
     fn typed_usage_agrees_with_the_value_path() {
         for u in [
             json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "prompt_tokens_details": {"cached_tokens": 0}}),
+            json!({"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0}}),
+            json!({"input_tokens": 10, "output_tokens": 5, "input_tokens_details": {"cached_tokens": 6}}),
+            json!({"prompt_tokens": 10, "prompt_tokens_details": null}),
             json!({"input_tokens": 10, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 2, "output_tokens": 7}),
             json!({"prompt_tokens": 8, "total_tokens": 8}),
             json!({"output_tokens": 4}),
@@ -176,7 +212,8 @@ mod tests {
             oa,
             TokenUsage {
                 input: Some(10),
-                output: Some(5)
+                output: Some(5),
+                cached_input: None,
             }
         );
         let emb = TokenUsage::from_json(&json!({"usage": {"prompt_tokens": 7, "total_tokens": 7}}));
@@ -184,7 +221,8 @@ mod tests {
             emb,
             TokenUsage {
                 input: Some(7),
-                output: Some(0)
+                output: Some(0),
+                cached_input: None,
             }
         );
         let start = TokenUsage::from_json(
@@ -194,7 +232,8 @@ mod tests {
             start,
             TokenUsage {
                 input: Some(25),
-                output: Some(1)
+                output: Some(1),
+                cached_input: Some(5),
             }
         );
         let resp = TokenUsage::from_json(
@@ -204,10 +243,57 @@ mod tests {
             resp,
             TokenUsage {
                 input: Some(3),
-                output: Some(4)
+                output: Some(4),
+                cached_input: None,
             }
         );
         assert!(!TokenUsage::from_json(&json!({"usage": null})).is_known());
+    }
+
+    /// Cached prompt tokens, as each API reports them: a part of the input, not added to it.
+    #[test]
+    fn cached_input_from_every_api() {
+        let cases = [
+            // OpenAI chat / completions: `prompt_tokens` includes the cached ones.
+            (
+                json!({"usage": {"prompt_tokens": 100, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 64}}}),
+                (100, 64),
+            ),
+            // Responses API.
+            (
+                json!({"type": "response.completed", "response": {"usage": {"input_tokens": 100, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 32}}}}),
+                (100, 32),
+            ),
+            // Anthropic: `input_tokens` excludes the cache reads (and writes).
+            (
+                json!({"usage": {"input_tokens": 36, "cache_read_input_tokens": 64, "output_tokens": 7}}),
+                (100, 64),
+            ),
+        ];
+        for (v, (input, cached)) in cases {
+            let u = TokenUsage::from_json(&v);
+            assert_eq!(
+                (u.input, u.cached_input),
+                (Some(input), Some(cached)),
+                "{v}"
+            );
+        }
+        // A later report without a cached count keeps the earlier one (Anthropic's
+        // message_delta after message_start).
+        let mut u = TokenUsage::from_json(
+            &json!({"message": {"usage": {"input_tokens": 1, "cache_read_input_tokens": 9}}}),
+        );
+        u.merge(TokenUsage::from_json(
+            &json!({"usage": {"output_tokens": 3}}),
+        ));
+        assert_eq!(
+            u,
+            TokenUsage {
+                input: Some(10),
+                output: Some(3),
+                cached_input: Some(9),
+            }
+        );
     }
 
     #[test]

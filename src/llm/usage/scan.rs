@@ -285,7 +285,8 @@ mod tests {
                 s.usage,
                 TokenUsage {
                     input: Some(9),
-                    output: Some(3)
+                    output: Some(3),
+                    cached_input: None,
                 },
                 "split at {split}"
             );
@@ -328,9 +329,31 @@ mod tests {
             s.usage,
             TokenUsage {
                 input: Some(12),
-                output: Some(30)
+                output: Some(30),
+                cached_input: None,
             }
         );
+    }
+
+    /// Cached prompt tokens in a JSON body (typed path) and in a stream's usage chunk.
+    #[test]
+    fn cached_input_in_bodies_and_streams() {
+        let mut s = Scanner::new(StreamFormat::Json, false);
+        feed(
+            &mut s,
+            &[
+                "{\"usage\":{\"prompt_tokens\":40,\"completion_tokens\":2,",
+                "\"prompt_tokens_details\":{\"cached_tokens\":32,\"audio_tokens\":0}}}",
+            ],
+        );
+        assert_eq!((s.usage.input, s.usage.cached_input), (Some(40), Some(32)));
+        let oa = OA.replace(
+            "\"completion_tokens\":3",
+            "\"completion_tokens\":3,\"prompt_tokens_details\":{\"cached_tokens\":8}",
+        );
+        let mut s = Scanner::new(StreamFormat::Sse, true);
+        feed(&mut s, &[&oa]);
+        assert_eq!((s.usage.input, s.usage.cached_input), (Some(9), Some(8)));
     }
 
     #[test]
@@ -347,7 +370,8 @@ mod tests {
             s.usage,
             TokenUsage {
                 input: Some(4),
-                output: Some(2)
+                output: Some(2),
+                cached_input: None,
             }
         );
         let mut s = Scanner::new(StreamFormat::Json, false);

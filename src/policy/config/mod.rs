@@ -394,6 +394,11 @@ pub struct Group {
     pub(crate) alert_thresholds: Vec<f64>,
     pub(crate) error_rate_alert: Option<ErrorRateAlert>,
     pub(crate) self_service: Option<SelfService>,
+    /// Invoices: the markup on cost in thousandths of a per cent (`12.5` % = 12 500), so
+    /// invoice amounts stay integer micro-dollars.
+    pub(crate) markup_millipct: u32,
+    /// Invoices: the invoice the group's usage goes on (`None`: its own, named by its id).
+    pub(crate) invoice_to: Option<Arc<str>>,
 }
 
 /// `error_rate.high` fires when, over `window`, at least `min_requests` were counted and

@@ -221,6 +221,10 @@ with_limits! {
         pub alert_thresholds: Vec<f64>,
         pub error_rate_alert: Option<RawErrorRateAlert>,
         pub self_service: Option<RawSelfService>,
+        /// Invoices: the service fee added to cost, in per cent (`15`, `12.5`).
+        pub markup_pct: Option<f64>,
+        /// Invoices: whom the group's usage is billed to (groups sharing it share an invoice).
+        pub invoice_to: Option<String>,
     }
 }
 

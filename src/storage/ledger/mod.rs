@@ -33,6 +33,9 @@ pub struct UsageTotals {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_micros: u64,
+    /// The part of `input_tokens` the provider served from its prompt cache (reported
+    /// apart; priced as input).
+    pub cached_input_tokens: u64,
 }
 
 impl UsageTotals {
@@ -41,6 +44,7 @@ impl UsageTotals {
         self.input_tokens += o.input_tokens;
         self.output_tokens += o.output_tokens;
         self.cost_micros += o.cost_micros;
+        self.cached_input_tokens += o.cached_input_tokens;
     }
 }
 
@@ -494,6 +498,7 @@ mod tests {
                         input_tokens: 2,
                         output_tokens: 3,
                         cost_micros: 700,
+                        cached_input_tokens: 1,
                     },
                 );
             }
@@ -514,7 +519,8 @@ mod tests {
                 requests: 6,
                 input_tokens: 12,
                 output_tokens: 18,
-                cost_micros: 4_200
+                cost_micros: 4_200,
+                cached_input_tokens: 6,
             }
         );
     }
@@ -657,7 +663,7 @@ mod tests {
                         key: format!("k{k}").into(),
                         model: format!("m{m}").into(),
                     },
-                    UsageTotals { requests: 1, input_tokens: cost / 3, output_tokens: cost / 7, cost_micros: cost },
+                    UsageTotals { requests: 1, input_tokens: cost / 3, output_tokens: cost / 7, cost_micros: cost, cached_input_tokens: cost / 11 },
                 );
                 if flush == 0 {
                     ledger.flush(&adm).unwrap();
@@ -678,7 +684,7 @@ mod tests {
             check_all(&ledger, &ranges)?;
             // A store from before rollups: built at start-up.
             ledger.store.set_rollups_complete(false).unwrap();
-            let one = UsageTotals { requests: 1, input_tokens: 1, output_tokens: 1, cost_micros: 1 };
+            let one = UsageTotals { requests: 1, input_tokens: 1, output_tokens: 1, cost_micros: 1, cached_input_tokens: 1 };
             let garbage = RollupRow { dim: Dim::Total, scope: "garbage".into(), level: Level::Hour, start: 0, label: String::new() };
             ledger.store.put_rollups(&[(garbage, one)]).unwrap();
             drop(adm);

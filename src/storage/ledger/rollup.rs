@@ -2,9 +2,9 @@
 //! group by, at hour, day and calendar-month grain, so a query over a year reads a few
 //! thousand rows instead of millions.
 //!
-//! A rollup row is (dim, scope, level, start hour, label) -> requests, input, output, cost
-//! (stored in tree `rollup`: see [`super::tables`] for the encoding, `k`/`m`/`t`/`K` for the
-//! dims and `h`/`d`/`M` for the levels):
+//! A rollup row is (dim, scope, level, start hour, label) -> requests, input, output, cost,
+//! cached input (stored in tree `rollup`: see [`super::tables`] for the encoding,
+//! `k`/`m`/`t`/`K` for the dims and `h`/`d`/`M` for the levels):
 //!
 //! | dim              | scope   | label   | answers                                  |
 //! |------------------|---------|---------|------------------------------------------|
@@ -153,6 +153,10 @@ pub(crate) fn moved(a: UsageTotals, new: &UsageTotals, old: &UsageTotals) -> Usa
         cost_micros: a
             .cost_micros
             .wrapping_add(new.cost_micros.wrapping_sub(old.cost_micros)),
+        cached_input_tokens: a.cached_input_tokens.wrapping_add(
+            new.cached_input_tokens
+                .wrapping_sub(old.cached_input_tokens),
+        ),
     }
 }
 

@@ -103,7 +103,7 @@ impl LedgerTables {
     pub(crate) fn put_hourly_only(&self, rows: &[(UsageKey, UsageTotals)]) -> anyhow::Result<()> {
         let mut batch = sled::Batch::default();
         for (k, t) in rows {
-            batch.insert(usage_key(k), &totals_bytes(t));
+            batch.insert(usage_key(k), &totals_bytes(t)[..]);
         }
         self.usage.apply_batch(batch)?;
         Ok(())
@@ -122,12 +122,20 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
         .map_or(0, u64::from_be_bytes)
 }
 
-/// `UsageTotals`: requests, input, output, cost (4 × u64 be); `usage` and `rollup` values.
-fn totals_bytes(t: &UsageTotals) -> [u8; 32] {
-    let mut b = [0u8; 32];
-    for (i, v) in [t.requests, t.input_tokens, t.output_tokens, t.cost_micros]
-        .into_iter()
-        .enumerate()
+/// `UsageTotals`: requests, input, output, cost, cached input (5 × u64 be); `usage` and
+/// `rollup` values. Values written before cached input was counted are 32 bytes long and
+/// read with 0 cached (a missing field reads 0), so old stores need no migration.
+fn totals_bytes(t: &UsageTotals) -> [u8; 40] {
+    let mut b = [0u8; 40];
+    for (i, v) in [
+        t.requests,
+        t.input_tokens,
+        t.output_tokens,
+        t.cost_micros,
+        t.cached_input_tokens,
+    ]
+    .into_iter()
+    .enumerate()
     {
         b[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
     }
@@ -140,6 +148,7 @@ fn totals_of(b: &[u8]) -> UsageTotals {
         input_tokens: u64_at(b, 1),
         output_tokens: u64_at(b, 2),
         cost_micros: u64_at(b, 3),
+        cached_input_tokens: u64_at(b, 4),
     }
 }
 
@@ -343,7 +352,7 @@ impl LedgerStore for LedgerTables {
                 let mut moves: HashMap<Vec<u8>, (UsageTotals, UsageTotals)> = HashMap::new();
                 for (k, t) in rows {
                     let old = usage
-                        .insert(usage_key(k), &totals_bytes(t))?
+                        .insert(usage_key(k), &totals_bytes(t)[..])?
                         .map_or_else(UsageTotals::default, |v| totals_of(&v));
                     if old == *t {
                         continue;
@@ -358,7 +367,7 @@ impl LedgerStore for LedgerTables {
                     let cur = rollup
                         .get(&rk)?
                         .map_or_else(UsageTotals::default, |v| totals_of(&v));
-                    rollup.insert(rk, &totals_bytes(&moved(cur, &new, &old)))?;
+                    rollup.insert(rk, &totals_bytes(&moved(cur, &new, &old))[..])?;
                 }
                 Ok::<(), ConflictableTransactionError<anyhow::Error>>(())
             })
@@ -387,7 +396,7 @@ impl LedgerStore for LedgerTables {
         for (r, t) in rows {
             batch.insert(
                 rollup_key(r.dim, &r.scope, r.level, r.start, &r.label),
-                &totals_bytes(t),
+                &totals_bytes(t)[..],
             );
         }
         self.rollup.apply_batch(batch)?;
@@ -470,10 +479,19 @@ mod tests {
             input_tokens: 2,
             output_tokens: 3,
             cost_micros: 4,
+            cached_input_tokens: 5,
         };
         let b = totals_bytes(&t);
-        assert_eq!((b[7], b[15], b[23], b[31]), (1, 2, 3, 4));
+        assert_eq!((b[7], b[15], b[23], b[31], b[39]), (1, 2, 3, 4, 5));
         assert_eq!(totals_of(&b), t);
+        // A value written before cached input was counted (32 bytes) reads 0 cached.
+        assert_eq!(
+            totals_of(&b[..32]),
+            UsageTotals {
+                cached_input_tokens: 0,
+                ..t
+            }
+        );
         let scope = ScopeKey {
             layer: Layer::Group,
             id: "g1".into(),
@@ -496,5 +514,51 @@ mod tests {
         let rows: Vec<Vec<u8>> = rollup_keys_of(&k).collect();
         assert_eq!(rows.len(), 12);
         assert!(rows.contains(&b"tg\0h\0\0\0\0\0\0\x01\x02".to_vec()));
+    }
+
+    /// A store written before cached input was counted: its 32-byte hourly and rollup
+    /// values read with 0 cached, and a write on top moves the rollups by the difference.
+    #[test]
+    fn values_of_the_previous_format_are_read_and_extended() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = LedgerTables::open(&db, Meta(db.open_tree("meta").unwrap())).unwrap();
+        let k = UsageKey {
+            hour: 5,
+            group: "g".into(),
+            key: "k".into(),
+            model: "m".into(),
+        };
+        let old = UsageTotals {
+            requests: 2,
+            input_tokens: 20,
+            output_tokens: 10,
+            cost_micros: 300,
+            cached_input_tokens: 0,
+        };
+        // As the previous version wrote them: 4 × u64.
+        t.usage
+            .insert(usage_key(&k), &totals_bytes(&old)[..32])
+            .unwrap();
+        for rk in rollup_keys_of(&k) {
+            t.rollup.insert(rk, &totals_bytes(&old)[..32]).unwrap();
+        }
+        assert_eq!(t.usage(&k).unwrap(), Some(old));
+        let new = UsageTotals {
+            requests: 3,
+            input_tokens: 30,
+            output_tokens: 15,
+            cost_micros: 450,
+            cached_input_tokens: 8,
+        };
+        t.put_usage(&[(k.clone(), new)]).unwrap();
+        assert_eq!(t.usage(&k).unwrap(), Some(new));
+        for level in Level::ALL {
+            let mut seen = vec![];
+            t.scan_rollups(Dim::Total, "g", level, 0, u64::MAX, &mut |_, _, v| {
+                seen.push(*v)
+            })
+            .unwrap();
+            assert_eq!(seen, [new], "{level:?}");
+        }
     }
 }

@@ -113,6 +113,47 @@ pub fn json_answer(kind: Kind, model: &str, req: &Value, p: u64, r: &Reply, usag
     v
 }
 
+/// Reports `cached` of the prompt tokens in `v`'s usage (`usage`, `message.usage` or
+/// `response.usage`) as cache reads, the way each API does: OpenAI adds
+/// `prompt_tokens_details.cached_tokens` (Responses: `input_tokens_details`) within the
+/// same prompt total; Anthropic moves them from `input_tokens` to `cache_read_input_tokens`.
+pub fn report_cached(kind: Kind, v: &mut Value, cached: u64) {
+    for path in ["/usage", "/message/usage", "/response/usage"] {
+        let Some(u) = v.pointer_mut(path).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        if let Some(p) = u.get("prompt_tokens").and_then(Value::as_u64) {
+            u.insert(
+                "prompt_tokens_details".into(),
+                json!({"cached_tokens": cached.min(p)}),
+            );
+        } else if let Some(p) = u.get("input_tokens").and_then(Value::as_u64) {
+            if kind == Kind::Messages {
+                u.insert("input_tokens".into(), json!(p - cached.min(p)));
+                u.insert("cache_read_input_tokens".into(), json!(cached.min(p)));
+            } else {
+                u.insert(
+                    "input_tokens_details".into(),
+                    json!({"cached_tokens": cached.min(p)}),
+                );
+            }
+        }
+    }
+}
+
+/// [`report_cached`] on one SSE event (`event: …` and `data: {…}` lines).
+pub fn report_cached_in_event(kind: Kind, ev: &mut String, cached: u64) {
+    let Some(start) = ev.find("data: {") else {
+        return;
+    };
+    let end = ev[start..].find('\n').map_or(ev.len(), |i| start + i);
+    let Ok(mut v) = serde_json::from_str::<Value>(&ev[start + 6..end]) else {
+        return;
+    };
+    report_cached(kind, &mut v, cached);
+    ev.replace_range(start + 6..end, &v.to_string());
+}
+
 fn response_object(model: &str, text: &str, p: u64, c: u32, status: &str) -> Value {
     json!({
         "id": "resp_mock", "object": "response", "created_at": now(), "status": status, "model": model,

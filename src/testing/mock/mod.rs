@@ -4,7 +4,10 @@
 //! the connection, answer garbage, stall mid-stream. Behaviour is set per instance
 //! ([`MockProvider::set_behaviour`], `PUT /_mock/behaviour`) or per request with headers:
 //! `x-mock-latency-ms`, `x-mock-chunk-interval-ms`, `x-mock-status`, `x-mock-fault`
-//! (`hang|reset|garbage|stall_mid_stream|cut_mid_stream|error_mid_stream`), `x-mock-output-tokens`, `x-mock-omit-usage: 1`,
+//! (`hang|reset|garbage|stall_mid_stream|cut_mid_stream|error_mid_stream`),
+//! `x-mock-output-tokens`, `x-mock-omit-usage: 1`,
+//! `x-mock-cached-tokens` (that many of the prompt tokens reported as read from the prompt
+//! cache, in each API's own fields),
 //! `x-mock-echo: 1` (answer with a summary of the request, see `reply`). A status outside
 //! 200..=599 (`x-mock-status: 103`, `101`, `999`) is answered with the bare status line only,
 //! then the connection is closed: a provider misbehaving in a way the gateway cannot relay.
@@ -60,6 +63,8 @@ pub struct Behaviour {
     pub output_tokens: Option<u32>,
     pub omit_usage: bool,
     pub echo: bool,
+    /// Prompt tokens reported as cache reads (capped at the prompt's tokens).
+    pub cached_tokens: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -231,6 +236,9 @@ fn behaviour(shared: &Shared, req: &wire::Request) -> Behaviour {
     }
     if let Some(v) = num("x-mock-output-tokens") {
         b.output_tokens = u32::try_from(v).ok();
+    }
+    if let Some(v) = num("x-mock-cached-tokens") {
+        b.cached_tokens = Some(v);
     }
     let flag = |n: &str| req.header(n).is_some_and(|v| v == "1" || v == "true");
     if flag("x-mock-omit-usage") {
@@ -412,14 +420,22 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     let usage = !b.omit_usage;
     let stream = body_json["stream"] == serde_json::Value::Bool(true) && kind != Kind::Embeddings;
     if !stream {
-        let v = answers::json_answer(kind, &model, &body_json, prompt, &r, usage);
+        let mut v = answers::json_answer(kind, &model, &body_json, prompt, &r, usage);
+        if let Some(n) = b.cached_tokens {
+            answers::report_cached(kind, &mut v, n);
+        }
         wire::write_full(s, 200, "application/json", v.to_string().as_bytes()).await?;
         if usage {
             count(shared, kind, prompt, c);
         }
         return Ok(After::KeepAlive);
     }
-    let events = answers::stream_events(kind, &model, &body_json, prompt, &r, usage);
+    let mut events = answers::stream_events(kind, &model, &body_json, prompt, &r, usage);
+    if let Some(n) = b.cached_tokens {
+        for ev in &mut events {
+            answers::report_cached_in_event(kind, ev, n);
+        }
+    }
     let reports_usage = usage
         && (kind != Kind::Chat && kind != Kind::Completions
             || body_json["stream_options"]["include_usage"] == serde_json::Value::Bool(true));

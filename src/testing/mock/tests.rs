@@ -185,3 +185,40 @@ async fn tool_calls_stop_sequences_and_errors_in_each_providers_shape() {
     assert_eq!(seen["system"], "S");
     assert_eq!(seen["images"][0]["url"], "u");
 }
+
+/// `x-mock-cached-tokens`: every API's answer, whole and streamed, reports the cache reads
+/// in its own fields, and the gateway's usage reading finds them within the same prompt.
+#[test]
+fn cached_tokens_in_every_api_shape() {
+    use crate::llm::usage::{Scanner, StreamFormat, TokenUsage};
+    let req = serde_json::json!({"model": "m", "stream": true, "stream_options": {"include_usage": true}});
+    for kind in [
+        Kind::Chat,
+        Kind::Completions,
+        Kind::Responses,
+        Kind::Messages,
+    ] {
+        let r = reply::plan(kind, &req, 3, false);
+        let mut v = answers::json_answer(kind, "m", &req, 100, &r, true);
+        answers::report_cached(kind, &mut v, 64);
+        let u = TokenUsage::from_json(&v);
+        assert_eq!(
+            (u.input, u.cached_input),
+            (Some(100), Some(64)),
+            "{kind:?}: {v}"
+        );
+        let mut events = answers::stream_events(kind, "m", &req, 100, &r, true);
+        let mut s = Scanner::new(StreamFormat::Sse, false);
+        for ev in &mut events {
+            answers::report_cached_in_event(kind, ev, 64);
+            let mut b = Some(Bytes::from(ev.clone()));
+            s.chunk(&mut b, false);
+        }
+        s.chunk(&mut None, true);
+        assert_eq!(
+            (s.usage.input, s.usage.cached_input),
+            (Some(100), Some(64)),
+            "{kind:?}: {events:?}"
+        );
+    }
+}

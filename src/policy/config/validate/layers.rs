@@ -277,6 +277,8 @@ fn check_group(
         alert_thresholds,
         error_rate_alert,
         self_service,
+        markup_pct,
+        invoice_to,
         ..
     } = g;
     let parent = format!("org {}", org.id);
@@ -315,6 +317,8 @@ fn check_group(
         }
     };
     let self_service = self_service.map(|ss| check_self_service(c, loc, path, ss, &limits));
+    let markup_millipct = markup_pct.map_or(0, |p| check_markup(c, loc, path, p));
+    let invoice_to = invoice_to.and_then(|to| check_invoice_to(c, loc, path, to));
     let at = |field: &str| format!("{path}.{field}");
     Group {
         org: oi,
@@ -346,9 +350,51 @@ fn check_group(
         alert_thresholds,
         error_rate_alert,
         self_service,
+        markup_millipct,
+        invoice_to,
         limits,
         id: id.into(),
     }
+}
+
+/// The largest `markup_pct`: ten times the cost.
+const MAX_MARKUP_PCT: f64 = 1000.0;
+
+/// `markup_pct` in thousandths of a per cent: a number in `0 ..= 1000` with at most three
+/// decimals (so `12.5` is exactly 12 500 and no amount depends on float rounding).
+fn check_markup(c: &mut Checker, loc: Loc, path: &str, pct: f64) -> u32 {
+    let milli = pct * 1000.0;
+    if !pct.is_finite() || !(0.0..=MAX_MARKUP_PCT).contains(&pct) {
+        c.problem(
+            loc,
+            format!("{path}.markup_pct"),
+            format!("{pct}: want a per cent in 0 ..= {MAX_MARKUP_PCT}"),
+        );
+        return 0;
+    }
+    if (milli - milli.round()).abs() > 1e-6 {
+        c.problem(
+            loc,
+            format!("{path}.markup_pct"),
+            format!("{pct}: at most three decimals"),
+        );
+        return 0;
+    }
+    milli.round() as u32
+}
+
+/// `invoice_to`: a name, not blank, without control characters (it is a CSV cell and a
+/// heading in the console).
+fn check_invoice_to(c: &mut Checker, loc: Loc, path: &str, to: String) -> Option<Arc<str>> {
+    if to.trim().is_empty() || to.len() > 200 || to.chars().any(char::is_control) {
+        c.problem(
+            loc,
+            format!("{path}.invoice_to"),
+            format!("{to:?}: want a non-empty name of at most 200 bytes, no control characters"),
+        );
+        return None;
+    }
+    Some(to.into())
 }
 
 /// The catalogue's own name for `name`, if it is a catalogue model.
@@ -766,5 +812,81 @@ impl KeyChecker {
 
     pub(super) fn finish(self) -> KeyDefs {
         self.out
+    }
+}
+
+#[cfg(test)]
+mod invoice_field_tests {
+    use super::super::parse_config;
+    use std::path::Path;
+
+    const HEAD: &str = "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[providers]]\nid = \"p\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:2\"\n\n[[models]]\nname = \"m\"\ntargets = [{ provider = \"p\" }]\n\n[[orgs]]\nid = \"o\"\n";
+
+    fn group(id: &str, extra: &str) -> String {
+        format!("\n[[groups]]\nid = \"{id}\"\norg = \"o\"\n{extra}\n")
+    }
+
+    #[test]
+    fn markup_and_invoice_to_are_read_exactly() {
+        let text = HEAD.to_string()
+            + &group("a", "markup_pct = 12.5\ninvoice_to = \"customer-acme\"")
+            + &group("b", "markup_pct = 15")
+            + &group("c", "markup_pct = 0.001")
+            + &group("d", "");
+        let cfg = parse_config(&text, Path::new("t.toml")).expect("valid");
+        let got: Vec<(u32, Option<&str>)> = cfg
+            .groups
+            .iter()
+            .map(|g| (g.markup_millipct, g.invoice_to.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (12_500, Some("customer-acme")),
+                (15_000, None),
+                (1, None),
+                (0, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_markup_and_invoice_to_name_the_field_and_line() {
+        let text = HEAD.to_string()
+            + &group("a", "markup_pct = -1")
+            + &group("b", "markup_pct = 1000.5")
+            + &group("c", "markup_pct = 12.3456")
+            + &group("d", "invoice_to = \"  \"")
+            + &group("e", "markup_pct = \"15\"");
+        let err = parse_config(&text, Path::new("t.toml")).expect_err("problems");
+        let got: Vec<String> = err
+            .problems
+            .iter()
+            .map(|p| format!("{} {}", p.line.map_or(0, |l| l.0), p.path))
+            .collect();
+        let line = |id: &str| {
+            let at = text.find(&format!("id = \"{id}\"")).expect("group");
+            text[..at].matches('\n').count() // the `[[groups]]` line above it
+        };
+        for (id, field) in [
+            ("a", "markup_pct"),
+            ("b", "markup_pct"),
+            ("c", "markup_pct"),
+            ("d", "invoice_to"),
+        ] {
+            let want = format!(
+                "{} groups[{}] ({id}).{field}",
+                line(id),
+                "abcd".find(id).expect("id")
+            );
+            assert!(got.contains(&want), "{want} in {got:?}");
+        }
+        // A string where a number belongs: the parser's own message, at its line.
+        assert!(
+            err.problems.iter().any(|p| p.path.starts_with("groups[4]")
+                && p.message.contains("markup_pct")
+                || p.message.contains("invalid type")),
+            "{err}"
+        );
     }
 }
