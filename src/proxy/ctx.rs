@@ -499,6 +499,7 @@ impl RequestCtx {
             model: served_model,
             price,
             reported: self.scanner.as_ref().map(|s| s.usage).unwrap_or_default(),
+            target: self.target_entry().map(|t| (&t.provider.id, &t.model)),
         };
         Some(account::settle(
             acc,

@@ -23,6 +23,7 @@ mod fuzz_props;
 mod hostile_clients;
 mod log_levels;
 mod openapi;
+mod reconciliation;
 mod reload_and_cli;
 mod reload_settle;
 mod request_path;

@@ -190,7 +190,22 @@ pub(crate) struct Provider {
     pub(crate) connect_timeout: Duration,
     pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) usage_api: Option<UsageApi>,
+    /// `drift_alert`: per cent, default 2.
+    pub(crate) drift_alert_pct: f64,
 }
+
+/// Where a provider's usage is read for reconciliation. The key itself is read from the
+/// environment when a run starts, never kept here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UsageApi {
+    pub(crate) admin_key_env: String,
+    /// `http(s)://host[:port][/prefix]` without a trailing slash.
+    pub(crate) base_url: String,
+}
+
+/// `drift_alert` when a provider sets none.
+pub(crate) const DEFAULT_DRIFT_ALERT_PCT: f64 = 2.0;
 
 /// `base_url` split into what a peer needs. Host names are resolved when the snapshot
 /// is built, never on the request path.
@@ -310,6 +325,8 @@ pub(crate) struct Org {
     #[allow(dead_code)]
     pub(crate) name: Option<String>,
     pub(crate) limits: Limits,
+    /// The org's own webhook receiver: URL and the env var of its signing secret.
+    pub(crate) webhook: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

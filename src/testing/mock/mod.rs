@@ -18,6 +18,7 @@
 mod answers;
 mod kind;
 mod reply;
+mod usage;
 mod wire;
 
 use answers::Kind;
@@ -53,6 +54,12 @@ pub struct Behaviour {
     pub output_tokens: Option<u32>,
     pub omit_usage: bool,
     pub echo: bool,
+    /// The usage APIs report this many per cent more tokens than were served.
+    pub usage_extra_pct: u64,
+    /// The usage APIs answer every call with this status.
+    pub usage_status: Option<u16>,
+    /// The usage APIs accept only this admin key (else 401).
+    pub usage_key: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -86,6 +93,8 @@ struct Shared {
     started: Instant,
     fail_next: Mutex<std::collections::VecDeque<u16>>,
     last_event_at: Mutex<Option<Instant>>,
+    /// What was served per day and model, for the usage APIs.
+    served: usage::Served,
 }
 
 #[derive(Clone)]
@@ -125,6 +134,7 @@ impl MockProvider {
                 started: Instant::now(),
                 fail_next: Mutex::new(Default::default()),
                 last_event_at: Mutex::new(None),
+                served: usage::Served::default(),
             }),
         };
         let shared = mock.shared.clone();
@@ -344,6 +354,18 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         }
         _ => {}
     }
+    if let Some((status, body)) = shared.served.answer(&req, &behaviour(shared, &req)) {
+        lock(&shared.received).push(Received {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            headers: req.headers,
+            body: req.body,
+            at: Instant::now(),
+        });
+        return wire::write_full(s, status, "application/json", &body)
+            .await
+            .map(|_| After::KeepAlive);
+    }
 
     let b = behaviour(shared, &req);
     let kind = Kind::from_path(&req.path);
@@ -408,7 +430,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         let v = answers::json_answer(kind, &model, &body_json, prompt, &r, usage);
         wire::write_full(s, 200, "application/json", v.to_string().as_bytes()).await?;
         if usage {
-            count(shared, kind, prompt, c);
+            count(shared, kind, &model, prompt, c);
         }
         return Ok(After::KeepAlive);
     }
@@ -431,16 +453,20 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     }
     wire::write_last_chunk(s).await?;
     if reports_usage {
-        count(shared, kind, prompt, c);
+        count(shared, kind, &model, prompt, c);
     }
     Ok(After::KeepAlive)
 }
 
-fn count(shared: &Shared, kind: Kind, prompt: u64, c: u32) {
+fn count(shared: &Shared, kind: Kind, model: &str, prompt: u64, c: u32) {
     shared.input.fetch_add(prompt, Ordering::SeqCst);
-    if kind != Kind::Embeddings {
+    let output = if kind != Kind::Embeddings {
         shared.output.fetch_add(u64::from(c), Ordering::SeqCst);
-    }
+        u64::from(c)
+    } else {
+        0
+    };
+    shared.served.record(kind, model, prompt, output);
 }
 
 #[cfg(test)]
