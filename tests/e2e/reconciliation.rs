@@ -128,7 +128,7 @@ async fn equal_counts_then_ten_percent_more_alerts_once_per_row() {
         ..Default::default()
     });
     let hook = Receiver::start(200).await;
-    let g = start_gateway_env(&policy(mock.addr(), &hook.url()), &env(true));
+    let mut g = start_gateway_env(&policy(mock.addr(), &hook.url()), &env(true));
     let admin = g.admin(ROOT);
     let day = today();
     traffic(&g).await;
@@ -252,6 +252,31 @@ async fn equal_counts_then_ten_percent_more_alerts_once_per_row() {
         assert!(verify(SECRET, got), "unsigned {}", got.body);
     }
     assert_eq!(drift_audit(&admin).await.len(), 2);
+
+    // After a graceful restart the gateway's counts and the alerts already sent are still
+    // there: the same rows, no new alert.
+    g.stop(libc::SIGTERM);
+    g.restart(&env(true));
+    let v = run(&admin, &day).await;
+    assert!(
+        v["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["alerts"] == 0 && p["ok"] == true),
+        "{v}"
+    );
+    let strip = |rows: Vec<Value>| -> Vec<Value> {
+        rows.into_iter()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("checked_at");
+                r
+            })
+            .collect()
+    };
+    assert_eq!(strip(rows(&admin, &day).await), strip(drifted));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hook.events("spend.drift").len(), 2);
     assert_no_secret_in_logs(g.dir.path(), &[ADMIN_KEY]);
 }
 

@@ -26,7 +26,7 @@ use crate::control::events::{Event, EventKind, Events};
 use crate::control::{Actor, ApiError, ApiResult};
 use crate::policy::snapshot::{ProviderEntry, Snapshot};
 use crate::secret::Secret;
-use crate::storage::ledger::{Ledger, ServedTotals};
+use crate::storage::ledger::{Ledger, ServedKey, ServedTotals};
 use crate::storage::{DriftRecord, ProviderRun, ReconcileStore, RunRecord};
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -105,6 +105,18 @@ struct DriftDetail<'a> {
     drift_alert: f64,
 }
 
+/// One run as the comparison of each provider sees it.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    snapshot: &'a Snapshot,
+    /// The gateway's served rows of the run's days.
+    served: &'a [(ServedKey, ServedTotals)],
+    /// First and last day (inclusive).
+    days: (u64, u64),
+    now_ms: u64,
+    actor: &'a str,
+}
+
 /// What the gateway counted for one day × model of a provider, and the orgs it served.
 #[derive(Default)]
 struct Counted {
@@ -167,9 +179,16 @@ impl Reconciler {
                     }
                 },
             };
+            let pass = Pass {
+                snapshot: &snapshot,
+                served: &served,
+                days: (from, to),
+                now_ms: at_ms,
+                actor,
+            };
             let outcome = match fetched {
                 Ok(reported) => self
-                    .compare(&snapshot, p, reported, &served, (from, to), at_ms, actor)
+                    .compare(&pass, p, reported)
                     .map_err(|e| format!("storing the results: {e}")),
                 Err(e) => Err(e),
             };
@@ -210,23 +229,23 @@ impl Reconciler {
 
     /// Compares one provider's reported usage with the gateway's counts, stores the rows
     /// of every day of the run and announces new drifts. Returns (rows, alerts).
-    #[allow(clippy::too_many_arguments)]
     fn compare(
         &self,
-        snapshot: &Snapshot,
+        pass: &Pass<'_>,
         p: &ProviderEntry,
         reported: DayModel,
-        served: &[(crate::storage::ledger::ServedKey, ServedTotals)],
-        (from, to): (u64, u64),
-        now_ms: u64,
-        actor: &str,
     ) -> anyhow::Result<(u64, u64)> {
+        let Pass {
+            snapshot,
+            served,
+            days: (from, to),
+            now_ms,
+            actor,
+        } = *pass;
         let mut counted: BTreeMap<(u64, String), Counted> = BTreeMap::new();
         for (k, t) in served.iter().filter(|(k, _)| *k.provider == *p.id) {
             let c = counted.entry((k.day, k.model.to_string())).or_default();
-            let mut totals = c.totals;
-            totals.add(t);
-            c.totals = totals;
+            c.totals.add(t);
             c.orgs.insert(k.org.to_string());
         }
         let mut known: BTreeSet<&str> = snapshot

@@ -3,6 +3,7 @@
 //! old — and then reconciles the two complete UTC days before today.
 
 use super::Reconciler;
+use crate::storage::RunRecord;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -29,21 +30,27 @@ impl ReconcileService {
         if !r.configured() {
             return false;
         }
-        let now = r.clock.now_ms();
-        let today = now / super::DAY_MS;
-        let last = match r.store.runs(RUNS_SCANNED) {
-            Ok(runs) => runs.into_iter().find(|run| run.trigger == "schedule"),
+        match r.store.runs(RUNS_SCANNED) {
+            Ok(runs) => due(
+                r.clock.now_ms(),
+                runs.iter().find(|run| run.trigger == "schedule"),
+            ),
             Err(e) => {
                 log::error!("reconciliation: reading runs: {e}");
-                return false;
+                false
             }
-        };
-        match last {
-            None => true,
-            Some(run) if run.at_ms / super::DAY_MS != today => true,
-            Some(run) => {
-                !run.providers.iter().all(|p| p.ok) && now.saturating_sub(run.at_ms) >= RETRY_MS
-            }
+        }
+    }
+}
+
+/// Due when no scheduled run happened yet this UTC day, or today's could not read every
+/// provider and is [`RETRY_MS`] old.
+fn due(now_ms: u64, last_scheduled: Option<&RunRecord>) -> bool {
+    match last_scheduled {
+        None => true,
+        Some(run) if run.at_ms / super::DAY_MS != now_ms / super::DAY_MS => true,
+        Some(run) => {
+            !run.providers.iter().all(|p| p.ok) && now_ms.saturating_sub(run.at_ms) >= RETRY_MS
         }
     }
 }
@@ -68,5 +75,46 @@ impl BackgroundService for ReconcileService {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::ProviderRun;
+
+    fn run(at_ms: u64, ok: bool) -> RunRecord {
+        RunRecord {
+            id: "rec_1".into(),
+            at_ms,
+            trigger: "schedule".into(),
+            actor: "system".into(),
+            from_day: 0,
+            to_day: 0,
+            providers: vec![ProviderRun {
+                provider: "p".into(),
+                ok,
+                error: None,
+                rows: 0,
+                alerts: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn once_a_day_and_hourly_retries_after_a_failure() {
+        let day = 86_400_000;
+        let now = 20_000 * day + 5 * 3_600_000;
+        assert!(due(now, None));
+        assert!(due(now, Some(&run(now - day, true))), "yesterday's run");
+        assert!(!due(now, Some(&run(now - 60_000, true))), "done today");
+        assert!(
+            !due(now, Some(&run(now - 60_000, false))),
+            "failed a minute ago"
+        );
+        assert!(
+            due(now, Some(&run(now - RETRY_MS, false))),
+            "failed an hour ago"
+        );
     }
 }

@@ -70,3 +70,81 @@ fn only_unscoped_tokens_and_bounded_ranges() {
         Some("to")
     );
 }
+
+/// Both usage APIs of the mock provider, read through every page (the mock answers one
+/// result a page), with the admin key in each API's own header.
+#[tokio::test]
+async fn every_page_of_both_usage_apis_is_read() {
+    use crate::policy::config::Api;
+    use crate::testing::mock::{Behaviour, MockProvider};
+    use serde_json::json;
+    let mock = MockProvider::start("127.0.0.1:0").await.unwrap();
+    mock.set_behaviour(Behaviour {
+        usage_key: Some("sk-admin-t".into()),
+        ..Default::default()
+    });
+    let base = format!("http://{}", mock.addr());
+    let http = reqwest::Client::new();
+    for (path, model) in [
+        ("/v1/chat/completions", "gpt-a"),
+        ("/v1/chat/completions", "gpt-b"),
+        ("/v1/chat/completions", "gpt-b"),
+        ("/v1/messages", "claude-c"),
+        ("/v1/messages", "claude-d"),
+    ] {
+        let body = json!({"model": model, "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let r = http
+            .post(format!("{base}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let client = usage_api::client().unwrap();
+    let key = Secret::new("sk-admin-t".into());
+    let oa = usage_api::fetch(&client, Api::OpenAi, &base, &key, today, today + 1)
+        .await
+        .unwrap();
+    assert_eq!(oa.len(), 2, "{oa:?}");
+    let b = oa[&(today, "gpt-b".to_string())];
+    assert_eq!((b.requests, b.output_tokens), (Some(2), 16));
+    let an = usage_api::fetch(&client, Api::Anthropic, &base, &key, today, today + 1)
+        .await
+        .unwrap();
+    assert_eq!(an.len(), 2, "{an:?}");
+    assert_eq!(an[&(today, "claude-c".to_string())].requests, None);
+    let pages = |p: &str| {
+        mock.received()
+            .iter()
+            .filter(|r| r.path.starts_with(p))
+            .count()
+    };
+    assert_eq!(pages("/v1/organization/usage/completions"), 2);
+    assert_eq!(pages("/v1/organization/usage/embeddings"), 1);
+    assert_eq!(pages("/v1/organizations/usage_report/messages"), 2);
+
+    // Another key, or the API down: an error naming the status, never the key.
+    let other = Secret::new("sk-provider-key".into());
+    let e = usage_api::fetch(&client, Api::OpenAi, &base, &other, today, today + 1)
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("HTTP 401") && !e.contains("sk-provider-key"),
+        "{e}"
+    );
+    mock.set_behaviour(Behaviour {
+        usage_status: Some(503),
+        ..Default::default()
+    });
+    let e = usage_api::fetch(&client, Api::Anthropic, &base, &key, today, today + 1)
+        .await
+        .unwrap_err();
+    assert!(e.contains("HTTP 503"), "{e}");
+}

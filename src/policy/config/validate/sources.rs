@@ -265,9 +265,13 @@ fn check_usage_api(
         c.problem(loc, format!("{path}.usage_api.base_url"), e);
         return None;
     }
+    // The usage paths start with /v1, as the data-plane routes do: a base ending in /v1 is
+    // not doubled.
+    let trimmed = base_url.trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix("/v1").unwrap_or(trimmed);
     env_ok.then(|| UsageApi {
         admin_key_env,
-        base_url: base_url.trim_end_matches('/').to_string(),
+        base_url: trimmed.to_string(),
     })
 }
 
@@ -485,6 +489,18 @@ mod usage_api_tests {
         assert_eq!(u.admin_key_env, "P_ADMIN");
         assert_eq!(u.base_url, "http://127.0.0.1:2");
         assert_eq!(p.drift_alert_pct, 2.0);
+        let cfg = parse_config(
+            &text(
+                "usage_api = { admin_key_env = \"P_ADMIN\", base_url = \"https://admin.example/v1/\" }\ndrift_alert = 0.5",
+                "",
+            ),
+            Path::new("t.toml"),
+        )
+        .expect("valid");
+        let p = &cfg.providers[0];
+        let u = p.usage_api.as_ref().expect("usage_api");
+        assert_eq!(u.base_url, "https://admin.example");
+        assert_eq!(p.drift_alert_pct, 0.5);
         let cfg = parse_config(&text("", ""), Path::new("t.toml")).expect("valid");
         assert!(cfg.providers[0].usage_api.is_none());
     }
