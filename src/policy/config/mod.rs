@@ -485,9 +485,17 @@ impl Config {
                 Some(v) if std::env::var_os(v).is_none() => " (NOT SET in this environment)",
                 _ => "",
             };
+            let usage = match &p.usage_api {
+                Some(u) if std::env::var_os(&u.admin_key_env).is_none() => format!(
+                    "  usage API key from {} (NOT SET in this environment)",
+                    u.admin_key_env
+                ),
+                Some(u) => format!("  usage API key from {}", u.admin_key_env),
+                None => String::new(),
+            };
             let _ = writeln!(
                 s,
-                "    {:<16} {:<9} {}://{}:{}{}  key from {env}{set}",
+                "    {:<16} {:<9} {}://{}:{}{}  key from {env}{set}{usage}",
                 p.id,
                 p.api.as_str(),
                 if p.base.tls { "https" } else { "http" },
