@@ -13,7 +13,9 @@
 //! and stop reasons as `reply` decides them from the request.
 //! Every request is recorded (`received()`, `GET /_mock/received`) as soon as its body is
 //! read; [`MockProvider::last_event_at`] tells when the last stream event was written.
-//! Prompt tokens are `ceil(body length / 4)`.
+//! Prompt tokens are `ceil(body length / 4)`. The providers' usage APIs (`usage`) report
+//! what it served per day and model; [`Behaviour`]'s `usage_*` fields make them report more,
+//! fail, or insist on an admin key.
 
 mod answers;
 mod kind;
