@@ -11,6 +11,7 @@ import * as spend from './spend.js';
 import * as invoices from './invoices.js';
 import * as audit from './audit.js';
 import * as policy from './policy.js';
+import * as drift from './drift.js';
 
 /** Each page and the route its token must be allowed to read. */
 const PAGES = [
@@ -20,10 +21,14 @@ const PAGES = [
   { id: 'spend', title: 'Spend', mod: spend, needs: 'GET /v1/spend/groups/{id}' },
   { id: 'invoices', title: 'Invoices', mod: invoices, needs: 'GET /v1/invoices' },
   { id: 'audit', title: 'Audit', mod: audit, needs: 'GET /v1/audit' },
+  // Providers are shared by every group: tokens scoped to groups are refused.
+  { id: 'drift', title: 'Drift', mod: drift, needs: 'GET /v1/reconciliation', unscoped: true },
   { id: 'policy', title: 'Policy', mod: policy, needs: 'GET /v1/policy' },
 ];
 
 const $ = (id) => document.getElementById(id);
+
+const allowed = (p) => can(p.needs) && !(p.unscoped && me.groups);
 
 function showSignIn(message) {
   $('top').hidden = true;
@@ -45,7 +50,7 @@ async function start() {
   $('signin').hidden = true;
   $('top').hidden = false;
   clear($('who'), h('span', { class: 'muted' }, 'signed in as '), h('strong', {}, me.name), ` (${me.role})`);
-  const pages = PAGES.filter((p) => can(p.needs));
+  const pages = PAGES.filter(allowed);
   clear($('nav'), pages.map((p) => h('li', {}, h('a', { href: `#${p.id}`, 'data-page': p.id }, p.title))));
   await route();
 }
@@ -55,7 +60,7 @@ let routes = 0;
 
 async function route() {
   if (!me) return;
-  const pages = PAGES.filter((p) => can(p.needs));
+  const pages = PAGES.filter(allowed);
   const wanted = location.hash.slice(1);
   const page = pages.find((p) => p.id === wanted) || pages[0];
   if (!page) return clear($('page'), h('p', {}, 'This token may not read anything the console shows.'));

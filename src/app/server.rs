@@ -7,6 +7,8 @@ use crate::control::admin::{AdminService, AdminState};
 use crate::control::audit::AuditLog;
 use crate::control::events::{EventLog, Events};
 use crate::control::lifecycle::{self, LifecycleService};
+use crate::control::reconcile::service::ReconcileService;
+use crate::control::reconcile::Reconciler;
 use crate::control::webhooks::deliver::{Delivery, DeliveryService, Tuning};
 use crate::control::webhooks::Webhooks;
 use crate::control::ControlPlane;
@@ -108,6 +110,7 @@ pub fn build(
             token: admin_token(&s.admin_token_env),
             control: planes.control.clone(),
             audit: planes.audit.clone(),
+            reconciler: planes.reconciler.clone(),
         };
         server.add_service(background_service("admin", AdminService { addr, state }));
     }
@@ -155,6 +158,7 @@ struct Planes {
     webhooks: Arc<Webhooks>,
     control: Arc<ControlPlane>,
     accounting: Arc<Accounting>,
+    reconciler: Arc<Reconciler>,
 }
 
 impl Planes {
@@ -195,6 +199,14 @@ impl Planes {
             Some(ledger.clone() as Arc<dyn SpendStore>),
             window_scale(),
         ));
+        let reconciler = Arc::new(Reconciler {
+            policy: policy.current.clone(),
+            ledger: ledger.clone(),
+            store: store.reconcile(),
+            events: events.clone(),
+            clock: clock.clone(),
+            running: tokio::sync::Mutex::new(()),
+        });
         let accounting = Arc::new(Accounting {
             admission,
             ledger: Some(ledger),
@@ -213,6 +225,7 @@ impl Planes {
             webhooks,
             control,
             accounting,
+            reconciler,
         })
     }
 }
@@ -293,6 +306,14 @@ fn add_background_services(
             control: planes.control,
             every,
             clock,
+        },
+    ));
+    server.add_service(background_service(
+        "reconciliation",
+        ReconcileService {
+            reconciler: planes.reconciler,
+            every: env_number("TOLLGATE_RECONCILE_EVERY_MS")
+                .map_or(Duration::from_secs(60), Duration::from_millis),
         },
     ));
     server.add_service(background_service(

@@ -50,6 +50,7 @@ event_kinds! {
     BudgetThreshold = "budget.threshold",
     BudgetExhausted = "budget.exhausted",
     ErrorRateHigh = "error_rate.high",
+    SpendDrift = "spend.drift",
     WebhookDelivered = "webhook.delivered",
     WebhookFailed = "webhook.failed",
     RequestRefused = "request.refused",

@@ -20,6 +20,7 @@ pub(crate) use groups::Bulk;
 pub(crate) use tokens::Role;
 mod keys;
 pub(crate) mod lifecycle;
+pub(crate) mod reconcile;
 mod requests;
 mod selfservice;
 mod spec;

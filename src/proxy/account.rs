@@ -11,7 +11,7 @@ use crate::llm::body::{Endpoint, RequestBody};
 use crate::llm::usage::{self, Billed, Scanner, StreamFormat, UsageSource};
 use crate::policy::config::Price;
 use crate::policy::snapshot::{KeyEntry, ModelEntry, Snapshot};
-use crate::storage::ledger::{Ledger, UsageKey, UsageTotals};
+use crate::storage::ledger::{Ledger, ServedKey, ServedTotals, UsageKey, UsageTotals};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
@@ -215,6 +215,9 @@ pub(crate) struct Served<'a> {
     pub(crate) price: Price,
     /// The answer's usage scanner (none when nothing 2xx arrived).
     pub(crate) scanner: Option<&'a Scanner>,
+    /// The target that served: provider id and the model id sent upstream (what the
+    /// provider's usage API reports), for reconciliation.
+    pub(crate) target: Option<(&'a Arc<str>, &'a Arc<str>)>,
 }
 
 /// Settles the reservation with the real usage and records it. Runs once per request.
@@ -258,8 +261,35 @@ pub(crate) fn settle(
     };
     if let Some(ledger) = &acc.ledger {
         record(ledger, acc, key, served.model, billed);
+        record_served(ledger, acc, key, served, billed);
     }
     billed
+}
+
+/// The tokens a provider served, per day × provider × upstream model × org (reconciliation).
+fn record_served(
+    ledger: &Ledger,
+    acc: &Accounting,
+    key: &KeyEntry,
+    served: &Served<'_>,
+    b: Billed,
+) {
+    let Some((provider, model)) = served.target else {
+        return;
+    };
+    ledger.record_served(
+        ServedKey {
+            day: acc.admission.now_ms() / 86_400_000,
+            provider: provider.clone(),
+            model: model.clone(),
+            org: key.group.org.id.clone(),
+        },
+        ServedTotals {
+            requests: 1,
+            input_tokens: b.input,
+            output_tokens: b.output,
+        },
+    );
 }
 
 fn record(ledger: &Ledger, acc: &Accounting, key: &KeyEntry, model: &Arc<str>, b: Billed) {

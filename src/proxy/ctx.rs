@@ -548,6 +548,7 @@ impl RequestCtx {
             model: served_model,
             price,
             scanner: self.scanner.as_ref(),
+            target: self.target_entry().map(|t| (&t.provider.id, &t.model)),
         };
         Some(account::settle(
             acc,

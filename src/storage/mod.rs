@@ -13,6 +13,9 @@
 //! | `totals`    | `layer \0 id`                        | spend all time and per period (7 × u64 be) | [`ledger::tables`] |
 //! | `usage`     | `hour(be) group \0 key \0 model`     | requests, in, out, cost, cached in (5 × u64 be; older rows 4, read as 0 cached) | [`ledger::tables`] |
 //! | `rollup`    | `dim scope \0 level start(be) label` | `usage` summed by key, model, group (5 × u64 be, likewise) | [`ledger::tables`] |
+//! | `served`    | `day(be) provider \0 model \0 org`   | requests, in, out (3 × u64 be)     | [`ledger::served`]    |
+//! | `drift`     | `day(be) provider \0 model`          | a [`DriftRecord`] (JSON)           | [`reconcile`]         |
+//! | `drift_runs`| `ms(be) seq(be)`                     | a [`RunRecord`] (JSON)             | [`reconcile`]         |
 //! | `audit`     | `ms(be) seq(be)`                     | event (JSON, hash-chained)         | [`audit`]             |
 //! | `webhooks`  | sequence number (u64 be)             | a [`Pending`] delivery (JSON)      | [`webhooks`]          |
 //! | `meta`      | `audit_anchor`                       | the audit chain's anchor (hash)    | [`audit`], via `Meta` |
@@ -26,11 +29,13 @@
 pub(crate) mod audit;
 pub(crate) mod control;
 pub mod ledger;
+pub(crate) mod reconcile;
 pub(crate) mod records;
 pub(crate) mod webhooks;
 
 pub(crate) use audit::{AuditKey, AuditStore, AuditTables};
 pub(crate) use control::ControlStore;
+pub(crate) use reconcile::{DriftRecord, ProviderRun, ReconcileStore, RunRecord};
 pub use records::{
     GroupOverride, KeyRecord, KeySpec, KeyStatus, Pending, PreviousSecret, TokenRecord,
 };
@@ -46,6 +51,8 @@ pub struct Store {
     db: sled::Db,
     control: Arc<control::ControlTables>,
     ledger: Arc<ledger::tables::LedgerTables>,
+    served: Arc<ledger::served::ServedTables>,
+    reconcile: Arc<reconcile::ReconcileTables>,
     /// The audit trail's trees. Public for the tamper test (tests/e2e/audit.rs), which alters a
     /// stored event through [`AuditTables::get`] / [`AuditTables::insert`].
     pub audit: AuditTables,
@@ -82,6 +89,8 @@ impl Store {
         Ok(Store {
             control: Arc::new(control::ControlTables::open(&db)?),
             ledger: Arc::new(ledger::tables::LedgerTables::open(&db, meta.clone())?),
+            served: Arc::new(ledger::served::ServedTables::open(&db)?),
+            reconcile: Arc::new(reconcile::ReconcileTables::open(&db)?),
             audit: AuditTables::open(&db, meta)?,
             webhooks: Arc::new(webhooks::WebhookTables::open(&db)?),
             db,
@@ -102,6 +111,16 @@ impl Store {
     /// Spend, totals, hourly usage and its rollups.
     pub(crate) fn ledger(&self) -> Arc<dyn ledger::LedgerStore> {
         self.ledger.clone()
+    }
+
+    /// Tokens served per day × provider × upstream model × org.
+    pub(crate) fn served(&self) -> Arc<dyn ledger::served::ServedStore> {
+        self.served.clone()
+    }
+
+    /// Reconciliation results and runs.
+    pub(crate) fn reconcile(&self) -> Arc<dyn ReconcileStore> {
+        self.reconcile.clone()
     }
 
     /// The audit trail.

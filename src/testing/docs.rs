@@ -60,6 +60,7 @@ fn every_policy_field_is_documented() {
         accepted::<RawLimits>(),
         accepted::<RawErrorRateAlert>(),
         accepted::<RawSelfService>(),
+        accepted::<RawUsageApi>(),
     ] {
         assert!(!list.is_empty());
         fields.extend(list);

@@ -127,7 +127,7 @@ def main():
         assert page.evaluate("sessionStorage.getItem('tollgate.admin_token')") == ROOT
         assert page.evaluate("localStorage.length") == 0
         assert ROOT not in page.url
-        for name in ["Overview", "Groups", "Keys", "Spend", "Invoices", "Audit", "Policy"]:
+        for name in ["Overview", "Groups", "Keys", "Spend", "Invoices", "Audit", "Drift", "Policy"]:
             expect(page.locator("#nav").get_by_role("link", name=name)).to_be_visible()
 
         # Overview: the chart is drawn and its total, the requests and spend of grp_prod
@@ -419,6 +419,19 @@ def main():
         page.locator('[data-action="verify"]').click()
         expect(page.locator(".chain")).to_contain_text("Chain intact")
         shot(page, "audit")
+
+        # Drift: today's reconciled rows, provider tokens next to the gateway's.
+        goto(page, "drift")
+        rows = page.locator("table[data-table=drift] tbody tr")
+        expect(page.locator("table[data-table=drift]")).to_contain_text("gpt-4o-mini-2024-07-18")
+        expect(rows).to_have_count(2)
+        _, rec = api("/v1/reconciliation")
+        first = rec["data"][0]
+        cells = rows.first
+        assert integer(cells.locator('[data-col="provider_tokens"]').inner_text()) == first["provider_tokens"], first
+        assert integer(cells.locator('[data-col="gateway_tokens"]').inner_text()) == first["gateway_tokens"], first
+        expect(page.locator("table[data-table=drift-runs]")).to_contain_text("oa:")
+        shot(page, "drift")
 
         # Policy: summary, the file on disk valid, reload bumps the generation.
         goto(page, "policy")

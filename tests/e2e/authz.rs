@@ -139,6 +139,12 @@ fn expected() -> HashMap<(&'static str, &'static str), [[u16; 2]; 4]> {
         (("GET", "/v1/invoices"), spend_all),
         (("GET", "/v1/audit"), spend_all),
         (("GET", "/v1/audit/verify"), admin_only(200)),
+        // Providers are shared by every group: unscoped tokens only (the viewer is scoped).
+        (
+            ("GET", "/v1/reconciliation"),
+            [[200, 200], [403, 403], [403, 403], [403, 403]],
+        ),
+        (("POST", "/v1/reconciliation/run"), admin_only(200)),
     ])
 }
 

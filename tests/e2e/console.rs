@@ -28,8 +28,17 @@ async fn start() -> Env {
     .replace(
         "max_tokens = 4000\n",
         "max_tokens = 4000\nbudget_usd = 50\n",
+    )
+    .replace(
+        "id = \"oa\"\napi = \"openai\"\n",
+        "id = \"oa\"\napi = \"openai\"\nusage_api = { admin_key_env = \"TEST_OA_ADMIN_KEY\" }\n",
     );
-    let g = start_gateway_env(&policy, ADMIN_ENV);
+    let mut env = ADMIN_ENV.to_vec();
+    env.extend([
+        ("TEST_OA_ADMIN_KEY", "sk-admin-console"),
+        ("TOLLGATE_RECONCILE_EVERY_MS", "3600000"),
+    ]);
+    let g = start_gateway_env(&policy, &env);
     Env {
         admin: g.admin(ROOT),
         g,
@@ -237,6 +246,16 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(env.chat(&key(1), "gpt-4o").await, 200);
     assert_eq!(env.chat(&key_b, "gpt-4o-mini").await, 200);
     assert_eq!(env.chat(&key(1), "o1-preview").await, 403);
+    // Today's drift, from the mock's usage API: the Drift page shows its rows.
+    let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let (s, run) = env
+        .admin
+        .post(
+            &format!("/v1/reconciliation/run?from={0}&to={0}", &today[..10]),
+            json!({}),
+        )
+        .await;
+    assert_eq!((s, &run["ok"]), (200, &json!(true)), "{run}");
 
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console");
     std::fs::create_dir_all(&shots).unwrap();

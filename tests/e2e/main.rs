@@ -25,6 +25,7 @@ mod invoices;
 mod log_levels;
 mod metering;
 mod openapi;
+mod reconciliation;
 mod reload_and_cli;
 mod reload_settle;
 mod request_path;

@@ -39,6 +39,11 @@ pub(crate) enum Perm {
     /// The loaded policy's summary and the problems in the file on disk (file paths and
     /// every group's definition): admins, like reload.
     ReadPolicy,
+    /// Reconciliation results: providers are shared by every group, so unscoped admins and
+    /// viewers only (a scoped token is refused by the route).
+    ReadReconciliation,
+    /// Run the reconciliation now: admins.
+    RunReconciliation,
 }
 
 impl Perm {
@@ -46,9 +51,13 @@ impl Perm {
         use Role::*;
         match self {
             Perm::Open | Perm::Whoami => true,
-            Perm::Metrics | Perm::Reload | Perm::Tokens | Perm::VerifyAudit | Perm::ReadPolicy => {
-                role == Admin
-            }
+            Perm::Metrics
+            | Perm::Reload
+            | Perm::Tokens
+            | Perm::VerifyAudit
+            | Perm::ReadPolicy
+            | Perm::RunReconciliation => role == Admin,
+            Perm::ReadReconciliation => matches!(role, Admin | Viewer),
             Perm::ReadKeys => true,
             Perm::CreateKeys | Perm::ManageKeys => matches!(role, Admin | GroupAdmin | Developer),
             Perm::EditKeys | Perm::BatchKeys | Perm::WriteGroups => {
@@ -102,6 +111,7 @@ pub fn matrix() -> String {
                     "own keys"
                 }
                 (true, Role::Admin, _) => "yes",
+                (true, _, Perm::ReadReconciliation) => "unscoped only",
                 (true, _, _) => "its groups",
                 (false, _, _) => "–",
             };

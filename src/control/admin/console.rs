@@ -38,6 +38,7 @@ static ASSETS: &[(&str, &str, &[u8])] = assets! {
     "js/invoices.js" => "text/javascript; charset=utf-8",
     "js/audit.js" => "text/javascript; charset=utf-8",
     "js/policy.js" => "text/javascript; charset=utf-8",
+    "js/drift.js" => "text/javascript; charset=utf-8",
     "vendor/uPlot.iife.min.js" => "text/javascript; charset=utf-8",
     "vendor/uPlot.min.css" => "text/css; charset=utf-8",
     "vendor/LICENSE" => "text/plain; charset=utf-8",

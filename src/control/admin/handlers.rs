@@ -312,3 +312,41 @@ pub(crate) async fn verify_audit(
     let audit = s.audit.clone();
     run(s, h, StatusCode::OK, move |_, _| Ok(audit.verify())).await
 }
+
+pub(crate) async fn list_reconciliation(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let rec = s.reconciler.clone();
+    run(s, h, StatusCode::OK, move |_, a| {
+        let query: crate::control::reconcile::ReconciliationQuery =
+            serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
+                .map_err(|e| ApiError::bad_request("", format!("query: {e}")))?;
+        rec.list(a, &query)
+    })
+    .await
+}
+
+/// Runs in the admin listener's task: the usage APIs are awaited, the store writes are a
+/// few rows.
+pub(crate) async fn run_reconciliation(
+    State(s): State<AdminState>,
+    Extension(h): Extension<Actor>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let rec = s.reconciler.clone();
+    let days = serde_urlencoded::from_str::<crate::control::reconcile::RunQuery>(
+        q.as_deref().unwrap_or(""),
+    )
+    .map_err(|e| ApiError::bad_request("", format!("query: {e}")))
+    .and_then(|query| rec.days_to_run(&h, &query));
+    match days {
+        Ok((from, to)) => {
+            let run: crate::control::reconcile::RunView =
+                rec.run(from, to, "api", &h.id).await.into();
+            (StatusCode::OK, Json(run)).into_response()
+        }
+        Err(e) => error_response(&e),
+    }
+}

@@ -44,6 +44,7 @@ pub(crate) struct AdminState {
     pub(crate) token: Option<crate::digest::Digest>,
     pub(crate) control: Arc<ControlPlane>,
     pub(crate) audit: Arc<crate::control::audit::AuditLog>,
+    pub(crate) reconciler: Arc<crate::control::reconcile::Reconciler>,
 }
 
 pub(crate) struct AdminService {
@@ -248,6 +249,18 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminSta
             "/v1/audit/verify",
             VerifyAudit,
             get(verify_audit),
+        ),
+        (
+            Method::GET,
+            "/v1/reconciliation",
+            ReadReconciliation,
+            get(list_reconciliation),
+        ),
+        (
+            Method::POST,
+            "/v1/reconciliation/run",
+            RunReconciliation,
+            post(run_reconciliation),
         ),
     ]
 }

@@ -8,6 +8,8 @@
 use crate::control::groups::BulkResult;
 use crate::control::invoices::{Invoice, InvoiceLine, InvoiceList};
 use crate::control::keys::{BatchAnswer, BatchKey};
+use crate::control::reconcile::view::DriftRow;
+use crate::control::reconcile::{Reconciliation, RunView};
 use crate::control::requests::{KeyPatch, MoveKey, NewBatch, NewKey, Patch, PatchKey, Regenerate};
 use crate::control::spend::{
     GroupSpend, GroupSpendBy, GroupSpendTimeline, KeySpend, KeySpendRow, ModelSpendRow, OrgSpend,
@@ -19,6 +21,7 @@ use crate::control::view::{
 };
 use crate::policy::config::raw::LimitField;
 use crate::storage::KeySpec;
+use crate::storage::{DriftRecord, ProviderRun, RunRecord};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -311,6 +314,37 @@ fn v(x: impl Serialize) -> Value {
 /// `(schema, a sample with every field, a minimal sample)` for each typed answer and
 /// request.
 fn samples() -> Vec<(&'static str, Value, Value)> {
+    let drift_row = DriftRow::from(DriftRecord {
+        day: 20_000,
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        provider_requests: Some(3),
+        provider_input_tokens: 110,
+        provider_output_tokens: 10,
+        gateway_requests: 3,
+        gateway_input_tokens: 100,
+        gateway_output_tokens: 10,
+        diff_pct: Some(9.09),
+        drift_alert_pct: 2.0,
+        alerted: true,
+        checked_ms: 1,
+    });
+    let provider_run = ProviderRun {
+        provider: "openai".into(),
+        ok: false,
+        error: Some("HTTP 500".into()),
+        rows: 0,
+        alerts: 0,
+    };
+    let run = RunView::from(RunRecord {
+        id: "rec_1".into(),
+        at_ms: 1,
+        trigger: "api".into(),
+        actor: "root".into(),
+        from_day: 1,
+        to_day: 2,
+        providers: vec![provider_run.clone()],
+    });
     let ttl = Some(Duration::from_secs(3600));
     let secret = |file| KeyWithSecret {
         view: key(file),
@@ -611,6 +645,18 @@ fn samples() -> Vec<(&'static str, Value, Value)> {
         same("Refusals", v(group(true).refusals)),
         same("PolicyProblem", v(&problem)),
         same("PolicyInfo", v(&policy)),
+        same("DriftRow", v(&drift_row)),
+        same("ProviderRun", v(&provider_run)),
+        same("ReconciliationRun", v(&run)),
+        same(
+            "Reconciliation",
+            v(Reconciliation {
+                from: "2026-12-01".into(),
+                to: "2026-12-02".into(),
+                data: vec![drift_row.clone()],
+                runs: vec![run.clone()],
+            }),
+        ),
     ]
 }
 

@@ -41,6 +41,7 @@ pub(crate) const DELIVERED: &[EventKind] = &[
     EventKind::KeyRotated,
     EventKind::KeyExpiring,
     EventKind::ErrorRateHigh,
+    EventKind::SpendDrift,
 ];
 
 /// The signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
@@ -107,7 +108,8 @@ pub(crate) struct Webhooks {
 /// A group's receiver: URL and the env var of its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Receiver {
-    group: String,
+    /// `None` for an org's own receiver.
+    group: Option<String>,
     url: String,
     secret_env: String,
 }
@@ -144,10 +146,21 @@ impl Webhooks {
             .map(|k| k.group.to_string())
     }
 
-    /// Where an event goes: its group's receiver; for an org's event (no group), every
-    /// receiver of the org's groups. A receiver named by several groups gets it once.
+    /// Where an event goes: its group's receiver; for an org's event (no group), the org's
+    /// own receiver (`[[orgs]] webhook`) if it has one, else every receiver of the org's
+    /// groups. A receiver named by several groups gets it once.
     fn receivers(&self, group: Option<&str>, org: Option<&str>, s: &Snapshot) -> Vec<Receiver> {
         let mut out: Vec<Receiver> = vec![];
+        if let (None, Some(o)) = (group, org) {
+            if let Some((url, env)) = s.orgs.get(o).and_then(|o| o.webhook.as_ref()) {
+                out.push(Receiver {
+                    group: None,
+                    url: url.clone(),
+                    secret_env: env.clone(),
+                });
+                return out;
+            }
+        }
         let groups: Vec<_> = match (group, org) {
             (Some(g), _) => s.groups.get(g).into_iter().collect(),
             (None, Some(o)) => {
@@ -161,7 +174,7 @@ impl Webhooks {
             if let (Some(url), Some(env)) = (&g.webhook, &g.webhook_secret_env) {
                 if !out.iter().any(|r| r.url == *url && r.secret_env == *env) {
                     out.push(Receiver {
-                        group: g.id.to_string(),
+                        group: Some(g.id.to_string()),
                         url: url.clone(),
                         secret_env: env.clone(),
                     });
@@ -195,7 +208,7 @@ impl Subscriber for Webhooks {
                 id: id.clone(),
                 event: e.kind.as_str().to_string(),
                 org: org.clone(),
-                group: Some(r.group),
+                group: r.group,
                 key_id: e.key_id.clone(),
                 url: r.url,
                 secret_env: r.secret_env,

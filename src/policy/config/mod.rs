@@ -190,7 +190,22 @@ pub(crate) struct Provider {
     pub(crate) connect_timeout: Duration,
     pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) usage_api: Option<UsageApi>,
+    /// `drift_alert`: per cent, default 2.
+    pub(crate) drift_alert_pct: f64,
 }
+
+/// Where a provider's usage is read for reconciliation. The key itself is read from the
+/// environment when a run starts, never kept here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UsageApi {
+    pub(crate) admin_key_env: String,
+    /// `http(s)://host[:port][/prefix]` without a trailing slash.
+    pub(crate) base_url: String,
+}
+
+/// `drift_alert` when a provider sets none.
+pub(crate) const DEFAULT_DRIFT_ALERT_PCT: f64 = 2.0;
 
 /// `base_url` split into what a peer needs. Host names are resolved when the snapshot
 /// is built, never on the request path.
@@ -310,6 +325,8 @@ pub(crate) struct Org {
     #[allow(dead_code)]
     pub(crate) name: Option<String>,
     pub(crate) limits: Limits,
+    /// The org's own webhook receiver: URL and the env var of its signing secret.
+    pub(crate) webhook: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -473,9 +490,17 @@ impl Config {
                 Some(v) if std::env::var_os(v).is_none() => " (NOT SET in this environment)",
                 _ => "",
             };
+            let usage = match &p.usage_api {
+                Some(u) if std::env::var_os(&u.admin_key_env).is_none() => format!(
+                    "  usage API key from {} (NOT SET in this environment)",
+                    u.admin_key_env
+                ),
+                Some(u) => format!("  usage API key from {}", u.admin_key_env),
+                None => String::new(),
+            };
             let _ = writeln!(
                 s,
-                "    {:<16} {:<9} {}://{}:{}{}  key from {env}{set}",
+                "    {:<16} {:<9} {}://{}:{}{}  key from {env}{set}{usage}",
                 p.id,
                 p.api.as_str(),
                 if p.base.tls { "https" } else { "http" },

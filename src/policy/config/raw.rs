@@ -154,6 +154,20 @@ pub struct RawProvider {
     pub headers: BTreeMap<String, String>,
     /// Extension: PEM bundle that replaces the system roots for this provider (private CAs).
     pub ca_file: Option<String>,
+    /// The provider's usage API, read by the daily reconciliation (docs/policy.md "Reconciliation").
+    pub usage_api: Option<RawUsageApi>,
+    /// Per cent of difference between the provider's tokens and the gateway's above which
+    /// a day × model is a drift (default 2).
+    pub drift_alert: Option<f64>,
+}
+
+/// A provider's `usage_api` table: where its usage is read and the admin key to read it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsageApi {
+    pub admin_key_env: String,
+    /// Default: the provider's own `base_url`.
+    pub base_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +199,9 @@ with_limits! {
     pub struct RawOrg {
         pub id: String,
         pub name: Option<String>,
+        /// The org's own receiver: events about the org as a whole (`spend.drift`).
+        pub webhook: Option<String>,
+        pub webhook_secret_env: Option<String>,
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Snapshot {
 pub(crate) struct OrgEntry {
     pub(crate) id: Arc<str>,
     pub(crate) limits: Limits,
+    /// `[[orgs]] webhook` and its `webhook_secret_env`.
+    pub(crate) webhook: Option<(String, String)>,
 }
 
 /// A group as configured, plus what the snapshot resolved for it. Derefs to the
@@ -233,6 +235,9 @@ pub(crate) struct ProviderEntry {
     pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// CA bundle replacing the platform roots for this provider (parsed once, here).
     pub(crate) ca: Option<CaBundle>,
+    /// Read by reconciliation only, never on the request path.
+    pub(crate) usage_api: Option<crate::policy::config::UsageApi>,
+    pub(crate) drift_alert_pct: f64,
 }
 
 /// Parsed `ca_file` certificates, in the form Pingora's peers take.
@@ -355,6 +360,8 @@ fn provider_entry(
         connect_timeout: p.connect_timeout,
         headers: p.headers.clone(),
         ca,
+        usage_api: p.usage_api.clone(),
+        drift_alert_pct: p.drift_alert_pct,
     }))
 }
 
@@ -513,6 +520,7 @@ impl Snapshot {
                 Arc::new(OrgEntry {
                     id: o.id.clone(),
                     limits: o.limits,
+                    webhook: o.webhook.clone(),
                 })
             })
             .collect();

@@ -11,8 +11,10 @@
 //! hourly rows, all or nothing. The encoding is [`tables`]'s, behind [`LedgerStore`].
 
 pub(crate) mod rollup;
+pub(crate) mod served;
 pub(crate) mod tables;
 pub use rollup::{Dim, Level};
+pub use served::{ServedKey, ServedTotals};
 pub(crate) use tables::LedgerStore;
 
 use crate::admission::{Admission, Layer, ScopeKey, SpendStore};
@@ -121,6 +123,8 @@ pub struct Ledger {
     gate: RwLock<()>,
     /// The rollups cover every hourly row (built or migrated); else queries sum hourly rows.
     rollups_ready: AtomicBool,
+    /// Tokens per day × provider × upstream model × org, for reconciliation.
+    served: served::Served,
 }
 
 impl Ledger {
@@ -129,12 +133,13 @@ impl Ledger {
     /// a second per few million rows; should that fail, spend queries sum hourly rows
     /// instead (slower, same answers) and the next start tries again.
     pub fn new(store: &Store) -> Ledger {
-        Ledger::on(store.ledger())
+        Ledger::on(store.ledger(), store.served())
     }
 
-    pub(crate) fn on(store: Arc<dyn LedgerStore>) -> Ledger {
+    pub(crate) fn on(store: Arc<dyn LedgerStore>, served: Arc<dyn served::ServedStore>) -> Ledger {
         let ledger = Ledger {
             store,
+            served: served::Served::new(served),
             usage_mem: Mutex::new(HashMap::default()),
             totals_mem: Mutex::new(HashMap::default()),
             gate: RwLock::new(()),
@@ -319,8 +324,20 @@ impl Ledger {
             }
             mem.retain(|_, (_, _, touched)| std::mem::take(touched));
         }
+        self.served.flush(now_hour / 24)?;
         self.store.commit()?;
         Ok(())
+    }
+
+    /// Adds one request's tokens to its day × provider × upstream model × org row (in
+    /// memory; flushed with the rest).
+    pub fn record_served(&self, key: ServedKey, delta: ServedTotals) {
+        self.served.record(key, &delta);
+    }
+
+    /// Served rows with `from_day <= day < to_day`, flushed or not.
+    pub fn served_between(&self, from_day: u64, to_day: u64) -> Vec<(ServedKey, ServedTotals)> {
+        self.served.between(from_day, to_day)
     }
 
     /// Stored usage buckets with `from_hour <= hour < to_hour` (flushed data only).

@@ -16,11 +16,14 @@
 //! and stop reasons as `reply` decides them from the request.
 //! Every request is recorded (`received()`, `GET /_mock/received`) as soon as its body is
 //! read; [`MockProvider::last_event_at`] tells when the last stream event was written.
-//! Prompt tokens are `ceil(body length / 4)`.
+//! Prompt tokens are `ceil(body length / 4)`. The providers' usage APIs (`usage`) report
+//! what it served per day and model; [`Behaviour`]'s `usage_*` fields make them report more,
+//! fail, or insist on an admin key.
 
 mod answers;
 mod kind;
 mod reply;
+mod usage;
 mod wire;
 
 use answers::Kind;
@@ -65,6 +68,12 @@ pub struct Behaviour {
     pub echo: bool,
     /// Prompt tokens reported as cache reads (capped at the prompt's tokens).
     pub cached_tokens: Option<u64>,
+    /// The usage APIs report this many per cent more tokens than were served.
+    pub usage_extra_pct: u64,
+    /// The usage APIs answer every call with this status.
+    pub usage_status: Option<u16>,
+    /// The usage APIs accept only this admin key (else 401).
+    pub usage_key: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +107,8 @@ struct Shared {
     started: Instant,
     fail_next: Mutex<std::collections::VecDeque<u16>>,
     last_event_at: Mutex<Option<Instant>>,
+    /// What was served per day and model, for the usage APIs.
+    served: usage::Served,
 }
 
 #[derive(Clone)]
@@ -137,6 +148,7 @@ impl MockProvider {
                 started: Instant::now(),
                 fail_next: Mutex::new(Default::default()),
                 last_event_at: Mutex::new(None),
+                served: usage::Served::default(),
             }),
         };
         let shared = mock.shared.clone();
@@ -359,6 +371,18 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         }
         _ => {}
     }
+    if let Some((status, body)) = shared.served.answer(&req, &behaviour(shared, &req)) {
+        lock(&shared.received).push(Received {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            headers: req.headers,
+            body: req.body,
+            at: Instant::now(),
+        });
+        return wire::write_full(s, status, "application/json", &body)
+            .await
+            .map(|_| After::KeepAlive);
+    }
 
     let b = behaviour(shared, &req);
     let kind = Kind::from_path(&req.path);
@@ -426,7 +450,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         }
         wire::write_full(s, 200, "application/json", v.to_string().as_bytes()).await?;
         if usage {
-            count(shared, kind, prompt, c);
+            count(shared, kind, &model, prompt, c);
         }
         return Ok(After::KeepAlive);
     }
@@ -472,16 +496,20 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     }
     wire::write_last_chunk(s).await?;
     if reports_usage {
-        count(shared, kind, prompt, c);
+        count(shared, kind, &model, prompt, c);
     }
     Ok(After::KeepAlive)
 }
 
-fn count(shared: &Shared, kind: Kind, prompt: u64, c: u32) {
+fn count(shared: &Shared, kind: Kind, model: &str, prompt: u64, c: u32) {
     shared.input.fetch_add(prompt, Ordering::SeqCst);
-    if kind != Kind::Embeddings {
+    let output = if kind != Kind::Embeddings {
         shared.output.fetch_add(u64::from(c), Ordering::SeqCst);
-    }
+        u64::from(c)
+    } else {
+        0
+    };
+    shared.served.record(kind, model, prompt, output);
 }
 
 #[cfg(test)]

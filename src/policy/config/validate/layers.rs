@@ -206,13 +206,27 @@ pub(super) fn check_orgs(c: &mut Checker, raw: Vec<(RawOrg, Loc, String)>) -> Ve
     raw.into_iter()
         .map(|(o, loc, path)| {
             let lim = o.limits();
-            let RawOrg { id, name, .. } = o;
+            let RawOrg {
+                id,
+                name,
+                webhook,
+                webhook_secret_env,
+                ..
+            } = o;
             check_unique(c, loc, &path, "org", &id, &mut seen);
             let path = format!("{path} ({id})");
+            check_webhook(
+                c,
+                loc,
+                &path,
+                webhook.as_deref(),
+                webhook_secret_env.as_deref(),
+            );
             Org {
                 limits: layer_limits(c, loc, &path, lim, None),
                 id: id.into(),
                 name,
+                webhook: webhook.zip(webhook_secret_env),
             }
         })
         .collect()

@@ -236,6 +236,45 @@ fn parse_base_url(s: &str) -> Result<BaseUrl, String> {
     })
 }
 
+/// A provider's `usage_api`: an environment variable name (its value is read when a
+/// reconciliation runs, never here) and the URL, the provider's own by default.
+fn check_usage_api(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    u: RawUsageApi,
+    provider_base: &str,
+) -> Option<UsageApi> {
+    let RawUsageApi {
+        admin_key_env,
+        base_url,
+    } = u;
+    let env_ok = !admin_key_env.is_empty()
+        && !admin_key_env.contains('=')
+        && !admin_key_env.contains('\0')
+        && !admin_key_env.starts_with(|ch: char| ch.is_ascii_digit());
+    if !env_ok {
+        c.problem(
+            loc,
+            format!("{path}.usage_api.admin_key_env"),
+            format!("{admin_key_env:?}: want the name of an environment variable"),
+        );
+    }
+    let base_url = base_url.unwrap_or_else(|| provider_base.to_string());
+    if let Err(e) = parse_base_url(&base_url) {
+        c.problem(loc, format!("{path}.usage_api.base_url"), e);
+        return None;
+    }
+    // The usage paths start with /v1, as the data-plane routes do: a base ending in /v1 is
+    // not doubled.
+    let trimmed = base_url.trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix("/v1").unwrap_or(trimmed);
+    env_ok.then(|| UsageApi {
+        admin_key_env,
+        base_url: trimmed.to_string(),
+    })
+}
+
 pub(super) fn check_providers(
     c: &mut Checker,
     raw: Vec<(RawProvider, Loc, String)>,
@@ -251,6 +290,8 @@ pub(super) fn check_providers(
             connect_timeout,
             headers,
             ca_file,
+            usage_api,
+            drift_alert,
         } = p;
         check_unique(c, loc, &path, "provider", &id, &mut seen);
         let path = format!("{path} ({id})");
@@ -294,6 +335,19 @@ pub(super) fn check_providers(
                 ),
             }
         }
+        let usage_api = usage_api.and_then(|u| check_usage_api(c, loc, &path, u, &base_url));
+        let drift_alert_pct = match drift_alert {
+            None => DEFAULT_DRIFT_ALERT_PCT,
+            Some(p) if p.is_finite() && (0.0..=1000.0).contains(&p) => p,
+            Some(p) => {
+                c.problem(
+                    loc,
+                    format!("{path}.drift_alert"),
+                    format!("{p}: want a per cent between 0 and 1000"),
+                );
+                DEFAULT_DRIFT_ALERT_PCT
+            }
+        };
         out.push(Provider {
             id: id.into(),
             api,
@@ -302,6 +356,8 @@ pub(super) fn check_providers(
             connect_timeout,
             headers: hs,
             ca_file: ca_file.map(PathBuf::from),
+            usage_api,
+            drift_alert_pct,
         });
     }
     out
@@ -408,4 +464,70 @@ pub(super) fn check_models(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod usage_api_tests {
+    use super::super::parse_config;
+    use std::path::Path;
+
+    fn text(provider_extra: &str, org_extra: &str) -> String {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[providers]]\nid = \"p\"\napi = \"anthropic\"\nbase_url = \"http://127.0.0.1:2/\"\n{provider_extra}\n\n[[models]]\nname = \"m\"\ntargets = [{{ provider = \"p\" }}]\n\n[[orgs]]\nid = \"o\"\n{org_extra}\n"
+        )
+    }
+
+    #[test]
+    fn usage_api_defaults_to_the_providers_url_and_two_per_cent() {
+        let cfg = parse_config(
+            &text("usage_api = { admin_key_env = \"P_ADMIN\" }", ""),
+            Path::new("t.toml"),
+        )
+        .expect("valid");
+        let p = &cfg.providers[0];
+        let u = p.usage_api.as_ref().expect("usage_api");
+        assert_eq!(u.admin_key_env, "P_ADMIN");
+        assert_eq!(u.base_url, "http://127.0.0.1:2");
+        assert_eq!(p.drift_alert_pct, 2.0);
+        let cfg = parse_config(
+            &text(
+                "usage_api = { admin_key_env = \"P_ADMIN\", base_url = \"https://admin.example/v1/\" }\ndrift_alert = 0.5",
+                "",
+            ),
+            Path::new("t.toml"),
+        )
+        .expect("valid");
+        let p = &cfg.providers[0];
+        let u = p.usage_api.as_ref().expect("usage_api");
+        assert_eq!(u.base_url, "https://admin.example");
+        assert_eq!(p.drift_alert_pct, 0.5);
+        let cfg = parse_config(&text("", ""), Path::new("t.toml")).expect("valid");
+        assert!(cfg.providers[0].usage_api.is_none());
+    }
+
+    #[test]
+    fn bad_usage_api_fields_are_reported_with_their_line() {
+        let bad = text(
+            "usage_api = { admin_key_env = \"\", base_url = \"ftp://x\" }\ndrift_alert = -1",
+            "webhook = \"https://h.example\"",
+        );
+        let err = parse_config(&bad, Path::new("t.toml"))
+            .expect_err("invalid")
+            .to_string();
+        for want in [
+            "t.toml:4:1: providers[0] (p).usage_api.admin_key_env",
+            "providers[0] (p).usage_api.base_url: \"ftp://x\": scheme must be http or https",
+            "providers[0] (p).drift_alert: -1: want a per cent between 0 and 1000",
+            "orgs[0] (o).webhook_secret_env: a webhook needs webhook_secret_env",
+        ] {
+            assert!(err.contains(want), "{want:?} not in:\n{err}");
+        }
+        let err = parse_config(
+            &text("usage_api = { admin_key_env = \"X\", nope = 1 }", ""),
+            Path::new("t.toml"),
+        )
+        .expect_err("unknown field")
+        .to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
 }
