@@ -7,22 +7,35 @@
 //! `max(events with text, ceil(bytes / 4))` — one token per 4 bytes is the usual ratio for
 //! English text, and providers stream at most a few tokens per event, so a stream of short
 //! deltas is not under-counted. The error is documented in docs/billing.md. Per event this
-//! costs one `memmem` pass over the `data:` payload, no JSON parse.
+//! costs one Aho-Corasick pass over the `data:` payload, no JSON parse.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use memchr::memmem;
+use std::sync::LazyLock;
 
-/// Keys whose string values are generated text.
-const TEXT_KEYS: [&[u8]; 9] = [
-    b"content",
-    b"text",
-    b"delta",
-    b"arguments",
-    b"partial_json",
-    b"thinking",
-    b"refusal",
-    b"reasoning_content",
-    b"reasoning",
+/// The fields whose string values are generated text, as providers write them (compact
+/// JSON: no space after the colon), and last the marker of a Responses API event.
+const PATTERNS: [&str; 10] = [
+    "\"content\":\"",
+    "\"text\":\"",
+    "\"delta\":\"",
+    "\"arguments\":\"",
+    "\"partial_json\":\"",
+    "\"thinking\":\"",
+    "\"refusal\":\"",
+    "\"reasoning_content\":\"",
+    "\"reasoning\":\"",
+    "\"type\":\"response.",
 ];
+const RESPONSES_EVENT: usize = 9;
+
+/// One automaton for every pattern: one pass over an event finds them all.
+static FIELDS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(PATTERNS)
+        .ok()
+});
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counted {
@@ -33,13 +46,6 @@ pub struct Counted {
 impl Counted {
     /// One SSE `data:` payload.
     pub(crate) fn event(&mut self, data: &[u8]) {
-        // The Responses API repeats the whole text in its `.done` and `response.completed`
-        // events: only its `.delta` events are new text.
-        if memmem::find(data, b"\"type\":\"response.").is_some()
-            && memmem::find(data, b".delta\"").is_none()
-        {
-            return;
-        }
         let n = text_bytes(data);
         if n > 0 {
             self.bytes += n;
@@ -53,22 +59,23 @@ impl Counted {
     }
 }
 
-/// Bytes of text in the string values of [`TEXT_KEYS`] in one JSON object (an escape
-/// counts as the character it stands for; `\uXXXX` as 3, a typical UTF-8 length).
+/// Bytes of text in the string values of the text fields of one JSON event (an escape
+/// counts as the character it stands for; `\uXXXX` as 3, a typical UTF-8 length). The
+/// Responses API repeats the whole text in its `.done` and `response.completed` events:
+/// of its events only `.delta` ones are new text.
 fn text_bytes(json: &[u8]) -> u64 {
+    let Some(fields) = FIELDS.as_ref() else {
+        return 0;
+    };
     let mut total = 0;
-    for colon in memmem::find_iter(json, b"\":") {
-        let key_end = colon;
-        let Some(key_start) = memchr::memrchr(b'"', &json[..key_end]) else {
-            continue;
-        };
-        if !TEXT_KEYS.contains(&&json[key_start + 1..key_end]) {
+    for m in fields.find_iter(json) {
+        if m.pattern().as_usize() == RESPONSES_EVENT {
+            if memmem::find(&json[m.end()..], b".delta\"").is_none() {
+                return 0;
+            }
             continue;
         }
-        let rest = json[colon + 2..].trim_ascii_start();
-        if let Some(value) = rest.strip_prefix(b"\"") {
-            total += string_len(value);
-        }
+        total += string_len(&json[m.end()..]);
     }
     total
 }

@@ -11,6 +11,7 @@ use super::text::{Completion, COMPLETION_CAP};
 use super::{TokenUsage, UsageSource};
 use bytes::{Bytes, BytesMut};
 use memchr::memmem;
+use std::sync::LazyLock;
 
 /// Bytes of a JSON body kept for the usage lookup; above this only the tail is kept.
 const JSON_KEEP: usize = 256 * 1024;
@@ -48,9 +49,13 @@ pub struct Scanner {
     skip_blank: bool,
 }
 
+/// Built once: `memmem::find` would build its searcher again for every event.
+static USAGE_KEY: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"usage\""));
+
 fn has_usage_object(line: &[u8]) -> bool {
     let mut rest = line;
-    while let Some(i) = memmem::find(rest, b"\"usage\"") {
+    while let Some(i) = USAGE_KEY.find(rest) {
         let after = &rest[i + 7..];
         let after = after.trim_ascii_start();
         if let Some(after) = after.strip_prefix(b":") {
