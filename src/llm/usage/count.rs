@@ -7,35 +7,28 @@
 //! `max(events with text, ceil(bytes / 4))` — one token per 4 bytes is the usual ratio for
 //! English text, and providers stream at most a few tokens per event, so a stream of short
 //! deltas is not under-counted. The error is documented in docs/billing.md. Per event this
-//! costs one Aho-Corasick pass over the `data:` payload, no JSON parse.
+//! costs one SIMD substring pass over the `data:` payload, no JSON parse.
 
-use aho_corasick::{AhoCorasick, MatchKind};
 use memchr::memmem;
 use std::sync::LazyLock;
 
-/// The fields whose string values are generated text, as providers write them (compact
-/// JSON: no space after the colon), and last the marker of a Responses API event.
-const PATTERNS: [&str; 10] = [
-    "\"content\":\"",
-    "\"text\":\"",
-    "\"delta\":\"",
-    "\"arguments\":\"",
-    "\"partial_json\":\"",
-    "\"thinking\":\"",
-    "\"refusal\":\"",
-    "\"reasoning_content\":\"",
-    "\"reasoning\":\"",
-    "\"type\":\"response.",
+/// Keys whose string values are generated text.
+const TEXT_KEYS: [&[u8]; 9] = [
+    b"content",
+    b"text",
+    b"delta",
+    b"arguments",
+    b"partial_json",
+    b"thinking",
+    b"refusal",
+    b"reasoning_content",
+    b"reasoning",
 ];
-const RESPONSES_EVENT: usize = 9;
 
-/// One automaton for every pattern: one pass over an event finds them all.
-static FIELDS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
-    AhoCorasick::builder()
-        .match_kind(MatchKind::LeftmostFirst)
-        .build(PATTERNS)
-        .ok()
-});
+/// `":"`: the end of a key whose value is a string, as providers write JSON (compact, no
+/// space after the colon). Built once: one SIMD pass per event finds every string field.
+static STRING_FIELD: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\":\""));
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counted {
@@ -59,23 +52,31 @@ impl Counted {
     }
 }
 
-/// Bytes of text in the string values of the text fields of one JSON event (an escape
+/// Bytes of text in the string values of [`TEXT_KEYS`] in one JSON event (an escape
 /// counts as the character it stands for; `\uXXXX` as 3, a typical UTF-8 length). The
 /// Responses API repeats the whole text in its `.done` and `response.completed` events:
 /// of its events only `.delta` ones are new text.
 fn text_bytes(json: &[u8]) -> u64 {
-    let Some(fields) = FIELDS.as_ref() else {
-        return 0;
-    };
     let mut total = 0;
-    for m in fields.find_iter(json) {
-        if m.pattern().as_usize() == RESPONSES_EVENT {
-            if memmem::find(&json[m.end()..], b".delta\"").is_none() {
-                return 0;
+    for at in STRING_FIELD.find_iter(json) {
+        let key = &json[..at];
+        let Some(open) = memchr::memrchr(b'"', key) else {
+            continue;
+        };
+        let key = &key[open + 1..];
+        let value = &json[at + 3..];
+        if key == b"type" {
+            if value.starts_with(b"response.") {
+                let end = memchr::memchr(b'"', value).unwrap_or(value.len());
+                if !value[..end].ends_with(b".delta") {
+                    return 0;
+                }
             }
             continue;
         }
-        total += string_len(&json[m.end()..]);
+        if TEXT_KEYS.contains(&key) {
+            total += string_len(value);
+        }
     }
     total
 }
