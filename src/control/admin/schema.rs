@@ -126,6 +126,7 @@ fn key_spec() -> KeySpec {
         tags: Some(BTreeMap::from([("team".into(), "a".into())])),
         metadata: Some(serde_json::Map::new()),
         rotation_interval: Some("30d".into()),
+        guardrails: Some(vec!["pii".into()]),
     }
 }
 
@@ -177,6 +178,8 @@ fn key(file: bool) -> KeyView {
         tags: BTreeMap::new(),
         metadata: None,
         rotation_interval: None,
+        guardrails: None,
+        guardrails_in_force: vec![],
         grace_until: if file { None } else { Some(t()) },
         spend_usd: 0.0,
         spend_all_time_usd: 0.0,
@@ -283,6 +286,7 @@ fn full_patch() -> KeyPatch {
         tags,
         metadata,
         rotation_interval,
+        guardrails,
     } = key_spec();
     KeyPatch {
         name: p(name),
@@ -304,6 +308,7 @@ fn full_patch() -> KeyPatch {
         tags: p(tags),
         metadata: p(metadata),
         rotation_interval: p(rotation_interval),
+        guardrails: p(guardrails),
     }
 }
 
