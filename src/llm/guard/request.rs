@@ -17,6 +17,9 @@ use crate::llm::body::{Endpoint, RequestBody};
 use serde_json::Value;
 use std::sync::Arc;
 
+/// Rounds of redaction after the first, at most (see `check_request`).
+const REDACT_ROUNDS: usize = 3;
+
 /// The top-level fields that carry what the model reads, per route.
 fn prompt_fields(endpoint: Endpoint) -> &'static [&'static str] {
     match endpoint {
@@ -142,9 +145,10 @@ fn all_texts<'a>(fields: &'a mut [(&'static str, Value)]) -> Vec<(usize, &'a mut
 }
 
 /// Checks the request's texts with `rules`. Block rules run first, so a block is never
-/// hidden by an earlier redaction: one that matches → `Err(Blocked)` and nothing is
-/// rewritten. Then, in order, redact rules rewrite the texts in the body and log rules add
-/// verdicts. Returns the verdicts of every rule that matched.
+/// hidden by a redaction: one that matches → `Err(Blocked)` and nothing is rewritten.
+/// Then redact and log rules all read each text as the client sent it; the redactions
+/// are made together (a text then redacted until nothing more matches) and written back
+/// into the body. Returns the verdicts of every rule that matched.
 pub fn check_request(
     body: &mut RequestBody,
     endpoint: Endpoint,
@@ -171,8 +175,11 @@ pub fn check_request(
                 }
             }
         }
-        for rule in rules.iter().filter(|r| r.action != Action::Block) {
-            for (field, t) in texts.iter_mut() {
+        let mut redactions: Vec<Hit> = Vec::new();
+        for (field, t) in texts.iter_mut() {
+            // Every rule reads the client's text; the redactions are made together.
+            redactions.clear();
+            for rule in rules.iter().filter(|r| r.action != Action::Block) {
                 hits.clear();
                 rule.builtin.scan(t, &mut hits);
                 if hits.is_empty() {
@@ -180,11 +187,31 @@ pub fn check_request(
                 }
                 record(&mut verdicts, rule, hits.iter().map(|h| h.kind));
                 if rule.action == Action::Redact {
-                    let new = redact(t, &hits);
-                    **t = new;
-                    changed[*field] = true;
+                    redactions.append(&mut hits);
                 }
             }
+            if redactions.is_empty() {
+                continue;
+            }
+            let mut new = redact(t, &redactions);
+            // A placeholder can complete a neighbour (`555-123-4567x…` becomes a phone
+            // number once `x…` is `[REDACTED]`): redact until nothing more matches, so a
+            // second check finds nothing (bounded; one more scan when something changed).
+            for _ in 0..REDACT_ROUNDS {
+                redactions.clear();
+                for rule in rules.iter().filter(|r| r.action == Action::Redact) {
+                    hits.clear();
+                    rule.builtin.scan(&new, &mut hits);
+                    record(&mut verdicts, rule, hits.iter().map(|h| h.kind));
+                    redactions.append(&mut hits);
+                }
+                if redactions.is_empty() {
+                    break;
+                }
+                new = redact(&new, &redactions);
+            }
+            **t = new;
+            changed[*field] = true;
         }
     }
     write_back(body, &fields, &changed);
