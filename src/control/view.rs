@@ -220,6 +220,19 @@ pub(crate) struct GroupView {
     pub(crate) spend_usd: f64,
     pub(crate) spend_all_time_usd: f64,
     pub(crate) refusals: Refusals,
+    /// The guardrails every key of the group runs (org's, then the group's own).
+    pub(crate) guardrails: Vec<String>,
+    /// Guardrail verdicts since the process started (filled in by the admin listener).
+    pub(crate) guardrail_trips: GuardrailTrips,
+}
+
+/// A group's guardrail verdicts since the process started, from
+/// `tollgate_guardrail_actions_total{group,guardrail,action}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct GuardrailTrips {
+    pub(crate) total: u64,
+    /// guardrail id → action → count.
+    pub(crate) by_guardrail: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// The period a key's "spend this period" covers: its own budget's, else its group's, else
@@ -430,6 +443,12 @@ impl Writer {
             spend_usd: usd(spend),
             spend_all_time_usd: usd(all_time),
             refusals: Refusals::default(),
+            guardrails: g
+                .guards
+                .as_ref()
+                .map(|s| s.ids().map(str::to_string).collect())
+                .unwrap_or_default(),
+            guardrail_trips: GuardrailTrips::default(),
         }
     }
 }

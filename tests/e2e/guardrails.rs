@@ -116,6 +116,10 @@ fn policy(mock: SocketAddr, hook: &str) -> String {
         group("grp_mod_open", "\"mod-open\"", 15, ""),
         group("grp_hook", "\"corp\"", 16, ""),
         group("grp_hook_open", "\"corp-open\"", 17, ""),
+        group("grp_q", "", 18, "").replace(
+            "guardrails = []\n\n[[keys]]",
+            "guardrails = []\nstate = \"quarantined\"\nquarantine_cidrs = [\"127.0.0.1/32\"]\nquarantine_models = [\"gpt-4o-mini\"]\n\n[[keys]]",
+        ),
     ]
     .concat();
     basic_policy(mock, &extra).with_admin().with_request_log()
@@ -423,12 +427,30 @@ async fn request_guardrails_redact_block_and_inherit() {
         "audit holds no text"
     );
 
+    // A quarantined group logs at `full` whatever its own level (metadata here).
+    let a = g
+        .call(
+            CHAT,
+            &key(18),
+            &[("x-request-id", "g-quarantine")],
+            &chat("gpt-4o-mini", "what now", false),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let line = g.log_line("g-quarantine").await;
+    assert!(
+        line["prompt"].as_str().unwrap().contains("what now"),
+        "{line}"
+    );
+    assert!(line["completion"].is_string(), "{line}");
+    let line = g.log_line("g-redact").await;
+    assert!(line.get("prompt").is_none(), "grp_g logs metadata: {line}");
+
     // No trace of the secret or the PII in any log file.
     assert_no_secret_in_logs(g.dir.path(), &[SECRET, "jane.doe@example.com"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the response checker (llm::guard::ResponseGuard) still passes answers through"]
 async fn response_guardrails_redact_and_block_json_and_streams() {
     let mock = mock().await;
     let hook = Receiver::start(200).await;
@@ -484,6 +506,27 @@ async fn response_guardrails_redact_and_block_json_and_streams() {
         };
         assert_eq!(reason, want, "{what}");
     }
+    // The verdicts on the answer are on the log line; the usage is still charged.
+    let r = g
+        .post(
+            CHAT,
+            &out,
+            &[("x-mock-reply-text", "bluebird"), ("x-request-id", "out-1")],
+            &chat("gpt-4o-mini", "hi", true),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (_, text, reason) = read_answer(r).await;
+    assert_eq!((text.as_str(), reason.as_str()), ("", "content_filter"));
+    let line = g.log_line("out-1").await;
+    assert_eq!(
+        line["guardrails"],
+        json!([{"id": "codenames-out", "action": "block", "kinds": ["pattern 0"]}]),
+        "{line}"
+    );
+    assert!(line["output_tokens"].as_u64().unwrap() > 0, "{line}");
+    assert!(line["cost_usd"].as_f64().unwrap() > 0.0, "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -664,6 +707,20 @@ async fn the_check_shows_guardrails_and_reports_bad_ones() {
     ] {
         assert!(all.contains(want), "{want} in:\n{all}");
     }
+    // External kinds cannot look at answers.
+    let bad = text.replace(
+        "on_error = \"allow\"\n\n[[guardrails]]\nid = \"corp\"",
+        "on_error = \"allow\"\non = [\"request\", \"response\"]\n\n[[guardrails]]\nid = \"corp\"",
+    );
+    assert_ne!(bad, text);
+    std::fs::write(&path, &bad).unwrap();
+    let ext = check_policy(&path);
+    let ext =
+        String::from_utf8_lossy(&ext.stdout).to_string() + &String::from_utf8_lossy(&ext.stderr);
+    assert!(
+        ext.contains("(mod-open).on: moderation and webhook guardrails check requests only"),
+        "{ext}"
+    );
     // Each problem with its line.
     assert!(
         all.lines().filter(|l| l.contains("p.toml:")).count() >= 4,

@@ -222,6 +222,11 @@ fn group(full: bool) -> GroupView {
             total: 1,
             by_code: BTreeMap::from([("rate_limited".into(), 1)]),
         },
+        guardrails: vec!["pii".into()],
+        guardrail_trips: crate::control::view::GuardrailTrips {
+            total: 2,
+            by_guardrail: BTreeMap::from([("pii".into(), BTreeMap::from([("redact".into(), 2)]))]),
+        },
     }
 }
 
@@ -648,6 +653,7 @@ fn samples() -> Vec<(&'static str, Value, Value)> {
             }),
         ),
         same("Refusals", v(group(true).refusals)),
+        same("GuardrailTrips", v(group(true).guardrail_trips)),
         same("PolicyProblem", v(&problem)),
         same("PolicyInfo", v(&policy)),
         same("DriftRow", v(&drift_row)),

@@ -85,6 +85,15 @@ fn check_guardrail(
             c.problem(loc, at("on"), "empty: want request, response or both");
         }
     }
+    if external && on_response {
+        // An answer is checked as it passes, in a synchronous filter: there is no point
+        // where the gateway could wait for another service without holding the answer.
+        c.problem(
+            loc,
+            at("on"),
+            "moderation and webhook guardrails check requests only: use a built-in kind on responses",
+        );
+    }
     // Fields that only some kinds read: a field given to another kind is a mistake.
     let only = |c: &mut Checker, field: &str, given: bool, kinds: &str| {
         if given {
