@@ -15,7 +15,20 @@
 //! backtracking; patterns are compiled with a size limit). Detectors' false positives
 //! and misses are written down in docs/guardrails-detectors.md.
 //!
-//! Interface changes since the first commit: none.
+//! Interface notes for the plumbing (as built; nothing in the agreed signatures changed):
+//! - items are `pub` rather than `pub(crate)` (benches/guardrails.rs uses them);
+//! - additions: `Action::as_str`, `Builtin::warm` (compile the shared automata at config
+//!   load; optional), `merge`, `MAX_PATTERNS` (64: `Builtin::regex` refuses more, error
+//!   index 64), `Patterns` (the compiled `Builtin::Regex` payload), `response::HOLD`;
+//!   `RequestBody::replace_field` in llm/body.rs;
+//! - secret kinds: openai_key, anthropic_key, aws_access_key, aws_secret_key,
+//!   github_token, slack_token, google_api_key, stripe_key, private_key, jwt,
+//!   bearer_token, tollgate_key (`tg-`), tollgate_admin_token (`tga-`);
+//! - `check_request` runs Block rules first (a redaction never hides a block); one
+//!   verdict per rule, kinds deduplicated, in the order first seen;
+//! - `replace_request_texts` answers `GatewayError::Internal` when the count differs
+//!   (treat as the checker failing);
+//! - `ResponseGuard::chunk` with no rules passes everything through untouched.
 
 mod injection;
 mod pii;

@@ -78,7 +78,12 @@ fn combined(mask: usize) -> Option<&'static Regex> {
             if alts.is_empty() {
                 return None;
             }
-            Regex::new(&alts.join("|")).ok()
+            // A larger lazy-DFA cache than the default: the alternatives' states stay
+            // cached on long texts instead of the search falling back to a slower engine.
+            regex::RegexBuilder::new(&alts.join("|"))
+                .dfa_size_limit(8 << 20)
+                .build()
+                .ok()
         })
         .as_ref()
 }

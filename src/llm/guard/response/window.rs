@@ -1,21 +1,40 @@
-//! The text window of a stream: the held text is checked each time it grows; all but its
-//! last [`HOLD`] bytes are released (a match crossing that point is released whole, so
-//! the window never holds more); a block releases the text before the match and ends
-//! the answer.
+//! The text window of a stream: when the held text passes [`HOLD`] bytes it is checked
+//! and released down to [`KEEP`] bytes (at an event's end when that keeps at least HOLD/2
+//! held, so events go out as they came; a match crossing the cut goes out whole,
+//! redacted); a block releases the text before the match and ends the answer. A match
+//! therefore reaches the client unchecked only when it is longer than what stays held:
+//! KEEP bytes with small deltas, never less than HOLD/2.
 
 use super::sse::{write_event, Item};
 use super::{floor_boundary, Hit, ResponseGuard, HOLD};
 use bytes::BytesMut;
+
+/// Bytes of text still held after a release: the window fills up to HOLD, then is
+/// checked and released down to KEEP, so it is checked once per HOLD - KEEP bytes of
+/// text rather than on every delta.
+const KEEP: usize = HOLD - 64;
 
 /// Bytes of released text kept as look-behind (word boundaries at the window's start).
 const BEHIND: usize = 32;
 
 impl ResponseGuard {
     /// Checks the window and releases what may go: everything when `all` (the text
-    /// ended), else all but the last HOLD bytes.
+    /// ended), else, past HOLD bytes, all but the last KEEP.
     pub(super) fn release(&mut self, all: bool, out: &mut BytesMut) {
         if self.stream.window.is_empty() {
             self.flush_raw(out);
+            return;
+        }
+        let len = self.stream.window.len();
+        let mut cut = if all {
+            len
+        } else if len <= HOLD {
+            0
+        } else {
+            self.cut_at(floor_boundary(&self.stream.window, len - KEEP))
+        };
+        if cut == 0 {
+            // Nothing may go yet (held text cannot leak: a block can wait for it).
             return;
         }
         let window = std::mem::take(&mut self.stream.window);
@@ -23,12 +42,6 @@ impl ResponseGuard {
         let mut text = String::with_capacity(skip + window.len());
         text.push_str(&self.stream.behind);
         text.push_str(&window);
-        let len = window.len();
-        let mut cut = if all {
-            len
-        } else {
-            floor_boundary(&window, len.saturating_sub(HOLD))
-        };
         let checked = self.check(&text, skip, cut);
         // A match crossing the cut goes out whole (redacted), never split.
         for h in &checked.redact {
@@ -61,6 +74,30 @@ impl ResponseGuard {
         }
         if all {
             self.flush_raw(out);
+        }
+    }
+
+    /// Where to cut the window for at least `min` bytes released: at the end of the
+    /// event the point falls in (whole events go out as they came, none is split),
+    /// unless that would leave less than HOLD / 2 held (a long delta is split instead,
+    /// so a match's start at its end stays held).
+    fn cut_at(&self, min: usize) -> usize {
+        if min == 0 {
+            return 0;
+        }
+        let mut at = 0;
+        for item in &self.stream.queue {
+            if let Item::Text(t) = item {
+                at += t.len;
+                if at >= min {
+                    break;
+                }
+            }
+        }
+        if self.stream.window.len() - at >= HOLD / 2 {
+            at
+        } else {
+            min
         }
     }
 
