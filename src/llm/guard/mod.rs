@@ -13,7 +13,7 @@
 //!
 //! Everything is linear in the text: finite automata only (the `regex` crate has no
 //! backtracking; patterns are compiled with a size limit). Detectors' false positives
-//! and misses are written down in docs/guardrails-detectors.md.
+//! and misses are written down in docs/guardrails.md ("Detectors").
 //!
 //! Interface notes for the plumbing (as built; nothing in the agreed signatures changed):
 //! - items are `pub` rather than `pub(crate)` (benches/guardrails.rs uses them);

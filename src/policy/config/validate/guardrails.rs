@@ -191,12 +191,17 @@ fn check_guardrail(
             }
             match Builtin::regex(&patterns) {
                 Ok(b) => builtin(b),
-                Err((i, e)) => {
+                Err((i, e)) if i < patterns.len() => {
                     c.problem(
                         loc,
                         format!("{path}.patterns[{i}]"),
                         format!("pattern {i} does not compile: {}", one_line(&e)),
                     );
+                    return None;
+                }
+                // Past the last pattern: about the list (too many of them).
+                Err((_, e)) => {
+                    c.problem(loc, at("patterns"), one_line(&e));
                     return None;
                 }
             }
