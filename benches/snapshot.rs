@@ -77,6 +77,7 @@ fn api_key(i: usize) -> Arc<ApiKey> {
             created_at: 0,
             secret_at: 0,
             rotation_s: None,
+            guardrails: None,
         },
         Default::default(),
     ))

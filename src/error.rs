@@ -91,6 +91,13 @@ pub enum GatewayError {
     /// The client stopped sending (its body, or the rest of it) for too long.
     #[error("{0}")]
     ClientTimeout(String),
+    /// A guardrail with `action = "block"` matched the request: names the guardrail and the
+    /// kind (entity, pattern index, category), never the matched text.
+    #[error("guardrail {id} blocked the request: {kind}")]
+    GuardrailBlocked { id: String, kind: String },
+    /// An external guardrail with `on_error = "block"` failed or timed out.
+    #[error("guardrail {id} is unavailable ({reason}); the request was not forwarded")]
+    GuardrailUnavailable { id: String, reason: String },
     /// A failure of the gateway itself (a bug): never the client's or a provider's.
     #[error("the gateway could not handle this request; quote its x-request-id when reporting it")]
     Internal,
@@ -104,6 +111,8 @@ impl GatewayError {
             KeyRevoked(_) | KeyExpired(_) | KeyDisabled(_) | GroupPaused(_) => 403,
             IpNotAllowed { .. } | ModelNotAllowed { .. } => 403,
             InvalidRequest(_) | MaxTokensExceeded { .. } | UnsupportedParameter { .. } => 400,
+            GuardrailBlocked { .. } => 400,
+            GuardrailUnavailable { .. } => 503,
             ModelNotFound(_) | UnknownRoute { .. } => 404,
             RequestTooLarge { .. } => 413,
             RequestTimeout { .. } => 408,
@@ -150,6 +159,8 @@ impl GatewayError {
             UpstreamTimeout(_) => "upstream_timeout",
             ClientClosed(_) => "client_closed_request",
             ClientTimeout(_) => "request_timeout",
+            GuardrailBlocked { .. } => "guardrail_blocked",
+            GuardrailUnavailable { .. } => "guardrail_unavailable",
             Internal => "internal_error",
         }
     }
@@ -176,7 +187,9 @@ impl GatewayError {
             GatewayError::RateLimitExceeded { retry_after, .. }
             | GatewayError::TokenLimitExceeded { retry_after, .. } => Some(*retry_after),
             GatewayError::BudgetExceeded { retry_after, .. } => *retry_after,
-            GatewayError::ConcurrencyLimitExceeded { .. } | GatewayError::Overloaded(_) => Some(1),
+            GatewayError::ConcurrencyLimitExceeded { .. }
+            | GatewayError::Overloaded(_)
+            | GatewayError::GuardrailUnavailable { .. } => Some(1),
             _ => None,
         }
     }

@@ -128,6 +128,8 @@ fn allocations_per_request_stay_under_their_ceilings() {
             shadow: &[],
             body: Some(&body),
             completion: None,
+            quarantined: false,
+            guardrails: &[],
         };
         out.clear();
         line::render(&f, &mut out);

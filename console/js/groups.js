@@ -1,8 +1,9 @@
 // Groups: runtime state (pause / resume / quarantine, each confirmed), limits, budget
-// bars, key counts, and the bulk key actions of a group.
+// bars, key counts, guardrails and their trips, and the bulk key actions of a group.
 
 import { get, post, can, enc } from './api.js';
 import { h, table, usd, num, budgetBar, badge, pageHeader, confirm, attempt } from './ui.js';
+import { tripsText } from './overview.js';
 
 const LIMITS = ['rpm', 'rph', 'rpd', 'tpm', 'tpd', 'max_parallel', 'max_tokens'];
 
@@ -47,6 +48,8 @@ export async function render(root, rerender) {
     { label: 'State', key: 'state', cell: (g) => h('span', {}, badge(g.state), g.state_source === 'api' ? h('div', { class: 'muted' }, 'set through the API') : null) },
     { label: 'Keys', num: true, cell: (g) => `${num(g.keys?.active)} active / ${num(g.keys?.total)}` },
     { label: 'Limits', cell: (g) => limitsText(g.limits) },
+    { label: 'Guardrails', cell: (g) => h('span', { 'data-field': 'guardrails' }, (g.guardrails || []).length ? g.guardrails.join(', ') : 'none') },
+    { label: 'Guardrail trips (since start)', cell: (g) => h('span', { 'data-field': 'guardrail_trips' }, h('strong', {}, num(g.guardrail_trips?.total)), h('div', { class: 'muted' }, tripsText(g))) },
     { label: 'Spend this period', num: true, cell: (g) => usd(g.spend_usd) },
     { label: 'Budget', cell: (g) => budgetBar(g.spend_usd, g.budget_usd) },
     { label: 'State actions', cell: stateActions },

@@ -118,6 +118,7 @@ function editForm(key) {
   text('models', 'Models', listText(key.models), parseList, { placeholder: 'gpt-4o*, claude-*' }, 'Comma separated, * wildcards; empty: the group\'s');
   text('deny_models', 'Denied models', listText(key.deny_models), parseList, { placeholder: '*-preview' }, 'Comma separated');
   text('allowed_cidrs', 'Allowed CIDRs', listText(key.allowed_cidrs), parseList, { placeholder: '10.0.0.0/8, 2001:db8::/32' }, 'Client addresses; empty: any');
+  text('guardrails', 'Guardrails', listText(key.guardrails), parseList, { placeholder: 'pii, no-secrets' }, `Added to the group's and org's (always in force: ${(key.guardrails_in_force || []).filter((g) => !(key.guardrails || []).includes(g)).join(', ') || 'none'})`);
   for (const [param, label] of LIMITS) {
     text(param, label, limitText(l[param]), (s) => parseLimit(param, s), { inputmode: 'decimal' });
   }
@@ -150,7 +151,7 @@ function editForm(key) {
     h('p', { class: 'muted' }, `${key.id} in ${key.group}. Only the fields you change are sent; an emptied field is cleared.`),
     group('Key', ['name', 'owner', 'tags', 'metadata']),
     group('Lifetime', ['expires_at', 'ttl', 'rotation_interval']),
-    group('Access', ['models', 'deny_models', 'allowed_cidrs']),
+    group('Access', ['models', 'deny_models', 'allowed_cidrs', 'guardrails']),
     group('Limits', [...LIMITS.map(([p]) => p), 'budget_period']),
     h('p', { class: 'hint' }, 'Limits: a number, or a number then "shadow" to only log what it would refuse. A key may only tighten its group\'s and org\'s limits.'));
 
@@ -306,6 +307,7 @@ function detailRow(k) {
     item('Models', k.models && k.models.length ? k.models.join(', ') : 'the group\'s', 'models'),
     item('Denied models', (k.deny_models || []).join(', '), 'deny_models'),
     item('Allowed CIDRs', k.allowed_cidrs && k.allowed_cidrs.length ? k.allowed_cidrs.join(', ') : 'any (the group\'s)', 'allowed_cidrs'),
+    item('Guardrails in force', (k.guardrails_in_force || []).join(', ') || 'none', 'guardrails_in_force'),
     item('Rotation interval', k.rotation_interval, 'rotation_interval'),
     item('Metadata', k.metadata ? JSON.stringify(k.metadata) : null, 'metadata'));
   const row = h('tr', { class: 'detail', id, hidden: true, 'data-detail': k.id }, h('td', { colspan: 11 }, list));

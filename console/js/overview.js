@@ -1,11 +1,18 @@
-// Overview: spend over time per group (hour or day grain), requests and refusals per
-// group, budget use, top keys by spend.
+// Overview: spend over time per group (hour or day grain), requests, refusals and
+// guardrail trips per group, budget use, top keys by spend.
 
 import { get, can, query, enc } from './api.js';
 import { h, table, usd, num, budgetBar, badge, pageHeader, field, select, iso } from './ui.js';
 import { spendChart } from './chart.js';
 
 let grain = 'hour';
+
+/** `pii: redact 3; no-secrets: block 1` — a group's guardrail verdicts since start. */
+export function tripsText(g) {
+  const by = g.guardrail_trips?.by_guardrail || {};
+  const parts = Object.entries(by).map(([id, actions]) => `${id}: ${Object.entries(actions).map(([a, n]) => `${a} ${n}`).join(', ')}`);
+  return parts.length ? parts.join('; ') : 'none';
+}
 
 export async function render(root, rerender) {
   const grainSel = select('grain', [['hour', 'hourly, last 24 hours'], ['day', 'daily, last 30 days']], grain);
@@ -41,6 +48,7 @@ export async function render(root, rerender) {
       { label: 'State', cell: (g) => badge(g.state) },
       { label: 'Requests', num: true, key: 'requests', cell: (g) => num(totals[groups.indexOf(g)]?.requests) },
       { label: 'Refusals (since start)', num: true, key: 'refusals', cell: (g) => num(g.refusals?.total) },
+      { label: 'Guardrail trips (since start)', num: true, key: 'guardrail_trips', cell: (g) => h('span', { title: tripsText(g) }, num(g.guardrail_trips?.total)) },
       { label: 'Spend', num: true, key: 'spend', cell: (g) => usd(g.spend_usd) },
       { label: 'Budget use', cell: (g) => budgetBar(g.spend_usd, g.budget_usd) },
     ], groups, { id: 'overview-groups', rowAttrs: (g) => ({ 'data-group': g.id }) })));

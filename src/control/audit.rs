@@ -289,7 +289,12 @@ pub(crate) struct Refusals {
     /// The time of the events emitted.
     clock: Arc<dyn crate::clock::Clock>,
     counts: Mutex<std::collections::HashMap<RefusalBucket, RefusalCount>>,
+    /// Guardrail verdicts, per (key, guardrail, action, minute): `guardrail.triggered`.
+    trips: Mutex<std::collections::HashMap<TripBucket, RefusalCount>>,
 }
+
+/// (key id, guardrail id, action, minute).
+type TripBucket = (Arc<str>, Arc<str>, &'static str, u64);
 
 /// (key id, code, shadow, minute).
 type RefusalBucket = (Arc<str>, &'static str, bool, u64);
@@ -318,7 +323,57 @@ impl Refusals {
             minute_ms: minute_ms.max(1),
             clock,
             counts: Mutex::default(),
+            trips: Mutex::default(),
         }
+    }
+
+    /// One guardrail verdict (`action`: block, redact, log, or error for a failed check).
+    /// Never the text: only which guardrail did what.
+    pub(crate) fn record_trip(
+        &self,
+        key: &crate::policy::snapshot::KeyEntry,
+        guardrail: &Arc<str>,
+        action: &'static str,
+        now_ms: u64,
+    ) {
+        let minute = now_ms / self.minute_ms;
+        let mut m = self.trips.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry((key.id.clone(), guardrail.clone(), action, minute))
+            .or_insert_with(|| RefusalCount {
+                n: 0,
+                group: key.group.id.clone(),
+                org: key.group.org.id.clone(),
+            })
+            .n += 1;
+    }
+
+    fn take_closed_trips(&self, current: u64, at_ms: u64) -> Vec<Event> {
+        let mut m = self.trips.lock().unwrap_or_else(|p| p.into_inner());
+        let closed: Vec<_> = m
+            .keys()
+            .filter(|(_, _, _, min)| *min < current)
+            .cloned()
+            .collect();
+        closed
+            .into_iter()
+            .filter_map(|k| m.remove(&k).map(|c| (k, c)))
+            .map(|((key, guardrail, action, minute), c)| Event {
+                kind: crate::control::events::EventKind::GuardrailTriggered,
+                at_ms,
+                actor: "system".into(),
+                org: Some(c.org.to_string()),
+                group: Some(c.group.to_string()),
+                key_id: Some(key.to_string()),
+                before: None,
+                after: Some(json!({
+                    "guardrail": &*guardrail,
+                    "action": action,
+                    "count": c.n,
+                    "minute": crate::clock::rfc3339(minute * self.minute_ms / 1000),
+                })),
+                secret: None,
+            })
+            .collect()
     }
 
     /// One refusal (or, `shadow`, one request over a shadow limit).
@@ -345,6 +400,7 @@ impl Refusals {
         let current = now_ms / self.minute_ms;
         // `now_ms` may be `u64::MAX` (all of them, at shutdown): the events' time is the clock's.
         let at_ms = self.clock.now_ms();
+        let mut trips = self.take_closed_trips(current, at_ms);
         let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let closed: Vec<_> = m
             .keys()
@@ -373,6 +429,7 @@ impl Refusals {
                 })),
                 secret: None,
             })
+            .chain(trips.drain(..))
             .collect()
     }
 }

@@ -55,6 +55,7 @@ event_kinds! {
     WebhookFailed = "webhook.failed",
     RequestRefused = "request.refused",
     RequestShadowLimited = "request.shadow_limited",
+    GuardrailTriggered = "guardrail.triggered",
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! enable, regenerate, move.
 
 use super::requests::{MoveKey, NewBatch, NewKey, PatchKey, Regenerate};
-use super::spec::{check_future, check_in_group, check_spec};
+use super::spec::{check_future, check_guardrails, check_in_group, check_spec};
 use super::view::{KeyView, KeyWithSecret, List};
 use super::{parse_record, Actor, ApiError, ApiResult, Keys, Role, Writer};
 use crate::control::events::{Event, EventKind};
@@ -193,6 +193,7 @@ impl Keys<'_> {
         let checked = check_spec(&spec)?;
         check_future(checked.expires_at, self.w.now())?;
         check_in_group(&checked.limits, g)?;
+        check_guardrails(&spec, snapshot)?;
         if let Some(ss) = self_service {
             super::selfservice::after(self.w, ss, actor, g, &checked)?;
         }
@@ -434,6 +435,9 @@ impl Keys<'_> {
                 let checked = check_spec(&spec)?;
                 if spec.expires_at != r.spec.expires_at {
                     check_future(checked.expires_at, self.w.now())?;
+                }
+                if spec.guardrails != r.spec.guardrails {
+                    check_guardrails(&spec, snapshot)?;
                 }
                 if let Some(g) = snapshot.groups.get(r.group.as_str()) {
                     check_in_group(&checked.limits, g)?;

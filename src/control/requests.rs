@@ -194,6 +194,8 @@ pub(crate) struct KeyPatch {
     pub(crate) metadata: Patch<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
     pub(crate) rotation_interval: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) guardrails: Patch<Vec<String>>,
 }
 
 /// `PATCH /v1/keys/{id}`'s whole body: `ttl` (sets `expires_at` from now) and the fields.
@@ -247,6 +249,7 @@ impl KeyPatch {
             tags,
             metadata,
             rotation_interval,
+            guardrails,
         } = self;
         KeySpec {
             name: name.apply(spec.name),
@@ -268,6 +271,7 @@ impl KeyPatch {
             tags: tags.apply(spec.tags),
             metadata: metadata.apply(spec.metadata),
             rotation_interval: rotation_interval.apply(spec.rotation_interval),
+            guardrails: guardrails.apply(spec.guardrails),
         }
     }
 }

@@ -79,6 +79,7 @@ pub(crate) const EXPECTED: &[(&str, &str)] = &[
     ("tags", "expected an object of string values, or null"),
     ("metadata", "expected a JSON object, or null"),
     ("count", "expected a whole number from 1 to 1000"),
+    ("guardrails", "expected a list of guardrail ids, or null"),
     ("role", "expected \"admin\", \"group_admin\", \"viewer\" or \"developer\""),
 ];
 
@@ -142,6 +143,7 @@ pub(crate) struct Checked {
     pub(crate) allowed_cidrs: Option<Vec<IpNet>>,
     pub(crate) expires_at: Option<SystemTime>,
     pub(crate) rotation_s: Option<u64>,
+    pub(crate) guardrails: Option<Box<[Arc<str>]>>,
 }
 
 fn field_err((field, message): (String, String)) -> ApiError {
@@ -159,6 +161,7 @@ pub(crate) fn check_spec(spec: &KeySpec) -> ApiResult<Checked> {
         tags,
         metadata,
         rotation_interval,
+        guardrails,
         ..
     } = spec;
     match name.as_deref() {
@@ -228,7 +231,20 @@ pub(crate) fn check_spec(spec: &KeySpec) -> ApiResult<Checked> {
         }
         None => None,
     };
+    if let Some(g) = guardrails {
+        if g.len() > TAGS_MAX || g.iter().any(|id| id.is_empty() || id.len() > TEXT_MAX) {
+            return Err(ApiError::bad_request(
+                "guardrails",
+                "guardrails: at most 64 ids of 1 to 256 bytes",
+            ));
+        }
+    }
+    let guardrails = guardrails
+        .as_ref()
+        .filter(|g| !g.is_empty())
+        .map(|g| g.iter().map(|id| Arc::from(id.as_str())).collect());
     Ok(Checked {
+        guardrails,
         limits,
         models: filter,
         allowed_cidrs: cidrs,
@@ -250,6 +266,23 @@ pub(crate) fn check_in_group(limits: &Limits, group: &GroupEntry) -> ApiResult<(
                 format!(
                     "{field} {mine} exceeds {name} {field} {theirs} (lower layers only tighten)"
                 ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The key's guardrails must exist in the loaded policy (a key can add guardrails to its
+/// group's and org's; it cannot drop theirs, which always apply).
+pub(crate) fn check_guardrails(
+    spec: &KeySpec,
+    snapshot: &crate::policy::snapshot::Snapshot,
+) -> ApiResult<()> {
+    for id in spec.guardrails.iter().flatten() {
+        if !snapshot.guardrails.contains_key(id.as_str()) {
+            return Err(ApiError::bad_request(
+                "guardrails",
+                format!("unknown guardrail {id:?} (not in the policy file's [[guardrails]])"),
             ));
         }
     }
@@ -322,6 +355,7 @@ pub(crate) fn parse_record_interned(
         created_at: r.created_at.max(r.updated_at),
         secret_at: r.secret_at,
         rotation_s: c.rotation_s,
+        guardrails: c.guardrails,
         id: id.clone(),
     };
     Ok(ApiKey::new(parts, last_used))

@@ -134,6 +134,10 @@ pub(crate) struct KeyView {
     pub(crate) tags: BTreeMap<String, String>,
     pub(crate) metadata: Option<serde_json::Map<String, serde_json::Value>>,
     pub(crate) rotation_interval: Option<String>,
+    /// The key's own guardrails (added to its group's and org's).
+    pub(crate) guardrails: Option<Vec<String>>,
+    /// Every guardrail that applies to the key: org ∪ group ∪ key.
+    pub(crate) guardrails_in_force: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) grace_until: Option<Option<String>>,
     pub(crate) spend_usd: f64,
@@ -216,6 +220,19 @@ pub(crate) struct GroupView {
     pub(crate) spend_usd: f64,
     pub(crate) spend_all_time_usd: f64,
     pub(crate) refusals: Refusals,
+    /// The guardrails every key of the group runs (org's, then the group's own).
+    pub(crate) guardrails: Vec<String>,
+    /// Guardrail verdicts since the process started (filled in by the admin listener).
+    pub(crate) guardrail_trips: GuardrailTrips,
+}
+
+/// A group's guardrail verdicts since the process started, from
+/// `tollgate_guardrail_actions_total{group,guardrail,action}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct GuardrailTrips {
+    pub(crate) total: u64,
+    /// guardrail id → action → count.
+    pub(crate) by_guardrail: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// The period a key's "spend this period" covers: its own budget's, else its group's, else
@@ -250,6 +267,39 @@ pub(crate) fn record_state(s: KeyStatus) -> KeyState {
 
 fn duration_text(d: std::time::Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+/// Org ∪ group guardrails, then the key's own that the policy knows, each once.
+fn in_force(
+    group: Option<&crate::policy::snapshot::GuardSet>,
+    known: impl Fn(&str) -> bool,
+    own: &[String],
+) -> Vec<String> {
+    let mut out: Vec<String> = group
+        .map(|g| g.ids().map(str::to_string).collect())
+        .unwrap_or_default();
+    for id in own {
+        if known(id) && !out.contains(id) {
+            out.push(id.clone());
+        }
+    }
+    out
+}
+
+/// A file key's own guardrails: those in force that its group does not bring.
+fn own_file_guardrails(k: &KeyEntry) -> Option<Vec<String>> {
+    let mine = k.guards()?;
+    let group: Vec<&str> = k
+        .group
+        .guards
+        .as_ref()
+        .map_or(vec![], |g| g.ids().collect());
+    let own: Vec<String> = mine
+        .ids()
+        .filter(|id| !group.contains(id))
+        .map(str::to_string)
+        .collect();
+    (!own.is_empty()).then_some(own)
 }
 
 impl Writer {
@@ -298,6 +348,12 @@ impl Writer {
             tags: r.spec.tags.clone().unwrap_or_default(),
             metadata: r.spec.metadata.clone(),
             rotation_interval: r.spec.rotation_interval.clone(),
+            guardrails: r.spec.guardrails.clone(),
+            guardrails_in_force: in_force(
+                group.and_then(|g| g.guards.as_deref()),
+                |id| snapshot.guardrails.contains_key(id),
+                r.spec.guardrails.as_deref().unwrap_or_default(),
+            ),
             grace_until: Some(
                 r.previous
                     .as_ref()
@@ -334,14 +390,18 @@ impl Writer {
             models: w.and_then(|w| w.models.clone()),
             deny_models: w.map(|w| w.deny_models.clone()).filter(|d| !d.is_empty()),
             allowed_cidrs: k
-                .allowed_cidrs
-                .as_ref()
+                .allowed_cidrs()
                 .map(|l| l.iter().map(|n| n.to_string()).collect()),
             tags: w
                 .map(|w| w.tags.iter().cloned().collect())
                 .unwrap_or_default(),
             metadata: None,
             rotation_interval: None,
+            guardrails: own_file_guardrails(k),
+            guardrails_in_force: k
+                .guards()
+                .map(|g| g.ids().map(str::to_string).collect())
+                .unwrap_or_default(),
             grace_until: None,
             spend_usd: usd(spend),
             spend_all_time_usd: usd(all_time),
@@ -383,6 +443,12 @@ impl Writer {
             spend_usd: usd(spend),
             spend_all_time_usd: usd(all_time),
             refusals: Refusals::default(),
+            guardrails: g
+                .guards
+                .as_ref()
+                .map(|s| s.ids().map(str::to_string).collect())
+                .unwrap_or_default(),
+            guardrail_trips: GuardrailTrips::default(),
         }
     }
 }

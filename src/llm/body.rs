@@ -317,6 +317,37 @@ impl RequestBody {
             .map(|f| self.value(f))
     }
 
+    /// Replaces the raw JSON value of the top-level field `name` (guardrails' redaction:
+    /// every later rendering, translated or not, reads the new value). False when there
+    /// is no such field. `value` must be one JSON value.
+    pub(crate) fn replace_field(&mut self, name: &str, value: &[u8]) -> bool {
+        let Some(i) = self.fields.iter().position(|f| self.is_named(f, name)) else {
+            return false;
+        };
+        let old = self.fields[i].value.clone();
+        let mut out = Vec::with_capacity(self.raw.len() - old.len() + value.len());
+        out.extend_from_slice(&self.raw[..old.start]);
+        out.extend_from_slice(value);
+        out.extend_from_slice(&self.raw[old.end..]);
+        // Spans after the old value move by the difference; those before stay.
+        let shift = |x: usize| {
+            if x >= old.end {
+                x - old.len() + value.len()
+            } else {
+                x
+            }
+        };
+        for f in &mut self.fields {
+            f.value = shift(f.value.start)..shift(f.value.end);
+            if let Name::Span(r) = &mut f.name {
+                *r = shift(r.start)..shift(r.end);
+            }
+        }
+        self.fields[i].value = old.start..old.start + value.len();
+        self.raw = Bytes::from(out);
+        true
+    }
+
     /// The top-level field names, in the client's order.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.fields.iter().map(|f| self.name(f))
@@ -531,6 +562,25 @@ mod tests {
             .unwrap()
             .prompt_json()
             .is_none());
+    }
+
+    #[test]
+    fn a_replaced_field_is_what_every_rendering_reads() {
+        let mut b = RequestBody::parse(
+            r#"{"model":"m","messages":[{"role":"user","content":"a@b.com"}],"max_tokens":5}"#,
+        )
+        .unwrap();
+        assert!(b.replace_field("messages", br#"[{"role":"user","content":"[EMAIL]"}]"#));
+        assert!(!b.replace_field("nope", b"1"));
+        assert_eq!(
+            b.render("m", false),
+            &br#"{"model":"m","messages":[{"role":"user","content":"[EMAIL]"}],"max_tokens":5}"#[..]
+        );
+        assert_eq!(b.get("max_tokens"), Some(&b"5"[..]));
+        assert_eq!(
+            b.names().collect::<Vec<_>>(),
+            ["model", "messages", "max_tokens"]
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl GatewayError {
         match self {
             UpstreamError(_) | NoHealthyTarget(_) | UpstreamTimeout(_) => Fault::Upstream,
             // A gateway cap (connections, body memory): the gateway's own refusal.
-            Internal | Overloaded(_) => Fault::Gateway,
+            Internal | Overloaded(_) | GuardrailUnavailable { .. } => Fault::Gateway,
             _ => Fault::Client,
         }
     }

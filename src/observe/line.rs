@@ -138,7 +138,28 @@ pub fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\"}");
     }
     out.push(b']');
-    let level = key.map_or(LogLevel::Metadata, |k| k.group.log_level);
+    if !f.guardrails.is_empty() {
+        out.extend_from_slice(b",\"guardrails\":[");
+        for (i, t) in f.guardrails.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"id\":");
+            string(out, &t.id);
+            out.extend_from_slice(b",\"action\":");
+            string(out, t.action);
+            out.extend_from_slice(b",\"kinds\":[");
+            for (j, k) in t.kinds.iter().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                string(out, k);
+            }
+            out.extend_from_slice(b"]}");
+        }
+        out.push(b']');
+    }
+    let level = f.log_level();
     if level != LogLevel::Metadata {
         // The prompt (`log_level = "prompt"`) and the completion (`"full"`), each capped.
         let mut prompt = f.body.and_then(RequestBody::prompt_json);
@@ -342,6 +363,29 @@ mod reference {
         }
     }
 
+    struct Trips<'a>(&'a [crate::proxy::guard::Trip]);
+
+    #[derive(Serialize)]
+    struct TripLine<'a> {
+        id: &'a str,
+        action: &'a str,
+        kinds: &'a [std::borrow::Cow<'static, str>],
+    }
+
+    impl Serialize for Trips<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(self.0.len()))?;
+            for t in self.0 {
+                seq.serialize_element(&TripLine {
+                    id: &t.id,
+                    action: t.action,
+                    kinds: &t.kinds,
+                })?;
+            }
+            seq.end()
+        }
+    }
+
     impl Serialize for Line<'_, '_> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let f = self.0;
@@ -381,7 +425,10 @@ mod reference {
             o.serialize_field("client_ip", &f.client_ip.map(Str))?;
             o.serialize_field("stream", &f.stream)?;
             o.serialize_field("attempts", &Attempts(f.attempts))?;
-            let level = key.map_or(LogLevel::Metadata, |k| k.group.log_level);
+            if !f.guardrails.is_empty() {
+                o.serialize_field("guardrails", &Trips(f.guardrails))?;
+            }
+            let level = f.log_level();
             if level != LogLevel::Metadata {
                 // The prompt (`log_level = "prompt"`) and the completion (`"full"`), each capped.
                 let mut prompt = f.body.and_then(RequestBody::prompt_json);
@@ -534,6 +581,18 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
         )
         .expect("body");
         let error = GatewayError::KeyDisabled("k".into());
+        let trips = [
+            crate::proxy::guard::Trip {
+                id: "p\"ii".into(),
+                action: "redact",
+                kinds: vec!["email".into(), "ph\none".into()],
+            },
+            crate::proxy::guard::Trip {
+                id: "corp".into(),
+                action: "error",
+                kinds: vec![],
+            },
+        ];
         let attempts: Vec<(Arc<str>, Outcome)> = vec![
             ("p/gpt-4o-mini".into(), Outcome::Status(503)),
             ("p/\"odd\\name\u{1}".into(), Outcome::TimedOut),
@@ -610,6 +669,8 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
                         shadow: &[],
                         body: Some(&body),
                         completion: Some(&completion),
+                        quarantined: status == 403,
+                        guardrails: if status == 200 { &trips } else { &[] },
                     };
                     let (mut mine, mut theirs) = (Vec::new(), Vec::new());
                     render(&f, &mut mine);

@@ -28,6 +28,8 @@ pub(crate) struct Metrics {
     pub(crate) keys: IntGaugeVec,
     pub(crate) admin_requests: IntCounterVec,
     pub(crate) shadow_limited: IntCounterVec,
+    /// `tollgate_guardrail_actions_total{group,guardrail,action}`.
+    pub(crate) guardrail_actions: IntCounterVec,
     pub(crate) webhook_deliveries: IntCounterVec,
     /// Request-log lines dropped because the sink could not keep up.
     pub(crate) request_log_dropped: IntCounter,
@@ -221,6 +223,14 @@ impl Metrics {
             &["group", "reason"],
         )?;
         registry.register(Box::new(shadow_limited.clone()))?;
+        let guardrail_actions = IntCounterVec::new(
+            Opts::new(
+                "tollgate_guardrail_actions_total",
+                "Guardrail verdicts by group, guardrail and action (block, redact, log; error and unavailable for a failed external check).",
+            ),
+            &["group", "guardrail", "action"],
+        )?;
+        registry.register(Box::new(guardrail_actions.clone()))?;
         let request_log_dropped = IntCounter::new(
             "tollgate_request_log_dropped_total",
             "Request-log lines dropped because the sink could not keep up (64 MiB waiting).",
@@ -244,6 +254,7 @@ impl Metrics {
             keys,
             admin_requests,
             shadow_limited,
+            guardrail_actions,
             webhook_deliveries,
             request_log_dropped,
             series: RwLock::default(),

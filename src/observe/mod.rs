@@ -102,6 +102,23 @@ pub struct Finished<'a> {
     pub body: Option<&'a RequestBody>,
     /// The answer's text, collected only when the group logs at `full`.
     pub completion: Option<&'a Completion>,
+    /// The group was quarantined when the request came: it is logged at `full`.
+    pub quarantined: bool,
+    /// Guardrail verdicts on the request and its answer.
+    pub guardrails: &'a [crate::proxy::guard::Trip],
+}
+
+impl Finished<'_> {
+    /// The group's `log_level`, or `full` while it is quarantined.
+    pub(crate) fn log_level(&self) -> crate::policy::config::LogLevel {
+        if self.quarantined {
+            return crate::policy::config::LogLevel::Full;
+        }
+        self.key
+            .map_or(crate::policy::config::LogLevel::Metadata, |k| {
+                k.group.log_level
+            })
+    }
 }
 
 pub(crate) mod metrics;
@@ -123,6 +140,11 @@ pub(crate) fn record_metrics(m: &metrics::Metrics, f: &Finished<'_>) {
     }
     for h in f.shadow {
         m.shadow_limited.with_label_values(&[group, h.code]).inc();
+    }
+    for t in f.guardrails {
+        m.guardrail_actions
+            .with_label_values(&[group, &t.id, t.action])
+            .inc();
     }
     if let Some(b) = f.billed.filter(|b| !b.is_zero()) {
         let (tokens_in, tokens_out, spend) = series.billing(m);

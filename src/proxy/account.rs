@@ -73,6 +73,18 @@ impl Accounting {
             self.refusals.record(k, h.code, true, now);
         }
     }
+
+    /// Notes guardrail verdicts for the audit trail (`guardrail.triggered`, aggregated per
+    /// key, guardrail, action and minute).
+    pub(crate) fn note_trips(&self, key: Option<&KeyEntry>, trips: &[crate::proxy::guard::Trip]) {
+        let (Some(k), false) = (key, trips.is_empty()) else {
+            return;
+        };
+        let now = self.admission.now_ms();
+        for t in trips {
+            self.refusals.record_trip(k, &t.id, t.action, now);
+        }
+    }
 }
 
 /// Tokens a request reserved: what an unknown part of its usage is charged at.

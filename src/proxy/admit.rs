@@ -5,7 +5,9 @@
 //! 2. [`read_body`]: a `max_parallel` slot first (a client cannot have more bodies in
 //!    memory than requests in flight), then the body within `max_body`, `body_timeout` and
 //!    `server.body_memory`, then model gating and `max_tokens`;
-//! 3. [`reserve`]: routing plan, then windows, slots and budgets of all three layers,
+//! 3. [`guard`]: the key's guardrails over the request's texts (redacting the body in
+//!    place, or refusing); before the reservation, so a blocked request reserves nothing;
+//! 4. [`reserve`]: routing plan, then windows, slots and budgets of all three layers,
 //!    reserved at once.
 
 use crate::error::GatewayError;
@@ -45,6 +47,7 @@ pub(crate) fn identify(
     let key = auth::authenticate(snapshot, directory, req, now_s)?;
     ctx.set_key(key.clone());
     let group_state = directory.group_state(&key.group);
+    ctx.set_quarantined(group_state == crate::policy::config::GroupState::Quarantined);
     checks::check_state(&key, group_state, now)?;
     let peer = session
         .client_addr()
@@ -95,7 +98,35 @@ pub(crate) async fn read_body(
     }
 }
 
-/// Stage 3: the routing plan, then one reservation against all three layers.
+/// Stage 3: the guardrails in force for the key (org ∪ group ∪ key) over the request's
+/// texts. A refused request keeps neither its body nor its verdicts' text: the log line
+/// cannot carry what a guardrail blocked.
+pub(crate) async fn guard(
+    ctx: &mut RequestCtx,
+    snapshot: &Snapshot,
+    who: &Identified,
+    body: &mut RequestBody,
+    model: &Arc<ModelEntry>,
+) -> Result<(), GatewayError> {
+    if who.key.guards().is_none() {
+        return Ok(());
+    }
+    let checked = crate::proxy::guard::check_request(
+        snapshot,
+        &who.key,
+        who.endpoint,
+        &model.name,
+        body,
+        ctx.guard_trips(),
+    )
+    .await;
+    if checked.is_err() {
+        ctx.keep_model(model.clone());
+    }
+    checked
+}
+
+/// Stage 4: the routing plan, then one reservation against all three layers.
 pub(crate) fn reserve(
     acc: &Accounting,
     session: &Session,

@@ -65,7 +65,7 @@ pub(crate) fn client_ip(
 /// `allowed_cidrs` of key and group (lists intersect: the address must be in both).
 pub fn check_ip(key: &KeyEntry, ip: Option<IpAddr>) -> Result<(), GatewayError> {
     let layers = [
-        (key.allowed_cidrs.as_deref(), "key", &key.id),
+        (key.allowed_cidrs(), "key", &key.id),
         (key.group.allowed_cidrs.as_deref(), "group", &key.group.id),
     ];
     for (list, kind, id) in layers {

@@ -9,6 +9,7 @@
 use crate::admission::{Reservation, ShadowHit, SlotHold};
 use crate::error::GatewayError;
 use crate::llm::body::{Endpoint, RequestBody, Serves};
+use crate::llm::guard::{Format, ResponseGuard};
 use crate::llm::translate::{self, Responder, Translation};
 use crate::llm::usage::{Billed, Scanner};
 use crate::observe::{Finished, Outcome};
@@ -16,6 +17,7 @@ use crate::policy::config::{Api, LogLevel, Routing};
 use crate::policy::snapshot::{KeyEntry, ModelEntry, Snapshot, TargetEntry};
 use crate::proxy::account::{self, Accounting, Estimate, InflightGuard, Served};
 use crate::proxy::conn::body_memory::{BodyBudget, BodyHold};
+use crate::proxy::guard::Trip;
 use crate::proxy::route::{Choice, Plan, TargetRef};
 use crate::proxy::{headers, upstream};
 use bytes::Bytes;
@@ -75,6 +77,12 @@ pub(crate) struct RequestCtx {
     client_gone: Option<Instant>,
     /// Answer bytes read since the client went away.
     drained: usize,
+    /// The group was quarantined when the request came (logged at `full`).
+    quarantined: bool,
+    /// Guardrail verdicts so far (request stage, then the answer's at the end).
+    trips: Vec<Trip>,
+    /// Checks the answer the client gets (after translation), when guardrails look there.
+    response_guard: Option<Box<ResponseGuard>>,
     _inflight: InflightGuard,
 }
 
@@ -127,6 +135,9 @@ impl RequestCtx {
             timed_out: false,
             client_gone: None,
             drained: 0,
+            quarantined: false,
+            trips: Vec::new(),
+            response_guard: None,
             _inflight: inflight,
         }
     }
@@ -190,6 +201,20 @@ impl RequestCtx {
     /// The key is known (even if a later check refuses it: the refusal is the key's).
     pub(crate) fn set_key(&mut self, key: Arc<KeyEntry>) {
         self.key = Some(key);
+    }
+
+    pub(crate) fn set_quarantined(&mut self, quarantined: bool) {
+        self.quarantined = quarantined;
+    }
+
+    /// Guardrail verdicts of this request (the answer's once `end_guards` ran).
+    pub(crate) fn trips(&self) -> &[Trip] {
+        &self.trips
+    }
+
+    /// Where the guardrail stage writes its verdicts.
+    pub(crate) fn guard_trips(&mut self) -> &mut Vec<Trip> {
+        &mut self.trips
     }
 
     pub(crate) fn set_client_ip(&mut self, ip: Option<IpAddr>) {
@@ -429,18 +454,50 @@ impl RequestCtx {
         // usage chunk the client did not ask for.
         let strip_usage = self.ask_usage && self.translation.is_none();
         self.scanner = account::scanner_for(resp, strip_usage);
+        self.response_guard = self.guard_for(resp);
         if let (Some(scanner), Some(key)) = (self.scanner.as_mut(), &self.key) {
-            if key.group.log_level == LogLevel::Full && collect_completion {
+            let full = key.group.log_level == LogLevel::Full || self.quarantined;
+            // The scanner reads the provider's text: where response guardrails may change
+            // it, the log would keep what the client never got. Not collected then.
+            if full && collect_completion && self.response_guard.is_none() {
                 scanner.collect_completion();
             }
         }
         let t = self.translation.as_ref();
         self.translator = t.map(|t| Responder::for_response(t, resp)).transpose()?;
+        if self.response_guard.is_some() {
+            // The answer may lose text (a redaction, a blocked ending): not the provider's length.
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        }
         if strip_usage && self.scanner.is_some() {
             // We may drop the injected usage chunk: the length is no longer the provider's.
             resp.remove_header(&http::header::CONTENT_LENGTH);
         }
         Ok(())
+    }
+
+    /// The response guard for a 2xx answer, when the key's guardrails look at answers.
+    fn guard_for(&self, resp: &ResponseHeader) -> Option<Box<ResponseGuard>> {
+        if !resp.status.is_success() {
+            return None;
+        }
+        let rules = self.key.as_ref()?.guards()?.response.clone();
+        if rules.is_empty() {
+            return None;
+        }
+        let sse = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let format = if sse { Format::Sse } else { Format::Json };
+        Some(Box::new(ResponseGuard::new(rules, self.endpoint?, format)))
+    }
+
+    /// `logging`: the answer's guardrail verdicts join the request's.
+    pub(crate) fn end_guards(&mut self) {
+        if let Some(g) = self.response_guard.take() {
+            self.trips.extend(g.verdicts().iter().map(Trip::from));
+        }
     }
 
     /// `response_filter`: `x-request-id`, `x-tollgate-target`, four `x-ratelimit-*`, in
@@ -482,6 +539,10 @@ impl RequestCtx {
         }
         if let Some(t) = self.translator.as_mut() {
             t.chunk(body, end_of_stream);
+        }
+        // On the client's bytes, after translation: one checker for both APIs' shapes.
+        if let Some(g) = self.response_guard.as_mut() {
+            g.chunk(body, end_of_stream);
         }
         Ok(())
     }
@@ -584,6 +645,8 @@ impl RequestCtx {
             shadow,
             body: self.body.as_ref(),
             completion: self.scanner.as_ref().and_then(|s| s.completion.as_ref()),
+            quarantined: self.quarantined,
+            guardrails: &self.trips,
         }
     }
 }

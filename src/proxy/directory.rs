@@ -63,6 +63,7 @@ struct Rare {
     models: Option<Box<ModelFilter>>,
     allowed_cidrs: Option<Box<[IpNet]>>,
     rotation_s: Option<u64>,
+    guardrails: Option<Box<[Arc<str>]>>,
 }
 
 impl ApiKeyDef {
@@ -81,17 +82,20 @@ impl ApiKeyDef {
             created_at,
             secret_at,
             rotation_s,
+            guardrails,
         } = p;
         let rare = (previous.is_some()
             || models.is_some()
             || allowed_cidrs.is_some()
-            || rotation_s.is_some())
+            || rotation_s.is_some()
+            || guardrails.is_some())
         .then(|| {
             Box::new(Rare {
                 previous: previous.map(|p| *p),
                 models,
                 allowed_cidrs: allowed_cidrs.map(Vec::into_boxed_slice),
                 rotation_s,
+                guardrails,
             })
         });
         ApiKeyDef {
@@ -125,6 +129,14 @@ impl ApiKeyDef {
     pub(crate) fn rotation_s(&self) -> Option<u64> {
         self.rare.as_ref()?.rotation_s
     }
+
+    /// The key's own guardrail ids.
+    pub(crate) fn guardrails(&self) -> &[Arc<str>] {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.guardrails.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug)]
@@ -153,6 +165,8 @@ pub struct ApiKeyParts {
     pub secret_at: u64,
     /// `rotation_interval` in seconds.
     pub rotation_s: Option<u64>,
+    /// The key's own guardrail ids (added to its group's and org's).
+    pub guardrails: Option<Box<[Arc<str>]>>,
 }
 
 impl ApiKey {
@@ -183,6 +197,12 @@ impl ApiKey {
             allowed_cidrs: self.allowed_cidrs().map(Box::from),
             source: KeySource::Api,
             last_used: self.last_used.clone(),
+            // An id the file no longer has is skipped (the admin API refuses unknown ids).
+            guardrails: self
+                .guardrails()
+                .iter()
+                .filter_map(|id| snapshot.guardrails.get(id).cloned())
+                .collect(),
         };
         let entry = Arc::new(KeyEntry::resolve(parts, group, &snapshot.models));
         self.resolved.store(Some(Arc::new(Resolved {
@@ -372,6 +392,7 @@ mod tests {
                 created_at: 0,
                 secret_at: 0,
                 rotation_s: None,
+                guardrails: None,
             },
             Arc::default(),
         ))

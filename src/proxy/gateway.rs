@@ -3,14 +3,14 @@
 //! | Pingora phase             | tollgate step                                          |
 //! |---------------------------|--------------------------------------------------------|
 //! | `new_ctx`                 | load the policy snapshot once for this request          |
-//! | `request_filter`          | three stages (`admit`): identify, read body, reserve;  |
-//! |                           | every refusal is written here                          |
+//! | `request_filter`          | four stages (`admit`): identify, read body, guardrails |
+//! |                           | (`guard`), reserve; every refusal is written here      |
 //! | `upstream_peer`           | (4) route: pick a target, render (translate) its body  |
 //! | `upstream_request_filter` | (5) credential swap, Host, framing                     |
 //! | `request_body_filter`     | hand out the rendered body (on every attempt)          |
 //! | `upstream_response_filter`| note the status; start the usage scanner on 2xx        |
 //! | `response_filter`         | `x-request-id`, `x-tollgate-target`, `x-ratelimit-*`   |
-//! | `response_body_filter`    | (6) usage scanning, then translation, chunk by chunk   |
+//! | `response_body_filter`    | (6) usage scanning, translation, response guardrails   |
 //! | `keep_reading_upstream`   | the client left mid-answer: read the rest for its usage |
 //! | `logging`                 | (7) settle the reservation, record usage, log          |
 //! | `fail_to_connect` / `error_while_proxy` | retry on the next target              |
@@ -68,7 +68,8 @@ impl Gateway {
         if who.endpoint == Endpoint::ListModels {
             return Ok(Admission::ListModels);
         }
-        let (body, model) = admit::read_body(acc, session, ctx, &snapshot, &who).await?;
+        let (mut body, model) = admit::read_body(acc, session, ctx, &snapshot, &who).await?;
+        admit::guard(ctx, &snapshot, &who, &mut body, &model).await?;
         admit::reserve(acc, session, ctx, &snapshot, who, body, model)?;
         Ok(Admission::Forward)
     }
@@ -168,8 +169,10 @@ impl ProxyHttp for Gateway {
         crate::proxy::conn::request_finished();
         let shadow = ctx.take_shadow_hits();
         let billed = ctx.settle(&self.accounting);
-        self.accounting
-            .note_refusals(ctx.key().map(|k| &**k), ctx.error(), &shadow);
+        ctx.end_guards();
+        let key = ctx.key().map(|k| &**k);
+        self.accounting.note_refusals(key, ctx.error(), &shadow);
+        self.accounting.note_trips(key, ctx.trips());
         let status = match session.response_written() {
             Some(h) if !h.status.is_informational() => h.status.as_u16(),
             _ => ctx.error().map_or(0, GatewayError::status),

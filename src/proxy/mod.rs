@@ -12,6 +12,7 @@ pub(crate) mod conn;
 pub(crate) mod ctx;
 pub mod directory;
 pub(crate) mod gateway;
+pub(crate) mod guard;
 pub(crate) mod headers;
 pub(crate) mod last_seen;
 pub(crate) mod respond;

@@ -58,6 +58,9 @@ pub struct KeySpec {
     /// humantime, e.g. "30d".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_interval: Option<String>,
+    /// Guardrail ids, added to the group's and the org's (which a key cannot drop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<Vec<String>>,
 }
 
 impl KeySpec {

@@ -61,11 +61,20 @@ fn every_policy_field_is_documented() {
         accepted::<RawErrorRateAlert>(),
         accepted::<RawSelfService>(),
         accepted::<RawUsageApi>(),
+        accepted::<RawGuardrail>(),
     ] {
         assert!(!list.is_empty());
         fields.extend(list);
     }
-    for section in ["server", "providers", "models", "orgs", "groups", "keys"] {
+    for section in [
+        "server",
+        "providers",
+        "models",
+        "orgs",
+        "groups",
+        "keys",
+        "guardrails",
+    ] {
         fields.insert(section.to_string());
     }
     assert_documented("policy.md", &fields);
@@ -108,6 +117,14 @@ fn every_gateway_error() -> Vec<GatewayError> {
         UpstreamTimeout(String::new()),
         ClientClosed(String::new()),
         ClientTimeout(String::new()),
+        GuardrailBlocked {
+            id: String::new(),
+            kind: String::new(),
+        },
+        GuardrailUnavailable {
+            id: String::new(),
+            reason: String::new(),
+        },
         Internal,
     ];
     for e in &all {
@@ -132,6 +149,8 @@ fn every_gateway_error() -> Vec<GatewayError> {
             | UpstreamTimeout(_)
             | ClientClosed(_)
             | ClientTimeout(_)
+            | GuardrailBlocked { .. }
+            | GuardrailUnavailable { .. }
             | Internal => {}
             // Variants with fields that are awkward to build here: their codes are
             // listed in `WITH_FIELDS` below.

@@ -20,6 +20,7 @@ mod demo;
 mod durability;
 mod faults;
 mod fuzz_props;
+mod guardrails;
 mod hostile_clients;
 mod invoices;
 mod log_levels;

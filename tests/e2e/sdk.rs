@@ -7,6 +7,16 @@ use std::path::Path;
 
 /// Runs `tests/sdk/{script}` against a gateway in front of `mock`; `None` when skipped.
 async fn run_script(script: &str, mock: &MockProvider) -> Option<String> {
+    run_script_on(script, mock, "", &key(1)).await
+}
+
+/// The same on the basic policy with `extra` sections, as `key`.
+async fn run_script_on(
+    script: &str,
+    mock: &MockProvider,
+    extra: &str,
+    key: &str,
+) -> Option<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
     if !python.exists() {
@@ -17,14 +27,15 @@ async fn run_script(script: &str, mock: &MockProvider) -> Option<String> {
         eprintln!("SKIPPED: no .venv with the SDKs (run `make test`)");
         return None;
     }
-    let g = start_gateway(&basic_policy(mock.addr(), ""));
+    let g = start_gateway(&basic_policy(mock.addr(), extra));
+    let key = key.to_string();
     let gateway = format!("http://{}", g.addr);
     let path = root.join("tests/sdk").join(script);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
             .arg(path)
             .env("GATEWAY", gateway)
-            .env("KEY", key(1))
+            .env("KEY", key)
             .output()
             .unwrap()
     })
@@ -64,5 +75,45 @@ async fn official_sdks_call_models_of_the_other_api() {
     assert!(
         paths("/v1/messages") >= 10 && paths("/v1/chat/completions") >= 10,
         "{got:?}"
+    );
+}
+
+/// Guardrail endings read as ordinary answers: `content_filter` / `refusal`, JSON and
+/// streamed, translated or not; a blocked request is the SDKs' `BadRequestError`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdks_read_guardrail_endings_as_answers() {
+    let mock = mock().await;
+    let extra = format!(
+        r#"
+[[guardrails]]
+id = "codenames-out"
+kind = "regex"
+patterns = ["(?i)bluebird"]
+action = "block"
+on = ["response"]
+
+[[guardrails]]
+id = "no-secrets"
+kind = "secrets"
+action = "block"
+
+[[groups]]
+id = "grp_guarded"
+org = "acme"
+guardrails = ["codenames-out", "no-secrets"]
+
+[[keys]]
+id = "key_guarded"
+group = "grp_guarded"
+sha256 = "{}"
+"#,
+        sha(&key(5))
+    );
+    let Some(stdout) = run_script_on("guardrail_check.py", &mock, &extra, &key(5)).await else {
+        return;
+    };
+    assert!(
+        stdout.contains("all guardrail SDK checks passed"),
+        "{stdout}"
     );
 }

@@ -105,10 +105,12 @@ pub(crate) async fn list_groups(
     Extension(h): Extension<Actor>,
 ) -> Response {
     let refusals = super::introspect::refusals(&s.metrics);
+    let trips = super::introspect::guardrail_trips(&s.metrics);
     run(s, h, StatusCode::OK, move |cp, a| {
         let mut v = cp.groups().list(a);
         for g in &mut v.data {
             g.refusals = super::introspect::refusals_of(&g.id, &refusals);
+            g.guardrail_trips = trips.get(&g.id).cloned().unwrap_or_default();
         }
         Ok(v)
     })
@@ -121,9 +123,11 @@ where
     F: FnOnce(&ControlPlane, &Actor) -> ApiResult<GroupView> + Send + 'static,
 {
     let refusals = super::introspect::refusals(&s.metrics);
+    let trips = super::introspect::guardrail_trips(&s.metrics);
     run(s, who, StatusCode::OK, move |cp, a| {
         let mut v = f(cp, a)?;
         v.refusals = super::introspect::refusals_of(&v.id, &refusals);
+        v.guardrail_trips = trips.get(&v.id).cloned().unwrap_or_default();
         Ok(v)
     })
     .await

@@ -138,6 +138,37 @@ pub(crate) fn refusals(metrics: &Metrics) -> BTreeMap<String, BTreeMap<String, u
     out
 }
 
+/// Guardrail verdicts per group, guardrail and action since the process started, read from
+/// `tollgate_guardrail_actions_total`.
+pub(crate) fn guardrail_trips(
+    metrics: &Metrics,
+) -> BTreeMap<String, crate::control::view::GuardrailTrips> {
+    let mut out: BTreeMap<String, crate::control::view::GuardrailTrips> = BTreeMap::new();
+    for family in metrics.guardrail_actions.collect() {
+        for m in family.get_metric() {
+            let label = |name: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_string())
+            };
+            if let (Some(g), Some(id), Some(action)) =
+                (label("group"), label("guardrail"), label("action"))
+            {
+                let n = m.get_counter().value() as u64;
+                let t = out.entry(g).or_default();
+                t.total += n;
+                *t.by_guardrail
+                    .entry(id)
+                    .or_default()
+                    .entry(action)
+                    .or_default() += n;
+            }
+        }
+    }
+    out
+}
+
 /// One group's `refusals: {total, by_code}`.
 pub(crate) fn refusals_of(group: &str, all: &BTreeMap<String, BTreeMap<String, u64>>) -> Refusals {
     let by_code = all.get(group).cloned().unwrap_or_default();

@@ -126,6 +126,7 @@ fn key_spec() -> KeySpec {
         tags: Some(BTreeMap::from([("team".into(), "a".into())])),
         metadata: Some(serde_json::Map::new()),
         rotation_interval: Some("30d".into()),
+        guardrails: Some(vec!["pii".into()]),
     }
 }
 
@@ -177,6 +178,8 @@ fn key(file: bool) -> KeyView {
         tags: BTreeMap::new(),
         metadata: None,
         rotation_interval: None,
+        guardrails: None,
+        guardrails_in_force: vec![],
         grace_until: if file { None } else { Some(t()) },
         spend_usd: 0.0,
         spend_all_time_usd: 0.0,
@@ -218,6 +221,11 @@ fn group(full: bool) -> GroupView {
         refusals: Refusals {
             total: 1,
             by_code: BTreeMap::from([("rate_limited".into(), 1)]),
+        },
+        guardrails: vec!["pii".into()],
+        guardrail_trips: crate::control::view::GuardrailTrips {
+            total: 2,
+            by_guardrail: BTreeMap::from([("pii".into(), BTreeMap::from([("redact".into(), 2)]))]),
         },
     }
 }
@@ -283,6 +291,7 @@ fn full_patch() -> KeyPatch {
         tags,
         metadata,
         rotation_interval,
+        guardrails,
     } = key_spec();
     KeyPatch {
         name: p(name),
@@ -304,6 +313,7 @@ fn full_patch() -> KeyPatch {
         tags: p(tags),
         metadata: p(metadata),
         rotation_interval: p(rotation_interval),
+        guardrails: p(guardrails),
     }
 }
 
@@ -643,6 +653,7 @@ fn samples() -> Vec<(&'static str, Value, Value)> {
             }),
         ),
         same("Refusals", v(group(true).refusals)),
+        same("GuardrailTrips", v(group(true).guardrail_trips)),
         same("PolicyProblem", v(&problem)),
         same("PolicyInfo", v(&policy)),
         same("DriftRow", v(&drift_row)),

@@ -114,9 +114,14 @@ enum Attempt {
 }
 
 fn client(t: &Tuning) -> anyhow::Result<reqwest::Client> {
+    http_client(t.timeout)
+}
+
+/// The outbound client of webhooks and external guardrails: system roots, no redirects.
+pub(crate) fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
-        .timeout(t.timeout)
-        .connect_timeout(t.timeout.min(Duration::from_secs(5)))
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")));
     match rustls_native_certs::load_native_certs() {

@@ -88,6 +88,7 @@ mod tests {
             allowed_cidrs: None,
             limits: Limits::default(),
             tags: vec![],
+            guardrails: Box::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! Nothing in this module touches the network or the environment, so `tollgate -t` gives
 //! the same verdict on a laptop as on the edge host.
 
+pub(crate) mod guardrails;
 mod keydefs;
 pub mod raw;
 mod validate;
@@ -89,6 +90,8 @@ pub struct Config {
     pub(crate) server: ServerConfig,
     pub(crate) providers: Vec<Provider>,
     pub(crate) models: Vec<Model>,
+    /// `[[guardrails]]`; layers name them by index.
+    pub(crate) guardrails: Vec<guardrails::Guardrail>,
     pub(crate) orgs: Vec<Org>,
     pub(crate) groups: Vec<Group>,
     pub keys: KeyDefs,
@@ -327,6 +330,8 @@ pub(crate) struct Org {
     pub(crate) limits: Limits,
     /// The org's own webhook receiver: URL and the env var of its signing secret.
     pub(crate) webhook: Option<(String, String)>,
+    /// Indices into [`Config::guardrails`].
+    pub(crate) guardrails: Box<[u16]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,6 +421,8 @@ pub struct Group {
     pub(crate) markup_millipct: u32,
     /// Invoices: the invoice the group's usage goes on (`None`: its own, named by its id).
     pub(crate) invoice_to: Option<Arc<str>>,
+    /// Indices into [`Config::guardrails`] (the group's own; the org's are added in the snapshot).
+    pub(crate) guardrails: Box<[u16]>,
 }
 
 /// `error_rate.high` fires when, over `window`, at least `min_requests` were counted and
@@ -463,9 +470,42 @@ pub struct KeyDef {
     pub limits: Limits,
     /// String map for cost attribution (spend by tag).
     pub tags: Vec<(String, String)>,
+    /// Indices into [`Config::guardrails`]: the key's own, added to its group's.
+    pub guardrails: Box<[u16]>,
 }
 
 impl Config {
+    /// A group's guardrails as `-t` shows them: the org's, then the group's own, each
+    /// `id (kind, action)`; keys may add more.
+    fn group_guardrails(&self, org: &Org, g: &Group) -> Vec<String> {
+        let mut seen: Vec<u16> = vec![];
+        for &i in org.guardrails.iter().chain(g.guardrails.iter()) {
+            if !seen.contains(&i) {
+                seen.push(i);
+            }
+        }
+        seen.iter()
+            .filter_map(|&i| self.guardrails.get(usize::from(i)))
+            .map(|gr| {
+                let from = if org
+                    .guardrails
+                    .iter()
+                    .any(|&o| *self.guardrails[usize::from(o)].id == *gr.id)
+                {
+                    ", from org"
+                } else {
+                    ""
+                };
+                format!(
+                    "{} ({} {}{from})",
+                    gr.id,
+                    gr.kind(),
+                    crate::proxy::guard::action_name(gr.action())
+                )
+            })
+            .collect()
+    }
+
     /// The one-screen summary printed by `tollgate -t`.
     pub fn summary(&self) -> String {
         use std::fmt::Write;
@@ -535,6 +575,27 @@ impl Config {
                     g.state.as_str(),
                     keys,
                     g.routing
+                );
+                let guards = self.group_guardrails(o, g);
+                if !guards.is_empty() {
+                    let _ = writeln!(s, "        guardrails: {}", guards.join(", "));
+                }
+            }
+        }
+        if !self.guardrails.is_empty() {
+            let _ = writeln!(s, "  guardrails ({}):", self.guardrails.len());
+            for g in &self.guardrails {
+                let on = match (g.on_request, g.on_response) {
+                    (true, true) => "request+response",
+                    (false, true) => "response",
+                    _ => "request",
+                };
+                let _ = writeln!(
+                    s,
+                    "    {:<20} {:<10} {:<6} on {on}",
+                    g.id,
+                    g.kind(),
+                    crate::proxy::guard::action_name(g.action())
                 );
             }
         }

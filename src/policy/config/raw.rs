@@ -202,6 +202,9 @@ with_limits! {
         /// The org's own receiver: events about the org as a whole (`spend.drift`).
         pub webhook: Option<String>,
         pub webhook_secret_env: Option<String>,
+        /// Guardrail ids (docs/guardrails.md); lower layers add to these.
+        #[serde(default)]
+        pub guardrails: Vec<String>,
     }
 }
 
@@ -242,6 +245,9 @@ with_limits! {
         pub markup_pct: Option<f64>,
         /// Invoices: whom the group's usage is billed to (groups sharing it share an invoice).
         pub invoice_to: Option<String>,
+        /// Guardrail ids, added to the org's.
+        #[serde(default)]
+        pub guardrails: Vec<String>,
     }
 }
 
@@ -283,5 +289,36 @@ with_limits! {
         pub state: Option<String>,
         #[serde(default)]
         pub tags: BTreeMap<String, String>,
+        /// Guardrail ids, added to the group's and the org's.
+        #[serde(default)]
+        pub guardrails: Vec<String>,
     }
+}
+
+/// A `[[guardrails]]` block (docs/guardrails.md): a check that groups attach by id.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuardrail {
+    pub id: String,
+    pub kind: String,
+    /// `pii`: the entities looked for (default: all).
+    pub entities: Option<Vec<String>>,
+    /// `regex`: the patterns (the `regex` crate's syntax).
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    /// `injection`: the score from which a text counts as an injection attempt.
+    pub threshold: Option<f64>,
+    pub action: Option<String>,
+    /// `request`, `response` (default: request only).
+    pub on: Option<Vec<String>>,
+    /// `moderation`: the catalogue provider whose `/v1/moderations` is asked.
+    pub provider: Option<String>,
+    /// `moderation`: the categories that count (default: the provider's `flagged`).
+    pub categories: Option<Vec<String>>,
+    /// `webhook`: where the texts are sent.
+    pub url: Option<String>,
+    /// `webhook`: the environment variable holding the signing key.
+    pub secret_env: Option<String>,
+    pub timeout: Option<String>,
+    pub on_error: Option<String>,
 }

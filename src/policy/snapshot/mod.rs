@@ -21,6 +21,10 @@ use crate::digest::ByDigest;
 pub(crate) use crate::digest::{Digest, DigestHash};
 
 mod carry;
+mod guards;
+
+use crate::policy::config::guardrails::Guardrail;
+pub(crate) use guards::GuardSet;
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -36,6 +40,8 @@ pub struct Snapshot {
     pub(crate) providers: Vec<Arc<ProviderEntry>>,
     pub(crate) groups: HashMap<Arc<str>, Arc<GroupEntry>>,
     pub(crate) orgs: HashMap<Arc<str>, Arc<OrgEntry>>,
+    /// `[[guardrails]]` by id (API keys name theirs by id).
+    pub(crate) guardrails: HashMap<Arc<str>, Arc<Guardrail>>,
 }
 
 #[derive(Debug)]
@@ -44,6 +50,8 @@ pub(crate) struct OrgEntry {
     pub(crate) limits: Limits,
     /// `[[orgs]] webhook` and its `webhook_secret_env`.
     pub(crate) webhook: Option<(String, String)>,
+    /// The org's own guardrails.
+    pub(crate) guardrails: Box<[Arc<Guardrail>]>,
 }
 
 /// A group as configured, plus what the snapshot resolved for it. Derefs to the
@@ -56,6 +64,8 @@ pub struct GroupEntry {
     pub(crate) allowed: Arc<[bool]>,
     /// The tightest `max_tokens` of group and org.
     pub max_tokens: Option<(u64, String)>,
+    /// Org ∪ group guardrails (`None`: none attached).
+    pub(crate) guards: Option<Arc<GuardSet>>,
 }
 
 impl std::ops::Deref for GroupEntry {
@@ -76,7 +86,8 @@ pub struct KeyEntry {
     pub(crate) state: KeyState,
     pub group: Arc<GroupEntry>,
     pub(crate) limits: Limits,
-    pub(crate) allowed_cidrs: Option<Box<[IpNet]>>,
+    /// The key's own address list and guardrails, boxed together (few keys have either).
+    rare: Option<Box<KeyRare>>,
     /// `allowed[model.index]`: key ∩ group model lists (shared with the group when the key
     /// has no list of its own).
     pub(crate) allowed: Arc<[bool]>,
@@ -89,6 +100,14 @@ pub struct KeyEntry {
     /// A file key's own model lists and tags, as written (for the admin API's views).
     pub(crate) written: Option<Box<Written>>,
     pub(crate) last_used: Arc<LastUsed>,
+}
+
+/// What few keys have.
+#[derive(Debug)]
+struct KeyRare {
+    allowed_cidrs: Option<Box<[IpNet]>>,
+    /// Org ∪ group ∪ key guardrails, when the key adds some to its group's.
+    guards: Option<Arc<GuardSet>>,
 }
 
 /// A key's `max_tokens` cap and the layer it comes from; the layer's id is the entry's own,
@@ -127,6 +146,8 @@ pub(crate) struct KeyParts<'a> {
     pub(crate) allowed_cidrs: Option<Box<[IpNet]>>,
     pub(crate) source: KeySource,
     pub(crate) last_used: Arc<LastUsed>,
+    /// The key's own guardrails (added to its group's).
+    pub(crate) guardrails: Vec<Arc<Guardrail>>,
 }
 
 impl KeyEntry {
@@ -158,7 +179,18 @@ impl KeyEntry {
             })
         })
         .min_by_key(|m| m.limit);
+        let guards = (!k.guardrails.is_empty()).then(|| {
+            let group_set: &[Arc<Guardrail>] = group.guards.as_ref().map_or(&[], |g| &g.all);
+            GuardSet::union([group_set, &k.guardrails])
+        });
+        let rare = (k.allowed_cidrs.is_some() || guards.is_some()).then(|| {
+            Box::new(KeyRare {
+                allowed_cidrs: k.allowed_cidrs,
+                guards: guards.flatten(),
+            })
+        });
         KeyEntry {
+            rare,
             max_tokens,
             id: k.id,
             name: k.name,
@@ -167,12 +199,24 @@ impl KeyEntry {
             state: k.state,
             group: group.clone(),
             limits: k.limits,
-            allowed_cidrs: k.allowed_cidrs,
             allowed,
             own_models,
             source: k.source,
             last_used: k.last_used,
             written: None,
+        }
+    }
+
+    /// The key's own `allowed_cidrs`.
+    pub(crate) fn allowed_cidrs(&self) -> Option<&[IpNet]> {
+        self.rare.as_ref()?.allowed_cidrs.as_deref()
+    }
+
+    /// The guardrails in force: org ∪ group ∪ key (`None`: none).
+    pub(crate) fn guards(&self) -> Option<&Arc<GuardSet>> {
+        match self.rare.as_ref().and_then(|r| r.guards.as_ref()) {
+            Some(own) => Some(own),
+            None => self.group.guards.as_ref(),
         }
     }
 
@@ -406,12 +450,15 @@ fn group_entries(
     group_defs: &[Group],
     orgs: &[Arc<OrgEntry>],
     models: &[Arc<ModelEntry>],
+    guardrails: &[Arc<Guardrail>],
 ) -> Vec<Arc<GroupEntry>> {
     group_defs
         .iter()
         .map(|g| {
             let org = orgs[g.org].clone();
+            let own = pick(guardrails, &g.guardrails);
             Arc::new(GroupEntry {
+                guards: GuardSet::union([&org.guardrails[..], &own]),
                 allowed: allowed_vector(models, &g.models, None),
                 max_tokens: tightest_max_tokens(&[
                     (g.limits.enforced().max_tokens, format!("group {}", g.id)),
@@ -426,11 +473,18 @@ fn group_entries(
 
 /// The file's keys, resolved against their group; the definitions are dropped a run at a
 /// time as their entries are made.
+/// The guardrails of a layer's index list.
+fn pick(guardrails: &[Arc<Guardrail>], refs: &[u16]) -> Vec<Arc<Guardrail>> {
+    refs.iter()
+        .filter_map(|&i| guardrails.get(usize::from(i)).cloned())
+        .collect()
+}
+
 fn key_entries(
     key_defs: crate::policy::config::KeyDefs,
     carry: &mut carry::Carry,
     groups: &[Arc<GroupEntry>],
-    models: &[Arc<ModelEntry>],
+    (models, guardrails): (&[Arc<ModelEntry>], &[Arc<Guardrail>]),
 ) -> HashSet<ByDigest<KeyEntry>, DigestHash> {
     let mut keys = HashSet::with_capacity_and_hasher(key_defs.len(), DigestHash);
     for run in key_defs.into_runs() {
@@ -446,8 +500,10 @@ fn key_entries(
                 allowed_cidrs,
                 limits,
                 tags,
+                guardrails: own_guards,
             } = k;
             let parts = KeyParts {
+                guardrails: pick(guardrails, &own_guards),
                 last_used: carry.cell(&id, &digest),
                 id,
                 name,
@@ -502,6 +558,7 @@ impl Snapshot {
             server,
             providers: provider_defs,
             models: model_defs,
+            guardrails: guard_defs,
             orgs: org_defs,
             groups: group_defs,
             keys: key_defs,
@@ -514,10 +571,18 @@ impl Snapshot {
         let models = model_entries(&model_defs, &providers, health);
         let models_by_name = models.iter().map(|m| (m.name.clone(), m.index)).collect();
 
+        let guardrails: Vec<Arc<Guardrail>> = guard_defs.into_iter().map(Arc::new).collect();
+        for g in &guardrails {
+            if let crate::policy::config::guardrails::Check::Builtin(r) = &g.check {
+                // Compiled now, not on the first request that needs it.
+                r.builtin.warm();
+            }
+        }
         let orgs: Vec<Arc<OrgEntry>> = org_defs
             .iter()
             .map(|o| {
                 Arc::new(OrgEntry {
+                    guardrails: pick(&guardrails, &o.guardrails).into_boxed_slice(),
                     id: o.id.clone(),
                     limits: o.limits,
                     webhook: o.webhook.clone(),
@@ -525,9 +590,9 @@ impl Snapshot {
             })
             .collect();
 
-        let groups = group_entries(&group_defs, &orgs, &models);
+        let groups = group_entries(&group_defs, &orgs, &models, &guardrails);
         let mut carry = carry::Carry::new(previous, &key_defs, last_seen);
-        let keys = key_entries(key_defs, &mut carry, &groups, &models);
+        let keys = key_entries(key_defs, &mut carry, &groups, (&models, &guardrails));
 
         let snapshot = Snapshot {
             generation,
@@ -538,6 +603,10 @@ impl Snapshot {
             providers,
             groups: groups.iter().map(|g| (g.id.clone(), g.clone())).collect(),
             orgs: orgs.iter().map(|o| (o.id.clone(), o.clone())).collect(),
+            guardrails: guardrails
+                .iter()
+                .map(|g| (g.id.clone(), g.clone()))
+                .collect(),
         };
         carry.finish(&snapshot);
         Ok(snapshot)

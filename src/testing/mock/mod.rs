@@ -8,8 +8,12 @@
 //! `x-mock-output-tokens`, `x-mock-omit-usage: 1`,
 //! `x-mock-cached-tokens` (that many of the prompt tokens reported as read from the prompt
 //! cache, in each API's own fields),
-//! `x-mock-echo: 1` (answer with a summary of the request, see `reply`). A status outside
-//! 200..=599 (`x-mock-status: 103`, `101`, `999`) is answered with the bare status line only,
+//! `x-mock-echo: 1` (answer with a summary of the request, see `reply`),
+//! `x-mock-reply-text: …` (answer exactly that text, streamed in 4-byte pieces).
+//! `POST /v1/moderations` answers in OpenAI's shape, flagging texts that hold
+//! [`MODERATION_MARKER`] (violence) or [`MODERATION_MARKER_SELF_HARM`] (self-harm);
+//! [`Behaviour`]'s `moderation_latency_ms` and `moderation_status` slow it or make it fail.
+//! A status outside 200..=599 (`x-mock-status: 103`, `101`, `999`) is answered with the bare status line only,
 //! then the connection is closed: a provider misbehaving in a way the gateway cannot relay.
 //! [`MockProvider::fail_next`] (`POST /_mock/fail_next {"status": 529}`) makes the next
 //! answer an error in the provider's own shape. Chat and messages answers carry tool calls
@@ -74,7 +78,18 @@ pub struct Behaviour {
     pub usage_status: Option<u16>,
     /// The usage APIs accept only this admin key (else 401).
     pub usage_key: Option<String>,
+    /// Chat and messages answers say exactly this text (streamed in pieces of 4 bytes).
+    pub reply_text: Option<String>,
+    /// `/v1/moderations` answers after this long.
+    pub moderation_latency_ms: u64,
+    /// `/v1/moderations` answers every call with this status (an error body).
+    pub moderation_status: Option<u16>,
 }
+
+/// Texts containing this are flagged by `/v1/moderations` (category `violence`).
+pub const MODERATION_MARKER: &str = "FLAGME";
+/// Texts containing this are flagged by `/v1/moderations` (category `self-harm`).
+pub const MODERATION_MARKER_SELF_HARM: &str = "FLAGSELF";
 
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -259,6 +274,9 @@ fn behaviour(shared: &Shared, req: &wire::Request) -> Behaviour {
     if flag("x-mock-echo") {
         b.echo = true;
     }
+    if let Some(t) = req.header("x-mock-reply-text") {
+        b.reply_text = Some(t.to_string());
+    }
     if let Some(f) = req.header("x-mock-fault") {
         b.fault = serde_json::from_value(serde_json::Value::String(f.trim().to_string())).ok();
     }
@@ -395,6 +413,9 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         body: req.body,
         at: Instant::now(),
     });
+    if req.method == "POST" && path == "/v1/moderations" {
+        return moderation(s, &b, &body_json).await;
+    }
 
     match b.fault {
         Some(Fault::Hang) => {
@@ -439,7 +460,10 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         .as_str()
         .unwrap_or("mock-model")
         .to_string();
-    let r = reply::plan(kind, &body_json, b.output_tokens.unwrap_or(8), b.echo);
+    let mut r = reply::plan(kind, &body_json, b.output_tokens.unwrap_or(8), b.echo);
+    if let Some(t) = &b.reply_text {
+        r = reply::fixed(t, r.output_tokens);
+    }
     let c = r.output_tokens;
     let usage = !b.omit_usage;
     let stream = body_json["stream"] == serde_json::Value::Bool(true) && kind != Kind::Embeddings;
@@ -498,6 +522,56 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     if reports_usage {
         count(shared, kind, &model, prompt, c);
     }
+    Ok(After::KeepAlive)
+}
+
+/// `POST /v1/moderations` in OpenAI's shape: one result per input text, flagged when it
+/// holds a marker word.
+async fn moderation<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    b: &Behaviour,
+    req: &serde_json::Value,
+) -> std::io::Result<After> {
+    if b.moderation_latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(b.moderation_latency_ms)).await;
+    }
+    if let Some(status) = b.moderation_status {
+        wire::write_full(
+            s,
+            status,
+            "application/json",
+            &answers::error_body(None, status),
+        )
+        .await?;
+        return Ok(After::KeepAlive);
+    }
+    let inputs: Vec<String> = match &req["input"] {
+        serde_json::Value::String(t) => vec![t.clone()],
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect(),
+        _ => vec![],
+    };
+    let results: Vec<serde_json::Value> = inputs
+        .iter()
+        .map(|t| {
+            let violence = t.contains(MODERATION_MARKER);
+            let self_harm = t.contains(MODERATION_MARKER_SELF_HARM);
+            let score = |on: bool| if on { 0.97 } else { 0.001 };
+            serde_json::json!({
+                "flagged": violence || self_harm,
+                "categories": {"violence": violence, "self-harm": self_harm, "harassment": false},
+                "category_scores": {"violence": score(violence), "self-harm": score(self_harm), "harassment": 0.001},
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "id": "modr-mock",
+        "model": "omni-moderation-latest",
+        "results": results,
+    });
+    wire::write_full(s, 200, "application/json", body.to_string().as_bytes()).await?;
     Ok(After::KeepAlive)
 }
 

@@ -55,6 +55,28 @@ fn split(s: &str, n: usize) -> Vec<String> {
     chars.chunks(size).map(|c| c.iter().collect()).collect()
 }
 
+/// Exactly `text`, in 4-byte pieces (on char boundaries), so a test controls what the
+/// answer says and how it is split over stream events.
+pub fn fixed(text: &str, output_tokens: u32) -> Reply {
+    let mut pieces = vec![];
+    let mut cur = String::new();
+    for ch in text.chars() {
+        cur.push(ch);
+        if cur.len() >= 4 {
+            pieces.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        pieces.push(cur);
+    }
+    Reply {
+        pieces,
+        tool: None,
+        stop: Stop::End,
+        output_tokens,
+    }
+}
+
 pub fn plan(kind: Kind, req: &Value, c: u32, echo: bool) -> Reply {
     if echo {
         let text = summary(kind, req).to_string();

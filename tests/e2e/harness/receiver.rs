@@ -1,5 +1,6 @@
 //! A webhook receiver for end-to-end tests: records every POST (headers and body), and
-//! answers with a status set at run time — or never answers (`hang`).
+//! answers with a status set at run time — or never answers (`hang`) — with an empty body
+//! or one set at run time (a guardrail checker's verdict), after an optional delay.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -28,6 +29,9 @@ struct Shared {
     got: Arc<Mutex<Vec<Got>>>,
     /// 0 = hang.
     status: Arc<AtomicU16>,
+    /// The JSON answered (none: an empty body).
+    reply: Arc<Mutex<Option<String>>>,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct Receiver {
@@ -36,7 +40,11 @@ pub struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn hook(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn hook(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     let status = s.status.load(Ordering::SeqCst);
     let body = String::from_utf8_lossy(&body).into_owned();
     s.got.lock().unwrap_or_else(|p| p.into_inner()).push(Got {
@@ -52,7 +60,21 @@ async fn hook(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Statu
     if status == 0 {
         std::future::pending::<()>().await;
     }
-    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+    let delay = s.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let reply = s
+        .reply
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_default();
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        [("content-type", "application/json")],
+        reply,
+    )
 }
 
 impl Receiver {
@@ -80,6 +102,16 @@ impl Receiver {
 
     pub fn set_status(&self, status: u16) {
         self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// The body of every answer from now on.
+    pub fn set_reply(&self, json: serde_json::Value) {
+        *self.shared.reply.lock().unwrap_or_else(|p| p.into_inner()) = Some(json.to_string());
+    }
+
+    /// Answers after `ms` from now on.
+    pub fn set_delay_ms(&self, ms: u64) {
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Every POST received, in order.

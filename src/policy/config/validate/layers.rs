@@ -1,8 +1,10 @@
 //! Validation of `[[orgs]]`, `[[groups]]` and `[[keys]]`: limits and the "lower layers
 //! only tighten" rule, references, model lists and CIDRs.
 
+use super::super::guardrails::Guardrail;
 use super::super::raw::*;
 use super::super::*;
+use super::guardrails::guard_refs;
 use super::{check_unique, cidrs, duration, globs, model_filter, usd_to_micros, Checker, Loc};
 use crate::digest::DigestHash;
 use hashbrown::HashTable;
@@ -201,7 +203,11 @@ pub(crate) fn tightest(a: &Limits, b: &Limits) -> Limits {
     }
 }
 
-pub(super) fn check_orgs(c: &mut Checker, raw: Vec<(RawOrg, Loc, String)>) -> Vec<Org> {
+pub(super) fn check_orgs(
+    c: &mut Checker,
+    raw: Vec<(RawOrg, Loc, String)>,
+    guards: &[Guardrail],
+) -> Vec<Org> {
     let mut seen = HashSet::new();
     raw.into_iter()
         .map(|(o, loc, path)| {
@@ -211,6 +217,7 @@ pub(super) fn check_orgs(c: &mut Checker, raw: Vec<(RawOrg, Loc, String)>) -> Ve
                 name,
                 webhook,
                 webhook_secret_env,
+                guardrails,
                 ..
             } = o;
             check_unique(c, loc, &path, "org", &id, &mut seen);
@@ -223,6 +230,7 @@ pub(super) fn check_orgs(c: &mut Checker, raw: Vec<(RawOrg, Loc, String)>) -> Ve
                 webhook_secret_env.as_deref(),
             );
             Org {
+                guardrails: guard_refs(c, loc, &path, &guardrails, guards),
                 limits: layer_limits(c, loc, &path, lim, None),
                 id: id.into(),
                 name,
@@ -237,6 +245,7 @@ pub(super) fn check_groups(
     raw: Vec<(RawGroup, Loc, String)>,
     orgs: &[Org],
     models: &[Model],
+    guards: &[Guardrail],
 ) -> Vec<Group> {
     let mut seen = HashSet::new();
     let mut out = vec![];
@@ -251,7 +260,10 @@ pub(super) fn check_groups(
             );
             continue;
         };
-        out.push(check_group(c, loc, &path, g, (oi, &orgs[oi]), models));
+        let refs = guard_refs(c, loc, &path, &g.guardrails, guards);
+        let mut group = check_group(c, loc, &path, g, (oi, &orgs[oi]), models);
+        group.guardrails = refs;
+        out.push(group);
     }
     out
 }
@@ -293,6 +305,7 @@ fn check_group(
         self_service,
         markup_pct,
         invoice_to,
+        guardrails: _,
         ..
     } = g;
     let parent = format!("org {}", org.id);
@@ -366,6 +379,7 @@ fn check_group(
         self_service,
         markup_millipct,
         invoice_to,
+        guardrails: Box::default(),
         limits,
         id: id.into(),
     }
@@ -667,10 +681,11 @@ pub(super) fn check_keys(
     raw: Vec<(RawKey, Loc, String)>,
     groups: &[Group],
     orgs: &[Org],
+    guards: &[Guardrail],
 ) -> KeyDefs {
     let mut keys = KeyChecker::default();
     for (k, loc, path) in raw {
-        keys.check(c, k, loc, path, groups, orgs);
+        keys.check(c, k, loc, path, (groups, orgs, guards));
     }
     keys.finish()
 }
@@ -710,8 +725,7 @@ impl KeyChecker {
         k: RawKey,
         loc: Loc,
         path: String,
-        groups: &[Group],
-        orgs: &[Org],
+        (groups, orgs, guards): (&[Group], &[Org], &[Guardrail]),
     ) {
         let lim = k.limits();
         let RawKey {
@@ -725,6 +739,7 @@ impl KeyChecker {
             allowed_cidrs,
             state,
             tags,
+            guardrails,
             ..
         } = k;
         let id: Arc<str> = id.into();
@@ -820,6 +835,7 @@ impl KeyChecker {
                 .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
             limits,
             tags: tags.into_iter().collect(),
+            guardrails: guard_refs(c, loc, &path, &guardrails, guards),
             id,
         });
     }

@@ -2,12 +2,15 @@
 //! problem is collected, so one `tollgate -t` run shows all of them.
 
 mod clients;
+mod guardrails;
 mod layers;
 mod sources;
 
+use super::guardrails::Guardrail;
 use super::raw::*;
 use super::*;
 use globset::{Glob, GlobSetBuilder};
+use guardrails::check_guardrails;
 pub(crate) use layers::looser_than;
 use layers::{check_groups, check_keys, check_orgs, KeyChecker};
 use serde::Deserialize;
@@ -31,6 +34,8 @@ struct Document {
     groups: Vec<Spanned<toml::Value>>,
     #[serde(default)]
     keys: Vec<Spanned<toml::Value>>,
+    #[serde(default)]
+    guardrails: Vec<Spanned<toml::Value>>,
 }
 
 /// The head of the file (everything before its first `[[keys]]` line) read typed in one
@@ -51,6 +56,8 @@ struct TypedDocument {
     groups: Vec<Spanned<RawGroup>>,
     #[serde(default)]
     keys: Vec<Spanned<RawKey>>,
+    #[serde(default)]
+    guardrails: Vec<Spanned<RawGuardrail>>,
 }
 
 /// A run of `[[keys]]` elements and nothing else.
@@ -191,10 +198,12 @@ fn read_fast<'t>(
     let providers = check_providers(&mut c, providers);
     let models = c.typed(doc.models, "models");
     let models = check_models(&mut c, models, &providers);
+    let guards = c.typed(doc.guardrails, "guardrails");
+    let guards = check_guardrails(&mut c, guards, &providers);
     let orgs = c.typed(doc.orgs, "orgs");
-    let orgs = check_orgs(&mut c, orgs);
+    let orgs = check_orgs(&mut c, orgs, &guards);
     let groups = c.typed(doc.groups, "groups");
-    let groups = check_groups(&mut c, groups, &orgs, &models);
+    let groups = check_groups(&mut c, groups, &orgs, &models, &guards);
     let mut keys = KeyChecker::default();
     let mut i = 0;
     for piece in pieces {
@@ -209,8 +218,7 @@ fn read_fast<'t>(
                 k.into_inner(),
                 loc,
                 format!("keys[{i}]"),
-                &groups,
-                &orgs,
+                (&groups, &orgs, &guards),
             );
             i += 1;
         }
@@ -220,7 +228,7 @@ fn read_fast<'t>(
         c,
         path,
         server,
-        (providers, models, orgs, groups, keys),
+        (providers, models, guards, orgs, groups, keys),
     ))
 }
 
@@ -422,6 +430,7 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
         orgs,
         groups,
         keys,
+        guardrails,
     } = doc;
 
     let server = match server {
@@ -439,24 +448,39 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
     let models = c.section::<RawModel>(models, "models");
     let models = check_models(&mut c, models, &providers);
 
+    let guards = c.section::<RawGuardrail>(guardrails, "guardrails");
+    let guards = check_guardrails(&mut c, guards, &providers);
+
     let orgs = c.section::<RawOrg>(orgs, "orgs");
-    let orgs = check_orgs(&mut c, orgs);
+    let orgs = check_orgs(&mut c, orgs, &guards);
 
     let groups = c.section::<RawGroup>(groups, "groups");
-    let groups = check_groups(&mut c, groups, &orgs, &models);
+    let groups = check_groups(&mut c, groups, &orgs, &models, &guards);
 
     let keys = c.section::<RawKey>(keys, "keys");
-    let keys = check_keys(&mut c, keys, &groups, &orgs);
-    finish(c, path, server, (providers, models, orgs, groups, keys))
+    let keys = check_keys(&mut c, keys, &groups, &orgs, &guards);
+    finish(
+        c,
+        path,
+        server,
+        (providers, models, guards, orgs, groups, keys),
+    )
 }
 
-type Checked = (Vec<Provider>, Vec<Model>, Vec<Org>, Vec<Group>, KeyDefs);
+type Checked = (
+    Vec<Provider>,
+    Vec<Model>,
+    Vec<Guardrail>,
+    Vec<Org>,
+    Vec<Group>,
+    KeyDefs,
+);
 
 fn finish(
     c: Checker,
     path: &Path,
     server: Option<ServerConfig>,
-    (providers, models, orgs, groups, keys): Checked,
+    (providers, models, guardrails, orgs, groups, keys): Checked,
 ) -> Result<Config, ConfigError> {
     match server {
         Some(server) if c.problems.is_empty() => Ok(Config {
@@ -464,6 +488,7 @@ fn finish(
             server,
             providers,
             models,
+            guardrails,
             orgs,
             groups,
             keys,
