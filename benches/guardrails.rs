@@ -2,6 +2,11 @@
 //! 1.2 KB chat request (target ≤ 15 µs) and on a 100 KB one (target ≤ 1 ms), clean (the
 //! common case: nothing found, nothing rewritten) and with PII to redact; and a streamed
 //! answer through the response guard. Run: `cargo bench --bench guardrails`.
+//!
+//! Measured on the 2-core shared build VM (2026-12-07, `--measurement-time 3`):
+//! chat_1k2_clean (1194 B) 7.7 µs, chat_100k_clean (99.9 KB) 616 µs, chat_1k2_redact
+//! (1347 B, an email and a phone redacted, body rewritten) 16.9 µs, stream_2k_answer
+//! (256 events of 8 bytes) 409 µs, i.e. 1.6 µs per event.
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};

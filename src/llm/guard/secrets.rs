@@ -59,8 +59,11 @@ fn classify(m: &str) -> (&'static str, usize) {
         "tollgate_admin_token"
     } else if m.starts_with("tg-") {
         "tollgate_key"
-    } else if m.len() > 6 && m[..6].eq_ignore_ascii_case("bearer") {
-        let token = m[6..].trim_start_matches([' ', '\t']);
+    } else if m.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("bearer")) {
+        let token = m
+            .get(6..)
+            .unwrap_or_default()
+            .trim_start_matches([' ', '\t']);
         return ("bearer_token", m.len() - token.len());
     } else {
         // The labelled AWS secret: the value is its last 40 characters.

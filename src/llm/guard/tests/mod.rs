@@ -47,30 +47,3 @@ pub(super) fn run(g: &mut ResponseGuard, chunks: &[&[u8]]) -> String {
     }
     String::from_utf8(out).expect("utf-8")
 }
-
-#[test]
-#[ignore]
-fn timing_probe() {
-    let prose = "Our quarterly review covers the migration of the billing service to the new cluster, the on-call rota for December, and the open questions about retention of request logs. Please summarise the risks, list the owners, and suggest a timeline.\n- Risk: cut-over downtime.\n";
-    let text = prose.repeat(400);
-    for (name, b) in [
-        ("email", Builtin::Pii(vec![PiiEntity::Email])),
-        ("phone", Builtin::Pii(vec![PiiEntity::Phone])),
-        ("card", Builtin::Pii(vec![PiiEntity::CreditCard])),
-        ("iban", Builtin::Pii(vec![PiiEntity::Iban])),
-        ("ip", Builtin::Pii(vec![PiiEntity::IpAddress])),
-        ("ssn", Builtin::Pii(vec![PiiEntity::UsSsn])),
-        ("pii", Builtin::Pii(PiiEntity::ALL.to_vec())),
-        ("secrets", Builtin::Secrets),
-        ("injection", Builtin::Injection { threshold: 0.8 }),
-    ] {
-        let mut out = Vec::new();
-        b.scan(&text, &mut out);
-        let t = std::time::Instant::now();
-        for _ in 0..5 {
-            out.clear();
-            b.scan(&text, &mut out);
-        }
-        eprintln!("{name:<10} {:?} per 100KB", t.elapsed() / 5);
-    }
-}

@@ -446,3 +446,36 @@ fn anthropic_json_redact_and_block() {
     assert_eq!(out["usage"]["output_tokens"], 2);
     assert_eq!(g.verdicts()[0].kinds, ["iban"]);
 }
+
+#[test]
+fn chat_stream_without_usage_and_cut_short_still_ends() {
+    // No usage chunk, and the upstream stops right after the secret's event.
+    let input = chat_sse(&["a ", KEY]);
+    let cut = input.find("\"finish_reason\":\"stop\"").unwrap();
+    let cut = input[..cut].rfind("data:").unwrap();
+    let mut g = guard(
+        Endpoint::ChatCompletions,
+        Format::Sse,
+        vec![secrets(Action::Block)],
+    );
+    let out = run(&mut g, &[&input.as_bytes()[..cut]]);
+    assert_eq!(text_of(Endpoint::ChatCompletions, &out), "a ");
+    let evs = events(&out);
+    assert_eq!(
+        evs.last().unwrap()["choices"][0]["finish_reason"],
+        "content_filter"
+    );
+    assert_eq!(evs.last().unwrap()["id"], "c1");
+    assert!(out.ends_with("data: [DONE]\n\n"));
+}
+
+#[test]
+fn responses_log_and_no_rules_change_no_byte() {
+    let input = responses_sse(&["mail bob@exa", "mple.org thanks"]);
+    let mut g = guard(Endpoint::Responses, Format::Sse, vec![pii(Action::Log)]);
+    assert_eq!(run(&mut g, &all_chunks(&input)), input);
+    assert_eq!(g.verdicts()[0].kinds, ["email"]);
+    let mut g = guard(Endpoint::Responses, Format::Sse, vec![]);
+    assert_eq!(run(&mut g, &all_chunks(&input)), input);
+    assert!(g.verdicts().is_empty());
+}
