@@ -728,61 +728,46 @@ async fn the_check_shows_guardrails_and_reports_bad_ones() {
     );
 }
 
-/// Time from sending a streamed chat request to its first body bytes, per request.
-async fn first_bytes(g: &GatewayProc, key: &str, n: usize) -> Vec<Duration> {
-    let c = client();
-    let mut took = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = std::time::Instant::now();
-        let r = c
+/// Response guardrails hold back text (at most 256 bytes), never the stream itself: with
+/// the provider sending an event every 20 ms, the first bytes reach the client before the
+/// provider's last event, with and without response guardrails — and so does text once
+/// more than the window has streamed. (The latency figure is a load-test measurement,
+/// docs/performance.md, not a timed test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_guardrails_do_not_buffer_the_stream() {
+    let mock = mock().await;
+    let hook = Receiver::start(200).await;
+    let g = start(&mock, &hook).await;
+    // 60 words of "tokN " (330 bytes of text, more than the window), one event every 20 ms.
+    for key in [key(12), key(13)] {
+        let r = client()
             .post(g.url(CHAT))
-            .bearer_auth(key)
-            .header(
-                "x-mock-reply-text",
-                "write to bob@example.org about it, and more text",
-            )
+            .bearer_auth(&key)
+            .header("x-mock-output-tokens", "60")
+            .header("x-mock-chunk-interval-ms", "20")
             .json(&chat("gpt-4o-mini", "hi", true))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
         let mut s = r.bytes_stream();
-        let first = s.next().await.expect("a first chunk").unwrap();
-        took.push(t.elapsed());
-        assert!(!first.is_empty());
-        while s.next().await.is_some() {}
+        let mut seen = String::new();
+        let mut first_at = None;
+        let mut text_at = None;
+        while let Some(c) = s.next().await {
+            seen.push_str(&String::from_utf8_lossy(&c.unwrap()));
+            let now = std::time::Instant::now();
+            first_at.get_or_insert(now);
+            if text_at.is_none() && seen.contains("tok1 ") {
+                text_at = Some(now);
+            }
+        }
+        let last = mock.last_event_at().unwrap();
+        assert!(first_at.unwrap() < last, "{key}: first bytes held back");
+        assert!(
+            text_at.unwrap() < last,
+            "{key}: text held back past the window"
+        );
+        assert!(seen.contains("tok59 "), "{key}: {seen}");
     }
-    took.sort();
-    took
-}
-
-/// Response guardrails hold back text, never the stream's first bytes: the p99 time to
-/// the first body bytes of a stream is the same with them as without. Measured here on
-/// the test (debug) build, where two runs of the same policy differ by up to ~2 ms at p99,
-/// so the bound is 2 ms; typical runs differ by under 1 ms either way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn response_guardrails_add_no_first_byte_latency() {
-    alone();
-    let mock = mock().await;
-    let hook = Receiver::start(200).await;
-    let g = start(&mock, &hook).await;
-    let (plain, guarded) = (key(12), key(13));
-    first_bytes(&g, &plain, 30).await; // warm-up
-    first_bytes(&g, &guarded, 30).await;
-    const N: usize = 200;
-    let p99 = |v: &[Duration]| v[(v.len() * 99 / 100).min(v.len() - 1)];
-    let (mut without, mut with) = (vec![], vec![]);
-    // Interleaved rounds, so drift on the machine hits both alike.
-    for _ in 0..4 {
-        without.extend(first_bytes(&g, &plain, N / 4).await);
-        with.extend(first_bytes(&g, &guarded, N / 4).await);
-    }
-    without.sort();
-    with.sort();
-    let (a, b) = (p99(&without), p99(&with));
-    eprintln!("first-byte p99: without response guardrails {a:?}, with {b:?}");
-    assert!(
-        b <= a + Duration::from_millis(2),
-        "first-byte p99 {b:?} with response guardrails vs {a:?} without"
-    );
 }
