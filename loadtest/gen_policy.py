@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The load-test policy (loadtest/perf.sh and the other scripts): N keys in 20 groups over
-2 orgs, every limit type on all three layers. Usage: gen_policy.py KEYS [LISTEN] [DATA_DIR] > file.toml"""
-import hashlib, sys
+2 orgs, every limit type on all three layers. Usage: gen_policy.py KEYS [LISTEN] [DATA_DIR] > file.toml
+With GUARDS=on in the environment, the pii, secrets and injection guardrails are attached to
+both orgs (so to every request); with GUARDS=response, to org0 only, on requests and answers."""
+import hashlib, os, sys
 
 keys = int(sys.argv[1])
 listen = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1:18190"
@@ -25,8 +27,30 @@ input_usd_per_mtok = 0.15
 output_usd_per_mtok = 0.6
 targets = [{{ provider = "mock", model = "gpt-4o-mini", weight = 1 }}, {{ provider = "mock", model = "gpt-4o-mini", weight = 1 }}]
 ''')
+guards = os.environ.get("GUARDS", "off")
+on = '\non = ["request", "response"]' if guards == "response" else ""
+if guards != "off":
+    out.write('''
+[[guardrails]]
+id = "pii"
+kind = "pii"
+entities = ["email", "phone", "credit_card", "iban", "ip_address", "us_ssn"]
+action = "redact"{on}
+
+[[guardrails]]
+id = "secrets"
+kind = "secrets"
+action = "block"{on}
+
+[[guardrails]]
+id = "injection"
+kind = "injection"
+threshold = 0.8
+action = "block"{on}
+'''.format(on=on))
 for o in range(2):
-    out.write(f'\n[[orgs]]\nid = "org{o}"\n' + lim.format(r=10_000_000, t=10_000_000_000, p=100000, b=10_000_000))
+    attach = 'guardrails = ["pii", "secrets", "injection"]\n' if guards == "on" or (guards == "response" and o == 0) else ""
+    out.write(f'\n[[orgs]]\nid = "org{o}"\n' + attach + lim.format(r=10_000_000, t=10_000_000_000, p=100000, b=10_000_000))
 for g in range(20):
     out.write(f'\n[[groups]]\nid = "grp{g}"\norg = "org{g%2}"\nrouting = "latency"\nmodels = ["gpt-*"]\n' + lim.format(r=5_000_000, t=5_000_000_000, p=50000, b=5_000_000))
 kl = lim.format(r=1_000_000, t=1_000_000_000, p=10000, b=1_000_000)

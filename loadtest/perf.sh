@@ -20,6 +20,7 @@
 #
 # Knobs (environment): KEYS (10000), LOG=file|off (file), LIMITS=all|none (all), ROUNDS (5),
 # DUR (4s), MAX_RATIO (1.10), WORK_STEALING=true (tollgate on Pingora's work-stealing runtime),
+# GUARDS=on (the pii, secrets and injection guardrails on every request),
 # KEEP=1 keeps the work directory.
 # Installs what it needs from Debian's packages when missing (scripts/setup.sh, nginx, wrk, bc).
 set -u
@@ -143,7 +144,7 @@ measure() { # port [pid] -> "req/s p50 p99 cpu_us_per_req non2xx"
 # A short warm-up of each proxy (connection pools, allocator), not counted.
 DUR=2s measure "$BP" > /dev/null; DUR=2s measure "$TG" > /dev/null
 
-echo "machine: $(nproc) cores; wrk -t1 -c32 -d$DUR; KEYS=$KEYS LOG=$LOG LIMITS=$LIMITS WORK_STEALING=${WORK_STEALING:-false}"
+echo "machine: $(nproc) cores; wrk -t1 -c32 -d$DUR; KEYS=$KEYS LOG=$LOG LIMITS=$LIMITS WORK_STEALING=${WORK_STEALING:-false} GUARDS=${GUARDS:-off}"
 echo "system rps p50 p99 cpu_us_per_req non2xx"
 echo "direct $(measure "$UP")"
 echo "nginx $(measure "$PX")"
