@@ -48,15 +48,20 @@ pub(crate) async fn create_batch(
     .await
 }
 
+/// The query string as `T` (empty when absent): 400 `invalid_request`, `param: ""`, when it
+/// does not parse.
+fn query<T: serde::de::DeserializeOwned>(q: Option<&str>) -> ApiResult<T> {
+    serde_urlencoded::from_str(q.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request("", format!("query: {e}")))
+}
+
 pub(crate) async fn list_keys(
     State(s): State<AdminState>,
     Extension(h): Extension<Actor>,
     RawQuery(q): RawQuery,
 ) -> Response {
     run(s, h, StatusCode::OK, move |cp, a| {
-        let query = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
-            .map_err(|e| ApiError::bad_request("", format!("query: {e}")))?;
-        cp.keys().list(a, &query)
+        cp.keys().list(a, &query(q.as_deref())?)
     })
     .await
 }
@@ -204,9 +209,9 @@ where
     T: Serialize + Send + 'static,
     F: FnOnce(&ControlPlane, &Actor, &SpendQuery) -> ApiResult<T> + Send + 'static,
 {
-    let query: SpendQuery = match serde_urlencoded::from_str(q.as_deref().unwrap_or("")) {
+    let query: SpendQuery = match query(q.as_deref()) {
         Ok(q) => q,
-        Err(e) => return error_response(&ApiError::bad_request("", format!("query: {e}"))),
+        Err(e) => return error_response(&e),
     };
     let csv = match query.csv() {
         Ok(c) => c,
@@ -266,9 +271,9 @@ pub(crate) async fn list_invoices(
     RawQuery(q): RawQuery,
 ) -> Response {
     use crate::control::invoices::{self, InvoiceQuery};
-    let query: InvoiceQuery = match serde_urlencoded::from_str(q.as_deref().unwrap_or("")) {
+    let query: InvoiceQuery = match query(q.as_deref()) {
         Ok(q) => q,
-        Err(e) => return error_response(&ApiError::bad_request("", format!("query: {e}"))),
+        Err(e) => return error_response(&e),
     };
     let csv = match query.csv() {
         Ok(c) => c,
@@ -294,9 +299,7 @@ pub(crate) async fn list_audit(
 ) -> Response {
     let audit = s.audit.clone();
     run(s, h, StatusCode::OK, move |_, a| {
-        let query: crate::control::audit::AuditQuery =
-            serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
-                .map_err(|e| ApiError::bad_request("", format!("query: {e}")))?;
+        let query: crate::control::audit::AuditQuery = query(q.as_deref())?;
         // A scoped token sees its groups' events; events of no group only unscoped ones.
         let visible = |g: Option<&str>| match g {
             Some(g) => a.sees_group(g),
@@ -324,9 +327,7 @@ pub(crate) async fn list_reconciliation(
 ) -> Response {
     let rec = s.reconciler.clone();
     run(s, h, StatusCode::OK, move |_, a| {
-        let query: crate::control::reconcile::ReconciliationQuery =
-            serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
-                .map_err(|e| ApiError::bad_request("", format!("query: {e}")))?;
+        let query: crate::control::reconcile::ReconciliationQuery = query(q.as_deref())?;
         rec.list(a, &query)
     })
     .await
@@ -340,11 +341,8 @@ pub(crate) async fn run_reconciliation(
     RawQuery(q): RawQuery,
 ) -> Response {
     let rec = s.reconciler.clone();
-    let days = serde_urlencoded::from_str::<crate::control::reconcile::RunQuery>(
-        q.as_deref().unwrap_or(""),
-    )
-    .map_err(|e| ApiError::bad_request("", format!("query: {e}")))
-    .and_then(|query| rec.days_to_run(&h, &query));
+    let days = query::<crate::control::reconcile::RunQuery>(q.as_deref())
+        .and_then(|query| rec.days_to_run(&h, &query));
     match days {
         Ok((from, to)) => {
             let run: crate::control::reconcile::RunView =
