@@ -8,7 +8,7 @@
 //! its lines (never a rounding of their sum). A scoped token sees the lines of its groups
 //! only, and the invoices that have such lines.
 
-use super::view::usd;
+use super::view::{pct, usd};
 use super::{Actor, ApiError, ApiResult, Spend};
 use crate::storage::ledger::{Dim, Level, UsageTotals};
 use serde::Serialize;
@@ -74,11 +74,6 @@ pub(crate) struct InvoiceLine {
     pub(crate) markup_pct: f64,
     pub(crate) markup_usd: f64,
     pub(crate) total_usd: f64,
-}
-
-/// A markup in thousandths of a per cent as the answers show it (`12500` → `12.5`).
-pub(crate) fn pct(millipct: u32) -> f64 {
-    f64::from(millipct) / 1000.0
 }
 
 /// The markup on `cost_micros` at `millipct` thousandths of a per cent, rounded half up to

@@ -22,6 +22,11 @@ pub(crate) fn usd(micros: u64) -> f64 {
     micros as f64 / 1e6
 }
 
+/// A markup in thousandths of a per cent as the answers show it (`12500` → `12.5`).
+pub(crate) fn pct(millipct: u32) -> f64 {
+    f64::from(millipct) / 1000.0
+}
+
 pub(crate) fn period_name(p: BudgetPeriod) -> &'static str {
     match p {
         BudgetPeriod::Daily => "daily",
@@ -435,7 +440,7 @@ impl Writer {
             idle_disable: g.idle_disable.map(duration_text),
             tags: g.tags.iter().cloned().collect(),
             log_level: format!("{:?}", g.log_level).to_lowercase(),
-            markup_pct: super::invoices::pct(g.markup_millipct),
+            markup_pct: pct(g.markup_millipct),
             invoice_to: g.invoice_to.as_deref().map(str::to_string),
             keys,
             budget_usd: g.limits.budget.map(|b| usd(b.limit_micros)),

@@ -245,7 +245,13 @@ pub(crate) fn settle(
         // Refused upstream or never reached: nothing was consumed.
         reservation.cancel();
         if let (Some(ledger), Some(_)) = (&acc.ledger, served.status) {
-            record(ledger, acc, key, served.model, Billed::default());
+            record(
+                ledger,
+                acc.admission.now_ms(),
+                key,
+                served.model,
+                Billed::default(),
+            );
         }
         return Billed::default();
     }
@@ -272,26 +278,22 @@ pub(crate) fn settle(
             .min(input),
     };
     if let Some(ledger) = &acc.ledger {
-        record(ledger, acc, key, served.model, billed);
-        record_served(ledger, acc, key, served, billed);
+        // One clock read for both rows.
+        let now_ms = acc.admission.now_ms();
+        record(ledger, now_ms, key, served.model, billed);
+        record_served(ledger, now_ms, key, served, billed);
     }
     billed
 }
 
 /// The tokens a provider served, per day × provider × upstream model × org (reconciliation).
-fn record_served(
-    ledger: &Ledger,
-    acc: &Accounting,
-    key: &KeyEntry,
-    served: &Served<'_>,
-    b: Billed,
-) {
+fn record_served(ledger: &Ledger, now_ms: u64, key: &KeyEntry, served: &Served<'_>, b: Billed) {
     let Some((provider, model)) = served.target else {
         return;
     };
     ledger.record_served(
         ServedKey {
-            day: acc.admission.now_ms() / 86_400_000,
+            day: now_ms / 86_400_000,
             provider: provider.clone(),
             model: model.clone(),
             org: key.group.org.id.clone(),
@@ -304,8 +306,8 @@ fn record_served(
     );
 }
 
-fn record(ledger: &Ledger, acc: &Accounting, key: &KeyEntry, model: &Arc<str>, b: Billed) {
-    let hour = acc.admission.now_ms() / 3_600_000;
+fn record(ledger: &Ledger, now_ms: u64, key: &KeyEntry, model: &Arc<str>, b: Billed) {
+    let hour = now_ms / 3_600_000;
     ledger.record(
         UsageKey {
             hour,

@@ -496,12 +496,7 @@ impl Config {
                 } else {
                     ""
                 };
-                format!(
-                    "{} ({} {}{from})",
-                    gr.id,
-                    gr.kind(),
-                    crate::proxy::guard::action_name(gr.action())
-                )
+                format!("{} ({} {}{from})", gr.id, gr.kind(), gr.action().as_str())
             })
             .collect()
     }
@@ -595,7 +590,7 @@ impl Config {
                     "    {:<20} {:<10} {:<6} on {on}",
                     g.id,
                     g.kind(),
-                    crate::proxy::guard::action_name(g.action())
+                    g.action().as_str()
                 );
             }
         }

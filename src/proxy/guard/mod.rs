@@ -27,15 +27,11 @@ pub struct Trip {
     pub kinds: Vec<Cow<'static, str>>,
 }
 
-pub(crate) fn action_name(a: Action) -> &'static str {
-    a.as_str()
-}
-
 impl From<&Verdict> for Trip {
     fn from(v: &Verdict) -> Trip {
         Trip {
             id: v.id.clone(),
-            action: action_name(v.action),
+            action: v.action.as_str(),
             kinds: v.kinds.iter().map(|k| Cow::Borrowed(*k)).collect(),
         }
     }
@@ -120,7 +116,7 @@ pub(crate) async fn check_request(
             Answer::Flagged(kinds) => {
                 let trip = Trip {
                     id: ext.id.clone(),
-                    action: action_name(ext.action),
+                    action: ext.action.as_str(),
                     kinds: kinds.into_iter().map(Cow::Owned).collect(),
                 };
                 let blocked = ext.action == Action::Block;
