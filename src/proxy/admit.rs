@@ -102,6 +102,7 @@ pub(crate) async fn read_body(
 /// texts. A refused request keeps neither its body nor its verdicts' text: the log line
 /// cannot carry what a guardrail blocked.
 pub(crate) async fn guard(
+    acc: &Accounting,
     ctx: &mut RequestCtx,
     snapshot: &Snapshot,
     who: &Identified,
@@ -118,6 +119,7 @@ pub(crate) async fn guard(
         &model.name,
         body,
         ctx.guard_trips(),
+        || acc.admission.now_ms(),
     )
     .await;
     if checked.is_err() {

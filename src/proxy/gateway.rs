@@ -69,7 +69,7 @@ impl Gateway {
             return Ok(Admission::ListModels);
         }
         let (mut body, model) = admit::read_body(acc, session, ctx, &snapshot, &who).await?;
-        admit::guard(ctx, &snapshot, &who, &mut body, &model).await?;
+        admit::guard(acc, ctx, &snapshot, &who, &mut body, &model).await?;
         admit::reserve(acc, session, ctx, &snapshot, who, body, model)?;
         Ok(Admission::Forward)
     }

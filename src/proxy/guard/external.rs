@@ -90,6 +90,7 @@ pub(crate) struct Asker<'a> {
     pub(crate) group: &'a str,
     pub(crate) key_id: &'a str,
     pub(crate) model: &'a str,
+    pub(crate) now_ms: u64,
 }
 
 /// Asks `ext` about `texts`; `provider` is the moderation kind's provider entry.
@@ -176,9 +177,7 @@ fn build(
                 let secret = std::env::var_os(env)
                     .filter(|s| !s.is_empty())
                     .ok_or_else(|| format!("{env} is not set"))?;
-                let t = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let t = who.now_ms / 1000;
                 r = r.header(
                     SIGNATURE_HEADER,
                     signature(secret.as_encoded_bytes(), t, &body),

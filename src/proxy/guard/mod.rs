@@ -46,6 +46,7 @@ pub(crate) async fn check_request(
     model: &str,
     body: &mut RequestBody,
     trips: &mut Vec<Trip>,
+    now_ms: impl FnOnce() -> u64,
 ) -> Result<(), GatewayError> {
     let Some(set) = key.guards().map(|g| &**g) else {
         return Ok(());
@@ -78,6 +79,8 @@ pub(crate) async fn check_request(
         group: &key.group.id,
         key_id: &key.id,
         model,
+        // The webhook signature's time: the gateway's clock, read once for all checkers.
+        now_ms: now_ms(),
     };
     // Every checker at once: the request waits for the slowest, not for their sum.
     let asks = set.external.iter().map(|ext| {
