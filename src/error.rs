@@ -98,6 +98,12 @@ pub enum GatewayError {
     /// An external guardrail with `on_error = "block"` failed or timed out.
     #[error("guardrail {id} is unavailable ({reason}); the request was not forwarded")]
     GuardrailUnavailable { id: String, reason: String },
+    /// `require_client_cert`: no verified client certificate came with the request.
+    #[error("{scope} requires a client certificate signed by the gateway's client CA (mTLS)")]
+    ClientCertRequired { scope: String },
+    /// `client_cert_sha256`: the certificate presented is not one of the key's.
+    #[error("key {key} does not accept this client certificate (sha256 {sha256})")]
+    ClientCertMismatch { key: String, sha256: String },
     /// A failure of the gateway itself (a bug): never the client's or a provider's.
     #[error("the gateway could not handle this request; quote its x-request-id when reporting it")]
     Internal,
@@ -126,6 +132,7 @@ impl GatewayError {
             ClientClosed(_) => 499,
             ClientTimeout(_) => 408,
             Internal => 500,
+            ClientCertRequired { .. } | ClientCertMismatch { .. } => 403,
         }
     }
 
@@ -162,6 +169,8 @@ impl GatewayError {
             GuardrailBlocked { .. } => "guardrail_blocked",
             GuardrailUnavailable { .. } => "guardrail_unavailable",
             Internal => "internal_error",
+            ClientCertRequired { .. } => "client_cert_required",
+            ClientCertMismatch { .. } => "client_cert_mismatch",
         }
     }
 

@@ -1,4 +1,5 @@
 //! Assembly: the Pingora server and its services (`server`), and `tollgate demo`.
 
 pub mod demo;
+mod mtls;
 pub mod server;

@@ -277,6 +277,11 @@ fn proxy_service(
     for addr in &s.listen {
         let addr = addr.to_string();
         match &s.tls {
+            Some(tls) if tls.client_ca.is_some() => {
+                let settings = super::mtls::tls_settings(tls)
+                    .with_context(|| format!("TLS listener {addr}"))?;
+                proxy.add_tls_with_settings(&addr, None, settings)
+            }
             Some(tls) => proxy
                 .add_tls(
                     &addr,

@@ -2,7 +2,9 @@
 //! enable, regenerate, move.
 
 use super::requests::{MoveKey, NewBatch, NewKey, PatchKey, Regenerate};
-use super::spec::{check_future, check_guardrails, check_in_group, check_spec};
+use super::spec::{
+    check_cert_in_group, check_future, check_guardrails, check_in_group, check_spec,
+};
 use super::view::{KeyView, KeyWithSecret, List};
 use super::{parse_record, Actor, ApiError, ApiResult, Keys, Role, Writer};
 use crate::control::events::{Event, EventKind};
@@ -19,7 +21,7 @@ fn new_id() -> String {
 }
 
 /// The record's audited form: everything but digests.
-fn audit_form(r: &KeyRecord) -> Value {
+pub(super) fn audit_form(r: &KeyRecord) -> Value {
     json!({"group": r.group, "status": r.status, "spec": r.spec})
 }
 
@@ -193,6 +195,7 @@ impl Keys<'_> {
         let checked = check_spec(&spec)?;
         check_future(checked.expires_at, self.w.now())?;
         check_in_group(&checked.limits, g)?;
+        check_cert_in_group(&spec, g, snapshot)?;
         check_guardrails(&spec, snapshot)?;
         if let Some(ss) = self_service {
             super::selfservice::after(self.w, ss, actor, g, &checked)?;
@@ -426,28 +429,45 @@ impl Keys<'_> {
             actor,
             id,
             |r, snapshot| {
-                not_revoked(r)?;
-                let mut spec = fields.apply(r.spec.clone());
-                if let Some(ttl) = ttl {
-                    let at = self.w.now() + ttl;
-                    spec.expires_at = Some(humantime::format_rfc3339_seconds(at).to_string());
-                }
-                let checked = check_spec(&spec)?;
-                if spec.expires_at != r.spec.expires_at {
-                    check_future(checked.expires_at, self.w.now())?;
-                }
-                if spec.guardrails != r.spec.guardrails {
-                    check_guardrails(&spec, snapshot)?;
-                }
-                if let Some(g) = snapshot.groups.get(r.group.as_str()) {
-                    check_in_group(&checked.limits, g)?;
-                }
-                r.spec = spec;
+                r.spec = self.patched(r, fields, ttl, snapshot)?;
                 Ok(EventKind::KeyUpdated)
             },
             None,
         )?;
         Ok(self.view(&r))
+    }
+
+    /// A stored key's fields after a PATCH, checked like a new key's: formats, a future
+    /// expiry, guardrails that exist, nothing looser than the group or the org.
+    pub(super) fn patched(
+        &self,
+        r: &KeyRecord,
+        fields: super::requests::KeyPatch,
+        ttl: Option<Duration>,
+        snapshot: &Snapshot,
+    ) -> ApiResult<KeySpec> {
+        not_revoked(r)?;
+        let mut spec = fields.apply(r.spec.clone());
+        if let Some(ttl) = ttl {
+            let at = self.w.now() + ttl;
+            spec.expires_at = Some(humantime::format_rfc3339_seconds(at).to_string());
+        }
+        let checked = check_spec(&spec)?;
+        if spec.expires_at != r.spec.expires_at {
+            check_future(checked.expires_at, self.w.now())?;
+        }
+        if spec.guardrails != r.spec.guardrails {
+            check_guardrails(&spec, snapshot)?;
+        }
+        if let Some(g) = snapshot.groups.get(r.group.as_str()) {
+            check_in_group(&checked.limits, g)?;
+            if (&spec.require_client_cert, &spec.client_cert_sha256)
+                != (&r.spec.require_client_cert, &r.spec.client_cert_sha256)
+            {
+                check_cert_in_group(&spec, g, snapshot)?;
+            }
+        }
+        Ok(spec)
     }
 
     fn set_status(&self, actor: &Actor, id: &str, to: KeyStatus) -> ApiResult<KeyView> {
@@ -548,6 +568,7 @@ impl Keys<'_> {
                 let g = self.group_for_create(actor, snapshot, &group)?;
                 let checked = check_spec(&r.spec)?;
                 check_in_group(&checked.limits, g)?;
+                check_cert_in_group(&r.spec, g, snapshot)?;
                 r.group = group.clone();
                 Ok(EventKind::KeyMoved)
             },

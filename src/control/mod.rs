@@ -18,6 +18,7 @@ pub(crate) mod tokens;
 pub(crate) mod webhooks;
 pub(crate) use groups::Bulk;
 pub(crate) use tokens::Role;
+pub(crate) mod bulk_keys;
 mod keys;
 pub(crate) mod lifecycle;
 pub(crate) mod reconcile;

@@ -196,6 +196,10 @@ pub(crate) struct KeyPatch {
     pub(crate) rotation_interval: Patch<String>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
     pub(crate) guardrails: Patch<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) require_client_cert: Patch<bool>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) client_cert_sha256: Patch<Vec<String>>,
 }
 
 /// `PATCH /v1/keys/{id}`'s whole body: `ttl` (sets `expires_at` from now) and the fields.
@@ -250,8 +254,12 @@ impl KeyPatch {
             metadata,
             rotation_interval,
             guardrails,
+            require_client_cert,
+            client_cert_sha256,
         } = self;
         KeySpec {
+            require_client_cert: require_client_cert.apply(spec.require_client_cert),
+            client_cert_sha256: client_cert_sha256.apply(spec.client_cert_sha256),
             name: name.apply(spec.name),
             owner: owner.apply(spec.owner),
             expires_at: expires_at.apply(spec.expires_at),

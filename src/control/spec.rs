@@ -2,6 +2,7 @@
 //! `config::looser_than`), and stored records → the directory's form.
 
 use super::{ApiError, ApiResult};
+use crate::policy::config::mtls::{self, CertRule};
 use crate::policy::config::{fields, looser_than, KeyState, Limits, ModelFilter};
 use crate::policy::snapshot::{Digest, GroupEntry};
 use crate::proxy::directory::{ApiKey, ApiKeyParts};
@@ -80,6 +81,11 @@ pub(crate) const EXPECTED: &[(&str, &str)] = &[
     ("metadata", "expected a JSON object, or null"),
     ("count", "expected a whole number from 1 to 1000"),
     ("guardrails", "expected a list of guardrail ids, or null"),
+    ("require_client_cert", "expected true or false, or null"),
+    (
+        "client_cert_sha256",
+        "expected a list of SHA-256 fingerprints (64 hex digits), or null",
+    ),
     ("role", "expected \"admin\", \"group_admin\", \"viewer\" or \"developer\""),
 ];
 
@@ -144,6 +150,7 @@ pub(crate) struct Checked {
     pub(crate) expires_at: Option<SystemTime>,
     pub(crate) rotation_s: Option<u64>,
     pub(crate) guardrails: Option<Box<[Arc<str>]>>,
+    pub(crate) client_cert: Option<Box<CertRule>>,
 }
 
 fn field_err((field, message): (String, String)) -> ApiError {
@@ -162,6 +169,8 @@ pub(crate) fn check_spec(spec: &KeySpec) -> ApiResult<Checked> {
         metadata,
         rotation_interval,
         guardrails,
+        require_client_cert,
+        client_cert_sha256,
         ..
     } = spec;
     match name.as_deref() {
@@ -243,7 +252,12 @@ pub(crate) fn check_spec(spec: &KeySpec) -> ApiResult<Checked> {
         .as_ref()
         .filter(|g| !g.is_empty())
         .map(|g| g.iter().map(|id| Arc::from(id.as_str())).collect());
+    let sha256 =
+        mtls::fingerprints(client_cert_sha256.as_deref().unwrap_or_default()).map_err(|m| {
+            ApiError::bad_request("client_cert_sha256", format!("client_cert_sha256: {m}"))
+        })?;
     Ok(Checked {
+        client_cert: CertRule::new(*require_client_cert, sha256),
         guardrails,
         limits,
         models: filter,
@@ -268,6 +282,44 @@ pub(crate) fn check_in_group(limits: &Limits, group: &GroupEntry) -> ApiResult<(
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A key may not turn off its group's `require_client_cert`, and any certificate rule
+/// needs `tls.client_ca` (else no request could satisfy it).
+pub(crate) fn check_cert_in_group(
+    spec: &KeySpec,
+    group: &GroupEntry,
+    snapshot: &crate::policy::snapshot::Snapshot,
+) -> ApiResult<()> {
+    let parent = format!("group {}", group.id);
+    if let Some(m) = mtls::looser(
+        spec.require_client_cert,
+        (&parent, group.require_client_cert),
+    ) {
+        return Err(ApiError::bad_request("require_client_cert", m));
+    }
+    let asks = spec.require_client_cert == Some(true)
+        || spec
+            .client_cert_sha256
+            .as_ref()
+            .is_some_and(|l| !l.is_empty());
+    let verifies = snapshot
+        .server
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_ca.as_ref());
+    if asks && verifies.is_none() {
+        let field = if spec.require_client_cert == Some(true) {
+            "require_client_cert"
+        } else {
+            "client_cert_sha256"
+        };
+        return Err(ApiError::bad_request(
+            field,
+            format!("{field} {}", mtls::NEEDS_CLIENT_CA),
+        ));
     }
     Ok(())
 }
@@ -356,6 +408,7 @@ pub(crate) fn parse_record_interned(
         secret_at: r.secret_at,
         rotation_s: c.rotation_s,
         guardrails: c.guardrails,
+        client_cert: c.client_cert,
         id: id.clone(),
     };
     Ok(ApiKey::new(parts, last_used))

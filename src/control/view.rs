@@ -143,6 +143,9 @@ pub(crate) struct KeyView {
     pub(crate) guardrails: Option<Vec<String>>,
     /// Every guardrail that applies to the key: org ∪ group ∪ key.
     pub(crate) guardrails_in_force: Vec<String>,
+    /// The key must present a client certificate (its own rule, its group's or its org's).
+    pub(crate) require_client_cert: bool,
+    pub(crate) client_cert_sha256: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) grace_until: Option<Option<String>>,
     pub(crate) spend_usd: f64,
@@ -229,6 +232,11 @@ pub(crate) struct GroupView {
     pub(crate) guardrails: Vec<String>,
     /// Guardrail verdicts since the process started (filled in by the admin listener).
     pub(crate) guardrail_trips: GuardrailTrips,
+    /// Requests must present a client certificate (the group's or its org's rule).
+    pub(crate) require_client_cert: bool,
+    /// The `[[presets]]` id the group named, and the fields it took from it.
+    pub(crate) preset: Option<String>,
+    pub(crate) preset_fields: Vec<String>,
 }
 
 /// A group's guardrail verdicts since the process started, from
@@ -359,6 +367,9 @@ impl Writer {
                 |id| snapshot.guardrails.contains_key(id),
                 r.spec.guardrails.as_deref().unwrap_or_default(),
             ),
+            require_client_cert: r.spec.require_client_cert == Some(true)
+                || group.is_some_and(|g| g.require_client_cert),
+            client_cert_sha256: r.spec.client_cert_sha256.clone(),
             grace_until: Some(
                 r.previous
                     .as_ref()
@@ -407,6 +418,12 @@ impl Writer {
                 .guards()
                 .map(|g| g.ids().map(str::to_string).collect())
                 .unwrap_or_default(),
+            require_client_cert: k.group.require_client_cert
+                || k.client_cert().is_some_and(|c| c.required),
+            client_cert_sha256: k
+                .client_cert()
+                .filter(|c| !c.sha256.is_empty())
+                .map(|c| c.sha256_hex()),
             grace_until: None,
             spend_usd: usd(spend),
             spend_all_time_usd: usd(all_time),
@@ -454,6 +471,13 @@ impl Writer {
                 .map(|s| s.ids().map(str::to_string).collect())
                 .unwrap_or_default(),
             guardrail_trips: GuardrailTrips::default(),
+            require_client_cert: g.require_client_cert,
+            preset: g.preset.as_ref().map(|p| p.id.to_string()),
+            preset_fields: g
+                .preset
+                .as_ref()
+                .map(|p| p.fields.clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::proxy::account::Accounting;
 use crate::proxy::ctx::{Admitted, RequestCtx};
 use crate::proxy::directory::Directory;
 use crate::proxy::route::{self, Plan};
-use crate::proxy::{account, auth, checks, headers, respond};
+use crate::proxy::{account, auth, checks, headers, mtls, respond};
 use pingora_proxy::Session;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -60,6 +60,9 @@ pub(crate) fn identify(
     let ip = checks::client_ip(peer, xff, &snapshot.server.trusted_proxies);
     ctx.set_client_ip(ip);
     checks::check_ip(&key, ip)?;
+    if mtls::applies(&key) {
+        mtls::check(&key, session)?;
+    }
     Ok(Identified {
         endpoint,
         key,

@@ -10,6 +10,7 @@
 
 use crate::digest::ByDigest;
 use crate::error::GatewayError;
+use crate::policy::config::mtls::CertRule;
 use crate::policy::config::{GroupState, KeyState, Limits, ModelFilter};
 use crate::policy::snapshot::{
     Digest, DigestHash, GroupEntry, KeyEntry, KeyParts, KeySource, Snapshot,
@@ -64,6 +65,7 @@ struct Rare {
     allowed_cidrs: Option<Box<[IpNet]>>,
     rotation_s: Option<u64>,
     guardrails: Option<Box<[Arc<str>]>>,
+    client_cert: Option<Box<CertRule>>,
 }
 
 impl ApiKeyDef {
@@ -83,8 +85,10 @@ impl ApiKeyDef {
             secret_at,
             rotation_s,
             guardrails,
+            client_cert,
         } = p;
         let rare = (previous.is_some()
+            || client_cert.is_some()
             || models.is_some()
             || allowed_cidrs.is_some()
             || rotation_s.is_some()
@@ -96,6 +100,7 @@ impl ApiKeyDef {
                 allowed_cidrs: allowed_cidrs.map(Vec::into_boxed_slice),
                 rotation_s,
                 guardrails,
+                client_cert,
             })
         });
         ApiKeyDef {
@@ -123,6 +128,11 @@ impl ApiKeyDef {
 
     pub(crate) fn allowed_cidrs(&self) -> Option<&[IpNet]> {
         self.rare.as_ref()?.allowed_cidrs.as_deref()
+    }
+
+    /// The key's own client-certificate rule.
+    pub(crate) fn client_cert(&self) -> Option<&CertRule> {
+        self.rare.as_ref()?.client_cert.as_deref()
     }
 
     /// `rotation_interval` in seconds.
@@ -167,6 +177,7 @@ pub struct ApiKeyParts {
     pub rotation_s: Option<u64>,
     /// The key's own guardrail ids (added to its group's and org's).
     pub guardrails: Option<Box<[Arc<str>]>>,
+    pub client_cert: Option<Box<CertRule>>,
 }
 
 impl ApiKey {
@@ -195,6 +206,7 @@ impl ApiKey {
             limits: self.limits,
             models: self.models(),
             allowed_cidrs: self.allowed_cidrs().map(Box::from),
+            client_cert: self.client_cert().map(|c| Box::new(c.clone())),
             source: KeySource::Api,
             last_used: self.last_used.clone(),
             // An id the file no longer has is skipped (the admin API refuses unknown ids).
@@ -388,6 +400,7 @@ mod tests {
                 limits: Limits::default(),
                 models: None,
                 allowed_cidrs: None,
+                client_cert: None,
                 owner: None,
                 created_at: 0,
                 secret_at: 0,

@@ -61,6 +61,12 @@ pub struct KeySpec {
     /// Guardrail ids, added to the group's and the org's (which a key cannot drop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrails: Option<Vec<String>>,
+    /// Requests must present a client certificate (docs/policy.md "Client certificates").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_client_cert: Option<bool>,
+    /// SHA-256 of the client certificates (DER, hex) this key works with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_sha256: Option<Vec<String>>,
 }
 
 impl KeySpec {
@@ -161,4 +167,8 @@ pub struct Pending {
     pub(crate) created_ms: u64,
     /// Not before (unix ms).
     pub(crate) next_ms: u64,
+    /// `slack`, `feishu`, `dingtalk` or `email` (`url` is then `mailto:a@x,b@y`); absent:
+    /// the signed JSON webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) format: Option<String>,
 }

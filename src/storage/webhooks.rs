@@ -137,6 +137,7 @@ mod tests {
             attempts: 0,
             created_ms: 0,
             next_ms,
+            format: None,
         };
         assert_eq!(q.push(&[p("a", 0)]).expect("push"), 0);
         assert_eq!(q.push(&[p("b", 5_000), p("c", 0)]).expect("push"), 1);

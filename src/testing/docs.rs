@@ -62,6 +62,7 @@ fn every_policy_field_is_documented() {
         accepted::<RawSelfService>(),
         accepted::<RawUsageApi>(),
         accepted::<RawGuardrail>(),
+        accepted::<RawSmtp>(),
     ] {
         assert!(!list.is_empty());
         fields.extend(list);
@@ -74,6 +75,9 @@ fn every_policy_field_is_documented() {
         "groups",
         "keys",
         "guardrails",
+        "presets",
+        "include",
+        "smtp",
     ] {
         fields.insert(section.to_string());
     }
@@ -126,6 +130,13 @@ fn every_gateway_error() -> Vec<GatewayError> {
             reason: String::new(),
         },
         Internal,
+        ClientCertRequired {
+            scope: String::new(),
+        },
+        ClientCertMismatch {
+            key: String::new(),
+            sha256: String::new(),
+        },
     ];
     for e in &all {
         match e {
@@ -151,7 +162,9 @@ fn every_gateway_error() -> Vec<GatewayError> {
             | ClientTimeout(_)
             | GuardrailBlocked { .. }
             | GuardrailUnavailable { .. }
-            | Internal => {}
+            | Internal
+            | ClientCertRequired { .. }
+            | ClientCertMismatch { .. } => {}
             // Variants with fields that are awkward to build here: their codes are
             // listed in `WITH_FIELDS` below.
             MaxTokensExceeded { .. }

@@ -129,6 +129,7 @@ fn expected() -> HashMap<(&'static str, &'static str), [[u16; 2]; 4]> {
         (("POST", "/v1/groups/{id}/keys/disable"), group_write),
         (("POST", "/v1/groups/{id}/keys/enable"), group_write),
         (("POST", "/v1/groups/{id}/keys/revoke"), group_write),
+        (("PATCH", "/v1/groups/{id}/keys"), group_write),
         (("GET", "/v1/spend/groups/{id}"), spend_scoped),
         (("GET", "/v1/spend/groups/{id}/by-model"), spend_scoped),
         (("GET", "/v1/spend/groups/{id}/by-key"), spend_scoped),

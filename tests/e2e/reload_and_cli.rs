@@ -167,6 +167,10 @@ fn every_file_in_conf_is_valid() {
         .map(|e| e.unwrap().path())
         .chain([root.join("loadtest/gateway.toml")]);
     for path in files {
+        // Read through `include` by conf/tollgate.toml, not a policy file on its own.
+        if path.file_name().is_some_and(|n| n == "presets.toml") {
+            continue;
+        }
         if path.extension().is_some_and(|e| e == "toml") {
             let out = check_policy(&path);
             assert!(

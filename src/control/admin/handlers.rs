@@ -182,6 +182,9 @@ on_id!(bulk_revoke, |cp, a, id| cp.groups().bulk(
     &id,
     Bulk::Revoke
 ));
+on_id_body!(bulk_patch_keys, |cp, a, id, body| cp
+    .keys()
+    .patch_group(a, &id, &body));
 
 pub(crate) async fn create_token(
     State(s): State<AdminState>,

@@ -196,6 +196,12 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminSta
             post(bulk_revoke),
         ),
         (
+            Method::PATCH,
+            "/v1/groups/{id}/keys",
+            WriteGroups,
+            patch(bulk_patch_keys),
+        ),
+        (
             Method::GET,
             "/v1/spend/groups/{id}",
             ReadSpend,

@@ -127,6 +127,8 @@ fn key_spec() -> KeySpec {
         metadata: Some(serde_json::Map::new()),
         rotation_interval: Some("30d".into()),
         guardrails: Some(vec!["pii".into()]),
+        require_client_cert: Some(true),
+        client_cert_sha256: Some(vec!["ab".repeat(32)]),
     }
 }
 
@@ -180,6 +182,8 @@ fn key(file: bool) -> KeyView {
         rotation_interval: None,
         guardrails: None,
         guardrails_in_force: vec![],
+        require_client_cert: false,
+        client_cert_sha256: None,
         grace_until: if file { None } else { Some(t()) },
         spend_usd: 0.0,
         spend_all_time_usd: 0.0,
@@ -227,6 +231,9 @@ fn group(full: bool) -> GroupView {
             total: 2,
             by_guardrail: BTreeMap::from([("pii".into(), BTreeMap::from([("redact".into(), 2)]))]),
         },
+        require_client_cert: false,
+        preset: full.then(|| "strict".into()),
+        preset_fields: vec!["log_level".into()],
     }
 }
 
@@ -292,6 +299,8 @@ fn full_patch() -> KeyPatch {
         metadata,
         rotation_interval,
         guardrails,
+        require_client_cert,
+        client_cert_sha256,
     } = key_spec();
     KeyPatch {
         name: p(name),
@@ -314,6 +323,8 @@ fn full_patch() -> KeyPatch {
         metadata: p(metadata),
         rotation_interval: p(rotation_interval),
         guardrails: p(guardrails),
+        require_client_cert: p(require_client_cert),
+        client_cert_sha256: p(client_cert_sha256),
     }
 }
 
@@ -547,6 +558,16 @@ fn samples() -> Vec<(&'static str, Value, Value)> {
             v(BulkResult {
                 affected: 1,
                 skipped: 0,
+            }),
+        ),
+        same(
+            "BulkPatchResult",
+            v(crate::control::bulk_keys::BulkPatchResult {
+                affected: 1,
+                skipped: vec![crate::control::bulk_keys::BulkSkip {
+                    id: "key_1".into(),
+                    reason: "key_revoked: key key_1 has been revoked".into(),
+                }],
             }),
         ),
         same(

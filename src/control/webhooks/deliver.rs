@@ -10,7 +10,8 @@
 //! `gave_up`). Delivery is at least once: an entry delivered just before a crash may be
 //! sent again, with the same `id`.
 
-use super::{signature, Webhooks, SIGNATURE_HEADER};
+use super::channels::{self, Format};
+use super::{Webhooks, SIGNATURE_HEADER};
 use crate::clock::Clock;
 use crate::control::events::{Event, EventKind, Events};
 use crate::observe::error_rate::ErrorRates;
@@ -138,32 +139,69 @@ pub(crate) fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> 
 }
 
 impl DeliveryService {
-    /// One POST, signed with timestamp `t` (unix seconds).
-    async fn send(client: &reqwest::Client, p: &Pending, t: u64) -> Attempt {
-        let Some(secret) = std::env::var_os(&p.secret_env).filter(|s| !s.is_empty()) else {
-            return Attempt::Hopeless(format!("{} is not set", p.secret_env));
+    /// One attempt in the entry's format: a POST (signed as the format asks) or a mail.
+    /// `now_ms` is the attempt's time (signature timestamps).
+    async fn send(&self, client: &reqwest::Client, p: &Pending, now_ms: u64) -> Attempt {
+        let format = Format::from_stored(p.format.as_deref());
+        if format == Format::Email {
+            return self.mail(p).await;
+        }
+        let secret = if p.secret_env.is_empty() {
+            None
+        } else {
+            match std::env::var_os(&p.secret_env).filter(|s| !s.is_empty()) {
+                Some(s) => Some(s),
+                None => return Attempt::Hopeless(format!("{} is not set", p.secret_env)),
+            }
         };
-        let sig = signature(secret.as_encoded_bytes(), t, p.body.as_bytes());
-        let sent = client
-            .post(&p.url)
+        let out = channels::request(
+            format,
+            &p.url,
+            &p.body,
+            secret.as_ref().map(|s| s.as_encoded_bytes()),
+            now_ms,
+        );
+        let mut req = client
+            .post(&out.url)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, sig)
             .header("x-tollgate-event", &p.event)
-            .header("x-tollgate-delivery", &p.id)
-            .body(p.body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => Attempt::Delivered(r.status().as_u16()),
+            .header("x-tollgate-delivery", &p.id);
+        if let Some(sig) = out.signature {
+            req = req.header(SIGNATURE_HEADER, sig);
+        }
+        match req.body(out.body).send().await {
+            Ok(r) if r.status().is_success() => {
+                let status = r.status().as_u16();
+                let answer = r.bytes().await.unwrap_or_default();
+                match channels::accepted(format, &answer) {
+                    Ok(()) => Attempt::Delivered(status),
+                    Err(why) => Attempt::Failed(Some(status), why),
+                }
+            }
             Ok(r) => Attempt::Failed(Some(r.status().as_u16()), "not a 2xx".into()),
             // Without the URL: a receiver's URL may carry a token of its own.
             Err(e) => Attempt::Failed(None, e.without_url().to_string()),
         }
     }
 
+    /// `alert_email`: one message to the entry's addresses through `[smtp]`.
+    async fn mail(&self, p: &Pending) -> Attempt {
+        let snapshot = self.policy.load_full();
+        let Some(smtp) = snapshot.server.smtp.as_ref() else {
+            return Attempt::Hopeless("no [smtp] section in the policy".into());
+        };
+        let to = p.url.strip_prefix("mailto:").unwrap_or(&p.url);
+        let (subject, text) = channels::text(&p.body);
+        match super::mail::send(smtp, to, &subject, &text, self.tuning.timeout).await {
+            Ok(()) => Attempt::Delivered(250),
+            Err(f) if f.retry => Attempt::Failed(None, f.error),
+            Err(f) => Attempt::Hopeless(f.error),
+        }
+    }
+
     /// One attempt at one entry, and its outcome recorded.
     async fn attempt(self: Arc<Self>, client: reqwest::Client, seq: u64, mut p: Pending) {
-        let outcome = Self::send(&client, &p, self.clock.now_ms() / 1000).await;
+        let outcome = self.send(&client, &p, self.clock.now_ms()).await;
         p.attempts += 1;
         let now = self.clock.now_ms();
         let retry_at = self.tuning.retry_at(&p, now);

@@ -15,7 +15,9 @@
 //! the same bytes; only the signature's timestamp is renewed per attempt. Nothing of this
 //! runs on the request path except the error-rate counters (one map lookup, one short lock).
 
+pub(crate) mod channels;
 pub(crate) mod deliver;
+mod mail;
 
 use crate::control::events::{Event, EventKind, Subscriber};
 use crate::policy::snapshot::Snapshot;
@@ -105,13 +107,41 @@ pub(crate) struct Webhooks {
     pub(crate) dirty: AtomicBool,
 }
 
-/// A group's receiver: URL and the env var of its secret.
+/// A group's receiver: URL and the env var of its secret ("" when unsigned), or the
+/// addresses to mail (`mailto:a@x,b@y`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Receiver {
     /// `None` for an org's own receiver.
     group: Option<String>,
     url: String,
     secret_env: String,
+    format: channels::Format,
+}
+
+/// The receivers of one layer (org or group): its webhook and its mail list.
+fn layer_receivers(
+    group: Option<&str>,
+    webhook: Option<(&str, &str)>,
+    alerts: &crate::policy::config::Alerts,
+) -> Vec<Receiver> {
+    let mut out = vec![];
+    if let Some((url, env)) = webhook {
+        out.push(Receiver {
+            group: group.map(str::to_string),
+            url: url.to_string(),
+            secret_env: env.to_string(),
+            format: alerts.format,
+        });
+    }
+    if !alerts.email.is_empty() {
+        out.push(Receiver {
+            group: group.map(str::to_string),
+            url: format!("mailto:{}", alerts.email.join(",")),
+            secret_env: String::new(),
+            format: channels::Format::Email,
+        });
+    }
+    out
 }
 
 impl Webhooks {
@@ -152,13 +182,12 @@ impl Webhooks {
     fn receivers(&self, group: Option<&str>, org: Option<&str>, s: &Snapshot) -> Vec<Receiver> {
         let mut out: Vec<Receiver> = vec![];
         if let (None, Some(o)) = (group, org) {
-            if let Some((url, env)) = s.orgs.get(o).and_then(|o| o.webhook.as_ref()) {
-                out.push(Receiver {
-                    group: None,
-                    url: url.clone(),
-                    secret_env: env.clone(),
-                });
-                return out;
+            if let Some(o) = s.orgs.get(o) {
+                let hook = o.webhook.as_ref().map(|(u, e)| (u.as_str(), e.as_str()));
+                let own = layer_receivers(None, hook, &o.alerts);
+                if !own.is_empty() {
+                    return own;
+                }
             }
         }
         let groups: Vec<_> = match (group, org) {
@@ -171,13 +200,14 @@ impl Webhooks {
             (None, None) => vec![],
         };
         for g in groups {
-            if let (Some(url), Some(env)) = (&g.webhook, &g.webhook_secret_env) {
-                if !out.iter().any(|r| r.url == *url && r.secret_env == *env) {
-                    out.push(Receiver {
-                        group: Some(g.id.to_string()),
-                        url: url.clone(),
-                        secret_env: env.clone(),
-                    });
+            let env = g.webhook_secret_env.as_deref().unwrap_or_default();
+            let hook = g.webhook.as_deref().map(|u| (u, env));
+            for r in layer_receivers(Some(&g.id), hook, &g.alerts) {
+                if !out
+                    .iter()
+                    .any(|o| o.url == r.url && o.secret_env == r.secret_env)
+                {
+                    out.push(r);
                 }
             }
         }
@@ -216,6 +246,7 @@ impl Subscriber for Webhooks {
                 attempts: 0,
                 created_ms: e.at_ms,
                 next_ms: 0,
+                format: r.format.stored(),
             })
             .collect();
         self.queue.push(&entries)?;

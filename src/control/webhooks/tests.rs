@@ -93,6 +93,7 @@ fn backoff_schedule_on_a_manual_clock() {
         attempts: 0,
         created_ms: clock.now_ms(),
         next_ms: 0,
+        format: None,
     };
     let mut waits = vec![];
     loop {

@@ -86,6 +86,7 @@ mod tests {
             state: KeyState::Active,
             models: None,
             allowed_cidrs: None,
+            client_cert: None,
             limits: Limits::default(),
             tags: vec![],
             guardrails: Box::default(),

@@ -6,6 +6,7 @@
 
 pub(crate) mod guardrails;
 mod keydefs;
+pub(crate) mod mtls;
 pub mod raw;
 mod validate;
 
@@ -122,6 +123,21 @@ pub(crate) struct ServerConfig {
     pub(crate) work_stealing: bool,
     /// Idle upstream connections kept per data-plane thread.
     pub(crate) upstream_keepalive_pool_size: usize,
+    /// The top-level `[smtp]` section (kept here: the delivery service reads it with the
+    /// rest of the server settings).
+    pub(crate) smtp: Option<Smtp>,
+}
+
+/// `[smtp]`: where `alert_email` messages are sent. Credentials are read from the
+/// environment when a message is sent, never kept here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Smtp {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) from: String,
+    pub(crate) username_env: Option<String>,
+    pub(crate) password_env: Option<String>,
+    pub(crate) starttls: bool,
 }
 
 /// Deadlines and caps that keep slow and hostile clients from holding memory and
@@ -166,6 +182,8 @@ pub(crate) enum RequestLog {
 pub(crate) struct TlsFiles {
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
+    /// Client certificates are asked for, verified against this CA, and optional.
+    pub(crate) client_ca: Option<PathBuf>,
 }
 
 /// Wire format spoken by a provider, and by a data-plane route.
@@ -332,6 +350,16 @@ pub(crate) struct Org {
     pub(crate) webhook: Option<(String, String)>,
     /// Indices into [`Config::guardrails`].
     pub(crate) guardrails: Box<[u16]>,
+    pub(crate) require_client_cert: bool,
+    /// How the org's `webhook` is spoken to, and where its events are mailed.
+    pub(crate) alerts: Alerts,
+}
+
+/// `webhook_format` and `alert_email` of an org or a group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Alerts {
+    pub(crate) format: crate::control::webhooks::channels::Format,
+    pub(crate) email: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -423,6 +451,18 @@ pub struct Group {
     pub(crate) invoice_to: Option<Arc<str>>,
     /// Indices into [`Config::guardrails`] (the group's own; the org's are added in the snapshot).
     pub(crate) guardrails: Box<[u16]>,
+    /// The group's or its org's `require_client_cert` (the org's cannot be turned off).
+    pub(crate) require_client_cert: bool,
+    /// The preset the group named, and the fields it took from it.
+    pub(crate) preset: Option<GroupPreset>,
+    pub(crate) alerts: Alerts,
+}
+
+/// A group's `preset` and the fields it took from it (shown by `-t` and the admin API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupPreset {
+    pub(crate) id: Arc<str>,
+    pub(crate) fields: Vec<String>,
 }
 
 /// `error_rate.high` fires when, over `window`, at least `min_requests` were counted and
@@ -472,6 +512,8 @@ pub struct KeyDef {
     pub tags: Vec<(String, String)>,
     /// Indices into [`Config::guardrails`]: the key's own, added to its group's.
     pub guardrails: Box<[u16]>,
+    /// `require_client_cert` / `client_cert_sha256` of the key itself.
+    pub client_cert: Option<Box<mtls::CertRule>>,
 }
 
 impl Config {
@@ -571,6 +613,14 @@ impl Config {
                     keys,
                     g.routing
                 );
+                if let Some(p) = &g.preset {
+                    let taken = if p.fields.is_empty() {
+                        "nothing (the group sets every field itself)".to_string()
+                    } else {
+                        p.fields.join(", ")
+                    };
+                    let _ = writeln!(s, "        preset {}: {taken}", p.id);
+                }
                 let guards = self.group_guardrails(o, g);
                 if !guards.is_empty() {
                     let _ = writeln!(s, "        guardrails: {}", guards.join(", "));

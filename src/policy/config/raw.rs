@@ -135,11 +135,25 @@ pub struct RawServer {
     pub upstream_keepalive_pool_size: Option<u64>,
 }
 
+/// The `[smtp]` section: the relay `alert_email` is sent through.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: String,
+    pub port: Option<u64>,
+    pub from: String,
+    pub username_env: Option<String>,
+    pub password_env: Option<String>,
+    pub starttls: Option<bool>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub cert: String,
     pub key: String,
+    /// PEM bundle of the CA(s) that verify client certificates (mTLS, optional per request).
+    pub client_ca: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +219,13 @@ with_limits! {
         /// Guardrail ids (docs/guardrails.md); lower layers add to these.
         #[serde(default)]
         pub guardrails: Vec<String>,
+        /// Requests must present a client certificate `tls.client_ca` verifies.
+        pub require_client_cert: Option<bool>,
+        /// `json` (default), `slack`, `feishu` or `dingtalk`: the receiver's message shape.
+        pub webhook_format: Option<String>,
+        /// Addresses the same events are mailed to (needs `[smtp]`).
+        #[serde(default)]
+        pub alert_email: Vec<String>,
     }
 }
 
@@ -248,6 +269,12 @@ with_limits! {
         /// Guardrail ids, added to the org's.
         #[serde(default)]
         pub guardrails: Vec<String>,
+        pub require_client_cert: Option<bool>,
+        /// A `[[presets]]` id: the fields this group does not set come from it.
+        pub preset: Option<String>,
+        pub webhook_format: Option<String>,
+        #[serde(default)]
+        pub alert_email: Vec<String>,
     }
 }
 
@@ -292,6 +319,9 @@ with_limits! {
         /// Guardrail ids, added to the group's and the org's.
         #[serde(default)]
         pub guardrails: Vec<String>,
+        pub require_client_cert: Option<bool>,
+        /// SHA-256 of the client certificates (DER) this key works with.
+        pub client_cert_sha256: Option<Vec<String>>,
     }
 }
 

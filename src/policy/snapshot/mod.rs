@@ -24,6 +24,7 @@ mod carry;
 mod guards;
 
 use crate::policy::config::guardrails::Guardrail;
+use crate::policy::config::mtls::CertRule;
 pub(crate) use guards::GuardSet;
 
 #[derive(Debug)]
@@ -52,6 +53,8 @@ pub(crate) struct OrgEntry {
     pub(crate) webhook: Option<(String, String)>,
     /// The org's own guardrails.
     pub(crate) guardrails: Box<[Arc<Guardrail>]>,
+    pub(crate) require_client_cert: bool,
+    pub(crate) alerts: crate::policy::config::Alerts,
 }
 
 /// A group as configured, plus what the snapshot resolved for it. Derefs to the
@@ -106,6 +109,8 @@ pub struct KeyEntry {
 #[derive(Debug)]
 struct KeyRare {
     allowed_cidrs: Option<Box<[IpNet]>>,
+    /// The key's own `require_client_cert` / `client_cert_sha256`.
+    client_cert: Option<Box<CertRule>>,
     /// Org ∪ group ∪ key guardrails, when the key adds some to its group's.
     guards: Option<Arc<GuardSet>>,
 }
@@ -148,6 +153,7 @@ pub(crate) struct KeyParts<'a> {
     pub(crate) last_used: Arc<LastUsed>,
     /// The key's own guardrails (added to its group's).
     pub(crate) guardrails: Vec<Arc<Guardrail>>,
+    pub(crate) client_cert: Option<Box<CertRule>>,
 }
 
 impl KeyEntry {
@@ -183,12 +189,14 @@ impl KeyEntry {
             let group_set: &[Arc<Guardrail>] = group.guards.as_ref().map_or(&[], |g| &g.all);
             GuardSet::union([group_set, &k.guardrails])
         });
-        let rare = (k.allowed_cidrs.is_some() || guards.is_some()).then(|| {
-            Box::new(KeyRare {
-                allowed_cidrs: k.allowed_cidrs,
-                guards: guards.flatten(),
-            })
-        });
+        let rare =
+            (k.allowed_cidrs.is_some() || guards.is_some() || k.client_cert.is_some()).then(|| {
+                Box::new(KeyRare {
+                    allowed_cidrs: k.allowed_cidrs,
+                    client_cert: k.client_cert,
+                    guards: guards.flatten(),
+                })
+            });
         KeyEntry {
             rare,
             max_tokens,
@@ -205,6 +213,11 @@ impl KeyEntry {
             last_used: k.last_used,
             written: None,
         }
+    }
+
+    /// The key's own client-certificate rule.
+    pub(crate) fn client_cert(&self) -> Option<&CertRule> {
+        self.rare.as_ref()?.client_cert.as_deref()
     }
 
     /// The key's own `allowed_cidrs`.
@@ -501,8 +514,10 @@ fn key_entries(
                 limits,
                 tags,
                 guardrails: own_guards,
+                client_cert,
             } = k;
             let parts = KeyParts {
+                client_cert,
                 guardrails: pick(guardrails, &own_guards),
                 last_used: carry.cell(&id, &digest),
                 id,
@@ -586,6 +601,8 @@ impl Snapshot {
                     id: o.id.clone(),
                     limits: o.limits,
                     webhook: o.webhook.clone(),
+                    require_client_cert: o.require_client_cert,
+                    alerts: o.alerts.clone(),
                 })
             })
             .collect();

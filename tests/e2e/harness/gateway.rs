@@ -49,6 +49,17 @@ pub fn start_gateway_env(policy: &str, env: &[(&str, &str)]) -> GatewayProc {
     g
 }
 
+/// [`start_gateway_env`] with more files beside the policy (e.g. included ones).
+pub fn start_gateway_files(
+    policy: &str,
+    env: &[(&str, &str)],
+    files: &[(&str, &str)],
+) -> GatewayProc {
+    let g = GatewayProc::launch_with(policy, env, files);
+    g.wait_ready();
+    g
+}
+
 /// Fills in a policy's placeholders for a gateway on `addr` with its files under `dir`.
 pub fn fill(policy: &str, addr: SocketAddr, dir: &Path) -> String {
     policy
@@ -83,7 +94,15 @@ fn spawn(conf: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
 impl GatewayProc {
     /// Writes the policy and starts the binary, without waiting for it.
     pub fn launch(policy: &str, env: &[(&str, &str)]) -> GatewayProc {
+        Self::launch_with(policy, env, &[])
+    }
+
+    /// The same, with more files (name, text) beside the policy (e.g. included ones).
+    pub fn launch_with(policy: &str, env: &[(&str, &str)], files: &[(&str, &str)]) -> GatewayProc {
         let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write file");
+        }
         let addr = super::free_addr();
         let conf = dir.path().join("tollgate.toml");
         write_policy(&conf, policy, addr, dir.path());

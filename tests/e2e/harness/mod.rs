@@ -22,7 +22,9 @@ pub mod turn;
 pub mod wait;
 
 pub use admin::{metric_sum, Admin, ADMIN_ENV, ROOT};
-pub use gateway::{check_policy, start_gateway, start_gateway_env, tollgate, write_policy};
+pub use gateway::{
+    check_policy, start_gateway, start_gateway_env, start_gateway_files, tollgate, write_policy,
+};
 pub use gateway::{GatewayProc, KillOnDrop, KillPidOnDrop};
 pub use http::{answer, chat_body, client, Answer, CHAT, MESSAGES};
 pub use load::ChatLoad;

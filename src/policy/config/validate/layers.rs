@@ -4,6 +4,7 @@
 use super::super::guardrails::Guardrail;
 use super::super::raw::*;
 use super::super::*;
+use super::alerts::check_alerts;
 use super::guardrails::guard_refs;
 use super::{check_unique, cidrs, duration, globs, model_filter, usd_to_micros, Checker, Loc};
 use crate::digest::DigestHash;
@@ -218,6 +219,9 @@ pub(super) fn check_orgs(
                 webhook,
                 webhook_secret_env,
                 guardrails,
+                require_client_cert,
+                webhook_format,
+                alert_email,
                 ..
             } = o;
             check_unique(c, loc, &path, "org", &id, &mut seen);
@@ -229,12 +233,23 @@ pub(super) fn check_orgs(
                 webhook.as_deref(),
                 webhook_secret_env.as_deref(),
             );
+            let alerts = check_alerts(
+                c,
+                loc,
+                &path,
+                (webhook.as_deref(), webhook_secret_env.as_deref()),
+                webhook_format.as_deref(),
+                alert_email,
+            );
             Org {
+                alerts,
                 guardrails: guard_refs(c, loc, &path, &guardrails, guards),
                 limits: layer_limits(c, loc, &path, lim, None),
                 id: id.into(),
                 name,
-                webhook: webhook.zip(webhook_secret_env),
+                // An unsigned format has no secret: "" (checked in alerts.rs).
+                webhook: webhook.map(|w| (w, webhook_secret_env.unwrap_or_default())),
+                require_client_cert: require_client_cert.unwrap_or(false),
             }
         })
         .collect()
@@ -306,9 +321,16 @@ fn check_group(
         markup_pct,
         invoice_to,
         guardrails: _,
+        require_client_cert,
+        preset,
+        webhook_format,
+        alert_email,
         ..
     } = g;
     let parent = format!("org {}", org.id);
+    if let Some(m) = mtls::looser(require_client_cert, (&parent, org.require_client_cert)) {
+        c.problem(loc, format!("{path}.require_client_cert"), m);
+    }
     let limits = layer_limits(c, loc, path, lim, Some((&parent, &org.limits)));
     let state = group_state(c, loc, path, state.as_deref());
     let alias_map = group_aliases(c, loc, path, aliases, models);
@@ -332,6 +354,14 @@ fn check_group(
         path,
         webhook.as_deref(),
         webhook_secret_env.as_deref(),
+    );
+    let alerts = check_alerts(
+        c,
+        loc,
+        path,
+        (webhook.as_deref(), webhook_secret_env.as_deref()),
+        webhook_format.as_deref(),
+        alert_email,
     );
     let error_rate_alert = error_rate_alert.and_then(|a| check_error_rate_alert(c, loc, path, a));
     let alert_thresholds = check_alert_thresholds(c, loc, path, alert_thresholds, &limits);
@@ -380,6 +410,13 @@ fn check_group(
         markup_millipct,
         invoice_to,
         guardrails: Box::default(),
+        require_client_cert: require_client_cert.unwrap_or(false) || org.require_client_cert,
+        // The fields it took are filled in by the caller (presets.rs).
+        alerts,
+        preset: preset.map(|id| GroupPreset {
+            id: id.into(),
+            fields: vec![],
+        }),
         limits,
         id: id.into(),
     }
@@ -557,14 +594,9 @@ fn check_webhook(
             );
         }
     }
-    match (webhook, secret_env) {
-        (Some(_), None) => c.problem(
-            loc,
-            format!("{path}.webhook_secret_env"),
-            "a webhook needs webhook_secret_env (the env var holding its signing secret)",
-        ),
-        (None, Some(_)) => c.problem(loc, format!("{path}.webhook_secret_env"), "needs webhook"),
-        _ => {}
+    // Whether a secret is required depends on `webhook_format` (alerts.rs).
+    if let (None, Some(_)) = (webhook, secret_env) {
+        c.problem(loc, format!("{path}.webhook_secret_env"), "needs webhook");
     }
     if let Some(env) = secret_env {
         if env.is_empty() || env.contains('=') || env.contains('\0') {
@@ -740,6 +772,8 @@ impl KeyChecker {
             state,
             tags,
             guardrails,
+            require_client_cert,
+            client_cert_sha256,
             ..
         } = k;
         let id: Arc<str> = id.into();
@@ -824,6 +858,17 @@ impl KeyChecker {
         };
         let models = model_filter(c, loc, &path, models, deny_models);
         let own_models = models.allow_src.is_some() || !models.deny_src.is_empty();
+        let parent_requires = (&*parent, g.require_client_cert);
+        if let Some(m) = mtls::looser(require_client_cert, parent_requires) {
+            c.problem(loc, format!("{path}.require_client_cert"), m);
+        }
+        let sha256 = match mtls::fingerprints(client_cert_sha256.as_deref().unwrap_or_default()) {
+            Ok(l) => l,
+            Err(m) => {
+                c.problem(loc, format!("{path}.client_cert_sha256"), m);
+                vec![]
+            }
+        };
         self.out.push(KeyDef {
             name: name.map(String::into_boxed_str),
             group: gi,
@@ -836,6 +881,7 @@ impl KeyChecker {
             limits,
             tags: tags.into_iter().collect(),
             guardrails: guard_refs(c, loc, &path, &guardrails, guards),
+            client_cert: mtls::CertRule::new(require_client_cert, sha256),
             id,
         });
     }

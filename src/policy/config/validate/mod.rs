@@ -1,9 +1,11 @@
 //! raw -> validated. Every cross-reference and inheritance bound is checked here, and every
 //! problem is collected, so one `tollgate -t` run shows all of them.
 
+mod alerts;
 mod clients;
 mod guardrails;
 mod layers;
+mod presets;
 mod sources;
 
 use super::guardrails::Guardrail;
@@ -36,6 +38,12 @@ struct Document {
     keys: Vec<Spanned<toml::Value>>,
     #[serde(default)]
     guardrails: Vec<Spanned<toml::Value>>,
+    /// Files with more `[[presets]]` and `[[guardrails]]`, relative to this one.
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    presets: Vec<Spanned<toml::Value>>,
+    smtp: Option<Spanned<toml::Value>>,
 }
 
 /// The head of the file (everything before its first `[[keys]]` line) read typed in one
@@ -58,6 +66,11 @@ struct TypedDocument {
     keys: Vec<Spanned<RawKey>>,
     #[serde(default)]
     guardrails: Vec<Spanned<RawGuardrail>>,
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    presets: Vec<toml::Value>,
+    smtp: Option<Spanned<RawSmtp>>,
 }
 
 /// A run of `[[keys]]` elements and nothing else.
@@ -183,14 +196,22 @@ fn read_fast<'t>(
 ) -> Option<Result<Config, ConfigError>> {
     let (head, _) = pieces.next()??;
     let doc = toml::from_str::<TypedDocument>(&head).ok()?;
-    if !doc.keys.is_empty() {
+    // Presets are resolved on the raw tables: the reporting path does that.
+    let presets = !doc.include.is_empty()
+        || !doc.presets.is_empty()
+        || doc.groups.iter().any(|g| g.get_ref().preset.is_some());
+    if !doc.keys.is_empty() || presets {
         return None;
     }
     let mut c = Checker::new(&head);
-    let server = doc.server.map(|s| {
+    let mut server = doc.server.map(|s| {
         let loc = c.at(s.span().start);
         check_server(&mut c, s.into_inner(), loc, "server")
     });
+    if let (Some(s), Some(raw)) = (server.as_mut(), doc.smtp) {
+        let loc = c.at(raw.span().start);
+        s.smtp = Some(alerts::check_smtp(&mut c, loc, raw.into_inner()));
+    }
     if server.is_none() {
         c.problem(None, "server", "missing [server] section");
     }
@@ -428,10 +449,15 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
         providers,
         models,
         orgs,
-        groups,
+        mut groups,
         keys,
         guardrails,
+        include,
+        presets,
+        smtp,
     } = doc;
+    let mut included = presets::read_includes(&mut c, path, &include);
+    let from_preset = presets::resolve(&mut c, presets, &mut included, &mut groups);
 
     let server = match server {
         Some(s) => c.element::<RawServer>(s, "server".into()),
@@ -440,7 +466,11 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
             None
         }
     };
-    let server = server.map(|(s, loc, p)| check_server(&mut c, s, loc, &p));
+    let mut server = server.map(|(s, loc, p)| check_server(&mut c, s, loc, &p));
+    let smtp = smtp.and_then(|s| c.element::<RawSmtp>(s, "smtp".into()));
+    if let (Some(s), Some((raw, loc, _))) = (server.as_mut(), smtp) {
+        s.smtp = Some(alerts::check_smtp(&mut c, loc, raw));
+    }
 
     let providers = c.section::<RawProvider>(providers, "providers");
     let providers = check_providers(&mut c, providers);
@@ -448,14 +478,23 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
     let models = c.section::<RawModel>(models, "models");
     let models = check_models(&mut c, models, &providers);
 
-    let guards = c.section::<RawGuardrail>(guardrails, "guardrails");
+    let mut guards = c.section::<RawGuardrail>(guardrails, "guardrails");
+    guards.extend(included.guardrails);
     let guards = check_guardrails(&mut c, guards, &providers);
 
     let orgs = c.section::<RawOrg>(orgs, "orgs");
     let orgs = check_orgs(&mut c, orgs, &guards);
 
     let groups = c.section::<RawGroup>(groups, "groups");
-    let groups = check_groups(&mut c, groups, &orgs, &models, &guards);
+    let mut groups = check_groups(&mut c, groups, &orgs, &models, &guards);
+    for g in &mut groups {
+        if let Some((id, fields)) = from_preset.get(&*g.id) {
+            g.preset = Some(GroupPreset {
+                id: id.as_str().into(),
+                fields: fields.clone(),
+            });
+        }
+    }
 
     let keys = c.section::<RawKey>(keys, "keys");
     let keys = check_keys(&mut c, keys, &groups, &orgs, &guards);
@@ -482,6 +521,19 @@ fn finish(
     server: Option<ServerConfig>,
     (providers, models, guardrails, orgs, groups, keys): Checked,
 ) -> Result<Config, ConfigError> {
+    let mut c = c;
+    if let Some(s) = &server {
+        check_client_ca(&mut c, s, &orgs, &groups, &keys);
+        if s.smtp.is_none() {
+            let mailing = orgs.iter().map(|o| (format!("orgs ({})", o.id), &o.alerts));
+            let groups = groups
+                .iter()
+                .map(|g| (format!("groups ({})", g.id), &g.alerts));
+            if let Some((at, _)) = mailing.chain(groups).find(|(_, a)| !a.email.is_empty()) {
+                c.problem(None, format!("{at}.alert_email"), "needs an [smtp] section");
+            }
+        }
+    }
     match server {
         Some(server) if c.problems.is_empty() => Ok(Config {
             path: path.to_path_buf(),
@@ -497,6 +549,31 @@ fn finish(
             file: path.display().to_string(),
             problems: c.problems,
         }),
+    }
+}
+
+/// A certificate rule with no `tls.client_ca` to verify certificates would refuse every
+/// request it covers: a problem where it is written (one per layer kind is enough).
+fn check_client_ca(
+    c: &mut Checker,
+    s: &ServerConfig,
+    orgs: &[Org],
+    groups: &[Group],
+    keys: &KeyDefs,
+) {
+    if s.tls.as_ref().is_some_and(|t| t.client_ca.is_some()) {
+        return;
+    }
+    if let Some(o) = orgs.iter().find(|o| o.require_client_cert) {
+        let at = format!("orgs ({}).require_client_cert", o.id);
+        c.problem(None, at, mtls::NEEDS_CLIENT_CA);
+    } else if let Some(g) = groups.iter().find(|g| g.require_client_cert) {
+        let at = format!("groups ({}).require_client_cert", g.id);
+        c.problem(None, at, mtls::NEEDS_CLIENT_CA);
+    }
+    if let Some(k) = keys.iter().find(|k| k.client_cert.is_some()) {
+        let at = format!("keys ({}).client_cert_sha256", k.id);
+        c.problem(None, at, mtls::NEEDS_CLIENT_CA);
     }
 }
 

@@ -121,10 +121,17 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         grace_period,
         reload_settle,
         request_log,
-        tls: tls.map(|RawTls { cert, key }| TlsFiles {
-            cert: cert.into(),
-            key: key.into(),
-        }),
+        tls: tls.map(
+            |RawTls {
+                 cert,
+                 key,
+                 client_ca,
+             }| TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+                client_ca: client_ca.map(Into::into),
+            },
+        ),
         pid_file: PathBuf::from(pid_file.unwrap_or_else(|| "/run/tollgate/tollgate.pid".into())),
         upgrade_sock: PathBuf::from(
             upgrade_sock.unwrap_or_else(|| "/run/tollgate/upgrade.sock".into()),
@@ -139,6 +146,8 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         ),
         work_stealing: work_stealing.unwrap_or(false),
         upstream_keepalive_pool_size,
+        // The top-level `[smtp]` section, filled in by the caller.
+        smtp: None,
     }
 }
 
