@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the Python-driven tests need: a virtualenv with the official OpenAI and Anthropic
-# Python SDKs (tests/sdk/) and Playwright for Python (tests/console/), and Debian's
+# Python SDKs (tests/sdk/), Playwright for Python (tests/console/), aiosmtpd (the mail
+# server of tests/e2e/alert_channels.rs), and Debian's
 # Chromium for Playwright to drive (never `playwright install`: no browser download).
 # The only Python in the project is such tests.
 set -euo pipefail
@@ -13,7 +14,7 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "setup-sdk: /usr/bin/chromium is missing; install Debian's chromium package (as root)" >&2
   fi
 fi
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, anthropic, playwright' >/dev/null 2>&1; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, anthropic, playwright, aiosmtpd' >/dev/null 2>&1; then
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check 'openai>=1.40,<3' 'anthropic>=0.34,<1' 'playwright>=1.40,<2'
+  .venv/bin/pip install -q --disable-pip-version-check 'openai>=1.40,<3' 'anthropic>=0.34,<1' 'playwright>=1.40,<2' 'aiosmtpd>=1.4,<2'
 fi

@@ -12,6 +12,7 @@ mod harness;
 
 mod admin;
 mod admission;
+mod alert_channels;
 mod audit;
 mod authz;
 mod bulk_keys;

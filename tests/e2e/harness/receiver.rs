@@ -18,6 +18,8 @@ use sha2::Sha256;
 #[derive(Debug, Clone)]
 pub struct Got {
     pub signature: String,
+    /// The request's query string ("" when none): DingTalk's signature travels there.
+    pub query: String,
     pub body: String,
     pub json: serde_json::Value,
     /// What the receiver answered (0: nothing, it hung).
@@ -42,6 +44,7 @@ pub struct Receiver {
 
 async fn hook(
     State(s): State<Shared>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
@@ -54,6 +57,7 @@ async fn hook(
             .unwrap_or_default()
             .to_string(),
         json: serde_json::from_str(&body).unwrap_or_default(),
+        query: query.unwrap_or_default(),
         body,
         status,
     });
