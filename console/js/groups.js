@@ -4,6 +4,7 @@
 import { get, post, can, enc } from './api.js';
 import { h, table, usd, num, budgetBar, badge, pageHeader, confirm, attempt } from './ui.js';
 import { tripsText } from './overview.js';
+import { editAllKeys, mayEditAll } from './bulk.js';
 
 const LIMITS = ['rpm', 'rph', 'rpd', 'tpm', 'tpd', 'max_parallel', 'max_tokens'];
 
@@ -36,7 +37,12 @@ export async function render(root, rerender) {
 
   const bulkActions = (g) => {
     if (!can('POST /v1/groups/{id}/keys/disable')) return null;
+    const edit = mayEditAll() ? h('button', {
+      type: 'button', class: 'secondary small', 'data-action': 'keys/edit', 'data-group': g.id,
+      onclick: async () => { if (await editAllKeys(g.id)) rerender(); },
+    }, 'Edit all keys') : null;
     return h('div', { class: 'row' },
+      edit,
       action(g, 'keys/disable', 'Disable all keys', 'Every API key of the group is disabled (file keys are skipped).'),
       action(g, 'keys/enable', 'Enable all keys', 'Every disabled API key of the group is enabled again.'),
       action(g, 'keys/revoke', 'Revoke all keys', 'Every API key of the group is revoked, permanently.', true));
@@ -48,6 +54,12 @@ export async function render(root, rerender) {
     { label: 'State', key: 'state', cell: (g) => h('span', {}, badge(g.state), g.state_source === 'api' ? h('div', { class: 'muted' }, 'set through the API') : null) },
     { label: 'Keys', num: true, cell: (g) => `${num(g.keys?.active)} active / ${num(g.keys?.total)}` },
     { label: 'Limits', cell: (g) => limitsText(g.limits) },
+    {
+      label: 'Preset / mTLS',
+      cell: (g) => h('span', {},
+        h('span', { 'data-field': 'preset', title: (g.preset_fields || []).join(', ') }, g.preset ? `preset ${g.preset}` : 'no preset'),
+        h('div', { class: 'muted', 'data-field': 'require_client_cert' }, g.require_client_cert ? 'client certificate required' : '')),
+    },
     { label: 'Guardrails', cell: (g) => h('span', { 'data-field': 'guardrails' }, (g.guardrails || []).length ? g.guardrails.join(', ') : 'none') },
     { label: 'Guardrail trips (since start)', cell: (g) => h('span', { 'data-field': 'guardrail_trips' }, h('strong', {}, num(g.guardrail_trips?.total)), h('div', { class: 'muted' }, tripsText(g))) },
     { label: 'Spend this period', num: true, cell: (g) => usd(g.spend_usd) },

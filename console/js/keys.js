@@ -3,6 +3,7 @@
 // move, revoke. Buttons appear only for what the token's role may call.
 
 import { get, api, post, can, me, query, enc } from './api.js';
+import { editAllKeys, mayEditAll } from './bulk.js';
 import {
   h, table, usd, num, when, badge, pageHeader, field, select, modal, confirm, showOnce,
   attempt, download, toast,
@@ -136,6 +137,38 @@ function editForm(key) {
     },
   });
 
+  // Issue-22 policy fields. Some are served by builds with those features only: a field
+  // is sent only when the user changes it, so an untouched one never reaches the API.
+  const jsonObject = (param) => (s) => {
+    let v;
+    try { v = JSON.parse(s); } catch (e) { throw fieldError(param, `${param}: not JSON (${e.message})`); }
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw fieldError(param, `${param} must be a JSON object`);
+    return v;
+  };
+  const own = (k) => (key[k] !== undefined ? key[k] : l[k]);
+  const asJson = (v) => (v && typeof v === 'object' ? JSON.stringify(v) : '');
+  text('token_budget', 'Token budget (token_budget)', own('token_budget') == null ? '' : String(own('token_budget')), (s) => parseLimit('token_budget', s), { inputmode: 'numeric' }, 'Input + output tokens per period');
+  const tperiod = select('token_budget_period', [['', '(default: monthly)'], 'daily', 'weekly', 'monthly', 'never'], own('token_budget_period') || '');
+  specs.push({ param: 'token_budget_period', label: 'Token budget period', control: tperiod, initial: own('token_budget_period') || '', parse: str });
+  text('allowed_providers', 'Allowed providers', listText(own('allowed_providers')), parseList, { placeholder: 'openai, azure-*' }, 'Comma separated; empty: any');
+  text('required_params', 'Required parameters', listText(own('required_params')), parseList, { placeholder: 'user' }, 'Comma separated');
+  text('allowed_origins', 'Allowed origins', listText(own('allowed_origins')), parseList, { placeholder: 'https://app.example.com' }, 'Browser keys; comma separated');
+  text('client_cert_sha256', 'Client certificate SHA-256', listText(key.client_cert_sha256), parseList, { placeholder: '9f86d0…' }, 'SHA-256 of the certificate\'s DER, comma separated; needs tls.client_ca');
+  for (const [param, label, hint] of [
+    ['fixed_params', 'Fixed parameters (JSON object)', 'Set in every request sent upstream, e.g. {"store": false}'],
+    ['model_limits', 'Limits per model (JSON object)', 'e.g. {"gpt-4o*": {"rpm": 100}}'],
+  ]) {
+    const area = h('textarea', { name: param, rows: 2, spellcheck: 'false' });
+    area.value = asJson(own(param));
+    specs.push({ param, label, control: area, initial: area.value, hint, parse: jsonObject(param) });
+  }
+  const cert = h('input', { name: 'require_client_cert', type: 'checkbox' });
+  cert.checked = !!key.require_client_cert;
+  specs.push({
+    param: 'require_client_cert', label: 'Require a client certificate', control: cert, checkbox: true,
+    initial: cert.checked ? 'true' : '', hint: 'mTLS: requests must present a certificate tls.client_ca verifies',
+  });
+
   const errors = new Map();
   const cell = (s) => {
     const err = h('small', { class: 'field-error', 'data-error-for': s.param, role: 'alert' });
@@ -153,6 +186,7 @@ function editForm(key) {
     group('Lifetime', ['expires_at', 'ttl', 'rotation_interval']),
     group('Access', ['models', 'deny_models', 'allowed_cidrs', 'guardrails']),
     group('Limits', [...LIMITS.map(([p]) => p), 'budget_period']),
+    group('Policy', ['token_budget', 'token_budget_period', 'model_limits', 'allowed_providers', 'required_params', 'fixed_params', 'allowed_origins', 'require_client_cert', 'client_cert_sha256']),
     h('p', { class: 'hint' }, 'Limits: a number, or a number then "shadow" to only log what it would refuse. A key may only tighten its group\'s and org\'s limits.'));
 
   const show = (e) => {
@@ -168,6 +202,11 @@ function editForm(key) {
     show(null);
     const body = {};
     for (const s of specs) {
+      if (s.checkbox) {
+        // Unticked clears the key's own rule (its group's or org's still applies).
+        if (s.control.checked !== (s.initial === 'true')) body[s.param] = s.control.checked ? true : null;
+        continue;
+      }
       const now = s.control.value.trim();
       if (now === s.initial.trim()) continue;
       if (s.param === 'ttl') { body.ttl = now; continue; }
@@ -397,8 +436,13 @@ function bulkBar(group, rerender) {
       if (r) { toast(`${group}: ${r.affected} affected, ${r.skipped} skipped.`); rerender(); }
     },
   }, label);
+  const edit = mayEditAll() ? h('button', {
+    type: 'button', class: 'small', 'data-bulk': 'edit',
+    onclick: async () => { if (await editAllKeys(group)) rerender(); },
+  }, 'Edit all') : null;
   return h('div', { class: 'row bulk', role: 'group', 'aria-label': `Bulk actions on ${group}` },
     h('span', { class: 'muted' }, `Every API key of ${group}:`),
+    edit,
     act('disable', 'Disable all', 'Every API key of the group is disabled (file keys are skipped).'),
     act('enable', 'Enable all', 'Every disabled API key of the group is enabled again.'),
     act('revoke', 'Revoke all', 'Every API key of the group is revoked, permanently.', true));

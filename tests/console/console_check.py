@@ -257,6 +257,23 @@ def main():
         page.locator('[data-bulk="enable"]').click()
         confirm_dialog(page, "Enable all")
         expect(page.locator("table[data-table=keys] tbody .badge")).to_have_text(["active"] * 3)
+        # Edit all keys of grp_b (PATCH /v1/groups/grp_b/keys): lifetime and rpm reach
+        # every API key of the group; a looser rpm than the group's is listed as skipped.
+        page.locator('[data-bulk="edit"]').click()
+        dlg = page.locator("dialog[open]")
+        dlg.get_by_label("New lifetime from now (ttl)").fill("90d")
+        dlg.get_by_label("Requests per minute").fill("45")
+        dlg.get_by_role("button", name="Apply to all").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
+        _, listed = api("/v1/keys?group=grp_b&limit=100")
+        live = [k for k in listed["data"] if k["status"] == "active"]
+        assert live and all(k["limits"]["rpm"] == 45 and k["expires_at"] for k in live), listed
+        page.locator('[data-bulk="edit"]').click()
+        dlg = page.locator("dialog[open]")
+        dlg.get_by_label("Models").fill("gpt-4o-mini, gpt-4o")
+        shot(page, "keys-edit-all")
+        dlg.get_by_role("button", name="Cancel").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
         page.get_by_label("Search").fill("")
         page.get_by_label("Group", exact=True).select_option("")
         page.get_by_label("Status").select_option("revoked")
@@ -326,7 +343,23 @@ def main():
         expect(dlg.locator('[data-error-for="max_tokens"]')).to_have_text(refused["error"]["message"])
         expect(max_tokens).to_have_attribute("aria-invalid", "true")
         assert api(f"/v1/keys/{bid}")[1]["allowed_cidrs"] == ["10.0.0.0/8", "192.168.0.0/16"]
-        page.set_viewport_size({"width": 1280, "height": 1500})  # the whole dialog
+        # The mTLS fields: sent only when changed; without tls.client_ca the API refuses
+        # them, and its message lands next to the field.
+        fp = "ab" * 32
+        certs = dlg.get_by_label("Client certificate SHA-256")
+        certs.fill(fp)
+        dlg.get_by_role("button", name="Save").click()
+        expect(dlg.locator('[data-error-for="max_tokens"]')).to_have_text(refused["error"]["message"])
+        max_tokens.fill("")
+        dlg.get_by_role("button", name="Save").click()
+        expect(dlg.locator('[data-error-for="client_cert_sha256"]')).to_contain_text("needs server.tls.client_ca")
+        certs.fill("")
+        dlg.get_by_label("Require a client certificate").check()
+        dlg.get_by_role("button", name="Save").click()
+        expect(dlg.locator('[data-error-for="require_client_cert"]')).to_contain_text("needs server.tls.client_ca")
+        dlg.get_by_label("Require a client certificate").uncheck()
+        max_tokens.fill("5000")
+        page.set_viewport_size({"width": 1280, "height": 1900})  # the whole dialog
         shot(page, "key-edit")
         page.set_viewport_size({"width": 1280, "height": 900})
         max_tokens.fill("")
@@ -345,6 +378,8 @@ def main():
         confirm_dialog(page, "Pause")
         expect(page.locator('tr[data-group="grp_b"] td[data-col="state"] .badge')).to_have_text("paused")
         assert chat(KEY_B) == (403, "group_paused"), chat(KEY_B)
+        expect(page.locator('tr[data-group="grp_prod"] [data-field="preset"]')).to_have_text("no preset")
+        expect(page.locator('tr[data-group="grp_b"] [data-action="keys/edit"]')).to_be_visible()
         shot(page, "groups")
         page.locator('tr[data-group="grp_b"] [data-action="resume"]').click()
         confirm_dialog(page, "Resume")

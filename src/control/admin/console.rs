@@ -34,6 +34,7 @@ static ASSETS: &[(&str, &str, &[u8])] = assets! {
     "js/overview.js" => "text/javascript; charset=utf-8",
     "js/groups.js" => "text/javascript; charset=utf-8",
     "js/keys.js" => "text/javascript; charset=utf-8",
+    "js/bulk.js" => "text/javascript; charset=utf-8",
     "js/spend.js" => "text/javascript; charset=utf-8",
     "js/invoices.js" => "text/javascript; charset=utf-8",
     "js/audit.js" => "text/javascript; charset=utf-8",
