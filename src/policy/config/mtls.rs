@@ -66,3 +66,33 @@ pub(crate) fn looser(own: Option<bool>, parent: (&str, bool)) -> Option<String> 
 /// every request: say so where it is written.
 pub(crate) const NEEDS_CLIENT_CA: &str =
     "needs server.tls.client_ca (the CA that verifies client certificates); without it no request can present one";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_take_plain_and_colon_hex() {
+        let plain = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let colons: String = plain
+            .to_uppercase()
+            .as_bytes()
+            .chunks(2)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(":");
+        assert_eq!(fingerprint(plain), fingerprint(&colons));
+        assert!(fingerprint("abc").unwrap_err().contains("64 hex digits"));
+        assert!(fingerprints(&vec![plain.to_string(); 65]).is_err());
+    }
+
+    #[test]
+    fn only_turning_off_a_requirement_is_looser() {
+        assert!(looser(Some(false), ("org o", true)).is_some());
+        assert!(looser(None, ("org o", true)).is_none());
+        assert!(looser(Some(true), ("org o", false)).is_none());
+        assert!(looser(Some(false), ("org o", false)).is_none());
+        assert!(CertRule::new(None, vec![]).is_none());
+        assert!(CertRule::new(Some(false), vec![[0; 32]]).is_some());
+    }
+}

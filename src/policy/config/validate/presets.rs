@@ -164,3 +164,47 @@ pub(super) fn resolve(
     }
     from
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::config::parse_config;
+    use std::path::Path;
+
+    const HEAD: &str = "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[providers]]\nid = \"p\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:2\"\n\n[[models]]\nname = \"m\"\ntargets = [{ provider = \"p\" }]\n\n[[orgs]]\nid = \"o\"\nrpm = 100\n";
+
+    fn parse(extra: &str) -> Result<crate::policy::config::Config, String> {
+        parse_config(&format!("{HEAD}{extra}"), Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_group_takes_only_what_it_does_not_set() {
+        let cfg = parse(
+            "[[presets]]\nid = \"p1\"\nrpm = 50\nlog_level = \"full\"\n\n[[groups]]\nid = \"g\"\norg = \"o\"\npreset = \"p1\"\nrpm = 10\n",
+        )
+        .unwrap();
+        let g = &cfg.groups[0];
+        assert_eq!(g.limits.rpm.map(|r| r.get()), Some(10));
+        assert_eq!(g.log_level, crate::policy::config::LogLevel::Full);
+        let p = g.preset.as_ref().unwrap();
+        assert_eq!(
+            (&*p.id, p.fields.clone()),
+            ("p1", vec!["log_level".to_string()])
+        );
+        assert!(
+            cfg.summary().contains("preset p1: log_level"),
+            "{}",
+            cfg.summary()
+        );
+    }
+
+    #[test]
+    fn preset_fields_are_checked_like_the_groups_own() {
+        let e = parse("[[presets]]\nid = \"p1\"\nrpm = 500\n\n[[groups]]\nid = \"g\"\norg = \"o\"\npreset = \"p1\"\n")
+            .unwrap_err();
+        assert!(e.contains("rpm: 500 exceeds org o rpm 100"), "{e}");
+        let e = parse("[[presets]]\nid = \"p1\"\npreset = \"p2\"\n").unwrap_err();
+        assert!(e.contains("presets do not name other presets"), "{e}");
+        let e = parse("[[presets]]\nid = \"p1\"\n\n[[presets]]\nid = \"p1\"\n").unwrap_err();
+        assert!(e.contains("duplicate preset id"), "{e}");
+    }
+}
