@@ -78,6 +78,7 @@ fn api_key(i: usize) -> Arc<ApiKey> {
             secret_at: 0,
             rotation_s: None,
             guardrails: None,
+            req: None,
         },
         Default::default(),
     ))

@@ -98,6 +98,15 @@ pub enum GatewayError {
     /// An external guardrail with `on_error = "block"` failed or timed out.
     #[error("guardrail {id} is unavailable ({reason}); the request was not forwarded")]
     GuardrailUnavailable { id: String, reason: String },
+    /// `allowed_providers`: no target of an allowed provider serves the model.
+    #[error("{0}")]
+    ProviderNotAllowed(String),
+    /// `required_params`: the body lacks a field (absent or null).
+    #[error("missing required parameter `{param}` ({scope} required_params)")]
+    MissingParameter { param: String, scope: String },
+    /// `allowed_origins`: the request's `Origin` is not listed.
+    #[error("{0}")]
+    OriginNotAllowed(String),
     /// A failure of the gateway itself (a bug): never the client's or a provider's.
     #[error("the gateway could not handle this request; quote its x-request-id when reporting it")]
     Internal,
@@ -110,6 +119,8 @@ impl GatewayError {
             MissingApiKey | InvalidApiKey | ConflictingCredentials => 401,
             KeyRevoked(_) | KeyExpired(_) | KeyDisabled(_) | GroupPaused(_) => 403,
             IpNotAllowed { .. } | ModelNotAllowed { .. } => 403,
+            ProviderNotAllowed(_) | OriginNotAllowed(_) => 403,
+            MissingParameter { .. } => 400,
             InvalidRequest(_) | MaxTokensExceeded { .. } | UnsupportedParameter { .. } => 400,
             GuardrailBlocked { .. } => 400,
             GuardrailUnavailable { .. } => 503,
@@ -162,6 +173,9 @@ impl GatewayError {
             GuardrailBlocked { .. } => "guardrail_blocked",
             GuardrailUnavailable { .. } => "guardrail_unavailable",
             Internal => "internal_error",
+            ProviderNotAllowed(_) => "provider_not_allowed",
+            MissingParameter { .. } => "missing_parameter",
+            OriginNotAllowed(_) => "origin_not_allowed",
         }
     }
 
@@ -206,7 +220,8 @@ impl GatewayError {
     /// The request field an error is about (`param` of the OpenAI error shape).
     pub(crate) fn param(&self) -> Option<&str> {
         match self {
-            GatewayError::UnsupportedParameter { param, .. } => Some(param),
+            GatewayError::UnsupportedParameter { param, .. }
+            | GatewayError::MissingParameter { param, .. } => Some(param),
             _ => None,
         }
     }

@@ -193,6 +193,7 @@ impl Keys<'_> {
         let checked = check_spec(&spec)?;
         check_future(checked.expires_at, self.w.now())?;
         check_in_group(&checked.limits, g)?;
+        super::reqpolicy::check_in_group(checked.req.as_deref(), g)?;
         check_guardrails(&spec, snapshot)?;
         if let Some(ss) = self_service {
             super::selfservice::after(self.w, ss, actor, g, &checked)?;
@@ -441,6 +442,8 @@ impl Keys<'_> {
                 }
                 if let Some(g) = snapshot.groups.get(r.group.as_str()) {
                     check_in_group(&checked.limits, g)?;
+                    super::reqpolicy::check_in_group(checked.req.as_deref(), g)?;
+                    super::reqpolicy::check_in_group(checked.req.as_deref(), g)?;
                 }
                 r.spec = spec;
                 Ok(EventKind::KeyUpdated)

@@ -21,6 +21,7 @@ pub(crate) use tokens::Role;
 mod keys;
 pub(crate) mod lifecycle;
 pub(crate) mod reconcile;
+mod reqpolicy;
 mod requests;
 mod selfservice;
 mod spec;

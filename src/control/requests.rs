@@ -196,6 +196,14 @@ pub(crate) struct KeyPatch {
     pub(crate) rotation_interval: Patch<String>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
     pub(crate) guardrails: Patch<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) allowed_providers: Patch<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) required_params: Patch<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) fixed_params: Patch<BTreeMap<String, Value>>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) allowed_origins: Patch<Vec<String>>,
 }
 
 /// `PATCH /v1/keys/{id}`'s whole body: `ttl` (sets `expires_at` from now) and the fields.
@@ -250,6 +258,10 @@ impl KeyPatch {
             metadata,
             rotation_interval,
             guardrails,
+            allowed_providers,
+            required_params,
+            fixed_params,
+            allowed_origins,
         } = self;
         KeySpec {
             name: name.apply(spec.name),
@@ -272,6 +284,10 @@ impl KeyPatch {
             metadata: metadata.apply(spec.metadata),
             rotation_interval: rotation_interval.apply(spec.rotation_interval),
             guardrails: guardrails.apply(spec.guardrails),
+            allowed_providers: allowed_providers.apply(spec.allowed_providers),
+            required_params: required_params.apply(spec.required_params),
+            fixed_params: fixed_params.apply(spec.fixed_params),
+            allowed_origins: allowed_origins.apply(spec.allowed_origins),
         }
     }
 }

@@ -80,6 +80,10 @@ pub(crate) const EXPECTED: &[(&str, &str)] = &[
     ("metadata", "expected a JSON object, or null"),
     ("count", "expected a whole number from 1 to 1000"),
     ("guardrails", "expected a list of guardrail ids, or null"),
+    ("allowed_providers", "expected a list of provider ids or globs, or null"),
+    ("required_params", "expected a list of top-level request field names, or null"),
+    ("fixed_params", "expected an object of request fields and their values, or null"),
+    ("allowed_origins", "expected a list of origins such as \"https://app.example.com\", or null"),
     ("role", "expected \"admin\", \"group_admin\", \"viewer\" or \"developer\""),
 ];
 
@@ -144,6 +148,7 @@ pub(crate) struct Checked {
     pub(crate) expires_at: Option<SystemTime>,
     pub(crate) rotation_s: Option<u64>,
     pub(crate) guardrails: Option<Box<[Arc<str>]>>,
+    pub(crate) req: Option<Arc<crate::policy::config::reqpolicy::ReqPolicy>>,
 }
 
 fn field_err((field, message): (String, String)) -> ApiError {
@@ -243,7 +248,9 @@ pub(crate) fn check_spec(spec: &KeySpec) -> ApiResult<Checked> {
         .as_ref()
         .filter(|g| !g.is_empty())
         .map(|g| g.iter().map(|id| Arc::from(id.as_str())).collect());
+    let req = crate::control::reqpolicy::check_spec_req(spec)?;
     Ok(Checked {
+        req,
         guardrails,
         limits,
         models: filter,
@@ -356,6 +363,7 @@ pub(crate) fn parse_record_interned(
         secret_at: r.secret_at,
         rotation_s: c.rotation_s,
         guardrails: c.guardrails,
+        req: c.req,
         id: id.clone(),
     };
     Ok(ApiKey::new(parts, last_used))

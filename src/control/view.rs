@@ -5,6 +5,7 @@
 use super::Writer;
 use crate::admission::Layer;
 use crate::policy::config::{BudgetPeriod, GroupState, KeyState, Limits, Shadow};
+use crate::policy::snapshot::reqpolicy::ReqPolicyView;
 use crate::policy::snapshot::{GroupEntry, KeyEntry, Snapshot};
 use crate::storage::{KeyRecord, KeyStatus};
 use serde::Serialize;
@@ -143,6 +144,11 @@ pub(crate) struct KeyView {
     pub(crate) guardrails: Option<Vec<String>>,
     /// Every guardrail that applies to the key: org ∪ group ∪ key.
     pub(crate) guardrails_in_force: Vec<String>,
+    /// The key's own `allowed_providers`, `required_params`, `fixed_params`, `allowed_origins`.
+    #[serde(flatten)]
+    pub(crate) request_policy: ReqPolicyView,
+    /// Org, group and key resolved: what the key's requests obey.
+    pub(crate) request_policy_in_force: ReqPolicyView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) grace_until: Option<Option<String>>,
     pub(crate) spend_usd: f64,
@@ -229,6 +235,11 @@ pub(crate) struct GroupView {
     pub(crate) guardrails: Vec<String>,
     /// Guardrail verdicts since the process started (filled in by the admin listener).
     pub(crate) guardrail_trips: GuardrailTrips,
+    /// The group's own request policy fields.
+    #[serde(flatten)]
+    pub(crate) request_policy: ReqPolicyView,
+    /// Org and group resolved: what the group's keys obey (a key may narrow it).
+    pub(crate) request_policy_in_force: ReqPolicyView,
 }
 
 /// A group's guardrail verdicts since the process started, from
@@ -359,6 +370,23 @@ impl Writer {
                 |id| snapshot.guardrails.contains_key(id),
                 r.spec.guardrails.as_deref().unwrap_or_default(),
             ),
+            request_policy: ReqPolicyView::own(
+                super::reqpolicy::check_spec_req(&r.spec)
+                    .ok()
+                    .flatten()
+                    .as_deref(),
+            ),
+            request_policy_in_force: match (
+                super::spec::digest_hex(&r.sha256)
+                    .ok()
+                    .and_then(|d| self.directory.get(&d))
+                    .and_then(|k| k.entry(snapshot)),
+                group,
+            ) {
+                (Some(k), _) => ReqPolicyView::in_force(k.req_policy()),
+                (None, Some(g)) => ReqPolicyView::in_force(g.req.as_deref()),
+                (None, None) => ReqPolicyView::default(),
+            },
             grace_until: Some(
                 r.previous
                     .as_ref()
@@ -407,6 +435,8 @@ impl Writer {
                 .guards()
                 .map(|g| g.ids().map(str::to_string).collect())
                 .unwrap_or_default(),
+            request_policy: ReqPolicyView::own(k.own_req()),
+            request_policy_in_force: ReqPolicyView::in_force(k.req_policy()),
             grace_until: None,
             spend_usd: usd(spend),
             spend_all_time_usd: usd(all_time),
@@ -454,6 +484,8 @@ impl Writer {
                 .map(|s| s.ids().map(str::to_string).collect())
                 .unwrap_or_default(),
             guardrail_trips: GuardrailTrips::default(),
+            request_policy: ReqPolicyView::own(g.def.req.as_deref()),
+            request_policy_in_force: ReqPolicyView::in_force(g.req.as_deref()),
         }
     }
 }

@@ -126,6 +126,8 @@ fn every_gateway_error() -> Vec<GatewayError> {
             reason: String::new(),
         },
         Internal,
+        ProviderNotAllowed(String::new()),
+        OriginNotAllowed(String::new()),
     ];
     for e in &all {
         match e {
@@ -151,6 +153,8 @@ fn every_gateway_error() -> Vec<GatewayError> {
             | ClientTimeout(_)
             | GuardrailBlocked { .. }
             | GuardrailUnavailable { .. }
+            | ProviderNotAllowed(_)
+            | OriginNotAllowed(_)
             | Internal => {}
             // Variants with fields that are awkward to build here: their codes are
             // listed in `WITH_FIELDS` below.
@@ -160,13 +164,15 @@ fn every_gateway_error() -> Vec<GatewayError> {
             | HeaderTooLarge { .. }
             | RateLimitExceeded { .. }
             | TokenLimitExceeded { .. }
+            | MissingParameter { .. }
             | BudgetExceeded { .. } => {}
         }
     }
     all
 }
 
-const WITH_FIELDS: [&str; 7] = [
+const WITH_FIELDS: [&str; 8] = [
+    "missing_parameter",
     "max_tokens_exceeded",
     "unsupported_parameter",
     "request_timeout",

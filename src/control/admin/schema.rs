@@ -20,6 +20,7 @@ use crate::control::view::{
     GroupView, KeyCounts, KeyView, KeyWithSecret, LimitView, LimitsView, List, Refusals,
 };
 use crate::policy::config::raw::LimitField;
+use crate::policy::snapshot::reqpolicy::ReqPolicyView;
 use crate::storage::KeySpec;
 use crate::storage::{DriftRecord, ProviderRun, RunRecord};
 use serde::Serialize;
@@ -127,6 +128,19 @@ fn key_spec() -> KeySpec {
         metadata: Some(serde_json::Map::new()),
         rotation_interval: Some("30d".into()),
         guardrails: Some(vec!["pii".into()]),
+        allowed_providers: Some(vec!["openai".into()]),
+        required_params: Some(vec!["user".into()]),
+        fixed_params: Some(BTreeMap::from([("store".into(), json!(false))])),
+        allowed_origins: Some(vec!["https://app.example.com".into()]),
+    }
+}
+
+fn req_view() -> ReqPolicyView {
+    ReqPolicyView {
+        allowed_providers: Some(vec!["openai".into()]),
+        required_params: vec!["user".into()],
+        fixed_params: serde_json::Map::from_iter([("store".to_string(), json!(false))]),
+        allowed_origins: Some(vec!["https://app.example.com".into()]),
     }
 }
 
@@ -180,6 +194,8 @@ fn key(file: bool) -> KeyView {
         rotation_interval: None,
         guardrails: None,
         guardrails_in_force: vec![],
+        request_policy: req_view(),
+        request_policy_in_force: req_view(),
         grace_until: if file { None } else { Some(t()) },
         spend_usd: 0.0,
         spend_all_time_usd: 0.0,
@@ -227,6 +243,8 @@ fn group(full: bool) -> GroupView {
             total: 2,
             by_guardrail: BTreeMap::from([("pii".into(), BTreeMap::from([("redact".into(), 2)]))]),
         },
+        request_policy: req_view(),
+        request_policy_in_force: req_view(),
     }
 }
 
@@ -292,6 +310,10 @@ fn full_patch() -> KeyPatch {
         metadata,
         rotation_interval,
         guardrails,
+        allowed_providers,
+        required_params,
+        fixed_params,
+        allowed_origins,
     } = key_spec();
     KeyPatch {
         name: p(name),
@@ -314,6 +336,10 @@ fn full_patch() -> KeyPatch {
         metadata: p(metadata),
         rotation_interval: p(rotation_interval),
         guardrails: p(guardrails),
+        allowed_providers: p(allowed_providers),
+        required_params: p(required_params),
+        fixed_params: p(fixed_params),
+        allowed_origins: p(allowed_origins),
     }
 }
 

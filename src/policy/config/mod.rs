@@ -7,6 +7,7 @@
 pub(crate) mod guardrails;
 mod keydefs;
 pub mod raw;
+pub mod reqpolicy;
 mod validate;
 
 use globset::GlobSet;
@@ -332,6 +333,8 @@ pub(crate) struct Org {
     pub(crate) webhook: Option<(String, String)>,
     /// Indices into [`Config::guardrails`].
     pub(crate) guardrails: Box<[u16]>,
+    /// `allowed_providers`, `required_params`, `fixed_params`, `allowed_origins`.
+    pub(crate) req: Option<Arc<reqpolicy::ReqPolicy>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -423,6 +426,8 @@ pub struct Group {
     pub(crate) invoice_to: Option<Arc<str>>,
     /// Indices into [`Config::guardrails`] (the group's own; the org's are added in the snapshot).
     pub(crate) guardrails: Box<[u16]>,
+    /// The group's own request policy (the org's is resolved with it in the snapshot).
+    pub(crate) req: Option<Arc<reqpolicy::ReqPolicy>>,
 }
 
 /// `error_rate.high` fires when, over `window`, at least `min_requests` were counted and
@@ -472,6 +477,8 @@ pub struct KeyDef {
     pub tags: Vec<(String, String)>,
     /// Indices into [`Config::guardrails`]: the key's own, added to its group's.
     pub guardrails: Box<[u16]>,
+    /// The key's own request policy.
+    pub req: Option<Arc<reqpolicy::ReqPolicy>>,
 }
 
 impl Config {

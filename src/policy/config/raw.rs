@@ -205,6 +205,12 @@ with_limits! {
         /// Guardrail ids (docs/guardrails.md); lower layers add to these.
         #[serde(default)]
         pub guardrails: Vec<String>,
+        /// Request policy (docs/policy.md "Request policy"; `reqpolicy.rs`).
+        pub allowed_providers: Option<Vec<String>>,
+        #[serde(default)]
+        pub required_params: Vec<String>,
+        pub fixed_params: Option<BTreeMap<String, serde_json::Value>>,
+        pub allowed_origins: Option<Vec<String>>,
     }
 }
 
@@ -248,6 +254,12 @@ with_limits! {
         /// Guardrail ids, added to the org's.
         #[serde(default)]
         pub guardrails: Vec<String>,
+        /// Request policy (docs/policy.md "Request policy"; `reqpolicy.rs`).
+        pub allowed_providers: Option<Vec<String>>,
+        #[serde(default)]
+        pub required_params: Vec<String>,
+        pub fixed_params: Option<BTreeMap<String, serde_json::Value>>,
+        pub allowed_origins: Option<Vec<String>>,
     }
 }
 
@@ -292,6 +304,12 @@ with_limits! {
         /// Guardrail ids, added to the group's and the org's.
         #[serde(default)]
         pub guardrails: Vec<String>,
+        /// Request policy (docs/policy.md "Request policy"; `reqpolicy.rs`).
+        pub allowed_providers: Option<Vec<String>>,
+        #[serde(default)]
+        pub required_params: Vec<String>,
+        pub fixed_params: Option<BTreeMap<String, serde_json::Value>>,
+        pub allowed_origins: Option<Vec<String>>,
     }
 }
 

@@ -4,6 +4,7 @@
 mod clients;
 mod guardrails;
 mod layers;
+mod reqpolicy;
 mod sources;
 
 use super::guardrails::Guardrail;
