@@ -23,6 +23,7 @@ mod fuzz_props;
 mod guardrails;
 mod hostile_clients;
 mod invoices;
+mod key_policy;
 mod log_levels;
 mod metering;
 mod openapi;
