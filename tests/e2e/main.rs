@@ -16,6 +16,7 @@ mod audit;
 mod authz;
 mod console;
 mod control_plane;
+mod cors;
 mod demo;
 mod durability;
 mod faults;
