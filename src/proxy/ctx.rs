@@ -697,6 +697,7 @@ impl RequestCtx {
             completion: self.scanner.as_ref().and_then(|s| s.completion.as_ref()),
             quarantined: self.quarantined,
             guardrails: &self.trips,
+            count_tokens: self.endpoint == Some(Endpoint::CountTokens),
         }
     }
 }

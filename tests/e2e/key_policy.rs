@@ -616,6 +616,9 @@ async fn count_tokens_forwarded_or_estimated_never_counted() {
     assert_eq!(a.status, 200, "{}", a.text);
     assert!(a.json()["input_tokens"].as_u64().unwrap() > 0, "{}", a.text);
     assert!(main.received().is_empty(), "estimated, not forwarded");
+    let line = g.log_line("ct-est").await;
+    assert_eq!(line["count_tokens"], true, "{line}");
+    assert_eq!(line["cost_usd"], 0.0, "{line}");
     // Gated like /v1/messages: the model lists, in Anthropic's error shape.
     est["model"] = json!("gpt-4o");
     let a = g.call("/v1/messages/count_tokens", &open, &[], &est).await;
