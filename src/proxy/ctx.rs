@@ -85,6 +85,8 @@ pub(crate) struct RequestCtx {
     response_guard: Option<Box<ResponseGuard>>,
     /// The request's `Origin` when its answer carries CORS headers (`allowed_origins`).
     cors: Option<http::HeaderValue>,
+    /// The request had an `Origin` (a browser's): the provider's CORS headers are removed.
+    origin_seen: bool,
     _inflight: InflightGuard,
 }
 
@@ -141,6 +143,7 @@ impl RequestCtx {
             trips: Vec::new(),
             response_guard: None,
             cors: None,
+            origin_seen: false,
             _inflight: inflight,
         }
     }
@@ -191,8 +194,10 @@ impl RequestCtx {
         self.cors.as_ref()
     }
 
+    /// Called for requests with an `Origin` only.
     pub(crate) fn set_cors(&mut self, origin: Option<http::HeaderValue>) {
         self.cors = origin;
+        self.origin_seen = true;
     }
 
     pub(crate) fn first_byte_seen(&self) -> bool {
@@ -546,12 +551,8 @@ impl RequestCtx {
         headers::remove_added(resp);
         match &self.cors {
             Some(origin) => crate::proxy::cors::add_headers(resp, origin)?,
-            None if resp
-                .headers
-                .contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN) =>
-            {
-                crate::proxy::cors::strip(resp);
-            }
+            // Without `Origin` (server-side clients) nothing is looked up.
+            None if self.origin_seen => crate::proxy::cors::strip(resp),
             None => {}
         }
         resp.append_wire_header(&headers::REQUEST_ID, self.request_id.as_bytes())?;

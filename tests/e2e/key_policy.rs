@@ -543,6 +543,11 @@ async fn file_violations_are_refused_by_check_naming_both_values() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("request policy: allowed_providers [\"oa\", \"an\", \"oth*\"] ∩ [\"oa\", \"an\"]; required_params [\"user\"]; fixed_params { store = false }; allowed_origins [\"http://allowed.example\", \"http://also.example\"]"),
+        "{stdout}"
+    );
     let bad = text
         .replace(
             "allowed_origins = [\"http://allowed.example\"]\n",

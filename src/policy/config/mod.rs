@@ -582,6 +582,9 @@ impl Config {
                 if !guards.is_empty() {
                     let _ = writeln!(s, "        guardrails: {}", guards.join(", "));
                 }
+                if let Some(p) = reqpolicy::summary(o.req.as_deref(), g.req.as_deref()) {
+                    let _ = writeln!(s, "        request policy: {p}");
+                }
             }
         }
         if !self.guardrails.is_empty() {

@@ -229,6 +229,48 @@ pub(crate) fn narrower(lower: &ReqPolicy, upper: &ReqPolicy, upper_name: &str) -
     out
 }
 
+/// A group's request policy as `tollgate -t` shows it (org's, then the group's; keys may
+/// narrow further); `None` when neither sets any.
+pub(crate) fn summary(org: Option<&ReqPolicy>, group: Option<&ReqPolicy>) -> Option<String> {
+    let layers: Vec<&ReqPolicy> = [org, group].into_iter().flatten().collect();
+    if layers.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    let globs: Vec<String> = layers
+        .iter()
+        .filter_map(|l| l.allowed_providers.as_ref().map(|(src, _)| list(src)))
+        .collect();
+    if !globs.is_empty() {
+        parts.push(format!("allowed_providers {}", globs.join(" ∩ ")));
+    }
+    let mut required: Vec<&str> = Vec::new();
+    let mut fixed: Vec<String> = Vec::new();
+    for l in &layers {
+        for r in &l.required_params {
+            if !required.contains(&&**r) {
+                required.push(r);
+            }
+        }
+        for (n, v) in &l.fixed_params {
+            let entry = format!("{n} = {v}");
+            if !fixed.contains(&entry) {
+                fixed.push(entry);
+            }
+        }
+    }
+    if !required.is_empty() {
+        parts.push(format!("required_params {}", list(&required)));
+    }
+    if !fixed.is_empty() {
+        parts.push(format!("fixed_params {{ {} }}", fixed.join(", ")));
+    }
+    if let Some(o) = layers.iter().rev().find_map(|l| l.allowed_origins.as_ref()) {
+        parts.push(format!("allowed_origins {}", list(o)));
+    }
+    Some(parts.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
