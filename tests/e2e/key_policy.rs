@@ -349,6 +349,23 @@ async fn origins_cors_preflight_and_headers() {
     assert_eq!(a.status, 400);
     assert_eq!(a.header("access-control-allow-origin"), Some(ALLOWED));
 
+    // Streams carry them too; a 401 (no key known yet) to a listed origin as well.
+    let mut stream = body.clone();
+    stream["stream"] = json!(true);
+    let a = g.call(CHAT, &rp, &[("origin", ALLOWED)], &stream).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert!(a.text.contains("data: "), "{}", a.text);
+    assert_eq!(a.header("access-control-allow-origin"), Some(ALLOWED));
+    let a = g
+        .call(CHAT, "tg-nope", &[("origin", GROUP_ONLY)], &body)
+        .await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.header("access-control-allow-origin"), Some(GROUP_ONLY));
+    let a = g
+        .call(CHAT, "tg-nope", &[("origin", "http://evil.example")], &body)
+        .await;
+    assert!(a.header("access-control-allow-origin").is_none());
+
     // Preflights: answered without a key for any listed origin.
     let preflight = |origin: &'static str, headers: &'static str| {
         let url = g.url(CHAT);
