@@ -443,7 +443,6 @@ impl Keys<'_> {
                 if let Some(g) = snapshot.groups.get(r.group.as_str()) {
                     check_in_group(&checked.limits, g)?;
                     super::reqpolicy::check_in_group(checked.req.as_deref(), g)?;
-                    super::reqpolicy::check_in_group(checked.req.as_deref(), g)?;
                 }
                 r.spec = spec;
                 Ok(EventKind::KeyUpdated)
@@ -551,6 +550,7 @@ impl Keys<'_> {
                 let g = self.group_for_create(actor, snapshot, &group)?;
                 let checked = check_spec(&r.spec)?;
                 check_in_group(&checked.limits, g)?;
+                super::reqpolicy::check_in_group(checked.req.as_deref(), g)?;
                 r.group = group.clone();
                 Ok(EventKind::KeyMoved)
             },

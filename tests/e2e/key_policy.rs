@@ -453,6 +453,19 @@ async fn api_keys_narrow_only_and_apply_on_the_next_request() {
         "{v}"
     );
 
+    // A key within its own group's policy cannot move where it would widen the new one.
+    let k = admin
+        .new_key(json!({"name": "mover", "group": "grp_open", "allowed_providers": ["other"]}))
+        .await;
+    let (status, v) = admin
+        .post(
+            &format!("/v1/keys/{}/move", k["id"].as_str().unwrap()),
+            json!({"group": "grp_rp"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["param"], "allowed_providers", "{v}");
+
     // A narrower key: its required params add to the group's.
     let k = admin
         .new_key(json!({"name": "browser", "group": "grp_rp",
