@@ -151,3 +151,79 @@ pub(crate) fn origins<'a>(
         .cloned()
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::config::reqpolicy::{check, RawReq};
+    use std::collections::BTreeMap;
+
+    fn layer(
+        providers: Option<&[&str]>,
+        required: &[&str],
+        fixed: Value,
+        origins: Option<&[&str]>,
+    ) -> ReqPolicy {
+        let s = |l: &[&str]| l.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let p = providers.map(s);
+        let o = origins.map(s);
+        let r = s(required);
+        let f: BTreeMap<String, Value> = serde_json::from_value(fixed).unwrap();
+        check(RawReq {
+            allowed_providers: p.as_deref(),
+            required_params: &r,
+            fixed_params: Some(&f),
+            allowed_origins: o.as_deref(),
+        })
+        .unwrap()
+        .unwrap()
+    }
+
+    #[test]
+    fn layers_intersect_add_up_and_the_upper_value_wins() {
+        let ids: Vec<Arc<str>> = ["openai", "azure-east", "azure-west", "anthropic"]
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        let org = layer(
+            Some(&["openai", "azure-*"]),
+            &["user"],
+            serde_json::json!({"store": false}),
+            Some(&["https://a.example", "https://b.example"]),
+        );
+        let group = layer(
+            Some(&["azure-*", "anthropic"]),
+            &["metadata"],
+            serde_json::json!({"store": true, "top_p": 0.5}),
+            None,
+        );
+        let key = layer(
+            None,
+            &["user"],
+            serde_json::json!({}),
+            Some(&["https://b.example", "https://c.example"]),
+        );
+        let p = resolve(&[Some(&org), Some(&group), Some(&key)], ids.iter()).unwrap();
+        let providers: Vec<&str> = p
+            .providers
+            .as_deref()
+            .unwrap()
+            .iter()
+            .map(|s| &**s)
+            .collect();
+        assert_eq!(providers, ["azure-east", "azure-west"]);
+        assert!(p.provider_allowed("azure-west") && !p.provider_allowed("openai"));
+        let required: Vec<&str> = p.required.iter().map(|s| &**s).collect();
+        assert_eq!(required, ["user", "metadata"]);
+        assert_eq!(
+            p.fixed[0],
+            ("store".into(), Value::Bool(false)),
+            "the org's value wins"
+        );
+        assert_eq!(p.fixed.len(), 2);
+        let origins: Vec<&str> = p.origins.as_deref().unwrap().iter().map(|s| &**s).collect();
+        assert_eq!(origins, ["https://b.example"]);
+        assert!(p.origin_allowed(b"HTTPS://B.example") && !p.origin_allowed(b"https://c.example"));
+        assert!(resolve(&[None, None], ids.iter()).is_none());
+    }
+}
