@@ -48,6 +48,7 @@ fn picks(c: &mut Criterion) {
             Routing::Tag,
         ] {
             let choice = Choice {
+                providers: None,
                 serves: Serves::Only(Api::OpenAi),
                 routing,
                 affinity: affinity(Some(b"session-42"), "k"),

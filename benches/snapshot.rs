@@ -79,6 +79,7 @@ fn api_key(i: usize) -> Arc<ApiKey> {
             rotation_s: None,
             guardrails: None,
             client_cert: None,
+            req: None,
         },
         Default::default(),
     ))

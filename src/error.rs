@@ -104,6 +104,15 @@ pub enum GatewayError {
     /// `client_cert_sha256`: the certificate presented is not one of the key's.
     #[error("key {key} does not accept this client certificate (sha256 {sha256})")]
     ClientCertMismatch { key: String, sha256: String },
+    /// `allowed_providers`: no target of an allowed provider serves the model.
+    #[error("{0}")]
+    ProviderNotAllowed(String),
+    /// `required_params`: the body lacks a field (absent or null).
+    #[error("missing required parameter `{param}` ({scope} required_params)")]
+    MissingParameter { param: String, scope: String },
+    /// `allowed_origins`: the request's `Origin` is not listed.
+    #[error("{0}")]
+    OriginNotAllowed(String),
     /// A failure of the gateway itself (a bug): never the client's or a provider's.
     #[error("the gateway could not handle this request; quote its x-request-id when reporting it")]
     Internal,
@@ -116,6 +125,8 @@ impl GatewayError {
             MissingApiKey | InvalidApiKey | ConflictingCredentials => 401,
             KeyRevoked(_) | KeyExpired(_) | KeyDisabled(_) | GroupPaused(_) => 403,
             IpNotAllowed { .. } | ModelNotAllowed { .. } => 403,
+            ProviderNotAllowed(_) | OriginNotAllowed(_) => 403,
+            MissingParameter { .. } => 400,
             InvalidRequest(_) | MaxTokensExceeded { .. } | UnsupportedParameter { .. } => 400,
             GuardrailBlocked { .. } => 400,
             GuardrailUnavailable { .. } => 503,
@@ -171,6 +182,9 @@ impl GatewayError {
             Internal => "internal_error",
             ClientCertRequired { .. } => "client_cert_required",
             ClientCertMismatch { .. } => "client_cert_mismatch",
+            ProviderNotAllowed(_) => "provider_not_allowed",
+            MissingParameter { .. } => "missing_parameter",
+            OriginNotAllowed(_) => "origin_not_allowed",
         }
     }
 
@@ -215,7 +229,8 @@ impl GatewayError {
     /// The request field an error is about (`param` of the OpenAI error shape).
     pub(crate) fn param(&self) -> Option<&str> {
         match self {
-            GatewayError::UnsupportedParameter { param, .. } => Some(param),
+            GatewayError::UnsupportedParameter { param, .. }
+            | GatewayError::MissingParameter { param, .. } => Some(param),
             _ => None,
         }
     }

@@ -128,6 +128,7 @@ fn allocations_per_request_stay_under_their_ceilings() {
             shadow: &[],
             body: Some(&body),
             completion: None,
+            count_tokens: false,
             quarantined: false,
             guardrails: &[],
         };

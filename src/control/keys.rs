@@ -196,6 +196,7 @@ impl Keys<'_> {
         check_future(checked.expires_at, self.w.now())?;
         check_in_group(&checked.limits, g)?;
         check_cert_in_group(&spec, g, snapshot)?;
+        super::reqpolicy::check_in_group(checked.req.as_deref(), g)?;
         check_guardrails(&spec, snapshot)?;
         if let Some(ss) = self_service {
             super::selfservice::after(self.w, ss, actor, g, &checked)?;
@@ -461,6 +462,7 @@ impl Keys<'_> {
         }
         if let Some(g) = snapshot.groups.get(r.group.as_str()) {
             check_in_group(&checked.limits, g)?;
+            super::reqpolicy::check_in_group(checked.req.as_deref(), g)?;
             if (&spec.require_client_cert, &spec.client_cert_sha256)
                 != (&r.spec.require_client_cert, &r.spec.client_cert_sha256)
             {
@@ -569,6 +571,7 @@ impl Keys<'_> {
                 let checked = check_spec(&r.spec)?;
                 check_in_group(&checked.limits, g)?;
                 check_cert_in_group(&r.spec, g, snapshot)?;
+                super::reqpolicy::check_in_group(checked.req.as_deref(), g)?;
                 r.group = group.clone();
                 Ok(EventKind::KeyMoved)
             },

@@ -22,6 +22,7 @@ pub(crate) mod bulk_keys;
 mod keys;
 pub(crate) mod lifecycle;
 pub(crate) mod reconcile;
+mod reqpolicy;
 mod requests;
 mod selfservice;
 mod spec;

@@ -200,6 +200,14 @@ pub(crate) struct KeyPatch {
     pub(crate) require_client_cert: Patch<bool>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
     pub(crate) client_cert_sha256: Patch<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) allowed_providers: Patch<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) required_params: Patch<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) fixed_params: Patch<BTreeMap<String, Value>>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) allowed_origins: Patch<Vec<String>>,
 }
 
 /// `PATCH /v1/keys/{id}`'s whole body: `ttl` (sets `expires_at` from now) and the fields.
@@ -256,6 +264,10 @@ impl KeyPatch {
             guardrails,
             require_client_cert,
             client_cert_sha256,
+            allowed_providers,
+            required_params,
+            fixed_params,
+            allowed_origins,
         } = self;
         KeySpec {
             require_client_cert: require_client_cert.apply(spec.require_client_cert),
@@ -280,6 +292,10 @@ impl KeyPatch {
             metadata: metadata.apply(spec.metadata),
             rotation_interval: rotation_interval.apply(spec.rotation_interval),
             guardrails: guardrails.apply(spec.guardrails),
+            allowed_providers: allowed_providers.apply(spec.allowed_providers),
+            required_params: required_params.apply(spec.required_params),
+            fixed_params: fixed_params.apply(spec.fixed_params),
+            allowed_origins: allowed_origins.apply(spec.allowed_origins),
         }
     }
 }

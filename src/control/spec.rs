@@ -86,6 +86,10 @@ pub(crate) const EXPECTED: &[(&str, &str)] = &[
         "client_cert_sha256",
         "expected a list of SHA-256 fingerprints (64 hex digits), or null",
     ),
+    ("allowed_providers", "expected a list of provider ids or globs, or null"),
+    ("required_params", "expected a list of top-level request field names, or null"),
+    ("fixed_params", "expected an object of request fields and their values, or null"),
+    ("allowed_origins", "expected a list of origins such as \"https://app.example.com\", or null"),
     ("role", "expected \"admin\", \"group_admin\", \"viewer\" or \"developer\""),
 ];
 
@@ -151,6 +155,7 @@ pub(crate) struct Checked {
     pub(crate) rotation_s: Option<u64>,
     pub(crate) guardrails: Option<Box<[Arc<str>]>>,
     pub(crate) client_cert: Option<Box<CertRule>>,
+    pub(crate) req: Option<Arc<crate::policy::config::reqpolicy::ReqPolicy>>,
 }
 
 fn field_err((field, message): (String, String)) -> ApiError {
@@ -256,8 +261,10 @@ pub(crate) fn check_spec(spec: &KeySpec) -> ApiResult<Checked> {
         mtls::fingerprints(client_cert_sha256.as_deref().unwrap_or_default()).map_err(|m| {
             ApiError::bad_request("client_cert_sha256", format!("client_cert_sha256: {m}"))
         })?;
+    let req = crate::control::reqpolicy::check_spec_req(spec)?;
     Ok(Checked {
         client_cert: CertRule::new(*require_client_cert, sha256),
+        req,
         guardrails,
         limits,
         models: filter,
@@ -409,6 +416,7 @@ pub(crate) fn parse_record_interned(
         rotation_s: c.rotation_s,
         guardrails: c.guardrails,
         client_cert: c.client_cert,
+        req: c.req,
         id: id.clone(),
     };
     Ok(ApiKey::new(parts, last_used))

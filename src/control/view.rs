@@ -5,6 +5,7 @@
 use super::Writer;
 use crate::admission::Layer;
 use crate::policy::config::{BudgetPeriod, GroupState, KeyState, Limits, Shadow};
+use crate::policy::snapshot::reqpolicy::ReqPolicyView;
 use crate::policy::snapshot::{GroupEntry, KeyEntry, Snapshot};
 use crate::storage::{KeyRecord, KeyStatus};
 use serde::Serialize;
@@ -146,6 +147,11 @@ pub(crate) struct KeyView {
     /// The key must present a client certificate (its own rule, its group's or its org's).
     pub(crate) require_client_cert: bool,
     pub(crate) client_cert_sha256: Option<Vec<String>>,
+    /// The key's own `allowed_providers`, `required_params`, `fixed_params`, `allowed_origins`.
+    #[serde(flatten)]
+    pub(crate) request_policy: ReqPolicyView,
+    /// Org, group and key resolved: what the key's requests obey.
+    pub(crate) request_policy_in_force: ReqPolicyView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) grace_until: Option<Option<String>>,
     pub(crate) spend_usd: f64,
@@ -237,6 +243,11 @@ pub(crate) struct GroupView {
     /// The `[[presets]]` id the group named, and the fields it took from it.
     pub(crate) preset: Option<String>,
     pub(crate) preset_fields: Vec<String>,
+    /// The group's own request policy fields.
+    #[serde(flatten)]
+    pub(crate) request_policy: ReqPolicyView,
+    /// Org and group resolved: what the group's keys obey (a key may narrow it).
+    pub(crate) request_policy_in_force: ReqPolicyView,
 }
 
 /// A group's guardrail verdicts since the process started, from
@@ -370,6 +381,23 @@ impl Writer {
             require_client_cert: r.spec.require_client_cert == Some(true)
                 || group.is_some_and(|g| g.require_client_cert),
             client_cert_sha256: r.spec.client_cert_sha256.clone(),
+            request_policy: ReqPolicyView::own(
+                super::reqpolicy::check_spec_req(&r.spec)
+                    .ok()
+                    .flatten()
+                    .as_deref(),
+            ),
+            request_policy_in_force: match (
+                super::spec::digest_hex(&r.sha256)
+                    .ok()
+                    .and_then(|d| self.directory.get(&d))
+                    .and_then(|k| k.entry(snapshot)),
+                group,
+            ) {
+                (Some(k), _) => ReqPolicyView::in_force(k.req_policy()),
+                (None, Some(g)) => ReqPolicyView::in_force(g.req.as_deref()),
+                (None, None) => ReqPolicyView::default(),
+            },
             grace_until: Some(
                 r.previous
                     .as_ref()
@@ -424,6 +452,8 @@ impl Writer {
                 .client_cert()
                 .filter(|c| !c.sha256.is_empty())
                 .map(|c| c.sha256_hex()),
+            request_policy: ReqPolicyView::own(k.own_req()),
+            request_policy_in_force: ReqPolicyView::in_force(k.req_policy()),
             grace_until: None,
             spend_usd: usd(spend),
             spend_all_time_usd: usd(all_time),
@@ -478,6 +508,8 @@ impl Writer {
                 .as_ref()
                 .map(|p| p.fields.clone())
                 .unwrap_or_default(),
+            request_policy: ReqPolicyView::own(g.def.req.as_deref()),
+            request_policy_in_force: ReqPolicyView::in_force(g.req.as_deref()),
         }
     }
 }

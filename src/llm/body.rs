@@ -18,6 +18,8 @@ pub enum Endpoint {
     Responses,
     Messages,
     ListModels,
+    /// `POST /v1/messages/count_tokens` (Anthropic): never billed.
+    CountTokens,
 }
 
 impl Endpoint {
@@ -29,6 +31,7 @@ impl Endpoint {
             ("POST", "/v1/embeddings") => Endpoint::Embeddings,
             ("POST", "/v1/responses") => Endpoint::Responses,
             ("POST", "/v1/messages") => Endpoint::Messages,
+            ("POST", "/v1/messages/count_tokens") => Endpoint::CountTokens,
             ("GET", "/v1/models") => Endpoint::ListModels,
             _ => {
                 return Err(GatewayError::UnknownRoute {
@@ -42,7 +45,7 @@ impl Endpoint {
 
     pub(crate) fn api(self) -> Api {
         match self {
-            Endpoint::Messages => Api::Anthropic,
+            Endpoint::Messages | Endpoint::CountTokens => Api::Anthropic,
             _ => Api::OpenAi,
         }
     }
@@ -51,7 +54,8 @@ impl Endpoint {
     /// translated to the other API; the other OpenAI routes need OpenAI-style targets.
     pub fn serves(self) -> Serves {
         match self {
-            Endpoint::ChatCompletions | Endpoint::Messages => Serves::Any,
+            // count_tokens: a model with only OpenAI-style targets is answered by estimate.
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens => Serves::Any,
             other => Serves::Only(other.api()),
         }
     }
@@ -292,6 +296,11 @@ impl RequestBody {
             Name::Span(r) => &self.raw[r.clone()] == name.as_bytes(),
             Name::Owned(n) => &**n == name,
         }
+    }
+
+    /// The body's bytes (after any replacement).
+    pub(crate) fn raw_bytes(&self) -> Bytes {
+        self.raw.clone()
     }
 
     /// A field's raw JSON value.

@@ -4,6 +4,7 @@
 //! checks on requests and answers (`guard`).
 
 pub mod body;
+pub(crate) mod fixed;
 pub mod guard;
 pub mod translate;
 pub mod usage;

@@ -138,6 +138,9 @@ pub fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\"}");
     }
     out.push(b']');
+    if f.count_tokens {
+        out.extend_from_slice(b",\"count_tokens\":true");
+    }
     if !f.guardrails.is_empty() {
         out.extend_from_slice(b",\"guardrails\":[");
         for (i, t) in f.guardrails.iter().enumerate() {
@@ -425,6 +428,9 @@ mod reference {
             o.serialize_field("client_ip", &f.client_ip.map(Str))?;
             o.serialize_field("stream", &f.stream)?;
             o.serialize_field("attempts", &Attempts(f.attempts))?;
+            if f.count_tokens {
+                o.serialize_field("count_tokens", &true)?;
+            }
             if !f.guardrails.is_empty() {
                 o.serialize_field("guardrails", &Trips(f.guardrails))?;
             }
@@ -671,6 +677,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000003"
                         completion: Some(&completion),
                         quarantined: status == 403,
                         guardrails: if status == 200 { &trips } else { &[] },
+                        count_tokens: status == 200,
                     };
                     let (mut mine, mut theirs) = (Vec::new(), Vec::new());
                     render(&f, &mut mine);

@@ -106,6 +106,8 @@ pub struct Finished<'a> {
     pub quarantined: bool,
     /// Guardrail verdicts on the request and its answer.
     pub guardrails: &'a [crate::proxy::guard::Trip],
+    /// `POST /v1/messages/count_tokens`: never billed (`"count_tokens": true` on the line).
+    pub count_tokens: bool,
 }
 
 impl Finished<'_> {

@@ -63,6 +63,9 @@ pub(crate) fn identify(
     if mtls::applies(&key) {
         mtls::check(&key, session)?;
     }
+    if let Some(p) = key.req_policy() {
+        crate::proxy::policy_checks::check_origin(p, &key, req)?;
+    }
     Ok(Identified {
         endpoint,
         key,
@@ -91,7 +94,16 @@ pub(crate) async fn read_body(
         ctx.client_ip(),
         who.group_state,
     )
-    .and_then(|m| checks::check_max_tokens(key, body.max_tokens).map(|()| m));
+    .and_then(|m| checks::check_max_tokens(key, body.max_tokens).map(|()| m))
+    .and_then(|m| {
+        let p = key
+            .req_policy()
+            .filter(|_| who.endpoint != Endpoint::CountTokens);
+        match p {
+            Some(p) => crate::proxy::policy_checks::check_required(p, key, &body).map(|()| m),
+            None => Ok(m),
+        }
+    });
     match checked {
         Ok(model) => Ok((body, model)),
         Err(e) => {
@@ -146,6 +158,11 @@ pub(crate) fn reserve(
         && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
         && !body.client_wants_stream_usage();
     let plan = Plan::new(snapshot, &key, model.clone(), endpoint.serves());
+    if !plan.reachable(&key, endpoint.serves()) {
+        ctx.keep_body(body);
+        ctx.keep_model(model.clone());
+        return Err(crate::proxy::policy_checks::no_provider(&key, &model));
+    }
     let req = &session.req_header().headers;
     let tags = req
         .get(headers::TAGS.name())
@@ -190,4 +207,59 @@ pub(crate) fn reserve(
         affinity,
     });
     Ok(())
+}
+
+/// What `POST /v1/messages/count_tokens` gets after stage 2.
+pub(crate) enum Counted {
+    /// Forwarded to an Anthropic target of the model (uncounted: no reservation).
+    Forward,
+    /// Answered by the gateway: the model has no Anthropic target the key may reach.
+    Estimate(u64),
+}
+
+/// `count_tokens`: gated like `/v1/messages` up to here (key, state, IP, origin, model
+/// lists); never reserved, billed or counted against windows and budgets. Forwarded to an
+/// Anthropic target of the model (or a fallback), else answered from the gateway's prompt
+/// estimate (one token per 4 bytes of `system`, `messages`, `tools`).
+pub(crate) fn count_tokens(
+    ctx: &mut RequestCtx,
+    snapshot: &Snapshot,
+    who: Identified,
+    body: RequestBody,
+    model: Arc<ModelEntry>,
+) -> Result<Counted, GatewayError> {
+    use crate::llm::body::Serves;
+    use crate::policy::config::Api;
+    // The in-flight slot held while the body was read is not kept.
+    drop(ctx.take_slots());
+    let key = who.key;
+    let allowed = |t: &crate::policy::snapshot::TargetEntry| {
+        key.req_policy()
+            .is_none_or(|p| p.provider_allowed(&t.provider.id))
+    };
+    let plan = Plan::new(snapshot, &key, model.clone(), Serves::Only(Api::Anthropic));
+    let anthropic = plan.models.iter().any(|m| {
+        m.targets
+            .iter()
+            .any(|t| t.provider.api == Api::Anthropic && allowed(t))
+    });
+    if anthropic {
+        ctx.counted_only(plan, body, model);
+        return Ok(Counted::Forward);
+    }
+    if !model.targets.iter().any(allowed) {
+        ctx.keep_body(body);
+        ctx.keep_model(model.clone());
+        return Err(crate::proxy::policy_checks::no_provider(&key, &model));
+    }
+    let prompt: usize = ["system", "messages", "tools", "tool_choice"]
+        .iter()
+        .filter_map(|f| body.get(f))
+        .map(<[u8]>::len)
+        .sum();
+    ctx.keep_body(body);
+    ctx.keep_model(model);
+    Ok(Counted::Estimate(
+        crate::llm::usage::estimate_input_tokens(prompt).max(1),
+    ))
 }

@@ -83,6 +83,10 @@ pub(crate) struct RequestCtx {
     trips: Vec<Trip>,
     /// Checks the answer the client gets (after translation), when guardrails look there.
     response_guard: Option<Box<ResponseGuard>>,
+    /// The request's `Origin` when its answer carries CORS headers (`allowed_origins`).
+    cors: Option<http::HeaderValue>,
+    /// The request had an `Origin` (a browser's): the provider's CORS headers are removed.
+    origin_seen: bool,
     _inflight: InflightGuard,
 }
 
@@ -138,6 +142,8 @@ impl RequestCtx {
             quarantined: false,
             trips: Vec::new(),
             response_guard: None,
+            cors: None,
+            origin_seen: false,
             _inflight: inflight,
         }
     }
@@ -181,6 +187,17 @@ impl RequestCtx {
 
     pub(crate) fn upstream_body(&self) -> &Bytes {
         &self.upstream_body
+    }
+
+    /// The `Origin` the answer's CORS headers name, if any.
+    pub(crate) fn cors(&self) -> Option<&http::HeaderValue> {
+        self.cors.as_ref()
+    }
+
+    /// Called for requests with an `Origin` only.
+    pub(crate) fn set_cors(&mut self, origin: Option<http::HeaderValue>) {
+        self.cors = origin;
+        self.origin_seen = true;
     }
 
     pub(crate) fn first_byte_seen(&self) -> bool {
@@ -265,6 +282,13 @@ impl RequestCtx {
         self.affinity = affinity;
     }
 
+    /// `count_tokens` forwarded: the plan and body, nothing reserved (never billed).
+    pub(crate) fn counted_only(&mut self, plan: Plan, body: RequestBody, model: Arc<ModelEntry>) {
+        self.plan = Some(plan);
+        self.body = Some(body);
+        self.model = Some(model);
+    }
+
     pub(crate) fn refused(&mut self, e: GatewayError) {
         self.error = Some(e);
     }
@@ -273,9 +297,11 @@ impl RequestCtx {
 
     fn choice(&self) -> Choice<'_> {
         Choice {
-            serves: self
-                .endpoint
-                .map_or(Serves::Only(Api::OpenAi), Endpoint::serves),
+            serves: match self.endpoint {
+                // Forwarded to Anthropic targets only (others are answered by estimate).
+                Some(Endpoint::CountTokens) => Serves::Only(Api::Anthropic),
+                e => e.map_or(Serves::Only(Api::OpenAi), Endpoint::serves),
+            },
             routing: self
                 .key
                 .as_ref()
@@ -283,6 +309,11 @@ impl RequestCtx {
             affinity: self.affinity,
             tags: &self.tags,
             now_ms: now_ms(),
+            providers: self
+                .key
+                .as_ref()
+                .and_then(|k| k.req_policy())
+                .and_then(|p| p.providers.as_deref()),
         }
     }
 
@@ -329,6 +360,17 @@ impl RequestCtx {
                 self.ask_usage,
                 translate::default_max_tokens(&self.snapshot.server, key),
             );
+            let fixed = key.req_policy().map_or(&[][..], |p| &p.fixed[..]);
+            let rendered = rendered.map(|(bytes, t)| {
+                if fixed.is_empty() {
+                    return (bytes, t);
+                }
+                // In the target's own format: after translation.
+                match crate::llm::fixed::TargetApi::of(endpoint, target.provider.api) {
+                    Some(api) => (crate::llm::fixed::apply(bytes, api, fixed), t),
+                    None => (bytes, t),
+                }
+            });
             match rendered {
                 Ok((bytes, t)) => (self.upstream_body, self.translation) = (bytes, t),
                 Err(e) => {
@@ -481,6 +523,9 @@ impl RequestCtx {
         if !resp.status.is_success() {
             return None;
         }
+        if self.endpoint == Some(Endpoint::CountTokens) {
+            return None;
+        }
         let rules = self.key.as_ref()?.guards()?.response.clone();
         if rules.is_empty() {
             return None;
@@ -504,6 +549,12 @@ impl RequestCtx {
     /// place of the provider's, written after its headers.
     pub(crate) fn answer_headers(&self, resp: &mut ResponseHeader) -> Result<()> {
         headers::remove_added(resp);
+        match &self.cors {
+            Some(origin) => crate::proxy::cors::add_headers(resp, origin)?,
+            // Without `Origin` (server-side clients) nothing is looked up.
+            None if self.origin_seen => crate::proxy::cors::strip(resp),
+            None => {}
+        }
         resp.append_wire_header(&headers::REQUEST_ID, self.request_id.as_bytes())?;
         if let Some(t) = self.target_entry() {
             resp.append_wire_header(&headers::TARGET, t.label.as_bytes())?;
@@ -647,6 +698,7 @@ impl RequestCtx {
             completion: self.scanner.as_ref().and_then(|s| s.completion.as_ref()),
             quarantined: self.quarantined,
             guardrails: &self.trips,
+            count_tokens: self.endpoint == Some(Endpoint::CountTokens),
         }
     }
 }

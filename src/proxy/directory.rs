@@ -11,6 +11,7 @@
 use crate::digest::ByDigest;
 use crate::error::GatewayError;
 use crate::policy::config::mtls::CertRule;
+use crate::policy::config::reqpolicy::ReqPolicy;
 use crate::policy::config::{GroupState, KeyState, Limits, ModelFilter};
 use crate::policy::snapshot::{
     Digest, DigestHash, GroupEntry, KeyEntry, KeyParts, KeySource, Snapshot,
@@ -66,6 +67,7 @@ struct Rare {
     rotation_s: Option<u64>,
     guardrails: Option<Box<[Arc<str>]>>,
     client_cert: Option<Box<CertRule>>,
+    req: Option<Arc<ReqPolicy>>,
 }
 
 impl ApiKeyDef {
@@ -86,13 +88,15 @@ impl ApiKeyDef {
             rotation_s,
             guardrails,
             client_cert,
+            req,
         } = p;
         let rare = (previous.is_some()
             || client_cert.is_some()
             || models.is_some()
             || allowed_cidrs.is_some()
             || rotation_s.is_some()
-            || guardrails.is_some())
+            || guardrails.is_some()
+            || req.is_some())
         .then(|| {
             Box::new(Rare {
                 previous: previous.map(|p| *p),
@@ -101,6 +105,7 @@ impl ApiKeyDef {
                 rotation_s,
                 guardrails,
                 client_cert,
+                req,
             })
         });
         ApiKeyDef {
@@ -138,6 +143,18 @@ impl ApiKeyDef {
     /// `rotation_interval` in seconds.
     pub(crate) fn rotation_s(&self) -> Option<u64> {
         self.rare.as_ref()?.rotation_s
+    }
+
+    /// The key's own request policy.
+    pub(crate) fn req(&self) -> Option<&Arc<ReqPolicy>> {
+        self.rare.as_ref()?.req.as_ref()
+    }
+
+    /// The key's own `allowed_origins`.
+    fn origins(&self) -> &[Box<str>] {
+        self.req()
+            .and_then(|r| r.allowed_origins.as_deref())
+            .unwrap_or_default()
     }
 
     /// The key's own guardrail ids.
@@ -178,6 +195,8 @@ pub struct ApiKeyParts {
     /// The key's own guardrail ids (added to its group's and org's).
     pub guardrails: Option<Box<[Arc<str>]>>,
     pub client_cert: Option<Box<CertRule>>,
+    /// The key's own request policy (`allowed_providers`, `required_params`, ...).
+    pub req: Option<Arc<ReqPolicy>>,
 }
 
 impl ApiKey {
@@ -215,6 +234,7 @@ impl ApiKey {
                 .iter()
                 .filter_map(|id| snapshot.guardrails.get(id).cloned())
                 .collect(),
+            req: self.req().cloned(),
         };
         let entry = Arc::new(KeyEntry::resolve(parts, group, &snapshot.models));
         self.resolved.store(Some(Arc::new(Resolved {
@@ -253,6 +273,8 @@ pub struct Directory {
     /// Keys regenerated with a grace period, by their previous digest (few).
     previous: DashMap<Digest, Arc<ApiKey>, DigestHash>,
     groups: ArcSwap<HashMap<Arc<str>, StateOverride>>,
+    /// API keys' own `allowed_origins`, counted (CORS preflights carry no key).
+    origins: DashMap<Box<str>, u32>,
 }
 
 impl Directory {
@@ -300,6 +322,17 @@ impl Directory {
     /// it. Digests `old` had and `key` does not are removed. (`key` should carry `old`'s
     /// `last_used` cell: see [`ApiKey::new`].)
     pub fn put(&self, key: Arc<ApiKey>, old: Option<&ApiKey>) {
+        for o in key.origins() {
+            *self.origins.entry(o.clone()).or_insert(0) += 1;
+        }
+        for o in old.map(|k| k.origins()).unwrap_or_default() {
+            if let Entry::Occupied(mut e) = self.origins.entry(o.clone()) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+        }
         // The new digests first, then the old ones go: a lookup never misses in between.
         match self.keys.entry(ByDigest(key.clone())) {
             Entry::Occupied(o) => {
@@ -322,6 +355,11 @@ impl Directory {
                 }
             }
         }
+    }
+
+    /// Whether some API key lists `origin` in its `allowed_origins`.
+    pub(crate) fn has_origin(&self, origin: &str) -> bool {
+        !self.origins.is_empty() && self.origins.contains_key(origin)
     }
 
     /// Every API key once, in no particular order.
@@ -406,6 +444,7 @@ mod tests {
                 secret_at: 0,
                 rotation_s: None,
                 guardrails: None,
+                req: None,
             },
             Arc::default(),
         ))

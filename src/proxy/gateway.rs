@@ -28,7 +28,7 @@ use crate::proxy::account::{Accounting, InflightGuard};
 use crate::proxy::admit;
 pub(crate) use crate::proxy::ctx::RequestCtx;
 use crate::proxy::directory::Directory;
-use crate::proxy::respond;
+use crate::proxy::{cors, respond};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -52,6 +52,8 @@ pub(crate) struct Gateway {
 enum Admission {
     Forward,
     ListModels,
+    /// `count_tokens` answered by the gateway's estimate.
+    CountEstimate(u64),
 }
 
 impl Gateway {
@@ -69,6 +71,14 @@ impl Gateway {
             return Ok(Admission::ListModels);
         }
         let (mut body, model) = admit::read_body(acc, session, ctx, &snapshot, &who).await?;
+        if who.endpoint == Endpoint::CountTokens {
+            return Ok(
+                match admit::count_tokens(ctx, &snapshot, who, body, model)? {
+                    admit::Counted::Forward => Admission::Forward,
+                    admit::Counted::Estimate(n) => Admission::CountEstimate(n),
+                },
+            );
+        }
         admit::guard(acc, ctx, &snapshot, &who, &mut body, &model).await?;
         admit::reserve(acc, session, ctx, &snapshot, who, body, model)?;
         Ok(Admission::Forward)
@@ -90,12 +100,34 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.begin(session.req_header());
-        match self.admit(session, ctx).await {
+        if cors::is_preflight(session.req_header()) {
+            return respond::preflight(session, ctx, &self.directory).await;
+        }
+        let admitted = self.admit(session, ctx).await;
+        if session
+            .req_header()
+            .headers
+            .contains_key(http::header::ORIGIN)
+        {
+            let snapshot = ctx.snapshot().clone();
+            let key = ctx.key().cloned();
+            let origin = cors::answer_origin(
+                session.req_header(),
+                key.as_deref(),
+                &snapshot,
+                &self.directory,
+            );
+            ctx.set_cors(origin);
+        }
+        match admitted {
             Ok(Admission::Forward) => Ok(false),
             Ok(Admission::ListModels) => respond::list_models(session, ctx).await.map(|()| true),
+            Ok(Admission::CountEstimate(n)) => respond::count_estimate(session, ctx, n)
+                .await
+                .map(|()| true),
             Err(e) => {
                 let api = ctx.api(session.req_header().uri.path());
-                let written = respond::refuse(session, &e, api, ctx.request_id()).await;
+                let written = respond::refuse(session, &e, api, ctx.request_id(), ctx.cors()).await;
                 ctx.refused(e);
                 written.map(|()| true)
             }

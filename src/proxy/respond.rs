@@ -18,8 +18,12 @@ pub(crate) async fn write_json(
     body: Vec<u8>,
     request_id: &str,
     err: Option<&GatewayError>,
+    cors: Option<&http::HeaderValue>,
 ) -> Result<()> {
     let mut h = ResponseHeader::build(status, Some(6))?;
+    if let Some(origin) = cors {
+        crate::proxy::cors::add_headers(&mut h, origin)?;
+    }
     h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     h.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     h.insert_header("x-request-id", request_id)?;
@@ -43,13 +47,22 @@ pub(crate) async fn write_error(
     err: &GatewayError,
     api: Api,
     request_id: &str,
+    cors: Option<&http::HeaderValue>,
 ) -> Result<()> {
     if matches!(err.status(), 400 | 408 | 413) || !session.is_body_done() {
         // The rest of the body may still be on the wire: do not reuse the connection
         // (draining it would let a client hold the connection as long as it likes).
         session.set_keepalive(None);
     }
-    write_json(session, err.status(), err.body(api), request_id, Some(err)).await
+    write_json(
+        session,
+        err.status(),
+        err.body(api),
+        request_id,
+        Some(err),
+        cors,
+    )
+    .await
 }
 
 /// Answers a refusal from `request_filter`: written in the route's shape, unless the
@@ -59,6 +72,7 @@ pub(crate) async fn refuse(
     err: &GatewayError,
     api: Api,
     request_id: &str,
+    cors: Option<&http::HeaderValue>,
 ) -> Result<()> {
     if !err.writable() {
         return Err(pingora_error::Error::explain(
@@ -67,7 +81,7 @@ pub(crate) async fn refuse(
         )
         .into_down());
     }
-    write_error(session, err, api, request_id).await
+    write_error(session, err, api, request_id, cors).await
 }
 
 /// Bytes of body memory reserved ahead of a chunked body: one read's worth, so what is
@@ -180,7 +194,37 @@ pub(crate) async fn list_models(session: &mut Session, ctx: &RequestCtx) -> Resu
         .key()
         .ok_or_else(|| Error::new(ErrorType::InternalError))?;
     let body = models_list(ctx.snapshot(), key);
-    write_json(session, 200, body, ctx.request_id(), None).await
+    write_json(session, 200, body, ctx.request_id(), None, ctx.cors()).await
+}
+
+/// `count_tokens` for a model without an Anthropic target: the gateway's estimate, in
+/// Anthropic's answer shape.
+pub(crate) async fn count_estimate(session: &mut Session, ctx: &RequestCtx, n: u64) -> Result<()> {
+    let body = format!("{{\"input_tokens\":{n}}}").into_bytes();
+    write_json(session, 200, body, ctx.request_id(), None, ctx.cors()).await
+}
+
+/// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`): 204 with the CORS
+/// headers for a listed origin, else 403 `origin_not_allowed` without them. No key needed.
+pub(crate) async fn preflight(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    directory: &crate::proxy::directory::Directory,
+) -> Result<bool> {
+    let snapshot = ctx.snapshot().clone();
+    match crate::proxy::cors::preflight(session.req_header(), &snapshot, directory) {
+        Ok(mut h) => {
+            h.insert_header("x-request-id", ctx.request_id())?;
+            session.write_response_header(Box::new(h), true).await?;
+            Ok(true)
+        }
+        Err(e) => {
+            let api = Endpoint::api_for_path(session.req_header().uri.path());
+            let written = refuse(session, &e, api, ctx.request_id(), None).await;
+            ctx.refused(e);
+            written.map(|()| true)
+        }
+    }
 }
 
 /// `fail_to_proxy`: writes `err` if nothing (but a 1xx) reached the client yet and the
@@ -197,7 +241,7 @@ pub(crate) async fn write_failure(
         return 0;
     }
     let api = ctx.endpoint().map_or(Api::OpenAi, Endpoint::api);
-    if let Err(w) = write_error(session, err, api, ctx.request_id()).await {
+    if let Err(w) = write_error(session, err, api, ctx.request_id(), ctx.cors()).await {
         log::debug!("cannot write error response: {w}");
     }
     err.status()
@@ -238,6 +282,16 @@ pub(crate) fn models_list(
         .models
         .iter()
         .filter(|m| key.allowed[m.index])
+        .filter(|m| {
+            // `allowed_providers`: only models with a target the key may reach.
+            key.req_policy()
+                .and_then(|p| p.providers.as_ref())
+                .is_none_or(|p| {
+                    m.targets
+                        .iter()
+                        .any(|t| p.iter().any(|id| **id == *t.provider.id))
+                })
+        })
         .map(|m| serde_json::json!({"id": &*m.name, "object": "model", "created": 0, "owned_by": "tollgate"}))
         .collect();
     serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default()

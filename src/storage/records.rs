@@ -67,6 +67,15 @@ pub struct KeySpec {
     /// SHA-256 of the client certificates (DER, hex) this key works with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cert_sha256: Option<Vec<String>>,
+    /// Request policy (docs/policy.md "Request policy"): narrows the group's and org's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_providers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_params: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_params: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl KeySpec {

@@ -137,6 +137,8 @@ fn every_gateway_error() -> Vec<GatewayError> {
             key: String::new(),
             sha256: String::new(),
         },
+        ProviderNotAllowed(String::new()),
+        OriginNotAllowed(String::new()),
     ];
     for e in &all {
         match e {
@@ -162,9 +164,11 @@ fn every_gateway_error() -> Vec<GatewayError> {
             | ClientTimeout(_)
             | GuardrailBlocked { .. }
             | GuardrailUnavailable { .. }
-            | Internal
             | ClientCertRequired { .. }
-            | ClientCertMismatch { .. } => {}
+            | ClientCertMismatch { .. }
+            | ProviderNotAllowed(_)
+            | OriginNotAllowed(_)
+            | Internal => {}
             // Variants with fields that are awkward to build here: their codes are
             // listed in `WITH_FIELDS` below.
             MaxTokensExceeded { .. }
@@ -173,13 +177,15 @@ fn every_gateway_error() -> Vec<GatewayError> {
             | HeaderTooLarge { .. }
             | RateLimitExceeded { .. }
             | TokenLimitExceeded { .. }
+            | MissingParameter { .. }
             | BudgetExceeded { .. } => {}
         }
     }
     all
 }
 
-const WITH_FIELDS: [&str; 7] = [
+const WITH_FIELDS: [&str; 8] = [
+    "missing_parameter",
     "max_tokens_exceeded",
     "unsupported_parameter",
     "request_timeout",

@@ -200,7 +200,7 @@ async fn console_files_carry_the_security_headers() {
 }
 
 /// Python with Playwright, and the system Chromium; `None`: skipped.
-fn browser_tools() -> Option<std::path::PathBuf> {
+pub(crate) fn browser_tools() -> Option<std::path::PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
     let has_playwright = python.exists()

@@ -56,6 +56,13 @@ async fn official_sdks_work_through_the_gateway() {
     assert!(stdout.contains("all SDK checks passed"), "{stdout}");
     // The SDKs' requests really went through to the provider.
     assert!(mock.received().len() >= 5, "{}", mock.received().len());
+    // count_tokens for the Claude model went to the provider's own route.
+    assert!(
+        mock.received()
+            .iter()
+            .any(|r| r.path == "/v1/messages/count_tokens"),
+        "count_tokens forwarded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,6 +62,14 @@ with an.messages.stream(
 check(len(text) > 0, "anthropic streamed message yields text")
 check(final.usage.output_tokens > 0, "anthropic stream reports usage")
 
+# count_tokens (Claude Code calls it): forwarded to the Anthropic target of "smart", and
+# answered by the gateway's estimate for "fast" (OpenAI-style targets only).
+for model in ["smart", "fast"]:
+    c = an.messages.count_tokens(
+        model=model, system="be brief", messages=[{"role": "user", "content": "hello there"}]
+    )
+    check(c.input_tokens > 0, f"anthropic count_tokens for {model}")
+
 try:
     anthropic.Anthropic(base_url=gateway, api_key="tg-wrong", max_retries=0).messages.create(
         model="smart", max_tokens=8, messages=[{"role": "user", "content": "x"}]

@@ -20,6 +20,7 @@ use crate::control::view::{
     GroupView, KeyCounts, KeyView, KeyWithSecret, LimitView, LimitsView, List, Refusals,
 };
 use crate::policy::config::raw::LimitField;
+use crate::policy::snapshot::reqpolicy::ReqPolicyView;
 use crate::storage::KeySpec;
 use crate::storage::{DriftRecord, ProviderRun, RunRecord};
 use serde::Serialize;
@@ -129,6 +130,19 @@ fn key_spec() -> KeySpec {
         guardrails: Some(vec!["pii".into()]),
         require_client_cert: Some(true),
         client_cert_sha256: Some(vec!["ab".repeat(32)]),
+        allowed_providers: Some(vec!["openai".into()]),
+        required_params: Some(vec!["user".into()]),
+        fixed_params: Some(BTreeMap::from([("store".into(), json!(false))])),
+        allowed_origins: Some(vec!["https://app.example.com".into()]),
+    }
+}
+
+fn req_view() -> ReqPolicyView {
+    ReqPolicyView {
+        allowed_providers: Some(vec!["openai".into()]),
+        required_params: vec!["user".into()],
+        fixed_params: serde_json::Map::from_iter([("store".to_string(), json!(false))]),
+        allowed_origins: Some(vec!["https://app.example.com".into()]),
     }
 }
 
@@ -184,6 +198,8 @@ fn key(file: bool) -> KeyView {
         guardrails_in_force: vec![],
         require_client_cert: false,
         client_cert_sha256: None,
+        request_policy: req_view(),
+        request_policy_in_force: req_view(),
         grace_until: if file { None } else { Some(t()) },
         spend_usd: 0.0,
         spend_all_time_usd: 0.0,
@@ -234,6 +250,8 @@ fn group(full: bool) -> GroupView {
         require_client_cert: false,
         preset: full.then(|| "strict".into()),
         preset_fields: vec!["log_level".into()],
+        request_policy: req_view(),
+        request_policy_in_force: req_view(),
     }
 }
 
@@ -301,6 +319,10 @@ fn full_patch() -> KeyPatch {
         guardrails,
         require_client_cert,
         client_cert_sha256,
+        allowed_providers,
+        required_params,
+        fixed_params,
+        allowed_origins,
     } = key_spec();
     KeyPatch {
         name: p(name),
@@ -325,6 +347,10 @@ fn full_patch() -> KeyPatch {
         guardrails: p(guardrails),
         require_client_cert: p(require_client_cert),
         client_cert_sha256: p(client_cert_sha256),
+        allowed_providers: p(allowed_providers),
+        required_params: p(required_params),
+        fixed_params: p(fixed_params),
+        allowed_origins: p(allowed_origins),
     }
 }
 

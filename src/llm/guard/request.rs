@@ -28,7 +28,7 @@ fn prompt_fields(endpoint: Endpoint) -> &'static [&'static str] {
         Endpoint::Completions => &["prompt"],
         Endpoint::Responses => &["instructions", "input"],
         Endpoint::Embeddings => &["input"],
-        Endpoint::ListModels => &[],
+        Endpoint::ListModels | Endpoint::CountTokens => &[],
     }
 }
 

@@ -90,6 +90,7 @@ mod tests {
             limits: Limits::default(),
             tags: vec![],
             guardrails: Box::default(),
+            req: None,
         }
     }
 

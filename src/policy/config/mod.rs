@@ -8,6 +8,7 @@ pub(crate) mod guardrails;
 mod keydefs;
 pub(crate) mod mtls;
 pub mod raw;
+pub mod reqpolicy;
 mod validate;
 
 use globset::GlobSet;
@@ -353,6 +354,8 @@ pub(crate) struct Org {
     pub(crate) require_client_cert: bool,
     /// How the org's `webhook` is spoken to, and where its events are mailed.
     pub(crate) alerts: Alerts,
+    /// `allowed_providers`, `required_params`, `fixed_params`, `allowed_origins`.
+    pub(crate) req: Option<Arc<reqpolicy::ReqPolicy>>,
 }
 
 /// `webhook_format` and `alert_email` of an org or a group.
@@ -456,6 +459,8 @@ pub struct Group {
     /// The preset the group named, and the fields it took from it.
     pub(crate) preset: Option<GroupPreset>,
     pub(crate) alerts: Alerts,
+    /// The group's own request policy (the org's is resolved with it in the snapshot).
+    pub(crate) req: Option<Arc<reqpolicy::ReqPolicy>>,
 }
 
 /// A group's `preset` and the fields it took from it (shown by `-t` and the admin API).
@@ -514,6 +519,8 @@ pub struct KeyDef {
     pub guardrails: Box<[u16]>,
     /// `require_client_cert` / `client_cert_sha256` of the key itself.
     pub client_cert: Option<Box<mtls::CertRule>>,
+    /// The key's own request policy.
+    pub req: Option<Arc<reqpolicy::ReqPolicy>>,
 }
 
 impl Config {
@@ -624,6 +631,9 @@ impl Config {
                 let guards = self.group_guardrails(o, g);
                 if !guards.is_empty() {
                     let _ = writeln!(s, "        guardrails: {}", guards.join(", "));
+                }
+                if let Some(p) = reqpolicy::summary(o.req.as_deref(), g.req.as_deref()) {
+                    let _ = writeln!(s, "        request policy: {p}");
                 }
             }
         }

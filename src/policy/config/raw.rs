@@ -226,6 +226,12 @@ with_limits! {
         /// Addresses the same events are mailed to (needs `[smtp]`).
         #[serde(default)]
         pub alert_email: Vec<String>,
+        /// Request policy (docs/policy.md "Request policy"; `reqpolicy.rs`).
+        pub allowed_providers: Option<Vec<String>>,
+        #[serde(default)]
+        pub required_params: Vec<String>,
+        pub fixed_params: Option<BTreeMap<String, serde_json::Value>>,
+        pub allowed_origins: Option<Vec<String>>,
     }
 }
 
@@ -275,6 +281,12 @@ with_limits! {
         pub webhook_format: Option<String>,
         #[serde(default)]
         pub alert_email: Vec<String>,
+        /// Request policy (docs/policy.md "Request policy"; `reqpolicy.rs`).
+        pub allowed_providers: Option<Vec<String>>,
+        #[serde(default)]
+        pub required_params: Vec<String>,
+        pub fixed_params: Option<BTreeMap<String, serde_json::Value>>,
+        pub allowed_origins: Option<Vec<String>>,
     }
 }
 
@@ -322,6 +334,12 @@ with_limits! {
         pub require_client_cert: Option<bool>,
         /// SHA-256 of the client certificates (DER) this key works with.
         pub client_cert_sha256: Option<Vec<String>>,
+        /// Request policy (docs/policy.md "Request policy"; `reqpolicy.rs`).
+        pub allowed_providers: Option<Vec<String>>,
+        #[serde(default)]
+        pub required_params: Vec<String>,
+        pub fixed_params: Option<BTreeMap<String, serde_json::Value>>,
+        pub allowed_origins: Option<Vec<String>>,
     }
 }
 

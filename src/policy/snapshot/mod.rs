@@ -22,6 +22,7 @@ pub(crate) use crate::digest::{Digest, DigestHash};
 
 mod carry;
 mod guards;
+pub(crate) mod reqpolicy;
 
 use crate::policy::config::guardrails::Guardrail;
 use crate::policy::config::mtls::CertRule;
@@ -43,6 +44,9 @@ pub struct Snapshot {
     pub(crate) orgs: HashMap<Arc<str>, Arc<OrgEntry>>,
     /// `[[guardrails]]` by id (API keys name theirs by id).
     pub(crate) guardrails: HashMap<Arc<str>, Arc<Guardrail>>,
+    /// Every origin a group or file key admits (`allowed_origins`): CORS preflights carry
+    /// no key, so they are answered from this set (and the directory's for API keys).
+    pub(crate) origins: HashSet<Box<str>>,
 }
 
 #[derive(Debug)]
@@ -55,6 +59,8 @@ pub(crate) struct OrgEntry {
     pub(crate) guardrails: Box<[Arc<Guardrail>]>,
     pub(crate) require_client_cert: bool,
     pub(crate) alerts: crate::policy::config::Alerts,
+    /// The org's own request policy.
+    pub(crate) req: Option<Arc<crate::policy::config::reqpolicy::ReqPolicy>>,
 }
 
 /// A group as configured, plus what the snapshot resolved for it. Derefs to the
@@ -69,6 +75,8 @@ pub struct GroupEntry {
     pub max_tokens: Option<(u64, String)>,
     /// Org ∪ group guardrails (`None`: none attached).
     pub(crate) guards: Option<Arc<GuardSet>>,
+    /// Org and group request policy, resolved (`None`: neither sets any).
+    pub(crate) req: Option<Arc<reqpolicy::InForce>>,
 }
 
 impl std::ops::Deref for GroupEntry {
@@ -113,6 +121,10 @@ struct KeyRare {
     client_cert: Option<Box<CertRule>>,
     /// Org ∪ group ∪ key guardrails, when the key adds some to its group's.
     guards: Option<Arc<GuardSet>>,
+    /// Org, group and key request policy, when the key sets some of its own.
+    req: Option<Arc<reqpolicy::InForce>>,
+    /// The key's own request policy, as set (for the admin API's views).
+    own_req: Option<Arc<crate::policy::config::reqpolicy::ReqPolicy>>,
 }
 
 /// A key's `max_tokens` cap and the layer it comes from; the layer's id is the entry's own,
@@ -154,6 +166,8 @@ pub(crate) struct KeyParts<'a> {
     /// The key's own guardrails (added to its group's).
     pub(crate) guardrails: Vec<Arc<Guardrail>>,
     pub(crate) client_cert: Option<Box<CertRule>>,
+    /// The key's own request policy (narrowing its group's and org's).
+    pub(crate) req: Option<Arc<crate::policy::config::reqpolicy::ReqPolicy>>,
 }
 
 impl KeyEntry {
@@ -189,14 +203,32 @@ impl KeyEntry {
             let group_set: &[Arc<Guardrail>] = group.guards.as_ref().map_or(&[], |g| &g.all);
             GuardSet::union([group_set, &k.guardrails])
         });
-        let rare =
-            (k.allowed_cidrs.is_some() || guards.is_some() || k.client_cert.is_some()).then(|| {
-                Box::new(KeyRare {
-                    allowed_cidrs: k.allowed_cidrs,
-                    client_cert: k.client_cert,
-                    guards: guards.flatten(),
-                })
-            });
+        let req = k.req.as_deref().and_then(|own| {
+            let providers = catalogue
+                .iter()
+                .flat_map(|m| m.targets.iter().map(|t| &t.provider.id));
+            reqpolicy::resolve(
+                &[
+                    group.org.req.as_deref(),
+                    group.def.req.as_deref(),
+                    Some(own),
+                ],
+                providers,
+            )
+        });
+        let rare = (k.allowed_cidrs.is_some()
+            || guards.is_some()
+            || k.client_cert.is_some()
+            || req.is_some())
+        .then(|| {
+            Box::new(KeyRare {
+                allowed_cidrs: k.allowed_cidrs,
+                client_cert: k.client_cert,
+                guards: guards.flatten(),
+                req,
+                own_req: k.req,
+            })
+        });
         KeyEntry {
             rare,
             max_tokens,
@@ -230,6 +262,20 @@ impl KeyEntry {
         match self.rare.as_ref().and_then(|r| r.guards.as_ref()) {
             Some(own) => Some(own),
             None => self.group.guards.as_ref(),
+        }
+    }
+
+    /// The key's own request policy fields, as set.
+    pub(crate) fn own_req(&self) -> Option<&crate::policy::config::reqpolicy::ReqPolicy> {
+        self.rare.as_ref()?.own_req.as_deref()
+    }
+
+    /// The request policy in force: org, group and key resolved (`None`: none set).
+    #[inline]
+    pub(crate) fn req_policy(&self) -> Option<&reqpolicy::InForce> {
+        match self.rare.as_ref().and_then(|r| r.req.as_deref()) {
+            Some(own) => Some(own),
+            None => self.group.req.as_deref(),
         }
     }
 
@@ -470,7 +516,11 @@ fn group_entries(
         .map(|g| {
             let org = orgs[g.org].clone();
             let own = pick(guardrails, &g.guardrails);
+            let providers = models
+                .iter()
+                .flat_map(|m| m.targets.iter().map(|t| &t.provider.id));
             Arc::new(GroupEntry {
+                req: reqpolicy::resolve(&[org.req.as_deref(), g.req.as_deref()], providers),
                 guards: GuardSet::union([&org.guardrails[..], &own]),
                 allowed: allowed_vector(models, &g.models, None),
                 max_tokens: tightest_max_tokens(&[
@@ -515,9 +565,11 @@ fn key_entries(
                 tags,
                 guardrails: own_guards,
                 client_cert,
+                req,
             } = k;
             let parts = KeyParts {
                 client_cert,
+                req,
                 guardrails: pick(guardrails, &own_guards),
                 last_used: carry.cell(&id, &digest),
                 id,
@@ -603,6 +655,7 @@ impl Snapshot {
                     webhook: o.webhook.clone(),
                     require_client_cert: o.require_client_cert,
                     alerts: o.alerts.clone(),
+                    req: o.req.clone(),
                 })
             })
             .collect();
@@ -624,8 +677,17 @@ impl Snapshot {
                 .iter()
                 .map(|g| (g.id.clone(), g.clone()))
                 .collect(),
+            origins: HashSet::new(),
         };
         carry.finish(&snapshot);
+        let mut snapshot = snapshot;
+        snapshot.origins = reqpolicy::origins(
+            snapshot
+                .groups
+                .values()
+                .filter_map(|g| g.req.as_deref())
+                .chain(snapshot.keys.iter().filter_map(|k| k.0.req_policy())),
+        );
         Ok(snapshot)
     }
 

@@ -29,6 +29,8 @@ pub struct Choice<'a> {
     /// Tags from `x-tollgate-tags` (`tag`).
     pub tags: &'a [String],
     pub now_ms: u64,
+    /// The key's `allowed_providers` in force, as provider ids (`None`: any).
+    pub providers: Option<&'a [Arc<str>]>,
 }
 
 pub fn affinity(session: Option<&[u8]>, key_id: &str) -> u64 {
@@ -43,6 +45,8 @@ pub fn affinity(session: Option<&[u8]>, key_id: &str) -> u64 {
 fn serves(t: &TargetEntry, c: &Choice<'_>) -> bool {
     c.serves.accepts(t.provider.api)
         && (c.routing != Routing::Tag || c.tags.iter().all(|tag| t.tags.contains(tag)))
+        && c.providers
+            .is_none_or(|p| p.iter().any(|id| **id == *t.provider.id))
 }
 
 /// Random in proportion to weight among `cands` (the first one if all weigh 0).
@@ -151,7 +155,12 @@ impl Plan {
             for name in chain {
                 if let Some(m) = snapshot.model(name) {
                     let callable = key.allowed[m.index]
-                        && m.targets.iter().any(|t| serves.accepts(t.provider.api));
+                        && m.targets.iter().any(|t| {
+                            serves.accepts(t.provider.api)
+                                && key
+                                    .req_policy()
+                                    .is_none_or(|p| p.provider_allowed(&t.provider.id))
+                        });
                     if callable && !models.iter().any(|x| x.index == m.index) {
                         models.push(m.clone());
                     }
@@ -164,6 +173,19 @@ impl Plan {
             attempts_on_current: 0,
             max_per_model: 1 + key.group.retries,
         }
+    }
+
+    /// `allowed_providers`: whether some model of the plan has a target of an allowed
+    /// provider that can serve the route (else the request is refused before admission).
+    pub(crate) fn reachable(&self, key: &KeyEntry, serves: Serves) -> bool {
+        let Some(p) = key.req_policy().filter(|p| p.providers.is_some()) else {
+            return true;
+        };
+        self.models.iter().any(|m| {
+            m.targets
+                .iter()
+                .any(|t| serves.accepts(t.provider.api) && p.provider_allowed(&t.provider.id))
+        })
     }
 
     /// The next attempt, or the error that ends the request.

@@ -57,6 +57,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 
 fn choice(routing: Routing, affinity: u64, tags: &[String]) -> Choice<'_> {
     Choice {
+        providers: None,
         serves: Serves::Only(Api::OpenAi),
         routing,
         affinity,

@@ -10,7 +10,8 @@
 //! cache, in each API's own fields),
 //! `x-mock-echo: 1` (answer with a summary of the request, see `reply`),
 //! `x-mock-reply-text: …` (answer exactly that text, streamed in 4-byte pieces).
-//! `POST /v1/moderations` answers in OpenAI's shape, flagging texts that hold
+//! `POST /v1/messages/count_tokens` answers `{"input_tokens": N}` (N: a quarter of the body's
+//! bytes). `POST /v1/moderations` answers in OpenAI's shape, flagging texts that hold
 //! [`MODERATION_MARKER`] (violence) or [`MODERATION_MARKER_SELF_HARM`] (self-harm);
 //! [`Behaviour`]'s `moderation_latency_ms` and `moderation_status` slow it or make it fail.
 //! A status outside 200..=599 (`x-mock-status: 103`, `101`, `999`) is answered with the bare status line only,
@@ -415,6 +416,12 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     });
     if req.method == "POST" && path == "/v1/moderations" {
         return moderation(s, &b, &body_json).await;
+    }
+    if req.method == "POST" && path == "/v1/messages/count_tokens" {
+        // Anthropic's answer shape; the count is the mock's usual prompt estimate.
+        let v = serde_json::json!({ "input_tokens": prompt });
+        wire::write_full(s, 200, "application/json", v.to_string().as_bytes()).await?;
+        return Ok(After::KeepAlive);
     }
 
     match b.fault {

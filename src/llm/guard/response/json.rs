@@ -16,7 +16,7 @@ impl ResponseGuard {
             Endpoint::ChatCompletions | Endpoint::Completions => self.openai_choices(&mut v),
             Endpoint::Responses => self.responses(&mut v),
             Endpoint::Messages => self.anthropic(&mut v),
-            Endpoint::Embeddings | Endpoint::ListModels => false,
+            Endpoint::Embeddings | Endpoint::ListModels | Endpoint::CountTokens => false,
         };
         if !changed {
             return whole;

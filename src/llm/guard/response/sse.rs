@@ -210,7 +210,9 @@ impl ResponseGuard {
                 "ping" => return Kind::Passive,
                 _ => return Kind::Other,
             },
-            Endpoint::Embeddings | Endpoint::ListModels => return Kind::Other,
+            Endpoint::Embeddings | Endpoint::ListModels | Endpoint::CountTokens => {
+                return Kind::Other
+            }
         };
         let one_choice = v
             .get("choices")

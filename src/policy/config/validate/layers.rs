@@ -6,6 +6,7 @@ use super::super::raw::*;
 use super::super::*;
 use super::alerts::check_alerts;
 use super::guardrails::guard_refs;
+use super::reqpolicy::layer_req;
 use super::{check_unique, cidrs, duration, globs, model_filter, usd_to_micros, Checker, Loc};
 use crate::digest::DigestHash;
 use hashbrown::HashTable;
@@ -213,6 +214,9 @@ pub(super) fn check_orgs(
     raw.into_iter()
         .map(|(o, loc, path)| {
             let lim = o.limits();
+            let req = o.req();
+            let path_id = format!("{path} ({})", o.id);
+            let req = layer_req(c, loc, &path_id, req, &[]);
             let RawOrg {
                 id,
                 name,
@@ -243,6 +247,7 @@ pub(super) fn check_orgs(
             );
             Org {
                 alerts,
+                req,
                 guardrails: guard_refs(c, loc, &path, &guardrails, guards),
                 limits: layer_limits(c, loc, &path, lim, None),
                 id: id.into(),
@@ -276,8 +281,17 @@ pub(super) fn check_groups(
             continue;
         };
         let refs = guard_refs(c, loc, &path, &g.guardrails, guards);
-        let mut group = check_group(c, loc, &path, g, (oi, &orgs[oi]), models);
+        let org = &orgs[oi];
+        let req = layer_req(
+            c,
+            loc,
+            &path,
+            g.req(),
+            &[(format!("org {}", org.id), org.req.as_deref())],
+        );
+        let mut group = check_group(c, loc, &path, g, (oi, org), models);
         group.guardrails = refs;
+        group.req = req;
         out.push(group);
     }
     out
@@ -417,6 +431,7 @@ fn check_group(
             id: id.into(),
             fields: vec![],
         }),
+        req: None,
         limits,
         id: id.into(),
     }
@@ -774,8 +789,18 @@ impl KeyChecker {
             guardrails,
             require_client_cert,
             client_cert_sha256,
+            allowed_providers,
+            required_params,
+            fixed_params,
+            allowed_origins,
             ..
         } = k;
+        let raw_req = super::super::reqpolicy::RawReq {
+            allowed_providers: allowed_providers.as_deref(),
+            required_params: &required_params,
+            fixed_params: fixed_params.as_ref(),
+            allowed_origins: allowed_origins.as_deref(),
+        };
         let id: Arc<str> = id.into();
         let hash = self.id_hash.hash_one(&*id);
         if id.is_empty() {
@@ -869,7 +894,19 @@ impl KeyChecker {
                 vec![]
             }
         };
+        let org = &orgs[g.org];
+        let req = layer_req(
+            c,
+            loc,
+            &path,
+            raw_req,
+            &[
+                (format!("group {}", g.id), g.req.as_deref()),
+                (format!("org {}", org.id), org.req.as_deref()),
+            ],
+        );
         self.out.push(KeyDef {
+            req,
             name: name.map(String::into_boxed_str),
             group: gi,
             digest,

@@ -6,6 +6,7 @@ mod clients;
 mod guardrails;
 mod layers;
 mod presets;
+mod reqpolicy;
 mod sources;
 
 use super::guardrails::Guardrail;
