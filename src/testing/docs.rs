@@ -62,6 +62,7 @@ fn every_policy_field_is_documented() {
         accepted::<RawSelfService>(),
         accepted::<RawUsageApi>(),
         accepted::<RawGuardrail>(),
+        accepted::<RawTracing>(),
     ] {
         assert!(!list.is_empty());
         fields.extend(list);
@@ -74,6 +75,7 @@ fn every_policy_field_is_documented() {
         "groups",
         "keys",
         "guardrails",
+        "tracing",
     ] {
         fields.insert(section.to_string());
     }

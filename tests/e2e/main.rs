@@ -35,6 +35,7 @@ mod sdk;
 mod shadow;
 mod spend;
 mod tls_upstream;
+mod tracing;
 mod translate;
 mod upgrade;
 mod webhook_latency;

@@ -122,6 +122,17 @@ pub(crate) struct ServerConfig {
     pub(crate) work_stealing: bool,
     /// Idle upstream connections kept per data-plane thread.
     pub(crate) upstream_keepalive_pool_size: usize,
+    /// `[tracing]` (a section of its own in the file; read at start only).
+    pub(crate) tracing: Option<TracingConfig>,
+}
+
+/// `[tracing]`: where spans go and which requests are traced (docs/policy.md "Tracing").
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TracingConfig {
+    /// The OTLP/HTTP traces URL (`<otlp_endpoint>/v1/traces`).
+    pub(crate) traces_url: String,
+    /// Ratio of new traces recorded, 0..=1 (a client's sampled flag wins).
+    pub(crate) sample: f64,
 }
 
 /// Deadlines and caps that keep slow and hostile clients from holding memory and

@@ -322,3 +322,11 @@ pub struct RawGuardrail {
     pub timeout: Option<String>,
     pub on_error: Option<String>,
 }
+
+/// `[tracing]`: OpenTelemetry spans over OTLP/HTTP (docs/policy.md "Tracing").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub otlp_endpoint: String,
+    pub sample: Option<f64>,
+}

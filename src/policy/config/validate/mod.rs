@@ -5,6 +5,7 @@ mod clients;
 mod guardrails;
 mod layers;
 mod sources;
+mod tracing_section;
 
 use super::guardrails::Guardrail;
 use super::raw::*;
@@ -36,6 +37,7 @@ struct Document {
     keys: Vec<Spanned<toml::Value>>,
     #[serde(default)]
     guardrails: Vec<Spanned<toml::Value>>,
+    tracing: Option<Spanned<toml::Value>>,
 }
 
 /// The head of the file (everything before its first `[[keys]]` line) read typed in one
@@ -58,6 +60,7 @@ struct TypedDocument {
     keys: Vec<Spanned<RawKey>>,
     #[serde(default)]
     guardrails: Vec<Spanned<RawGuardrail>>,
+    tracing: Option<Spanned<RawTracing>>,
 }
 
 /// A run of `[[keys]]` elements and nothing else.
@@ -187,10 +190,14 @@ fn read_fast<'t>(
         return None;
     }
     let mut c = Checker::new(&head);
-    let server = doc.server.map(|s| {
+    let mut server = doc.server.map(|s| {
         let loc = c.at(s.span().start);
         check_server(&mut c, s.into_inner(), loc, "server")
     });
+    if let (Some(server), Some(t)) = (server.as_mut(), doc.tracing) {
+        let loc = c.at(t.span().start);
+        server.tracing = tracing_section::check(&mut c, t.into_inner(), loc);
+    }
     if server.is_none() {
         c.problem(None, "server", "missing [server] section");
     }
@@ -431,6 +438,7 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
         groups,
         keys,
         guardrails,
+        tracing,
     } = doc;
 
     let server = match server {
@@ -440,7 +448,11 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
             None
         }
     };
-    let server = server.map(|(s, loc, p)| check_server(&mut c, s, loc, &p));
+    let mut server = server.map(|(s, loc, p)| check_server(&mut c, s, loc, &p));
+    let tracing = tracing.and_then(|t| c.element::<RawTracing>(t, "tracing".into()));
+    if let (Some(server), Some((t, loc, _))) = (server.as_mut(), tracing) {
+        server.tracing = tracing_section::check(&mut c, t, loc);
+    }
 
     let providers = c.section::<RawProvider>(providers, "providers");
     let providers = check_providers(&mut c, providers);

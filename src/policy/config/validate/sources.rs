@@ -139,6 +139,7 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         ),
         work_stealing: work_stealing.unwrap_or(false),
         upstream_keepalive_pool_size,
+        tracing: None,
     }
 }
 
