@@ -14,6 +14,7 @@ mod admin;
 mod admission;
 mod audit;
 mod authz;
+mod cache_pricing;
 mod console;
 mod control_plane;
 mod demo;

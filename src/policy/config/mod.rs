@@ -237,6 +237,10 @@ pub(crate) struct BaseUrl {
 pub(crate) struct Price {
     pub(crate) input_micros_per_mtok: u64,
     pub(crate) output_micros_per_mtok: u64,
+    /// Prompt tokens read from the provider's cache (`cache_read_usd_per_mtok`, else input).
+    pub(crate) cache_read_micros_per_mtok: u64,
+    /// Prompt tokens written to the provider's cache (`cache_write_usd_per_mtok`, else input).
+    pub(crate) cache_write_micros_per_mtok: u64,
 }
 
 #[derive(Debug, Clone)]

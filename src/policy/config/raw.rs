@@ -180,6 +180,8 @@ pub struct RawModel {
     pub output_usd_per_mtok: f64,
     #[serde(default)]
     pub targets: Vec<RawTarget>,
+    pub cache_read_usd_per_mtok: Option<f64>,
+    pub cache_write_usd_per_mtok: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
