@@ -295,3 +295,43 @@ async fn sample_zero_records_no_new_trace() {
         "{all:#?}"
     );
 }
+
+/// A collector that accepts connections and never answers: exports hang until their
+/// timeout on the exporter's own thread, while requests keep their pace.
+#[tokio::test]
+async fn a_hanging_collector_never_slows_requests() {
+    let mock = mock().await;
+    let stuck = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = stuck.local_addr().unwrap();
+    let tried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = tried.clone();
+    let held = tokio::spawn(async move {
+        let mut conns = vec![];
+        while let Ok((c, _)) = stuck.accept().await {
+            conns.push(c);
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let g = start_gateway(&traced_policy(mock.addr(), otlp, 1.0));
+    // Past several batch intervals (1 s each): every export is stuck meanwhile.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let mut n = 0;
+    while std::time::Instant::now() < until {
+        let t = std::time::Instant::now();
+        let a = g.call(CHAT, &key(1), &[], &chat_body("gpt-4o-mini")).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "request {n} took {:?}",
+            t.elapsed()
+        );
+        n += 1;
+    }
+    assert!(n > 10, "only {n} requests in 3 s");
+    // The exporter did try the collector meanwhile (and is stuck there).
+    wait_until(Duration::from_secs(10), "an export attempt", || {
+        tried.load(std::sync::atomic::Ordering::SeqCst) > 0
+    })
+    .await;
+    held.abort();
+}

@@ -12,6 +12,7 @@
 //! `traceparent` goes upstream, so the provider's spans join the client's trace.
 
 mod context;
+mod export;
 mod span;
 
 pub(crate) use context::RequestTrace;
@@ -51,6 +52,7 @@ impl Tracer {
             .with_scheduled_delay(BATCH_DELAY)
             .with_max_queue_size(QUEUE)
             .build();
+        let exporter = export::Logged::new(exporter, cfg.traces_url.clone());
         let mut processor = BatchSpanProcessor::builder(exporter)
             .with_batch_config(batch)
             .build();
