@@ -66,6 +66,7 @@ fn build(dir: &std::path::Path, now_h: u64, percent: u64) -> Ledger {
                     output_tokens: n * 250,
                     cost_micros: n * 1_234 + mi as u64,
                     cached_input_tokens: n * 100,
+                    ..UsageTotals::default()
                 };
                 batch.push((k, t));
                 rows += 1;
@@ -193,6 +194,7 @@ fn flush(c: &mut Criterion) {
                         output_tokens: 250,
                         cost_micros: 1_234,
                         cached_input_tokens: 100,
+                        ..UsageTotals::default()
                     },
                 );
             }

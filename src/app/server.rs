@@ -99,6 +99,10 @@ pub fn build(
         request_log: request_log.clone(),
         metrics: metrics.clone(),
         error_rates,
+        tracer: match &s.tracing {
+            Some(t) => Some(Arc::new(crate::observe::trace::Tracer::start(t)?)),
+            None => None,
+        },
     };
     server.add_service(proxy_service(&server, &s, gateway, &policy, &planes)?);
     if let Some(addr) = s.admin_listen {

@@ -69,7 +69,9 @@ pub(crate) struct InvoiceLine {
     pub(crate) requests: u64,
     pub(crate) input_tokens: u64,
     pub(crate) cached_input_tokens: u64,
+    pub(crate) cache_write_tokens: u64,
     pub(crate) output_tokens: u64,
+    pub(crate) reasoning_tokens: u64,
     pub(crate) cost_usd: f64,
     pub(crate) markup_pct: f64,
     pub(crate) markup_usd: f64,
@@ -137,7 +139,9 @@ fn line(group: &str, model: String, t: &UsageTotals, millipct: u32) -> (InvoiceL
             requests: t.requests,
             input_tokens: t.input_tokens,
             cached_input_tokens: t.cached_input_tokens,
+            cache_write_tokens: t.cache_write_tokens,
             output_tokens: t.output_tokens,
+            reasoning_tokens: t.reasoning_tokens,
             cost_usd: usd(t.cost_micros),
             markup_pct: pct(millipct),
             markup_usd: usd(markup),
@@ -226,7 +230,7 @@ impl Spend<'_> {
 }
 
 /// The CSV columns: one row per line item, its invoice first.
-pub(crate) const CSV_HEADER: &str = "invoice_to,group,model,requests,input_tokens,cached_input_tokens,output_tokens,cost_usd,markup_pct,markup_usd,total_usd";
+pub(crate) const CSV_HEADER: &str = "invoice_to,group,model,requests,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,markup_pct,markup_usd,total_usd";
 
 /// Micro-dollars as a decimal with six places (`1234567` → `1.234567`).
 fn dollars(usd: f64) -> String {
@@ -250,14 +254,16 @@ pub(crate) fn to_csv(list: &InvoiceList) -> String {
     for inv in &list.data {
         for l in &inv.lines {
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 cell(&inv.invoice_to),
                 cell(&l.group),
                 cell(&l.model),
                 l.requests,
                 l.input_tokens,
                 l.cached_input_tokens,
+                l.cache_write_tokens,
                 l.output_tokens,
+                l.reasoning_tokens,
                 dollars(l.cost_usd),
                 l.markup_pct,
                 dollars(l.markup_usd),
@@ -345,6 +351,7 @@ mod tests {
                 cached_input_tokens: 4,
                 output_tokens: 5,
                 cost_micros: 1_234_567,
+                ..UsageTotals::default()
             },
             10_000,
         );
@@ -364,7 +371,7 @@ mod tests {
         assert_eq!(
             to_csv(&list),
             format!(
-                "{CSV_HEADER}\n\"acme, \"\"inc\"\"\",g,m,2,10,4,5,1.234567,10,0.123457,1.358024\n"
+                "{CSV_HEADER}\n\"acme, \"\"inc\"\"\",g,m,2,10,4,0,5,0,1.234567,10,0.123457,1.358024\n"
             )
         );
     }

@@ -84,7 +84,9 @@ impl Sum {
             requests: self.0.requests,
             input_tokens: self.0.input_tokens,
             cached_input_tokens: self.0.cached_input_tokens,
+            cache_write_tokens: self.0.cache_write_tokens,
             output_tokens: self.0.output_tokens,
+            reasoning_tokens: self.0.reasoning_tokens,
             cost_usd: usd(self.0.cost_micros),
         }
     }
@@ -98,7 +100,11 @@ pub(crate) struct SpendTotals {
     pub(crate) input_tokens: u64,
     /// The part of `input_tokens` served from the providers' prompt caches.
     pub(crate) cached_input_tokens: u64,
+    /// The part of `input_tokens` written to the providers' prompt caches.
+    pub(crate) cache_write_tokens: u64,
     pub(crate) output_tokens: u64,
+    /// The part of `output_tokens` spent reasoning.
+    pub(crate) reasoning_tokens: u64,
     pub(crate) cost_usd: f64,
 }
 
@@ -517,7 +523,7 @@ pub(crate) fn to_csv(v: &Value, label: &str) -> String {
     };
     let Some(first) = rows.first() else {
         return format!(
-            "{label},requests,input_tokens,cached_input_tokens,output_tokens,cost_usd\n"
+            "{label},requests,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd\n"
         );
     };
     let cols: Vec<&String> = first.keys().collect();

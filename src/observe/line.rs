@@ -86,6 +86,12 @@ pub fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
     integer(out, b.input);
     out.extend_from_slice(b",\"output_tokens\":");
     integer(out, b.output);
+    out.extend_from_slice(b",\"cached_input_tokens\":");
+    integer(out, b.cached_input);
+    out.extend_from_slice(b",\"cache_write_tokens\":");
+    integer(out, b.cache_write);
+    out.extend_from_slice(b",\"reasoning_tokens\":");
+    integer(out, b.reasoning);
     out.extend_from_slice(b",\"cost_usd\":");
     float(out, b.cost_micros as f64 / 1e6);
     out.extend_from_slice(b",\"usage_source\":");
@@ -399,7 +405,7 @@ mod reference {
                 .unwrap_or(f.ended)
                 .saturating_duration_since(f.started);
             let duration = f.ended.saturating_duration_since(f.started);
-            let mut o = s.serialize_struct("line", 24)?;
+            let mut o = s.serialize_struct("line", 27)?;
             // As in `render`: the line's wall time, not a policy decision.
             let ts = stamp(SystemTime::now());
             o.serialize_field("ts", std::str::from_utf8(&ts).unwrap_or_default())?;
@@ -418,6 +424,9 @@ mod reference {
             )?;
             o.serialize_field("input_tokens", &b.input)?;
             o.serialize_field("output_tokens", &b.output)?;
+            o.serialize_field("cached_input_tokens", &b.cached_input)?;
+            o.serialize_field("cache_write_tokens", &b.cache_write)?;
+            o.serialize_field("reasoning_tokens", &b.reasoning)?;
             o.serialize_field("cost_usd", &(b.cost_micros as f64 / 1e6))?;
             o.serialize_field(
                 "usage_source",

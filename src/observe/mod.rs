@@ -8,6 +8,7 @@ pub(crate) mod error_rate;
 pub(crate) mod fault;
 pub mod line;
 pub(crate) mod sink;
+pub(crate) mod trace;
 
 pub(crate) use sink::RequestLog;
 

@@ -157,7 +157,7 @@ pub(crate) fn admit(
     let worst_cost = models
         .iter()
         .flat_map(|m| m.targets.iter())
-        .map(|t| usage::cost_micros(&t.price, est_input, est_output))
+        .map(|t| usage::worst_cost_micros(&t.price, est_input, est_output))
         .max()
         .unwrap_or(0);
     let req = AdmitRequest {
@@ -262,7 +262,17 @@ pub(crate) fn settle(
         Some(s) => s.charge(estimate.input, estimate.output),
         None => (estimate.input, estimate.output, UsageSource::Reserved),
     };
-    let cost = usage::cost_micros(&served.price, input, output);
+    // The cache and reasoning parts the provider reported, within the totals charged.
+    let reported = served.scanner.map(|s| s.usage).unwrap_or_default();
+    let cached_input = reported.cached_input.unwrap_or(0).min(input);
+    let cache_write = reported.cache_write.unwrap_or(0).min(input - cached_input);
+    let tokens = usage::Tokens {
+        input,
+        cache_read: cached_input,
+        cache_write,
+        output,
+    };
+    let cost = usage::cost_of(&served.price, tokens);
     reservation.settle(Some(Usage {
         tokens: input + output,
         cost_micros: cost,
@@ -272,10 +282,9 @@ pub(crate) fn settle(
         output,
         cost_micros: cost,
         source: Some(source),
-        cached_input: served
-            .scanner
-            .map_or(0, |s| s.usage.cached_input.unwrap_or(0))
-            .min(input),
+        cached_input,
+        cache_write,
+        reasoning: reported.reasoning.unwrap_or(0).min(output),
     };
     if let Some(ledger) = &acc.ledger {
         // One clock read for both rows.
@@ -321,6 +330,8 @@ fn record(ledger: &Ledger, now_ms: u64, key: &KeyEntry, model: &Arc<str>, b: Bil
             output_tokens: b.output,
             cost_micros: b.cost_micros,
             cached_input_tokens: b.cached_input,
+            cache_write_tokens: b.cache_write,
+            reasoning_tokens: b.reasoning,
         },
     );
 }

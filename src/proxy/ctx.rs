@@ -12,6 +12,7 @@ use crate::llm::body::{Endpoint, RequestBody, Serves};
 use crate::llm::guard::{Format, ResponseGuard};
 use crate::llm::translate::{self, Responder, Translation};
 use crate::llm::usage::{Billed, Scanner};
+use crate::observe::trace::{RequestTrace, Tracer};
 use crate::observe::{Finished, Outcome};
 use crate::policy::config::{Api, LogLevel, Routing};
 use crate::policy::snapshot::{KeyEntry, ModelEntry, Snapshot, TargetEntry};
@@ -87,6 +88,8 @@ pub(crate) struct RequestCtx {
     cors: Option<http::HeaderValue>,
     /// The request had an `Origin` (a browser's): the provider's CORS headers are removed.
     origin_seen: bool,
+    /// Trace ids and attempt instants, only when `[tracing]` is on.
+    trace: Option<Box<RequestTrace>>,
     _inflight: InflightGuard,
 }
 
@@ -144,6 +147,7 @@ impl RequestCtx {
             response_guard: None,
             cors: None,
             origin_seen: false,
+            trace: None,
             _inflight: inflight,
         }
     }
@@ -206,9 +210,15 @@ impl RequestCtx {
 
     // ---- request_filter: identify, read body, reserve ----
 
-    /// The request's id: the client's `x-request-id` when it is usable, else a new one.
-    pub(crate) fn begin(&mut self, req: &RequestHeader) {
+    /// The request's id: the client's `x-request-id` when it is usable, else a new one;
+    /// its trace (the client's `traceparent` continued) when tracing is on.
+    pub(crate) fn begin(&mut self, req: &RequestHeader, tracer: Option<&Tracer>) {
         self.request_id = request_id(req);
+        self.trace = tracer.map(|t| t.begin(req));
+    }
+
+    pub(crate) fn trace(&self) -> Option<&RequestTrace> {
+        self.trace.as_deref()
     }
 
     pub(crate) fn set_endpoint(&mut self, endpoint: Endpoint) {
@@ -381,6 +391,9 @@ impl RequestCtx {
             let now = Instant::now();
             self.attempt_started = Some(now);
             self.first_attempt_at.get_or_insert(now);
+            if let Some(trace) = self.trace.as_mut() {
+                trace.attempt((model.index, t), now);
+            }
             self.attempts.push((target.label.clone(), Outcome::Pending));
             self.timed_out = false;
             match upstream::peer(target, key.group.timeout) {
@@ -405,7 +418,13 @@ impl RequestCtx {
             .as_ref()
             .map(|t| t.direction.upstream_path());
         let len = self.upstream_body.len();
-        upstream::rewrite_request(req, provider, len, &self.request_id, api_path)
+        upstream::rewrite_request(req, provider, len, &self.request_id, api_path)?;
+        if let Some(tp) = self.trace.as_ref().and_then(|t| t.upstream_traceparent()) {
+            let v = http::HeaderValue::from_bytes(&tp)
+                .map_err(|_| Error::new(ErrorType::InternalError))?;
+            req.insert_static_header(&headers::TRACEPARENT, v);
+        }
+        Ok(())
     }
 
     // ---- attempts ----

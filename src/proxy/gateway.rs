@@ -12,7 +12,7 @@
 //! | `response_filter`         | `x-request-id`, `x-tollgate-target`, `x-ratelimit-*`   |
 //! | `response_body_filter`    | (6) usage scanning, translation, response guardrails   |
 //! | `keep_reading_upstream`   | the client left mid-answer: read the rest for its usage |
-//! | `logging`                 | (7) settle the reservation, record usage, log          |
+//! | `logging`                 | (7) settle the reservation, record usage, log, trace   |
 //! | `fail_to_connect` / `error_while_proxy` | retry on the next target              |
 //! | `fail_to_proxy`           | upstream failures -> 502 / 503 / 504 in the documented error shape |
 //!
@@ -47,6 +47,8 @@ pub(crate) struct Gateway {
     pub(crate) metrics: Arc<Metrics>,
     /// Counts for `error_rate.high` (checked by the webhook service).
     pub(crate) error_rates: Arc<crate::observe::error_rate::ErrorRates>,
+    /// `[tracing]`, read at start (`None`: off, nothing done per request).
+    pub(crate) tracer: Option<Arc<crate::observe::trace::Tracer>>,
 }
 
 enum Admission {
@@ -99,26 +101,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.begin(session.req_header());
+        ctx.begin(session.req_header(), self.tracer.as_deref());
         if cors::is_preflight(session.req_header()) {
             return respond::preflight(session, ctx, &self.directory).await;
         }
         let admitted = self.admit(session, ctx).await;
-        if session
-            .req_header()
-            .headers
-            .contains_key(http::header::ORIGIN)
-        {
-            let snapshot = ctx.snapshot().clone();
-            let key = ctx.key().cloned();
-            let origin = cors::answer_origin(
-                session.req_header(),
-                key.as_deref(),
-                &snapshot,
-                &self.directory,
-            );
-            ctx.set_cors(origin);
-        }
+        cors::note_origin(session.req_header(), ctx, &self.directory);
         match admitted {
             Ok(Admission::Forward) => Ok(false),
             Ok(Admission::ListModels) => respond::list_models(session, ctx).await.map(|()| true),
@@ -214,6 +202,7 @@ impl ProxyHttp for Gateway {
         self.error_rates
             .record(&finished, || self.accounting.admission.now_ms());
         self.request_log.write(&finished);
+        crate::observe::trace::export(self.tracer.as_deref(), ctx, &finished);
     }
 
     fn fail_to_connect(

@@ -17,6 +17,8 @@ pub(crate) static REMAINING_TOKENS: StaticHeaderName =
 pub(crate) static SHADOW_LIMITED: StaticHeaderName =
     StaticHeaderName::new("x-tollgate-shadow-limited");
 pub(crate) static API_KEY: StaticHeaderName = StaticHeaderName::new("x-api-key");
+/// W3C Trace Context: the attempt's span, sent upstream when `[tracing]` is on.
+pub(crate) static TRACEPARENT: StaticHeaderName = StaticHeaderName::new("traceparent");
 /// Standard names the upstream request sets, in the case Pingora's `insert_header` writes.
 pub(crate) static HOST: StaticHeaderName = StaticHeaderName::with_case("host", "Host");
 pub(crate) static CONTENT_LENGTH: StaticHeaderName =

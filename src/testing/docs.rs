@@ -63,6 +63,7 @@ fn every_policy_field_is_documented() {
         accepted::<RawUsageApi>(),
         accepted::<RawGuardrail>(),
         accepted::<RawSmtp>(),
+        accepted::<RawTracing>(),
     ] {
         assert!(!list.is_empty());
         fields.extend(list);
@@ -78,6 +79,7 @@ fn every_policy_field_is_documented() {
         "presets",
         "include",
         "smtp",
+        "tracing",
     ] {
         fields.insert(section.to_string());
     }

@@ -228,7 +228,9 @@ async fn invoices_match_spend_with_markup_and_scopes() {
                 "requests",
                 "input_tokens",
                 "cached_input_tokens",
+                "cache_write_tokens",
                 "output_tokens",
+                "reasoning_tokens",
             ] {
                 assert_eq!(line[f], row[f], "{group} {model} {f}");
             }
@@ -317,7 +319,7 @@ async fn invoices_match_spend_with_markup_and_scopes() {
     let (header, rows) = parse_csv(&r.text().await.unwrap());
     assert_eq!(
         header.join(","),
-        "invoice_to,group,model,requests,input_tokens,cached_input_tokens,output_tokens,cost_usd,markup_pct,markup_usd,total_usd"
+        "invoice_to,group,model,requests,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,markup_pct,markup_usd,total_usd"
     );
     let json_lines: usize = list["data"]
         .as_array()
@@ -332,7 +334,9 @@ async fn invoices_match_spend_with_markup_and_scopes() {
             "requests",
             "input_tokens",
             "cached_input_tokens",
+            "cache_write_tokens",
             "output_tokens",
+            "reasoning_tokens",
         ] {
             assert_eq!(
                 row[f].parse::<u64>().unwrap(),

@@ -327,6 +327,6 @@ async fn spend_routes_match_the_request_log_and_metrics() {
         .await;
     assert_eq!(
         empty,
-        "model,requests,input_tokens,cached_input_tokens,output_tokens,cost_usd\n"
+        "model,requests,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd\n"
     );
 }

@@ -286,7 +286,9 @@ fn totals() -> SpendTotals {
         requests: 1,
         input_tokens: 2,
         cached_input_tokens: 1,
+        cache_write_tokens: 0,
         output_tokens: 3,
+        reasoning_tokens: 0,
         cost_usd: 0.1,
     }
 }
@@ -435,7 +437,9 @@ fn samples() -> Vec<(&'static str, Value, Value)> {
         requests: 1,
         input_tokens: 2,
         cached_input_tokens: 1,
+        cache_write_tokens: 0,
         output_tokens: 3,
+        reasoning_tokens: 0,
         cost_usd: 0.1,
         markup_pct: 10.0,
         markup_usd: 0.01,

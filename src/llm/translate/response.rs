@@ -32,17 +32,19 @@ pub(crate) fn stop_reason(finish_reason: &str) -> &'static str {
 }
 
 /// Anthropic usage → OpenAI usage. Anthropic's `input_tokens` excludes cached prompt
-/// tokens; OpenAI's `prompt_tokens` includes them.
+/// tokens; OpenAI's `prompt_tokens` includes them. OpenAI has no field for cache writes:
+/// they go in `prompt_tokens_details.cache_creation_tokens` (LiteLLM's name for them).
 pub(crate) fn openai_usage(u: &Value) -> Value {
     let n = |k: &str| u[k].as_u64().unwrap_or(0);
     let cached = n("cache_read_input_tokens");
-    let prompt = n("input_tokens") + n("cache_creation_input_tokens") + cached;
+    let written = n("cache_creation_input_tokens");
+    let prompt = n("input_tokens") + written + cached;
     let completion = n("output_tokens");
     json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
+        "prompt_tokens_details": {"cached_tokens": cached, "cache_creation_tokens": written},
     })
 }
 

@@ -292,6 +292,7 @@ mod tests {
                     input: Some(9),
                     output: Some(3),
                     cached_input: None,
+                    ..TokenUsage::default()
                 },
                 "split at {split}"
             );
@@ -336,6 +337,7 @@ mod tests {
                 input: Some(12),
                 output: Some(30),
                 cached_input: None,
+                ..TokenUsage::default()
             }
         );
     }
@@ -377,6 +379,7 @@ mod tests {
                 input: Some(4),
                 output: Some(2),
                 cached_input: None,
+                ..TokenUsage::default()
             }
         );
         let mut s = Scanner::new(StreamFormat::Json, false);

@@ -127,6 +127,8 @@ pub(crate) struct ServerConfig {
     /// The top-level `[smtp]` section (kept here: the delivery service reads it with the
     /// rest of the server settings).
     pub(crate) smtp: Option<Smtp>,
+    /// `[tracing]` (a section of its own in the file; read at start only).
+    pub(crate) tracing: Option<TracingConfig>,
 }
 
 /// `[smtp]`: where `alert_email` messages are sent. Credentials are read from the
@@ -139,6 +141,15 @@ pub(crate) struct Smtp {
     pub(crate) username_env: Option<String>,
     pub(crate) password_env: Option<String>,
     pub(crate) starttls: bool,
+}
+
+/// `[tracing]`: where spans go and which requests are traced (docs/policy.md "Tracing").
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TracingConfig {
+    /// The OTLP/HTTP traces URL (`<otlp_endpoint>/v1/traces`).
+    pub(crate) traces_url: String,
+    /// Ratio of new traces recorded, 0..=1 (a client's sampled flag wins).
+    pub(crate) sample: f64,
 }
 
 /// Deadlines and caps that keep slow and hostile clients from holding memory and
@@ -245,6 +256,10 @@ pub(crate) struct BaseUrl {
 pub(crate) struct Price {
     pub(crate) input_micros_per_mtok: u64,
     pub(crate) output_micros_per_mtok: u64,
+    /// Prompt tokens read from the provider's cache (`cache_read_usd_per_mtok`, else input).
+    pub(crate) cache_read_micros_per_mtok: u64,
+    /// Prompt tokens written to the provider's cache (`cache_write_usd_per_mtok`, else input).
+    pub(crate) cache_write_micros_per_mtok: u64,
 }
 
 #[derive(Debug, Clone)]

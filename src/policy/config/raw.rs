@@ -194,6 +194,8 @@ pub struct RawModel {
     pub output_usd_per_mtok: f64,
     #[serde(default)]
     pub targets: Vec<RawTarget>,
+    pub cache_read_usd_per_mtok: Option<f64>,
+    pub cache_write_usd_per_mtok: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -369,4 +371,12 @@ pub struct RawGuardrail {
     pub secret_env: Option<String>,
     pub timeout: Option<String>,
     pub on_error: Option<String>,
+}
+
+/// `[tracing]`: OpenTelemetry spans over OTLP/HTTP (docs/policy.md "Tracing").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub otlp_endpoint: String,
+    pub sample: Option<f64>,
 }

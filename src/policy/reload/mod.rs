@@ -96,6 +96,9 @@ impl Policy {
                 {
                     log::warn!("reload: listen/admin_listen/threads/work_stealing/upstream_keepalive_pool_size changes take effect only after a restart or upgrade (-u)");
                 }
+                if a.tracing != b.tracing {
+                    log::warn!("reload: [tracing] changes take effect only after a restart or upgrade (-u)");
+                }
                 let generation = self.generation.load(Ordering::Relaxed) + 1;
                 let snapshot = Snapshot::build(cfg, &self.last_seen, Some(&old), generation, &SystemEnvironment, &self.health).map_err(|e| e.to_string())?;
                 keys = key_changes(&old, &snapshot);

@@ -36,8 +36,13 @@ pub struct UsageTotals {
     pub output_tokens: u64,
     pub cost_micros: u64,
     /// The part of `input_tokens` the provider served from its prompt cache (reported
-    /// apart; priced as input).
+    /// apart; priced at `cache_read_usd_per_mtok`).
     pub cached_input_tokens: u64,
+    /// The part of `input_tokens` written to the provider's prompt cache (Anthropic;
+    /// priced at `cache_write_usd_per_mtok`).
+    pub cache_write_tokens: u64,
+    /// The part of `output_tokens` the model spent reasoning (priced as output).
+    pub reasoning_tokens: u64,
 }
 
 impl UsageTotals {
@@ -47,6 +52,8 @@ impl UsageTotals {
         self.output_tokens += o.output_tokens;
         self.cost_micros += o.cost_micros;
         self.cached_input_tokens += o.cached_input_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
     }
 }
 
@@ -516,6 +523,8 @@ mod tests {
                         output_tokens: 3,
                         cost_micros: 700,
                         cached_input_tokens: 1,
+                        cache_write_tokens: 0,
+                        reasoning_tokens: 0,
                     },
                 );
             }
@@ -538,6 +547,8 @@ mod tests {
                 output_tokens: 18,
                 cost_micros: 4_200,
                 cached_input_tokens: 6,
+                cache_write_tokens: 0,
+                reasoning_tokens: 0,
             }
         );
     }
@@ -680,7 +691,7 @@ mod tests {
                         key: format!("k{k}").into(),
                         model: format!("m{m}").into(),
                     },
-                    UsageTotals { requests: 1, input_tokens: cost / 3, output_tokens: cost / 7, cost_micros: cost, cached_input_tokens: cost / 11 },
+                    UsageTotals { requests: 1, input_tokens: cost / 3, output_tokens: cost / 7, cost_micros: cost, cached_input_tokens: cost / 11, cache_write_tokens: cost / 13, reasoning_tokens: cost / 17 },
                 );
                 if flush == 0 {
                     ledger.flush(&adm).unwrap();
@@ -701,7 +712,7 @@ mod tests {
             check_all(&ledger, &ranges)?;
             // A store from before rollups: built at start-up.
             ledger.store.set_rollups_complete(false).unwrap();
-            let one = UsageTotals { requests: 1, input_tokens: 1, output_tokens: 1, cost_micros: 1, cached_input_tokens: 1 };
+            let one = UsageTotals { requests: 1, input_tokens: 1, output_tokens: 1, cost_micros: 1, cached_input_tokens: 1, cache_write_tokens: 1, reasoning_tokens: 1 };
             let garbage = RollupRow { dim: Dim::Total, scope: "garbage".into(), level: Level::Hour, start: 0, label: String::new() };
             ledger.store.put_rollups(&[(garbage, one)]).unwrap();
             drop(adm);

@@ -157,6 +157,12 @@ pub(crate) fn moved(a: UsageTotals, new: &UsageTotals, old: &UsageTotals) -> Usa
             new.cached_input_tokens
                 .wrapping_sub(old.cached_input_tokens),
         ),
+        cache_write_tokens: a
+            .cache_write_tokens
+            .wrapping_add(new.cache_write_tokens.wrapping_sub(old.cache_write_tokens)),
+        reasoning_tokens: a
+            .reasoning_tokens
+            .wrapping_add(new.reasoning_tokens.wrapping_sub(old.reasoning_tokens)),
     }
 }
 

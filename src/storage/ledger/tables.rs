@@ -122,17 +122,20 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
         .map_or(0, u64::from_be_bytes)
 }
 
-/// `UsageTotals`: requests, input, output, cost, cached input (5 × u64 be); `usage` and
-/// `rollup` values. Values written before cached input was counted are 32 bytes long and
-/// read with 0 cached (a missing field reads 0), so old stores need no migration.
-fn totals_bytes(t: &UsageTotals) -> [u8; 40] {
-    let mut b = [0u8; 40];
+/// `UsageTotals`: requests, input, output, cost, cached input, cache writes, reasoning
+/// (7 × u64 be); `usage` and `rollup` values. Values written before cached input was
+/// counted are 32 bytes long, before cache writes and reasoning 40: a missing field reads
+/// 0, so old stores need no migration.
+fn totals_bytes(t: &UsageTotals) -> [u8; 56] {
+    let mut b = [0u8; 56];
     for (i, v) in [
         t.requests,
         t.input_tokens,
         t.output_tokens,
         t.cost_micros,
         t.cached_input_tokens,
+        t.cache_write_tokens,
+        t.reasoning_tokens,
     ]
     .into_iter()
     .enumerate()
@@ -149,6 +152,8 @@ fn totals_of(b: &[u8]) -> UsageTotals {
         output_tokens: u64_at(b, 2),
         cost_micros: u64_at(b, 3),
         cached_input_tokens: u64_at(b, 4),
+        cache_write_tokens: u64_at(b, 5),
+        reasoning_tokens: u64_at(b, 6),
     }
 }
 
@@ -480,15 +485,31 @@ mod tests {
             output_tokens: 3,
             cost_micros: 4,
             cached_input_tokens: 5,
+            cache_write_tokens: 6,
+            reasoning_tokens: 7,
         };
         let b = totals_bytes(&t);
-        assert_eq!((b[7], b[15], b[23], b[31], b[39]), (1, 2, 3, 4, 5));
+        assert_eq!(
+            (b[7], b[15], b[23], b[31], b[39], b[47], b[55]),
+            (1, 2, 3, 4, 5, 6, 7)
+        );
         assert_eq!(totals_of(&b), t);
         // A value written before cached input was counted (32 bytes) reads 0 cached.
         assert_eq!(
             totals_of(&b[..32]),
             UsageTotals {
                 cached_input_tokens: 0,
+                cache_write_tokens: 0,
+                reasoning_tokens: 0,
+                ..t
+            }
+        );
+        // One written before cache writes and reasoning were counted (40 bytes) reads 0.
+        assert_eq!(
+            totals_of(&b[..40]),
+            UsageTotals {
+                cache_write_tokens: 0,
+                reasoning_tokens: 0,
                 ..t
             }
         );
@@ -534,6 +555,8 @@ mod tests {
             output_tokens: 10,
             cost_micros: 300,
             cached_input_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
         };
         // As the previous version wrote them: 4 × u64.
         t.usage
@@ -549,6 +572,8 @@ mod tests {
             output_tokens: 15,
             cost_micros: 450,
             cached_input_tokens: 8,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
         };
         t.put_usage(&[(k.clone(), new)]).unwrap();
         assert_eq!(t.usage(&k).unwrap(), Some(new));

@@ -113,36 +113,68 @@ pub fn json_answer(kind: Kind, model: &str, req: &Value, p: u64, r: &Reply, usag
     v
 }
 
-/// Reports `cached` of the prompt tokens in `v`'s usage (`usage`, `message.usage` or
-/// `response.usage`) as cache reads, the way each API does: OpenAI adds
-/// `prompt_tokens_details.cached_tokens` (Responses: `input_tokens_details`) within the
-/// same prompt total; Anthropic moves them from `input_tokens` to `cache_read_input_tokens`.
-pub fn report_cached(kind: Kind, v: &mut Value, cached: u64) {
+/// What an answer reports of the prompt cache and of reasoning (`x-mock-cached-tokens`,
+/// `x-mock-cache-write-tokens`, `x-mock-reasoning-tokens`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheReport {
+    /// Prompt tokens read from the cache.
+    pub read: u64,
+    /// Prompt tokens written to the cache (Anthropic only: OpenAI does not report them).
+    pub write: u64,
+    /// Output tokens spent reasoning (OpenAI only: Anthropic does not report them).
+    pub reasoning: u64,
+}
+
+/// Reports `r` in `v`'s usage (`usage`, `message.usage` or `response.usage`) the way each
+/// API does: OpenAI adds `prompt_tokens_details.cached_tokens` within the same prompt
+/// total and `completion_tokens_details.reasoning_tokens` within the same completion total
+/// (Responses: `input_tokens_details`, `output_tokens_details`); Anthropic moves the cache
+/// reads and writes out of `input_tokens` into `cache_read_input_tokens` and
+/// `cache_creation_input_tokens`. Counts are capped at the totals.
+pub fn report_cache(kind: Kind, v: &mut Value, r: CacheReport) {
     for path in ["/usage", "/message/usage", "/response/usage"] {
         let Some(u) = v.pointer_mut(path).and_then(Value::as_object_mut) else {
             continue;
         };
+        let out = |u: &serde_json::Map<String, Value>, k: &str| {
+            u.get(k).and_then(Value::as_u64).map(|c| r.reasoning.min(c))
+        };
         if let Some(p) = u.get("prompt_tokens").and_then(Value::as_u64) {
             u.insert(
                 "prompt_tokens_details".into(),
-                json!({"cached_tokens": cached.min(p)}),
+                json!({"cached_tokens": r.read.min(p)}),
             );
+            if let Some(n) = out(u, "completion_tokens") {
+                u.insert(
+                    "completion_tokens_details".into(),
+                    json!({"reasoning_tokens": n}),
+                );
+            }
         } else if let Some(p) = u.get("input_tokens").and_then(Value::as_u64) {
             if kind == Kind::Messages {
-                u.insert("input_tokens".into(), json!(p - cached.min(p)));
-                u.insert("cache_read_input_tokens".into(), json!(cached.min(p)));
+                let read = r.read.min(p);
+                let write = r.write.min(p - read);
+                u.insert("input_tokens".into(), json!(p - read - write));
+                u.insert("cache_read_input_tokens".into(), json!(read));
+                u.insert("cache_creation_input_tokens".into(), json!(write));
             } else {
                 u.insert(
                     "input_tokens_details".into(),
-                    json!({"cached_tokens": cached.min(p)}),
+                    json!({"cached_tokens": r.read.min(p)}),
                 );
+                if let Some(n) = out(u, "output_tokens") {
+                    u.insert(
+                        "output_tokens_details".into(),
+                        json!({"reasoning_tokens": n}),
+                    );
+                }
             }
         }
     }
 }
 
-/// [`report_cached`] on one SSE event (`event: …` and `data: {…}` lines).
-pub fn report_cached_in_event(kind: Kind, ev: &mut String, cached: u64) {
+/// [`report_cache`] on one SSE event (`event: …` and `data: {…}` lines).
+pub fn report_cache_in_event(kind: Kind, ev: &mut String, r: CacheReport) {
     let Some(start) = ev.find("data: {") else {
         return;
     };
@@ -150,7 +182,7 @@ pub fn report_cached_in_event(kind: Kind, ev: &mut String, cached: u64) {
     let Ok(mut v) = serde_json::from_str::<Value>(&ev[start + 6..end]) else {
         return;
     };
-    report_cached(kind, &mut v, cached);
+    report_cache(kind, &mut v, r);
     ev.replace_range(start + 6..end, &v.to_string());
 }
 

@@ -7,7 +7,9 @@
 //! (`hang|reset|garbage|stall_mid_stream|cut_mid_stream|error_mid_stream`),
 //! `x-mock-output-tokens`, `x-mock-omit-usage: 1`,
 //! `x-mock-cached-tokens` (that many of the prompt tokens reported as read from the prompt
-//! cache, in each API's own fields),
+//! cache, in each API's own fields), `x-mock-cache-write-tokens` (as written to it:
+//! Anthropic's `cache_creation_input_tokens`), `x-mock-reasoning-tokens` (that many of the
+//! output tokens reported as reasoning: OpenAI's `*_tokens_details.reasoning_tokens`),
 //! `x-mock-echo: 1` (answer with a summary of the request, see `reply`),
 //! `x-mock-reply-text: …` (answer exactly that text, streamed in 4-byte pieces).
 //! `POST /v1/messages/count_tokens` answers `{"input_tokens": N}` (N: a quarter of the body's
@@ -73,6 +75,10 @@ pub struct Behaviour {
     pub echo: bool,
     /// Prompt tokens reported as cache reads (capped at the prompt's tokens).
     pub cached_tokens: Option<u64>,
+    /// Prompt tokens reported as cache writes (Anthropic answers only).
+    pub cache_write_tokens: Option<u64>,
+    /// Output tokens reported as reasoning (OpenAI answers only).
+    pub reasoning_tokens: Option<u64>,
     /// The usage APIs report this many per cent more tokens than were served.
     pub usage_extra_pct: u64,
     /// The usage APIs answer every call with this status.
@@ -268,6 +274,12 @@ fn behaviour(shared: &Shared, req: &wire::Request) -> Behaviour {
     if let Some(v) = num("x-mock-cached-tokens") {
         b.cached_tokens = Some(v);
     }
+    if let Some(v) = num("x-mock-cache-write-tokens") {
+        b.cache_write_tokens = Some(v);
+    }
+    if let Some(v) = num("x-mock-reasoning-tokens") {
+        b.reasoning_tokens = Some(v);
+    }
     let flag = |n: &str| req.header(n).is_some_and(|v| v == "1" || v == "true");
     if flag("x-mock-omit-usage") {
         b.omit_usage = true;
@@ -282,6 +294,16 @@ fn behaviour(shared: &Shared, req: &wire::Request) -> Behaviour {
         b.fault = serde_json::from_value(serde_json::Value::String(f.trim().to_string())).ok();
     }
     b
+}
+
+/// The cache and reasoning counts `b` asks answers to report, if any.
+fn cache_report(b: &Behaviour) -> Option<answers::CacheReport> {
+    let (read, write, reasoning) = (b.cached_tokens, b.cache_write_tokens, b.reasoning_tokens);
+    (read.is_some() || write.is_some() || reasoning.is_some()).then(|| answers::CacheReport {
+        read: read.unwrap_or(0),
+        write: write.unwrap_or(0),
+        reasoning: reasoning.unwrap_or(0),
+    })
 }
 
 enum After {
@@ -476,8 +498,8 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     let stream = body_json["stream"] == serde_json::Value::Bool(true) && kind != Kind::Embeddings;
     if !stream {
         let mut v = answers::json_answer(kind, &model, &body_json, prompt, &r, usage);
-        if let Some(n) = b.cached_tokens {
-            answers::report_cached(kind, &mut v, n);
+        if let Some(cache) = cache_report(&b) {
+            answers::report_cache(kind, &mut v, cache);
         }
         wire::write_full(s, 200, "application/json", v.to_string().as_bytes()).await?;
         if usage {
@@ -486,9 +508,9 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         return Ok(After::KeepAlive);
     }
     let mut events = answers::stream_events(kind, &model, &body_json, prompt, &r, usage);
-    if let Some(n) = b.cached_tokens {
+    if let Some(cache) = cache_report(&b) {
         for ev in &mut events {
-            answers::report_cached_in_event(kind, ev, n);
+            answers::report_cache_in_event(kind, ev, cache);
         }
     }
     let reports_usage = usage

@@ -186,38 +186,52 @@ async fn tool_calls_stop_sequences_and_errors_in_each_providers_shape() {
     assert_eq!(seen["images"][0]["url"], "u");
 }
 
-/// `x-mock-cached-tokens`: every API's answer, whole and streamed, reports the cache reads
-/// in its own fields, and the gateway's usage reading finds them within the same prompt.
+/// `x-mock-cached-tokens`, `x-mock-cache-write-tokens`, `x-mock-reasoning-tokens`: every
+/// API's answer, whole and streamed, reports them in its own fields (cache writes only
+/// Anthropic, reasoning only OpenAI), and the gateway's usage reading finds them within
+/// the same prompt and output totals.
 #[test]
-fn cached_tokens_in_every_api_shape() {
+fn cache_and_reasoning_tokens_in_every_api_shape() {
     use crate::llm::usage::{Scanner, StreamFormat, TokenUsage};
     let req = serde_json::json!({"model": "m", "stream": true, "stream_options": {"include_usage": true}});
+    let cache = answers::CacheReport {
+        read: 64,
+        write: 16,
+        reasoning: 2,
+    };
     for kind in [
         Kind::Chat,
         Kind::Completions,
         Kind::Responses,
         Kind::Messages,
     ] {
+        let want = if kind == Kind::Messages {
+            (Some(100), Some(64), Some(16), None)
+        } else {
+            (Some(100), Some(64), None, Some(2))
+        };
         let r = reply::plan(kind, &req, 3, false);
         let mut v = answers::json_answer(kind, "m", &req, 100, &r, true);
-        answers::report_cached(kind, &mut v, 64);
+        answers::report_cache(kind, &mut v, cache);
         let u = TokenUsage::from_json(&v);
         assert_eq!(
-            (u.input, u.cached_input),
-            (Some(100), Some(64)),
+            (u.input, u.cached_input, u.cache_write, u.reasoning),
+            want,
             "{kind:?}: {v}"
         );
+        assert_eq!(u.output, Some(3), "{kind:?}");
         let mut events = answers::stream_events(kind, "m", &req, 100, &r, true);
         let mut s = Scanner::new(StreamFormat::Sse, false);
         for ev in &mut events {
-            answers::report_cached_in_event(kind, ev, 64);
+            answers::report_cache_in_event(kind, ev, cache);
             let mut b = Some(Bytes::from(ev.clone()));
             s.chunk(&mut b, false);
         }
         s.chunk(&mut None, true);
+        let u = s.usage;
         assert_eq!(
-            (s.usage.input, s.usage.cached_input),
-            (Some(100), Some(64)),
+            (u.input, u.cached_input, u.cache_write, u.reasoning),
+            want,
             "{kind:?}: {events:?}"
         );
     }

@@ -8,6 +8,7 @@ mod layers;
 mod presets;
 mod reqpolicy;
 mod sources;
+mod tracing_section;
 
 use super::guardrails::Guardrail;
 use super::raw::*;
@@ -45,6 +46,7 @@ struct Document {
     #[serde(default)]
     presets: Vec<Spanned<toml::Value>>,
     smtp: Option<Spanned<toml::Value>>,
+    tracing: Option<Spanned<toml::Value>>,
 }
 
 /// The head of the file (everything before its first `[[keys]]` line) read typed in one
@@ -72,6 +74,7 @@ struct TypedDocument {
     #[serde(default)]
     presets: Vec<toml::Value>,
     smtp: Option<Spanned<RawSmtp>>,
+    tracing: Option<Spanned<RawTracing>>,
 }
 
 /// A run of `[[keys]]` elements and nothing else.
@@ -212,6 +215,10 @@ fn read_fast<'t>(
     if let (Some(s), Some(raw)) = (server.as_mut(), doc.smtp) {
         let loc = c.at(raw.span().start);
         s.smtp = Some(alerts::check_smtp(&mut c, loc, raw.into_inner()));
+    }
+    if let (Some(server), Some(t)) = (server.as_mut(), doc.tracing) {
+        let loc = c.at(t.span().start);
+        server.tracing = tracing_section::check(&mut c, t.into_inner(), loc);
     }
     if server.is_none() {
         c.problem(None, "server", "missing [server] section");
@@ -456,6 +463,7 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
         include,
         presets,
         smtp,
+        tracing,
     } = doc;
     let mut included = presets::read_includes(&mut c, path, &include);
     let from_preset = presets::resolve(&mut c, presets, &mut included, &mut groups);
@@ -471,6 +479,10 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
     let smtp = smtp.and_then(|s| c.element::<RawSmtp>(s, "smtp".into()));
     if let (Some(s), Some((raw, loc, _))) = (server.as_mut(), smtp) {
         s.smtp = Some(alerts::check_smtp(&mut c, loc, raw));
+    }
+    let tracing = tracing.and_then(|t| c.element::<RawTracing>(t, "tracing".into()));
+    if let (Some(server), Some((t, loc, _))) = (server.as_mut(), tracing) {
+        server.tracing = tracing_section::check(&mut c, t, loc);
     }
 
     let providers = c.section::<RawProvider>(providers, "providers");

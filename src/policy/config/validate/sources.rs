@@ -148,6 +148,7 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         upstream_keepalive_pool_size,
         // The top-level `[smtp]` section, filled in by the caller.
         smtp: None,
+        tracing: None,
     }
 }
 
@@ -372,15 +373,28 @@ pub(super) fn check_providers(
     out
 }
 
-fn price(c: &mut Checker, loc: Loc, path: &str, input: f64, output: f64) -> Price {
+/// The model's cache prices as written (`None`: the input price).
+type CachePrices = (Option<f64>, Option<f64>);
+
+fn price(
+    c: &mut Checker,
+    loc: Loc,
+    path: &str,
+    input: f64,
+    output: f64,
+    (cache_read, cache_write): CachePrices,
+) -> Price {
+    let input_micros = usd_to_micros(c, loc, &format!("{path}.input_usd_per_mtok"), input);
+    let output_micros = usd_to_micros(c, loc, &format!("{path}.output_usd_per_mtok"), output);
+    let mut cache = |field: &str, v: Option<f64>| match v {
+        Some(v) => usd_to_micros(c, loc, &format!("{path}.{field}"), v),
+        None => input_micros,
+    };
     Price {
-        input_micros_per_mtok: usd_to_micros(c, loc, &format!("{path}.input_usd_per_mtok"), input),
-        output_micros_per_mtok: usd_to_micros(
-            c,
-            loc,
-            &format!("{path}.output_usd_per_mtok"),
-            output,
-        ),
+        input_micros_per_mtok: input_micros,
+        output_micros_per_mtok: output_micros,
+        cache_read_micros_per_mtok: cache("cache_read_usd_per_mtok", cache_read),
+        cache_write_micros_per_mtok: cache("cache_write_usd_per_mtok", cache_write),
     }
 }
 
@@ -397,7 +411,10 @@ pub(super) fn check_models(
             input_usd_per_mtok: model_in,
             output_usd_per_mtok: model_out,
             targets,
+            cache_read_usd_per_mtok,
+            cache_write_usd_per_mtok,
         } = m;
+        let cache_prices = (cache_read_usd_per_mtok, cache_write_usd_per_mtok);
         if name.is_empty() || !seen.insert(name.clone()) {
             c.problem(
                 loc,
@@ -406,7 +423,7 @@ pub(super) fn check_models(
             );
         }
         let path = format!("{path} ({name})");
-        let price = price(c, loc, &path, model_in, model_out);
+        let price = price(c, loc, &path, model_in, model_out, cache_prices);
         if targets.is_empty() {
             c.problem(
                 loc,
@@ -453,6 +470,7 @@ pub(super) fn check_models(
                     &tpath,
                     i.unwrap_or(model_in),
                     o.unwrap_or(model_out),
+                    cache_prices,
                 )),
             };
             ts.push(Target {
