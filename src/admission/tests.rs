@@ -46,8 +46,10 @@ fn req<'a>(
                 alert_thresholds: &[],
             },
         ],
+        extra: vec![],
         est_tokens: est,
         worst_cost_micros: cost,
+        clamp: None,
     }
 }
 

@@ -162,7 +162,7 @@ pub(crate) fn reserve(
         &acc.admission,
         snapshot,
         &key,
-        &plan.models,
+        (&model.name, &plan.models),
         &body,
         endpoint,
         ctx.take_slots(),
@@ -176,6 +176,10 @@ pub(crate) fn reserve(
         }
     };
     checks::shadow_max_tokens(&key, body.max_tokens, &mut reservation.shadow);
+    let mut body = body;
+    if let Some(n) = reservation.clamped_max_tokens {
+        clamp_body(&mut body, endpoint, n);
+    }
     ctx.admitted(Admitted {
         plan,
         body,
@@ -187,4 +191,28 @@ pub(crate) fn reserve(
         affinity,
     });
     Ok(())
+}
+
+/// `budget_clamp`: the body sent upstream carries `max_tokens` = `n` under the name(s)
+/// the client used, else the route's own (`max_completion_tokens` for chat, whose
+/// `max_tokens` OpenAI deprecates; `max_output_tokens` for Responses; `max_tokens` for
+/// completions and Anthropic messages).
+fn clamp_body(body: &mut RequestBody, endpoint: Endpoint, n: u64) {
+    let value = itoa::Buffer::new().format(n).as_bytes().to_vec();
+    let mut named = false;
+    for name in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+        if body.get(name).is_some() {
+            body.set_field(name, &value);
+            named = true;
+        }
+    }
+    if !named {
+        let name = match endpoint {
+            Endpoint::ChatCompletions => "max_completion_tokens",
+            Endpoint::Responses => "max_output_tokens",
+            _ => "max_tokens",
+        };
+        body.set_field(name, &value);
+    }
+    body.max_tokens = Some(n);
 }

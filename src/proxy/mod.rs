@@ -15,6 +15,7 @@ pub(crate) mod gateway;
 pub(crate) mod guard;
 pub(crate) mod headers;
 pub(crate) mod last_seen;
+pub(crate) mod model_pools;
 pub(crate) mod respond;
 pub mod route;
 pub(crate) mod upstream;

@@ -160,13 +160,15 @@ fn every_gateway_error() -> Vec<GatewayError> {
             | HeaderTooLarge { .. }
             | RateLimitExceeded { .. }
             | TokenLimitExceeded { .. }
+            | TokenBudgetExceeded { .. }
             | BudgetExceeded { .. } => {}
         }
     }
     all
 }
 
-const WITH_FIELDS: [&str; 7] = [
+const WITH_FIELDS: [&str; 8] = [
+    "token_budget_exceeded",
     "max_tokens_exceeded",
     "unsupported_parameter",
     "request_timeout",

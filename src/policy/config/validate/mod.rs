@@ -4,6 +4,7 @@
 mod clients;
 mod guardrails;
 mod layers;
+mod model_limits;
 mod sources;
 
 use super::guardrails::Guardrail;
@@ -13,6 +14,7 @@ use globset::{Glob, GlobSetBuilder};
 use guardrails::check_guardrails;
 pub(crate) use layers::looser_than;
 use layers::{check_groups, check_keys, check_orgs, KeyChecker};
+pub(crate) use model_limits::looser_patterns;
 use serde::Deserialize;
 use sources::{check_models, check_providers, check_server};
 use std::collections::HashSet;
