@@ -216,3 +216,40 @@ fn clamp_body(body: &mut RequestBody, endpoint: Endpoint, n: u64) {
     }
     body.max_tokens = Some(n);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clamped(endpoint: Endpoint, body: &str) -> serde_json::Value {
+        let mut b = RequestBody::parse(body.to_string()).unwrap();
+        clamp_body(&mut b, endpoint, 42);
+        assert_eq!(b.max_tokens, Some(42));
+        serde_json::from_slice(&b.render("m", false)).unwrap()
+    }
+
+    #[test]
+    fn the_clamp_keeps_the_clients_field_else_uses_the_routes() {
+        let v = clamped(Endpoint::ChatCompletions, r#"{"max_tokens":900}"#);
+        assert_eq!(
+            (v["max_tokens"].as_u64(), v.get("max_completion_tokens")),
+            (Some(42), None)
+        );
+        let v = clamped(
+            Endpoint::ChatCompletions,
+            r#"{"max_completion_tokens":900}"#,
+        );
+        assert_eq!(
+            (v["max_completion_tokens"].as_u64(), v.get("max_tokens")),
+            (Some(42), None)
+        );
+        let v = clamped(Endpoint::ChatCompletions, r#"{"messages":[]}"#);
+        assert_eq!(v["max_completion_tokens"], 42);
+        let v = clamped(Endpoint::Responses, r#"{"input":"hi"}"#);
+        assert_eq!(v["max_output_tokens"], 42);
+        let v = clamped(Endpoint::Messages, r#"{"messages":[]}"#);
+        assert_eq!(v["max_tokens"], 42);
+        let v = clamped(Endpoint::Completions, r#"{"prompt":"x","max_tokens":null}"#);
+        assert_eq!(v["max_tokens"], 42);
+    }
+}

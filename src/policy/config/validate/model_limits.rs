@@ -138,7 +138,8 @@ pub(crate) fn looser_patterns(
         let mine = format!("model_limits.{:?}", &*e.pattern);
         if let Some(theirs) = parent.pattern(&e.pattern) {
             for (field, m, t) in looser_than(&e.limits, &theirs.limits) {
-                out.push((format!("{mine}.{field}"), m, format!("{mine} {field}"), t));
+                let theirs = format!("model_limits {:?} {field}", &*e.pattern);
+                out.push((format!("{mine}.{field}"), m, theirs, t));
             }
         }
         for (field, m, t) in looser_than(&e.limits, parent) {
