@@ -265,9 +265,11 @@ fn clamped(c: &Clamp, afford: u64) -> Option<(u64, Amounts)> {
 }
 
 type Shard = Mutex<HashMap<ScopeKey, Arc<Mutex<ScopeState>>, FastHash>>;
-/// A request's scopes: three layers and, rarely, a pattern pool or more.
-type StateList = smallvec::SmallVec<[Arc<Mutex<ScopeState>>; 4]>;
-type SlotList = smallvec::SmallVec<[[Option<Slot>; 5]; 4]>;
+/// A request's scopes: three layers and, with `model_limits`, a pattern pool or more (kept
+/// inline up to six: the three layers and one pattern each).
+type StateList = smallvec::SmallVec<[Arc<Mutex<ScopeState>>; 6]>;
+/// Where each scope's windows counted the request.
+type SlotList = smallvec::SmallVec<[[Option<Slot>; 5]; 6]>;
 
 /// Where a scope's token budget is stored: its own id with a suffix no id can have.
 fn tokens_key(scope: &ScopeKey) -> ScopeKey {
@@ -391,7 +393,7 @@ impl Admission {
         // In-flight slots of the three layers may be held already; pattern pools never are.
         let counted = |i: usize| held.is_some() && i < 3;
         // Lock order: org, group, key, then the pattern pools (org's, group's, key's).
-        let mut guards: smallvec::SmallVec<[MutexGuard<'_, ScopeState>; 4]> =
+        let mut guards: smallvec::SmallVec<[MutexGuard<'_, ScopeState>; 6]> =
             states.iter().map(|s| lock(s)).collect();
 
         for (i, st) in guards.iter_mut().enumerate() {
@@ -471,12 +473,14 @@ impl Admission {
         }
         let scopes = states
             .into_iter()
+            .zip(slots)
             .enumerate()
-            .map(|(i, state)| {
+            .map(|(i, (state, slots))| {
                 let l = layer(i);
                 HeldScope {
                     scope: l.scope.clone(),
                     state,
+                    slots,
                     thresholds: l.alert_thresholds.to_vec(),
                     budget: l.limits.budget,
                     shadow_budget: l.limits.shadow.has(Shadow::BUDGET),
@@ -487,7 +491,6 @@ impl Admission {
         Ok(Reservation {
             admission: self.clone(),
             scopes,
-            slots,
             rate,
             shadow,
             est_tokens: amounts.tokens,
@@ -668,6 +671,8 @@ pub(crate) use crate::policy::config::micros_to_usd;
 struct HeldScope {
     scope: ScopeKey,
     state: Arc<Mutex<ScopeState>>,
+    /// Where its windows counted the request.
+    slots: [Option<Slot>; 5],
     /// Alert fractions of the budget.
     thresholds: Vec<f64>,
     budget: Option<crate::policy::config::Budget>,
@@ -683,8 +688,8 @@ struct HeldScope {
 #[must_use = "a reservation must be settled (or dropped to charge it in full)"]
 pub struct Reservation {
     admission: Arc<Admission>,
+    /// The three layers inline; pattern pools spill to the heap (one allocation).
     scopes: smallvec::SmallVec<[HeldScope; 3]>,
-    slots: SlotList,
     /// For the `x-ratelimit-*` headers.
     pub rate: RateInfo,
     /// Shadow limits this request went over (it was admitted all the same).
@@ -795,10 +800,11 @@ impl Reservation {
             cost_micros: self.worst_cost,
         });
         let now = self.admission.clock.now_ms();
-        for (i, held) in self.scopes.iter().enumerate() {
+        for held in self.scopes.iter() {
             let HeldScope {
                 scope,
                 state,
+                slots,
                 thresholds,
                 budget,
                 shadow_budget,
@@ -806,7 +812,7 @@ impl Reservation {
             } = held;
             let mut st = lock(state);
             for w in [Win::Tpm, Win::Tpd] {
-                if let Some(slot) = self.slots[i][w as usize] {
+                if let Some(slot) = slots[w as usize] {
                     st.window(w, self.admission.scale).adjust(
                         now,
                         slot,
