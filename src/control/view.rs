@@ -178,6 +178,16 @@ pub(crate) struct KeyView {
     /// budget period (as last flushed: at most a second behind).
     pub(crate) token_budget: Option<u64>,
     pub(crate) tokens_used: u64,
+    /// Per `model_limits` pattern with a budget: what its pool used this period.
+    pub(crate) model_usage: BTreeMap<String, PatternUsage>,
+}
+
+/// What a `model_limits` pattern's pool used this period (`PatternUsage`): USD against
+/// its `budget_usd`, tokens against its `token_budget` (0 for the one it lacks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub(crate) struct PatternUsage {
+    pub(crate) spend_usd: f64,
+    pub(crate) tokens_used: u64,
 }
 
 /// A new or regenerated key's answer: its view and `key`, the raw secret, shown only here
@@ -257,6 +267,8 @@ pub(crate) struct GroupView {
     /// The group's `token_budget` and the tokens its keys used this token budget period.
     pub(crate) token_budget: Option<u64>,
     pub(crate) tokens_used: u64,
+    /// Per `model_limits` pattern with a budget: what its pool used this period.
+    pub(crate) model_usage: BTreeMap<String, PatternUsage>,
     pub(crate) refusals: Refusals,
     /// The guardrails every key of the group runs (org's, then the group's own).
     pub(crate) guardrails: Vec<String>,
@@ -362,6 +374,39 @@ impl Writer {
         ledger.stored_spend(&scope, period, current)
     }
 
+    /// What each budgeted pattern of a layer's `model_limits` used this period, as last
+    /// flushed (one store read per budget; none for a layer without patterns).
+    fn model_usage(&self, layer: Layer, id: &str, l: &Limits) -> BTreeMap<String, PatternUsage> {
+        let mut out = BTreeMap::new();
+        let Some(ledger) = &self.ledger else {
+            return out;
+        };
+        let now = self.now_ms();
+        for e in l.model_limits() {
+            let scope = crate::admission::ScopeKey {
+                layer,
+                id: crate::policy::config::model_limits::pattern_scope(id, &e.pattern),
+            };
+            let mut u = PatternUsage::default();
+            if let Some(b) = e.limits.budget {
+                let current = crate::admission::budget::period_id(b.period, now);
+                u.spend_usd = usd(ledger.stored_spend(&scope, b.period, current));
+            }
+            if let Some(t) = e.limits.token_budget() {
+                let current = crate::admission::budget::period_id(t.period, now);
+                let tokens = crate::admission::ScopeKey {
+                    layer,
+                    id: crate::policy::config::model_limits::tokens_scope(&scope.id),
+                };
+                u.tokens_used = ledger.stored_spend(&tokens, t.period, current);
+            }
+            if e.limits.budget.is_some() || e.limits.token_budget().is_some() {
+                out.insert(e.pattern.to_string(), u);
+            }
+        }
+        out
+    }
+
     /// An API key as the admin API shows it (never its secret).
     pub(crate) fn api_key_view(&self, r: &KeyRecord, snapshot: &Snapshot) -> KeyView {
         let group = snapshot.groups.get(r.group.as_str());
@@ -420,6 +465,7 @@ impl Writer {
                 &r.id,
                 key_token_period(&limits, group.map(|g| &**g)),
             ),
+            model_usage: self.model_usage(Layer::Key, &r.id, &limits),
         }
     }
 
@@ -469,6 +515,7 @@ impl Writer {
                 &k.id,
                 key_token_period(&k.limits, Some(&k.group)),
             ),
+            model_usage: self.model_usage(Layer::Key, &k.id, &k.limits),
         }
     }
 
@@ -514,6 +561,7 @@ impl Writer {
                     .or(g.org.limits.token_budget())
                     .map(|t| t.period),
             ),
+            model_usage: self.model_usage(Layer::Group, &g.id, &g.limits),
             refusals: Refusals::default(),
             guardrails: g
                 .guards

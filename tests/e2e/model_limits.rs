@@ -165,7 +165,7 @@ model_limits = { "gpt-4o*" = { rpm = 100, token_budget = 1000 } }"#,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_take_model_limits_checked_against_the_group_and_enforced_at_once() {
     let mock = mock().await;
-    let g = start_gateway_env(
+    let mut g = start_gateway_env(
         &policy(
             mock.addr(),
             r#"model_limits = { "gpt-4o*" = { rpm = 100 } }"#,
@@ -198,7 +198,7 @@ async fn api_keys_take_model_limits_checked_against_the_group_and_enforced_at_on
         .await;
     assert_eq!(status, 400, "{v}");
     let made = admin
-        .new_key(json!({"name": "a", "group": "g", "model_limits": {"gpt-4o*": {"rpm": 1}}}))
+        .new_key(json!({"name": "a", "group": "g", "model_limits": {"gpt-4o*": {"rpm": 1, "budget_usd": 1}}}))
         .await;
     let (id, secret) = (
         made["id"].as_str().unwrap().to_string(),
@@ -224,6 +224,18 @@ async fn api_keys_take_model_limits_checked_against_the_group_and_enforced_at_on
         "{}",
         a.text
     );
+    // The pattern's spend (8 output tokens at $1000/M) is shown, and kept by a restart.
+    let path = format!("/v1/keys/{id}");
+    wait_for(std::time::Duration::from_secs(5), "model_usage", || async {
+        let v = admin.ok("GET", &path, None).await;
+        (v["model_usage"]["gpt-4o*"]["spend_usd"] == 0.008).then_some(())
+    })
+    .await;
+    g.stop(libc::SIGTERM);
+    g.restart(ADMIN_ENV);
+    let admin = g.admin(ROOT);
+    let v = admin.ok("GET", &path, None).await;
+    assert_eq!(v["model_usage"]["gpt-4o*"]["spend_usd"], 0.008, "{v}");
     // A PATCH applies from the next request: the pattern is gone.
     admin
         .ok(

@@ -213,6 +213,13 @@ fn key(file: bool) -> KeyView {
         budget_usd: Some(1.0),
         token_budget: Some(1000),
         tokens_used: 10,
+        model_usage: BTreeMap::from([(
+            "gpt-4o*".into(),
+            crate::control::view::PatternUsage {
+                spend_usd: 0.5,
+                tokens_used: 10,
+            },
+        )]),
     }
 }
 
@@ -249,6 +256,7 @@ fn group(full: bool) -> GroupView {
         spend_all_time_usd: 0.0,
         token_budget: full.then_some(1000),
         tokens_used: 0,
+        model_usage: BTreeMap::new(),
         refusals: Refusals {
             total: 1,
             by_code: BTreeMap::from([("rate_limited".into(), 1)]),
