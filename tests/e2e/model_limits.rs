@@ -251,3 +251,72 @@ async fn api_keys_take_model_limits_checked_against_the_group_and_enforced_at_on
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_service_ceilings_cover_patterns_and_token_budgets() {
+    let mock = mock().await;
+    let g = start_gateway_env(
+        &policy(
+            mock.addr(),
+            r#"self_service = { enabled = true, limits = { token_budget = 5000, model_limits = { "gpt-4o*" = { rpm = 1, budget_usd = 2 } } } }"#,
+            "",
+        )
+        .with_admin(),
+        ADMIN_ENV,
+    );
+    let admin = g.admin(ROOT);
+    let (s, v) = admin
+        .post(
+            "/v1/tokens",
+            json!({"name": "dev", "role": "developer", "groups": ["g"], "owner": "alice"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let dev = v["token"].as_str().unwrap().to_string();
+    // Left out: the ceilings become the key's.
+    let (s, v) = admin
+        .call_as(
+            &dev,
+            "POST",
+            "/v1/keys",
+            Some(json!({"name": "a", "group": "g", "model_limits": {"gpt-4o*": {"tpm": 100}}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["limits"]["token_budget"], 5000);
+    let p = &v["limits"]["model_limits"]["gpt-4o*"];
+    assert_eq!((p["rpm"].as_u64(), p["tpm"].as_u64()), (Some(1), Some(100)));
+    assert_eq!(p["budget_usd"], 2.0);
+    let secret = v["key"].as_str().unwrap().to_string();
+    assert_eq!(chat(&g, &secret, "gpt-4o").await.status, 200);
+    assert_eq!(chat(&g, &secret, "gpt-4o").await.status, 429);
+    // Above: refused naming both values.
+    let (s, v) = admin
+        .call_as(
+            &dev,
+            "POST",
+            "/v1/keys",
+            Some(json!({"name": "b", "group": "g", "model_limits": {"gpt-4o*": {"rpm": 5}}})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["param"], "model_limits");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(r#"model_limits."gpt-4o*".rpm 5 exceeds the self-service ceiling model_limits "gpt-4o*" rpm 1 of group g"#),
+        "{msg}"
+    );
+    let (s, v) = admin
+        .call_as(
+            &dev,
+            "POST",
+            "/v1/keys",
+            Some(json!({"name": "c", "group": "g", "token_budget": 9000})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["param"].as_str()),
+        (400, Some("token_budget")),
+        "{v}"
+    );
+}
