@@ -165,3 +165,70 @@ pub(super) fn tightest_more(a: &Limits, b: &Limits) -> Option<Arc<MoreLimits>> {
     }
     MoreLimits::new(token_budget, entries.into_boxed_slice())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_config;
+    use std::path::Path;
+
+    const HEAD: &str = "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[providers]]\nid = \"p\"\napi = \"openai\"\nbase_url = \"http://127.0.0.1:2\"\n\n[[models]]\nname = \"m\"\ntargets = [{ provider = \"p\" }]\n";
+
+    fn problems(org: &str, group: &str, key: &str) -> Vec<String> {
+        let text = format!(
+            "{HEAD}\n[[orgs]]\nid = \"o\"\n{org}\n\n[[groups]]\nid = \"g\"\norg = \"o\"\n{group}\n\n[[keys]]\nid = \"k\"\ngroup = \"g\"\nsha256 = \"{}\"\n{key}\n",
+            "ab".repeat(32)
+        );
+        match parse_config(&text, Path::new("t.toml")) {
+            Ok(_) => vec![],
+            Err(e) => e
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.path, p.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_org_pattern_binds_keys_through_a_group_without_it() {
+        let got = problems(
+            r#"model_limits = { "m*" = { rpm = 10, budget_usd = 1 } }"#,
+            "",
+            r#"model_limits = { "m*" = { rpm = 20, budget_usd = 0.5 } }"#,
+        );
+        assert_eq!(
+            got,
+            [
+                r#"keys[0] (k).model_limits."m*".rpm: 20 exceeds group g model_limits "m*" rpm 10 (lower layers only tighten)"#
+            ]
+        );
+        // The tighter of group and org binds.
+        let got = problems(
+            r#"model_limits = { "m*" = { rpm = 10 } }"#,
+            r#"model_limits = { "m*" = { rpm = 5 } }"#,
+            r#"model_limits = { "m*" = { rpm = 7 } }"#,
+        );
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("7 exceeds group g model_limits \"m*\" rpm 5"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn shadow_patterns_neither_bind_nor_are_bound_and_budgets_need_nothing_more() {
+        assert!(problems(
+            r#"model_limits = { "m*" = { rpm = { value = 1, mode = "shadow" } } }"#,
+            r#"model_limits = { "m*" = { rpm = 5, token_budget = { value = 10, mode = "shadow" } } }"#,
+            r#"token_budget = 7
+model_limits = { "m*" = { rpm = 5, budget_usd = 2, token_budget = 100 } }"#,
+        )
+        .is_empty());
+        let got = problems("", "", r#"model_limits = { "m*" = { rpm = 0 } }"#);
+        assert_eq!(
+            got,
+            [
+                r#"keys[0] (k).model_limits."m*".rpm: 0 is not a limit; pause the group or disable the key instead"#
+            ]
+        );
+    }
+}
