@@ -129,13 +129,10 @@ pub(crate) fn limits_view(l: &Limits) -> LimitsView {
     }
 }
 
-/// The period a key's token use is counted over: its own `token_budget_period`, else its
-/// group's, else its org's; `None` when no layer has a token budget (nothing is counted).
-pub(crate) fn key_token_period(own: &Limits, group: Option<&GroupEntry>) -> Option<BudgetPeriod> {
-    own.token_budget()
-        .or_else(|| group.and_then(|g| g.limits.token_budget()))
-        .or_else(|| group.and_then(|g| g.org.limits.token_budget()))
-        .map(|t| t.period)
+/// The period a layer's token use is counted over: its own `token_budget_period`; `None`
+/// without a token budget of its own (its tokens are then not counted apart).
+pub(crate) fn token_period(own: &Limits) -> Option<BudgetPeriod> {
+    own.token_budget().map(|t| t.period)
 }
 
 /// A key as the admin API shows it, never its secret (`Key`). Keys from the policy file
@@ -460,11 +457,7 @@ impl Writer {
             spend_all_time_usd: usd(all_time),
             budget_usd: limits.budget.map(|b| usd(b.limit_micros)),
             token_budget: limits.token_budget().map(|t| t.limit),
-            tokens_used: self.tokens_used(
-                Layer::Key,
-                &r.id,
-                key_token_period(&limits, group.map(|g| &**g)),
-            ),
+            tokens_used: self.tokens_used(Layer::Key, &r.id, token_period(&limits)),
             model_usage: self.model_usage(Layer::Key, &r.id, &limits),
         }
     }
@@ -510,11 +503,7 @@ impl Writer {
             spend_all_time_usd: usd(all_time),
             budget_usd: k.limits.budget.map(|b| usd(b.limit_micros)),
             token_budget: k.limits.token_budget().map(|t| t.limit),
-            tokens_used: self.tokens_used(
-                Layer::Key,
-                &k.id,
-                key_token_period(&k.limits, Some(&k.group)),
-            ),
+            tokens_used: self.tokens_used(Layer::Key, &k.id, token_period(&k.limits)),
             model_usage: self.model_usage(Layer::Key, &k.id, &k.limits),
         }
     }
@@ -553,14 +542,7 @@ impl Writer {
             spend_usd: usd(spend),
             spend_all_time_usd: usd(all_time),
             token_budget: g.limits.token_budget().map(|t| t.limit),
-            tokens_used: self.tokens_used(
-                Layer::Group,
-                &g.id,
-                g.limits
-                    .token_budget()
-                    .or(g.org.limits.token_budget())
-                    .map(|t| t.period),
-            ),
+            tokens_used: self.tokens_used(Layer::Group, &g.id, token_period(&g.limits)),
             model_usage: self.model_usage(Layer::Group, &g.id, &g.limits),
             refusals: Refusals::default(),
             guardrails: g
