@@ -65,8 +65,10 @@ fn admission(c: &mut Criterion) {
                     alert_thresholds: &[],
                 },
             ],
+            extra: vec![],
             est_tokens: 1_000,
             worst_cost_micros: 500,
+            clamp: None,
         };
         adm.admit(&req).map(|r| {
             r.settle(Some(Usage {

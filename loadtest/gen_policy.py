@@ -2,13 +2,20 @@
 """The load-test policy (loadtest/perf.sh and the other scripts): N keys in 20 groups over
 2 orgs, every limit type on all three layers. Usage: gen_policy.py KEYS [LISTEN] [DATA_DIR] > file.toml
 With GUARDS=on in the environment, the pii, secrets and injection guardrails are attached to
-both orgs (so to every request); with GUARDS=response, to org0 only, on requests and answers."""
+both orgs (so to every request); with GUARDS=response, to org0 only, on requests and answers.
+LIMITS=all (default) also gives every layer a monthly token_budget and model_limits: a
+"gpt-4o*" pattern (rpm, tpm, budget_usd; the harness's gpt-4o-mini falls in it, so each
+request passes three pattern pools more) and an "o1*" one it does not match; LIMITS=basic
+leaves both out (the policy before them, for A/B runs)."""
 import hashlib, os, sys
 
 keys = int(sys.argv[1])
 listen = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1:18190"
 data = sys.argv[3] if len(sys.argv) > 3 else "/tmp/tollgate-genpolicy"
 lim = 'rpm = {r}\nrph = {r}0\nrpd = {r}00\ntpm = {t}\ntpd = {t}00\nmax_parallel = {p}\nbudget_usd = {b}\nbudget_period = "monthly"\n'
+if os.environ.get("LIMITS", "all") != "basic":
+    lim += ('token_budget = {t}000\ntoken_budget_period = "monthly"\n'
+            'model_limits = {{ "gpt-4o*" = {{ rpm = {r}, tpm = {t}, budget_usd = {b} }}, "o1*" = {{ rpm = {r}, max_parallel = {p} }} }}\n')
 out = sys.stdout
 out.write(f'''[server]
 listen = ["{listen}"]

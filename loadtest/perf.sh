@@ -11,14 +11,16 @@
 #   - loadtest/bare-pingora: stock Pingora 0.9.1, one upstream_peer, 1 thread, no work
 #     stealing, mimalloc;
 #   - tollgate (release build) on loadtest/gen_policy.py's policy: KEYS keys in 20 groups over
-#     2 orgs, every limit type (rpm, rph, rpd, tpm, tpd, max_parallel, a monthly budget) on
-#     all three layers and never hit, `latency` routing over two targets, the request log to
+#     2 orgs, every limit type (rpm, rph, rpd, tpm, tpd, max_parallel, a monthly budget, a
+#     monthly token_budget, model_limits with a pattern the requests fall in) on all three
+#     layers and never hit, `latency` routing over two targets, the request log to
 #     a file, threads = 1, the provider key injected upstream.
 # wrk (1 thread, 32 connections) against each; bare Pingora and tollgate alternate for ROUNDS
 # rounds of DUR each; CPU per request = (user + system time of the proxy process, all its
 # threads, from /proc/PID/stat) / requests completed.
 #
-# Knobs (environment): KEYS (10000), LOG=file|off (file), LIMITS=all|none (all), ROUNDS (5),
+# Knobs (environment): KEYS (10000), LOG=file|off (file), LIMITS=all|basic|none (all: also a
+# token_budget and model_limits on every layer; basic: without those two), ROUNDS (5),
 # DUR (4s), MAX_RATIO (1.10), WORK_STEALING=true (tollgate on Pingora's work-stealing runtime),
 # GUARDS=on (the pii, secrets and injection guardrails on every request),
 # KEEP=1 keeps the work directory.
@@ -90,7 +92,7 @@ BARE_LISTEN=127.0.0.1:$BP BARE_UPSTREAM=127.0.0.1:$UP \
 pids+=($!); BPPID=$!
 
 # --- tollgate on the load-test policy ---------------------------------------------------------
-python3 loadtest/gen_policy.py "$KEYS" "127.0.0.1:$TG" "$work/data" > "$work/tollgate.toml" || exit 1
+LIMITS=$LIMITS python3 loadtest/gen_policy.py "$KEYS" "127.0.0.1:$TG" "$work/data" > "$work/tollgate.toml" || exit 1
 if [ "$LOG" = file ]; then log="$work/requests.jsonl"; else log=off; fi
 sed -i -e "s#^request_log = .*#request_log = \"$log\"#" \
        -e "s#^listen = .*#&\nadmin_listen = \"127.0.0.1:$ADM\"\nadmin_token_env = \"TG_ADMIN\"#" \
@@ -100,7 +102,7 @@ if [ "${WORK_STEALING:-false}" = true ]; then
   sed -i -e 's#^threads = 1#&\nwork_stealing = true#' "$work/tollgate.toml"
 fi
 if [ "$LIMITS" = none ]; then
-  sed -i -E '/^(rpm|rph|rpd|tpm|tpd|max_parallel|budget_usd|budget_period) = /d' "$work/tollgate.toml"
+  sed -i -E '/^(rpm|rph|rpd|tpm|tpd|max_parallel|budget_usd|budget_period|token_budget|token_budget_period|model_limits) = /d' "$work/tollgate.toml"
 fi
 target/release/tollgate -t -c "$work/tollgate.toml" > /dev/null || exit 1
 KEY=tg-load-0      # gen_policy.py: key k's secret is tg-load-k

@@ -67,6 +67,12 @@ pub enum GatewayError {
         scope: String,
         retry_after: Option<u64>,
     },
+    /// A `token_budget` (tokens per period) cannot take the request's worst case.
+    #[error("{scope} exhausted")]
+    TokenBudgetExceeded {
+        scope: String,
+        retry_after: Option<u64>,
+    },
     /// The client was too slow: `what` did not arrive within the `[server]` deadline.
     #[error("{what} not received within server.{setting} {limit:?}")]
     RequestTimeout {
@@ -137,6 +143,7 @@ impl GatewayError {
             Overloaded(_) => 503,
             RateLimitExceeded { .. } | TokenLimitExceeded { .. } => 429,
             ConcurrencyLimitExceeded { .. } | BudgetExceeded { .. } => 429,
+            TokenBudgetExceeded { .. } => 429,
             UpstreamError(_) => 502,
             NoHealthyTarget(_) => 503,
             UpstreamTimeout(_) => 504,
@@ -172,6 +179,7 @@ impl GatewayError {
             TokenLimitExceeded { .. } => "token_limit_exceeded",
             ConcurrencyLimitExceeded { .. } => "concurrency_limit_exceeded",
             BudgetExceeded { .. } => "budget_exceeded",
+            TokenBudgetExceeded { .. } => "token_budget_exceeded",
             UpstreamError(_) => "upstream_error",
             NoHealthyTarget(_) => "no_healthy_target",
             UpstreamTimeout(_) => "upstream_timeout",
@@ -209,7 +217,8 @@ impl GatewayError {
         match self {
             GatewayError::RateLimitExceeded { retry_after, .. }
             | GatewayError::TokenLimitExceeded { retry_after, .. } => Some(*retry_after),
-            GatewayError::BudgetExceeded { retry_after, .. } => *retry_after,
+            GatewayError::BudgetExceeded { retry_after, .. }
+            | GatewayError::TokenBudgetExceeded { retry_after, .. } => *retry_after,
             GatewayError::ConcurrencyLimitExceeded { .. }
             | GatewayError::Overloaded(_)
             | GatewayError::GuardrailUnavailable { .. } => Some(1),

@@ -91,7 +91,7 @@ impl Win {
         .map(|n| n.get())
     }
 
-    fn shadow_bit(self) -> u8 {
+    fn shadow_bit(self) -> u16 {
         match self {
             Win::Rpm => Shadow::RPM,
             Win::Rph => Shadow::RPH,
@@ -123,6 +123,9 @@ pub(crate) struct ScopeState {
     pub(crate) inflight: u32,
     pub(crate) budget: BudgetState,
     budget_kind: Option<BudgetPeriod>,
+    /// `token_budget`: tokens (input + output) this period, reserved then settled.
+    pub(crate) tokens: BudgetState,
+    tokens_kind: Option<BudgetPeriod>,
     last_used_ms: u64,
 }
 
@@ -135,6 +138,7 @@ impl ScopeState {
     fn idle(&mut self, now_ms: u64) -> bool {
         self.inflight == 0
             && !self.budget.dirty
+            && !self.tokens.dirty
             && now_ms.saturating_sub(self.last_used_ms) > 300_000
             && self.windows.iter_mut().flatten().all(|w| w.is_idle(now_ms))
     }
@@ -169,11 +173,111 @@ pub struct LayerLimits<'a> {
 pub struct AdmitRequest<'a> {
     /// Org, group, key — in that order.
     pub layers: [LayerLimits<'a>; 3],
+    /// The `model_limits` pools the request's model matches (org's, group's, key's
+    /// patterns, in that order): each a scope of its own, checked and counted like a
+    /// layer. Empty — no allocation — when no layer has a matching pattern.
+    pub extra: Vec<LayerLimits<'a>>,
     pub est_tokens: u64,
     pub worst_cost_micros: u64,
+    /// `budget_clamp`: lower the output to what the budgets can still pay for.
+    pub clamp: Option<Clamp>,
+}
+
+/// What a clamped request may be lowered to: its input, its output as reserved, and the
+/// dearest prices of its targets (micro-dollars per million tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clamp {
+    pub input_tokens: u64,
+    /// The output reserved without clamping (`max_tokens`, or the server default).
+    pub output_tokens: u64,
+    /// Whether the client named `max_tokens` (else the default is sent as the cap).
+    pub named: bool,
+    pub input_micros_per_mtok: u64,
+    pub output_micros_per_mtok: u64,
+}
+
+/// What one request reserves: tokens (windows, token budgets) and its worst-case cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Amounts {
+    tokens: u64,
+    cost: u64,
+}
+
+/// `kind scope` for messages: `key k1`, `key k1 model_limits "gpt-4o*"`.
+fn scope_name(s: &ScopeKey) -> String {
+    format!(
+        "{} {}",
+        s.layer.as_str(),
+        crate::policy::config::model_limits::scope_display(&s.id)
+    )
+}
+
+/// The output tokens every enforced budget of `layers` can still pay for (`u64::MAX`
+/// when none applies).
+fn affordable<'s>(c: &Clamp, layers: impl Iterator<Item = (&'s Limits, &'s ScopeState)>) -> u64 {
+    let mut afford = u64::MAX;
+    for (l, st) in layers {
+        if let (Some(b), false) = (l.budget, l.shadow.has(Shadow::BUDGET)) {
+            let rem = b
+                .limit_micros
+                .saturating_sub(st.budget.spent.saturating_add(st.budget.reserved));
+            let room = u128::from(rem) * 1_000_000;
+            let input = u128::from(c.input_tokens) * u128::from(c.input_micros_per_mtok);
+            let out = match (room.checked_sub(input), c.output_micros_per_mtok) {
+                (None, _) => 0,
+                (Some(_), 0) => u64::MAX,
+                (Some(left), p) => u64::try_from(left / u128::from(p)).unwrap_or(u64::MAX),
+            };
+            afford = afford.min(out);
+        }
+        if let Some(t) = l.enforced_token_budget() {
+            let rem = t
+                .limit
+                .saturating_sub(st.tokens.spent.saturating_add(st.tokens.reserved));
+            afford = afford.min(rem.saturating_sub(c.input_tokens));
+        }
+    }
+    afford
+}
+
+/// The output a clamped request is sent with, and what it then reserves; `None` leaves
+/// the request as it is (no budget applies, it fits, or not even its prompt fits — then
+/// the checks refuse it).
+fn clamped(c: &Clamp, afford: u64) -> Option<(u64, Amounts)> {
+    if afford == u64::MAX || afford == 0 {
+        return None;
+    }
+    let out = if c.named {
+        (afford < c.output_tokens).then_some(afford)?
+    } else {
+        afford.min(c.output_tokens)
+    };
+    let cost = (u128::from(c.input_tokens) * u128::from(c.input_micros_per_mtok)
+        + u128::from(out) * u128::from(c.output_micros_per_mtok))
+    .div_ceil(1_000_000);
+    Some((
+        out,
+        Amounts {
+            tokens: c.input_tokens + out,
+            cost: u64::try_from(cost).unwrap_or(u64::MAX),
+        },
+    ))
 }
 
 type Shard = Mutex<HashMap<ScopeKey, Arc<Mutex<ScopeState>>, FastHash>>;
+/// A request's scopes: three layers and, with `model_limits`, a pattern pool or more (kept
+/// inline up to six: the three layers and one pattern each).
+type StateList = smallvec::SmallVec<[Arc<Mutex<ScopeState>>; 6]>;
+/// Where each scope's windows counted the request.
+type SlotList = smallvec::SmallVec<[[Option<Slot>; 5]; 6]>;
+
+/// Where a scope's token budget is stored: its own id with a suffix no id can have.
+fn tokens_key(scope: &ScopeKey) -> ScopeKey {
+    ScopeKey {
+        layer: scope.layer,
+        id: crate::policy::config::model_limits::tokens_scope(&scope.id),
+    }
+}
 
 pub struct Admission {
     shards: Box<[Shard]>,
@@ -274,47 +378,66 @@ impl Admission {
         mut held: Option<SlotHold>,
     ) -> Result<Reservation, GatewayError> {
         let now = self.clock.now_ms();
-        let states: [Arc<Mutex<ScopeState>>; 3] = match held.as_ref().and_then(|h| h.states.clone())
-        {
-            Some(s) => s,
-            None => [
-                self.state(&req.layers[0].scope),
-                self.state(&req.layers[1].scope),
-                self.state(&req.layers[2].scope),
-            ],
+        let layer = |i: usize| -> &LayerLimits<'_> {
+            match i {
+                0..3 => &req.layers[i],
+                _ => &req.extra[i - 3],
+            }
         };
-        let counted = held.is_some();
-        let mut guards: [MutexGuard<'_, ScopeState>; 3] =
-            [lock(&states[0]), lock(&states[1]), lock(&states[2])];
+        let n = 3 + req.extra.len();
+        let mut states: StateList = match held.as_ref().and_then(|h| h.states.clone()) {
+            Some(s) => s.into_iter().collect(),
+            None => req.layers.iter().map(|l| self.state(&l.scope)).collect(),
+        };
+        states.extend(req.extra.iter().map(|l| self.state(&l.scope)));
+        // In-flight slots of the three layers may be held already; pattern pools never are.
+        let counted = |i: usize| held.is_some() && i < 3;
+        // Lock order: org, group, key, then the pattern pools (org's, group's, key's).
+        let mut guards: smallvec::SmallVec<[MutexGuard<'_, ScopeState>; 6]> =
+            states.iter().map(|s| lock(s)).collect();
 
-        // Check: most specific layer first, so the message names the narrowest limit.
-        for i in (0..3).rev() {
-            let layer = &req.layers[i];
-            let st = &mut guards[i];
-            self.roll_budget(&layer.scope, layer.limits, st, now);
-            self.check_layer(layer, st, req, now, counted)?;
+        for (i, st) in guards.iter_mut().enumerate() {
+            let l = layer(i);
+            self.roll_budget(&l.scope, l.limits, st, now);
+        }
+        let mut amounts = Amounts {
+            tokens: req.est_tokens,
+            cost: req.worst_cost_micros,
+        };
+        let mut clamp_to = None;
+        if let Some(c) = &req.clamp {
+            let afford = affordable(c, (0..n).map(|i| (layer(i).limits, &*guards[i])));
+            if let Some((out, a)) = clamped(c, afford) {
+                clamp_to = Some(out);
+                amounts = a;
+            }
+        }
+        // Check: most specific first (pattern pools, then key, group, org), so the message
+        // names the narrowest limit.
+        for i in (0..n).rev() {
+            self.check_layer(layer(i), &mut guards[i], amounts, now, counted(i))?;
         }
         // Shadow limits: what would have refused, reported, never refusing.
         let mut shadow = Vec::new();
-        for i in (0..3).rev() {
-            if req.layers[i].limits.shadow.any() {
+        for i in (0..n).rev() {
+            if layer(i).limits.shadow.any() {
                 shadow_hits(
-                    &req.layers[i],
+                    layer(i),
                     &mut guards[i],
-                    req,
-                    (now, self.scale, counted),
+                    amounts,
+                    (now, self.scale, counted(i)),
                     &mut shadow,
                 );
             }
         }
         // Reserve, noting the tightest window of each kind for the x-ratelimit headers.
-        let mut slots = [[None; 5]; 3];
+        let mut slots: SlotList = smallvec::smallvec![[None; 5]; n];
         let mut rate = RateInfo::default();
         for (i, st) in guards.iter_mut().enumerate() {
-            let limits = req.layers[i].limits;
+            let limits = layer(i).limits;
             for w in WINDOWS {
                 if let Some(counted) = w.counted(limits) {
-                    let amount = if w.is_tokens() { req.est_tokens } else { 1 };
+                    let amount = if w.is_tokens() { amounts.tokens } else { 1 };
                     let win = st.window(w, self.scale);
                     slots[i][w as usize] = Some(win.add(now, amount));
                     // The x-ratelimit headers speak of enforced limits only.
@@ -332,12 +455,15 @@ impl Admission {
                     }
                 }
             }
-            if !counted {
+            if !counted(i) {
                 st.inflight += 1;
             }
             st.last_used_ms = now;
             if limits.budget.is_some() {
-                st.budget.reserved += req.worst_cost_micros;
+                st.budget.reserved += amounts.cost;
+            }
+            if limits.token_budget().is_some() {
+                st.tokens.reserved += amounts.tokens;
             }
         }
         drop(guards);
@@ -345,41 +471,48 @@ impl Admission {
         if let Some(h) = held.as_mut() {
             h.states = None;
         }
+        let scopes = states
+            .into_iter()
+            .zip(slots)
+            .enumerate()
+            .map(|(i, (state, slots))| {
+                let l = layer(i);
+                HeldScope {
+                    scope: l.scope.clone(),
+                    state,
+                    slots,
+                    thresholds: l.alert_thresholds.to_vec(),
+                    budget: l.limits.budget,
+                    shadow_budget: l.limits.shadow.has(Shadow::BUDGET),
+                    tokens: l.limits.token_budget().is_some(),
+                }
+            })
+            .collect();
         Ok(Reservation {
             admission: self.clone(),
-            scopes: [
-                (
-                    req.layers[0].scope.clone(),
-                    states[0].clone(),
-                    req.layers[0].alert_thresholds.to_vec(),
-                    req.layers[0].limits.budget,
-                    req.layers[0].limits.shadow.has(Shadow::BUDGET),
-                ),
-                (
-                    req.layers[1].scope.clone(),
-                    states[1].clone(),
-                    req.layers[1].alert_thresholds.to_vec(),
-                    req.layers[1].limits.budget,
-                    req.layers[1].limits.shadow.has(Shadow::BUDGET),
-                ),
-                (
-                    req.layers[2].scope.clone(),
-                    states[2].clone(),
-                    req.layers[2].alert_thresholds.to_vec(),
-                    req.layers[2].limits.budget,
-                    req.layers[2].limits.shadow.has(Shadow::BUDGET),
-                ),
-            ],
-            slots,
+            scopes,
             rate,
             shadow,
-            est_tokens: req.est_tokens,
-            worst_cost: req.worst_cost_micros,
+            est_tokens: amounts.tokens,
+            worst_cost: amounts.cost,
+            clamped_max_tokens: clamp_to,
             settled: false,
         })
     }
 
     fn roll_budget(&self, scope: &ScopeKey, limits: &Limits, st: &mut ScopeState, now: u64) {
+        if let Some(t) = limits.token_budget() {
+            let period = budget::period_id(t.period, now);
+            if st.tokens_kind != Some(t.period) {
+                st.tokens_kind = Some(t.period);
+                st.tokens.period = u64::MAX;
+            }
+            st.tokens.roll(period, || {
+                self.store
+                    .as_ref()
+                    .map_or(0, |s| s.load_spend(&tokens_key(scope), t.period, period))
+            });
+        }
         let Some(b) = limits.budget else { return };
         let period = budget::period_id(b.period, now);
         if st.budget_kind != Some(b.period) {
@@ -398,17 +531,17 @@ impl Admission {
         &self,
         layer: &LayerLimits<'_>,
         st: &mut ScopeState,
-        req: &AdmitRequest<'_>,
+        amounts: Amounts,
         now: u64,
         slot_held: bool,
     ) -> Result<(), GatewayError> {
         // Formatted only when refusing: the common path allocates nothing.
-        let scope = || format!("{} {}", layer.scope.layer.as_str(), layer.scope.id);
+        let scope = || scope_name(&layer.scope);
         for w in WINDOWS {
             let Some(limit) = w.limit(layer.limits) else {
                 continue;
             };
-            let amount = if w.is_tokens() { req.est_tokens } else { 1 };
+            let amount = if w.is_tokens() { amounts.tokens } else { 1 };
             if let Err(wait_ms) = st.window(w, self.scale).check(now, amount, limit) {
                 let scope = format!("{} {} {limit}", scope(), w.name());
                 let retry_after = wait_ms.div_ceil(1000).max(1);
@@ -430,11 +563,21 @@ impl Admission {
         if !slot_held {
             check_parallel(layer, st)?;
         }
-        if let Some(b) = layer.limits.enforced().budget {
-            if !st.budget.fits(req.worst_cost_micros, b.limit_micros) {
+        let enforced = layer.limits.enforced();
+        if let Some(b) = enforced.budget {
+            if !st.budget.fits(amounts.cost, b.limit_micros) {
                 return Err(GatewayError::BudgetExceeded {
                     scope: format!("{} budget_usd {}", scope(), micros_to_usd(b.limit_micros)),
                     retry_after: budget::until_next_period(b.period, now)
+                        .map(|ms| ms.div_ceil(1000).max(1)),
+                });
+            }
+        }
+        if let Some(t) = layer.limits.enforced_token_budget() {
+            if !st.tokens.fits(amounts.tokens, t.limit) {
+                return Err(GatewayError::TokenBudgetExceeded {
+                    scope: format!("{} token_budget {}", scope(), t.limit),
+                    retry_after: budget::until_next_period(t.period, now)
                         .map(|ms| ms.div_ceil(1000).max(1)),
                 });
             }
@@ -443,16 +586,25 @@ impl Admission {
     }
 
     /// Scopes whose spend changed since the last call, with their current state, for the
-    /// ledger's flush. Clears the dirty marks it returns.
+    /// ledger's flush: USD spend under the scope, tokens under its [`tokens_key`]. Clears
+    /// the dirty marks it returns.
     pub(crate) fn take_dirty(&self) -> Vec<(ScopeKey, BudgetPeriod, u64, u64)> {
         let list = std::mem::take(&mut *lock(&self.dirty));
-        list.into_iter()
-            .filter_map(|(k, s)| {
-                let mut st = lock(&s);
-                st.budget.dirty = false;
-                Some((k, st.budget_kind?, st.budget.period, st.budget.spent))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(list.len());
+        for (k, s) in list {
+            let mut st = lock(&s);
+            if std::mem::take(&mut st.tokens.dirty) {
+                if let Some(kind) = st.tokens_kind {
+                    out.push((tokens_key(&k), kind, st.tokens.period, st.tokens.spent));
+                }
+            }
+            if std::mem::take(&mut st.budget.dirty) {
+                if let Some(kind) = st.budget_kind {
+                    out.push((k, kind, st.budget.period, st.budget.spent));
+                }
+            }
+        }
+        out
     }
 
     /// Budget events since the last call.
@@ -515,15 +667,20 @@ impl Drop for SlotHold {
 
 pub(crate) use crate::policy::config::micros_to_usd;
 
-/// One layer a reservation holds: scope, its counters, alert fractions, budget, whether
-/// that budget is a shadow one.
-type HeldScope = (
-    ScopeKey,
-    Arc<Mutex<ScopeState>>,
-    Vec<f64>,
-    Option<crate::policy::config::Budget>,
-    bool,
-);
+/// One scope a reservation holds (a layer or a pattern pool).
+struct HeldScope {
+    scope: ScopeKey,
+    state: Arc<Mutex<ScopeState>>,
+    /// Where its windows counted the request.
+    slots: [Option<Slot>; 5],
+    /// Alert fractions of the budget.
+    thresholds: Vec<f64>,
+    budget: Option<crate::policy::config::Budget>,
+    /// The budget is a shadow one: tracked, announcing nothing.
+    shadow_budget: bool,
+    /// The scope has a token budget.
+    tokens: bool,
+}
 
 /// What one admitted request holds. Settle it with [`Reservation::settle`]; dropped
 /// unsettled it charges its reservation (a stream that ended without usage) and frees
@@ -531,14 +688,17 @@ type HeldScope = (
 #[must_use = "a reservation must be settled (or dropped to charge it in full)"]
 pub struct Reservation {
     admission: Arc<Admission>,
-    scopes: [HeldScope; 3],
-    slots: [[Option<Slot>; 5]; 3],
+    /// The three layers inline; pattern pools spill to the heap (one allocation).
+    scopes: smallvec::SmallVec<[HeldScope; 3]>,
     /// For the `x-ratelimit-*` headers.
     pub rate: RateInfo,
     /// Shadow limits this request went over (it was admitted all the same).
     pub shadow: Vec<ShadowHit>,
     pub est_tokens: u64,
     pub worst_cost: u64,
+    /// `budget_clamp`: the `max_tokens` the request is to be sent with (what the budgets
+    /// can still pay for), when lowered or set by the gateway.
+    pub clamped_max_tokens: Option<u64>,
     settled: bool,
 }
 
@@ -554,15 +714,15 @@ pub struct ShadowHit {
 fn shadow_hits(
     layer: &LayerLimits<'_>,
     st: &mut ScopeState,
-    req: &AdmitRequest<'_>,
+    amounts: Amounts,
     (now, scale, counted): (u64, u64, bool),
     out: &mut Vec<ShadowHit>,
 ) {
-    let scope = || format!("{} {}", layer.scope.layer.as_str(), layer.scope.id);
+    let scope = || scope_name(&layer.scope);
     let l = layer.limits;
     for w in WINDOWS {
         let Some(limit) = w.shadow(l) else { continue };
-        let amount = if w.is_tokens() { req.est_tokens } else { 1 };
+        let amount = if w.is_tokens() { amounts.tokens } else { 1 };
         if st.window(w, scale).check(now, amount, limit).is_err() {
             out.push(ShadowHit {
                 scope: format!("{} {} {limit}", scope(), w.name()),
@@ -585,10 +745,18 @@ fn shadow_hits(
         }
     }
     if let (Some(b), true) = (l.budget, l.shadow.has(Shadow::BUDGET)) {
-        if !st.budget.fits(req.worst_cost_micros, b.limit_micros) {
+        if !st.budget.fits(amounts.cost, b.limit_micros) {
             out.push(ShadowHit {
                 scope: format!("{} budget_usd {}", scope(), micros_to_usd(b.limit_micros)),
                 code: "budget_exceeded",
+            });
+        }
+    }
+    if let (Some(t), true) = (l.token_budget(), l.shadow.has(Shadow::TOKEN_BUDGET)) {
+        if !st.tokens.fits(amounts.tokens, t.limit) {
+            out.push(ShadowHit {
+                scope: format!("{} token_budget {}", scope(), t.limit),
+                code: "token_budget_exceeded",
             });
         }
     }
@@ -632,11 +800,19 @@ impl Reservation {
             cost_micros: self.worst_cost,
         });
         let now = self.admission.clock.now_ms();
-        for (i, (scope, state, thresholds, budget, shadow_budget)) in self.scopes.iter().enumerate()
-        {
+        for held in self.scopes.iter() {
+            let HeldScope {
+                scope,
+                state,
+                slots,
+                thresholds,
+                budget,
+                shadow_budget,
+                tokens,
+            } = held;
             let mut st = lock(state);
             for w in [Win::Tpm, Win::Tpd] {
-                if let Some(slot) = self.slots[i][w as usize] {
+                if let Some(slot) = slots[w as usize] {
                     st.window(w, self.admission.scale).adjust(
                         now,
                         slot,
@@ -647,6 +823,16 @@ impl Reservation {
             }
             st.inflight = st.inflight.saturating_sub(1);
             st.last_used_ms = now;
+            if *tokens {
+                st.tokens.reserved = st.tokens.reserved.saturating_sub(self.est_tokens);
+                if usage.tokens > 0 {
+                    st.tokens.spent += usage.tokens;
+                    if !(st.budget.dirty || st.tokens.dirty) {
+                        lock(&self.admission.dirty).push((scope.clone(), state.clone()));
+                    }
+                    st.tokens.dirty = true;
+                }
+            }
             let Some(b) = budget else { continue };
             st.budget.reserved = st.budget.reserved.saturating_sub(self.worst_cost);
             if usage.cost_micros == 0 {
@@ -654,10 +840,10 @@ impl Reservation {
             }
             st.budget.spent += usage.cost_micros;
             let after = st.budget.spent;
-            if !st.budget.dirty {
-                st.budget.dirty = true;
+            if !(st.budget.dirty || st.tokens.dirty) {
                 lock(&self.admission.dirty).push((scope.clone(), state.clone()));
             }
+            st.budget.dirty = true;
             // A shadow budget is tracked like any other but announces nothing.
             let events = if *shadow_budget {
                 vec![]

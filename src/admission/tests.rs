@@ -46,8 +46,10 @@ fn req<'a>(
                 alert_thresholds: &[],
             },
         ],
+        extra: vec![],
         est_tokens: est,
         worst_cost_micros: cost,
+        clamp: None,
     }
 }
 
@@ -451,4 +453,240 @@ fn slots_taken_before_the_body_count_once_and_come_back() {
     );
     assert_eq!(adm.inspect(&scope(Layer::Key, "k2")).unwrap().0, 1);
     first.cancel();
+}
+
+fn with_more(mut l: Limits, token_budget: Option<u64>, patterns: &[(&str, Limits)]) -> Limits {
+    use crate::policy::config::{MoreLimits, PatternLimits, TokenBudget};
+    let entries: Vec<PatternLimits> = patterns
+        .iter()
+        .map(|(p, lim)| PatternLimits {
+            pattern: (*p).into(),
+            glob: globset::Glob::new(p).unwrap().compile_matcher(),
+            limits: lim.clone(),
+            scope_id: (*p).into(),
+        })
+        .collect();
+    l.more = MoreLimits::new(
+        token_budget.map(|limit| TokenBudget {
+            limit,
+            period: BudgetPeriod::Monthly,
+        }),
+        entries.into_boxed_slice(),
+    );
+    l
+}
+
+/// The pools of `limits`' patterns matching `model`, as account::admit builds them.
+fn pools<'a>(id: &str, limits: &'a Limits, model: &str) -> Vec<LayerLimits<'a>> {
+    let mut l = limits.clone();
+    l.bind(id);
+    limits
+        .model_limits()
+        .iter()
+        .zip(
+            l.model_limits()
+                .iter()
+                .map(|e| e.scope_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .filter(|(e, _)| e.glob.is_match(model))
+        .map(|(e, scope_id)| LayerLimits {
+            scope: ScopeKey {
+                layer: Layer::Key,
+                id: scope_id,
+            },
+            limits: &e.limits,
+            alert_thresholds: &[],
+        })
+        .collect()
+}
+
+#[test]
+fn a_pattern_is_a_pool_of_its_own_and_is_named() {
+    let (_c, adm) = setup();
+    let none = Limits::default();
+    let key = with_more(
+        Limits {
+            rpm: nz(5),
+            ..Default::default()
+        },
+        None,
+        &[
+            (
+                "gpt-4o*",
+                Limits {
+                    rpm: nz(2),
+                    ..Default::default()
+                },
+            ),
+            (
+                "gpt-*",
+                Limits {
+                    rpm: nz(3),
+                    ..Default::default()
+                },
+            ),
+        ],
+    );
+    let admit = |model: &str| {
+        let mut r = req(&none, &none, &key, "k", 0, 0);
+        r.extra = pools("k", &key, model);
+        adm.admit(&r)
+    };
+    // gpt-4o matches both patterns: the tighter (2) refuses the third, naming the pattern.
+    let _a = admit("gpt-4o").unwrap();
+    let _b = admit("gpt-4o-mini").unwrap();
+    let e = admit("gpt-4o").err().unwrap();
+    assert_eq!(e.code(), "rate_limit_exceeded");
+    assert!(
+        e.to_string()
+            .contains(r#"key k model_limits "gpt-4o*" rpm 2"#),
+        "{e}"
+    );
+    // gpt-4.1 matches only gpt-*, whose pool has one left (3 - 2); then the key's overall
+    // pool (5) still has room for other models.
+    let _c = admit("gpt-4.1").unwrap();
+    let e = admit("gpt-4.1").err().unwrap();
+    assert!(
+        e.to_string().contains(r#"model_limits "gpt-*" rpm 3"#),
+        "{e}"
+    );
+    let _d = admit("claude").unwrap();
+    let _e = admit("claude").unwrap();
+    let e = admit("claude").err().unwrap();
+    assert!(e.to_string().contains("key k rpm 5"), "{e}");
+}
+
+#[test]
+fn token_budget_reserves_then_settles_and_refuses_with_its_code() {
+    let (_c, adm) = setup();
+    let none = Limits::default();
+    let key = with_more(Limits::default(), Some(1000), &[]);
+    let r = adm.admit(&req(&none, &none, &key, "k", 600, 0)).unwrap();
+    let e = adm
+        .admit(&req(&none, &none, &key, "k", 600, 0))
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), "token_budget_exceeded");
+    assert!(e.to_string().contains("key k token_budget 1000"), "{e}");
+    assert!(e.retry_after().is_some());
+    r.settle(Some(Usage {
+        tokens: 100,
+        cost_micros: 0,
+    }));
+    // 100 used: 900 left.
+    let r = adm.admit(&req(&none, &none, &key, "k", 900, 0)).unwrap();
+    r.settle(Some(Usage {
+        tokens: 850,
+        cost_micros: 0,
+    }));
+    assert!(adm.admit(&req(&none, &none, &key, "k", 51, 0)).is_err());
+    let ok = adm.admit(&req(&none, &none, &key, "k", 50, 0)).unwrap();
+    drop(ok); // unsettled: charged its reservation
+    assert!(adm.admit(&req(&none, &none, &key, "k", 1, 0)).is_err());
+    // The flush writes the tokens under the key's token scope.
+    let rows = adm.take_dirty();
+    let tokens = rows
+        .iter()
+        .find(|(s, _, _, _)| s.id.ends_with("tokens"))
+        .expect("a token row");
+    assert_eq!(tokens.3, 1000);
+}
+
+#[test]
+fn a_token_budget_starts_from_the_store() {
+    struct Stored;
+    impl SpendStore for Stored {
+        fn load_spend(&self, scope: &ScopeKey, _: BudgetPeriod, _: u64) -> u64 {
+            if scope.id.ends_with("tokens") {
+                990
+            } else {
+                0
+            }
+        }
+    }
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let adm = Arc::new(Admission::new(clock, Some(Arc::new(Stored)), 1));
+    let none = Limits::default();
+    let key = with_more(Limits::default(), Some(1000), &[]);
+    assert!(adm.admit(&req(&none, &none, &key, "k", 11, 0)).is_err());
+    assert!(adm.admit(&req(&none, &none, &key, "k", 10, 0)).is_ok());
+}
+
+#[test]
+fn the_clamp_lowers_the_output_to_what_the_tightest_budget_pays() {
+    let (_c, adm) = setup();
+    let budget = |usd_micros| Limits {
+        budget: Some(Budget {
+            limit_micros: usd_micros,
+            period: BudgetPeriod::Monthly,
+            soft_micros: None,
+        }),
+        ..Default::default()
+    };
+    // $1 per million output tokens = 1 µ$ a token; input free. Group: 500 µ$, key: 300 µ$.
+    let (group, key, none) = (budget(500), budget(300), Limits::default());
+    let clamp = |named, output| Clamp {
+        input_tokens: 10,
+        output_tokens: output,
+        named,
+        input_micros_per_mtok: 0,
+        output_micros_per_mtok: 1_000_000,
+    };
+    let admit = |c: Clamp| {
+        let mut r = req(
+            &none,
+            &group,
+            &key,
+            "k",
+            10 + c.output_tokens,
+            c.output_tokens,
+        );
+        r.clamp = Some(c);
+        adm.admit(&r)
+    };
+    // Asked for 1000: the key can pay 300.
+    let r = admit(clamp(true, 1000)).unwrap();
+    assert_eq!(r.clamped_max_tokens, Some(300));
+    assert_eq!((r.est_tokens, r.worst_cost), (310, 300));
+    // Asked for 100 with 0 left in flight: nothing left, refused as a budget refusal.
+    let e = admit(clamp(true, 100)).err().unwrap();
+    assert_eq!(e.code(), "budget_exceeded");
+    r.settle(Some(Usage {
+        tokens: 110,
+        cost_micros: 100,
+    }));
+    // 200 left; a request naming 50 fits: unchanged.
+    let r = admit(clamp(true, 50)).unwrap();
+    assert_eq!(r.clamped_max_tokens, None);
+    r.settle(Some(Usage {
+        tokens: 10,
+        cost_micros: 0,
+    }));
+    // Naming none (default 4096): sent with what is left (200).
+    let r = admit(clamp(false, 4096)).unwrap();
+    assert_eq!(r.clamped_max_tokens, Some(200));
+    // ... and with plenty left, with the default it reserves.
+    drop(r);
+    let (group, key) = (budget(1_000_000_000), budget(1_000_000_000));
+    let mut rq = req(&none, &group, &key, "k2", 4106, 4096);
+    rq.clamp = Some(clamp(false, 4096));
+    assert_eq!(adm.admit(&rq).unwrap().clamped_max_tokens, Some(4096));
+}
+
+#[test]
+fn the_clamp_counts_token_budgets_too() {
+    let (_c, adm) = setup();
+    let none = Limits::default();
+    let key = with_more(Limits::default(), Some(100), &[]);
+    let mut r = req(&none, &none, &key, "k", 1010, 0);
+    r.clamp = Some(Clamp {
+        input_tokens: 10,
+        output_tokens: 1000,
+        named: true,
+        input_micros_per_mtok: 0,
+        output_micros_per_mtok: 0,
+    });
+    let got = adm.admit(&r).unwrap();
+    assert_eq!((got.clamped_max_tokens, got.est_tokens), (Some(90), 100));
 }

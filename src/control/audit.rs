@@ -313,6 +313,7 @@ pub(crate) fn audited_refusal(code: &str) -> bool {
             | "token_limit_exceeded"
             | "concurrency_limit_exceeded"
             | "budget_exceeded"
+            | "token_budget_exceeded"
     )
 }
 

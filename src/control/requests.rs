@@ -189,6 +189,12 @@ pub(crate) struct KeyPatch {
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
     pub(crate) soft_budget_usd: Patch<f64>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) token_budget: Patch<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) token_budget_period: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
+    pub(crate) model_limits: Patch<BTreeMap<String, crate::policy::config::raw::RawPatternLimits>>,
+    #[serde(default, skip_serializing_if = "Patch::is_absent")]
     pub(crate) tags: Patch<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
     pub(crate) metadata: Patch<Map<String, Value>>,
@@ -258,6 +264,9 @@ impl KeyPatch {
             budget_usd,
             budget_period,
             soft_budget_usd,
+            token_budget,
+            token_budget_period,
+            model_limits,
             tags,
             metadata,
             rotation_interval,
@@ -288,6 +297,9 @@ impl KeyPatch {
             budget_usd: budget_usd.apply(spec.budget_usd),
             budget_period: budget_period.apply(spec.budget_period),
             soft_budget_usd: soft_budget_usd.apply(spec.soft_budget_usd),
+            token_budget: token_budget.apply(spec.token_budget),
+            token_budget_period: token_budget_period.apply(spec.token_budget_period),
+            model_limits: model_limits.apply(spec.model_limits),
             tags: tags.apply(spec.tags),
             metadata: metadata.apply(spec.metadata),
             rotation_interval: rotation_interval.apply(spec.rotation_interval),

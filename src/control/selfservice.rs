@@ -47,6 +47,26 @@ pub(crate) fn before<'g>(
         &mut spec.max_tokens,
         c.max_tokens.map(|n| u64::from(n.get())),
     );
+    if let (None, Some(t)) = (spec.token_budget, c.token_budget()) {
+        spec.token_budget = Some(LimitField::Plain(t.limit));
+        spec.token_budget_period = Some(super::view::period_name(t.period).into());
+    }
+    if let Some(ceilings) = ss_patterns(c) {
+        // Pattern ceilings (and fields of them) the key leaves out become its own.
+        let mine = spec.model_limits.get_or_insert_with(Default::default);
+        for (pattern, ceiling) in ceilings {
+            let m = mine.entry(pattern).or_default();
+            m.rpm = m.rpm.or(ceiling.rpm);
+            m.rph = m.rph.or(ceiling.rph);
+            m.rpd = m.rpd.or(ceiling.rpd);
+            m.tpm = m.tpm.or(ceiling.tpm);
+            m.tpd = m.tpd.or(ceiling.tpd);
+            m.max_parallel = m.max_parallel.or(ceiling.max_parallel);
+            m.max_tokens = m.max_tokens.or(ceiling.max_tokens);
+            m.budget_usd = m.budget_usd.or(ceiling.budget_usd);
+            m.token_budget = m.token_budget.or(ceiling.token_budget);
+        }
+    }
     if let (None, Some(b)) = (spec.budget_usd, c.budget) {
         spec.budget_usd = Some(LimitField::Plain(b.limit_micros as f64 / 1e6));
         spec.budget_period = Some(super::view::period_name(b.period).into());
@@ -70,6 +90,19 @@ pub(super) fn after(
             field,
             format!(
                 "{field} {mine} exceeds the self-service ceiling {ceiling} of group {}",
+                g.id
+            ),
+        ));
+    }
+    if let Some((field, mine, pfield, ceiling)) =
+        crate::policy::config::looser_patterns(&checked.limits, &ss.limits)
+            .into_iter()
+            .next()
+    {
+        return Err(ApiError::bad_request(
+            "model_limits",
+            format!(
+                "{field} {mine} exceeds the self-service ceiling {pfield} {ceiling} of group {}",
                 g.id
             ),
         ));
@@ -125,4 +158,38 @@ pub(super) fn after(
         }
     }
     Ok(())
+}
+
+/// A group's self-service pattern ceilings as a key's `model_limits` (enforced values).
+fn ss_patterns(
+    c: &crate::policy::config::Limits,
+) -> Option<std::collections::BTreeMap<String, crate::policy::config::raw::RawPatternLimits>> {
+    let out: std::collections::BTreeMap<_, _> = c
+        .model_limits()
+        .iter()
+        .map(|e| {
+            let l = e.limits.enforced();
+            let n = |v: Option<std::num::NonZeroU64>| v.map(|n| LimitField::Plain(n.get()));
+            let n32 =
+                |v: Option<std::num::NonZeroU32>| v.map(|n| LimitField::Plain(u64::from(n.get())));
+            let raw = crate::policy::config::raw::RawPatternLimits {
+                rpm: n(l.rpm),
+                rph: n(l.rph),
+                rpd: n(l.rpd),
+                tpm: n(l.tpm),
+                tpd: n(l.tpd),
+                max_parallel: n32(l.max_parallel),
+                max_tokens: n32(l.max_tokens),
+                budget_usd: l
+                    .budget
+                    .map(|b| LimitField::Plain(b.limit_micros as f64 / 1e6)),
+                token_budget: e
+                    .limits
+                    .enforced_token_budget()
+                    .map(|t| LimitField::Plain(t.limit)),
+            };
+            (e.pattern.to_string(), raw)
+        })
+        .collect();
+    (!out.is_empty()).then_some(out)
 }

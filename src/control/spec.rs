@@ -3,7 +3,7 @@
 
 use super::{ApiError, ApiResult};
 use crate::policy::config::mtls::{self, CertRule};
-use crate::policy::config::{fields, looser_than, KeyState, Limits, ModelFilter};
+use crate::policy::config::{fields, looser_patterns, looser_than, KeyState, Limits, ModelFilter};
 use crate::policy::snapshot::{Digest, GroupEntry};
 use crate::proxy::directory::{ApiKey, ApiKeyParts};
 use crate::proxy::last_seen::LastUsed;
@@ -52,6 +52,15 @@ pub(crate) const EXPECTED: &[(&str, &str)] = &[
         "expected an amount in USD ≥ 0, or {\"value\": usd, \"mode\": \"shadow\" or \"enforce\"}, or null",
     ),
     ("soft_budget_usd", "expected an amount in USD ≥ 0, or null"),
+    ("token_budget", LIMIT),
+    (
+        "token_budget_period",
+        "expected \"daily\", \"weekly\", \"monthly\" or \"never\", or null",
+    ),
+    (
+        "model_limits",
+        "expected an object of model globs to limit fields, e.g. {\"gpt-4o*\": {\"rpm\": 100}}, or null",
+    ),
     (
         "budget_period",
         "expected \"daily\", \"weekly\", \"monthly\" or \"never\", or null",
@@ -289,6 +298,16 @@ pub(crate) fn check_in_group(limits: &Limits, group: &GroupEntry) -> ApiResult<(
                 ),
             ));
         }
+        if let Some((field, mine, pfield, theirs)) =
+            looser_patterns(limits, parent).into_iter().next()
+        {
+            return Err(ApiError::bad_request(
+                "model_limits",
+                format!(
+                    "{field} {mine} exceeds {name} {pfield} {theirs} (lower layers only tighten)"
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -406,7 +425,11 @@ pub(crate) fn parse_record_interned(
             KeyStatus::Revoked => KeyState::Revoked,
         },
         expires_at: c.expires_at,
-        limits: c.limits,
+        limits: {
+            let mut l = c.limits;
+            l.bind(&id);
+            l
+        },
         models: c.models,
         allowed_cidrs: c.allowed_cidrs,
         owner: r.spec.owner.as_deref().map(|o| interner.get(o)),

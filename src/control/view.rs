@@ -89,11 +89,18 @@ pub(crate) struct LimitsView {
     pub(crate) budget_period: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) soft_budget_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) token_budget: Option<LimitView<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) token_budget_period: Option<&'static str>,
+    /// Pattern → its limits (budget periods are the layer's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) model_limits: Option<BTreeMap<String, LimitsView>>,
 }
 
 pub(crate) fn limits_view(l: &Limits) -> LimitsView {
     let s = l.shadow;
-    let lim = |v: Option<u64>, bit: u8| v.map(|v| LimitView::new(v, s.has(bit)));
+    let lim = |v: Option<u64>, bit: u16| v.map(|v| LimitView::new(v, s.has(bit)));
     LimitsView {
         rpm: lim(l.rpm.map(|n| n.get()), Shadow::RPM),
         rph: lim(l.rph.map(|n| n.get()), Shadow::RPH),
@@ -110,7 +117,23 @@ pub(crate) fn limits_view(l: &Limits) -> LimitsView {
             .map(|b| LimitView::new(usd(b.limit_micros), s.has(Shadow::BUDGET))),
         budget_period: l.budget.map(|b| period_name(b.period)),
         soft_budget_usd: l.budget.and_then(|b| b.soft_micros).map(usd),
+        token_budget: l
+            .token_budget()
+            .map(|t| LimitView::new(t.limit, s.has(Shadow::TOKEN_BUDGET))),
+        token_budget_period: l.token_budget().map(|t| period_name(t.period)),
+        model_limits: (!l.model_limits().is_empty()).then(|| {
+            l.model_limits()
+                .iter()
+                .map(|e| (e.pattern.to_string(), limits_view(&e.limits)))
+                .collect()
+        }),
     }
+}
+
+/// The period a layer's token use is counted over: its own `token_budget_period`; `None`
+/// without a token budget of its own (its tokens are then not counted apart).
+pub(crate) fn token_period(own: &Limits) -> Option<BudgetPeriod> {
+    own.token_budget().map(|t| t.period)
 }
 
 /// A key as the admin API shows it, never its secret (`Key`). Keys from the policy file
@@ -157,6 +180,20 @@ pub(crate) struct KeyView {
     pub(crate) spend_usd: f64,
     pub(crate) spend_all_time_usd: f64,
     pub(crate) budget_usd: Option<f64>,
+    /// The key's own `token_budget`, and the tokens (input + output) it used this token
+    /// budget period (as last flushed: at most a second behind).
+    pub(crate) token_budget: Option<u64>,
+    pub(crate) tokens_used: u64,
+    /// Per `model_limits` pattern with a budget: what its pool used this period.
+    pub(crate) model_usage: BTreeMap<String, PatternUsage>,
+}
+
+/// What a `model_limits` pattern's pool used this period (`PatternUsage`): USD against
+/// its `budget_usd`, tokens against its `token_budget` (0 for the one it lacks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub(crate) struct PatternUsage {
+    pub(crate) spend_usd: f64,
+    pub(crate) tokens_used: u64,
 }
 
 /// A new or regenerated key's answer: its view and `key`, the raw secret, shown only here
@@ -233,6 +270,11 @@ pub(crate) struct GroupView {
     pub(crate) budget_period: &'static str,
     pub(crate) spend_usd: f64,
     pub(crate) spend_all_time_usd: f64,
+    /// The group's `token_budget` and the tokens its keys used this token budget period.
+    pub(crate) token_budget: Option<u64>,
+    pub(crate) tokens_used: u64,
+    /// Per `model_limits` pattern with a budget: what its pool used this period.
+    pub(crate) model_usage: BTreeMap<String, PatternUsage>,
     pub(crate) refusals: Refusals,
     /// The guardrails every key of the group runs (org's, then the group's own).
     pub(crate) guardrails: Vec<String>,
@@ -335,6 +377,52 @@ impl Writer {
         (t.current(period, self.now_ms()), t.all_time)
     }
 
+    /// Tokens counted against a layer's `token_budget` this period, as last flushed.
+    fn tokens_used(&self, layer: Layer, id: &str, period: Option<BudgetPeriod>) -> u64 {
+        let (Some(ledger), Some(period)) = (&self.ledger, period) else {
+            return 0;
+        };
+        let scope = crate::admission::ScopeKey {
+            layer,
+            id: crate::policy::config::model_limits::tokens_scope(id),
+        };
+        let current = crate::admission::budget::period_id(period, self.now_ms());
+        ledger.stored_spend(&scope, period, current)
+    }
+
+    /// What each budgeted pattern of a layer's `model_limits` used this period, as last
+    /// flushed (one store read per budget; none for a layer without patterns).
+    fn model_usage(&self, layer: Layer, id: &str, l: &Limits) -> BTreeMap<String, PatternUsage> {
+        let mut out = BTreeMap::new();
+        let Some(ledger) = &self.ledger else {
+            return out;
+        };
+        let now = self.now_ms();
+        for e in l.model_limits() {
+            let scope = crate::admission::ScopeKey {
+                layer,
+                id: crate::policy::config::model_limits::pattern_scope(id, &e.pattern),
+            };
+            let mut u = PatternUsage::default();
+            if let Some(b) = e.limits.budget {
+                let current = crate::admission::budget::period_id(b.period, now);
+                u.spend_usd = usd(ledger.stored_spend(&scope, b.period, current));
+            }
+            if let Some(t) = e.limits.token_budget() {
+                let current = crate::admission::budget::period_id(t.period, now);
+                let tokens = crate::admission::ScopeKey {
+                    layer,
+                    id: crate::policy::config::model_limits::tokens_scope(&scope.id),
+                };
+                u.tokens_used = ledger.stored_spend(&tokens, t.period, current);
+            }
+            if e.limits.budget.is_some() || e.limits.token_budget().is_some() {
+                out.insert(e.pattern.to_string(), u);
+            }
+        }
+        out
+    }
+
     /// An API key as the admin API shows it (never its secret).
     pub(crate) fn api_key_view(&self, r: &KeyRecord, snapshot: &Snapshot) -> KeyView {
         let group = snapshot.groups.get(r.group.as_str());
@@ -407,6 +495,9 @@ impl Writer {
             spend_usd: usd(spend),
             spend_all_time_usd: usd(all_time),
             budget_usd: limits.budget.map(|b| usd(b.limit_micros)),
+            token_budget: limits.token_budget().map(|t| t.limit),
+            tokens_used: self.tokens_used(Layer::Key, &r.id, token_period(&limits)),
+            model_usage: self.model_usage(Layer::Key, &r.id, &limits),
         }
     }
 
@@ -458,6 +549,9 @@ impl Writer {
             spend_usd: usd(spend),
             spend_all_time_usd: usd(all_time),
             budget_usd: k.limits.budget.map(|b| usd(b.limit_micros)),
+            token_budget: k.limits.token_budget().map(|t| t.limit),
+            tokens_used: self.tokens_used(Layer::Key, &k.id, token_period(&k.limits)),
+            model_usage: self.model_usage(Layer::Key, &k.id, &k.limits),
         }
     }
 
@@ -494,6 +588,9 @@ impl Writer {
             budget_period: period_name(period),
             spend_usd: usd(spend),
             spend_all_time_usd: usd(all_time),
+            token_budget: g.limits.token_budget().map(|t| t.limit),
+            tokens_used: self.tokens_used(Layer::Group, &g.id, token_period(&g.limits)),
+            model_usage: self.model_usage(Layer::Group, &g.id, &g.limits),
             refusals: Refusals::default(),
             guardrails: g
                 .guards

@@ -357,6 +357,36 @@ impl RequestBody {
         true
     }
 
+    /// Sets the top-level field `name` to the JSON value `value`: replaced where it is,
+    /// else added last. `value` must be one JSON value.
+    pub(crate) fn set_field(&mut self, name: &str, value: &[u8]) {
+        if self.replace_field(name, value) {
+            return;
+        }
+        let Some(close) = self.raw.iter().rposition(|&b| b == b'}') else {
+            return;
+        };
+        let mut out = Vec::with_capacity(self.raw.len() + name.len() + value.len() + 4);
+        out.extend_from_slice(&self.raw[..close]);
+        if !self.fields.is_empty() {
+            out.push(b',');
+        }
+        let name_at = out.len() + 1;
+        write_json_string(&mut out, name);
+        let name_end = out.len() - 1;
+        out.push(b':');
+        let value_at = out.len();
+        out.extend_from_slice(value);
+        let value_end = out.len();
+        out.extend_from_slice(&self.raw[close..]);
+        self.raw = Bytes::from(out);
+        // Names of the constants the gateway sets need no escapes: the span is the name.
+        self.fields.push(Field {
+            name: Name::Span(name_at..name_end),
+            value: value_at..value_end,
+        });
+    }
+
     /// The top-level field names, in the client's order.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.fields.iter().map(|f| self.name(f))
@@ -475,6 +505,27 @@ fn write_json_string(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_field_replaces_or_appends() {
+        let mut b = RequestBody::parse(r#"{"model":"m","max_tokens":500}"#).unwrap();
+        b.set_field("max_tokens", b"7");
+        assert_eq!(
+            &b.render("m", false)[..],
+            br#"{"model":"m","max_tokens":7}"#
+        );
+        let mut b = RequestBody::parse(r#"{"model":"m" }"#).unwrap();
+        b.set_field("max_completion_tokens", b"9");
+        let v: serde_json::Value = serde_json::from_slice(&b.render("x", false)).unwrap();
+        assert_eq!(v["max_completion_tokens"], 9);
+        assert_eq!(b.get("max_completion_tokens"), Some(&b"9"[..]));
+        let mut b = RequestBody::parse("{}").unwrap();
+        b.set_field("max_tokens", b"3");
+        assert_eq!(
+            &b.render("m", false)[..],
+            br#"{"max_tokens":3,"model":"m"}"#
+        );
+    }
 
     #[test]
     fn model_is_rewritten_and_everything_else_kept() {

@@ -2,8 +2,8 @@
 //! which scanner reads its answer, and how it is settled in `logging`.
 
 use crate::admission::{
-    Admission, AdmitRequest, BudgetEvent, Layer, LayerLimits, Reservation, ScopeKey, ShadowHit,
-    SlotHold, Usage,
+    Admission, AdmitRequest, BudgetEvent, Clamp, Layer, LayerLimits, Reservation, ScopeKey,
+    ShadowHit, SlotHold, Usage,
 };
 use crate::control::events::{Event, Events};
 use crate::error::GatewayError;
@@ -96,7 +96,7 @@ pub(crate) struct Estimate {
 }
 
 /// The request's three layers: org, group, key (admission's lock order).
-fn layers(key: &KeyEntry) -> [LayerLimits<'_>; 3] {
+pub(crate) fn layers(key: &KeyEntry) -> [LayerLimits<'_>; 3] {
     let group = &key.group;
     [
         LayerLimits {
@@ -134,13 +134,15 @@ pub(crate) fn hold_slots(
     admission.hold(&layers(key))
 }
 
-/// Reserves the request's worst case against all three layers; `held` are the in-flight
-/// slots taken before the body was read (the reservation takes them over).
+/// Reserves the request's worst case against all three layers and the `model_limits`
+/// pools its model (`model`, the catalogue name after alias resolution) falls in; `held`
+/// are the in-flight slots taken before the body was read (the reservation takes them
+/// over).
 pub(crate) fn admit(
     admission: &Arc<Admission>,
     snapshot: &Snapshot,
     key: &KeyEntry,
-    models: &[Arc<ModelEntry>],
+    (model, models): (&str, &[Arc<ModelEntry>]),
     body: &RequestBody,
     route: Endpoint,
     held: Option<SlotHold>,
@@ -152,28 +154,52 @@ pub(crate) fn admit(
             .max_tokens
             .unwrap_or(u64::from(snapshot.server.default_max_tokens)),
     };
+    let targets = || models.iter().flat_map(|m| m.targets.iter());
     // Worst case over every target of every model that could serve it (fallbacks and
     // per-target prices may cost more than the primary).
-    let worst_cost = models
-        .iter()
-        .flat_map(|m| m.targets.iter())
+    let worst_cost = targets()
         .map(|t| usage::worst_cost_micros(&t.price, est_input, est_output))
         .max()
         .unwrap_or(0);
+    let layers = layers(key);
+    let (extra, pattern_shadow) =
+        crate::proxy::model_pools::pools(&layers, model, body.max_tokens)?;
+    let clamp = (key.group.budget_clamp && route != Endpoint::Embeddings).then(|| Clamp {
+        input_tokens: est_input,
+        output_tokens: est_output,
+        named: body.max_tokens.is_some(),
+        // The prompt at the dearest of its prices (cache reads and writes may cost more).
+        input_micros_per_mtok: targets()
+            .map(|t| {
+                let p = &t.price;
+                p.input_micros_per_mtok
+                    .max(p.cache_read_micros_per_mtok)
+                    .max(p.cache_write_micros_per_mtok)
+            })
+            .max()
+            .unwrap_or(0),
+        output_micros_per_mtok: targets()
+            .map(|t| t.price.output_micros_per_mtok)
+            .max()
+            .unwrap_or(0),
+    });
     let req = AdmitRequest {
-        layers: layers(key),
+        layers,
+        extra,
         est_tokens: est_input + est_output,
         worst_cost_micros: worst_cost,
+        clamp,
     };
-    let estimate = Estimate {
-        input: est_input,
-        output: est_output,
-    };
-    match held {
+    let mut admitted = match held {
         Some(h) => admission.admit_held(&req, h),
         None => admission.admit(&req),
-    }
-    .map(|r| (r, estimate))
+    }?;
+    admitted.shadow.extend(pattern_shadow);
+    let estimate = Estimate {
+        input: est_input,
+        output: admitted.clamped_max_tokens.unwrap_or(est_output),
+    };
+    Ok((admitted, estimate))
 }
 
 /// The usage scanner for a provider's answer (2xx only: errors carry no usage).
@@ -214,6 +240,9 @@ pub(crate) fn limit_headers(
     if let Some((limit, remaining)) = r.rate.tokens {
         resp.append_wire_header(&LIMIT_TOKENS, n.format(limit).as_bytes())?;
         resp.append_wire_header(&REMAINING_TOKENS, n.format(remaining).as_bytes())?;
+    }
+    if let Some(max) = r.clamped_max_tokens {
+        resp.append_wire_header(&MAX_TOKENS, n.format(max).as_bytes())?;
     }
     Ok(())
 }

@@ -182,7 +182,7 @@ pub(crate) fn reserve(
         &acc.admission,
         snapshot,
         &key,
-        &plan.models,
+        (&model.name, &plan.models),
         &body,
         endpoint,
         ctx.take_slots(),
@@ -196,6 +196,10 @@ pub(crate) fn reserve(
         }
     };
     checks::shadow_max_tokens(&key, body.max_tokens, &mut reservation.shadow);
+    let mut body = body;
+    if let Some(n) = reservation.clamped_max_tokens {
+        clamp_body(&mut body, endpoint, n);
+    }
     ctx.admitted(Admitted {
         plan,
         body,
@@ -262,4 +266,65 @@ pub(crate) fn count_tokens(
     Ok(Counted::Estimate(
         crate::llm::usage::estimate_input_tokens(prompt).max(1),
     ))
+}
+
+/// `budget_clamp`: the body sent upstream carries `max_tokens` = `n` under the name(s)
+/// the client used, else the route's own (`max_completion_tokens` for chat, whose
+/// `max_tokens` OpenAI deprecates; `max_output_tokens` for Responses; `max_tokens` for
+/// completions and Anthropic messages).
+fn clamp_body(body: &mut RequestBody, endpoint: Endpoint, n: u64) {
+    let value = itoa::Buffer::new().format(n).as_bytes().to_vec();
+    let mut named = false;
+    for name in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+        if body.get(name).is_some() {
+            body.set_field(name, &value);
+            named = true;
+        }
+    }
+    if !named {
+        let name = match endpoint {
+            Endpoint::ChatCompletions => "max_completion_tokens",
+            Endpoint::Responses => "max_output_tokens",
+            _ => "max_tokens",
+        };
+        body.set_field(name, &value);
+    }
+    body.max_tokens = Some(n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clamped(endpoint: Endpoint, body: &str) -> serde_json::Value {
+        let mut b = RequestBody::parse(body.to_string()).unwrap();
+        clamp_body(&mut b, endpoint, 42);
+        assert_eq!(b.max_tokens, Some(42));
+        serde_json::from_slice(&b.render("m", false)).unwrap()
+    }
+
+    #[test]
+    fn the_clamp_keeps_the_clients_field_else_uses_the_routes() {
+        let v = clamped(Endpoint::ChatCompletions, r#"{"max_tokens":900}"#);
+        assert_eq!(
+            (v["max_tokens"].as_u64(), v.get("max_completion_tokens")),
+            (Some(42), None)
+        );
+        let v = clamped(
+            Endpoint::ChatCompletions,
+            r#"{"max_completion_tokens":900}"#,
+        );
+        assert_eq!(
+            (v["max_completion_tokens"].as_u64(), v.get("max_tokens")),
+            (Some(42), None)
+        );
+        let v = clamped(Endpoint::ChatCompletions, r#"{"messages":[]}"#);
+        assert_eq!(v["max_completion_tokens"], 42);
+        let v = clamped(Endpoint::Responses, r#"{"input":"hi"}"#);
+        assert_eq!(v["max_output_tokens"], 42);
+        let v = clamped(Endpoint::Messages, r#"{"messages":[]}"#);
+        assert_eq!(v["max_tokens"], 42);
+        let v = clamped(Endpoint::Completions, r#"{"prompt":"x","max_tokens":null}"#);
+        assert_eq!(v["max_tokens"], 42);
+    }
 }

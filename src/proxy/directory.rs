@@ -222,7 +222,7 @@ impl ApiKey {
             digest: self.digest,
             expires_at: self.expires_at,
             state: self.state,
-            limits: self.limits,
+            limits: self.limits.clone(),
             models: self.models(),
             allowed_cidrs: self.allowed_cidrs().map(Box::from),
             client_cert: self.client_cert().map(|c| Box::new(c.clone())),

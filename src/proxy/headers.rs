@@ -16,6 +16,9 @@ pub(crate) static REMAINING_TOKENS: StaticHeaderName =
     StaticHeaderName::new("x-ratelimit-remaining-tokens");
 pub(crate) static SHADOW_LIMITED: StaticHeaderName =
     StaticHeaderName::new("x-tollgate-shadow-limited");
+/// `budget_clamp`: the `max_tokens` the request was sent with, lowered to what the budget
+/// can still pay for.
+pub(crate) static MAX_TOKENS: StaticHeaderName = StaticHeaderName::new("x-tollgate-max-tokens");
 pub(crate) static API_KEY: StaticHeaderName = StaticHeaderName::new("x-api-key");
 /// W3C Trace Context: the attempt's span, sent upstream when `[tracing]` is on.
 pub(crate) static TRACEPARENT: StaticHeaderName = StaticHeaderName::new("traceparent");
@@ -28,7 +31,7 @@ pub(crate) static AUTHORIZATION: StaticHeaderName =
 
 /// The headers the gateway adds to an answer (`append_wire_header`, our pingora-http
 /// patch: written after the provider's, no map touched).
-static ADDED: [&StaticHeaderName; 7] = [
+static ADDED: [&StaticHeaderName; 8] = [
     &REQUEST_ID,
     &TARGET,
     &LIMIT_REQUESTS,
@@ -36,6 +39,7 @@ static ADDED: [&StaticHeaderName; 7] = [
     &LIMIT_TOKENS,
     &REMAINING_TOKENS,
     &SHADOW_LIMITED,
+    &MAX_TOKENS,
 ];
 
 /// Removes the provider's headers of the names the gateway adds (OpenAI sends its own

@@ -16,6 +16,7 @@ pub(crate) mod gateway;
 pub(crate) mod guard;
 pub(crate) mod headers;
 pub(crate) mod last_seen;
+pub(crate) mod model_pools;
 pub(crate) mod mtls;
 pub(crate) mod policy_checks;
 pub(crate) mod respond;

@@ -52,6 +52,12 @@ pub struct KeySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soft_budget_usd: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget_period: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_limits: Option<BTreeMap<String, crate::policy::config::raw::RawPatternLimits>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
@@ -91,6 +97,9 @@ impl KeySpec {
             budget_usd: self.budget_usd,
             budget_period: self.budget_period.clone(),
             soft_budget_usd: self.soft_budget_usd,
+            token_budget: self.token_budget,
+            token_budget_period: self.token_budget_period.clone(),
+            model_limits: self.model_limits.clone(),
         }
     }
 }

@@ -180,14 +180,16 @@ fn every_gateway_error() -> Vec<GatewayError> {
             | RateLimitExceeded { .. }
             | TokenLimitExceeded { .. }
             | MissingParameter { .. }
+            | TokenBudgetExceeded { .. }
             | BudgetExceeded { .. } => {}
         }
     }
     all
 }
 
-const WITH_FIELDS: [&str; 8] = [
+const WITH_FIELDS: [&str; 9] = [
     "missing_parameter",
+    "token_budget_exceeded",
     "max_tokens_exceeded",
     "unsupported_parameter",
     "request_timeout",

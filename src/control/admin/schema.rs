@@ -124,6 +124,22 @@ fn key_spec() -> KeySpec {
         budget_usd: Some(LimitField::Plain(1.0)),
         budget_period: Some("monthly".into()),
         soft_budget_usd: Some(0.5),
+        token_budget: limit,
+        token_budget_period: Some("monthly".into()),
+        model_limits: Some(BTreeMap::from([(
+            "gpt-4o*".into(),
+            crate::policy::config::raw::RawPatternLimits {
+                rpm: limit,
+                rph: limit,
+                rpd: limit,
+                tpm: limit,
+                tpd: limit,
+                max_parallel: limit,
+                max_tokens: limit,
+                budget_usd: Some(LimitField::Plain(1.0)),
+                token_budget: limit,
+            },
+        )])),
         tags: Some(BTreeMap::from([("team".into(), "a".into())])),
         metadata: Some(serde_json::Map::new()),
         rotation_interval: Some("30d".into()),
@@ -162,6 +178,17 @@ fn limits() -> LimitsView {
         budget_usd: Some(LimitView::Plain(1.0)),
         budget_period: Some("monthly"),
         soft_budget_usd: Some(0.5),
+        token_budget: l,
+        token_budget_period: Some("monthly"),
+        model_limits: Some(BTreeMap::from([(
+            "gpt-4o*".into(),
+            LimitsView {
+                rpm: l,
+                budget_usd: Some(LimitView::Plain(1.0)),
+                budget_period: Some("monthly"),
+                ..LimitsView::default()
+            },
+        )])),
     }
 }
 
@@ -204,6 +231,15 @@ fn key(file: bool) -> KeyView {
         spend_usd: 0.0,
         spend_all_time_usd: 0.0,
         budget_usd: Some(1.0),
+        token_budget: Some(1000),
+        tokens_used: 10,
+        model_usage: BTreeMap::from([(
+            "gpt-4o*".into(),
+            crate::control::view::PatternUsage {
+                spend_usd: 0.5,
+                tokens_used: 10,
+            },
+        )]),
     }
 }
 
@@ -238,6 +274,9 @@ fn group(full: bool) -> GroupView {
         budget_period: "monthly",
         spend_usd: 0.0,
         spend_all_time_usd: 0.0,
+        token_budget: full.then_some(1000),
+        tokens_used: 0,
+        model_usage: BTreeMap::new(),
         refusals: Refusals {
             total: 1,
             by_code: BTreeMap::from([("rate_limited".into(), 1)]),
@@ -315,6 +354,9 @@ fn full_patch() -> KeyPatch {
         budget_usd,
         budget_period,
         soft_budget_usd,
+        token_budget,
+        token_budget_period,
+        model_limits,
         tags,
         metadata,
         rotation_interval,
@@ -343,6 +385,9 @@ fn full_patch() -> KeyPatch {
         budget_usd: p(budget_usd),
         budget_period: p(budget_period),
         soft_budget_usd: p(soft_budget_usd),
+        token_budget: p(token_budget),
+        token_budget_period: p(token_budget_period),
+        model_limits: p(model_limits),
         tags: p(tags),
         metadata: p(metadata),
         rotation_interval: p(rotation_interval),

@@ -6,6 +6,7 @@
 
 pub(crate) mod guardrails;
 mod keydefs;
+pub(crate) mod model_limits;
 pub(crate) mod mtls;
 pub mod raw;
 pub mod reqpolicy;
@@ -22,9 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub(crate) use keydefs::KeyDefs;
+pub use model_limits::{MoreLimits, PatternLimits, TokenBudget};
 pub(crate) use raw::RawLimits;
 pub use validate::parse_config;
-pub(crate) use validate::{fields, looser_than};
+pub(crate) use validate::{fields, looser_patterns, looser_than};
 
 /// Micro-dollars as a decimal USD string without trailing zeros (`1500000` → `1.5`).
 pub(crate) fn micros_to_usd(m: u64) -> String {
@@ -295,7 +297,7 @@ pub struct Budget {
 }
 
 /// The limit fields for one layer (org, group or key). `None` = no limit at this layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Limits {
     pub rpm: Option<NonZeroU64>,
     pub rph: Option<NonZeroU64>,
@@ -307,27 +309,31 @@ pub struct Limits {
     pub budget: Option<Budget>,
     /// Fields given as `{ value, mode = "shadow" }`: counted and reported, never refusing.
     pub shadow: Shadow,
+    /// `token_budget` and `model_limits`, behind one pointer so a million keys that set
+    /// neither pay 8 bytes each (`None`: the usual case, nothing looked at per request).
+    pub more: Option<Arc<MoreLimits>>,
 }
 
 /// Which limit fields of a layer are shadow limits (one bit per field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Shadow(u8);
+pub struct Shadow(u16);
 
 impl Shadow {
-    pub const RPM: u8 = 1;
-    pub const RPH: u8 = 2;
-    pub const RPD: u8 = 4;
-    pub const TPM: u8 = 8;
-    pub const TPD: u8 = 16;
-    pub const MAX_PARALLEL: u8 = 32;
-    pub const MAX_TOKENS: u8 = 64;
-    pub const BUDGET: u8 = 128;
+    pub const RPM: u16 = 1;
+    pub const RPH: u16 = 2;
+    pub const RPD: u16 = 4;
+    pub const TPM: u16 = 8;
+    pub const TPD: u16 = 16;
+    pub const MAX_PARALLEL: u16 = 32;
+    pub const MAX_TOKENS: u16 = 64;
+    pub const BUDGET: u16 = 128;
+    pub const TOKEN_BUDGET: u16 = 256;
 
-    pub fn has(self, field: u8) -> bool {
+    pub fn has(self, field: u16) -> bool {
         self.0 & field != 0
     }
 
-    pub fn set(&mut self, field: u8) {
+    pub fn set(&mut self, field: u16) {
         self.0 |= field;
     }
 
@@ -337,10 +343,11 @@ impl Shadow {
 }
 
 impl Limits {
-    /// The limits that refuse: shadow fields left out.
+    /// The scalar limits that refuse: shadow fields left out (and `more`: see
+    /// [`Limits::enforced_token_budget`]; patterns carry their own shadow bits).
     pub(crate) fn enforced(&self) -> Limits {
         let s = self.shadow;
-        let keep = |bit: u8| !s.has(bit);
+        let keep = |bit: u16| !s.has(bit);
         Limits {
             rpm: self.rpm.filter(|_| keep(Shadow::RPM)),
             rph: self.rph.filter(|_| keep(Shadow::RPH)),
@@ -351,6 +358,7 @@ impl Limits {
             max_tokens: self.max_tokens.filter(|_| keep(Shadow::MAX_TOKENS)),
             budget: self.budget.filter(|_| keep(Shadow::BUDGET)),
             shadow: Shadow::default(),
+            more: None,
         }
     }
 }
@@ -476,6 +484,8 @@ pub struct Group {
     pub(crate) alerts: Alerts,
     /// The group's own request policy (the org's is resolved with it in the snapshot).
     pub(crate) req: Option<Arc<reqpolicy::ReqPolicy>>,
+    /// `budget_clamp`: lower `max_tokens` to what the budgets can still pay for.
+    pub(crate) budget_clamp: bool,
 }
 
 /// A group's `preset` and the fields it took from it (shown by `-t` and the admin API).

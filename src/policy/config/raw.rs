@@ -27,6 +27,9 @@ macro_rules! with_limits {
             pub budget_usd: Option<LimitField<f64>>,
             pub budget_period: Option<String>,
             pub soft_budget_usd: Option<f64>,
+            pub token_budget: Option<LimitField<u64>>,
+            pub token_budget_period: Option<String>,
+            pub model_limits: Option<BTreeMap<String, RawPatternLimits>>,
         }
 
         impl $name {
@@ -42,6 +45,9 @@ macro_rules! with_limits {
                     budget_usd: self.budget_usd,
                     budget_period: self.budget_period.clone(),
                     soft_budget_usd: self.soft_budget_usd,
+                    token_budget: self.token_budget,
+                    token_budget_period: self.token_budget_period.clone(),
+                    model_limits: self.model_limits.clone(),
                 }
             }
         }
@@ -95,6 +101,35 @@ pub struct RawLimits {
     pub budget_usd: Option<LimitField<f64>>,
     pub budget_period: Option<String>,
     pub soft_budget_usd: Option<f64>,
+    /// Tokens (input + output) per `token_budget_period` (docs/policy.md "Token budget").
+    pub token_budget: Option<LimitField<u64>>,
+    pub token_budget_period: Option<String>,
+    /// Limits per model glob (docs/policy.md "Model limits").
+    pub model_limits: Option<BTreeMap<String, RawPatternLimits>>,
+}
+
+/// One `model_limits` entry: any limit field; budget periods are the layer's.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPatternLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rph: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpd: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpd: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<LimitField<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<LimitField<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<LimitField<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,6 +324,8 @@ with_limits! {
         pub required_params: Vec<String>,
         pub fixed_params: Option<BTreeMap<String, serde_json::Value>>,
         pub allowed_origins: Option<Vec<String>>,
+        /// Lower `max_tokens` to what the budgets can still pay for (docs/policy.md "Budget clamp").
+        pub budget_clamp: Option<bool>,
     }
 }
 

@@ -651,7 +651,7 @@ impl Snapshot {
                 Arc::new(OrgEntry {
                     guardrails: pick(&guardrails, &o.guardrails).into_boxed_slice(),
                     id: o.id.clone(),
-                    limits: o.limits,
+                    limits: o.limits.clone(),
                     webhook: o.webhook.clone(),
                     require_client_cert: o.require_client_cert,
                     alerts: o.alerts.clone(),

@@ -501,8 +501,10 @@ mod tests {
                         alert_thresholds: &[],
                     },
                 ],
+                extra: vec![],
                 est_tokens: 10,
                 worst_cost_micros: 1_000,
+                clamp: None,
             };
             for _ in 0..3 {
                 adm.admit(&req).unwrap().settle(Some(Usage {

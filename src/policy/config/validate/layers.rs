@@ -34,10 +34,13 @@ pub(super) fn layer_limits(
         budget_usd,
         budget_period,
         soft_budget_usd,
+        token_budget,
+        token_budget_period,
+        model_limits,
     } = raw;
     // Shadow fields keep their value; a bit says they count but never refuse.
     let mut shadow = Shadow::default();
-    let mut split = |v: Option<LimitField<u64>>, bit: u8| -> Option<u64> {
+    let mut split = |v: Option<LimitField<u64>>, bit: u16| -> Option<u64> {
         let (v, is_shadow) = v?.split();
         if is_shadow {
             shadow.set(bit);
@@ -85,7 +88,24 @@ pub(super) fn layer_limits(
             .and_then(|n| NonZeroU32::new(u32::try_from(n.get()).unwrap_or(u32::MAX))),
         budget: None,
         shadow,
+        more: None,
     };
+    let token_budget = super::model_limits::token_budget(
+        c,
+        loc,
+        path,
+        token_budget,
+        token_budget_period.as_deref(),
+        &mut l.shadow,
+    );
+    let patterns = super::model_limits::model_limits(
+        c,
+        loc,
+        path,
+        model_limits,
+        (budget_period.as_deref(), token_budget_period.as_deref()),
+    );
+    l.more = MoreLimits::new(token_budget, patterns);
     let period = match budget_period.as_deref() {
         None | Some("monthly") => BudgetPeriod::Monthly,
         Some("daily") => BudgetPeriod::Daily,
@@ -132,6 +152,13 @@ pub(super) fn layer_limits(
                 format!("{mine} exceeds {pname} {field} {theirs} (lower layers only tighten)"),
             );
         }
+        for (field, mine, pfield, theirs) in super::model_limits::looser_patterns(&l, p) {
+            c.problem(
+                loc,
+                format!("{path}.{field}"),
+                format!("{mine} exceeds {pname} {pfield} {theirs} (lower layers only tighten)"),
+            );
+        }
     }
     l
 }
@@ -140,6 +167,10 @@ pub(super) fn layer_limits(
 /// field of `child` above the same field of `parent`, as `(field, child's, parent's)` in
 /// the file's units (budgets in USD).
 pub(crate) fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str, String, String)> {
+    let tokens = (
+        child.enforced_token_budget(),
+        parent.enforced_token_budget(),
+    );
     // Shadow limits refuse nothing: they neither bind a lower layer nor are bound.
     let (child, parent) = (&child.enforced(), &parent.enforced());
     let mut out = vec![];
@@ -163,6 +194,11 @@ pub(crate) fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str,
         g32(parent.max_parallel),
     );
     check("max_tokens", g32(child.max_tokens), g32(parent.max_tokens));
+    check(
+        "token_budget",
+        tokens.0.map(|t| t.limit),
+        tokens.1.map(|t| t.limit),
+    );
     if let (Some(mine), Some(theirs)) = (child.budget, parent.budget) {
         if mine.limit_micros > theirs.limit_micros {
             out.push((
@@ -178,6 +214,7 @@ pub(crate) fn looser_than(child: &Limits, parent: &Limits) -> Vec<(&'static str,
 /// Limits with each field taken from the nearest layer that sets it: the bound a child
 /// layer is checked against.
 pub(crate) fn tightest(a: &Limits, b: &Limits) -> Limits {
+    let (a_all, b_all) = (a, b);
     let (a, b) = (&a.enforced(), &b.enforced());
     fn min<T: Ord + Copy>(x: Option<T>, y: Option<T>) -> Option<T> {
         match (x, y) {
@@ -202,6 +239,7 @@ pub(crate) fn tightest(a: &Limits, b: &Limits) -> Limits {
             (x, y) => x.or(y),
         },
         shadow: Shadow::default(),
+        more: super::model_limits::tightest_more(a_all, b_all),
     }
 }
 
@@ -249,7 +287,7 @@ pub(super) fn check_orgs(
                 alerts,
                 req,
                 guardrails: guard_refs(c, loc, &path, &guardrails, guards),
-                limits: layer_limits(c, loc, &path, lim, None),
+                limits: bind_scopes(layer_limits(c, loc, &path, lim, None), &id),
                 id: id.into(),
                 name,
                 // An unsigned format has no secret: "" (checked in alerts.rs).
@@ -339,6 +377,7 @@ fn check_group(
         preset,
         webhook_format,
         alert_email,
+        budget_clamp,
         ..
     } = g;
     let parent = format!("org {}", org.id);
@@ -432,9 +471,16 @@ fn check_group(
             fields: vec![],
         }),
         req: None,
-        limits,
+        budget_clamp: budget_clamp.unwrap_or(false),
+        limits: bind_scopes(limits, &id),
         id: id.into(),
     }
+}
+
+/// The layer's limits with its pattern pools named after its id.
+fn bind_scopes(mut limits: Limits, id: &str) -> Limits {
+    limits.bind(id);
+    limits
 }
 
 /// The largest `markup_pct`: ten times the cost.
@@ -915,7 +961,7 @@ impl KeyChecker {
             models: own_models.then(|| Box::new(models)),
             allowed_cidrs: allowed_cidrs
                 .map(|l| cidrs(c, loc, &format!("{path}.allowed_cidrs"), &l)),
-            limits,
+            limits: bind_scopes(limits, &id),
             tags: tags.into_iter().collect(),
             guardrails: guard_refs(c, loc, &path, &guardrails, guards),
             client_cert: mtls::CertRule::new(require_client_cert, sha256),
