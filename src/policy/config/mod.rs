@@ -6,6 +6,7 @@
 
 pub(crate) mod guardrails;
 mod keydefs;
+pub(crate) mod log_sinks;
 pub mod raw;
 mod validate;
 
@@ -122,6 +123,10 @@ pub(crate) struct ServerConfig {
     pub(crate) work_stealing: bool,
     /// Idle upstream connections kept per data-plane thread.
     pub(crate) upstream_keepalive_pool_size: usize,
+    /// A file `request_log` also rotates at this size (it always rotates daily).
+    pub(crate) request_log_max_size: Option<u64>,
+    /// `[[log_sinks]]` (top-level blocks, kept here so the snapshot carries them).
+    pub(crate) log_sinks: Arc<[log_sinks::LogSink]>,
 }
 
 /// Deadlines and caps that keep slow and hostile clients from holding memory and
@@ -332,6 +337,9 @@ pub(crate) struct Org {
     pub(crate) webhook: Option<(String, String)>,
     /// Indices into [`Config::guardrails`].
     pub(crate) guardrails: Box<[u16]>,
+    /// `[[log_sinks]]` ids the org's lines go to.
+    pub(crate) log_sinks: Box<[Arc<str>]>,
+    pub(crate) log_retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -423,6 +431,10 @@ pub struct Group {
     pub(crate) invoice_to: Option<Arc<str>>,
     /// Indices into [`Config::guardrails`] (the group's own; the org's are added in the snapshot).
     pub(crate) guardrails: Box<[u16]>,
+    /// `[[log_sinks]]` ids the group's lines go to: the org's and the group's own.
+    pub(crate) log_sinks: Box<[Arc<str>]>,
+    /// The shorter of the group's and the org's `log_retention`.
+    pub(crate) log_retention: Option<Duration>,
 }
 
 /// `error_rate.high` fires when, over `window`, at least `min_requests` were counted and

@@ -52,6 +52,9 @@ pub(crate) struct OrgEntry {
     pub(crate) webhook: Option<(String, String)>,
     /// The org's own guardrails.
     pub(crate) guardrails: Box<[Arc<Guardrail>]>,
+    /// `[[log_sinks]]` ids of the org (lines of groups not in the file go there).
+    pub(crate) log_sinks: Box<[Arc<str>]>,
+    pub(crate) log_retention: Option<std::time::Duration>,
 }
 
 /// A group as configured, plus what the snapshot resolved for it. Derefs to the
@@ -586,6 +589,8 @@ impl Snapshot {
                     id: o.id.clone(),
                     limits: o.limits,
                     webhook: o.webhook.clone(),
+                    log_sinks: o.log_sinks.clone(),
+                    log_retention: o.log_retention,
                 })
             })
             .collect();

@@ -235,6 +235,8 @@ pub(super) fn check_orgs(
                 id: id.into(),
                 name,
                 webhook: webhook.zip(webhook_secret_env),
+                log_sinks: Box::default(),
+                log_retention: None,
             }
         })
         .collect()
@@ -380,6 +382,8 @@ fn check_group(
         markup_millipct,
         invoice_to,
         guardrails: Box::default(),
+        log_sinks: Box::default(),
+        log_retention: None,
         limits,
         id: id.into(),
     }
