@@ -18,6 +18,7 @@ mod console;
 mod control_plane;
 mod demo;
 mod durability;
+mod export;
 mod faults;
 mod fuzz_props;
 mod guardrails;

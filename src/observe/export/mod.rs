@@ -110,7 +110,7 @@ pub(crate) fn instance_id() -> String {
             .trim()
             .chars()
             .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
                     c
                 } else {
                     '_'
