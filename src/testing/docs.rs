@@ -62,6 +62,8 @@ fn every_policy_field_is_documented() {
         accepted::<RawSelfService>(),
         accepted::<RawUsageApi>(),
         accepted::<RawGuardrail>(),
+        accepted::<RawLogSink>(),
+        accepted::<RawLogBatch>(),
     ] {
         assert!(!list.is_empty());
         fields.extend(list);
@@ -74,6 +76,7 @@ fn every_policy_field_is_documented() {
         "groups",
         "keys",
         "guardrails",
+        "log_sinks",
     ] {
         fields.insert(section.to_string());
     }
