@@ -682,3 +682,75 @@ async fn retention_prunes_rotated_files_and_objects() {
     let fresh: BTreeSet<String> = chats(&g, &key(1), "fresh", 1).await.into_iter().collect();
     moto.wait_ids(&fresh, Duration::from_secs(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_log_sinks_are_load_errors_naming_the_field() {
+    let mock = mock().await;
+    let sinks = r#"
+[[log_sinks]]
+id = "archive"
+kind = "s3"
+url = "https://not-s3/"
+access_key_env = "TOLLGATE_TEST_UNSET_ACCESS"
+secret_key_env = "TOLLGATE_TEST_UNSET_SECRET"
+
+[[log_sinks]]
+id = "siem"
+kind = "http"
+url = "ftp://siem.example.com/"
+format = "csv"
+headers_env = { authorization = "TOLLGATE_TEST_UNSET_TOKEN" }
+
+[[log_sinks]]
+id = "sys"
+kind = "syslog"
+url = "tcp://logs.example.com"
+
+[[log_sinks]]
+id = "bad/id"
+kind = "kafka"
+url = "x"
+"#;
+    let policy = basic_policy(mock.addr(), sinks)
+        .replace(
+            "[[groups]]\nid = \"grp_prod\"",
+            "[[groups]]\nid = \"grp_prod\"\nlog_sinks = [\"ghost\"]\nlog_retention = \"soon\"",
+        )
+        .in_server("request_log_max_size = \"huge\"");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    gateway::write_policy(&path, &policy, free_addr(), dir.path());
+    let out = check_policy(&path);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    for want in [
+        "(archive).url: \"https://not-s3/\": want s3://bucket/prefix/",
+        "(siem).url: \"ftp://siem.example.com/\": want an http:// or https:// URL",
+        "(siem).format: \"csv\": want jsonl, splunk_hec or elastic_bulk",
+        "(siem).headers_env.authorization: environment variable TOLLGATE_TEST_UNSET_TOKEN is not set",
+        "(sys).url: \"tcp://logs.example.com\": want host:port",
+        "(bad/id).kind: \"kafka\": want s3, http, syslog or otlp",
+        "(bad/id).id: want letters, digits, - and _",
+        "(grp_prod).log_sinks: unknown log sink \"ghost\"",
+        "(grp_prod).log_retention: invalid duration \"soon\"",
+        "server.request_log_max_size: invalid size \"huge\"",
+    ] {
+        assert!(all.contains(want), "{want} in:\n{all}");
+    }
+    // Env vars of s3 keys: named and unset is an error (checked once the url is good).
+    let fixed = policy.replace("https://not-s3/", "s3://b/p/");
+    gateway::write_policy(&path, &fixed, free_addr(), dir.path());
+    let out = check_policy(&path);
+    let all =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        all.contains(
+            "(archive).access_key_env: environment variable TOLLGATE_TEST_UNSET_ACCESS is not set"
+        ),
+        "{all}"
+    );
+}
