@@ -93,7 +93,7 @@ pub fn build(
                 config::RequestLog::File(p) => Some(p.clone()),
                 _ => None,
             },
-            exporter: export,
+            exporter: export.clone(),
         },
     ));
     let error_rates = Arc::new(ErrorRates::default());
@@ -139,6 +139,7 @@ pub fn build(
             control: planes.control.clone(),
             audit: planes.audit.clone(),
             reconciler: planes.reconciler.clone(),
+            exporter: export.clone(),
         };
         server.add_service(background_service("admin", AdminService { addr, state }));
     }

@@ -605,6 +605,12 @@ batch = {{ max_wait = "50ms" }}
     };
     let dropped = dropped_metric().await as usize;
     assert_eq!(audited as usize, dropped);
+    // The console's source: the admin route.
+    let (s, v) = admin.get("/v1/log_sinks").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"][0]["id"], "small");
+    assert_eq!(v["data"][0]["kind"], "http");
+    assert_eq!(v["data"][0]["dropped"].as_u64(), Some(dropped as u64));
     let ok = poll_until(Duration::from_secs(20), || async {
         (delivered().len() + dropped >= sent.len()).then_some(())
     })

@@ -8,6 +8,7 @@
 //! define) and appends to their spools, and fsyncs them every [`FSYNC_EVERY`]. One task
 //! per sink ([`ExportService`]) delivers from its spool, in order, at least once.
 
+pub(crate) mod admin;
 mod deliver;
 pub(crate) mod local;
 mod retention;
