@@ -760,3 +760,23 @@ url = "x"
         "{all}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr1_reopens_the_request_log_after_logrotate_moved_it() {
+    let mock = mock().await;
+    let policy = basic_policy(mock.addr(), "").with_request_log();
+    let g = start_gateway(&policy);
+    let before = chats(&g, &key(1), "before", 1).await;
+    g.log_line(&before[0]).await;
+    let moved = g.dir.path().join("requests.log.1");
+    std::fs::rename(g.request_log(), &moved).unwrap();
+    g.signal(libc::SIGUSR1);
+    // The next lines go to a new file at the configured path, none to the moved one.
+    let after = chats(&g, &key(1), "after", 1).await;
+    g.log_line(&after[0]).await;
+    let old = std::fs::read_to_string(&moved).unwrap();
+    assert!(
+        old.contains(&before[0]) && !old.contains(&after[0]),
+        "{old}"
+    );
+}
