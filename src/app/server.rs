@@ -114,8 +114,10 @@ pub fn build(
     {
         let control = planes.control.clone();
         let request_log = request_log.clone();
+        let running = export.clone();
         policy.on_reload(move |_, new| {
             control.groups().after_reload(new);
+            crate::observe::export::warn_restart_needed(running.as_deref(), new);
             // Lines of the old policy are on disk before the new one's.
             request_log.flush();
         });

@@ -371,6 +371,25 @@ impl Exporter {
     }
 }
 
+/// After a reload: `[[log_sinks]]` are read at start; say which changes wait for a restart
+/// (lines for a sink the running process does not have are not exported until then).
+pub(crate) fn warn_restart_needed(running: Option<&Exporter>, new: &Snapshot) {
+    let have = running.map_or(&[][..], |x| &x.sinks[..]);
+    for def in new.server.log_sinks.iter() {
+        match have.iter().find(|s| s.def.id == def.id) {
+            None => log::warn!(
+                "log sink {}: added by the reload; it takes effect at the next restart",
+                def.id
+            ),
+            Some(s) if s.def != *def => log::warn!(
+                "log sink {}: changed by the reload; the change takes effect at the next restart",
+                def.id
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
 /// The background service delivering every sink's spool.
 pub(crate) struct ExportService {
     pub(crate) exporter: Arc<Exporter>,
