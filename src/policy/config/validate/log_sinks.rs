@@ -335,3 +335,72 @@ pub(super) fn apply_groups(groups: &mut [Group], orgs: &[Org], own: &HashMap<Str
         g.log_retention = retention;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    const HEAD: &str = r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[log_sinks]]
+id = "a"
+kind = "http"
+url = "http://127.0.0.1:1/a"
+
+[[log_sinks]]
+id = "b"
+kind = "syslog"
+url = "tcp://127.0.0.1:514"
+
+[[orgs]]
+id = "o"
+log_sinks = ["a"]
+log_retention = "30d"
+
+[[groups]]
+id = "g1"
+org = "o"
+log_sinks = ["b", "a"]
+log_retention = "1d"
+
+[[groups]]
+id = "g2"
+org = "o"
+log_retention = "90d"
+"#;
+
+    /// Both readers (the fast one, and the reporting one a `[[keys]]` before a sink sends
+    /// the file to) resolve the layers alike: the group's sinks added to the org's, the
+    /// shorter retention.
+    #[test]
+    fn a_group_adds_its_sinks_to_its_orgs_and_the_shorter_retention_wins() {
+        let key = "\n[[keys]]\nid = \"k\"\ngroup = \"g1\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+        let sink =
+            "\n[[log_sinks]]\nid = \"c\"\nkind = \"otlp\"\nurl = \"http://127.0.0.1:4318\"\n";
+        for text in [HEAD.to_string(), format!("{HEAD}{key}{sink}")] {
+            let dir = tempfile::tempdir().expect("dir");
+            let path = dir.path().join("p.toml");
+            std::fs::write(&path, &text).expect("write");
+            let cfg = super::super::super::load(&path).expect("valid");
+            let ids = |g: &str| -> Vec<String> {
+                let g = cfg.groups.iter().find(|x| &*x.id == g).expect("group");
+                g.log_sinks.iter().map(|s| s.to_string()).collect()
+            };
+            let retention = |g: &str| {
+                cfg.groups
+                    .iter()
+                    .find(|x| &*x.id == g)
+                    .expect("g")
+                    .log_retention
+            };
+            assert_eq!(ids("g1"), ["a", "b"]);
+            assert_eq!(ids("g2"), ["a"]);
+            assert_eq!(retention("g1"), Some(Duration::from_secs(86_400)));
+            assert_eq!(retention("g2"), Some(Duration::from_secs(30 * 86_400)));
+            assert_eq!(cfg.orgs[0].log_sinks.len(), 1);
+            assert!(cfg.server.log_sinks.len() >= 2);
+        }
+    }
+}
