@@ -292,7 +292,13 @@ impl Exporter {
             match dropped {
                 Ok(d) if d.lines > 0 => self.dropped(sink, d),
                 Ok(_) => {}
-                Err(e) => log::error!("log sink {}: spool: {e}", sink.def.id),
+                Err(e) => {
+                    // Disk full, spool removed: these lines cannot be kept. Counted.
+                    log::error!("log sink {}: spool: {e}", sink.def.id);
+                    let lines = memchr::memchr_iter(b'\n', &buf).count() as u64;
+                    let bytes = buf.len() as u64;
+                    self.dropped(sink, spool::Dropped { lines, bytes });
+                }
             }
             sink.wake.notify_one();
         }
@@ -303,7 +309,7 @@ impl Exporter {
         sink.dropped.inc_by(d.lines);
         sink.dropped_total.fetch_add(d.lines, Ordering::Relaxed);
         log::warn!(
-            "log sink {}: spool over spool_max: {} oldest lines ({} bytes) dropped",
+            "log sink {}: {} lines ({} bytes) dropped (spool over spool_max, or not writable)",
             sink.def.id,
             d.lines,
             d.bytes
