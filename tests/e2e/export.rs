@@ -408,8 +408,10 @@ sha256 = "{}"
     assert!(delivered >= prod.len() as f64, "{delivered}");
 }
 
-/// A syslog receiver over TCP: octet-counted RFC 5424 messages.
-async fn syslog_receiver() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+/// A syslog receiver over TCP (or TLS with `tls`): octet-counted RFC 5424 messages.
+async fn syslog_receiver_on(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -417,36 +419,51 @@ async fn syslog_receiver() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     let got = Arc::new(Mutex::new(vec![]));
     let out = got.clone();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
+        while let Ok((s, _)) = l.accept().await {
             let got = got.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                use tokio::io::AsyncReadExt;
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                while let Ok(n) = s.read(&mut chunk).await {
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    // Frames: `LEN SP MSG`.
-                    while let Some(sp) = buf.iter().position(|&b| b == b' ') {
-                        let len: usize = std::str::from_utf8(&buf[..sp])
-                            .expect("utf8 length")
-                            .parse()
-                            .expect("an octet count");
-                        if buf.len() < sp + 1 + len {
-                            break;
+                match tls {
+                    Some(tls) => {
+                        if let Ok(s) = tls.accept(s).await {
+                            read_frames(s, got).await;
                         }
-                        let msg = String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec())
-                            .expect("utf8 message");
-                        got.lock().unwrap().push(msg);
-                        buf.drain(..sp + 1 + len);
                     }
+                    None => read_frames(s, got).await,
                 }
             });
         }
     });
     (addr, out)
+}
+
+async fn syslog_receiver() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    syslog_receiver_on(None).await
+}
+
+/// Frames `LEN SP MSG` until the peer closes.
+async fn read_frames(mut s: impl tokio::io::AsyncRead + Unpin, got: Arc<Mutex<Vec<String>>>) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while let Ok(n) = s.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(sp) = buf.iter().position(|&b| b == b' ') {
+            let len: usize = std::str::from_utf8(&buf[..sp])
+                .expect("utf8 length")
+                .parse()
+                .expect("an octet count");
+            if buf.len() < sp + 1 + len {
+                break;
+            }
+            let msg = String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec()).expect("utf8 message");
+            got.lock().unwrap().push(msg);
+            buf.drain(..sp + 1 + len);
+        }
+    }
 }
 
 /// An OTLP/HTTP logs receiver: the protobuf requests, decoded.
@@ -779,4 +796,57 @@ async fn sigusr1_reopens_the_request_log_after_logrotate_moved_it() {
         old.contains(&before[0]) && !old.contains(&after[0]),
         "{old}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_over_tls_verifies_the_receiver_with_ca_file() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "tollgate syslog test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    let (addr, messages) =
+        syslog_receiver_on(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server)))).await;
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let sinks = format!(
+        "\n[[log_sinks]]\nid = \"sys\"\nkind = \"syslog\"\nurl = \"tls://localhost:{}\"\nca_file = \"{}\"\nbatch = {{ max_wait = \"100ms\" }}\n",
+        addr.port(),
+        ca_file.display()
+    );
+    let policy = basic_policy(mock.addr(), &sinks).replace(
+        "[[groups]]\nid = \"grp_prod\"",
+        "[[groups]]\nid = \"grp_prod\"\nlog_sinks = [\"sys\"]",
+    );
+    let g = start_gateway_env(&policy, &env());
+    let sent = chats(&g, &key(1), "tls", 3).await;
+    let ok = poll_until(Duration::from_secs(20), || async {
+        (messages.lock().unwrap().len() >= sent.len()).then_some(())
+    })
+    .await;
+    assert!(ok.is_some(), "{}", g.log_text());
+    let first = messages.lock().unwrap()[0].clone();
+    assert!(first.starts_with("<134>1 "), "{first}");
+    assert!(first.contains(&sent[0]), "{first}");
 }
