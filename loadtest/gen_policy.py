@@ -6,7 +6,11 @@ both orgs (so to every request); with GUARDS=response, to org0 only, on requests
 LIMITS=all (default) also gives every layer a monthly token_budget and model_limits: a
 "gpt-4o*" pattern (rpm, tpm, budget_usd; the harness's gpt-4o-mini falls in it, so each
 request passes three pattern pools more) and an "o1*" one it does not match; LIMITS=basic
-leaves both out (the policy before them, for A/B runs)."""
+leaves both out (the policy before them, for A/B runs).
+With EXPORT=on, two log sinks are attached to both orgs (so get every line): "archive", an
+s3 sink to the S3-compatible store at EXPORT_S3 (an endpoint URL, bucket tollgate-logs,
+keys in TG_S3_ID/TG_S3_SECRET), and "siem", an http sink to EXPORT_HTTP (default
+http://127.0.0.1:18181/ingest). EXPORT=s3 attaches the s3 sink only."""
 import hashlib, os, sys
 
 keys = int(sys.argv[1])
@@ -55,8 +59,32 @@ kind = "injection"
 threshold = 0.8
 action = "block"{on}
 '''.format(on=on))
+export = os.environ.get("EXPORT", "off")
+sinks = []
+if export in ("on", "s3"):
+    sinks.append("archive")
+    out.write(f'''
+[[log_sinks]]
+id = "archive"
+kind = "s3"
+url = "s3://tollgate-logs/load/"
+endpoint = "{os.environ.get("EXPORT_S3", "http://127.0.0.1:5000")}"
+region = "us-east-1"
+access_key_env = "TG_S3_ID"
+secret_key_env = "TG_S3_SECRET"
+''')
+if export == "on":
+    sinks.append("siem")
+    out.write(f'''
+[[log_sinks]]
+id = "siem"
+kind = "http"
+url = "{os.environ.get("EXPORT_HTTP", "http://127.0.0.1:18181/ingest")}"
+''')
 for o in range(2):
     attach = 'guardrails = ["pii", "secrets", "injection"]\n' if guards == "on" or (guards == "response" and o == 0) else ""
+    if sinks:
+        attach += "log_sinks = [" + ", ".join(f'"{x}"' for x in sinks) + "]\n"
     out.write(f'\n[[orgs]]\nid = "org{o}"\n' + attach + lim.format(r=10_000_000, t=10_000_000_000, p=100000, b=10_000_000))
 for g in range(20):
     out.write(f'\n[[groups]]\nid = "grp{g}"\norg = "org{g%2}"\nrouting = "latency"\nmodels = ["gpt-*"]\n' + lim.format(r=5_000_000, t=5_000_000_000, p=50000, b=5_000_000))

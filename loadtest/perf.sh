@@ -23,6 +23,8 @@
 # token_budget and model_limits on every layer; basic: without those two), ROUNDS (5),
 # DUR (4s), MAX_RATIO (1.10), WORK_STEALING=true (tollgate on Pingora's work-stealing runtime),
 # GUARDS=on (the pii, secrets and injection guardrails on every request),
+# EXPORT=on (two log sinks on every line: s3 to a moto_server from .venv started here, and
+# http to the nginx mock; EXPORT=s3: the s3 sink only),
 # KEEP=1 keeps the work directory.
 # Installs what it needs from Debian's packages when missing (scripts/setup.sh, nginx, wrk, bc).
 set -u
@@ -92,7 +94,17 @@ BARE_LISTEN=127.0.0.1:$BP BARE_UPSTREAM=127.0.0.1:$UP \
 pids+=($!); BPPID=$!
 
 # --- tollgate on the load-test policy ---------------------------------------------------------
-LIMITS=$LIMITS python3 loadtest/gen_policy.py "$KEYS" "127.0.0.1:$TG" "$work/data" > "$work/tollgate.toml" || exit 1
+EXPORT=${EXPORT:-off}
+if [ "$EXPORT" != off ]; then
+  [ -x .venv/bin/moto_server ] || bash scripts/setup-sdk.sh || exit 1
+  S3P=$(port)
+  .venv/bin/moto_server -H 127.0.0.1 -p "$S3P" > "$work/moto.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do curl -sf -X PUT "http://127.0.0.1:$S3P/tollgate-logs" >/dev/null && break; sleep 0.2; done
+  export EXPORT_S3="http://127.0.0.1:$S3P" EXPORT_HTTP="http://127.0.0.1:$UP/ingest"
+  export TG_S3_ID=perf TG_S3_SECRET=perf-secret
+fi
+LIMITS=$LIMITS EXPORT=$EXPORT python3 loadtest/gen_policy.py "$KEYS" "127.0.0.1:$TG" "$work/data" > "$work/tollgate.toml" || exit 1
 if [ "$LOG" = file ]; then log="$work/requests.jsonl"; else log=off; fi
 sed -i -e "s#^request_log = .*#request_log = \"$log\"#" \
        -e "s#^listen = .*#&\nadmin_listen = \"127.0.0.1:$ADM\"\nadmin_token_env = \"TG_ADMIN\"#" \
@@ -146,7 +158,7 @@ measure() { # port [pid] -> "req/s p50 p99 cpu_us_per_req non2xx"
 # A short warm-up of each proxy (connection pools, allocator), not counted.
 DUR=2s measure "$BP" > /dev/null; DUR=2s measure "$TG" > /dev/null
 
-echo "machine: $(nproc) cores; wrk -t1 -c32 -d$DUR; KEYS=$KEYS LOG=$LOG LIMITS=$LIMITS WORK_STEALING=${WORK_STEALING:-false} GUARDS=${GUARDS:-off}"
+echo "machine: $(nproc) cores; wrk -t1 -c32 -d$DUR; KEYS=$KEYS LOG=$LOG LIMITS=$LIMITS WORK_STEALING=${WORK_STEALING:-false} GUARDS=${GUARDS:-off} EXPORT=$EXPORT"
 echo "system rps p50 p99 cpu_us_per_req non2xx"
 echo "direct $(measure "$UP")"
 echo "nginx $(measure "$PX")"
@@ -163,4 +175,8 @@ med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2 ? a[(N
 ratio=$(med "${ratios[@]}" | awk '{printf "%.3f", $1}')
 echo "per-round ratios: $(printf '%.3f ' "${ratios[@]}")"
 echo "tollgate/bare-pingora CPU per request (median of $ROUNDS alternating rounds): $ratio (tollgate median $(med "${ts[@]}") us, bare median $(med "${bs[@]}") us)"
+if [ "$EXPORT" != off ]; then
+  # The export's work (writer thread, delivery tasks) is in the CPU above: same process.
+  echo "log sinks: $(curl -s -H "Authorization: Bearer adm" "http://127.0.0.1:$ADM/v1/log_sinks")"
+fi
 awk -v r="$ratio" -v m="$MAX_RATIO" 'BEGIN { exit !(r <= m) }'

@@ -18,3 +18,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, anthropic,
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check 'openai>=1.40,<3' 'anthropic>=0.34,<1' 'playwright>=1.40,<2' 'aiosmtpd>=1.4,<2'
 fi
+# Log export tests (tests/e2e/export.rs): an S3-compatible store on loopback.
+if [ ! -x .venv/bin/moto_server ]; then
+  .venv/bin/pip install -q --disable-pip-version-check 'moto[server]>=5,<6'
+fi

@@ -1,5 +1,5 @@
 // Overview: spend over time per group (hour or day grain), requests, refusals and
-// guardrail trips per group, budget use, top keys by spend.
+// guardrail trips per group, budget use, top keys by spend, log sinks' lag and drops.
 
 import { get, can, query, enc } from './api.js';
 import { h, table, usd, num, budgetBar, badge, pageHeader, field, select, iso } from './ui.js';
@@ -52,6 +52,23 @@ export async function render(root, rerender) {
       { label: 'Spend', num: true, key: 'spend', cell: (g) => usd(g.spend_usd) },
       { label: 'Budget use', cell: (g) => budgetBar(g.spend_usd, g.budget_usd) },
     ], groups, { id: 'overview-groups', rowAttrs: (g) => ({ 'data-group': g.id }) })));
+
+  if (can('GET /v1/log_sinks')) {
+    // Shared by every group: a scoped token is refused, and then the section is left out.
+    const sinks = await get('/v1/log_sinks').then((r) => r.data, () => []);
+    if (sinks.length) {
+      root.append(h('section', { 'aria-labelledby': 'ov-sinks' },
+        h('h2', { id: 'ov-sinks' }, 'Log sinks'),
+        table('Log export: lag and drops per sink', [
+          { label: 'Sink', cell: (s) => s.id },
+          { label: 'Kind', cell: (s) => s.kind },
+          { label: 'Lag (s)', num: true, key: 'lag_seconds', cell: (s) => num(Math.round(s.lag_seconds)) },
+          { label: 'Spool', num: true, key: 'spool_bytes', cell: (s) => `${num(Math.ceil(s.spool_bytes / 1024))} KiB` },
+          { label: 'Delivered (since start)', num: true, key: 'delivered', cell: (s) => num(s.delivered) },
+          { label: 'Dropped (since start)', num: true, key: 'dropped', cell: (s) => (s.dropped ? badge(`${num(s.dropped)} dropped`) : num(0)) },
+        ], sinks, { id: 'log-sinks', rowAttrs: (s) => ({ 'data-sink': s.id }) })));
+    }
+  }
 
   if (spendOk) {
     const top = byKey.flatMap((r, i) => r.data.map((k) => ({ ...k, group: groups[i].id })))

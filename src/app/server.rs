@@ -64,10 +64,38 @@ pub fn build(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let planes = Planes::open(&s, &policy, &clock)?;
     let metrics = Arc::new(Metrics::new()?);
+    let export =
+        crate::observe::export::Exporter::open(policy.current.clone(), &s.data_dir, &metrics)?;
+    if let Some(x) = &export {
+        x.set_events(planes.events.clone());
+        server.add_service(background_service(
+            "log-export",
+            crate::observe::export::ExportService {
+                exporter: x.clone(),
+            },
+        ));
+    }
+    let reopen = crate::observe::export::local::on_sigusr1()?;
     let request_log = Arc::new(
-        RequestLog::open(&s.request_log, metrics.request_log_dropped.clone())
-            .with_context(|| format!("request_log {:?}", s.request_log))?,
+        RequestLog::open(
+            &s.request_log,
+            metrics.request_log_dropped.clone(),
+            (s.request_log_max_size, reopen),
+            export.clone(),
+        )
+        .with_context(|| format!("request_log {:?}", s.request_log))?,
     );
+    server.add_service(background_service(
+        "log-retention",
+        crate::observe::export::SweepService {
+            policy: policy.current.clone(),
+            request_log: match &s.request_log {
+                config::RequestLog::File(p) => Some(p.clone()),
+                _ => None,
+            },
+            exporter: export.clone(),
+        },
+    ));
     let error_rates = Arc::new(ErrorRates::default());
     server.add_service(background_service(
         "webhooks",
@@ -86,8 +114,10 @@ pub fn build(
     {
         let control = planes.control.clone();
         let request_log = request_log.clone();
+        let running = export.clone();
         policy.on_reload(move |_, new| {
             control.groups().after_reload(new);
+            crate::observe::export::warn_restart_needed(running.as_deref(), new);
             // Lines of the old policy are on disk before the new one's.
             request_log.flush();
         });
@@ -115,6 +145,7 @@ pub fn build(
             control: planes.control.clone(),
             audit: planes.audit.clone(),
             reconciler: planes.reconciler.clone(),
+            exporter: export.clone(),
         };
         server.add_service(background_service("admin", AdminService { addr, state }));
     }

@@ -56,6 +56,7 @@ event_kinds! {
     RequestRefused = "request.refused",
     RequestShadowLimited = "request.shadow_limited",
     GuardrailTriggered = "guardrail.triggered",
+    LogSinkDropped = "log_sink.dropped",
 }
 
 #[cfg(test)]

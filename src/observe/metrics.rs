@@ -305,6 +305,11 @@ impl Metrics {
         s
     }
 
+    /// The registry, for metrics registered elsewhere (log export).
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of everything.
     pub(crate) fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();

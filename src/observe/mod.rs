@@ -5,6 +5,7 @@
 //! - [`record_metrics`]: the counters and histograms.
 
 pub(crate) mod error_rate;
+pub(crate) mod export;
 pub(crate) mod fault;
 pub mod line;
 pub(crate) mod sink;

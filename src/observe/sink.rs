@@ -34,6 +34,8 @@ pub(crate) struct RequestLog {
 }
 
 struct Shared {
+    /// Log export: each drained chunk is also spooled for the sinks of its lines' groups.
+    export: Option<Arc<crate::observe::export::Exporter>>,
     pending: Mutex<Vec<u8>>,
     wake: Condvar,
     out: Mutex<Out>,
@@ -62,7 +64,13 @@ impl Shared {
         let out = &mut *out;
         std::mem::swap(&mut *lock(&self.pending), &mut out.spare);
         if out.spare.is_empty() {
+            if let Some(x) = &self.export {
+                x.tick();
+            }
             return;
+        }
+        if let Some(x) = &self.export {
+            x.route(&out.spare);
         }
         if let Err(e) = out
             .sink
@@ -82,18 +90,28 @@ impl Shared {
 impl RequestLog {
     /// Opens the sink now, so a bad path fails start-up rather than the first request.
     /// `dropped` counts lines lost to overload.
-    pub(crate) fn open(sink: &Sink, dropped: IntCounter) -> std::io::Result<RequestLog> {
+    /// A file rotates at `max_size` and daily, and is reopened when `reopen` is set
+    /// (SIGUSR1). With `export`, lines are also spooled for the log sinks (and kept in
+    /// memory for them even when the local log is off).
+    pub(crate) fn open(
+        sink: &Sink,
+        dropped: IntCounter,
+        (max_size, reopen): (Option<u64>, Arc<std::sync::atomic::AtomicBool>),
+        export: Option<Arc<crate::observe::export::Exporter>>,
+    ) -> std::io::Result<RequestLog> {
         let out: Option<Box<dyn Write + Send>> = match sink {
+            Sink::Off if export.is_some() => Some(Box::new(std::io::sink())),
             Sink::Off => None,
             Sink::Stdout => Some(Box::new(std::io::stdout())),
-            Sink::File(path) => Some(Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            )),
+            Sink::File(path) => Some(Box::new(crate::observe::export::local::LocalLog::open(
+                path, max_size, reopen,
+            )?)),
         };
-        Ok(Self::with_writer(out, dropped))
+        let mut log = Self::with_writer(out, dropped);
+        if let Some(shared) = log.shared.as_mut().and_then(Arc::get_mut) {
+            shared.export = export;
+        }
+        Ok(log)
     }
 
     /// A log writing to `out` (`None`: off). For tests and benchmarks.
@@ -104,6 +122,7 @@ impl RequestLog {
         RequestLog {
             shared: out.map(|sink| {
                 Arc::new(Shared {
+                    export: None,
                     pending: Mutex::new(Vec::with_capacity(2 * FLUSH_BYTES)),
                     wake: Condvar::new(),
                     out: Mutex::new(Out {
@@ -179,6 +198,7 @@ impl RequestLog {
         if self.writer.get().is_none() {
             return; // no line yet: the writer starts with the first one
         }
+        let _synced = SyncOnDrop(shared.export.as_deref());
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
         let mut drained = lock(&shared.drained);
         // The drain under way may have taken its buffer before the last lines came: the
@@ -198,6 +218,17 @@ impl RequestLog {
                 .wait_timeout(drained, left.min(Duration::from_millis(10)))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+        }
+    }
+}
+
+/// fsyncs the spools when a flush ends (shutdown, reload), however it ends.
+struct SyncOnDrop<'a>(Option<&'a crate::observe::export::Exporter>);
+
+impl Drop for SyncOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(x) = self.0 {
+            x.sync();
         }
     }
 }

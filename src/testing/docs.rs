@@ -64,6 +64,8 @@ fn every_policy_field_is_documented() {
         accepted::<RawGuardrail>(),
         accepted::<RawSmtp>(),
         accepted::<RawTracing>(),
+        accepted::<RawLogSink>(),
+        accepted::<RawLogBatch>(),
     ] {
         assert!(!list.is_empty());
         fields.extend(list);
@@ -80,6 +82,7 @@ fn every_policy_field_is_documented() {
         "include",
         "smtp",
         "tracing",
+        "log_sinks",
     ] {
         fields.insert(section.to_string());
     }

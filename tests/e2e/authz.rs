@@ -146,6 +146,11 @@ fn expected() -> HashMap<(&'static str, &'static str), [[u16; 2]; 4]> {
             [[200, 200], [403, 403], [403, 403], [403, 403]],
         ),
         (("POST", "/v1/reconciliation/run"), admin_only(200)),
+        // Log sinks are shared by every group: unscoped tokens only.
+        (
+            ("GET", "/v1/log_sinks"),
+            [[200, 200], [403, 403], [403, 403], [403, 403]],
+        ),
     ])
 }
 

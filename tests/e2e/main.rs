@@ -23,6 +23,7 @@ mod control_plane;
 mod cors;
 mod demo;
 mod durability;
+mod export;
 mod faults;
 mod fuzz_props;
 mod guardrails;

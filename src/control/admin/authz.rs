@@ -44,6 +44,8 @@ pub(crate) enum Perm {
     ReadReconciliation,
     /// Run the reconciliation now: admins.
     RunReconciliation,
+    /// Log sinks' state (shared by every group): unscoped admins and viewers.
+    ReadLogSinks,
 }
 
 impl Perm {
@@ -57,7 +59,7 @@ impl Perm {
             | Perm::VerifyAudit
             | Perm::ReadPolicy
             | Perm::RunReconciliation => role == Admin,
-            Perm::ReadReconciliation => matches!(role, Admin | Viewer),
+            Perm::ReadReconciliation | Perm::ReadLogSinks => matches!(role, Admin | Viewer),
             Perm::ReadKeys => true,
             Perm::CreateKeys | Perm::ManageKeys => matches!(role, Admin | GroupAdmin | Developer),
             Perm::EditKeys | Perm::BatchKeys | Perm::WriteGroups => {
@@ -111,7 +113,7 @@ pub fn matrix() -> String {
                     "own keys"
                 }
                 (true, Role::Admin, _) => "yes",
-                (true, _, Perm::ReadReconciliation) => "unscoped only",
+                (true, _, Perm::ReadReconciliation | Perm::ReadLogSinks) => "unscoped only",
                 (true, _, _) => "its groups",
                 (false, _, _) => "–",
             };

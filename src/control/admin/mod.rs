@@ -45,6 +45,8 @@ pub(crate) struct AdminState {
     pub(crate) control: Arc<ControlPlane>,
     pub(crate) audit: Arc<crate::control::audit::AuditLog>,
     pub(crate) reconciler: Arc<crate::control::reconcile::Reconciler>,
+    /// Log export, when `[[log_sinks]]` are configured.
+    pub(crate) exporter: Option<Arc<crate::observe::export::Exporter>>,
 }
 
 pub(crate) struct AdminService {
@@ -267,6 +269,12 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminSta
             "/v1/reconciliation/run",
             RunReconciliation,
             post(run_reconciliation),
+        ),
+        (
+            Method::GET,
+            "/v1/log_sinks",
+            ReadLogSinks,
+            get(crate::observe::export::admin::list_log_sinks),
         ),
     ]
 }

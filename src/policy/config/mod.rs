@@ -6,6 +6,7 @@
 
 pub(crate) mod guardrails;
 mod keydefs;
+pub(crate) mod log_sinks;
 pub(crate) mod model_limits;
 pub(crate) mod mtls;
 pub mod raw;
@@ -131,6 +132,10 @@ pub(crate) struct ServerConfig {
     pub(crate) smtp: Option<Smtp>,
     /// `[tracing]` (a section of its own in the file; read at start only).
     pub(crate) tracing: Option<TracingConfig>,
+    /// A file `request_log` also rotates at this size (it always rotates daily).
+    pub(crate) request_log_max_size: Option<u64>,
+    /// `[[log_sinks]]` (top-level blocks, kept here so the snapshot carries them).
+    pub(crate) log_sinks: Arc<[log_sinks::LogSink]>,
 }
 
 /// `[smtp]`: where `alert_email` messages are sent. Credentials are read from the
@@ -379,6 +384,9 @@ pub(crate) struct Org {
     pub(crate) alerts: Alerts,
     /// `allowed_providers`, `required_params`, `fixed_params`, `allowed_origins`.
     pub(crate) req: Option<Arc<reqpolicy::ReqPolicy>>,
+    /// `[[log_sinks]]` ids the org's lines go to.
+    pub(crate) log_sinks: Box<[Arc<str>]>,
+    pub(crate) log_retention: Option<Duration>,
 }
 
 /// `webhook_format` and `alert_email` of an org or a group.
@@ -486,6 +494,10 @@ pub struct Group {
     pub(crate) req: Option<Arc<reqpolicy::ReqPolicy>>,
     /// `budget_clamp`: lower `max_tokens` to what the budgets can still pay for.
     pub(crate) budget_clamp: bool,
+    /// `[[log_sinks]]` ids the group's lines go to: the org's and the group's own.
+    pub(crate) log_sinks: Box<[Arc<str>]>,
+    /// The shorter of the group's and the org's `log_retention`.
+    pub(crate) log_retention: Option<Duration>,
 }
 
 /// A group's `preset` and the fields it took from it (shown by `-t` and the admin API).

@@ -155,6 +155,8 @@ pub struct RawServer {
     /// A reload reads the file once it has been unchanged this long (default "1s").
     pub reload_settle: Option<String>,
     pub request_log: Option<String>,
+    /// A file `request_log` rotates when it reaches this size (and daily).
+    pub request_log_max_size: Option<String>,
     pub tls: Option<RawTls>,
     /// Extension: pid file written in daemon mode (`-d`).
     pub pid_file: Option<String>,
@@ -269,6 +271,11 @@ with_limits! {
         pub required_params: Vec<String>,
         pub fixed_params: Option<BTreeMap<String, serde_json::Value>>,
         pub allowed_origins: Option<Vec<String>>,
+        /// `[[log_sinks]]` ids; the org's groups add theirs.
+        #[serde(default)]
+        pub log_sinks: Vec<String>,
+        /// How long the org's lines are kept (local rotated files, S3 objects).
+        pub log_retention: Option<String>,
     }
 }
 
@@ -326,6 +333,11 @@ with_limits! {
         pub allowed_origins: Option<Vec<String>>,
         /// Lower `max_tokens` to what the budgets can still pay for (docs/policy.md "Budget clamp").
         pub budget_clamp: Option<bool>,
+        /// `[[log_sinks]]` ids, added to the org's.
+        #[serde(default)]
+        pub log_sinks: Vec<String>,
+        /// How long the group's lines are kept; the shorter of group and org wins.
+        pub log_retention: Option<String>,
     }
 }
 
@@ -416,4 +428,40 @@ pub struct RawGuardrail {
 pub struct RawTracing {
     pub otlp_endpoint: String,
     pub sample: Option<f64>,
+}
+
+/// A `[[log_sinks]]` block (docs/policy.md "Log sinks"): where request-log lines are
+/// exported; orgs and groups name them by id.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogSink {
+    pub id: String,
+    pub kind: String,
+    pub url: String,
+    /// `s3`: the store's endpoint (default: AWS for `region`).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_env: Option<String>,
+    pub secret_key_env: Option<String>,
+    /// `http`: `jsonl` (default), `splunk_hec`, `elastic_bulk`.
+    pub format: Option<String>,
+    /// `http`, `otlp`: header name -> environment variable holding its value.
+    #[serde(default)]
+    pub headers_env: BTreeMap<String, String>,
+    /// `otlp`: `protobuf` (default) or `json`.
+    pub encoding: Option<String>,
+    /// `syslog` over `tls://`: a PEM bundle replacing the system roots.
+    pub ca_file: Option<String>,
+    pub batch: Option<RawLogBatch>,
+    /// Bytes the sink's spool may hold (default "1GiB"); past it the oldest lines go.
+    pub spool_max: Option<String>,
+}
+
+/// A sink's `batch = { max_lines, max_bytes, max_wait }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogBatch {
+    pub max_lines: Option<u64>,
+    pub max_bytes: Option<String>,
+    pub max_wait: Option<String>,
 }

@@ -61,6 +61,9 @@ pub(crate) struct OrgEntry {
     pub(crate) alerts: crate::policy::config::Alerts,
     /// The org's own request policy.
     pub(crate) req: Option<Arc<crate::policy::config::reqpolicy::ReqPolicy>>,
+    /// `[[log_sinks]]` ids of the org (lines of groups not in the file go there).
+    pub(crate) log_sinks: Box<[Arc<str>]>,
+    pub(crate) log_retention: Option<std::time::Duration>,
 }
 
 /// A group as configured, plus what the snapshot resolved for it. Derefs to the
@@ -656,6 +659,8 @@ impl Snapshot {
                     require_client_cert: o.require_client_cert,
                     alerts: o.alerts.clone(),
                     req: o.req.clone(),
+                    log_sinks: o.log_sinks.clone(),
+                    log_retention: o.log_retention,
                 })
             })
             .collect();

@@ -227,6 +227,7 @@ pub fn signal(pid: u32, sig: i32) {
         libc::SIGHUP => "HUP",
         libc::SIGKILL => "KILL",
         libc::SIGQUIT => "QUIT",
+        libc::SIGUSR1 => "USR1",
         _ => "TERM",
     };
     let ok = Command::new("kill")

@@ -293,6 +293,8 @@ pub(super) fn check_orgs(
                 // An unsigned format has no secret: "" (checked in alerts.rs).
                 webhook: webhook.map(|w| (w, webhook_secret_env.unwrap_or_default())),
                 require_client_cert: require_client_cert.unwrap_or(false),
+                log_sinks: Box::default(),
+                log_retention: None,
             }
         })
         .collect()
@@ -473,6 +475,8 @@ fn check_group(
         req: None,
         budget_clamp: budget_clamp.unwrap_or(false),
         limits: bind_scopes(limits, &id),
+        log_sinks: Box::default(),
+        log_retention: None,
         id: id.into(),
     }
 }

@@ -5,6 +5,7 @@ mod alerts;
 mod clients;
 mod guardrails;
 mod layers;
+mod log_sinks;
 mod model_limits;
 mod presets;
 mod reqpolicy;
@@ -49,6 +50,8 @@ struct Document {
     presets: Vec<Spanned<toml::Value>>,
     smtp: Option<Spanned<toml::Value>>,
     tracing: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    log_sinks: Vec<Spanned<toml::Value>>,
 }
 
 /// The head of the file (everything before its first `[[keys]]` line) read typed in one
@@ -77,6 +80,7 @@ struct TypedDocument {
     presets: Vec<toml::Value>,
     smtp: Option<Spanned<RawSmtp>>,
     tracing: Option<Spanned<RawTracing>>,
+    log_sinks: Vec<Spanned<RawLogSink>>,
 }
 
 /// A run of `[[keys]]` elements and nothing else.
@@ -231,10 +235,17 @@ fn read_fast<'t>(
     let models = check_models(&mut c, models, &providers);
     let guards = c.typed(doc.guardrails, "guardrails");
     let guards = check_guardrails(&mut c, guards, &providers);
+    let sinks = c.typed(doc.log_sinks, "log_sinks");
+    let sinks = log_sinks::check_log_sinks(&mut c, sinks);
     let orgs = c.typed(doc.orgs, "orgs");
-    let orgs = check_orgs(&mut c, orgs, &guards);
+    let org_sinks = org_layers(&mut c, &orgs, &sinks);
+    let mut orgs = check_orgs(&mut c, orgs, &guards);
+    log_sinks::apply_orgs(&mut orgs, &org_sinks);
     let groups = c.typed(doc.groups, "groups");
-    let groups = check_groups(&mut c, groups, &orgs, &models, &guards);
+    let group_sinks = group_layers(&mut c, &groups, &sinks);
+    let mut groups = check_groups(&mut c, groups, &orgs, &models, &guards);
+    log_sinks::apply_groups(&mut groups, &orgs, &group_sinks);
+    let server = server.map(|s| with_sinks(s, sinks));
     let mut keys = KeyChecker::default();
     let mut i = 0;
     for piece in pieces {
@@ -466,6 +477,7 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
         presets,
         smtp,
         tracing,
+        log_sinks: sinks,
     } = doc;
     let mut included = presets::read_includes(&mut c, path, &include);
     let from_preset = presets::resolve(&mut c, presets, &mut included, &mut groups);
@@ -497,10 +509,16 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
     guards.extend(included.guardrails);
     let guards = check_guardrails(&mut c, guards, &providers);
 
+    let sinks = c.section::<RawLogSink>(sinks, "log_sinks");
+    let sinks = log_sinks::check_log_sinks(&mut c, sinks);
+
     let orgs = c.section::<RawOrg>(orgs, "orgs");
-    let orgs = check_orgs(&mut c, orgs, &guards);
+    let org_sinks = org_layers(&mut c, &orgs, &sinks);
+    let mut orgs = check_orgs(&mut c, orgs, &guards);
+    log_sinks::apply_orgs(&mut orgs, &org_sinks);
 
     let groups = c.section::<RawGroup>(groups, "groups");
+    let group_sinks = group_layers(&mut c, &groups, &sinks);
     let mut groups = check_groups(&mut c, groups, &orgs, &models, &guards);
     for g in &mut groups {
         if let Some((id, fields)) = from_preset.get(&*g.id) {
@@ -510,6 +528,8 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
             });
         }
     }
+    log_sinks::apply_groups(&mut groups, &orgs, &group_sinks);
+    let server = server.map(|s| with_sinks(s, sinks));
 
     let keys = c.section::<RawKey>(keys, "keys");
     let keys = check_keys(&mut c, keys, &groups, &orgs, &guards);
@@ -519,6 +539,36 @@ fn parse_config_reporting(text: &str, path: &Path) -> Result<Config, ConfigError
         server,
         (providers, models, guards, orgs, groups, keys),
     )
+}
+
+fn org_layers(
+    c: &mut Checker,
+    orgs: &[(RawOrg, Loc, String)],
+    sinks: &[super::log_sinks::LogSink],
+) -> std::collections::HashMap<String, log_sinks::Layer> {
+    let raw = orgs.iter().map(|(o, loc, path)| {
+        let r = o.log_retention.as_deref();
+        (&*o.id, &*o.log_sinks, r, *loc, path.as_str())
+    });
+    log_sinks::layers(c, raw, sinks)
+}
+
+fn group_layers(
+    c: &mut Checker,
+    groups: &[(RawGroup, Loc, String)],
+    sinks: &[super::log_sinks::LogSink],
+) -> std::collections::HashMap<String, log_sinks::Layer> {
+    let raw = groups.iter().map(|(g, loc, path)| {
+        let r = g.log_retention.as_deref();
+        (&*g.id, &*g.log_sinks, r, *loc, path.as_str())
+    });
+    log_sinks::layers(c, raw, sinks)
+}
+
+/// `[[log_sinks]]` travel with `[server]` (the snapshot keeps the server section).
+fn with_sinks(mut s: ServerConfig, sinks: Vec<super::log_sinks::LogSink>) -> ServerConfig {
+    s.log_sinks = sinks.into();
+    s
 }
 
 type Checked = (

@@ -23,6 +23,7 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         grace_period,
         reload_settle,
         request_log,
+        request_log_max_size,
         tls,
         pid_file,
         upgrade_sock,
@@ -121,6 +122,10 @@ pub(super) fn check_server(c: &mut Checker, s: RawServer, loc: Loc, path: &str) 
         grace_period,
         reload_settle,
         request_log,
+        request_log_max_size: request_log_max_size.and_then(|v| {
+            super::log_sinks::size(c, loc, &format!("{path}.request_log_max_size"), &v)
+        }),
+        log_sinks: Arc::from(vec![]),
         tls: tls.map(
             |RawTls {
                  cert,
