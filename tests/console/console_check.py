@@ -371,6 +371,38 @@ def main():
         assert chat(bkey) == (200, None), chat(bkey)
         assert chat(bkey, "gpt-4o") == (403, "model_not_allowed"), chat(bkey, "gpt-4o")
 
+        # The policy fields of issue 22 through the same dialog: set there, they reach the
+        # API and the data plane (a required parameter refuses the console's chat, which
+        # names no `user`); emptied, they are cleared.
+        brow.locator('[data-action="edit"]').click()
+        dlg = page.locator("dialog[open]")
+        dlg.get_by_label("Token budget (token_budget)").fill("900000")
+        dlg.get_by_label("Token budget period").select_option("daily")
+        dlg.get_by_label("Limits per model (JSON object)").fill('{"gpt-4o*": {"rpm": 20}}')
+        dlg.get_by_label("Allowed providers").fill("oa")
+        dlg.get_by_label("Required parameters").fill("user")
+        dlg.get_by_label("Fixed parameters (JSON object)").fill('{"store": false}')
+        dlg.get_by_label("Allowed origins").fill("https://app.example.com")
+        dlg.get_by_role("button", name="Save").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
+        _, k = api(f"/v1/keys/{bid}")
+        assert k["limits"]["token_budget"] == 900000 and k["limits"]["token_budget_period"] == "daily", k
+        assert k["limits"]["model_limits"]["gpt-4o*"]["rpm"] == 20, k
+        assert k["allowed_providers"] == ["oa"] and k["required_params"] == ["user"], k
+        assert k["fixed_params"] == {"store": False}, k
+        assert k["allowed_origins"] == ["https://app.example.com"], k
+        assert chat(bkey) == (400, "missing_parameter"), chat(bkey)
+        brow.locator('[data-action="edit"]').click()
+        dlg = page.locator("dialog[open]")
+        expect(dlg.get_by_label("Required parameters")).to_have_value("user")
+        dlg.get_by_label("Required parameters").fill("")
+        dlg.get_by_label("Allowed origins").fill("")
+        dlg.get_by_role("button", name="Save").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
+        _, k = api(f"/v1/keys/{bid}")
+        assert not k.get("required_params") and not k.get("allowed_origins"), k
+        assert chat(bkey) == (200, None), chat(bkey)
+
         # Pause grp_b from the Groups page: its key gets 403 group_paused; resume.
         goto(page, "groups")
         assert chat(KEY_B) == (200, None)
