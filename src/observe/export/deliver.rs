@@ -381,19 +381,34 @@ fn tls_connector(ca_file: Option<&str>) -> anyhow::Result<tokio_rustls::TlsConne
 /// group and hour of each line), in order within each.
 pub(super) fn s3_objects(text: &[u8]) -> BTreeMap<String, Vec<u8>> {
     let mut out: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    // Lines come in runs of one group and hour: the key is made once per run.
+    let mut last: Option<(Option<String>, String, String)> = None;
     for line in text.split_inclusive(|&b| b == b'\n') {
         let info = line_info(line.strip_suffix(b"\n").unwrap_or(line));
-        let (group, ts) = match &info {
-            Some(i) => (i.group.as_deref().unwrap_or("-"), i.ts),
-            None => ("-", ""),
+        let (group, hour) = match &info {
+            Some(i) if i.ts.len() >= 13 => (i.group.as_deref(), &i.ts[..13]),
+            Some(i) => (i.group.as_deref(), ""),
+            None => (None, ""),
         };
-        let group = group.replace('/', "%2F");
-        let key = if ts.len() >= 13 {
-            format!("group={group}/date={}/hour={}", &ts[..10], &ts[11..13])
-        } else {
-            format!("group={group}/date=unknown/hour=00")
-        };
-        out.entry(key).or_default().extend_from_slice(line);
+        let same = last
+            .as_ref()
+            .is_some_and(|(g, h, _)| g.as_deref() == group && h == hour);
+        if !same {
+            let name = group.unwrap_or("-").replace('/', "%2F");
+            let key = if hour.len() == 13 {
+                format!("group={name}/date={}/hour={}", &hour[..10], &hour[11..13])
+            } else {
+                format!("group={name}/date=unknown/hour=00")
+            };
+            last = Some((group.map(str::to_string), hour.to_string(), key));
+        }
+        let key = &last.as_ref().expect("set above").2;
+        match out.get_mut(key) {
+            Some(buf) => buf.extend_from_slice(line),
+            None => {
+                out.insert(key.clone(), line.to_vec());
+            }
+        }
     }
     out
 }

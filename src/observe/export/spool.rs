@@ -283,9 +283,13 @@ pub(crate) fn read_lines(
         let mut cap = max_bytes.saturating_sub(out.len()).saturating_add(1 << 20) as u64;
         let (buf, used) = loop {
             let want = (len - off).min(cap);
-            let mut buf = vec![0; want as usize];
+            // Read into fresh capacity: no zeroing of a buffer the read overwrites.
+            let mut buf = Vec::with_capacity(want as usize);
             f.seek(SeekFrom::Start(off))?;
-            f.read_exact(&mut buf)?;
+            (&mut f).take(want).read_to_end(&mut buf)?;
+            if (buf.len() as u64) < want {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
             let mut used = 0;
             for end in memchr::memchr_iter(b'\n', &buf) {
                 let line = &buf[used..=end];
