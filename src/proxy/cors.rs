@@ -5,7 +5,6 @@
 
 use crate::error::GatewayError;
 use crate::policy::snapshot::{KeyEntry, Snapshot};
-use crate::proxy::ctx::RequestCtx;
 use crate::proxy::directory::Directory;
 use http::header::{self, HeaderValue};
 use pingora_error::Result;
@@ -144,22 +143,6 @@ pub(crate) fn answer_origin(
             .is_ok_and(|o| listed_anywhere(o, snapshot, directory)),
     };
     listed.then(|| origin.clone())
-}
-
-/// After admission: notes in `ctx` the `Origin` whose answer carries CORS headers, if any
-/// (nothing to do for requests without `Origin`, the non-browser ones).
-pub(crate) fn note_origin(
-    req: &pingora_http::RequestHeader,
-    ctx: &mut RequestCtx,
-    directory: &Directory,
-) {
-    if !req.headers.contains_key(header::ORIGIN) {
-        return;
-    }
-    let snapshot = ctx.snapshot().clone();
-    let key = ctx.key().cloned();
-    let origin = answer_origin(req, key.as_deref(), &snapshot, directory);
-    ctx.set_cors(origin);
 }
 
 /// Adds the CORS headers for `origin` to an answer (the provider's own removed).

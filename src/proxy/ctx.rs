@@ -217,6 +217,32 @@ impl RequestCtx {
         self.trace = tracer.map(|t| t.begin(req));
     }
 
+    /// After admission: notes the `Origin` whose answer carries CORS headers, if any
+    /// (nothing to do for requests without `Origin`, the non-browser ones).
+    pub(crate) fn note_origin(
+        &mut self,
+        req: &pingora_http::RequestHeader,
+        directory: &crate::proxy::directory::Directory,
+    ) {
+        if !req.headers.contains_key(http::header::ORIGIN) {
+            return;
+        }
+        let snapshot = self.snapshot().clone();
+        let key = self.key().cloned();
+        let origin = crate::proxy::cors::answer_origin(req, key.as_deref(), &snapshot, directory);
+        self.set_cors(origin);
+    }
+
+    /// `logging`: the request's spans to the tracer (nothing when tracing is off or the
+    /// request was not sampled).
+    pub(crate) fn export_trace(&self, tracer: Option<&Tracer>, f: &crate::observe::Finished<'_>) {
+        let req = crate::observe::trace::Request {
+            endpoint: self.endpoint(),
+            snapshot: self.snapshot(),
+        };
+        crate::observe::trace::export(tracer, self.trace(), req, f);
+    }
+
     pub(crate) fn trace(&self) -> Option<&RequestTrace> {
         self.trace.as_deref()
     }

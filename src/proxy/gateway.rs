@@ -106,7 +106,7 @@ impl ProxyHttp for Gateway {
             return respond::preflight(session, ctx, &self.directory).await;
         }
         let admitted = self.admit(session, ctx).await;
-        cors::note_origin(session.req_header(), ctx, &self.directory);
+        ctx.note_origin(session.req_header(), &self.directory);
         match admitted {
             Ok(Admission::Forward) => Ok(false),
             Ok(Admission::ListModels) => respond::list_models(session, ctx).await.map(|()| true),
@@ -202,7 +202,7 @@ impl ProxyHttp for Gateway {
         self.error_rates
             .record(&finished, || self.accounting.admission.now_ms());
         self.request_log.write(&finished);
-        crate::observe::trace::export(self.tracer.as_deref(), ctx, &finished);
+        ctx.export_trace(self.tracer.as_deref(), &finished);
     }
 
     fn fail_to_connect(

@@ -14,6 +14,7 @@ pub mod authz;
 mod console;
 mod handlers;
 mod introspect;
+mod log_sinks;
 #[cfg(test)]
 mod schema;
 mod system;
@@ -274,7 +275,7 @@ pub(crate) fn routes() -> Vec<(Method, &'static str, Perm, MethodRouter<AdminSta
             Method::GET,
             "/v1/log_sinks",
             ReadLogSinks,
-            get(crate::observe::export::admin::list_log_sinks),
+            get(log_sinks::list_log_sinks),
         ),
     ]
 }

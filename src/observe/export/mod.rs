@@ -8,7 +8,6 @@
 //! define) and appends to their spools, and fsyncs them every [`FSYNC_EVERY`]. One task
 //! per sink ([`ExportService`]) delivers from its spool, in order, at least once.
 
-pub(crate) mod admin;
 mod deliver;
 pub(crate) mod local;
 mod retention;
@@ -45,7 +44,7 @@ pub(crate) struct SinkRuntime {
     delivered: prometheus::IntCounter,
     dropped: prometheus::IntCounter,
     failed: prometheus::IntCounter,
-    spool_bytes: prometheus::IntGauge,
+    pub(crate) spool_bytes: prometheus::IntGauge,
     lag: prometheus::Gauge,
     /// For the console: lines dropped and the last lag, in milliseconds.
     pub(crate) dropped_total: AtomicU64,

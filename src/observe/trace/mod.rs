@@ -16,10 +16,10 @@ mod export;
 mod span;
 
 pub(crate) use context::RequestTrace;
+pub(crate) use span::Request;
 
 use crate::observe::Finished;
 use crate::policy::config::TracingConfig;
-use crate::proxy::ctx::RequestCtx;
 use opentelemetry::InstrumentationScope;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SpanProcessor};
@@ -75,14 +75,19 @@ impl Tracer {
 }
 
 /// `logging`: the request's spans, when it is traced and sampled.
-pub(crate) fn export(tracer: Option<&Tracer>, ctx: &RequestCtx, f: &Finished<'_>) {
-    let (Some(tracer), Some(trace)) = (tracer, ctx.trace()) else {
+pub(crate) fn export(
+    tracer: Option<&Tracer>,
+    trace: Option<&RequestTrace>,
+    req: span::Request<'_>,
+    f: &Finished<'_>,
+) {
+    let (Some(tracer), Some(trace)) = (tracer, trace) else {
         return;
     };
     if !trace.sampled {
         return;
     }
-    for s in span::build(trace, ctx, f, &tracer.scope) {
+    for s in span::build(trace, req, f, &tracer.scope) {
         tracer.processor.on_end(s);
     }
 }

@@ -3,7 +3,6 @@
 use super::context::RequestTrace;
 use crate::llm::body::Endpoint;
 use crate::observe::{Finished, Outcome};
-use crate::proxy::ctx::RequestCtx;
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
@@ -22,18 +21,25 @@ fn operation(e: Option<Endpoint>) -> Option<&'static str> {
     }
 }
 
+/// What a span needs of the request besides its trace and its outcome.
+#[derive(Clone, Copy)]
+pub(crate) struct Request<'a> {
+    pub(crate) endpoint: Option<Endpoint>,
+    pub(crate) snapshot: &'a crate::policy::snapshot::Snapshot,
+}
+
 /// The request's span first, then one per attempt.
 pub(super) fn build(
     trace: &RequestTrace,
-    ctx: &RequestCtx,
+    req: Request<'_>,
     f: &Finished<'_>,
     scope: &InstrumentationScope,
 ) -> Vec<SpanData> {
     // One clock pair: instants become wall-clock times relative to now.
     let (now, wall) = (Instant::now(), SystemTime::now());
     let at = |i: Instant| wall - now.saturating_duration_since(i);
-    let op = operation(ctx.endpoint());
-    let snapshot = ctx.snapshot();
+    let op = operation(req.endpoint);
+    let snapshot = req.snapshot;
     let target = |r: (usize, usize)| &snapshot.models[r.0].targets[r.1];
     let span =
         |id: u64, parent: Option<u64>, kind, name: String, start, end, attributes, status| {

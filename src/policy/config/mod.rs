@@ -4,6 +4,7 @@
 //! Nothing in this module touches the network or the environment, so `tollgate -t` gives
 //! the same verdict on a laptop as on the edge host.
 
+pub(crate) mod api_fields;
 pub(crate) mod guardrails;
 mod keydefs;
 pub(crate) mod log_sinks;

@@ -116,7 +116,7 @@ pub(crate) fn check(raw: RawReq<'_>) -> Result<Option<ReqPolicy>, Problems> {
                     "fixed_params",
                     format!("{name:?} cannot be fixed: the gateway and the client's request set it (see max_tokens for a cap)"),
                 ));
-            } else if !crate::llm::fixed::known_anywhere(name) {
+            } else if !super::api_fields::known_anywhere(name) {
                 problems.push((
                     "fixed_params",
                     format!("{name:?} is not a request field of any API tollgate serves (docs/policy.md \"fixed_params\")"),

@@ -5,8 +5,8 @@ mod alerts;
 mod clients;
 mod guardrails;
 mod layers;
+mod limits;
 mod log_sinks;
-mod model_limits;
 mod presets;
 mod reqpolicy;
 mod sources;
@@ -17,9 +17,9 @@ use super::raw::*;
 use super::*;
 use globset::{Glob, GlobSetBuilder};
 use guardrails::check_guardrails;
-pub(crate) use layers::looser_than;
 use layers::{check_groups, check_keys, check_orgs, KeyChecker};
-pub(crate) use model_limits::looser_patterns;
+pub(crate) use limits::looser_patterns;
+pub(crate) use limits::looser_than;
 use serde::Deserialize;
 use sources::{check_models, check_providers, check_server};
 use std::collections::HashSet;
@@ -426,7 +426,7 @@ pub(crate) mod fields {
 
     /// Limit fields, without the inheritance check (see [`looser_than`]).
     pub(crate) fn limits(raw: RawLimits) -> Result<Limits, FieldError> {
-        checked(|c| layers::layer_limits(c, None, "", raw, None))
+        checked(|c| limits::layer_limits(c, None, "", raw, None))
     }
 
     pub(crate) fn model_filter(

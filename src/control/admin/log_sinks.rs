@@ -1,7 +1,7 @@
-//! `GET /v1/log_sinks` (docs/admin-api.md "Log sinks"): each sink's delivery state, for
+//! `GET /v1/log_sinks` (docs/admin-api.md "Log sinks"): each log sink's delivery state, for
 //! the console's Overview. Sinks are shared by every group: unscoped tokens only.
 
-use crate::control::admin::AdminState;
+use super::AdminState;
 use crate::control::Actor;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,7 @@ pub(crate) async fn list_log_sinks(
     Extension(a): Extension<Actor>,
 ) -> Response {
     if a.groups.is_some() {
-        return crate::control::admin::error_response(&crate::control::ApiError {
+        return super::error_response(&crate::control::ApiError {
             status: 403,
             code: "forbidden",
             message: "log sinks are shared by every group: unscoped tokens only".into(),
