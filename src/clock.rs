@@ -11,9 +11,16 @@ pub trait Clock: Send + Sync {
 
 pub struct SystemClock;
 
+/// The wall clock: the process's one read of it. Limiters, budgets and the ledger take a
+/// [`Clock`] (tests move a [`ManualClock`]); what is only stamped or aged by real time (log
+/// lines, exported objects, spans, retention) reads it here.
+pub fn wall() -> SystemTime {
+    SystemTime::now()
+}
+
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        SystemTime::now()
+        wall()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
     }

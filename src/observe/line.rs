@@ -59,7 +59,7 @@ pub fn render(f: &Finished<'_>, out: &mut Vec<u8>) {
     // Wall time of writing the line, read directly: one vDSO read per request on the hot
     // path, where the injectable clock would add a dyn call for no decision — nothing in
     // the gateway reads `ts` back, and tests compare lines without it.
-    out.extend_from_slice(&stamp(SystemTime::now()));
+    out.extend_from_slice(&stamp(crate::clock::wall()));
     out.extend_from_slice(b"\",\"request_id\":");
     string(out, f.request_id);
     out.extend_from_slice(b",\"org\":");
@@ -407,7 +407,7 @@ mod reference {
             let duration = f.ended.saturating_duration_since(f.started);
             let mut o = s.serialize_struct("line", 27)?;
             // As in `render`: the line's wall time, not a policy decision.
-            let ts = stamp(SystemTime::now());
+            let ts = stamp(crate::clock::wall());
             o.serialize_field("ts", std::str::from_utf8(&ts).unwrap_or_default())?;
             o.serialize_field("request_id", f.request_id)?;
             o.serialize_field("org", &key.map(|k| &*k.group.org.id))?;
@@ -484,7 +484,7 @@ mod tests {
                 );
             }
         }
-        let now = SystemTime::now();
+        let now = crate::clock::wall();
         assert_eq!(
             std::str::from_utf8(&stamp(now)).unwrap_or_default(),
             humantime::format_rfc3339_millis(now).to_string()

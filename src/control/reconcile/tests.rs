@@ -102,7 +102,7 @@ async fn every_page_of_both_usage_apis_is_read() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let today = std::time::SystemTime::now()
+    let today = crate::clock::wall()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()

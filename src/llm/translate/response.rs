@@ -4,7 +4,7 @@ use super::Direction;
 use serde_json::{json, Map, Value};
 
 pub(crate) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
+    crate::clock::wall()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }

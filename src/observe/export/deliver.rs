@@ -63,7 +63,7 @@ pub(super) async fn run(sink: Arc<SinkRuntime>, instance: String) {
             continue;
         }
         let age = line_time(&text)
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .and_then(|t| crate::clock::wall().duration_since(t).ok())
             .unwrap_or_default();
         sink.lag.set(age.as_secs_f64());
         sink.lag_ms.store(age.as_millis() as u64, Ordering::Relaxed);
@@ -147,7 +147,7 @@ impl Client {
         Ok(match &def.kind {
             SinkKind::S3 { prefix, .. } => {
                 let store = s3_store(def)?;
-                let seq = SystemTime::now()
+                let seq = crate::clock::wall()
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_millis() as u64
@@ -488,7 +488,7 @@ fn otlp_request(
             value: Some(any_value::Value::StringValue(v.into())),
         }),
     };
-    let now = unix_nanos(Some(SystemTime::now()));
+    let now = unix_nanos(Some(crate::clock::wall()));
     let mut records = vec![];
     for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let info = line_info(line);

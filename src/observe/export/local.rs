@@ -47,9 +47,9 @@ impl LocalLog {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let meta = file.metadata()?;
         let day = if meta.len() > 0 {
-            day_of(meta.modified().unwrap_or_else(|_| SystemTime::now()))
+            day_of(meta.modified().unwrap_or_else(|_| crate::clock::wall()))
         } else {
-            day_of(SystemTime::now())
+            day_of(crate::clock::wall())
         };
         Ok(LocalLog {
             path: path.to_path_buf(),
@@ -95,7 +95,7 @@ impl Write for LocalLog {
             self.reopen()?;
         }
         if self.size > 0 {
-            let now = SystemTime::now();
+            let now = crate::clock::wall();
             let over = self
                 .max_size
                 .is_some_and(|m| self.size + buf.len() as u64 > m);

@@ -344,7 +344,7 @@ impl Exporter {
         );
         let events = lock(&self.events).clone();
         if let Some(events) = events {
-            let at_ms = std::time::SystemTime::now()
+            let at_ms = crate::clock::wall()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_millis() as u64;

@@ -92,7 +92,7 @@ pub(crate) fn sweep_files(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
     let Some(base) = path.file_name().and_then(|n| n.to_str()) else {
         return Ok(());
     };
-    let now = SystemTime::now();
+    let now = crate::clock::wall();
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let Some(name) = e.file_name().to_str().map(str::to_string) else {
@@ -199,7 +199,7 @@ async fn sweep_objects(
 }
 
 fn chrono_now() -> u64 {
-    SystemTime::now()
+    crate::clock::wall()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64

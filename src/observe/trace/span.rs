@@ -9,7 +9,7 @@ use opentelemetry::trace::{
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use std::borrow::Cow;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// The GenAI `gen_ai.operation.name` of a route.
 fn operation(e: Option<Endpoint>) -> Option<&'static str> {
@@ -36,7 +36,7 @@ pub(super) fn build(
     scope: &InstrumentationScope,
 ) -> Vec<SpanData> {
     // One clock pair: instants become wall-clock times relative to now.
-    let (now, wall) = (Instant::now(), SystemTime::now());
+    let (now, wall) = (Instant::now(), crate::clock::wall());
     let at = |i: Instant| wall - now.saturating_duration_since(i);
     let op = operation(req.endpoint);
     let snapshot = req.snapshot;

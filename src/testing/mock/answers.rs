@@ -5,7 +5,7 @@ use super::reply::{Reply, Stop};
 use serde_json::{json, Value};
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
+    crate::clock::wall()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }

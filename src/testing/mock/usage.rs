@@ -59,7 +59,7 @@ struct Counts {
 pub(super) struct Served(Mutex<BTreeMap<(Report, u64, String), Counts>>);
 
 fn now_day() -> u64 {
-    std::time::SystemTime::now()
+    crate::clock::wall()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         / DAY
