@@ -152,7 +152,11 @@ fn phone(b: &[u8], start: usize, mut end: usize) -> Option<(usize, usize)> {
     while end > start && !b[end - 1].is_ascii_digit() && b[end - 1] != b')' {
         end -= 1;
     }
-    if before(b, start).is_some_and(|c| c.is_ascii_alphanumeric() || c == b'+')
+    // A number opening with `(` is not glued to what precedes it: the parenthesis parts
+    // them (`…4567(555) 123-4567` is two numbers, the same before and after the first is
+    // redacted).
+    if (b[start] != b'('
+        && before(b, start).is_some_and(|c| c.is_ascii_alphanumeric() || c == b'+'))
         || after(b, end).is_some_and(|c| c.is_ascii_alphanumeric())
     {
         return None;
@@ -417,6 +421,13 @@ mod tests {
         ] {
             assert_eq!(found(&[PiiEntity::Phone], text), [("phone", want.into())]);
         }
+        assert_eq!(
+            found(&[PiiEntity::Phone], "(555) 123-4567(555) 123-4567"),
+            [
+                ("phone", "(555) 123-4567".into()),
+                ("phone", "(555) 123-4567".into())
+            ]
+        );
         for miss in [
             "order 12345678901",
             "on 2024-01-15",
